@@ -1,0 +1,65 @@
+//! The command line: one subcommand per job, help text from the doc comments.
+
+pub mod admin;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// regent keeps one master process writable at a time, with Raft over QUIC and mutual TLS.
+#[derive(Parser, Debug)]
+#[command(name = "regent", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a deterministic simulator campaign of the real Raft core under faults.
+    Sim(crate::sim::SimArgs),
+    /// Certificates: create a CA, issue, inspect and rotate node certificates.
+    Admin(admin::AdminArgs),
+    /// Benchmarks that print figures.
+    Bench {
+        #[command(subcommand)]
+        which: BenchCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Durable log appends per second and snapshot throughput on redb.
+    Storage(crate::storage::bench::BenchArgs),
+    /// Round-trip latency and message rate over QUIC with mutual TLS.
+    Transport(crate::transport::bench::BenchArgs),
+}
+
+/// Parses the command line and runs the chosen command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command {
+        Command::Sim(args) => crate::sim::run_cli(args),
+        Command::Admin(args) => admin::run(args),
+        Command::Bench { which } => match which {
+            BenchCommand::Storage(args) => crate::storage::bench::run(args),
+            BenchCommand::Transport(args) => crate::transport::bench::run(args),
+        },
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("regent: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("REGENT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

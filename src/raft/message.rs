@@ -1,0 +1,82 @@
+//! Messages exchanged by Raft nodes. Every message carries the sender's term; a message from a
+//! newer term moves the receiver to that term (except pre-votes, which never change a term).
+
+use super::types::{Entry, LogIndex, NodeId, Term};
+use serde::{Deserialize, Serialize};
+
+/// A message from one node to another.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub from: NodeId,
+    pub to: NodeId,
+    /// The sender's term; for a pre-vote request, the term the sender would campaign in.
+    pub term: Term,
+    pub body: MessageBody,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MessageBody {
+    /// A candidate asks for a vote (or, with `pre_vote`, whether it would get one).
+    RequestVote {
+        pre_vote: bool,
+        last_log_index: LogIndex,
+        last_log_term: Term,
+    },
+    RequestVoteResponse {
+        pre_vote: bool,
+        granted: bool,
+    },
+    /// The leader replicates entries after (`prev_log_index`, `prev_log_term`).
+    AppendEntries {
+        prev_log_index: LogIndex,
+        prev_log_term: Term,
+        entries: Vec<Entry>,
+        leader_commit: LogIndex,
+        /// The leader's heartbeat round when this was sent, echoed back for the lease.
+        round: u64,
+    },
+    AppendEntriesResponse {
+        success: bool,
+        /// On success: the last index known to match the leader's log, durable here.
+        /// On rejection: the `prev_log_index` that was rejected.
+        match_index: LogIndex,
+        /// On rejection: the follower's term at the rejected index (if it has one) and the
+        /// first index it holds of that term, or its last index + 1 when its log is shorter.
+        conflict: Option<ConflictHint>,
+        round: u64,
+    },
+    /// A liveness and lease probe; `commit` is capped at what the follower is known to hold.
+    Heartbeat {
+        commit: LogIndex,
+        round: u64,
+    },
+    HeartbeatResponse {
+        round: u64,
+    },
+}
+
+/// How a follower tells the leader where its log diverges, so the leader skips a whole
+/// conflicting term per round trip instead of one entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConflictHint {
+    /// The follower's term at the rejected index, or `None` when its log is shorter.
+    pub term: Option<Term>,
+    /// The first index of `term` in the follower's log, or its last index + 1.
+    pub first_index: LogIndex,
+}
+
+impl MessageBody {
+    /// A short name for traces and errors.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            MessageBody::RequestVote { pre_vote: true, .. } => "PreVote",
+            MessageBody::RequestVote { .. } => "RequestVote",
+            MessageBody::RequestVoteResponse { pre_vote: true, .. } => "PreVoteResp",
+            MessageBody::RequestVoteResponse { .. } => "RequestVoteResp",
+            MessageBody::AppendEntries { .. } => "Append",
+            MessageBody::AppendEntriesResponse { .. } => "AppendResp",
+            MessageBody::Heartbeat { .. } => "Heartbeat",
+            MessageBody::HeartbeatResponse { .. } => "HeartbeatResp",
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! `regent bench storage` (placeholder).
+
+use clap::Args;
+use std::process::ExitCode;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {}
+
+pub fn run(_args: BenchArgs) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("regent bench storage is not built yet")
+}

@@ -1,0 +1,3 @@
+//! placeholder: the storage layer.
+
+pub mod bench;

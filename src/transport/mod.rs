@@ -1,0 +1,3 @@
+//! placeholder: the transport layer.
+
+pub mod bench;
