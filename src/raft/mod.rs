@@ -1,10 +1,23 @@
 //! The Raft consensus core: a pure, deterministic state machine (sans-I/O).
 //!
 //! Nothing in this module reads a clock, touches a file or socket, spawns a task or draws
-//! randomness of its own: time and a seeded random generator are inputs.
+//! randomness of its own: time and a seeded random generator are inputs. Drive a
+//! [`RaftNode`] with `tick`, `step` and `propose`; carry out each [`Ready`] as its
+//! documentation says; then `advance`.
 
+pub mod config;
+pub mod log;
 pub mod message;
+pub mod node;
+pub mod progress;
+pub mod quorum;
+pub mod ready;
+pub mod rng;
 pub mod types;
 
+pub use config::{Config, ConfigError};
 pub use message::{ConflictHint, Message, MessageBody};
+pub use node::{ProposeError, RaftNode, RestoredState, Status, StepError};
+pub use ready::{Ready, SoftState};
+pub use rng::{RaftRng, SplitMix64};
 pub use types::{Entry, EntryPayload, HardState, LogIndex, Membership, Nanos, NodeId, Role, Term};

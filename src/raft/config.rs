@@ -1,0 +1,174 @@
+//! Configuration of one core, validated once: every limit is named `*_max` and every timing
+//! rule is checked with an error that names the field and the rule.
+
+use super::types::NodeId;
+use thiserror::Error;
+
+/// Tunables of one Raft node. Times are in milliseconds of the caller's monotonic clock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub id: NodeId,
+    /// The election timeout is drawn uniformly from [min, 2·min) after every reset.
+    pub election_timeout_min_ms: u64,
+    /// How often a leader starts a heartbeat round (also the lease renewal period).
+    pub heartbeat_interval_ms: u64,
+    /// Bound on the rate difference between any two clocks, in parts per million. The lease is
+    /// shortened by this fraction so that it ends before a follower's stickiness does.
+    pub clock_drift_max_ppm: u64,
+    /// Ask for pre-votes before a real election (no term inflation by partitioned nodes).
+    pub pre_vote: bool,
+    /// A leader that has not heard from a quorum within the minimum election timeout steps down.
+    pub check_quorum: bool,
+    /// Appends in flight to one follower in the replicate state.
+    pub inflight_max: usize,
+    /// Bytes of entries in one AppendEntries (at least one entry is always sent).
+    pub append_bytes_max: usize,
+    /// Entries in one AppendEntries.
+    pub append_entries_max: usize,
+    /// Bytes of proposed but uncommitted entries a leader accepts before refusing proposals.
+    pub uncommitted_bytes_max: usize,
+    /// A leader whose own durable write has been outstanding longer than this steps down.
+    pub persist_stall_max_ms: u64,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("raft config: id must not be 0 (0 means \"nobody\")")]
+    ZeroId,
+    #[error("raft config: {field} must be at least {min}, got {value}")]
+    TooSmall {
+        field: &'static str,
+        min: u64,
+        value: u64,
+    },
+    #[error("raft config: {field} must be at most {max}, got {value}")]
+    TooLarge {
+        field: &'static str,
+        max: u64,
+        value: u64,
+    },
+    #[error(
+        "raft config: heartbeat_interval_ms ({heartbeat}) must be at most a third of \
+         election_timeout_min_ms ({election}) so that a lease survives one lost heartbeat"
+    )]
+    HeartbeatTooSlow { heartbeat: u64, election: u64 },
+}
+
+impl Config {
+    /// Defaults suited to a LAN: elections after 1–2 s of silence, heartbeats every 100 ms.
+    pub fn new(id: NodeId) -> Config {
+        Config {
+            id,
+            election_timeout_min_ms: 1000,
+            heartbeat_interval_ms: 100,
+            clock_drift_max_ppm: 50_000,
+            pre_vote: true,
+            check_quorum: true,
+            inflight_max: 4,
+            append_bytes_max: 1 << 20,
+            append_entries_max: 4096,
+            uncommitted_bytes_max: 64 << 20,
+            persist_stall_max_ms: 5000,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.id.0 == 0 {
+            return Err(ConfigError::ZeroId);
+        }
+        let at_least = |field, value: u64, min: u64| {
+            if value < min {
+                Err(ConfigError::TooSmall { field, min, value })
+            } else {
+                Ok(())
+            }
+        };
+        let at_most = |field, value: u64, max: u64| {
+            if value > max {
+                Err(ConfigError::TooLarge { field, max, value })
+            } else {
+                Ok(())
+            }
+        };
+        at_least("election_timeout_min_ms", self.election_timeout_min_ms, 3)?;
+        at_most(
+            "election_timeout_min_ms",
+            self.election_timeout_min_ms,
+            3_600_000,
+        )?;
+        at_least("heartbeat_interval_ms", self.heartbeat_interval_ms, 1)?;
+        if self.heartbeat_interval_ms * 3 > self.election_timeout_min_ms {
+            return Err(ConfigError::HeartbeatTooSlow {
+                heartbeat: self.heartbeat_interval_ms,
+                election: self.election_timeout_min_ms,
+            });
+        }
+        at_most("clock_drift_max_ppm", self.clock_drift_max_ppm, 500_000)?;
+        at_least("inflight_max", self.inflight_max as u64, 1)?;
+        at_most("inflight_max", self.inflight_max as u64, 1024)?;
+        at_least("append_bytes_max", self.append_bytes_max as u64, 1)?;
+        at_least("append_entries_max", self.append_entries_max as u64, 1)?;
+        at_least(
+            "uncommitted_bytes_max",
+            self.uncommitted_bytes_max as u64,
+            self.append_bytes_max as u64,
+        )?;
+        at_least(
+            "persist_stall_max_ms",
+            self.persist_stall_max_ms,
+            self.heartbeat_interval_ms,
+        )?;
+        Ok(())
+    }
+
+    pub(crate) fn election_timeout_min_ns(&self) -> u64 {
+        self.election_timeout_min_ms * 1_000_000
+    }
+
+    pub(crate) fn heartbeat_interval_ns(&self) -> u64 {
+        self.heartbeat_interval_ms * 1_000_000
+    }
+
+    /// How long after a quorum-acknowledged round the leader may consider itself the only one:
+    /// the minimum election timeout shortened by the drift bound.
+    pub(crate) fn lease_ns(&self) -> u64 {
+        let min = self.election_timeout_min_ns() as u128;
+        (min * (1_000_000 - self.clock_drift_max_ppm as u128) / 1_000_000) as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(Config::new(NodeId(1)).validate(), Ok(()));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let mut c = Config::new(NodeId(1));
+        c.inflight_max = 0;
+        let err = c.validate().unwrap_err();
+        assert!(err.to_string().contains("inflight_max"), "{err}");
+
+        let mut c = Config::new(NodeId(1));
+        c.heartbeat_interval_ms = 400;
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::HeartbeatTooSlow { .. })
+        ));
+
+        let c = Config::new(NodeId(0));
+        assert_eq!(c.validate(), Err(ConfigError::ZeroId));
+    }
+
+    #[test]
+    fn lease_is_shortened_by_the_drift_bound() {
+        let mut c = Config::new(NodeId(1));
+        c.election_timeout_min_ms = 1000;
+        c.clock_drift_max_ppm = 100_000;
+        assert_eq!(c.lease_ns(), 900_000_000);
+    }
+}

@@ -1,0 +1,1038 @@
+//! One simulated cluster, run from a seed: the real `RaftNode` core on every node, a network that
+//! delays, loses, duplicates, reorders and partitions messages, disks whose unfinished writes a
+//! crash loses, drifting clocks, and clients whose history is checked at the end.
+//!
+//! Invariant: everything is decided by the seed. The simulator owns the only clock (real
+//! simulated nanoseconds) and the only random generator; a run is a pure function of its
+//! `SimConfig`.
+
+use super::checker::Checker;
+use super::linearizability::{self, OpKind, Operation, Verdict};
+use crate::raft::{
+    Config, Entry, EntryPayload, HardState, LogIndex, Membership, Message, MessageBody, Nanos,
+    NodeId, ProposeError, RaftNode, RaftRng, Ready, RestoredState, Role, SplitMix64, Term,
+};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::fmt::Write as _;
+
+const MS: u64 = 1_000_000;
+
+/// What one run simulates.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub seed: u64,
+    pub nodes: usize,
+    /// Simulated time with faults before healing.
+    pub safety_ms: u64,
+    /// Simulated time allowed after healing for a leader to be elected and writes to settle.
+    pub liveness_ms_max: u64,
+    /// Events processed at most in one run.
+    pub steps_max: u64,
+    /// Keep a readable trace of the last events (for a failing seed's replay).
+    pub trace: bool,
+}
+
+impl SimConfig {
+    pub fn new(seed: u64, nodes: usize) -> SimConfig {
+        SimConfig {
+            seed,
+            nodes,
+            safety_ms: 3000,
+            liveness_ms_max: 15_000,
+            steps_max: 3_000_000,
+            trace: false,
+        }
+    }
+}
+
+/// The result of one run.
+#[derive(Clone, Debug, Default)]
+pub struct SimOutcome {
+    pub violations: Vec<String>,
+    pub elections: u64,
+    pub commits: u64,
+    pub election_after_heal_ns: u64,
+    pub trace: Vec<String>,
+}
+
+/// Per-run fault rates, drawn from the seed so that campaigns cover calm and stormy clusters.
+#[derive(Clone, Debug)]
+struct Faults {
+    loss_ppm: u64,
+    dup_ppm: u64,
+    delay_min_ns: u64,
+    delay_max_ns: u64,
+    /// Mean time between fault events (partitions, crashes, heals).
+    fault_every_ns: u64,
+    disk_min_ns: u64,
+    disk_max_ns: u64,
+    disk_stall_ppm: u64,
+}
+
+#[derive(Clone, Debug)]
+enum Event {
+    Tick(usize),
+    Deliver(Message),
+    WriteDone { node: usize, incarnation: u64 },
+    Restart(usize),
+    Fault,
+    ClientStart(usize),
+    ClientTimeout { client: usize, op: usize },
+    Heal,
+}
+
+/// What a node's disk holds: exactly what the simulated storage made durable.
+#[derive(Clone, Debug, Default)]
+struct Durable {
+    hard_state: HardState,
+    entries: Vec<Entry>,
+    applied: LogIndex,
+    kv: BTreeMap<u64, u64>,
+}
+
+struct SimNode {
+    id: NodeId,
+    core: Option<RaftNode>,
+    incarnation: u64,
+    clock_offset: u64,
+    clock_rate_ppm: i64,
+    durable: Durable,
+    /// The Ready being written, if any.
+    writing: Option<Ready>,
+    /// Client operations waiting for an index to be applied here: (op, term).
+    waiting: BTreeMap<LogIndex, Vec<(usize, Term)>>,
+    was_leader_in: Option<Term>,
+    last_commit: LogIndex,
+    last_applied: LogIndex,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ClientOp {
+    Write { key: u64, value: u64 },
+    LogRead { key: u64 },
+    LeaseRead { key: u64 },
+}
+
+struct Client {
+    leader_hint: Option<NodeId>,
+    /// The operation in progress: its history index, or a not yet accepted request.
+    current: Option<usize>,
+    pending_request: Option<ClientOp>,
+    done: bool,
+}
+
+pub struct Cluster {
+    cfg: SimConfig,
+    rng: SplitMix64,
+    faults: Faults,
+    now: Nanos,
+    seq: u64,
+    queue: BinaryHeap<Reverse<(Nanos, u64)>>,
+    events: BTreeMap<u64, Event>,
+    nodes: Vec<SimNode>,
+    /// Directed links that drop everything: (from, to) as node positions.
+    blocked: BTreeSet<(usize, usize)>,
+    healed: bool,
+    heal_at: Nanos,
+    clients: Vec<Client>,
+    history: Vec<Operation>,
+    /// Whether each history op ended in an acknowledged write: (index, term).
+    acked_writes: Vec<(LogIndex, Term)>,
+    failed_ops: BTreeSet<usize>,
+    checker: Checker,
+    outcome: SimOutcome,
+    trace: VecDeque<String>,
+    first_writable_after_heal: Option<Nanos>,
+}
+
+impl Cluster {
+    pub fn new(cfg: SimConfig) -> Cluster {
+        assert!(cfg.nodes >= 1 && cfg.nodes <= 7);
+        let mut rng = SplitMix64::new(cfg.seed ^ 0x5EED_F00D_C1A5_7E85);
+        let delay_min_ns = 50_000 + rng.below(1_000_000);
+        let faults = Faults {
+            loss_ppm: [0, 10_000, 50_000, 150_000][rng.below(4) as usize],
+            dup_ppm: [0, 10_000, 50_000][rng.below(3) as usize],
+            delay_min_ns,
+            delay_max_ns: delay_min_ns + [1, 5, 20, 60][rng.below(4) as usize] * MS,
+            fault_every_ns: [100, 300, 800, 100_000][rng.below(4) as usize] * MS,
+            disk_min_ns: 20_000 + rng.below(200_000),
+            disk_max_ns: 300_000 + rng.below(3 * MS),
+            disk_stall_ppm: [0, 0, 2_000, 20_000][rng.below(4) as usize],
+        };
+        let drift_ppm = raft_config(NodeId(1)).clock_drift_max_ppm as i64;
+        let membership = Membership::new((1..=cfg.nodes as u64).map(NodeId));
+        let mut nodes = Vec::new();
+        for i in 0..cfg.nodes {
+            // Each clock runs within ±drift/2 of real time, so any two differ by at most the
+            // configured bound.
+            let rate = rng.below(drift_ppm as u64 + 1) as i64 - drift_ppm / 2;
+            nodes.push(SimNode {
+                id: NodeId(i as u64 + 1),
+                core: None,
+                incarnation: 0,
+                clock_offset: rng.below(1_000 * MS) + 1,
+                clock_rate_ppm: rate,
+                durable: Durable::default(),
+                writing: None,
+                waiting: BTreeMap::new(),
+                was_leader_in: None,
+                last_commit: LogIndex(0),
+                last_applied: LogIndex(0),
+            });
+        }
+        let clients = (0..3)
+            .map(|_| Client {
+                leader_hint: None,
+                current: None,
+                pending_request: None,
+                done: false,
+            })
+            .collect();
+        let mut cluster = Cluster {
+            cfg,
+            rng,
+            faults,
+            now: 0,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            events: BTreeMap::new(),
+            nodes,
+            blocked: BTreeSet::new(),
+            healed: false,
+            heal_at: 0,
+            clients,
+            history: Vec::new(),
+            acked_writes: Vec::new(),
+            failed_ops: BTreeSet::new(),
+            checker: Checker::default(),
+            outcome: SimOutcome::default(),
+            trace: VecDeque::new(),
+            first_writable_after_heal: None,
+        };
+        for i in 0..cluster.nodes.len() {
+            cluster.start_node(i, &membership);
+            let jitter = cluster.rng.below(5 * MS);
+            cluster.schedule(jitter, Event::Tick(i));
+        }
+        for c in 0..cluster.clients.len() {
+            let at = 100 * MS + cluster.rng.below(100 * MS);
+            cluster.schedule(at, Event::ClientStart(c));
+        }
+        let first_fault = cluster.fault_delay();
+        cluster.schedule(first_fault, Event::Fault);
+        let heal_at = cluster.cfg.safety_ms * MS;
+        cluster.schedule(heal_at, Event::Heal);
+        cluster
+    }
+
+    /// Runs the safety phase, heals, runs the liveness phase, then checks the client history.
+    pub fn run(mut self) -> SimOutcome {
+        let deadline = self.cfg.safety_ms * MS + self.cfg.liveness_ms_max * MS;
+        let mut steps = 0u64;
+        while let Some(Reverse((at, seq))) = self.queue.pop() {
+            let event = self.events.remove(&seq).expect("scheduled event");
+            if at > deadline {
+                break;
+            }
+            self.now = at;
+            steps += 1;
+            if steps > self.cfg.steps_max {
+                self.violation(format!(
+                    "step limit: more than {} events",
+                    self.cfg.steps_max
+                ));
+                break;
+            }
+            self.handle(event);
+            self.check_after_step();
+            if !self.outcome.violations.is_empty() || self.settled() {
+                break;
+            }
+        }
+        if self.outcome.violations.is_empty() {
+            self.final_checks();
+        }
+        self.outcome.trace = self.trace.into_iter().collect();
+        self.outcome
+    }
+
+    // ----- Event handling -----
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Tick(i) => {
+                if let Some(now) = self.local_now(i) {
+                    self.nodes[i].core.as_mut().expect("live").tick(now);
+                    self.drive(i);
+                }
+                let next = 5 * MS + self.rng.below(MS);
+                self.schedule(next, Event::Tick(i));
+            }
+            Event::Deliver(m) => self.deliver(m),
+            Event::WriteDone { node, incarnation } => self.write_done(node, incarnation),
+            Event::Restart(i) => {
+                if self.nodes[i].core.is_none() {
+                    let membership = Membership::new((1..=self.nodes.len() as u64).map(NodeId));
+                    self.start_node(i, &membership);
+                    self.note(format!("restart n{}", i + 1));
+                }
+            }
+            Event::Fault => {
+                if !self.healed {
+                    self.inject_fault();
+                    let next = self.fault_delay();
+                    self.schedule(next, Event::Fault);
+                }
+            }
+            Event::ClientStart(c) => self.client_start(c),
+            Event::ClientTimeout { client, op } => {
+                if self.clients[client].current == Some(op) {
+                    // Unknown outcome: the op stays in the history with no completion.
+                    self.clients[client].current = None;
+                    self.clients[client].leader_hint = None;
+                    self.schedule(MS, Event::ClientStart(client));
+                }
+            }
+            Event::Heal => self.heal(),
+        }
+    }
+
+    fn deliver(&mut self, m: Message) {
+        let to = (m.to.0 - 1) as usize;
+        let Some(now) = self.local_now(to) else {
+            return;
+        };
+        if self.cfg.trace {
+            self.note(format!(
+                "deliver {} -> {} {} {}",
+                m.from,
+                m.to,
+                m.term,
+                describe(&m.body)
+            ));
+        }
+        let core = self.nodes[to].core.as_mut().expect("live");
+        if let Err(err) = core.step(m, now) {
+            let err = err.to_string();
+            self.violation(format!("step error at n{}: {err}", to + 1));
+        }
+        self.drive(to);
+    }
+
+    /// Collects the node's output: sends what may go now, starts a durable write when none is
+    /// in progress.
+    fn drive(&mut self, i: usize) {
+        let writing = self.nodes[i].writing.is_some();
+        let Some(core) = self.nodes[i].core.as_mut() else {
+            return;
+        };
+        let messages = core.take_messages();
+        let ready = if writing { None } else { core.ready() };
+        for m in messages {
+            self.send(i, m);
+        }
+        if let Some(mut ready) = ready {
+            for m in std::mem::take(&mut ready.messages) {
+                self.send(i, m);
+            }
+            let latency = if self.rng.chance_ppm(self.faults.disk_stall_ppm) && !self.healed {
+                200 * MS + self.rng.below(2000 * MS)
+            } else {
+                self.faults.disk_min_ns
+                    + self
+                        .rng
+                        .below(self.faults.disk_max_ns - self.faults.disk_min_ns)
+            };
+            self.nodes[i].writing = Some(ready);
+            let incarnation = self.nodes[i].incarnation;
+            self.schedule(
+                latency,
+                Event::WriteDone {
+                    node: i,
+                    incarnation,
+                },
+            );
+        }
+        self.observe_node(i);
+    }
+
+    /// The durable write of a Ready completes: it becomes durable all at once, committed entries
+    /// are applied, clients answered, persisted messages sent.
+    fn write_done(&mut self, i: usize, incarnation: u64) {
+        if self.nodes[i].incarnation != incarnation || self.nodes[i].core.is_none() {
+            return; // The node crashed first: the write is lost.
+        }
+        let ready = self.nodes[i].writing.take().expect("a write in progress");
+        let id = self.nodes[i].id;
+        {
+            let d = &mut self.nodes[i].durable;
+            if let Some(from) = ready.truncate_from {
+                assert!(from.0 >= 1);
+                d.entries.truncate((from.0 - 1) as usize);
+            }
+            for e in &ready.entries {
+                if e.index.0 != d.entries.len() as u64 + 1 {
+                    let msg = format!(
+                        "{id} appended {} after durable last {}",
+                        e.index,
+                        d.entries.len()
+                    );
+                    self.outcome.violations.push(msg);
+                    return;
+                }
+                d.entries.push(e.clone());
+            }
+            if let Some(hs) = ready.hard_state {
+                d.hard_state = hs;
+            }
+        }
+        if let Err(v) =
+            self.checker
+                .on_durable_entries(id, &self.nodes[i].durable.entries, &ready.entries)
+        {
+            self.violation(v);
+        }
+        for e in &ready.committed_entries {
+            self.apply(i, e);
+        }
+        for m in &ready.persisted_messages {
+            self.check_durable_before_send(i, m);
+        }
+        for m in ready.persisted_messages {
+            self.send(i, m);
+        }
+        self.nodes[i].core.as_mut().expect("live").advance();
+        self.drive(i);
+    }
+
+    fn apply(&mut self, i: usize, e: &Entry) {
+        let id = self.nodes[i].id;
+        let d = &mut self.nodes[i].durable;
+        if e.index != d.applied.next() {
+            let msg = format!("{id} applies {} after {}", e.index, d.applied);
+            self.violation(msg);
+            return;
+        }
+        if d.entries.len() < e.index.0 as usize {
+            let msg = format!("{id} applies {} which is not durable", e.index);
+            self.violation(msg);
+            return;
+        }
+        d.applied = e.index;
+        let mut read_value = None;
+        if let EntryPayload::Normal(data) = &e.payload {
+            match decode(data) {
+                Some(ClientOp::Write { key, value }) => {
+                    d.kv.insert(key, value);
+                }
+                Some(ClientOp::LogRead { key }) => read_value = Some(d.kv.get(&key).copied()),
+                _ => {}
+            }
+        }
+        if let Err(v) = self.checker.on_apply(id, e) {
+            self.violation(v);
+        }
+        if let Some(waiting) = self.nodes[i].waiting.remove(&e.index) {
+            for (op, term) in waiting {
+                self.finish_op(op, e, term, read_value);
+            }
+        }
+    }
+
+    fn finish_op(&mut self, op: usize, e: &Entry, term: Term, read_value: Option<Option<u64>>) {
+        let client = self.history[op].client as usize;
+        if self.history[op].complete.is_some() || self.failed_ops.contains(&op) {
+            return;
+        }
+        let still_current = self.clients[client].current == Some(op);
+        if e.term != term {
+            // Another leader's entry took that index: this proposal will never be applied.
+            if still_current {
+                self.failed_ops.insert(op);
+                self.client_next(client, 1);
+            }
+            return;
+        }
+        if !still_current {
+            return; // The client gave up (unknown outcome); keep it that way.
+        }
+        self.history[op].complete = Some(self.now);
+        match &mut self.history[op].kind {
+            OpKind::Write { .. } => {
+                self.acked_writes.push((e.index, e.term));
+                self.outcome.commits += 1;
+            }
+            OpKind::Read { observed } => *observed = read_value.expect("a read entry"),
+        }
+        self.client_next(client, 1);
+    }
+
+    fn client_next(&mut self, client: usize, delay_ms: u64) {
+        self.clients[client].current = None;
+        let at = delay_ms * MS + self.rng.below(MS);
+        self.schedule(at, Event::ClientStart(client));
+    }
+
+    fn client_start(&mut self, c: usize) {
+        if self.clients[c].current.is_some() {
+            return;
+        }
+        if self.healed && self.now > self.heal_at + 1000 * MS {
+            self.clients[c].done = true;
+            return;
+        }
+        let request = match self.clients[c].pending_request.take() {
+            Some(r) => r,
+            None => {
+                let key = self.rng.below(3);
+                match self.rng.below(4) {
+                    0 | 1 => ClientOp::Write {
+                        key,
+                        value: self.history.len() as u64 + 1,
+                    },
+                    2 => ClientOp::LogRead { key },
+                    _ => ClientOp::LeaseRead { key },
+                }
+            }
+        };
+        let target = match self.clients[c].leader_hint {
+            Some(id) if self.rng.below(10) > 0 => (id.0 - 1) as usize,
+            _ => self.rng.below(self.nodes.len() as u64) as usize,
+        };
+        let Some(now) = self.local_now(target) else {
+            self.clients[c].pending_request = Some(request);
+            self.clients[c].leader_hint = None;
+            self.schedule(10 * MS, Event::ClientStart(c));
+            return;
+        };
+        let core = self.nodes[target].core.as_mut().expect("live");
+        let result = match request {
+            ClientOp::LeaseRead { key } => {
+                let status = core.status(now);
+                if status.writable {
+                    let observed = self.nodes[target].durable.kv.get(&key).copied();
+                    self.history.push(Operation {
+                        client: c as u64,
+                        key,
+                        kind: OpKind::Read { observed },
+                        invoke: self.now,
+                        complete: Some(self.now),
+                    });
+                    self.clients[c].leader_hint = Some(status.id);
+                    self.client_next(c, 1);
+                    return;
+                }
+                Err(ProposeError::NotLeader {
+                    leader: status.leader.filter(|&l| l != status.id),
+                })
+            }
+            _ => core.propose(encode(request), now),
+        };
+        match result {
+            Ok((index, term)) => {
+                let (key, kind) = match request {
+                    ClientOp::Write { key, value } => (key, OpKind::Write { value }),
+                    ClientOp::LogRead { key } | ClientOp::LeaseRead { key } => {
+                        (key, OpKind::Read { observed: None })
+                    }
+                };
+                let op = self.history.len();
+                self.history.push(Operation {
+                    client: c as u64,
+                    key,
+                    kind,
+                    invoke: self.now,
+                    complete: None,
+                });
+                self.clients[c].current = Some(op);
+                self.clients[c].leader_hint = Some(self.nodes[target].id);
+                self.nodes[target]
+                    .waiting
+                    .entry(index)
+                    .or_default()
+                    .push((op, term));
+                self.schedule(2000 * MS, Event::ClientTimeout { client: c, op });
+                self.drive(target);
+            }
+            Err(ProposeError::NotLeader { leader }) => {
+                self.clients[c].leader_hint = leader;
+                self.clients[c].pending_request = Some(request);
+                let wait = 2 * MS + self.rng.below(20 * MS);
+                self.schedule(wait, Event::ClientStart(c));
+            }
+            Err(ProposeError::Backpressure { .. }) => {
+                self.clients[c].pending_request = Some(request);
+                self.schedule(20 * MS, Event::ClientStart(c));
+            }
+        }
+    }
+
+    // ----- Network -----
+
+    fn send(&mut self, from: usize, m: Message) {
+        if self.cfg.trace {
+            self.note(format!(
+                "send {} -> {} {} {}",
+                m.from,
+                m.to,
+                m.term,
+                describe(&m.body)
+            ));
+        }
+        let to = (m.to.0 - 1) as usize;
+        assert!(to < self.nodes.len(), "message to unknown {}", m.to);
+        if self.blocked.contains(&(from, to)) {
+            return;
+        }
+        if !self.healed && self.rng.chance_ppm(self.faults.loss_ppm) {
+            return;
+        }
+        let copies = if !self.healed && self.rng.chance_ppm(self.faults.dup_ppm) {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let spread = self.faults.delay_max_ns - self.faults.delay_min_ns;
+            let delay = self.faults.delay_min_ns + self.rng.below(spread.max(1));
+            self.schedule(delay, Event::Deliver(m.clone()));
+        }
+    }
+
+    // ----- Faults -----
+
+    fn fault_delay(&mut self) -> Nanos {
+        let mean = self.faults.fault_every_ns;
+        mean / 2 + self.rng.below(mean)
+    }
+
+    fn inject_fault(&mut self) {
+        let n = self.nodes.len();
+        match self.rng.below(8) {
+            0 => {
+                // Full partition into two sides.
+                self.blocked.clear();
+                let side: Vec<bool> = (0..n).map(|_| self.rng.below(2) == 0).collect();
+                for a in 0..n {
+                    for b in 0..n {
+                        if side[a] != side[b] {
+                            self.blocked.insert((a, b));
+                        }
+                    }
+                }
+                self.note(format!("partition {side:?}"));
+            }
+            1 => {
+                let (a, b) = (
+                    self.rng.below(n as u64) as usize,
+                    self.rng.below(n as u64) as usize,
+                );
+                if a != b {
+                    self.blocked.insert((a, b));
+                    self.note(format!("one-way cut n{} -> n{}", a + 1, b + 1));
+                }
+            }
+            2 => {
+                // Partial: cut the leader from some followers only, both ways.
+                if let Some(l) = self.current_leader() {
+                    for f in 0..n {
+                        if f != l && self.rng.below(2) == 0 {
+                            self.blocked.insert((l, f));
+                            self.blocked.insert((f, l));
+                        }
+                    }
+                    self.note(format!("leader n{} cut from some followers", l + 1));
+                }
+            }
+            3 | 4 => {
+                self.blocked.clear();
+                self.note("heal network".to_string());
+            }
+            5 | 6 => {
+                let victim = if self.rng.below(2) == 0 {
+                    self.current_leader().unwrap_or(0)
+                } else {
+                    self.rng.below(n as u64) as usize
+                };
+                self.crash(victim);
+                let down = 10 * MS + self.rng.below(1000 * MS);
+                self.schedule(down, Event::Restart(victim));
+            }
+            _ => {
+                let victim = self.rng.below(n as u64) as usize;
+                if self.nodes[victim].core.is_some() {
+                    self.crash(victim);
+                    self.schedule(MS, Event::Restart(victim));
+                }
+            }
+        }
+    }
+
+    fn crash(&mut self, i: usize) {
+        if self.nodes[i].core.take().is_none() {
+            return;
+        }
+        self.note(format!(
+            "crash n{} (losing {})",
+            i + 1,
+            if self.nodes[i].writing.is_some() {
+                "a write"
+            } else {
+                "nothing durable"
+            }
+        ));
+        self.nodes[i].writing = None;
+        self.nodes[i].incarnation += 1;
+        for (_, waiting) in std::mem::take(&mut self.nodes[i].waiting) {
+            for (op, _) in waiting {
+                // The client never hears back: unknown outcome.
+                let client = self.history[op].client as usize;
+                if self.clients[client].current == Some(op) {
+                    self.client_next(client, 5);
+                }
+            }
+        }
+    }
+
+    fn start_node(&mut self, i: usize, membership: &Membership) {
+        let d = self.nodes[i].durable.clone();
+        let restored = RestoredState {
+            hard_state: d.hard_state,
+            membership: membership.clone(),
+            snapshot_index: LogIndex(0),
+            snapshot_term: Term(0),
+            entries: d.entries,
+            applied: d.applied,
+        };
+        self.nodes[i].incarnation += 1;
+        let now = self.local_clock(i);
+        let seed = self.rng.next_u64();
+        let core = RaftNode::new(
+            raft_config(self.nodes[i].id),
+            restored,
+            Box::new(SplitMix64::new(seed)),
+            now,
+        )
+        .expect("simulator config is valid");
+        let node = &mut self.nodes[i];
+        node.last_commit = core.status(now).commit_index;
+        node.last_applied = node.durable.applied;
+        node.was_leader_in = None;
+        node.core = Some(core);
+    }
+
+    fn heal(&mut self) {
+        self.healed = true;
+        self.heal_at = self.now;
+        self.blocked.clear();
+        self.note("heal: network whole, every node up, no more faults".to_string());
+        let membership = Membership::new((1..=self.nodes.len() as u64).map(NodeId));
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].core.is_none() {
+                self.start_node(i, &membership);
+            }
+        }
+    }
+
+    fn current_leader(&self) -> Option<usize> {
+        self.nodes.iter().position(|n| {
+            n.core
+                .as_ref()
+                .is_some_and(|c| c.status(0).role == Role::Leader)
+        })
+    }
+
+    // ----- Checks -----
+
+    fn check_after_step(&mut self) {
+        let mut writable = Vec::new();
+        for i in 0..self.nodes.len() {
+            let Some(now) = self.local_now(i) else {
+                continue;
+            };
+            let status = self.nodes[i].core.as_ref().expect("live").status(now);
+            if status.writable {
+                writable.push((status.id, status.term));
+            }
+        }
+        if writable.len() > 1 {
+            self.violation(format!(
+                "lease safety: several nodes writable at once: {writable:?}"
+            ));
+        }
+        if self.healed && self.first_writable_after_heal.is_none() && !writable.is_empty() {
+            self.first_writable_after_heal = Some(self.now);
+        }
+    }
+
+    /// Checks a node's state after it handled an input.
+    fn observe_node(&mut self, i: usize) {
+        let Some(now) = self.local_now(i) else { return };
+        let status = self.nodes[i].core.as_ref().expect("live").status(now);
+        let id = status.id;
+        if status.commit_index < self.nodes[i].last_commit {
+            let msg = format!(
+                "{id} commit index went back from {} to {}",
+                self.nodes[i].last_commit, status.commit_index
+            );
+            self.violation(msg);
+        }
+        if status.applied_index < self.nodes[i].last_applied {
+            let msg = format!(
+                "{id} applied index went back from {} to {}",
+                self.nodes[i].last_applied, status.applied_index
+            );
+            self.violation(msg);
+        }
+        let from = self.nodes[i].last_commit;
+        if status.commit_index > from {
+            let core = self.nodes[i].core.as_ref().expect("live");
+            if let Err(v) = self
+                .checker
+                .on_commit(id, from, status.commit_index, |idx| core.log_term(idx))
+            {
+                self.violation(v);
+            }
+        }
+        self.nodes[i].last_commit = status.commit_index;
+        self.nodes[i].last_applied = status.applied_index;
+        if status.role == Role::Leader && self.nodes[i].was_leader_in != Some(status.term) {
+            self.nodes[i].was_leader_in = Some(status.term);
+            self.outcome.elections += 1;
+            self.note(format!("{id} leads {}", status.term));
+            let core = self.nodes[i].core.as_ref().expect("live");
+            if let Err(v) = self
+                .checker
+                .on_leader(id, status.term, |idx| core.log_term(idx))
+            {
+                self.violation(v);
+            }
+        }
+    }
+
+    /// Vote grants, vote requests and append acknowledgements promise durability: check the
+    /// disk holds what the message claims.
+    fn check_durable_before_send(&mut self, i: usize, m: &Message) {
+        let d = &self.nodes[i].durable;
+        let hs = d.hard_state;
+        let problem = match &m.body {
+            MessageBody::RequestVote {
+                pre_vote: false, ..
+            } => !(hs.term > m.term || (hs.term == m.term && hs.vote == Some(m.from))),
+            MessageBody::RequestVoteResponse {
+                pre_vote: false,
+                granted: true,
+            } => !(hs.term > m.term || (hs.term == m.term && hs.vote == Some(m.to))),
+            MessageBody::AppendEntriesResponse {
+                success: true,
+                match_index,
+                ..
+            } => (d.entries.len() as u64) < match_index.0,
+            _ => false,
+        };
+        if problem {
+            let msg = format!(
+                "{} sent {} to {} before it was durable (durable term {} vote {:?}, {} entries)",
+                m.from,
+                describe(&m.body),
+                m.to,
+                hs.term,
+                hs.vote,
+                d.entries.len()
+            );
+            self.violation(msg);
+        }
+    }
+
+    /// Whether the liveness phase is over: healed, a leader writable, clients done, every node
+    /// caught up with the commit index.
+    fn settled(&self) -> bool {
+        if !self.healed || self.first_writable_after_heal.is_none() {
+            return false;
+        }
+        if !self.clients.iter().all(|c| c.done) {
+            return false;
+        }
+        let commits: Vec<LogIndex> = self
+            .nodes
+            .iter()
+            .map(|n| {
+                n.core
+                    .as_ref()
+                    .map_or(LogIndex(0), |c| c.status(0).commit_index)
+            })
+            .collect();
+        let max = commits.iter().copied().max().unwrap_or_default();
+        self.nodes.iter().all(|n| n.durable.applied == max)
+    }
+
+    fn final_checks(&mut self) {
+        let Some(elected) = self.first_writable_after_heal else {
+            let msg = format!(
+                "liveness: no writable leader within {} ms after healing",
+                self.cfg.liveness_ms_max
+            );
+            self.violation(msg);
+            return;
+        };
+        self.outcome.election_after_heal_ns = elected - self.heal_at;
+        if !self.settled() {
+            let applied: Vec<LogIndex> = self.nodes.iter().map(|n| n.durable.applied).collect();
+            self.violation(format!(
+                "liveness: cluster did not settle within {} ms after healing (applied {applied:?})",
+                self.cfg.liveness_ms_max
+            ));
+            return;
+        }
+        // Every acknowledged write is applied everywhere, at the index it was acknowledged at.
+        for &(index, term) in &self.acked_writes {
+            for n in &self.nodes {
+                let holds = n.durable.entries.get(index.0 as usize - 1).map(|e| e.term);
+                if n.durable.applied < index || holds != Some(term) {
+                    let msg = format!("acknowledged write at {index} ({term}) missing on {}", n.id);
+                    self.outcome.violations.push(msg);
+                    return;
+                }
+            }
+        }
+        let history: Vec<Operation> = self
+            .history
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !self.failed_ops.contains(i))
+            .map(|(_, op)| op.clone())
+            .collect();
+        match linearizability::check(&history, 2_000_000) {
+            Verdict::Linearizable => {}
+            Verdict::Inconclusive { .. } => {}
+            Verdict::Violation { key, explanation } => {
+                self.violation(format!("linearizability (key {key}): {explanation}"));
+            }
+        }
+    }
+
+    fn violation(&mut self, what: String) {
+        self.note(format!("VIOLATION: {what}"));
+        self.outcome.violations.push(what);
+    }
+
+    // ----- Plumbing -----
+
+    fn schedule(&mut self, after: Nanos, event: Event) {
+        self.seq += 1;
+        self.queue.push(Reverse((self.now + after, self.seq)));
+        self.events.insert(self.seq, event);
+    }
+
+    /// The node's local monotonic clock, or `None` when it is down.
+    fn local_now(&self, i: usize) -> Option<Nanos> {
+        self.nodes[i].core.as_ref()?;
+        Some(self.local_clock(i))
+    }
+
+    fn local_clock(&self, i: usize) -> Nanos {
+        let n = &self.nodes[i];
+        let skew = self.now as i128 * n.clock_rate_ppm as i128 / 1_000_000;
+        (n.clock_offset as i128 + self.now as i128 + skew) as Nanos
+    }
+
+    fn note(&mut self, line: String) {
+        if self.cfg.trace {
+            self.trace
+                .push_back(format!("{:>10.3} ms  {line}", self.now as f64 / 1e6));
+            if self.trace.len() > 80 {
+                self.trace.pop_front();
+            }
+        }
+    }
+}
+
+/// The core configuration every simulated node runs: short timeouts, small limits, so that a
+/// few simulated seconds exercise many elections and backpressure.
+pub fn raft_config(id: NodeId) -> Config {
+    let mut c = Config::new(id);
+    c.election_timeout_min_ms = 150;
+    c.heartbeat_interval_ms = 30;
+    c.clock_drift_max_ppm = 50_000;
+    c.inflight_max = 3;
+    c.append_entries_max = 8;
+    c.append_bytes_max = 4096;
+    c.uncommitted_bytes_max = 8192;
+    c.persist_stall_max_ms = 500;
+    c
+}
+
+fn encode(op: ClientOp) -> Vec<u8> {
+    let (tag, key, value) = match op {
+        ClientOp::Write { key, value } => (1u8, key, value),
+        ClientOp::LogRead { key } => (2, key, 0),
+        ClientOp::LeaseRead { key } => (3, key, 0),
+    };
+    let mut out = vec![tag];
+    out.extend_from_slice(&key.to_le_bytes());
+    out.extend_from_slice(&value.to_le_bytes());
+    out
+}
+
+fn decode(data: &[u8]) -> Option<ClientOp> {
+    if data.len() != 17 {
+        return None;
+    }
+    let key = u64::from_le_bytes(data[1..9].try_into().ok()?);
+    let value = u64::from_le_bytes(data[9..17].try_into().ok()?);
+    match data[0] {
+        1 => Some(ClientOp::Write { key, value }),
+        2 => Some(ClientOp::LogRead { key }),
+        _ => None,
+    }
+}
+
+/// A one-line description of a message body for traces.
+pub fn describe(body: &MessageBody) -> String {
+    let mut s = String::from(body.kind());
+    match body {
+        MessageBody::RequestVote {
+            last_log_index,
+            last_log_term,
+            ..
+        } => {
+            let _ = write!(s, " last={last_log_index}/{last_log_term}");
+        }
+        MessageBody::RequestVoteResponse { granted, .. } => {
+            let _ = write!(s, " granted={granted}");
+        }
+        MessageBody::AppendEntries {
+            prev_log_index,
+            prev_log_term,
+            entries,
+            leader_commit,
+            round,
+        } => {
+            let _ = write!(
+                s,
+                " prev={prev_log_index}/{prev_log_term} n={} commit={leader_commit} round={round}",
+                entries.len()
+            );
+        }
+        MessageBody::AppendEntriesResponse {
+            success,
+            match_index,
+            conflict,
+            round,
+        } => {
+            let _ = write!(
+                s,
+                " ok={success} match={match_index} hint={conflict:?} round={round}"
+            );
+        }
+        MessageBody::Heartbeat { commit, round } => {
+            let _ = write!(s, " commit={commit} round={round}");
+        }
+        MessageBody::HeartbeatResponse { round } => {
+            let _ = write!(s, " round={round}");
+        }
+    }
+    s
+}
