@@ -33,6 +33,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// One client operation on one key, as seen by the client.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,7 +102,11 @@ impl fmt::Display for Operation {
         let interval = show_interval(self.invoke, self.complete);
         match self.kind {
             OpKind::Write { value } => {
-                write!(f, "write of {value} by client {} at {interval}", self.client)
+                write!(
+                    f,
+                    "write of {value} by client {} at {interval}",
+                    self.client
+                )
             }
             OpKind::Read { observed } => write!(
                 f,
@@ -142,7 +147,10 @@ pub fn check(history: &[Operation], search_steps_max: u64) -> Verdict {
 /// Checks the operations of one key (all of `ops` must be on `key`) as a single register.
 pub fn check_key(key: u64, ops: &[Operation], search_steps_max: u64) -> Verdict {
     let refs: Vec<&Operation> = ops.iter().collect();
-    debug_assert!(refs.iter().all(|op| op.key == key));
+    assert!(
+        refs.iter().all(|op| op.key == key),
+        "check_key({key}) given operations on other keys"
+    );
     check_register(key, &refs, search_steps_max)
 }
 
@@ -159,12 +167,43 @@ struct Op<'a> {
 }
 
 impl Op<'_> {
+    fn is_read(&self) -> bool {
+        matches!(self.src.kind, OpKind::Read { .. })
+    }
+
     /// The register value after this operation, or None if it is inconsistent with `state`.
     fn step(&self, state: Option<u64>) -> Option<Option<u64>> {
         match self.src.kind {
             OpKind::Write { value } => Some(Some(value)),
             OpKind::Read { observed } => (observed == state).then_some(state),
         }
+    }
+}
+
+/// The memo's keys are our own bitsets and values, so a fast non-keyed hash (FxHash's mixing)
+/// is fine, and much cheaper than the default SipHash on the search's hot path.
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_usize(&mut self, word: usize) {
+        self.write_u64(word as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -318,7 +357,8 @@ fn check_register(key: u64, history: &[&Operation], steps_max: u64) -> Verdict {
     let mut state: Option<u64> = None;
     // (operation, register value before it)
     let mut stack: Vec<(usize, Option<u64>)> = Vec::with_capacity(ops.len());
-    let mut seen: HashSet<(Vec<u64>, Option<u64>)> = HashSet::new();
+    let mut seen: HashSet<(Vec<u64>, Option<u64>), BuildHasherDefault<FxHasher>> =
+        HashSet::default();
     let mut deepest: Option<Stuck> = None;
     let mut steps = 0u64;
     let mut node = list.next[HEAD];
@@ -331,7 +371,11 @@ fn check_register(key: u64, history: &[&Operation], steps_max: u64) -> Verdict {
         if steps > steps_max {
             return Verdict::Inconclusive { key };
         }
-        if node != NIL && list.is_call[node] {
+        // Reaching a return entry (or, defensively, the end of the list, which can't happen
+        // while a completed operation is unordered) means its operation can't be postponed
+        // any further and nothing before it fits: backtrack.
+        let mut backtrack = node == NIL || !list.is_call[node];
+        if !backtrack {
             let op = list.op_of[node];
             if let Some(next_state) = ops[op].step(state) {
                 linearized[op / 64] |= 1 << (op % 64);
@@ -346,45 +390,59 @@ fn check_register(key: u64, history: &[&Operation], steps_max: u64) -> Verdict {
                     continue;
                 }
                 linearized[op / 64] &= !(1 << (op % 64));
+                // Ordering a fitting candidate read next is never worse than anything else (see
+                // below), so if that configuration already failed, this one fails too.
+                backtrack = ops[op].is_read();
             }
             node = list.next[node];
-        } else {
-            // A return entry: its operation can't be postponed past here, and nothing before it
-            // fits. (The end of the list can't be reached while a completed operation is
-            // unordered, since its return entry is still in the list; treat it the same anyway.)
-            if deepest.as_ref().is_none_or(|d| stack.len() > d.order.len()) {
-                let mut candidates = Vec::new();
-                let mut n = list.next[HEAD];
-                while n != NIL && list.is_call[n] {
-                    candidates.push(list.op_of[n]);
-                    n = list.next[n];
-                }
-                deepest = Some(Stuck {
-                    order: stack.iter().map(|&(op, _)| op).collect(),
-                    state,
-                    blocking: if node == NIL { NIL } else { list.op_of[node] },
-                    candidates,
-                });
+        }
+        if !backtrack {
+            continue;
+        }
+        if deepest.as_ref().is_none_or(|d| stack.len() > d.order.len()) {
+            deepest = Some(stuck_here(&list, &stack, state));
+        }
+        loop {
+            let Some((op, previous)) = stack.pop() else {
+                let stuck = deepest.expect("recorded before the search can fail");
+                return Verdict::Violation {
+                    key,
+                    explanation: explain(key, &ops, &stuck),
+                };
+            };
+            linearized[op / 64] &= !(1 << (op % 64));
+            state = previous;
+            list.unlift(op);
+            if ops[op].complete.is_some() {
+                completed_done -= 1;
             }
-            match stack.pop() {
-                None => {
-                    let stuck = deepest.expect("recorded before the search can fail");
-                    return Verdict::Violation {
-                        key,
-                        explanation: explain(key, &ops, &stuck),
-                    };
-                }
-                Some((op, previous)) => {
-                    linearized[op / 64] &= !(1 << (op % 64));
-                    state = previous;
-                    list.unlift(op);
-                    if ops[op].complete.is_some() {
-                        completed_done -= 1;
-                    }
-                    node = list.next[list.call_node[op]];
-                }
+            // A read that fits and may come next can always come next: in any valid
+            // continuation, moving it to the front leaves every other read's value unchanged
+            // (reads don't change the register) and respects precedence (no unordered
+            // operation completed before it was invoked, or it wouldn't be a candidate). So
+            // when ordering such a read first failed, the configuration before it fails too,
+            // and its siblings need not be tried.
+            if !ops[op].is_read() {
+                node = list.next[list.call_node[op]];
+                break;
             }
         }
+    }
+}
+
+/// Records the current configuration for the violation's explanation.
+fn stuck_here(list: &EntryList, stack: &[(usize, Option<u64>)], state: Option<u64>) -> Stuck {
+    let mut candidates = Vec::new();
+    let mut n = list.next[HEAD];
+    while n != NIL && list.is_call[n] {
+        candidates.push(list.op_of[n]);
+        n = list.next[n];
+    }
+    Stuck {
+        order: stack.iter().map(|&(op, _)| op).collect(),
+        state,
+        blocking: if n == NIL { NIL } else { list.op_of[n] },
+        candidates,
     }
 }
 
@@ -421,10 +479,13 @@ fn impossible_read(key: u64, ops: &[&Operation]) -> Option<String> {
 const ORDER_SHOWN: usize = 12;
 
 fn explain(key: u64, ops: &[Op<'_>], stuck: &Stuck) -> String {
-    let completed_total = ops.iter().filter(|op| op.complete.is_some()).count();
+    let known = ops
+        .iter()
+        .filter(|op| op.complete.is_some() && !op.inferred)
+        .count();
     let mut out = format!(
-        "key {key}: no linearization exists ({} operations, {completed_total} with a known \
-         outcome). The deepest partial linearization found orders {} of them",
+        "key {key}: no linearization exists ({} operations, {known} with a known outcome). \
+         The deepest partial linearization found orders {} of them",
         ops.len(),
         stuck.order.len()
     );
@@ -455,13 +516,13 @@ fn explain(key: u64, ops: &[Op<'_>], stuck: &Stuck) -> String {
         let blocking = &ops[stuck.blocking];
         let by = blocking.complete.unwrap_or(blocking.invoke);
         let why = if blocking.inferred {
-            format!("must have taken effect by {by}, when a read observing its value completed")
+            "when a read observing its value completed"
         } else {
-            format!("completed at {by}")
+            "when it completed"
         };
         out.push_str(&format!(
-            "\nStuck: {} {why}, so it must be ordered before anything invoked later, but none of \
-             the operations that could come next fits:",
+            "\nStuck: {} must be ordered by {by} ({why}), but none of the operations that could \
+             come next fits:",
             blocking.src,
         ));
     } else {
@@ -508,7 +569,9 @@ fn explain_writes_of(
                 .iter()
                 .find(|&&o| matches!(ops[o].src.kind, OpKind::Write { .. }));
             match overwrite {
-                Some(&o) => out.push_str(&format!("ordered earlier, overwritten by {}", ops[o].src)),
+                Some(&o) => {
+                    out.push_str(&format!("ordered earlier, overwritten by {}", ops[o].src))
+                }
                 None => out.push_str("ordered earlier"),
             }
         } else if write.invoke > read_complete {
@@ -658,7 +721,10 @@ mod tests {
         let h = vec![w(1, 1, 0, 10), r(2, Some(7), 20, 30)];
         let v = check(&h, STEPS);
         let text = explanation(&v);
-        assert!(text.contains("read by client 2 at [20, 30] observed 7"), "{text}");
+        assert!(
+            text.contains("read by client 2 at [20, 30] observed 7"),
+            "{text}"
+        );
         assert!(text.contains("no write of 7"), "{text}");
         // Found even with no search budget at all.
         assert!(check(&h, 0).is_violation());
@@ -668,8 +734,14 @@ mod tests {
     fn read_of_a_write_invoked_after_the_read_completed_is_a_violation() {
         let h = vec![r(1, Some(5), 0, 10), w(2, 5, 20, 30)];
         let text = explanation(&check(&h, STEPS)).to_string();
-        assert!(text.contains("read by client 1 at [0, 10] observed 5"), "{text}");
-        assert!(text.contains("write of 5 by client 2 at [20, 30]"), "{text}");
+        assert!(
+            text.contains("read by client 1 at [0, 10] observed 5"),
+            "{text}"
+        );
+        assert!(
+            text.contains("write of 5 by client 2 at [20, 30]"),
+            "{text}"
+        );
         // Overlapping by a single instant is fine.
         let h = vec![r(1, Some(5), 0, 20), w(2, 5, 20, 30)];
         assert_eq!(check(&h, STEPS), Verdict::Linearizable);
@@ -701,7 +773,10 @@ mod tests {
         // And it cannot be seen before it was invoked.
         let early = vec![w(1, 1, 0, 10), r(3, Some(2), 12, 15), w_unknown(2, 2, 20)];
         let text = explanation(&check(&early, STEPS)).to_string();
-        assert!(text.contains("read by client 3 at [12, 15] observed 2"), "{text}");
+        assert!(
+            text.contains("read by client 3 at [12, 15] observed 2"),
+            "{text}"
+        );
         assert!(text.contains("[20, ?] (outcome unknown)"), "{text}");
         // Unknown-outcome reads carry no information.
         let mut unknown_read = lost.clone();
@@ -726,7 +801,10 @@ mod tests {
             r(4, Some(1), 40, 50),
         ];
         let text = explanation(&check(&h, STEPS)).to_string();
-        assert!(text.contains("read by client 4 at [40, 50] observed 1"), "{text}");
+        assert!(
+            text.contains("read by client 4 at [40, 50] observed 1"),
+            "{text}"
+        );
         // Old-then-new is fine (the writes were concurrent).
         let h = vec![
             w(1, 1, 0, 10),
@@ -773,13 +851,13 @@ mod tests {
         // A violating history also becomes Inconclusive when the budget is too small...
         h.push(r(102, Some(11), 2040, 2050));
         assert_eq!(check(&h, 5), Verdict::Inconclusive { key: 1 });
+        assert_eq!(check(&h, 50), Verdict::Inconclusive { key: 1 });
         assert!(check(&h, STEPS).is_violation());
-        // ...but a violation on another key still wins over an inconclusive key.
-        h.push(on_key(0, r(1, Some(3), 0, 1)));
-        assert!(matches!(
-            check(&h, 5),
-            Verdict::Violation { key: 0, .. }
-        ));
+        // ...but a violation on another key (checked after it) still wins.
+        h.push(on_key(2, w(1, 3, 0, 1)));
+        h.push(on_key(2, w(1, 4, 2, 3)));
+        h.push(on_key(2, r(1, Some(3), 4, 5)));
+        assert!(matches!(check(&h, 50), Verdict::Violation { key: 2, .. }));
     }
 
     #[test]
@@ -967,8 +1045,7 @@ mod tests {
             .iter()
             .filter(|op| op.complete.is_some() || write_value(op).is_some())
             .collect();
-        let precedes =
-            |a: &Operation, b: &Operation| a.complete.is_some_and(|c| c < b.invoke);
+        let precedes = |a: &Operation, b: &Operation| a.complete.is_some_and(|c| c < b.invoke);
         fn search(
             ops: &[&Operation],
             order: &mut Vec<usize>,
@@ -1012,7 +1089,12 @@ mod tests {
             }
             false
         }
-        search(&ops, &mut Vec::new(), &mut vec![false; ops.len()], &precedes)
+        search(
+            &ops,
+            &mut Vec::new(),
+            &mut vec![false; ops.len()],
+            &precedes,
+        )
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The deterministic cluster simulator (placeholder).
 
+pub mod linearizability;
 use clap::Args;
 use std::process::ExitCode;
 
