@@ -19,12 +19,16 @@
 //!   the scan reaches a return entry, the operation it belongs to can no longer be postponed, so
 //!   the search backtracks (pops the last choice, relinks it, and tries the next candidate);
 //! * a set of (linearized-operations bitset, register value) pairs memoizes the configurations
-//!   already explored, which is what keeps the search fast on realistic histories.
+//!   already explored, which is what keeps the search fast on realistic histories;
+//! * a register-specific reduction: a candidate read that fits the current value is never a
+//!   worse choice than anything else, so when ordering it next fails, its siblings are skipped.
 //!
 //! Operations with an unknown outcome (`complete == None`) are treated as never completing: a
 //! write with an unknown outcome has no return entry, so it may be linearized at any point after
 //! its invoke or never at all (the search succeeds as soon as every *completed* operation is
-//! ordered). A read with an unknown outcome carries no information and is dropped.
+//! ordered). Such a write whose value no other write produces is simplified first: dropped if no
+//! read observed its value, else given the first observing read's completion as its deadline.
+//! A read with an unknown outcome carries no information and is dropped.
 //!
 //! Work per key is bounded by a step budget; running out yields [`Verdict::Inconclusive`], never
 //! a false [`Verdict::Violation`]. A violation comes with an explanation built from the deepest
