@@ -9,7 +9,6 @@ pub mod linearizability;
 
 pub use cluster::{Cluster, SimConfig, SimOutcome};
 
-pub mod linearizability;
 use clap::Args;
 use std::process::ExitCode;
 use std::time::Instant;
