@@ -59,6 +59,10 @@ pub struct SimOutcome {
 /// Per-run fault rates, drawn from the seed so that campaigns cover calm and stormy clusters.
 #[derive(Clone, Debug)]
 struct Faults {
+    /// Small batches split a new leader's catch-up from its no-op, which is where committing
+    /// an older term's entry by counting (Raft figure 8) shows.
+    append_entries_max: usize,
+    inflight_max: usize,
     loss_ppm: u64,
     dup_ppm: u64,
     delay_min_ns: u64,
@@ -152,6 +156,8 @@ impl Cluster {
         let mut rng = SplitMix64::new(cfg.seed ^ 0x5EED_F00D_C1A5_7E85);
         let delay_min_ns = 50_000 + rng.below(1_000_000);
         let faults = Faults {
+            append_entries_max: [1, 2, 8][rng.below(3) as usize],
+            inflight_max: [1, 2, 4][rng.below(3) as usize],
             loss_ppm: [0, 10_000, 50_000, 150_000][rng.below(4) as usize],
             dup_ppm: [0, 10_000, 50_000][rng.below(3) as usize],
             delay_min_ns,
@@ -397,9 +403,6 @@ impl Cluster {
         for e in &ready.committed_entries {
             self.apply(i, e);
         }
-        for m in &ready.persisted_messages {
-            self.check_durable_before_send(i, m);
-        }
         for m in ready.persisted_messages {
             self.send(i, m);
         }
@@ -572,6 +575,7 @@ impl Cluster {
     // ----- Network -----
 
     fn send(&mut self, from: usize, m: Message) {
+        self.check_durable_before_send(from, &m);
         if self.cfg.trace {
             self.note(format!(
                 "send {} -> {} {} {}",
@@ -709,8 +713,11 @@ impl Cluster {
         self.nodes[i].incarnation += 1;
         let now = self.local_clock(i);
         let seed = self.rng.next_u64();
+        let mut config = raft_config(self.nodes[i].id);
+        config.append_entries_max = self.faults.append_entries_max;
+        config.inflight_max = self.faults.inflight_max;
         let core = RaftNode::new(
-            raft_config(self.nodes[i].id),
+            config,
             restored,
             Box::new(SplitMix64::new(seed)),
             now,
