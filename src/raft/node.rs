@@ -457,9 +457,15 @@ impl RaftNode {
     // ----- Elections (Raft §5.2, §9.6 pre-vote, §6.4 check-quorum) -----
 
     fn in_lease(&self) -> bool {
+        self.refuses_votes(self.now)
+    }
+
+    /// Whether this node would refuse any vote at `now`: it leads, or heard from a leader (or
+    /// restarted) less than a minimum election timeout ago. A leader's lease rests on a quorum
+    /// of such refusals.
+    pub fn refuses_votes(&self, now: Nanos) -> bool {
         self.role == Role::Leader
-            || self.now.saturating_sub(self.last_leader_contact)
-                < self.config.election_timeout_min_ns()
+            || now.saturating_sub(self.last_leader_contact) < self.config.election_timeout_min_ns()
     }
 
     fn campaign(&mut self, pre_vote: bool) {

@@ -717,13 +717,8 @@ impl Cluster {
         let mut config = raft_config(self.nodes[i].id);
         config.append_entries_max = self.faults.append_entries_max;
         config.inflight_max = self.faults.inflight_max;
-        let core = RaftNode::new(
-            config,
-            restored,
-            Box::new(SplitMix64::new(seed)),
-            now,
-        )
-        .expect("simulator config is valid");
+        let core = RaftNode::new(config, restored, Box::new(SplitMix64::new(seed)), now)
+            .expect("simulator config is valid");
         let node = &mut self.nodes[i];
         node.last_commit = core.status(now).commit_index;
         node.last_applied = node.durable.applied;
@@ -769,6 +764,23 @@ impl Cluster {
             self.violation(format!(
                 "lease safety: several nodes writable at once: {writable:?}"
             ));
+        }
+        // What the lease rests on, checked directly: while a node is writable, a quorum of
+        // voters would refuse to vote for anyone else (a down node cannot vote either).
+        if let Some(&(leader, term)) = writable.first() {
+            let refusing: Vec<bool> = (0..self.nodes.len())
+                .map(|i| match (&self.nodes[i].core, self.local_now(i)) {
+                    (Some(core), Some(now)) => core.refuses_votes(now),
+                    _ => true,
+                })
+                .collect();
+            let count = refusing.iter().filter(|&&r| r).count();
+            if count <= self.nodes.len() / 2 {
+                self.violation(format!(
+                    "lease safety: {leader} is writable in {term} but only {count} of {} nodes would refuse a vote",
+                    self.nodes.len()
+                ));
+            }
         }
         if self.healed && self.first_writable_after_heal.is_none() && !writable.is_empty() {
             self.first_writable_after_heal = Some(self.now);
