@@ -1,4 +1,4 @@
-//! `regent bench storage` (placeholder).
+//! `regent bench storage` (being built).
 
 use clap::Args;
 use std::process::ExitCode;
