@@ -56,7 +56,7 @@ pub enum StorageError {
         path: PathBuf,
         op: &'static str,
         #[source]
-        source: redb::Error,
+        source: Box<redb::Error>,
     },
 
     /// A previous write failed after it may have reached the disk: the handle refuses writes
@@ -127,7 +127,7 @@ impl StorageError {
         StorageError::Io {
             path: path.to_path_buf(),
             op,
-            source: err,
+            source: Box::new(err),
         }
     }
 

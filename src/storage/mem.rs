@@ -12,7 +12,7 @@ use super::kv::{Change, KvRecord, SmMeta};
 use super::recovery;
 use super::session::SessionRecord;
 use super::snapshot::{self, ChunkStream, RecordCursor, SnapshotHeader, SnapshotSource};
-use super::store::{encode_row, MembershipRecord, RecordVisitor, StoreRead, StoreWrite};
+use super::store::{encode_row, KvPage, MembershipRecord, RecordVisitor, StoreRead, StoreWrite};
 use super::{
     Applied, Batch, ChangePage, Identity, InstallProgress, KeyValue, LogState, LogStorage,
     Recovered, SnapshotMeta, StateDigest, StorageOptions, MEMORY_PATH,
@@ -268,7 +268,7 @@ impl LogStorage for MemStorage {
                     Ok(next)
                 })?;
                 self.cached = next.clone();
-                return Ok(InstallProgress::Installed(next));
+                return Ok(InstallProgress::Installed(Box::new(next)));
             }
         }
         let chunks = install.receiver.next_seq;
@@ -420,7 +420,7 @@ impl StoreRead for MemRead<'_> {
         prefix: &[u8],
         limit: usize,
         bytes_max: usize,
-    ) -> Result<(Vec<(Vec<u8>, KvRecord)>, bool), StorageError> {
+    ) -> Result<KvPage, StorageError> {
         let mut out = Vec::new();
         let mut bytes = 0;
         let range = self
@@ -564,7 +564,7 @@ impl StoreRead for MemTxn<'_> {
         log_entries(lo: LogIndex, hi: LogIndex, bytes_max: usize) -> Vec<Entry>;
         log_scan_terms(visit: &mut dyn FnMut(LogIndex, Term) -> Result<(), StorageError>) -> ();
         kv_get(key: &[u8]) -> Option<KvRecord>;
-        kv_range(prefix: &[u8], limit: usize, bytes_max: usize) -> (Vec<(Vec<u8>, KvRecord)>, bool);
+        kv_range(prefix: &[u8], limit: usize, bytes_max: usize) -> KvPage;
         kv_scan(visit: &mut RecordVisitor<'_>) -> ();
         session(client_id: u64) -> Option<SessionRecord>;
         session_scan(visit: &mut RecordVisitor<'_>) -> ();

@@ -231,7 +231,7 @@ pub enum InstallProgress {
     /// More chunks are expected; this many were accepted so far.
     Continue { chunks: u32 },
     /// The snapshot is swapped in and durable; the log prefix it covers is gone.
-    Installed(LogState),
+    Installed(Box<LogState>),
 }
 
 /// A page of the change feed.

@@ -14,8 +14,8 @@ use super::recovery;
 use super::session::SessionRecord;
 use super::snapshot::{self, ChunkStream, RecordCursor, SnapshotHeader, SnapshotSource};
 use super::store::{
-    decode_entry, decode_row, encode_entry, encode_row, entry_config, entry_term, MembershipRecord,
-    RecordVisitor, StoreRead, StoreWrite,
+    decode_entry, decode_row, encode_entry, encode_row, entry_config, entry_term, KvPage,
+    MembershipRecord, RecordVisitor, StoreRead, StoreWrite,
 };
 use super::{
     Applied, ApplyMode, Batch, ChangePage, Identity, InstallProgress, KeyValue, LogState,
@@ -567,7 +567,7 @@ impl LogStorage for RedbStorage {
                     Ok(next)
                 })?;
                 self.cached = next.clone();
-                return Ok(InstallProgress::Installed(next));
+                return Ok(InstallProgress::Installed(Box::new(next)));
             }
         }
         let chunks = receiver.next_seq;
@@ -829,7 +829,7 @@ impl<S: Source> StoreRead for RedbStore<'_, S> {
         prefix: &[u8],
         limit: usize,
         bytes_max: usize,
-    ) -> Result<(Vec<(Vec<u8>, KvRecord)>, bool), StorageError> {
+    ) -> Result<KvPage, StorageError> {
         let path = self.path;
         let kv = table!(self.kv, KV);
         let mut out = Vec::new();
@@ -913,7 +913,7 @@ fn write_err(path: &Path) -> impl Fn(redb::StorageError) -> StorageError + '_ {
     move |e| StorageError::redb(path, "write", e)
 }
 
-impl<'t> StoreWrite for RedbStore<'_, &'t WriteTransaction> {
+impl StoreWrite for RedbStore<'_, &WriteTransaction> {
     fn set_hard_state(&mut self, hard_state: &HardState) -> Result<(), StorageError> {
         let path = self.path;
         let bytes = encode_row(hard_state);
@@ -1083,12 +1083,7 @@ impl StoreRead for EmptyStore<'_> {
     fn kv_get(&mut self, _: &[u8]) -> Result<Option<KvRecord>, StorageError> {
         unreachable!("EmptyStore answers terms only")
     }
-    fn kv_range(
-        &mut self,
-        _: &[u8],
-        _: usize,
-        _: usize,
-    ) -> Result<(Vec<(Vec<u8>, KvRecord)>, bool), StorageError> {
+    fn kv_range(&mut self, _: &[u8], _: usize, _: usize) -> Result<KvPage, StorageError> {
         unreachable!("EmptyStore answers terms only")
     }
     fn kv_scan(&mut self, _: &mut RecordVisitor<'_>) -> Result<(), StorageError> {

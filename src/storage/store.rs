@@ -20,6 +20,9 @@ pub(crate) struct MembershipRecord {
     pub index: LogIndex,
 }
 
+/// Keys with their records, and whether more keys matched.
+pub(crate) type KvPage = (Vec<(Vec<u8>, KvRecord)>, bool);
+
 /// A visitor of raw records: key bytes and value bytes as stored.
 pub(crate) type RecordVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), StorageError> + 'a;
 
@@ -53,7 +56,7 @@ pub(crate) trait StoreRead {
         prefix: &[u8],
         limit: usize,
         bytes_max: usize,
-    ) -> Result<(Vec<(Vec<u8>, KvRecord)>, bool), StorageError>;
+    ) -> Result<KvPage, StorageError>;
     /// Visits every key and its encoded record (`KvRecord::encode`), in key order.
     fn kv_scan(&mut self, visit: &mut RecordVisitor<'_>) -> Result<(), StorageError>;
     fn session(&mut self, client_id: u64) -> Result<Option<SessionRecord>, StorageError>;
