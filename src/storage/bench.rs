@@ -35,6 +35,7 @@ pub struct BenchArgs {
 
 const BATCH_SIZES: [usize; 4] = [1, 10, 100, 1000];
 const APPLY_BATCH_SIZES: [usize; 3] = [1, 10, 100];
+const APPLY_ROUNDS: u32 = 8;
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
@@ -54,8 +55,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     };
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
     println!(
-        "regent bench storage: redb {}, {} cores, databases under {}",
-        "4.6",
+        "regent bench storage: redb 4.6, {} cores, databases under {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         root.display()
     );
@@ -71,7 +71,19 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     );
     for (i, size) in BATCH_SIZES.iter().enumerate() {
         let dir = root.join(format!("append-{i}"));
-        let r = appends(&dir, *size, args.entry_bytes, duration, None)?;
+        let mut s = open_fresh(&dir, ApplyMode::WithLog)?;
+        let mut samples = Samples::default();
+        appends(
+            &mut s,
+            *size,
+            args.entry_bytes,
+            duration,
+            false,
+            &mut samples,
+        )?;
+        drop(s);
+        std::fs::remove_dir_all(&dir)?;
+        let r = samples.rate();
         println!(
             "{:>6} {:>14.0} {:>12.0} {:>12} {:>12}",
             size,
@@ -90,10 +102,34 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         "{:>6} {:>10} {:>14} {:>12} {:>12}",
         "batch", "apply", "entries/s", "p50 batch", "p99 batch"
     );
+    // The two modes take turns in short rounds, so that a burst of load from other processes
+    // on the machine falls on both alike.
     for size in APPLY_BATCH_SIZES {
-        for mode in [ApplyMode::WithLog, ApplyMode::Deferred] {
-            let dir = root.join(format!("apply-{size}-{mode:?}"));
-            let r = appends(&dir, size, args.entry_bytes, duration, Some(mode))?;
+        let modes = [ApplyMode::WithLog, ApplyMode::Deferred];
+        let mut stores = Vec::new();
+        for mode in modes {
+            stores.push(open_fresh(
+                &root.join(format!("apply-{size}-{mode:?}")),
+                mode,
+            )?);
+        }
+        let mut samples = [Samples::default(), Samples::default()];
+        for _ in 0..APPLY_ROUNDS {
+            for (s, samples) in stores.iter_mut().zip(samples.iter_mut()) {
+                appends(
+                    s,
+                    size,
+                    args.entry_bytes,
+                    duration / APPLY_ROUNDS,
+                    true,
+                    samples,
+                )?;
+            }
+        }
+        drop(stores);
+        for (mode, samples) in modes.into_iter().zip(samples) {
+            std::fs::remove_dir_all(root.join(format!("apply-{size}-{mode:?}")))?;
+            let r = samples.rate();
             println!(
                 "{:>6} {:>10} {:>14.0} {:>12} {:>12}",
                 size,
@@ -139,32 +175,58 @@ fn put_payload(i: u64, bytes: usize) -> EntryPayload {
     EntryPayload::Normal(Proposal::new(Command::Put { key, value }).encode())
 }
 
+/// Latencies of the batches written, and the entries they held.
+#[derive(Default)]
+struct Samples {
+    latencies: Vec<Duration>,
+    entries: u64,
+    elapsed: Duration,
+}
+
+impl Samples {
+    fn rate(mut self) -> Rate {
+        self.latencies.sort();
+        let at = |q: f64| self.latencies[((self.latencies.len() - 1) as f64 * q) as usize];
+        let secs = self.elapsed.as_secs_f64();
+        Rate {
+            entries_per_s: self.entries as f64 / secs,
+            commits_per_s: self.latencies.len() as f64 / secs,
+            p50: at(0.5),
+            p99: at(0.99),
+        }
+    }
+}
+
+fn open_fresh(dir: &std::path::Path, apply_mode: ApplyMode) -> anyhow::Result<RedbStorage> {
+    let options = StorageOptions {
+        apply_mode,
+        ..StorageOptions::default()
+    };
+    Ok(RedbStorage::open(dir, &identity(), options)?.0)
+}
+
 /// Appends batches of `size` entries for `duration`; with `apply`, each batch also commits
-/// and applies its entries in that mode.
+/// and applies its entries.
 fn appends(
-    dir: &std::path::Path,
+    s: &mut RedbStorage,
     size: usize,
     entry_bytes: usize,
     duration: Duration,
-    apply: Option<ApplyMode>,
-) -> anyhow::Result<Rate> {
-    let options = StorageOptions {
-        apply_mode: apply.unwrap_or(ApplyMode::WithLog),
-        ..StorageOptions::default()
-    };
-    let (mut s, _) = RedbStorage::open(dir, &identity(), options)?;
-    let mut latencies = Vec::new();
-    let mut entries_total = 0u64;
+    apply: bool,
+    samples: &mut Samples,
+) -> anyhow::Result<()> {
     let start = Instant::now();
-    while start.elapsed() < duration || latencies.len() < 5 {
+    let mut batches = 0;
+    while start.elapsed() < duration || batches < 5 {
         let last = s.state().last_index;
         let entries: Vec<Entry> = (1..=size as u64)
             .map(|n| Entry {
                 term: Term(1),
                 index: LogIndex(last.0 + n),
-                payload: match apply {
-                    Some(_) => put_payload(last.0 + n, entry_bytes),
-                    None => EntryPayload::Normal(vec![b'e'; entry_bytes]),
+                payload: if apply {
+                    put_payload(last.0 + n, entry_bytes)
+                } else {
+                    EntryPayload::Normal(vec![b'e'; entry_bytes])
                 },
             })
             .collect();
@@ -173,36 +235,20 @@ fn appends(
             hard_state: Some(HardState {
                 term: Term(1),
                 vote: Some(NodeId(1)),
-                commit: if apply.is_some() {
-                    new_last
-                } else {
-                    LogIndex(0)
-                },
+                commit: if apply { new_last } else { LogIndex(0) },
             }),
             truncate_from: None,
-            committed: if apply.is_some() {
-                entries.clone()
-            } else {
-                Vec::new()
-            },
+            committed: if apply { entries.clone() } else { Vec::new() },
             entries,
         };
         let t = Instant::now();
         s.write_batch(&batch)?;
-        latencies.push(t.elapsed());
-        entries_total += size as u64;
+        samples.latencies.push(t.elapsed());
+        samples.entries += size as u64;
+        batches += 1;
     }
-    let elapsed = start.elapsed().as_secs_f64();
-    latencies.sort();
-    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
-    drop(s);
-    std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
-    Ok(Rate {
-        entries_per_s: entries_total as f64 / elapsed,
-        commits_per_s: latencies.len() as f64 / elapsed,
-        p50: at(0.5),
-        p99: at(0.99),
-    })
+    samples.elapsed += start.elapsed();
+    Ok(())
 }
 
 fn snapshots(root: &std::path::Path, keys: u64, value_bytes: usize) -> anyhow::Result<()> {
