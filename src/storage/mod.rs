@@ -1,3 +1,315 @@
-//! placeholder: the storage layer.
+//! The storage layer: the Raft log, the hard state, the membership and a replicated KV state
+//! machine, persisted in one redb database per node (`RedbStorage`) or modelled in memory for
+//! the simulator (`MemStorage`). Both implement `LogStorage` through the same engine.
+//!
+//! Invariant kept by every implementation: a `write_batch` either happens entirely or not at
+//! all, and once it returns `Ok` it survives a crash. After every write the recovered state
+//! satisfies `snapshot index < first index`, a contiguous log with non-decreasing terms, and
+//! `snapshot index <= applied <= commit <= last index`.
+//!
+//! # How a caller turns a Ready into a batch
+//!
+//! 1. `Batch { hard_state: ready.hard_state, truncate_from: ready.truncate_from,
+//!    entries: ready.entries, committed: ready.committed_entries }`.
+//! 2. `storage.write_batch(&batch)`: one transaction, one durable commit. Proposals that arrive
+//!    meanwhile wait for the next batch (group commit).
+//! 3. Only then send the messages that must follow persistence (vote grants, append acks), and
+//!    answer clients with the returned `Applied` results.
+//! 4. On an error for which `StorageError::requires_reload` holds, the outcome of the batch is
+//!    unknown: call `reload()` and restart the core from the `Recovered` state.
 
 pub mod bench;
+mod command;
+mod engine;
+mod error;
+mod kv;
+mod mem;
+mod recovery;
+mod redb;
+mod session;
+mod snapshot;
+mod store;
+
+pub use command::{
+    Command, CommandError, Compare, CompareOp, CompareTarget, KeyValue, Op, Outcome, Proposal,
+    Response, SessionSeq, Txn, COMMAND_BYTES_MAX, COMMAND_FORMAT_VERSION, KEY_BYTES_MAX,
+    RANGE_BYTES_MAX, RANGE_LIMIT_MAX, TXN_COMPARES_MAX, TXN_OPS_MAX, VALUE_BYTES_MAX,
+};
+pub use error::{StorageError, MEMORY_PATH};
+pub use kv::{Change, ChangeKind};
+pub use mem::{MemFault, MemStorage};
+pub use redb::{RedbStorage, DB_FILE_NAME, STORAGE_FORMAT_VERSION};
+pub use session::{
+    SessionRecord, SESSIONS_MAX, SESSION_RESULTS_MAX, SESSION_SWEEP_INTERVAL_MS,
+    SESSION_TTL_MAX_MS, SESSION_TTL_MIN_MS,
+};
+pub use snapshot::{SnapshotSource, SNAPSHOT_CHUNK_BYTES_MAX, SNAPSHOT_FORMAT_VERSION};
+
+use crate::raft::types::{Entry, HardState, LogIndex, Membership, NodeId, Term};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Which node of which cluster a data directory belongs to. Written when the database is
+/// created; every later open must present the same identity.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub cluster_id: String,
+    pub node_id: NodeId,
+}
+
+/// The longest cluster id accepted.
+pub const CLUSTER_ID_BYTES_MAX: usize = 128;
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "node {} of cluster {:?}", self.node_id, self.cluster_id)
+    }
+}
+
+/// Settings of one storage handle. They need not agree between nodes: nothing here changes
+/// what the state machine answers.
+#[derive(Clone, Debug)]
+pub struct StorageOptions {
+    /// The change feed keeps the changes of at most this many most recent revisions.
+    pub changes_retained_max: u64,
+    /// A batch may append at most this many entries.
+    pub batch_entries_max: usize,
+    /// Snapshot chunks are cut once their body reaches this many bytes.
+    pub snapshot_chunk_bytes: usize,
+    /// Where committed entries are applied (redb only; `MemStorage` always applies with the log).
+    pub apply_mode: ApplyMode,
+    /// Verify every page checksum when opening (redb only). Without it a file damaged outside
+    /// redb may make redb panic instead of failing with an error.
+    pub verify_on_open: bool,
+    /// redb's page cache.
+    pub cache_bytes: usize,
+    /// `maybe_compact_file` compacts once the file has at least this many free bytes ...
+    pub compact_free_bytes_min: u64,
+    /// ... and they are at least this share (in percent) of the file.
+    pub compact_free_percent_min: u64,
+}
+
+impl Default for StorageOptions {
+    fn default() -> Self {
+        StorageOptions {
+            changes_retained_max: 100_000,
+            batch_entries_max: 10_000,
+            snapshot_chunk_bytes: 1 << 20,
+            apply_mode: ApplyMode::WithLog,
+            verify_on_open: true,
+            cache_bytes: 128 << 20,
+            compact_free_bytes_min: 64 << 20,
+            compact_free_percent_min: 50,
+        }
+    }
+}
+
+impl StorageOptions {
+    /// Checks every limit, naming the field and the rule it breaks.
+    pub fn validate(&self) -> Result<(), StorageError> {
+        let fail = |msg: String| Err(StorageError::InvalidRequest(msg));
+        if self.changes_retained_max == 0 {
+            return fail("changes_retained_max must be at least 1".into());
+        }
+        if self.batch_entries_max == 0 || self.batch_entries_max > 1_000_000 {
+            return fail("batch_entries_max must be within 1..=1000000".into());
+        }
+        if self.snapshot_chunk_bytes < 4096
+            || self.snapshot_chunk_bytes > SNAPSHOT_CHUNK_BYTES_MAX / 2
+        {
+            return fail(format!(
+                "snapshot_chunk_bytes must be within 4096..={}",
+                SNAPSHOT_CHUNK_BYTES_MAX / 2
+            ));
+        }
+        if self.compact_free_percent_min > 100 {
+            return fail("compact_free_percent_min must be within 0..=100".into());
+        }
+        Ok(())
+    }
+}
+
+/// Where the state-machine writes of a batch go. See `docs/storage.md` for the measurements
+/// behind the default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApplyMode {
+    /// In the batch's one durable transaction: applied is always durable.
+    WithLog,
+    /// In a second, non-durable transaction after the durable log write: a crash may lose the
+    /// last batch's apply, which recovery redoes from the log (`Recovered::entries`).
+    Deferred,
+}
+
+/// What a Raft Ready asks to persist, as one atomic and durable write.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Batch {
+    /// The new term, vote and commit index, if they changed.
+    pub hard_state: Option<HardState>,
+    /// Delete every entry with an index at or after this one before appending. It must be
+    /// above the commit index stored before this batch: committed entries are never deleted.
+    pub truncate_from: Option<LogIndex>,
+    /// Entries to append: contiguous, the first at `truncate_from` or at last index + 1.
+    pub entries: Vec<Entry>,
+    /// Committed entries to apply, in order, the first at applied + 1, the last at or below the
+    /// commit index (as of this batch). They must be in the log (stored or in `entries`).
+    pub committed: Vec<Entry>,
+}
+
+/// The result of applying one committed entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    pub index: LogIndex,
+    pub result: ApplyResult,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ApplyResult {
+    Noop,
+    /// The membership now in force.
+    Config(Membership),
+    /// A `Normal` entry: the command's answer, or why it was refused (bad bytes included).
+    Command(Outcome),
+}
+
+/// What precedes the first log entry: the state machine at `last_included_index` replaces it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SnapshotMeta {
+    pub last_included_index: LogIndex,
+    pub last_included_term: Term,
+    /// The membership in force at `last_included_index`.
+    pub membership: Membership,
+}
+
+/// A summary of the durable state, kept current after every successful write.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogState {
+    pub hard_state: HardState,
+    /// The compacted prefix (index 0 when nothing was compacted).
+    pub snapshot: SnapshotMeta,
+    /// `snapshot.last_included_index + 1`, also when the log is empty.
+    pub first_index: LogIndex,
+    /// The last index in the log, or the snapshot's index when the log is empty.
+    pub last_index: LogIndex,
+    pub last_term: Term,
+    /// The last entry applied to the state machine, and its term.
+    pub applied: LogIndex,
+    pub applied_term: Term,
+    /// The membership of the last applied `Config` entry (or of the snapshot), and its index.
+    pub membership: Membership,
+    pub membership_index: LogIndex,
+    /// The KV store's revision: the number of applied writes.
+    pub revision: u64,
+}
+
+/// What `open` and `reload` found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recovered {
+    pub identity: Identity,
+    pub state: LogState,
+    /// The entries after `applied`, up to the last index: the core re-applies the committed
+    /// ones and scans them for a `Config` newer than `state.membership`.
+    pub entries: Vec<Entry>,
+}
+
+impl Recovered {
+    /// The membership in force for the core: the last `Config` in the log, applied or not.
+    pub fn latest_membership(&self) -> (&Membership, LogIndex) {
+        self.entries
+            .iter()
+            .rev()
+            .find_map(|entry| match &entry.payload {
+                crate::raft::types::EntryPayload::Config(m) => Some((m, entry.index)),
+                _ => None,
+            })
+            .unwrap_or((&self.state.membership, self.state.membership_index))
+    }
+}
+
+/// How far a snapshot install has come.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InstallProgress {
+    /// More chunks are expected; this many were accepted so far.
+    Continue { chunks: u32 },
+    /// The snapshot is swapped in and durable; the log prefix it covers is gone.
+    Installed(Box<LogState>),
+}
+
+/// A page of the change feed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChangePage {
+    pub changes: Vec<Change>,
+    /// More changes follow the last one returned.
+    pub more: bool,
+}
+
+/// A summary of the state machine, equal on two nodes that applied the same log (the change
+/// feed aside, which is local history).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateDigest {
+    pub applied: LogIndex,
+    pub revision: u64,
+    pub kv_count: u64,
+    pub kv_crc: u32,
+    pub session_count: u64,
+    pub session_crc: u32,
+}
+
+/// The storage of one Raft node. The daemon uses `RedbStorage`, the simulator `MemStorage`;
+/// `tests/storage_conformance.rs` runs the same suite on both.
+pub trait LogStorage {
+    /// The durable state after the last successful write.
+    fn state(&self) -> &LogState;
+
+    /// Persists one Ready: hard state, truncation, appends, and the application of committed
+    /// entries, atomically and durably. Returns one `Applied` per committed entry.
+    fn write_batch(&mut self, batch: &Batch) -> Result<Vec<Applied>, StorageError>;
+
+    /// Re-reads what is durable, as a restart would (reopening the file for redb).
+    fn reload(&mut self) -> Result<Recovered, StorageError>;
+
+    /// Entries in `lo..hi`, stopping early (but after at least one) once their sizes pass
+    /// `bytes_max`.
+    fn entries(
+        &self,
+        lo: LogIndex,
+        hi: LogIndex,
+        bytes_max: usize,
+    ) -> Result<Vec<Entry>, StorageError>;
+
+    /// The term of the entry at `index`; also answers for index 0 and the snapshot's index.
+    fn term(&self, index: LogIndex) -> Result<Term, StorageError>;
+
+    /// Drops the log up to and including `through` (at most the applied index), recording it
+    /// as the snapshot prefix.
+    fn compact_log(&mut self, through: LogIndex) -> Result<(), StorageError>;
+
+    /// A consistent snapshot of the state machine at the applied index, streamed as
+    /// checksummed chunks; writes may go on while it is read.
+    fn snapshot(&self) -> Result<Box<dyn SnapshotSource>, StorageError>;
+
+    /// Feeds one chunk of a snapshot from a peer. A chunk with sequence 0 starts a new install
+    /// (abandoning any other); the last chunk swaps the snapshot in atomically and durably.
+    fn install_chunk(&mut self, chunk: &[u8]) -> Result<InstallProgress, StorageError>;
+
+    /// Abandons an install in progress, if any.
+    fn install_abort(&mut self);
+
+    /// Local reads of the state machine (possibly stale on a follower).
+    fn kv_get(&self, key: &[u8]) -> Result<Option<KeyValue>, StorageError>;
+    fn kv_range(&self, prefix: &[u8], limit: u32) -> Result<(Vec<KeyValue>, bool), StorageError>;
+
+    /// The changes with a revision above `revision`, in order, at most `limit`.
+    fn changes_after(&self, revision: u64, limit: usize) -> Result<ChangePage, StorageError>;
+
+    /// The recorded state of a session, if it is open.
+    fn session(&self, client_id: u64) -> Result<Option<SessionRecord>, StorageError>;
+
+    /// A digest of the state machine, for comparing nodes.
+    fn digest(&self) -> Result<StateDigest, StorageError>;
+
+    /// Compacts the file when much of it is free (redb never shrinks on its own). Slow: call it
+    /// off the commit path. Returns whether it compacted.
+    fn maybe_compact_file(&mut self) -> Result<bool, StorageError> {
+        Ok(false)
+    }
+}

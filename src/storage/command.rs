@@ -1,0 +1,433 @@
+//! The KV command encoding carried in `EntryPayload::Normal`: one version byte, then a postcard
+//! `Proposal` (an optional exactly-once session, a leader-assigned time, a `Command`).
+//!
+//! Invariant: `decode` is total and deterministic: any byte string gives the same `Proposal` or
+//! the same `CommandError` on every node, and never panics. Every limit here is a constant, not
+//! a setting, because all nodes must reject the same commands.
+
+use serde::{Deserialize, Serialize};
+
+/// The first byte of every encoded proposal.
+pub const COMMAND_FORMAT_VERSION: u8 = 1;
+/// An encoded proposal larger than this is rejected before decoding.
+pub const COMMAND_BYTES_MAX: usize = 4 << 20;
+pub const KEY_BYTES_MAX: usize = 8 << 10;
+pub const VALUE_BYTES_MAX: usize = 1 << 20;
+pub const TXN_OPS_MAX: usize = 128;
+pub const TXN_COMPARES_MAX: usize = 128;
+/// The most keys one range returns; a larger `limit` is rejected.
+pub const RANGE_LIMIT_MAX: u32 = 10_000;
+/// A range stops (with `more = true`) once its keys and values exceed this many bytes.
+pub const RANGE_BYTES_MAX: usize = 4 << 20;
+
+/// What a client proposes, as the leader puts it in the log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    /// Present for exactly-once commands: a retry with the same (client, seq) is answered
+    /// from the recorded result instead of being applied twice.
+    pub session: Option<SessionSeq>,
+    /// Wall-clock milliseconds assigned by the leader when it appended the entry. The state
+    /// machine keeps the largest it has seen as its "log time", the only clock that expires
+    /// sessions, so that every node expires the same sessions at the same index.
+    pub time_ms: u64,
+    pub command: Command,
+}
+
+/// A client's place in its exactly-once session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionSeq {
+    /// The id returned by `Command::RegisterSession` (the index of that entry).
+    pub client_id: u64,
+    /// The client's sequence number for this command, unique within the session.
+    pub seq: u64,
+    /// The client has its answers for every seq below this one and will not retry them: their
+    /// recorded results may be dropped.
+    pub acked_below: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    Get {
+        key: Vec<u8>,
+    },
+    /// Keys starting with `prefix` (all keys for an empty prefix), in key order, at most `limit`.
+    Range {
+        prefix: Vec<u8>,
+        limit: u32,
+    },
+    Put {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Delete {
+        key: Vec<u8>,
+    },
+    Txn(Txn),
+    /// Opens an exactly-once session; the answer carries its client id. The session expires
+    /// when the log time passes its last activity by `ttl_ms`.
+    RegisterSession {
+        ttl_ms: u64,
+    },
+}
+
+/// An etcd-style transaction: if every compare holds, run `success`, else `failure`. All writes
+/// of a transaction share one revision.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Txn {
+    pub compares: Vec<Compare>,
+    pub success: Vec<Op>,
+    pub failure: Vec<Op>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    Get { key: Vec<u8> },
+    Range { prefix: Vec<u8>, limit: u32 },
+    Put { key: Vec<u8>, value: Vec<u8> },
+    Delete { key: Vec<u8> },
+}
+
+/// `key`'s `target` compared with `op`. A missing key has version, create and mod revision 0,
+/// and fails every value compare (as in etcd).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Compare {
+    pub key: Vec<u8>,
+    pub op: CompareOp,
+    pub target: CompareTarget,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CompareOp {
+    Equal,
+    NotEqual,
+    Less,
+    Greater,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CompareTarget {
+    Value(Vec<u8>),
+    Version(u64),
+    CreateRevision(u64),
+    ModRevision(u64),
+    /// Only `Equal` and `NotEqual` are meaningful: `Exists(true)` with `Equal` holds when the
+    /// key is present.
+    Exists(bool),
+}
+
+/// One key and its metadata, as answered to clients.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyValue {
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+    /// The revision of the put that created the key (since it was last absent).
+    pub create_revision: u64,
+    /// The revision of the last put.
+    pub mod_revision: u64,
+    /// The number of puts since the key was created; 1 after the first.
+    pub version: u64,
+}
+
+/// The answer to an applied command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    Get {
+        kv: Option<KeyValue>,
+        revision: u64,
+    },
+    Range {
+        kvs: Vec<KeyValue>,
+        more: bool,
+        revision: u64,
+    },
+    /// `revision` is the revision of this write.
+    Put {
+        revision: u64,
+        prev: Option<KeyValue>,
+    },
+    /// `prev` is `None` when nothing was deleted; the revision then does not move.
+    Delete {
+        revision: u64,
+        prev: Option<KeyValue>,
+    },
+    Txn {
+        succeeded: bool,
+        revision: u64,
+        responses: Vec<Response>,
+    },
+    SessionRegistered {
+        client_id: u64,
+    },
+}
+
+/// Why a command was refused. It is a deterministic result of the log, the same on every
+/// node, so it is recorded and answered like any other result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum CommandError {
+    #[error("empty command")]
+    Empty,
+    #[error("unsupported command format version {found} (this build reads version {supported})")]
+    Version { found: u8, supported: u8 },
+    #[error("command of {len} bytes is larger than {max}")]
+    TooLarge { len: usize, max: usize },
+    #[error("undecodable command: {reason}")]
+    Decode { reason: String },
+    #[error("empty key")]
+    EmptyKey,
+    #[error("key of {len} bytes is larger than {max}")]
+    KeyTooLarge { len: usize, max: usize },
+    #[error("value of {len} bytes is larger than {max}")]
+    ValueTooLarge { len: usize, max: usize },
+    #[error("range limit {limit} is not within 1..={max}")]
+    RangeLimit { limit: u32, max: u32 },
+    #[error("transaction has {count} operations, more than {max}")]
+    TooManyOps { count: usize, max: usize },
+    #[error("transaction has {count} compares, more than {max}")]
+    TooManyCompares { count: usize, max: usize },
+    #[error("compare {op:?} is not defined on existence")]
+    InvalidCompare { op: CompareOp },
+    #[error("session ttl {ttl_ms} ms is not within {min}..={max} ms")]
+    SessionTtl { ttl_ms: u64, min: u64, max: u64 },
+    #[error("too many sessions (at most {max})")]
+    SessionsFull { max: u64 },
+    #[error("unknown or expired session {client_id}")]
+    SessionUnknown { client_id: u64 },
+    #[error("session {client_id}: seq {seq} was answered before and its result was dropped")]
+    SeqDiscarded { client_id: u64, seq: u64 },
+}
+
+/// The outcome of one applied command.
+pub type Outcome = Result<Response, CommandError>;
+
+impl Proposal {
+    pub fn new(command: Command) -> Proposal {
+        Proposal {
+            session: None,
+            time_ms: 0,
+            command,
+        }
+    }
+
+    /// The bytes to put in `EntryPayload::Normal`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![COMMAND_FORMAT_VERSION];
+        // Serialising plain data into a Vec cannot fail.
+        let body = postcard::to_allocvec(self).expect("postcard encodes a Proposal");
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// Decodes and validates entry bytes. Every node gets the same answer for the same bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Proposal, CommandError> {
+        let Some((&version, body)) = bytes.split_first() else {
+            return Err(CommandError::Empty);
+        };
+        if version != COMMAND_FORMAT_VERSION {
+            return Err(CommandError::Version {
+                found: version,
+                supported: COMMAND_FORMAT_VERSION,
+            });
+        }
+        if bytes.len() > COMMAND_BYTES_MAX {
+            return Err(CommandError::TooLarge {
+                len: bytes.len(),
+                max: COMMAND_BYTES_MAX,
+            });
+        }
+        let (proposal, rest): (Proposal, &[u8]) =
+            postcard::take_from_bytes(body).map_err(|err| CommandError::Decode {
+                reason: err.to_string(),
+            })?;
+        if !rest.is_empty() {
+            return Err(CommandError::Decode {
+                reason: format!("{} trailing bytes", rest.len()),
+            });
+        }
+        proposal.command.validate()?;
+        Ok(proposal)
+    }
+}
+
+impl Command {
+    /// Whether the command only reads (its result need not be recorded for retries).
+    pub fn is_read_only(&self) -> bool {
+        match self {
+            Command::Get { .. } | Command::Range { .. } => true,
+            Command::Txn(txn) => txn
+                .success
+                .iter()
+                .chain(txn.failure.iter())
+                .all(|op| matches!(op, Op::Get { .. } | Op::Range { .. })),
+            Command::Put { .. } | Command::Delete { .. } | Command::RegisterSession { .. } => false,
+        }
+    }
+
+    fn validate(&self) -> Result<(), CommandError> {
+        match self {
+            Command::Get { key } | Command::Delete { key } => validate_key(key),
+            Command::Range { prefix, limit } => validate_range(prefix, *limit),
+            Command::Put { key, value } => validate_put(key, value),
+            Command::Txn(txn) => {
+                let count = txn.success.len() + txn.failure.len();
+                if count > TXN_OPS_MAX {
+                    return Err(CommandError::TooManyOps {
+                        count,
+                        max: TXN_OPS_MAX,
+                    });
+                }
+                if txn.compares.len() > TXN_COMPARES_MAX {
+                    return Err(CommandError::TooManyCompares {
+                        count: txn.compares.len(),
+                        max: TXN_COMPARES_MAX,
+                    });
+                }
+                for compare in &txn.compares {
+                    validate_key(&compare.key)?;
+                    match &compare.target {
+                        CompareTarget::Exists(_)
+                            if !matches!(compare.op, CompareOp::Equal | CompareOp::NotEqual) =>
+                        {
+                            return Err(CommandError::InvalidCompare { op: compare.op });
+                        }
+                        CompareTarget::Value(value) if value.len() > VALUE_BYTES_MAX => {
+                            return Err(CommandError::ValueTooLarge {
+                                len: value.len(),
+                                max: VALUE_BYTES_MAX,
+                            });
+                        }
+                        _ => {}
+                    }
+                }
+                for op in txn.success.iter().chain(txn.failure.iter()) {
+                    match op {
+                        Op::Get { key } | Op::Delete { key } => validate_key(key)?,
+                        Op::Range { prefix, limit } => validate_range(prefix, *limit)?,
+                        Op::Put { key, value } => validate_put(key, value)?,
+                    }
+                }
+                Ok(())
+            }
+            // The ttl is checked when the session is registered, with the other session rules.
+            Command::RegisterSession { .. } => Ok(()),
+        }
+    }
+}
+
+fn validate_key(key: &[u8]) -> Result<(), CommandError> {
+    if key.is_empty() {
+        return Err(CommandError::EmptyKey);
+    }
+    if key.len() > KEY_BYTES_MAX {
+        return Err(CommandError::KeyTooLarge {
+            len: key.len(),
+            max: KEY_BYTES_MAX,
+        });
+    }
+    Ok(())
+}
+
+fn validate_range(prefix: &[u8], limit: u32) -> Result<(), CommandError> {
+    if prefix.len() > KEY_BYTES_MAX {
+        return Err(CommandError::KeyTooLarge {
+            len: prefix.len(),
+            max: KEY_BYTES_MAX,
+        });
+    }
+    if limit == 0 || limit > RANGE_LIMIT_MAX {
+        return Err(CommandError::RangeLimit {
+            limit,
+            max: RANGE_LIMIT_MAX,
+        });
+    }
+    Ok(())
+}
+
+fn validate_put(key: &[u8], value: &[u8]) -> Result<(), CommandError> {
+    validate_key(key)?;
+    if value.len() > VALUE_BYTES_MAX {
+        return Err(CommandError::ValueTooLarge {
+            len: value.len(),
+            max: VALUE_BYTES_MAX,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let proposal = Proposal {
+            session: Some(SessionSeq {
+                client_id: 7,
+                seq: 3,
+                acked_below: 2,
+            }),
+            time_ms: 1234,
+            command: Command::Put {
+                key: b"a".to_vec(),
+                value: b"b".to_vec(),
+            },
+        };
+        assert_eq!(Proposal::decode(&proposal.encode()), Ok(proposal));
+    }
+
+    #[test]
+    fn bad_bytes_are_errors() {
+        assert_eq!(Proposal::decode(&[]), Err(CommandError::Empty));
+        assert_eq!(
+            Proposal::decode(&[9, 1, 2]),
+            Err(CommandError::Version {
+                found: 9,
+                supported: COMMAND_FORMAT_VERSION
+            })
+        );
+        assert!(matches!(
+            Proposal::decode(&[COMMAND_FORMAT_VERSION, 0xff, 0xff, 0xff]),
+            Err(CommandError::Decode { .. })
+        ));
+        let mut bytes = Proposal::new(Command::Get { key: b"k".to_vec() }).encode();
+        bytes.push(0);
+        assert!(matches!(
+            Proposal::decode(&bytes),
+            Err(CommandError::Decode { .. })
+        ));
+        let empty_key = Proposal::new(Command::Get { key: vec![] }).encode();
+        assert_eq!(Proposal::decode(&empty_key), Err(CommandError::EmptyKey));
+    }
+
+    #[test]
+    fn decode_never_panics_on_garbage() {
+        // A cheap deterministic fuzz: every prefix and every single-byte mutation of a valid
+        // transaction decodes to a value or an error.
+        let txn = Proposal::new(Command::Txn(Txn {
+            compares: vec![Compare {
+                key: b"k".to_vec(),
+                op: CompareOp::Greater,
+                target: CompareTarget::Version(3),
+            }],
+            success: vec![Op::Put {
+                key: b"k".to_vec(),
+                value: b"v".to_vec(),
+            }],
+            failure: vec![Op::Range {
+                prefix: b"".to_vec(),
+                limit: 10,
+            }],
+        }))
+        .encode();
+        for len in 0..txn.len() {
+            let _ = Proposal::decode(&txn[..len]);
+        }
+        for i in 0..txn.len() {
+            for bit in 0..8 {
+                let mut mutated = txn.clone();
+                mutated[i] ^= 1 << bit;
+                let first = Proposal::decode(&mutated);
+                assert_eq!(first, Proposal::decode(&mutated), "decode is deterministic");
+            }
+        }
+    }
+}
