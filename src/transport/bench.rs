@@ -1,4 +1,4 @@
-//! `regent bench transport` (placeholder).
+//! `regent bench transport` (being written).
 
 use clap::Args;
 use std::process::ExitCode;
