@@ -399,12 +399,15 @@ impl Transport {
             events,
             shutdown,
             handshakes: Arc::new(tokio::sync::Semaphore::new(HANDSHAKES_MAX)),
+            tasks: std::sync::Mutex::new(Vec::new()),
             config,
         });
+        let mut tasks = Vec::new();
         for (peer, rx) in accepted {
-            runtime.spawn(peer::peer_task::<T>(shared.clone(), peer, rx));
+            tasks.push(runtime.spawn(peer::peer_task::<T>(shared.clone(), peer, rx)));
         }
-        runtime.spawn(peer::accept_loop::<T>(shared.clone()));
+        tasks.push(runtime.spawn(peer::accept_loop::<T>(shared.clone())));
+        *shared.tasks.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
         let handle = TransportHandle {
             shared: shared.clone(),
             _guard: Arc::new(ShutdownGuard { shared }),

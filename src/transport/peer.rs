@@ -74,6 +74,8 @@ pub struct Shared<T> {
     pub events: broadcast::Sender<LinkEvent>,
     pub shutdown: watch::Sender<bool>,
     pub handshakes: Arc<Semaphore>,
+    /// The peer tasks and the accept loop, awaited by `shutdown`.
+    pub tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl<T> Shared<T> {
