@@ -20,7 +20,7 @@ use std::sync::Arc;
 use crate::raft::NodeId;
 
 /// Why a peer's certificate was refused after its chain checked out.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum IdentityRefusal {
     #[error("certificate names no regent node: {0}")]
     NoIdentity(String),
@@ -36,6 +36,13 @@ pub enum IdentityRefusal {
     },
     #[error("certificate names {found}, which is not a configured peer")]
     NotAPeer { found: NodeIdentity },
+}
+
+/// rustls formats a refusal with `Debug`; make that the readable sentence.
+impl std::fmt::Debug for IdentityRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 fn refuse(reason: IdentityRefusal) -> Error {
