@@ -54,9 +54,13 @@ fn expected_reason(bad: Bad, good_is_server: bool) -> &'static str {
         (Bad::Expired, _) => "expired",
         (Bad::NotYetValid, _) => "not valid",
         (Bad::OtherNode, true) => "certificate names n3",
-        (Bad::OtherNode, false) => "names node 3 of cluster test, but this connection expects node 2",
+        (Bad::OtherNode, false) => {
+            "names node 3 of cluster test, but this connection expects node 2"
+        }
         (Bad::OtherCluster, true) => "not of cluster test",
-        (Bad::OtherCluster, false) => "names node 2 of cluster other, but this connection expects node 2",
+        (Bad::OtherCluster, false) => {
+            "names node 2 of cluster other, but this connection expects node 2"
+        }
     }
 }
 
@@ -71,13 +75,21 @@ async fn refused(bad: Bad, bad_dials: bool) {
     let good_paths = pki.node("good", good_id);
     let bad_paths = bad_paths(&pki, &other, bad, bad_id);
     let mut good = start(
-        config(good_id, good_addr, &[(bad_id, bad_addr), (3, n3_addr)], &good_paths),
+        config(
+            good_id,
+            good_addr,
+            &[(bad_id, bad_addr), (3, n3_addr)],
+            &good_paths,
+        ),
         good_socket,
     );
     let bad_material = NodeMaterial::load_unverified(&bad_paths).unwrap();
     // The full checks refuse to run with this certificate at all.
     let identity = NodeIdentity::new(CLUSTER, NodeId(bad_id)).unwrap();
-    assert!(NodeMaterial::load(&bad_paths, &identity).is_err(), "{bad:?}");
+    assert!(
+        NodeMaterial::load(&bad_paths, &identity).is_err(),
+        "{bad:?}"
+    );
     let mut bad_node = start_with_material(
         config(bad_id, bad_addr, &[(good_id, good_addr)], &bad_paths),
         bad_socket,
@@ -87,18 +99,37 @@ async fn refused(bad: Bad, bad_dials: bool) {
     let good_is_server = bad_dials;
     let want = expected_reason(bad, good_is_server);
     let event = wait_event(&mut good.events, WAIT, "the good node's refusal", |e| {
-        matches!(e, LinkEvent::Rejected { by: Refuser::Us, .. })
+        matches!(
+            e,
+            LinkEvent::Rejected {
+                by: Refuser::Us,
+                ..
+            }
+        )
     })
     .await;
-    let LinkEvent::Rejected { reason, .. } = &event else { unreachable!() };
+    let LinkEvent::Rejected { reason, .. } = &event else {
+        unreachable!()
+    };
     assert!(
         reason.to_lowercase().contains(&want.to_lowercase()),
         "{bad:?} (bad dials: {bad_dials}): reason {reason:?} should mention {want:?}"
     );
     // The refused side learns it was refused and never counts a link.
-    wait_event(&mut bad_node.events, WAIT, "the bad node learning it was refused", |e| {
-        matches!(e, LinkEvent::Rejected { by: Refuser::Peer, .. })
-    })
+    wait_event(
+        &mut bad_node.events,
+        WAIT,
+        "the bad node learning it was refused",
+        |e| {
+            matches!(
+                e,
+                LinkEvent::Rejected {
+                    by: Refuser::Peer,
+                    ..
+                }
+            )
+        },
+    )
     .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     for (node, peer) in [(&good, bad_id), (&bad_node, good_id)] {
@@ -117,7 +148,12 @@ async fn good_pair_is_accepted_both_ways() {
         for (a, b) in [(0, 1), (1, 0)] {
             let peer = NodeId(ids[b]);
             assert!(nodes[a].handle.wait_connected(peer, WAIT).await);
-            let cert = nodes[a].handle.peer_status(peer).unwrap().peer_cert.unwrap();
+            let cert = nodes[a]
+                .handle
+                .peer_status(peer)
+                .unwrap()
+                .peer_cert
+                .unwrap();
             assert_eq!(cert.identity().unwrap().node_id, peer);
         }
         for node in &nodes {
@@ -180,11 +216,24 @@ async fn client_without_certificate_is_refused_by_either_node() {
         assert!(!answered, "{}: no answer must come", node.id);
         let close = conn.closed().await.to_string();
         assert!(close.contains("peer sent no certificates"), "{close}");
-        let event = wait_event(&mut node.events, WAIT, "refusal of a client without certificate", |e| {
-            matches!(e, LinkEvent::Rejected { by: Refuser::Us, .. })
-        })
+        let event = wait_event(
+            &mut node.events,
+            WAIT,
+            "refusal of a client without certificate",
+            |e| {
+                matches!(
+                    e,
+                    LinkEvent::Rejected {
+                        by: Refuser::Us,
+                        ..
+                    }
+                )
+            },
+        )
         .await;
-        let LinkEvent::Rejected { reason, peer, .. } = event else { unreachable!() };
+        let LinkEvent::Rejected { reason, peer, .. } = event else {
+            unreachable!()
+        };
         assert_eq!(peer, None);
         assert!(reason.contains("no certificates"), "{}: {reason}", node.id);
     }
@@ -203,7 +252,9 @@ async fn raw_connect_without_certificate(addr: SocketAddr) -> quinn::Connection 
         .with_custom_certificate_verifier(std::sync::Arc::new(AcceptAnyServer))
         .with_no_client_auth();
     tls.alpn_protocols = vec![regent::transport::tls::ALPN.to_vec()];
-    let config = quinn::ClientConfig::new(std::sync::Arc::new(QuicClientConfig::try_from(tls).unwrap()));
+    let config = quinn::ClientConfig::new(std::sync::Arc::new(
+        QuicClientConfig::try_from(tls).unwrap(),
+    ));
     let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     endpoint
         .connect_with(config, addr, "regent-peer")

@@ -566,11 +566,17 @@ impl<T> TransportHandle<T> {
         snapshot::open(&self.shared, peer, header).await
     }
 
-    /// Stops every task and closes the endpoint, waiting briefly for close frames to leave.
+    /// Stops every task and closes the endpoint, waiting briefly (at most about 1.5 s) for the
+    /// tasks to end and the close frames to leave.
     pub async fn shutdown(&self) {
         self.shared.begin_shutdown();
-        let _ =
-            tokio::time::timeout(Duration::from_secs(1), self.shared.endpoint.wait_idle()).await;
+        let tasks =
+            std::mem::take(&mut *self.shared.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for task in tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
+        }
+        let idle = self.shared.endpoint.wait_idle();
+        let _ = tokio::time::timeout(Duration::from_millis(500), idle).await;
     }
 }
 
