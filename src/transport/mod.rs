@@ -24,6 +24,7 @@ pub mod snapshot;
 pub mod tls;
 
 pub use crate::pki::TlsPaths;
+pub use peer::{Hello, HelloAck};
 pub use queue::{Pushed, QueueStats};
 pub use snapshot::{SnapshotReceiver, SnapshotSender};
 
