@@ -227,7 +227,7 @@ impl Rng {
 #[test]
 fn fuzz_a_million_inputs_without_panic() {
     const INPUTS: u64 = 1_000_000;
-    const SEED: u64 = 0x5eed_0f_f00d;
+    const SEED: u64 = 0x5eed_f00d;
     let mut rng = Rng(SEED);
     let seeds: Vec<Vec<u8>> = {
         let mut runner = proptest::test_runner::TestRunner::deterministic();
@@ -240,7 +240,7 @@ fn fuzz_a_million_inputs_without_panic() {
     let mut input = Vec::new();
     for _ in 0..INPUTS {
         input.clear();
-        if rng.next() % 2 == 0 {
+        if rng.next().is_multiple_of(2) {
             let len = rng.below(48);
             input.extend((0..len).map(|_| rng.next() as u8));
         } else {
