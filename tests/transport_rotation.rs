@@ -182,7 +182,8 @@ async fn reload_of_bad_files_keeps_the_old_identity() {
             .map(|_| ())
             .unwrap()
     };
-    let cases: Vec<(&str, Box<dyn Fn()>)> = vec![
+    type BreakFiles<'a> = Box<dyn Fn() + 'a>;
+    let cases: Vec<(&str, BreakFiles)> = vec![
         (
             "do not belong together",
             Box::new(move || {
@@ -281,7 +282,7 @@ async fn ca_rotation_across_three_nodes_keeps_messages_flowing() {
     }
     // A node with a new-CA certificate is accepted by nodes still on old-CA certificates.
     let new_probe = pki.node("probe-new", 4);
-    let mut p = probe(probe_socket, probe_addr, &members, &new_probe);
+    let p = probe(probe_socket, probe_addr, &members, &new_probe);
     for h in &handles {
         assert!(
             h.wait_connected(NodeId(4), WAIT).await,
@@ -310,7 +311,7 @@ async fn ca_rotation_across_three_nodes_keeps_messages_flowing() {
     }
     // New connections: the new-CA probe is accepted, the old-CA probe refused by every node.
     let socket = rebind(probe_addr).await;
-    let mut p = probe(socket, probe_addr, &members, &new_probe);
+    let p = probe(socket, probe_addr, &members, &new_probe);
     for h in &handles {
         assert!(h.wait_connected(NodeId(4), WAIT).await);
     }
