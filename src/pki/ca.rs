@@ -273,7 +273,8 @@ pub fn random_serial() -> Result<SerialNumber, PkiError> {
     Ok(SerialNumber::from_slice(&bytes))
 }
 
-pub(crate) fn validate_days(days: u32) -> Result<(), PkiError> {
+/// Checks a lifetime in days is within `1..=CA_DAYS_MAX`.
+pub fn validate_days(days: u32) -> Result<(), PkiError> {
     if days == 0 || days > CA_DAYS_MAX {
         return Err(PkiError::Invalid {
             field: "days",

@@ -28,7 +28,7 @@ pub enum PkiError {
         source: std::io::Error,
     },
     #[error(
-        "key file {path} is readable by group or others (mode {mode:03o}); fix it with: chmod 600 {path}"
+        "key file {path} is readable by group or others (mode {mode:04o}); fix it with: chmod 600 {path}"
     )]
     KeyFileMode { path: PathBuf, mode: u32 },
     #[error("{path}: {reason}")]
