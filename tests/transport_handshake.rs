@@ -111,6 +111,7 @@ async fn refused(bad: Bad, bad_dials: bool) {
     let LinkEvent::Rejected { reason, .. } = &event else {
         unreachable!()
     };
+    println!("{bad:?}, bad node dials: {bad_dials}: refused with {reason:?}");
     assert!(
         reason.to_lowercase().contains(&want.to_lowercase()),
         "{bad:?} (bad dials: {bad_dials}): reason {reason:?} should mention {want:?}"
