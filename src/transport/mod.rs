@@ -521,7 +521,9 @@ impl<T> TransportHandle<T> {
     /// CA drop, so no link authenticated by the dropped CA stays up.
     pub fn reset_links(&self) {
         for peer in self.shared.peers.values() {
-            peer.reset.notify_one();
+            // notify_waiters stores no permit: a reset asked while a peer has no link must
+            // not tear down the next link the moment it comes up.
+            peer.reset.notify_waiters();
         }
     }
 
