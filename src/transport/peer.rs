@@ -1,0 +1,770 @@
+//! Peer links: dialing (lower id dials), accepting, the hello exchange that makes a link
+//! count as authenticated, and the long-lived message stream of each link.
+//!
+//! Invariants: at most one live link per peer (a newer accepted link replaces the older,
+//! whose connection is closed); a link is reported up only after the acceptor answered the
+//! hello, because over TLS 1.3 the dialer's handshake completes before the acceptor has
+//! verified the dialer's certificate; every error on a link closes its connection with a
+//! reason naming the peer, and the dialer redials after a jittered, capped backoff.
+
+use super::backoff::Backoff;
+use super::frame::{self, FrameDecoder, FrameError, FrameKind};
+use super::queue::SendQueue;
+use super::{
+    snapshot, tls, Inbound, LinkEvent, PeerStatus, Refuser, TransportConfig, TransportError,
+    WireMessage,
+};
+use crate::pki::identity::identity_of;
+use crate::pki::{CertInfo, NodeIdentity, NodeMaterial};
+use crate::raft::NodeId;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, watch, Notify, Semaphore};
+
+/// Application close codes of a connection.
+pub const CLOSE_SHUTDOWN: u32 = 0;
+pub const CLOSE_FRAME_ERROR: u32 = 1;
+pub const CLOSE_HELLO_REFUSED: u32 = 2;
+pub const CLOSE_RESET: u32 = 3;
+pub const CLOSE_REPLACED: u32 = 4;
+pub const CLOSE_LINK_ERROR: u32 = 5;
+
+/// The message stream is sent before snapshot streams when both have data.
+pub const MESSAGE_STREAM_PRIORITY: i32 = 10;
+
+/// Bytes handed to one `write_all` on the message stream.
+const WRITE_BATCH_BYTES_MAX: usize = 256 << 10;
+/// Bytes read from a stream at once.
+const READ_CHUNK_BYTES_MAX: usize = 64 << 10;
+/// Longest close reason sent to a peer (it must fit in one packet).
+const CLOSE_REASON_BYTES_MAX: usize = 512;
+/// Accepted links waiting for their peer task.
+const ACCEPTED_QUEUE_MAX: usize = 4;
+
+/// The dialer's first frame: who it is and whom it dialed.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Hello {
+    pub cluster: String,
+    pub from: NodeId,
+    pub to: NodeId,
+    /// Both ends must agree, or one would refuse frames the other may send.
+    pub frame_bytes_max: u64,
+}
+
+/// The acceptor's answer: the link is authenticated both ways.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HelloAck {
+    pub from: NodeId,
+    pub frame_bytes_max: u64,
+}
+
+/// What every task of one transport shares.
+pub struct Shared<T> {
+    pub config: TransportConfig,
+    pub identity: NodeIdentity,
+    pub local_addr: SocketAddr,
+    pub endpoint: quinn::Endpoint,
+    pub material: RwLock<NodeMaterial>,
+    pub quic: Arc<quinn::TransportConfig>,
+    pub peers: BTreeMap<NodeId, Arc<Peer>>,
+    pub inbound: mpsc::Sender<Inbound<T>>,
+    pub events: broadcast::Sender<LinkEvent>,
+    pub shutdown: watch::Sender<bool>,
+    pub handshakes: Arc<Semaphore>,
+    /// The peer tasks and the accept loop, awaited by `shutdown`.
+    pub tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl<T> Shared<T> {
+    /// The material new connections use.
+    pub fn material(&self) -> NodeMaterial {
+        self.material
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn is_shut_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+        self.endpoint
+            .close(CLOSE_SHUTDOWN.into(), b"transport shut down");
+    }
+
+    fn emit(&self, event: LinkEvent) {
+        match &event {
+            LinkEvent::Rejected {
+                peer,
+                remote,
+                by,
+                reason,
+            } => {
+                tracing::warn!(?peer, %remote, ?by, %reason, "connection refused")
+            }
+            LinkEvent::Down { peer, reason } => tracing::info!(%peer, %reason, "link down"),
+            LinkEvent::DialFailed { peer, reason } => {
+                tracing::debug!(%peer, %reason, "dial failed")
+            }
+            LinkEvent::Up { peer, dialed, .. } => tracing::info!(%peer, dialed, "link up"),
+            LinkEvent::IdentityReloaded { .. } => {}
+        }
+        let _ = self.events.send(event);
+    }
+
+    fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.config.handshake_timeout_ms)
+    }
+
+    async fn shutdown_signal(&self) {
+        let mut rx = self.shutdown.subscribe();
+        let _ = rx.wait_for(|down| *down).await;
+    }
+}
+
+/// One configured peer.
+pub struct Peer {
+    pub id: NodeId,
+    pub addr: SocketAddr,
+    pub queue: SendQueue,
+    pub status: watch::Sender<PeerStatus>,
+    accepted: mpsc::Sender<Link>,
+    pub reset: Notify,
+    /// The connection of the live link, for snapshot streams.
+    pub current: Mutex<Option<quinn::Connection>>,
+}
+
+impl Peer {
+    pub fn new(
+        id: NodeId,
+        addr: SocketAddr,
+        config: &TransportConfig,
+    ) -> (Peer, mpsc::Receiver<Link>) {
+        let (accepted, rx) = mpsc::channel(ACCEPTED_QUEUE_MAX);
+        let peer = Peer {
+            id,
+            addr,
+            queue: SendQueue::new(config.send_queue_max, config.send_queue_bytes_max),
+            status: watch::channel(PeerStatus::default()).0,
+            accepted,
+            reset: Notify::new(),
+            current: Mutex::new(None),
+        };
+        (peer, rx)
+    }
+
+    pub fn connection(&self) -> Option<quinn::Connection> {
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_connection(&self, conn: Option<quinn::Connection>) {
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = conn;
+    }
+}
+
+/// An authenticated link: the connection and its message stream, after the hello.
+pub struct Link {
+    conn: quinn::Connection,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    /// Bytes read past the hello stay here.
+    decoder: FrameDecoder,
+    peer_cert: CertInfo,
+    dialed: bool,
+}
+
+/// Why a dial did not produce a link.
+enum DialError {
+    Refused { by: Refuser, reason: String },
+    Failed(String),
+}
+
+/// Accepts connections for as long as the transport runs.
+pub async fn accept_loop<T: WireMessage>(shared: Arc<Shared<T>>) {
+    loop {
+        let incoming = tokio::select! {
+            incoming = shared.endpoint.accept() => incoming,
+            _ = shared.shutdown_signal() => return,
+        };
+        let Some(incoming) = incoming else { return };
+        match shared.handshakes.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    accept_one(&shared, incoming).await;
+                    drop(permit);
+                });
+            }
+            Err(_) => {
+                tracing::warn!(remote = %incoming.remote_address(), "too many handshakes in progress; refused");
+                incoming.refuse();
+            }
+        }
+    }
+}
+
+/// Completes one incoming connection: TLS (our verifier checks the client's certificate),
+/// then the hello, then hands the link to the peer's task.
+async fn accept_one<T: WireMessage>(shared: &Arc<Shared<T>>, incoming: quinn::Incoming) {
+    let remote = incoming.remote_address();
+    let deadline = shared.handshake_timeout();
+    let conn = match tokio::time::timeout(deadline, incoming).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(err)) => {
+            let (by, reason) = classify(&err);
+            shared.emit(LinkEvent::Rejected {
+                peer: None,
+                remote,
+                by,
+                reason,
+            });
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%remote, "incoming handshake timed out");
+            return;
+        }
+    };
+    // The verifier already checked the certificate names a configured peer; read the id back.
+    let Some(peer_id) = tls::peer_certificate(&conn)
+        .and_then(|der| identity_of(der.as_ref()).ok())
+        .map(|identity| identity.node_id)
+    else {
+        refuse_hello(shared, &conn, None, "no certificate naming a node".into());
+        return;
+    };
+    let Some(peer) = shared.peers.get(&peer_id).cloned() else {
+        refuse_hello(
+            shared,
+            &conn,
+            Some(peer_id),
+            format!("{peer_id} is not a configured peer"),
+        );
+        return;
+    };
+    let hello = tokio::time::timeout(deadline, async {
+        let (send, mut recv) = conn
+            .accept_bi()
+            .await
+            .map_err(|e| format!("no message stream: {e}"))?;
+        let mut decoder = FrameDecoder::new(shared.config.frame_bytes_max);
+        let frame = read_frame(&mut recv, &mut decoder)
+            .await
+            .map_err(|e| e.to_string())?;
+        let hello: Hello =
+            frame::decode_expected(&frame, FrameKind::Hello).map_err(|e| e.to_string())?;
+        Ok::<_, String>((send, recv, decoder, hello))
+    })
+    .await;
+    let (mut send, recv, decoder, hello) = match hello {
+        Ok(Ok(parts)) => parts,
+        Ok(Err(reason)) => {
+            refuse_hello(
+                shared,
+                &conn,
+                Some(peer_id),
+                format!("hello from {peer_id}: {reason}"),
+            );
+            return;
+        }
+        Err(_) => {
+            refuse_hello(
+                shared,
+                &conn,
+                Some(peer_id),
+                format!("no hello from {peer_id} in time"),
+            );
+            return;
+        }
+    };
+    // The certificate names the node; the hello must claim the same node, for us.
+    let refusal = if hello.cluster != shared.identity.cluster {
+        Some(format!(
+            "hello claims cluster {:?}, this is cluster {:?}",
+            hello.cluster, shared.identity.cluster
+        ))
+    } else if hello.from != peer_id {
+        Some(format!(
+            "hello claims to be {} but the certificate names {peer_id}",
+            hello.from
+        ))
+    } else if hello.to != shared.identity.node_id {
+        Some(format!(
+            "hello is for {} but this is {}",
+            hello.to, shared.identity.node_id
+        ))
+    } else if hello.frame_bytes_max != shared.config.frame_bytes_max as u64 {
+        Some(format!(
+            "frame_bytes_max differs: {peer_id} has {}, {} has {}",
+            hello.frame_bytes_max, shared.identity.node_id, shared.config.frame_bytes_max
+        ))
+    } else {
+        None
+    };
+    if let Some(reason) = refusal {
+        refuse_hello(shared, &conn, Some(peer_id), reason);
+        return;
+    }
+    let ack = HelloAck {
+        from: shared.identity.node_id,
+        frame_bytes_max: shared.config.frame_bytes_max as u64,
+    };
+    let mut out = Vec::new();
+    if frame::encode(
+        FrameKind::HelloAck,
+        &ack,
+        shared.config.frame_bytes_max,
+        &mut out,
+    )
+    .is_err()
+        || send.write_all(&out).await.is_err()
+    {
+        return;
+    }
+    let Some(peer_cert) =
+        tls::peer_certificate(&conn).and_then(|d| CertInfo::parse(d.as_ref()).ok())
+    else {
+        return;
+    };
+    let link = Link {
+        conn,
+        send,
+        recv,
+        decoder,
+        peer_cert,
+        dialed: false,
+    };
+    let _ = peer.accepted.send(link).await;
+}
+
+fn refuse_hello<T>(
+    shared: &Shared<T>,
+    conn: &quinn::Connection,
+    peer: Option<NodeId>,
+    reason: String,
+) {
+    close(conn, CLOSE_HELLO_REFUSED, &reason);
+    shared.emit(LinkEvent::Rejected {
+        peer,
+        remote: conn.remote_address(),
+        by: Refuser::Us,
+        reason,
+    });
+}
+
+/// Closes a connection with a reason the peer can log.
+fn close(conn: &quinn::Connection, code: u32, reason: &str) {
+    let mut bytes = reason.as_bytes();
+    if bytes.len() > CLOSE_REASON_BYTES_MAX {
+        bytes = &bytes[..CLOSE_REASON_BYTES_MAX];
+    }
+    conn.close(code.into(), bytes);
+}
+
+/// Who ended a connection, and why, from quinn's error.
+fn classify(err: &quinn::ConnectionError) -> (Refuser, String) {
+    use quinn::ConnectionError as E;
+    match err {
+        // Our side detected the error: our verifier refused the peer's certificate.
+        E::TransportError(e) => (Refuser::Us, e.to_string()),
+        // The peer closed during or right after the handshake: a TLS alert for our certificate.
+        E::ConnectionClosed(close) => (Refuser::Peer, format!("closed by peer: {close}")),
+        E::ApplicationClosed(close) => (
+            Refuser::Peer,
+            format!("closed by peer: {}", String::from_utf8_lossy(&close.reason)),
+        ),
+        other => (Refuser::Us, other.to_string()),
+    }
+}
+
+/// Reads one frame from `recv`, buffering in `decoder`.
+async fn read_frame(
+    recv: &mut quinn::RecvStream,
+    decoder: &mut FrameDecoder,
+) -> Result<frame::Frame, LinkFail> {
+    let mut buf = vec![0u8; READ_CHUNK_BYTES_MAX];
+    loop {
+        if let Some(frame) = decoder.next_frame()? {
+            return Ok(frame);
+        }
+        match recv.read(&mut buf).await {
+            Ok(Some(n)) => decoder.push(&buf[..n]),
+            Ok(None) => {
+                decoder.finish()?;
+                return Err(LinkFail::Closed("the peer finished the stream".into()));
+            }
+            Err(e) => return Err(LinkFail::Read(e)),
+        }
+    }
+}
+
+/// Why a stream stopped.
+#[derive(Debug)]
+pub enum LinkFail {
+    Frame(FrameError),
+    Read(quinn::ReadError),
+    Write(quinn::WriteError),
+    Closed(String),
+}
+
+impl From<FrameError> for LinkFail {
+    fn from(e: FrameError) -> Self {
+        LinkFail::Frame(e)
+    }
+}
+
+impl std::fmt::Display for LinkFail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LinkFail::Frame(e) => write!(f, "bad frame: {e}"),
+            LinkFail::Read(quinn::ReadError::ConnectionLost(e)) => {
+                write!(f, "connection lost: {}", describe_close(e))
+            }
+            LinkFail::Read(e) => write!(f, "read: {e}"),
+            LinkFail::Write(quinn::WriteError::ConnectionLost(e)) => {
+                write!(f, "connection lost: {}", describe_close(e))
+            }
+            LinkFail::Write(e) => write!(f, "write: {e}"),
+            LinkFail::Closed(reason) => f.write_str(reason),
+        }
+    }
+}
+
+fn describe_close(err: &quinn::ConnectionError) -> String {
+    match err {
+        quinn::ConnectionError::ApplicationClosed(close) => format!(
+            "closed by peer (code {}): {}",
+            close.error_code,
+            String::from_utf8_lossy(&close.reason)
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// Dials `peer` and runs the hello; on success the link is authenticated both ways.
+async fn dial<T>(shared: &Shared<T>, peer: &Peer) -> Result<Link, DialError> {
+    let material = shared.material();
+    let expected = NodeIdentity {
+        cluster: shared.identity.cluster.clone(),
+        node_id: peer.id,
+    };
+    let config = tls::client_config(&material, expected, shared.quic.clone())
+        .map_err(|e| DialError::Failed(e.to_string()))?;
+    let connecting = shared
+        .endpoint
+        .connect_with(config, peer.addr, tls::SERVER_NAME)
+        .map_err(|e| DialError::Failed(format!("connect: {e}")))?;
+    let deadline = shared.handshake_timeout();
+    let conn = match tokio::time::timeout(deadline, connecting).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(err)) => {
+            let (by, reason) = classify(&err);
+            return Err(match err {
+                quinn::ConnectionError::TimedOut => DialError::Failed(reason),
+                _ => DialError::Refused { by, reason },
+            });
+        }
+        Err(_) => return Err(DialError::Failed("handshake timed out".into())),
+    };
+    // Over TLS 1.3 the handshake is complete here for us, but the acceptor may still refuse
+    // our certificate: only its HelloAck proves it accepted us.
+    let exchange = tokio::time::timeout(deadline, async {
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+        let hello = Hello {
+            cluster: shared.identity.cluster.clone(),
+            from: shared.identity.node_id,
+            to: peer.id,
+            frame_bytes_max: shared.config.frame_bytes_max as u64,
+        };
+        let mut out = Vec::new();
+        frame::encode(
+            FrameKind::Hello,
+            &hello,
+            shared.config.frame_bytes_max,
+            &mut out,
+        )
+        .map_err(|e| e.to_string())?;
+        send.write_all(&out)
+            .await
+            .map_err(|e| LinkFail::Write(e).to_string())?;
+        let mut decoder = FrameDecoder::new(shared.config.frame_bytes_max);
+        let frame = read_frame(&mut recv, &mut decoder)
+            .await
+            .map_err(|e| e.to_string())?;
+        let ack: HelloAck =
+            frame::decode_expected(&frame, FrameKind::HelloAck).map_err(|e| e.to_string())?;
+        Ok::<_, String>((send, recv, decoder, ack))
+    })
+    .await;
+    let (send, recv, decoder, ack) = match exchange {
+        Ok(Ok(parts)) => parts,
+        Ok(Err(reason)) => {
+            // A refusal shows as the connection closed by the peer, with its reason.
+            return Err(match conn.close_reason() {
+                Some(err @ quinn::ConnectionError::ConnectionClosed(_))
+                | Some(err @ quinn::ConnectionError::ApplicationClosed(_)) => {
+                    let (by, reason) = classify(&err);
+                    DialError::Refused { by, reason }
+                }
+                _ => {
+                    close(&conn, CLOSE_LINK_ERROR, &reason);
+                    DialError::Failed(format!("hello: {reason}"))
+                }
+            });
+        }
+        Err(_) => {
+            close(&conn, CLOSE_LINK_ERROR, "no hello answer in time");
+            return Err(DialError::Failed("no hello answer in time".into()));
+        }
+    };
+    if ack.from != peer.id || ack.frame_bytes_max != shared.config.frame_bytes_max as u64 {
+        let reason = format!(
+            "hello answer from {} with frame_bytes_max {} (expected {} with {})",
+            ack.from, ack.frame_bytes_max, peer.id, shared.config.frame_bytes_max
+        );
+        close(&conn, CLOSE_HELLO_REFUSED, &reason);
+        return Err(DialError::Refused {
+            by: Refuser::Us,
+            reason,
+        });
+    }
+    let peer_cert = tls::peer_certificate(&conn)
+        .and_then(|d| CertInfo::parse(d.as_ref()).ok())
+        .ok_or_else(|| DialError::Failed("the peer's certificate is unreadable".into()))?;
+    Ok(Link {
+        conn,
+        send,
+        recv,
+        decoder,
+        peer_cert,
+        dialed: true,
+    })
+}
+
+/// How a link ended.
+enum LinkEnd {
+    Failed(String),
+    Replaced(Box<Link>),
+    Reset,
+    Shutdown,
+}
+
+/// The task of one peer: obtains links (dialing if this node's id is lower, else waiting for
+/// accepted ones), runs each until it fails, and redials with backoff.
+pub async fn peer_task<T: WireMessage>(
+    shared: Arc<Shared<T>>,
+    peer: Arc<Peer>,
+    mut accepted: mpsc::Receiver<Link>,
+) {
+    let dials = shared.identity.node_id < peer.id;
+    let seed = {
+        let mut bytes = [0u8; 8];
+        let _ = crate::pki::fill_random(&mut bytes);
+        u64::from_le_bytes(bytes) ^ peer.id.0
+    };
+    let mut backoff = Backoff::new(
+        Duration::from_millis(shared.config.reconnect_backoff_min_ms),
+        Duration::from_millis(shared.config.reconnect_backoff_max_ms),
+        seed,
+    );
+    let mut next: Option<Link> = None;
+    loop {
+        let link = match next.take() {
+            Some(link) => link,
+            None if dials => {
+                let result = tokio::select! {
+                    r = dial(&shared, &peer) => r,
+                    Some(link) = accepted.recv() => Ok(link),
+                    _ = shared.shutdown_signal() => return,
+                };
+                match result {
+                    Ok(link) => link,
+                    Err(err) => {
+                        let reason = match err {
+                            DialError::Refused { by, reason } => {
+                                shared.emit(LinkEvent::Rejected {
+                                    peer: Some(peer.id),
+                                    remote: peer.addr,
+                                    by,
+                                    reason: reason.clone(),
+                                });
+                                reason
+                            }
+                            DialError::Failed(reason) => {
+                                shared.emit(LinkEvent::DialFailed {
+                                    peer: peer.id,
+                                    reason: reason.clone(),
+                                });
+                                reason
+                            }
+                        };
+                        peer.status.send_modify(|s| s.last_error = Some(reason));
+                        let delay = backoff.next_delay();
+                        tokio::select! {
+                            _ = tokio::time::sleep(delay) => {}
+                            Some(link) = accepted.recv() => next = Some(link),
+                            _ = shared.shutdown_signal() => return,
+                        }
+                        continue;
+                    }
+                }
+            }
+            None => tokio::select! {
+                Some(link) = accepted.recv() => link,
+                _ = shared.shutdown_signal() => return,
+            },
+        };
+        backoff.reset();
+        let conn = link.conn.clone();
+        let peer_cert = link.peer_cert.clone();
+        let dialed = link.dialed;
+        peer.set_connection(Some(conn.clone()));
+        peer.status.send_modify(|s| {
+            s.connected = true;
+            s.dialed = dialed;
+            s.peer_cert = Some(peer_cert.clone());
+            s.links_up += 1;
+        });
+        shared.emit(LinkEvent::Up {
+            peer: peer.id,
+            dialed,
+            peer_cert,
+        });
+        let end = tokio::select! {
+            reason = run_link(&shared, &peer, link) => LinkEnd::Failed(reason),
+            Some(newer) = accepted.recv() => LinkEnd::Replaced(Box::new(newer)),
+            _ = peer.reset.notified() => LinkEnd::Reset,
+            _ = shared.shutdown_signal() => LinkEnd::Shutdown,
+        };
+        peer.set_connection(None);
+        let reason = match end {
+            LinkEnd::Failed(reason) => reason,
+            LinkEnd::Replaced(newer) => {
+                close(&conn, CLOSE_REPLACED, "replaced by a newer connection");
+                next = Some(*newer);
+                "replaced by a newer connection".to_string()
+            }
+            LinkEnd::Reset => {
+                close(&conn, CLOSE_RESET, "link reset to re-authenticate");
+                "link reset".to_string()
+            }
+            LinkEnd::Shutdown => {
+                close(&conn, CLOSE_SHUTDOWN, "transport shut down");
+                peer.status.send_modify(|s| s.connected = false);
+                return;
+            }
+        };
+        peer.status.send_modify(|s| {
+            s.connected = false;
+            s.last_error = Some(reason.clone());
+        });
+        shared.emit(LinkEvent::Down {
+            peer: peer.id,
+            reason,
+        });
+        if dials && next.is_none() {
+            // Do not hammer a peer that keeps dropping links; a reset redials promptly.
+            let delay = backoff.next_delay();
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                Some(link) = accepted.recv() => next = Some(link),
+                _ = shared.shutdown_signal() => return,
+            }
+        }
+    }
+}
+
+/// Runs one link until it fails: writes queued frames, reads and delivers messages, and
+/// accepts snapshot streams. Returns why it ended; the connection is closed by then.
+async fn run_link<T: WireMessage>(shared: &Arc<Shared<T>>, peer: &Arc<Peer>, link: Link) -> String {
+    let Link {
+        conn,
+        mut send,
+        mut recv,
+        mut decoder,
+        ..
+    } = link;
+    let _ = send.set_priority(MESSAGE_STREAM_PRIORITY);
+    // Frames queued while the link was down may be waiting already.
+    peer.queue.wake();
+    let writer = async {
+        let mut buf = Vec::with_capacity(WRITE_BATCH_BYTES_MAX);
+        loop {
+            buf.clear();
+            if peer.queue.drain_into(&mut buf, WRITE_BATCH_BYTES_MAX) == 0 {
+                peer.queue.ready().await;
+                continue;
+            }
+            if let Err(e) = send.write_all(&buf).await {
+                return LinkFail::Write(e);
+            }
+        }
+    };
+    let reader = async {
+        let mut buf = vec![0u8; READ_CHUNK_BYTES_MAX];
+        loop {
+            loop {
+                let frame = match decoder.next_frame() {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => break,
+                    Err(e) => return LinkFail::Frame(e),
+                };
+                let message: T = match frame::decode_expected(&frame, FrameKind::Message) {
+                    Ok(m) => m,
+                    Err(e) => return LinkFail::Frame(e),
+                };
+                let inbound = Inbound::Message {
+                    from: peer.id,
+                    message,
+                };
+                if shared.inbound.send(inbound).await.is_err() {
+                    return LinkFail::Closed("the inbound receiver was dropped".into());
+                }
+            }
+            match recv.read(&mut buf).await {
+                Ok(Some(n)) => decoder.push(&buf[..n]),
+                Ok(None) => {
+                    if let Err(e) = decoder.finish() {
+                        return LinkFail::Frame(e);
+                    }
+                    return LinkFail::Closed("the peer finished the message stream".into());
+                }
+                Err(e) => return LinkFail::Read(e),
+            }
+        }
+    };
+    let snapshots = async {
+        loop {
+            match conn.accept_bi().await {
+                Ok((send, recv)) => {
+                    tokio::spawn(snapshot::receive(shared.clone(), peer.id, send, recv));
+                }
+                Err(e) => return LinkFail::Read(quinn::ReadError::ConnectionLost(e)),
+            }
+        }
+    };
+    let fail = tokio::select! {
+        f = writer => f,
+        f = reader => f,
+        f = snapshots => f,
+    };
+    let reason = format!("{}: {fail}", peer.id);
+    let code = match fail {
+        LinkFail::Frame(_) => CLOSE_FRAME_ERROR,
+        _ => CLOSE_LINK_ERROR,
+    };
+    if let LinkFail::Frame(source) = &fail {
+        // A frame error is the peer's fault or a bug: log it loudly, with the peer named.
+        tracing::warn!(error = %TransportError::Frame { peer: peer.id, source: source.clone() }, "closing link");
+    }
+    close(&conn, code, &reason);
+    reason
+}

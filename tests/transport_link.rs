@@ -1,0 +1,225 @@
+//! Links between real transports on loopback: message flow and order, the send-queue
+//! policy, reconnects, snapshots beside heartbeats, and hostile frames.
+
+#[path = "transport_support/mod.rs"]
+mod support;
+
+use regent::raft::NodeId;
+use regent::transport::{Inbound, LinkEvent};
+use std::time::Duration;
+use support::*;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_exchange_messages_in_order() {
+    let pki = Pki::new();
+    let mut nodes = start_cluster(&pki, &[1, 2]);
+    assert!(nodes[0].handle.wait_connected(NodeId(2), WAIT).await);
+    assert!(nodes[1].handle.wait_connected(NodeId(1), WAIT).await);
+    let status = nodes[0].handle.peer_status(NodeId(2)).unwrap();
+    assert!(status.dialed, "the lower id dials");
+    assert_eq!(
+        status.peer_cert.unwrap().uris,
+        vec!["regent://test/node/2".to_string()]
+    );
+
+    const N: u64 = 2000;
+    for seq in 0..N {
+        nodes[0]
+            .handle
+            .send(NodeId(2), &append(1, 2, seq, 200))
+            .unwrap();
+        nodes[1]
+            .handle
+            .send(NodeId(1), &append(2, 1, seq, 200))
+            .unwrap();
+    }
+    for node in nodes.iter_mut() {
+        for expected in 0..N {
+            let (from, message) = recv_message(node, WAIT).await;
+            assert_ne!(from, node.id);
+            assert_eq!(message.from, from);
+            assert_eq!(
+                seq_of(&message),
+                expected,
+                "{} got messages out of order",
+                node.id
+            );
+        }
+    }
+    for node in &nodes {
+        node.handle.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_drops_oldest_and_coalesces_heartbeats_while_down_then_flushes() {
+    let pki = Pki::new();
+    let (socket1, addr1) = bind();
+    let (socket2, addr2) = bind();
+    let paths1 = pki.node("n1", 1);
+    let paths2 = pki.node("n2", 2);
+    let mut config1 = config(1, addr1, &[(2, addr2)], &paths1);
+    config1.send_queue_max = 10;
+    let node1 = start(config1, socket1);
+    // Node 2 is not running yet: node 1 queues.
+    for seq in 0..25 {
+        node1
+            .handle
+            .send(NodeId(2), &append(1, 2, seq, 10))
+            .unwrap();
+    }
+    for round in 100..105 {
+        node1
+            .handle
+            .send(NodeId(2), &heartbeat(1, 2, round))
+            .unwrap();
+    }
+    let stats = node1.handle.queue_stats(NodeId(2)).unwrap();
+    assert_eq!(stats.queued, 10);
+    assert_eq!(stats.coalesced, 4, "five heartbeats leave one");
+    assert_eq!(
+        stats.dropped_oldest, 16,
+        "25 appends + 1 heartbeat into 10 slots"
+    );
+
+    let mut node2 = start(config(2, addr2, &[(1, addr1)], &paths2), socket2);
+    let mut got = Vec::new();
+    for _ in 0..10 {
+        got.push(seq_of(&recv_message(&mut node2, WAIT).await.1));
+    }
+    // The newest nine appends, then the newest heartbeat.
+    assert_eq!(got, vec![16, 17, 18, 19, 20, 21, 22, 23, 24, 104]);
+    node1.handle.shutdown().await;
+    node2.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dialer_reconnects_after_the_peer_restarts() {
+    let pki = Pki::new();
+    let (socket1, addr1) = bind();
+    let (socket2, addr2) = bind();
+    let paths1 = pki.node("n1", 1);
+    let paths2 = pki.node("n2", 2);
+    let mut node1 = start(config(1, addr1, &[(2, addr2)], &paths1), socket1);
+    let node2 = start(config(2, addr2, &[(1, addr1)], &paths2), socket2);
+    assert!(node1.handle.wait_connected(NodeId(2), WAIT).await);
+    node2.handle.shutdown().await;
+    drop(node2);
+    wait_event(
+        &mut node1.events,
+        WAIT,
+        "link down",
+        |e| matches!(e, LinkEvent::Down { peer, .. } if *peer == NodeId(2)),
+    )
+    .await;
+    // Same address again, as after a process restart.
+    let socket2 = rebind(addr2).await;
+    let mut node2 = start(config(2, addr2, &[(1, addr1)], &paths2), socket2);
+    assert!(node1.handle.wait_connected(NodeId(2), WAIT).await);
+    node1.handle.send(NodeId(2), &append(1, 2, 5, 10)).unwrap();
+    assert_eq!(seq_of(&recv_message(&mut node2, WAIT).await.1), 5);
+    node1.handle.shutdown().await;
+    node2.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_streams_beside_heartbeats() {
+    let pki = Pki::new();
+    let mut nodes = start_cluster(&pki, &[1, 2]);
+    assert!(nodes[0].handle.wait_connected(NodeId(2), WAIT).await);
+    assert!(nodes[1].handle.wait_connected(NodeId(1), WAIT).await);
+    let mut node2 = nodes.pop().unwrap();
+    let node1 = nodes.pop().unwrap();
+
+    // 8 MiB of snapshot, of a pattern the receiver can check.
+    const SNAPSHOT_BYTES: usize = 8 << 20;
+    let data: Vec<u8> = (0..SNAPSHOT_BYTES).map(|i| (i % 251) as u8).collect();
+    let sender_handle = node1.handle.clone();
+    let to_send = data.clone();
+    let sending = tokio::spawn(async move {
+        let mut sender = sender_handle
+            .open_snapshot(NodeId(2), b"index=42")
+            .await
+            .unwrap();
+        for chunk in to_send.chunks(100_000) {
+            sender.write_chunk(chunk).await.unwrap();
+        }
+        sender.finish().await
+    });
+
+    // The receiver does not read the snapshot until heartbeats sent meanwhile arrived: a
+    // stalled snapshot must not hold the message stream up.
+    let mut snapshot = None;
+    let mut beats = 0;
+    let mut round = 0;
+    while beats < 20 {
+        round += 1;
+        node1
+            .handle
+            .send(NodeId(2), &append(1, 2, round, 10))
+            .unwrap();
+        match tokio::time::timeout(WAIT, node2.inbound.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            Inbound::Message { .. } => beats += 1,
+            Inbound::Snapshot(s) => snapshot = Some(s),
+        }
+    }
+    let mut snapshot = match snapshot {
+        Some(s) => s,
+        None => loop {
+            match tokio::time::timeout(WAIT, node2.inbound.recv())
+                .await
+                .unwrap()
+                .unwrap()
+            {
+                Inbound::Snapshot(s) => break s,
+                Inbound::Message { .. } => {}
+            }
+        },
+    };
+    assert_eq!(snapshot.from(), NodeId(1));
+    assert_eq!(snapshot.header(), b"index=42");
+    let mut received = Vec::with_capacity(SNAPSHOT_BYTES);
+    while let Some(chunk) = snapshot.next_chunk().await.unwrap() {
+        // Messages keep flowing during the transfer.
+        node1.handle.send(NodeId(2), &heartbeat(1, 2, 1)).unwrap();
+        received.extend_from_slice(&chunk);
+    }
+    assert_eq!(received.len(), SNAPSHOT_BYTES);
+    assert!(received == data, "snapshot bytes differ");
+    assert_eq!(snapshot.accept().await.unwrap(), SNAPSHOT_BYTES as u64);
+    assert_eq!(sending.await.unwrap().unwrap(), SNAPSHOT_BYTES as u64);
+    node1.handle.shutdown().await;
+    node2.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_snapshot_is_an_error_for_the_sender() {
+    let pki = Pki::new();
+    let mut nodes = start_cluster(&pki, &[1, 2]);
+    assert!(nodes[0].handle.wait_connected(NodeId(2), WAIT).await);
+    assert!(nodes[1].handle.wait_connected(NodeId(1), WAIT).await);
+    let mut sender = nodes[0]
+        .handle
+        .open_snapshot(NodeId(2), b"h")
+        .await
+        .unwrap();
+    sender.write_chunk(&[1; 1000]).await.unwrap();
+    let finishing = tokio::spawn(sender.finish());
+    let snapshot = loop {
+        if let Inbound::Snapshot(s) = nodes[1].inbound.recv().await.unwrap() {
+            break s;
+        }
+    };
+    drop(snapshot); // refused without reading
+    let err = finishing.await.unwrap().unwrap_err().to_string();
+    assert!(err.contains("n2"), "{err}");
+    for node in &nodes {
+        node.handle.shutdown().await;
+    }
+}
