@@ -43,8 +43,18 @@ fn a_seed_replays_identically() {
         let a = run_seed(seed, nodes, false);
         let b = run_seed(seed, nodes, false);
         assert_eq!(
-            (a.elections, a.commits, a.election_after_heal_ns, a.violations),
-            (b.elections, b.commits, b.election_after_heal_ns, b.violations)
+            (
+                a.elections,
+                a.commits,
+                a.election_after_heal_ns,
+                a.violations
+            ),
+            (
+                b.elections,
+                b.commits,
+                b.election_after_heal_ns,
+                b.violations
+            )
         );
     }
 }

@@ -60,12 +60,16 @@ impl Checker {
     pub fn on_durable_entries(
         &mut self,
         id: NodeId,
-        log: &[Entry],
+        durable_term: impl Fn(LogIndex) -> Option<Term>,
         new: &[Entry],
     ) -> Result<(), String> {
         for e in new {
-            let i = e.index.0 as usize;
-            let prev_term = if i >= 2 { log[i - 2].term } else { Term(0) };
+            let Some(prev_term) = durable_term(e.index.prev()) else {
+                return Err(format!(
+                    "{id} made {} durable without the entry before it",
+                    e.index
+                ));
+            };
             let fact = (hash_of(e), prev_term);
             match self.entries.get(&(e.index, e.term)) {
                 Some(&known) if known != fact => {

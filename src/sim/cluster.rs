@@ -9,8 +9,12 @@
 use super::checker::Checker;
 use super::linearizability::{self, OpKind, Operation, Verdict};
 use crate::raft::{
-    Config, Entry, EntryPayload, HardState, LogIndex, Membership, Message, MessageBody, Nanos,
-    NodeId, ProposeError, RaftNode, RaftRng, Ready, RestoredState, Role, SplitMix64, Term,
+    Config, Entry, LogIndex, Membership, Message, MessageBody, Nanos, NodeId, ProposeError,
+    RaftNode, RaftRng, Ready, RestoredState, Role, SplitMix64, Term,
+};
+use crate::storage::{
+    ApplyResult, Batch, Command, Identity, LogStorage, MemStorage, Proposal, Response,
+    StorageOptions,
 };
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
@@ -86,22 +90,15 @@ enum Event {
     Heal,
 }
 
-/// What a node's disk holds: exactly what the simulated storage made durable.
-#[derive(Clone, Debug, Default)]
-struct Durable {
-    hard_state: HardState,
-    entries: Vec<Entry>,
-    applied: LogIndex,
-    kv: BTreeMap<u64, u64>,
-}
-
 struct SimNode {
     id: NodeId,
     core: Option<RaftNode>,
     incarnation: u64,
     clock_offset: u64,
     clock_rate_ppm: i64,
-    durable: Durable,
+    /// The node's disk: the same storage contract as redb, in memory. It survives crashes;
+    /// a write in progress when the node crashes never reaches it.
+    disk: MemStorage,
     /// The Ready being written, if any.
     writing: Option<Ready>,
     /// Client operations waiting for an index to be applied here: (op, term).
@@ -181,7 +178,15 @@ impl Cluster {
                 incarnation: 0,
                 clock_offset: rng.below(1_000 * MS) + 1,
                 clock_rate_ppm: rate,
-                durable: Durable::default(),
+                disk: MemStorage::new(
+                    Identity {
+                        cluster_id: "sim".into(),
+                        node_id: NodeId(i as u64 + 1),
+                    },
+                    StorageOptions::default(),
+                )
+                .expect("default storage options are valid")
+                .0,
                 writing: None,
                 waiting: BTreeMap::new(),
                 was_leader_in: None,
@@ -373,36 +378,30 @@ impl Cluster {
         }
         let ready = self.nodes[i].writing.take().expect("a write in progress");
         let id = self.nodes[i].id;
-        {
-            let d = &mut self.nodes[i].durable;
-            if let Some(from) = ready.truncate_from {
-                assert!(from.0 >= 1);
-                d.entries.truncate((from.0 - 1) as usize);
+        let batch = Batch {
+            hard_state: ready.hard_state,
+            truncate_from: ready.truncate_from,
+            entries: ready.entries.clone(),
+            committed: ready.committed_entries.clone(),
+        };
+        let results = match self.nodes[i].disk.write_batch(&batch) {
+            Ok(results) => results,
+            Err(err) => {
+                self.violation(format!("{id}: storage refused a Ready: {err}"));
+                return;
             }
-            for e in &ready.entries {
-                if e.index.0 != d.entries.len() as u64 + 1 {
-                    let msg = format!(
-                        "{id} appended {} after durable last {}",
-                        e.index,
-                        d.entries.len()
-                    );
-                    self.outcome.violations.push(msg);
-                    return;
-                }
-                d.entries.push(e.clone());
-            }
-            if let Some(hs) = ready.hard_state {
-                d.hard_state = hs;
-            }
-        }
-        if let Err(v) =
-            self.checker
-                .on_durable_entries(id, &self.nodes[i].durable.entries, &ready.entries)
+        };
+        let disk = &self.nodes[i].disk;
+        let prev_term = |index: LogIndex| disk.term(index).ok();
+        if let Err(v) = self
+            .checker
+            .on_durable_entries(id, prev_term, &ready.entries)
         {
             self.violation(v);
         }
-        for e in &ready.committed_entries {
-            self.apply(i, e);
+        for (e, applied) in ready.committed_entries.iter().zip(&results) {
+            assert_eq!(e.index, applied.index);
+            self.apply(i, e, &applied.result);
         }
         for m in ready.persisted_messages {
             self.send(i, m);
@@ -411,30 +410,15 @@ impl Cluster {
         self.drive(i);
     }
 
-    fn apply(&mut self, i: usize, e: &Entry) {
+    /// Records that node `i` applied `e` with `result`, and answers the clients waiting on it.
+    fn apply(&mut self, i: usize, e: &Entry, result: &ApplyResult) {
         let id = self.nodes[i].id;
-        let d = &mut self.nodes[i].durable;
-        if e.index != d.applied.next() {
-            let msg = format!("{id} applies {} after {}", e.index, d.applied);
-            self.violation(msg);
-            return;
-        }
-        if d.entries.len() < e.index.0 as usize {
-            let msg = format!("{id} applies {} which is not durable", e.index);
-            self.violation(msg);
-            return;
-        }
-        d.applied = e.index;
-        let mut read_value = None;
-        if let EntryPayload::Normal(data) = &e.payload {
-            match decode(data) {
-                Some(ClientOp::Write { key, value }) => {
-                    d.kv.insert(key, value);
-                }
-                Some(ClientOp::LogRead { key }) => read_value = Some(d.kv.get(&key).copied()),
-                _ => {}
+        let read_value = match result {
+            ApplyResult::Command(Ok(Response::Get { kv, .. })) => {
+                Some(kv.as_ref().map(|kv| value_of(&kv.value)))
             }
-        }
+            _ => None,
+        };
         if let Err(v) = self.checker.on_apply(id, e) {
             self.violation(v);
         }
@@ -516,7 +500,11 @@ impl Cluster {
             ClientOp::LeaseRead { key } => {
                 let status = core.status(now);
                 if status.writable {
-                    let observed = self.nodes[target].durable.kv.get(&key).copied();
+                    let observed = self.nodes[target]
+                        .disk
+                        .kv_get(&key_of(key))
+                        .expect("in-memory reads do not fail")
+                        .map(|kv| value_of(&kv.value));
                     self.history.push(Operation {
                         client: c as u64,
                         key,
@@ -702,14 +690,20 @@ impl Cluster {
     }
 
     fn start_node(&mut self, i: usize, membership: &Membership) {
-        let d = self.nodes[i].durable.clone();
+        // A restart reopens the disk and rebuilds the core from exactly what is durable.
+        let disk = &mut self.nodes[i].disk;
+        let recovered = disk.reload().expect("the simulated disk reopens");
+        let state = recovered.state;
+        let entries = disk
+            .entries(state.first_index, state.last_index.next(), usize::MAX)
+            .expect("the durable log reads back");
         let restored = RestoredState {
-            hard_state: d.hard_state,
+            hard_state: state.hard_state,
             membership: membership.clone(),
-            snapshot_index: LogIndex(0),
-            snapshot_term: Term(0),
-            entries: d.entries,
-            applied: d.applied,
+            snapshot_index: state.snapshot.last_included_index,
+            snapshot_term: state.snapshot.last_included_term,
+            entries,
+            applied: state.applied,
         };
         self.nodes[i].incarnation += 1;
         let now = self.local_clock(i);
@@ -721,7 +715,7 @@ impl Cluster {
             .expect("simulator config is valid");
         let node = &mut self.nodes[i];
         node.last_commit = core.status(now).commit_index;
-        node.last_applied = node.durable.applied;
+        node.last_applied = node.disk.state().applied;
         node.was_leader_in = None;
         node.core = Some(core);
     }
@@ -845,8 +839,9 @@ impl Cluster {
     /// Vote grants, vote requests and append acknowledgements promise durability: check the
     /// disk holds what the message claims.
     fn check_durable_before_send(&mut self, i: usize, m: &Message) {
-        let d = &self.nodes[i].durable;
-        let hs = d.hard_state;
+        let state = self.nodes[i].disk.state();
+        let hs = state.hard_state;
+        let durable_last = state.last_index;
         let problem = match &m.body {
             MessageBody::RequestVote {
                 pre_vote: false, ..
@@ -859,7 +854,7 @@ impl Cluster {
                 success: true,
                 match_index,
                 ..
-            } => (d.entries.len() as u64) < match_index.0,
+            } => durable_last < *match_index,
             _ => false,
         };
         if problem {
@@ -870,7 +865,7 @@ impl Cluster {
                 m.to,
                 hs.term,
                 hs.vote,
-                d.entries.len()
+                durable_last
             );
             self.violation(msg);
         }
@@ -895,7 +890,7 @@ impl Cluster {
             })
             .collect();
         let max = commits.iter().copied().max().unwrap_or_default();
-        self.nodes.iter().all(|n| n.durable.applied == max)
+        self.nodes.iter().all(|n| n.disk.state().applied == max)
     }
 
     fn final_checks(&mut self) {
@@ -909,7 +904,8 @@ impl Cluster {
         };
         self.outcome.election_after_heal_ns = elected - self.heal_at;
         if !self.settled() {
-            let applied: Vec<LogIndex> = self.nodes.iter().map(|n| n.durable.applied).collect();
+            let applied: Vec<LogIndex> =
+                self.nodes.iter().map(|n| n.disk.state().applied).collect();
             self.violation(format!(
                 "liveness: cluster did not settle within {} ms after healing (applied {applied:?})",
                 self.cfg.liveness_ms_max
@@ -919,8 +915,8 @@ impl Cluster {
         // Every acknowledged write is applied everywhere, at the index it was acknowledged at.
         for &(index, term) in &self.acked_writes {
             for n in &self.nodes {
-                let holds = n.durable.entries.get(index.0 as usize - 1).map(|e| e.term);
-                if n.durable.applied < index || holds != Some(term) {
+                let holds = n.disk.term(index).ok();
+                if n.disk.state().applied < index || holds != Some(term) {
                     let msg = format!("acknowledged write at {index} ({term}) missing on {}", n.id);
                     self.outcome.violations.push(msg);
                     return;
@@ -994,29 +990,31 @@ pub fn raft_config(id: NodeId) -> Config {
     c
 }
 
+/// The client's command in the real KV command encoding, so that the simulator runs the same
+/// state machine code as the daemon.
 fn encode(op: ClientOp) -> Vec<u8> {
-    let (tag, key, value) = match op {
-        ClientOp::Write { key, value } => (1u8, key, value),
-        ClientOp::LogRead { key } => (2, key, 0),
-        ClientOp::LeaseRead { key } => (3, key, 0),
+    let command = match op {
+        ClientOp::Write { key, value } => Command::Put {
+            key: key_of(key),
+            value: value.to_le_bytes().to_vec(),
+        },
+        ClientOp::LogRead { key } | ClientOp::LeaseRead { key } => {
+            Command::Get { key: key_of(key) }
+        }
     };
-    let mut out = vec![tag];
-    out.extend_from_slice(&key.to_le_bytes());
-    out.extend_from_slice(&value.to_le_bytes());
-    out
+    Proposal::new(command).encode()
 }
 
-fn decode(data: &[u8]) -> Option<ClientOp> {
-    if data.len() != 17 {
-        return None;
-    }
-    let key = u64::from_le_bytes(data[1..9].try_into().ok()?);
-    let value = u64::from_le_bytes(data[9..17].try_into().ok()?);
-    match data[0] {
-        1 => Some(ClientOp::Write { key, value }),
-        2 => Some(ClientOp::LogRead { key }),
-        _ => None,
-    }
+fn key_of(key: u64) -> Vec<u8> {
+    format!("k{key}").into_bytes()
+}
+
+fn value_of(bytes: &[u8]) -> u64 {
+    u64::from_le_bytes(
+        bytes
+            .try_into()
+            .expect("the simulator writes 8-byte values"),
+    )
 }
 
 /// A one-line description of a message body for traces.
