@@ -17,6 +17,13 @@ const FAILED_SEEDS: &[(u64, usize, &str)] = &[
         5,
         "same bug: held AppendResp match=4 from term 1 sent once the node was in term 3 with 2 entries",
     ),
+    (
+        1465,
+        5,
+        "a lease read served from the leader's applied state observed an older value than a \
+         ReadIndex read on a follower that had already applied a newer committed write (fixed: \
+         lease_read waits until the leader has applied its commit index)",
+    ),
 ];
 
 #[test]

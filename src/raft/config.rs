@@ -29,6 +29,8 @@ pub struct Config {
     pub uncommitted_bytes_max: usize,
     /// A leader whose own durable write has been outstanding longer than this steps down.
     pub persist_stall_max_ms: u64,
+    /// Linearizable reads pending on this node (confirming, forwarded, or awaiting apply).
+    pub reads_pending_max: usize,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -69,6 +71,7 @@ impl Config {
             append_entries_max: 4096,
             uncommitted_bytes_max: 64 << 20,
             persist_stall_max_ms: 5000,
+            reads_pending_max: 10_000,
         }
     }
 
@@ -118,6 +121,7 @@ impl Config {
             self.persist_stall_max_ms,
             self.heartbeat_interval_ms,
         )?;
+        at_least("reads_pending_max", self.reads_pending_max as u64, 1)?;
         Ok(())
     }
 

@@ -21,6 +21,11 @@ pub enum MessageBody {
         pre_vote: bool,
         last_log_index: LogIndex,
         last_log_term: Term,
+        /// Set when the leader handed over with TimeoutNow: the leader's heartbeat round at the
+        /// hand-over. A voter that has seen no newer round from that leader votes despite
+        /// stickiness; one that has seen a newer round refuses, since the leader may have
+        /// counted it toward a lease after the hand-over was abandoned.
+        transfer_round: Option<u64>,
     },
     RequestVoteResponse {
         pre_vote: bool,
@@ -53,6 +58,19 @@ pub enum MessageBody {
     HeartbeatResponse {
         round: u64,
     },
+    /// Leadership transfer: the leader tells an up-to-date voter to campaign at once.
+    TimeoutNow {
+        round: u64,
+    },
+    /// A follower asks the leader for a read index on behalf of its client.
+    ReadIndex {
+        ctx: u64,
+    },
+    /// The leader's answer: the index to wait for, or `None` if it cannot serve the read.
+    ReadIndexResponse {
+        ctx: u64,
+        index: Option<LogIndex>,
+    },
 }
 
 /// How a follower tells the leader where its log diverges, so the leader skips a whole
@@ -77,6 +95,9 @@ impl MessageBody {
             MessageBody::AppendEntriesResponse { .. } => "AppendResp",
             MessageBody::Heartbeat { .. } => "Heartbeat",
             MessageBody::HeartbeatResponse { .. } => "HeartbeatResp",
+            MessageBody::TimeoutNow { .. } => "TimeoutNow",
+            MessageBody::ReadIndex { .. } => "ReadIndex",
+            MessageBody::ReadIndexResponse { .. } => "ReadIndexResp",
         }
     }
 }

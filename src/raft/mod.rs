@@ -17,7 +17,9 @@ pub mod types;
 
 pub use config::{Config, ConfigError};
 pub use message::{ConflictHint, Message, MessageBody};
-pub use node::{ProposeError, RaftNode, RestoredState, Status, StepError};
+pub use node::{
+    ProposeError, RaftNode, ReadError, ReadState, RestoredState, Status, StepError, TransferError,
+};
 pub use ready::{Ready, SoftState};
 pub use rng::{RaftRng, SplitMix64};
 pub use types::{Entry, EntryPayload, HardState, LogIndex, Membership, Nanos, NodeId, Role, Term};

@@ -42,6 +42,43 @@ pub enum ProposeError {
     NotLeader { leader: Option<NodeId> },
     #[error("too many uncommitted bytes ({bytes}, uncommitted_bytes_max {max}); retry later")]
     Backpressure { bytes: usize, max: usize },
+    #[error("leadership is being transferred to {target}; retry on the next leader")]
+    Transferring { target: NodeId },
+}
+
+/// Why a leadership transfer was refused.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum TransferError {
+    #[error("not the leader; the leader is {leader:?}")]
+    NotLeader { leader: Option<NodeId> },
+    #[error("{target} is not a voter of the current configuration")]
+    NotVoter { target: NodeId },
+    #[error("{target} is already the leader")]
+    AlreadyLeader { target: NodeId },
+    #[error("no other voter to transfer leadership to")]
+    NoCandidate,
+}
+
+/// Why a linearizable read could not be started.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum ReadError {
+    #[error("no known leader to confirm the read with")]
+    NoLeader,
+    #[error("the leader is handing over leadership; retry on the next leader")]
+    Transferring,
+    #[error("the leader lost leadership before confirming the read")]
+    NotLeader,
+    #[error("too many reads pending ({pending}, reads_pending_max {max}); retry later")]
+    Backpressure { pending: usize, max: usize },
+}
+
+/// The outcome of a [`RaftNode::read_index`] call, delivered by
+/// [`RaftNode::take_read_states`]. On `Ok(index)` this node has applied at least `index`, and a
+/// read of its state machine now is linearizable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadState {
+    pub ctx: u64,
+    pub result: Result<LogIndex, ReadError>,
 }
 
 /// Why a message was refused. The message came from the network: never a panic.
@@ -77,6 +114,26 @@ pub struct Status {
     pub writable: bool,
 }
 
+/// A leadership hand-over in progress.
+#[derive(Clone, Copy, Debug)]
+struct Transfer {
+    target: NodeId,
+    /// The hand-over is abandoned (and the leader resumes) after this.
+    deadline: Nanos,
+}
+
+/// A read the leader is confirming: it needs this term's no-op committed (to know an index
+/// that covers every earlier write) and a heartbeat round started after it acknowledged by a
+/// quorum (to know no newer leader exists).
+#[derive(Clone, Copy, Debug)]
+struct PendingRead {
+    ctx: u64,
+    /// The node whose client asked: this node or a follower.
+    from: NodeId,
+    round: u64,
+    index: Option<LogIndex>,
+}
+
 /// The durable work handed out in the outstanding `Ready`.
 #[derive(Clone, Debug)]
 struct InflightReady {
@@ -105,7 +162,14 @@ pub struct RaftNode {
     /// `last_leader_contact + election_timeout_min` this node refuses to vote (stickiness),
     /// which is what the leader's lease relies on.
     last_leader_contact: Nanos,
+    /// The newest heartbeat round seen from the current leader (0 when unknown, e.g. after a
+    /// restart): a transfer vote of an older round is refused.
+    leader_round_seen: u64,
     votes: BTreeMap<NodeId, bool>,
+    /// Reads forwarded to the leader, and reads confirmed but waiting for the apply index.
+    reads_forwarded: BTreeMap<u64, ()>,
+    reads_awaiting_apply: VecDeque<(u64, LogIndex)>,
+    read_states: Vec<ReadState>,
 
     // Leader state.
     progress: BTreeMap<NodeId, Progress>,
@@ -114,9 +178,16 @@ pub struct RaftNode {
     round_starts: VecDeque<(u64, Nanos)>,
     next_heartbeat_at: Nanos,
     lease_until: Nanos,
+    /// The newest round a quorum has acknowledged.
+    quorum_round: u64,
+    /// Rounds at or below this never extend the lease again: a hand-over started then, and a
+    /// voter that saw no newer round may vote for the target despite stickiness.
+    lease_round_floor: u64,
     /// This term's no-op; the node is writable only once it is applied.
     noop_index: LogIndex,
     uncommitted_bytes: usize,
+    transfer: Option<Transfer>,
+    reads: VecDeque<PendingRead>,
 
     // Output.
     messages: Vec<Message>,
@@ -172,14 +243,22 @@ impl RaftNode {
             leader: None,
             election_deadline: now,
             last_leader_contact: now,
+            leader_round_seen: 0,
             votes: BTreeMap::new(),
+            reads_forwarded: BTreeMap::new(),
+            reads_awaiting_apply: VecDeque::new(),
+            read_states: Vec::new(),
             progress: BTreeMap::new(),
             round: 0,
             round_starts: VecDeque::new(),
             next_heartbeat_at: now,
             lease_until: 0,
+            quorum_round: 0,
+            lease_round_floor: 0,
             noop_index: LogIndex(0),
             uncommitted_bytes: 0,
+            transfer: None,
+            reads: VecDeque::new(),
             messages: Vec::new(),
             messages_after_persist: Vec::new(),
             handed_hard_state: hard_state,
@@ -225,7 +304,9 @@ impl RaftNode {
         }
         if m.term > self.term {
             match &m.body {
-                MessageBody::RequestVote { .. } if self.in_lease() => {
+                MessageBody::RequestVote { transfer_round, .. }
+                    if self.refuses_vote(m.from, m.term, *transfer_round) =>
+                {
                     // Stickiness: we heard from a live leader within the minimum election
                     // timeout (or we are the leader). Refuse without even adopting the term, so
                     // a disruptive node cannot depose a healthy leader; the lease relies on it.
@@ -271,8 +352,17 @@ impl RaftNode {
                 pre_vote,
                 last_log_index,
                 last_log_term,
+                transfer_round,
             } => {
-                self.handle_request_vote(m.from, m.term, pre_vote, last_log_index, last_log_term);
+                let refused = self.refuses_vote(m.from, m.term, transfer_round);
+                self.handle_request_vote(
+                    m.from,
+                    m.term,
+                    pre_vote,
+                    last_log_index,
+                    last_log_term,
+                    refused,
+                );
             }
             MessageBody::RequestVoteResponse { pre_vote, granted } => {
                 self.handle_vote_response(m.from, m.term, pre_vote, granted);
@@ -284,7 +374,7 @@ impl RaftNode {
                 leader_commit,
                 round,
             } => {
-                self.accept_leader(m.from, m.term)?;
+                self.accept_leader(m.from, m.term, round)?;
                 self.handle_append(
                     m.from,
                     prev_log_index,
@@ -295,7 +385,7 @@ impl RaftNode {
                 )?;
             }
             MessageBody::Heartbeat { commit, round } => {
-                self.accept_leader(m.from, m.term)?;
+                self.accept_leader(m.from, m.term, round)?;
                 let commit = commit.min(self.log.last_index());
                 self.log.commit_to(commit);
                 self.send(m.from, self.term, MessageBody::HeartbeatResponse { round });
@@ -315,8 +405,125 @@ impl RaftNode {
                     self.handle_heartbeat_response(m.from, round);
                 }
             }
+            MessageBody::TimeoutNow { round } => {
+                // Only our leader of this term may hand over to us; campaign at once.
+                if self.leader == Some(m.from) && self.membership.is_voter(self.id) {
+                    self.campaign_now(Some(round));
+                }
+            }
+            MessageBody::ReadIndex { ctx } => {
+                if self.role == Role::Leader && self.transfer.is_none() {
+                    self.start_read(ctx, m.from);
+                } else {
+                    let body = MessageBody::ReadIndexResponse { ctx, index: None };
+                    self.send(m.from, self.term, body);
+                }
+            }
+            MessageBody::ReadIndexResponse { ctx, index } => {
+                if self.reads_forwarded.remove(&ctx).is_some() {
+                    match index {
+                        Some(index) => self.reads_awaiting_apply.push_back((ctx, index)),
+                        None => self.read_states.push(ReadState {
+                            ctx,
+                            result: Err(ReadError::NotLeader),
+                        }),
+                    }
+                    self.release_reads();
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Hands leadership to `target`, or to the most caught-up voter when `None`. The leader
+    /// stops accepting proposals and gives up its lease at once, brings the target up to date,
+    /// then tells it to campaign (TimeoutNow). If the target has not taken over within a
+    /// minimum election timeout, this node resumes as leader.
+    pub fn transfer_leadership(
+        &mut self,
+        target: Option<NodeId>,
+        now: Nanos,
+    ) -> Result<NodeId, TransferError> {
+        self.observe(now);
+        if self.role != Role::Leader {
+            return Err(TransferError::NotLeader {
+                leader: self.leader,
+            });
+        }
+        let target = match target {
+            Some(t) if t == self.id => return Err(TransferError::AlreadyLeader { target: t }),
+            Some(t) if !self.membership.is_voter(t) => {
+                return Err(TransferError::NotVoter { target: t })
+            }
+            Some(t) => t,
+            None => self
+                .progress
+                .iter()
+                .filter(|(id, _)| self.membership.is_voter(**id))
+                .max_by_key(|(id, p)| (p.match_index, std::cmp::Reverse(**id)))
+                .map(|(id, _)| *id)
+                .ok_or(TransferError::NoCandidate)?,
+        };
+        self.transfer = Some(Transfer {
+            target,
+            deadline: self.now + self.config.election_timeout_min_ns(),
+        });
+        // Give up the lease now: the target's campaign may bypass stickiness.
+        self.lease_until = 0;
+        self.lease_round_floor = self.round;
+        self.fail_reads(ReadError::Transferring);
+        self.maybe_send_timeout_now();
+        Ok(target)
+    }
+
+    /// Starts a linearizable read identified by `ctx` (chosen by the caller, unique among its
+    /// pending reads). The outcome comes out of [`take_read_states`](Self::take_read_states).
+    pub fn read_index(&mut self, ctx: u64, now: Nanos) -> Result<(), ReadError> {
+        self.observe(now);
+        let pending =
+            self.reads.len() + self.reads_forwarded.len() + self.reads_awaiting_apply.len();
+        if pending >= self.config.reads_pending_max {
+            return Err(ReadError::Backpressure {
+                pending,
+                max: self.config.reads_pending_max,
+            });
+        }
+        match (self.role, self.leader) {
+            (Role::Leader, _) if self.transfer.is_some() => Err(ReadError::Transferring),
+            (Role::Leader, _) => {
+                self.start_read(ctx, self.id);
+                Ok(())
+            }
+            (Role::Follower | Role::Learner, Some(leader)) => {
+                self.reads_forwarded.insert(ctx, ());
+                self.send(leader, self.term, MessageBody::ReadIndex { ctx });
+                Ok(())
+            }
+            _ => Err(ReadError::NoLeader),
+        }
+    }
+
+    /// A lease read: while this node is writable, a read needs no round trip, only this node's
+    /// apply index to reach the current commit index (a follower may already have applied
+    /// writes this leader committed but not yet applied). The outcome comes out of
+    /// [`take_read_states`](Self::take_read_states), at once when nothing is left to apply.
+    pub fn lease_read(&mut self, ctx: u64, now: Nanos) -> Result<(), ReadError> {
+        self.observe(now);
+        if !self.is_writable(now) {
+            return Err(match self.role {
+                Role::Leader if self.transfer.is_some() => ReadError::Transferring,
+                _ => ReadError::NotLeader,
+            });
+        }
+        self.reads_awaiting_apply
+            .push_back((ctx, self.log.committed));
+        self.release_reads();
+        Ok(())
+    }
+
+    /// Outcomes of reads started with [`read_index`](Self::read_index), available at any time.
+    pub fn take_read_states(&mut self) -> Vec<ReadState> {
+        std::mem::take(&mut self.read_states)
     }
 
     /// Proposes a command. On the leader it is appended and replicated, and its index returned;
@@ -327,6 +534,9 @@ impl RaftNode {
             return Err(ProposeError::NotLeader {
                 leader: self.leader,
             });
+        }
+        if let Some(t) = self.transfer {
+            return Err(ProposeError::Transferring { target: t.target });
         }
         let max = self.config.uncommitted_bytes_max;
         if self.uncommitted_bytes + data.len() > max {
@@ -419,6 +629,7 @@ impl RaftNode {
         if self.role == Role::Leader {
             self.maybe_commit();
         }
+        self.release_reads();
     }
 
     pub fn status(&self, now: Nanos) -> Status {
@@ -456,8 +667,21 @@ impl RaftNode {
 
     // ----- Elections (Raft §5.2, §9.6 pre-vote, §6.4 check-quorum) -----
 
-    fn in_lease(&self) -> bool {
-        self.refuses_votes(self.now)
+    /// Whether to refuse `candidate`'s vote (or pre-vote) for `term` on stickiness grounds. A
+    /// hand-over campaign is accepted despite stickiness only when it comes right after our
+    /// leader's term and this node has seen no newer round from that leader than the hand-over.
+    fn refuses_vote(&self, candidate: NodeId, term: Term, transfer_round: Option<u64>) -> bool {
+        if !self.refuses_votes(self.now) {
+            return false;
+        }
+        let Some(round) = transfer_round else {
+            return true;
+        };
+        if self.role == Role::Leader {
+            // Our own hand-over: let the target win.
+            return !self.transfer.is_some_and(|t| t.target == candidate);
+        }
+        !(self.leader.is_some() && term == self.term.next() && round >= self.leader_round_seen)
     }
 
     /// Whether this node would refuse any vote at `now`: it leads, or heard from a leader (or
@@ -469,6 +693,15 @@ impl RaftNode {
     }
 
     fn campaign(&mut self, pre_vote: bool) {
+        self.campaign_with(pre_vote, None);
+    }
+
+    /// A hand-over campaign: no pre-vote, and voters may accept despite stickiness.
+    fn campaign_now(&mut self, transfer_round: Option<u64>) {
+        self.campaign_with(false, transfer_round);
+    }
+
+    fn campaign_with(&mut self, pre_vote: bool, transfer_round: Option<u64>) {
         if !self.membership.is_voter(self.id) {
             return;
         }
@@ -494,9 +727,12 @@ impl RaftNode {
                     pre_vote,
                     last_log_index,
                     last_log_term,
+                    transfer_round,
                 },
             );
         }
+        // Reads forwarded to the old leader will not be answered by it any more.
+        self.fail_forwarded_reads();
         self.count_votes(pre_vote);
     }
 
@@ -507,12 +743,12 @@ impl RaftNode {
         pre_vote: bool,
         last_log_index: LogIndex,
         last_log_term: Term,
+        refused: bool,
     ) {
         let can_vote = self.vote == Some(from)
             || (self.vote.is_none() && self.leader.is_none())
             || (pre_vote && term > self.term);
-        let granted =
-            can_vote && !self.in_lease() && self.log.is_up_to_date(last_log_index, last_log_term);
+        let granted = can_vote && !refused && self.log.is_up_to_date(last_log_index, last_log_term);
         if granted && !pre_vote {
             self.vote = Some(from);
             self.reset_election_timer();
@@ -559,6 +795,14 @@ impl RaftNode {
         } else {
             Role::Learner
         };
+        if self.leader != leader {
+            self.leader_round_seen = 0;
+            self.fail_forwarded_reads();
+        }
+        self.fail_reads(ReadError::NotLeader);
+        self.transfer = None;
+        self.quorum_round = 0;
+        self.lease_round_floor = 0;
         self.leader = leader;
         if leader.is_some() {
             self.last_leader_contact = self.now;
@@ -588,6 +832,9 @@ impl RaftNode {
         self.round = 0;
         self.round_starts.clear();
         self.lease_until = 0;
+        self.quorum_round = 0;
+        self.lease_round_floor = 0;
+        self.transfer = None;
         self.uncommitted_bytes = 0;
         // Raft §8: a new leader commits an entry of its own term, which commits everything
         // before it; until it is applied the host must not write.
@@ -598,7 +845,7 @@ impl RaftNode {
     }
 
     /// A message from the leader of our term: follow it, and remember the contact.
-    fn accept_leader(&mut self, from: NodeId, term: Term) -> Result<(), StepError> {
+    fn accept_leader(&mut self, from: NodeId, term: Term, round: u64) -> Result<(), StepError> {
         assert_eq!(term, self.term);
         if self.role == Role::Leader {
             return Err(StepError::SecondLeader {
@@ -611,6 +858,7 @@ impl RaftNode {
             self.become_follower(term, Some(from));
         }
         self.last_leader_contact = self.now;
+        self.leader_round_seen = self.leader_round_seen.max(round);
         self.reset_election_timer();
         Ok(())
     }
@@ -708,6 +956,9 @@ impl RaftNode {
             }
             if p.acknowledge(match_index) {
                 self.maybe_commit();
+            }
+            if self.transfer.is_some_and(|t| t.target == from) {
+                self.maybe_send_timeout_now();
             }
             self.send_append(from);
             return;
@@ -829,6 +1080,7 @@ impl RaftNode {
         }
         self.log.commit_to(index);
         self.uncommitted_bytes = 0;
+        self.advance_reads();
         true
     }
 
@@ -859,15 +1111,134 @@ impl RaftNode {
                 return;
             }
         }
-        if self.now >= self.next_heartbeat_at {
-            self.start_round();
-            let peers: Vec<NodeId> = self.progress.keys().copied().collect();
-            for peer in peers {
-                let p = &self.progress[&peer];
-                let commit = self.log.committed.min(p.match_index);
-                let round = self.round;
-                self.send(peer, self.term, MessageBody::Heartbeat { commit, round });
+        if let Some(t) = self.transfer {
+            if self.now >= t.deadline {
+                // The target did not take over in time: resume. The lease comes back only with
+                // rounds newer than any TimeoutNow we sent (see `lease_round_floor`).
+                self.transfer = None;
             }
+        }
+        if self.now >= self.next_heartbeat_at {
+            self.broadcast_heartbeat();
+        }
+    }
+
+    /// Starts a new round and sends every follower a heartbeat carrying it.
+    fn broadcast_heartbeat(&mut self) {
+        self.start_round();
+        let peers: Vec<NodeId> = self.progress.keys().copied().collect();
+        for peer in peers {
+            let p = &self.progress[&peer];
+            let commit = self.log.committed.min(p.match_index);
+            let round = self.round;
+            self.send(peer, self.term, MessageBody::Heartbeat { commit, round });
+        }
+    }
+
+    /// Sends TimeoutNow to the transfer target once its log matches ours; until then keeps
+    /// replicating to it.
+    fn maybe_send_timeout_now(&mut self) {
+        let Some(t) = self.transfer else { return };
+        let caught_up = self
+            .progress
+            .get(&t.target)
+            .is_some_and(|p| p.match_index == self.log.last_index());
+        if caught_up {
+            // Voters that saw a round newer than this one refuse the hand-over campaign, and
+            // no round up to this one may extend our lease any more.
+            self.lease_round_floor = self.lease_round_floor.max(self.round);
+            let round = self.round;
+            self.send(t.target, self.term, MessageBody::TimeoutNow { round });
+        } else {
+            self.send_append(t.target);
+        }
+    }
+
+    // ----- Linearizable reads (Raft thesis §6.4) -----
+
+    fn start_read(&mut self, ctx: u64, from: NodeId) {
+        // A round started after the request: its acknowledgement by a quorum proves no newer
+        // leader existed when the read arrived.
+        self.broadcast_heartbeat();
+        self.reads.push_back(PendingRead {
+            ctx,
+            from,
+            round: self.round,
+            index: None,
+        });
+        self.advance_reads();
+    }
+
+    /// Gives pending reads their index once this term's no-op is committed (the commit index
+    /// then covers every write acknowledged by any leader), and answers those whose round a
+    /// quorum has acknowledged.
+    fn advance_reads(&mut self) {
+        let term_committed = self.noop_index > LogIndex(0) && self.log.committed >= self.noop_index;
+        let committed = self.log.committed;
+        for r in self.reads.iter_mut() {
+            if r.index.is_none() && term_committed {
+                r.index = Some(committed);
+            }
+        }
+        while let Some(&r) = self.reads.front() {
+            let Some(index) = r.index else { break };
+            if r.round > self.quorum_round {
+                break;
+            }
+            self.reads.pop_front();
+            if r.from == self.id {
+                self.reads_awaiting_apply.push_back((r.ctx, index));
+            } else {
+                let body = MessageBody::ReadIndexResponse {
+                    ctx: r.ctx,
+                    index: Some(index),
+                };
+                self.send(r.from, self.term, body);
+            }
+        }
+        self.release_reads();
+    }
+
+    /// Delivers confirmed reads once this node has applied their index.
+    fn release_reads(&mut self) {
+        let applied = self.log.applied;
+        let states = &mut self.read_states;
+        self.reads_awaiting_apply.retain(|&(ctx, index)| {
+            let ready = index <= applied;
+            if ready {
+                states.push(ReadState {
+                    ctx,
+                    result: Ok(index),
+                });
+            }
+            !ready
+        });
+    }
+
+    /// Fails the reads this node was confirming as leader.
+    fn fail_reads(&mut self, err: ReadError) {
+        for r in std::mem::take(&mut self.reads) {
+            if r.from == self.id {
+                self.read_states.push(ReadState {
+                    ctx: r.ctx,
+                    result: Err(err.clone()),
+                });
+            } else {
+                let body = MessageBody::ReadIndexResponse {
+                    ctx: r.ctx,
+                    index: None,
+                };
+                self.send(r.from, self.term, body);
+            }
+        }
+    }
+
+    fn fail_forwarded_reads(&mut self) {
+        for (ctx, ()) in std::mem::take(&mut self.reads_forwarded) {
+            self.read_states.push(ReadState {
+                ctx,
+                result: Err(ReadError::NotLeader),
+            });
         }
     }
 
@@ -899,18 +1270,25 @@ impl RaftNode {
             },
             u64::MAX,
         );
+        let news = acked > self.quorum_round;
+        self.quorum_round = self.quorum_round.max(acked);
         while self.round_starts.front().is_some_and(|&(r, _)| r < acked) {
             self.round_starts.pop_front();
         }
+        let lease_allowed = self.transfer.is_none() && acked > self.lease_round_floor;
         if let Some(&(r, started)) = self.round_starts.front() {
-            if r == acked {
+            if r == acked && lease_allowed {
                 self.lease_until = self.lease_until.max(started + self.config.lease_ns());
             }
+        }
+        if news {
+            self.advance_reads();
         }
     }
 
     fn is_writable(&self, now: Nanos) -> bool {
         self.role == Role::Leader
+            && self.transfer.is_none()
             && now < self.lease_until
             && self.noop_index > LogIndex(0)
             && self.log.applied >= self.noop_index

@@ -10,7 +10,7 @@ use super::checker::Checker;
 use super::linearizability::{self, OpKind, Operation, Verdict};
 use crate::raft::{
     Config, Entry, LogIndex, Membership, Message, MessageBody, Nanos, NodeId, ProposeError,
-    RaftNode, RaftRng, Ready, RestoredState, Role, SplitMix64, Term,
+    RaftNode, RaftRng, ReadState, Ready, RestoredState, Role, SplitMix64, Term,
 };
 use crate::storage::{
     ApplyResult, Batch, Command, Identity, LogStorage, MemStorage, Proposal, Response,
@@ -57,6 +57,9 @@ pub struct SimOutcome {
     pub elections: u64,
     pub commits: u64,
     pub election_after_heal_ns: u64,
+    /// Leadership transfers started, and linearizable reads completed (ReadIndex and lease).
+    pub transfers: u64,
+    pub reads: u64,
     pub trace: Vec<String>,
 }
 
@@ -103,6 +106,8 @@ struct SimNode {
     writing: Option<Ready>,
     /// Client operations waiting for an index to be applied here: (op, term).
     waiting: BTreeMap<LogIndex, Vec<(usize, Term)>>,
+    /// ReadIndex reads started here: ctx → history op.
+    reads: BTreeMap<u64, usize>,
     was_leader_in: Option<Term>,
     last_commit: LogIndex,
     last_applied: LogIndex,
@@ -110,9 +115,20 @@ struct SimNode {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum ClientOp {
-    Write { key: u64, value: u64 },
-    LogRead { key: u64 },
-    LeaseRead { key: u64 },
+    Write {
+        key: u64,
+        value: u64,
+    },
+    LogRead {
+        key: u64,
+    },
+    LeaseRead {
+        key: u64,
+    },
+    /// A ReadIndex read, on any node (followers ask the leader).
+    IndexRead {
+        key: u64,
+    },
 }
 
 struct Client {
@@ -189,6 +205,7 @@ impl Cluster {
                 .0,
                 writing: None,
                 waiting: BTreeMap::new(),
+                reads: BTreeMap::new(),
                 was_leader_in: None,
                 last_commit: LogIndex(0),
                 last_applied: LogIndex(0),
@@ -341,7 +358,11 @@ impl Cluster {
             return;
         };
         let messages = core.take_messages();
+        let read_states = core.take_read_states();
         let ready = if writing { None } else { core.ready() };
+        for state in read_states {
+            self.finish_read(i, state);
+        }
         for m in messages {
             self.send(i, m);
         }
@@ -452,7 +473,46 @@ impl Cluster {
                 self.acked_writes.push((e.index, e.term));
                 self.outcome.commits += 1;
             }
-            OpKind::Read { observed } => *observed = read_value.expect("a read entry"),
+            OpKind::Read { observed } => {
+                *observed = read_value.expect("a read entry");
+                self.outcome.reads += 1;
+            }
+        }
+        self.client_next(client, 1);
+    }
+
+    /// A ReadIndex read on node `i` is confirmed (or failed): read the local state machine.
+    fn finish_read(&mut self, i: usize, state: ReadState) {
+        let Some(op) = self.nodes[i].reads.remove(&state.ctx) else {
+            return;
+        };
+        let client = self.history[op].client as usize;
+        if self.clients[client].current != Some(op) {
+            return; // The client gave up on it: unknown outcome.
+        }
+        match state.result {
+            Ok(index) => {
+                let applied = self.nodes[i].disk.state().applied;
+                if applied < index {
+                    let id = self.nodes[i].id;
+                    self.violation(format!(
+                        "{id} released a read at {index} with applied {applied}"
+                    ));
+                    return;
+                }
+                let key = self.history[op].key;
+                let observed = self.nodes[i]
+                    .disk
+                    .kv_get(&key_of(key))
+                    .expect("in-memory reads do not fail")
+                    .map(|kv| value_of(&kv.value));
+                self.history[op].kind = OpKind::Read { observed };
+                self.history[op].complete = Some(self.now);
+                self.outcome.reads += 1;
+            }
+            Err(_) => {
+                self.failed_ops.insert(op);
+            }
         }
         self.client_next(client, 1);
     }
@@ -475,13 +535,14 @@ impl Cluster {
             Some(r) => r,
             None => {
                 let key = self.rng.below(3);
-                match self.rng.below(4) {
+                match self.rng.below(5) {
                     0 | 1 => ClientOp::Write {
                         key,
                         value: self.history.len() as u64 + 1,
                     },
                     2 => ClientOp::LogRead { key },
-                    _ => ClientOp::LeaseRead { key },
+                    3 => ClientOp::LeaseRead { key },
+                    _ => ClientOp::IndexRead { key },
                 }
             }
         };
@@ -497,28 +558,34 @@ impl Cluster {
         };
         let core = self.nodes[target].core.as_mut().expect("live");
         let result = match request {
-            ClientOp::LeaseRead { key } => {
-                let status = core.status(now);
-                if status.writable {
-                    let observed = self.nodes[target]
-                        .disk
-                        .kv_get(&key_of(key))
-                        .expect("in-memory reads do not fail")
-                        .map(|kv| value_of(&kv.value));
-                    self.history.push(Operation {
-                        client: c as u64,
-                        key,
-                        kind: OpKind::Read { observed },
-                        invoke: self.now,
-                        complete: Some(self.now),
-                    });
-                    self.clients[c].leader_hint = Some(status.id);
-                    self.client_next(c, 1);
-                    return;
+            ClientOp::IndexRead { key } | ClientOp::LeaseRead { key } => {
+                let op = self.history.len();
+                let started = match request {
+                    ClientOp::LeaseRead { .. } => core.lease_read(op as u64, now),
+                    _ => core.read_index(op as u64, now),
+                };
+                match started {
+                    Ok(()) => {
+                        self.history.push(Operation {
+                            client: c as u64,
+                            key,
+                            kind: OpKind::Read { observed: None },
+                            invoke: self.now,
+                            complete: None,
+                        });
+                        self.clients[c].current = Some(op);
+                        self.nodes[target].reads.insert(op as u64, op);
+                        self.schedule(2000 * MS, Event::ClientTimeout { client: c, op });
+                        self.drive(target);
+                        return;
+                    }
+                    Err(_) => Err(ProposeError::NotLeader {
+                        leader: core
+                            .status(now)
+                            .leader
+                            .filter(|&l| l != self.nodes[target].id),
+                    }),
                 }
-                Err(ProposeError::NotLeader {
-                    leader: status.leader.filter(|&l| l != status.id),
-                })
             }
             _ => core.propose(encode(request), now),
         };
@@ -526,9 +593,9 @@ impl Cluster {
             Ok((index, term)) => {
                 let (key, kind) = match request {
                     ClientOp::Write { key, value } => (key, OpKind::Write { value }),
-                    ClientOp::LogRead { key } | ClientOp::LeaseRead { key } => {
-                        (key, OpKind::Read { observed: None })
-                    }
+                    ClientOp::LogRead { key }
+                    | ClientOp::LeaseRead { key }
+                    | ClientOp::IndexRead { key } => (key, OpKind::Read { observed: None }),
                 };
                 let op = self.history.len();
                 self.history.push(Operation {
@@ -554,7 +621,7 @@ impl Cluster {
                 let wait = 2 * MS + self.rng.below(20 * MS);
                 self.schedule(wait, Event::ClientStart(c));
             }
-            Err(ProposeError::Backpressure { .. }) => {
+            Err(ProposeError::Backpressure { .. } | ProposeError::Transferring { .. }) => {
                 self.clients[c].pending_request = Some(request);
                 self.schedule(20 * MS, Event::ClientStart(c));
             }
@@ -603,7 +670,22 @@ impl Cluster {
 
     fn inject_fault(&mut self) {
         let n = self.nodes.len();
-        match self.rng.below(8) {
+        match self.rng.below(9) {
+            8 => {
+                if let Some(l) = self.current_leader() {
+                    let target = match self.rng.below(2) {
+                        0 => None,
+                        _ => Some(NodeId(self.rng.below(n as u64) + 1)),
+                    };
+                    let now = self.local_now(l).expect("the leader is up");
+                    let core = self.nodes[l].core.as_mut().expect("live");
+                    if let Ok(to) = core.transfer_leadership(target, now) {
+                        self.outcome.transfers += 1;
+                        self.note(format!("n{} hands leadership to {to}", l + 1));
+                    }
+                    self.drive(l);
+                }
+            }
             0 => {
                 // Full partition into two sides.
                 self.blocked.clear();
@@ -678,6 +760,12 @@ impl Cluster {
         ));
         self.nodes[i].writing = None;
         self.nodes[i].incarnation += 1;
+        for (_, op) in std::mem::take(&mut self.nodes[i].reads) {
+            let client = self.history[op].client as usize;
+            if self.clients[client].current == Some(op) {
+                self.client_next(client, 5);
+            }
+        }
         for (_, waiting) in std::mem::take(&mut self.nodes[i].waiting) {
             for (op, _) in waiting {
                 // The client never hears back: unknown outcome.
@@ -998,7 +1086,7 @@ fn encode(op: ClientOp) -> Vec<u8> {
             key: key_of(key),
             value: value.to_le_bytes().to_vec(),
         },
-        ClientOp::LogRead { key } | ClientOp::LeaseRead { key } => {
+        ClientOp::LogRead { key } | ClientOp::LeaseRead { key } | ClientOp::IndexRead { key } => {
             Command::Get { key: key_of(key) }
         }
     };
@@ -1058,8 +1146,14 @@ pub fn describe(body: &MessageBody) -> String {
         MessageBody::Heartbeat { commit, round } => {
             let _ = write!(s, " commit={commit} round={round}");
         }
-        MessageBody::HeartbeatResponse { round } => {
+        MessageBody::HeartbeatResponse { round } | MessageBody::TimeoutNow { round } => {
             let _ = write!(s, " round={round}");
+        }
+        MessageBody::ReadIndex { ctx } => {
+            let _ = write!(s, " ctx={ctx}");
+        }
+        MessageBody::ReadIndexResponse { ctx, index } => {
+            let _ = write!(s, " ctx={ctx} index={index:?}");
         }
     }
     s

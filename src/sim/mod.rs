@@ -37,6 +37,8 @@ pub struct Summary {
     pub elections: u64,
     pub commits: u64,
     pub max_election_ms: u64,
+    pub transfers: u64,
+    pub reads: u64,
     /// (seed, nodes, first violation) of each failing seed.
     pub failures: Vec<(u64, usize, String)>,
 }
@@ -44,8 +46,14 @@ pub struct Summary {
 impl Summary {
     pub fn line(&self) -> String {
         format!(
-            "sim: seeds={} violations={} elections={} commits={} max_election_ms={}",
-            self.seeds, self.violations, self.elections, self.commits, self.max_election_ms
+            "sim: seeds={} violations={} elections={} commits={} max_election_ms={} transfers={} reads={}",
+            self.seeds,
+            self.violations,
+            self.elections,
+            self.commits,
+            self.max_election_ms,
+            self.transfers,
+            self.reads
         )
     }
 }
@@ -71,6 +79,8 @@ pub fn campaign(first: u64, count: u64, nodes: Option<usize>) -> Summary {
         summary.seeds += 1;
         summary.elections += outcome.elections;
         summary.commits += outcome.commits;
+        summary.transfers += outcome.transfers;
+        summary.reads += outcome.reads;
         summary.max_election_ms = summary
             .max_election_ms
             .max(outcome.election_after_heal_ns / 1_000_000);
