@@ -679,7 +679,7 @@ impl RaftNode {
         };
         if self.role == Role::Leader {
             // Our own hand-over: let the target win.
-            return !self.transfer.is_some_and(|t| t.target == candidate);
+            return self.transfer.is_none_or(|t| t.target != candidate);
         }
         !(self.leader.is_some() && term == self.term.next() && round >= self.leader_round_seen)
     }
