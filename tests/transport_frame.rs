@@ -13,11 +13,25 @@ const MAX: usize = 64 << 10;
 
 fn arb_message() -> impl Strategy<Value = Message> {
     let body = prop_oneof![
-        (any::<bool>(), any::<u64>(), any::<u64>()).prop_map(|(pre_vote, i, t)| {
-            MessageBody::RequestVote {
-                pre_vote,
-                last_log_index: LogIndex(i),
-                last_log_term: Term(t),
+        (
+            any::<bool>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<Option<u64>>()
+        )
+            .prop_map(|(pre_vote, i, t, transfer_round)| {
+                MessageBody::RequestVote {
+                    pre_vote,
+                    last_log_index: LogIndex(i),
+                    last_log_term: Term(t),
+                    transfer_round,
+                }
+            }),
+        any::<u64>().prop_map(|round| MessageBody::TimeoutNow { round }),
+        (any::<u64>(), any::<Option<u64>>()).prop_map(|(ctx, index)| {
+            MessageBody::ReadIndexResponse {
+                ctx,
+                index: index.map(LogIndex),
             }
         }),
         (any::<bool>(), any::<bool>())
