@@ -660,6 +660,12 @@ impl RaftNode {
         self.log.term(index)
     }
 
+    /// Rounds at or below this one no longer extend this leader's lease: the newest round
+    /// carried by a TimeoutNow it sent in this term (0 if none).
+    pub fn lease_round_floor(&self) -> u64 {
+        self.lease_round_floor
+    }
+
     /// The last index known durable on this node.
     pub fn persisted_index(&self) -> LogIndex {
         self.log.persisted
@@ -671,7 +677,19 @@ impl RaftNode {
     /// hand-over campaign is accepted despite stickiness only when it comes right after our
     /// leader's term and this node has seen no newer round from that leader than the hand-over.
     fn refuses_vote(&self, candidate: NodeId, term: Term, transfer_round: Option<u64>) -> bool {
-        if !self.refuses_votes(self.now) {
+        self.would_refuse_vote(self.now, candidate, term, transfer_round)
+    }
+
+    /// Whether a vote request from `candidate` for `term` arriving at `now` would be refused on
+    /// stickiness grounds; `transfer_round` as in `RequestVote`. For checks and tests.
+    pub fn would_refuse_vote(
+        &self,
+        now: Nanos,
+        candidate: NodeId,
+        term: Term,
+        transfer_round: Option<u64>,
+    ) -> bool {
+        if !self.refuses_votes(now) {
             return false;
         }
         let Some(round) = transfer_round else {

@@ -74,6 +74,9 @@ struct Faults {
     dup_ppm: u64,
     delay_min_ns: u64,
     delay_max_ns: u64,
+    /// Messages held far longer than an election timeout (a stuck queue, a retransmission
+    /// after a long stall): what makes stale vote requests and hand-overs arrive late.
+    long_delay_ppm: u64,
     /// Mean time between fault events (partitions, crashes, heals).
     fault_every_ns: u64,
     disk_min_ns: u64,
@@ -175,6 +178,7 @@ impl Cluster {
             dup_ppm: [0, 10_000, 50_000][rng.below(3) as usize],
             delay_min_ns,
             delay_max_ns: delay_min_ns + [1, 5, 20, 60][rng.below(4) as usize] * MS,
+            long_delay_ppm: [0, 2_000, 10_000][rng.below(3) as usize],
             fault_every_ns: [60, 100, 300, 800, 100_000][rng.below(5) as usize] * MS,
             disk_min_ns: 20_000 + rng.below(200_000),
             disk_max_ns: 300_000 + rng.below(3 * MS),
@@ -656,7 +660,17 @@ impl Cluster {
         };
         for _ in 0..copies {
             let spread = self.faults.delay_max_ns - self.faults.delay_min_ns;
-            let delay = self.faults.delay_min_ns + self.rng.below(spread.max(1));
+            let mut delay = self.faults.delay_min_ns + self.rng.below(spread.max(1));
+            // Rare control messages are held back more often: a late vote request or
+            // hand-over is where stickiness and lease bugs hide.
+            let rare = matches!(
+                m.body,
+                MessageBody::TimeoutNow { .. } | MessageBody::RequestVote { .. }
+            );
+            let long_ppm = self.faults.long_delay_ppm * if rare { 20 } else { 1 };
+            if !self.healed && self.rng.chance_ppm(long_ppm) {
+                delay += 100 * MS + self.rng.below(900 * MS);
+            }
             self.schedule(delay, Event::Deliver(m.clone()));
         }
     }
@@ -848,15 +862,26 @@ impl Cluster {
             ));
         }
         // What the lease rests on, checked directly: while a node is writable, a quorum of
-        // voters would refuse to vote for anyone else (a down node cannot vote either).
+        // voters would refuse a vote to anyone else — a plain campaign, or a hand-over
+        // campaign carrying any round the leader may still have in flight (a down node cannot
+        // vote either).
         if let Some(&(leader, term)) = writable.first() {
-            let refusing: Vec<bool> = (0..self.nodes.len())
-                .map(|i| match (&self.nodes[i].core, self.local_now(i)) {
-                    (Some(core), Some(now)) => core.refuses_votes(now),
+            let l = (leader.0 - 1) as usize;
+            let floor = self.nodes[l]
+                .core
+                .as_ref()
+                .expect("live")
+                .lease_round_floor();
+            let other = NodeId(if leader.0 == 1 { 2 } else { 1 });
+            let count = (0..self.nodes.len())
+                .filter(|&i| match (&self.nodes[i].core, self.local_now(i)) {
+                    (Some(core), Some(now)) => {
+                        core.would_refuse_vote(now, other, term.next(), None)
+                            && core.would_refuse_vote(now, other, term.next(), Some(floor))
+                    }
                     _ => true,
                 })
-                .collect();
-            let count = refusing.iter().filter(|&&r| r).count();
+                .count();
             if count <= self.nodes.len() / 2 {
                 self.violation(format!(
                     "lease safety: {leader} is writable in {term} but only {count} of {} nodes would refuse a vote",
