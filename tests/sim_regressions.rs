@@ -24,6 +24,16 @@ const FAILED_SEEDS: &[(u64, usize, &str)] = &[
          ReadIndex read on a follower that had already applied a newer committed write (fixed: \
          lease_read waits until the leader has applied its commit index)",
     ),
+    (
+        1857,
+        5,
+        "after a membership change the leader kept a lease earned under the old configuration \
+         although no quorum of the joint configuration would refuse a vote (fixed: the lease and \
+         the read confirmations are recomputed from the new configuration's quorum)",
+    ),
+    (1878, 3, "same bug, 3 nodes, removing a voter"),
+    (1960, 3, "same bug"),
+    (1992, 3, "same bug"),
 ];
 
 #[test]

@@ -31,6 +31,11 @@ pub struct Config {
     pub persist_stall_max_ms: u64,
     /// Linearizable reads pending on this node (confirming, forwarded, or awaiting apply).
     pub reads_pending_max: usize,
+    /// A learner is promoted only when its match index is within this many entries of the
+    /// leader's last index.
+    pub promote_lag_max: u64,
+    /// A joint configuration not left within this time is aborted (back to the old voters).
+    pub conf_change_timeout_ms: u64,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -72,6 +77,8 @@ impl Config {
             uncommitted_bytes_max: 64 << 20,
             persist_stall_max_ms: 5000,
             reads_pending_max: 10_000,
+            promote_lag_max: 1000,
+            conf_change_timeout_ms: 10_000,
         }
     }
 
@@ -122,6 +129,11 @@ impl Config {
             self.heartbeat_interval_ms,
         )?;
         at_least("reads_pending_max", self.reads_pending_max as u64, 1)?;
+        at_least(
+            "conf_change_timeout_ms",
+            self.conf_change_timeout_ms,
+            self.election_timeout_min_ms,
+        )?;
         Ok(())
     }
 

@@ -141,8 +141,13 @@ impl RaftLog {
 
     /// The follower side of AppendEntries once `prev` matched: skips the entries already present,
     /// truncates from the first real conflict (never earlier), appends the rest. Returns the
-    /// index of the last entry given, which now matches the leader's log.
-    pub fn append_after(&mut self, prev: LogIndex, entries: &[Entry]) -> LogIndex {
+    /// index of the last entry given, which now matches the leader's log, and the index of the
+    /// first entry actually written (if any), from which the log changed.
+    pub fn append_after(
+        &mut self,
+        prev: LogIndex,
+        entries: &[Entry],
+    ) -> (LogIndex, Option<LogIndex>) {
         assert!(self.term(prev).is_some() || prev < self.snapshot_index);
         let last_given = LogIndex(prev.0 + entries.len() as u64);
         for (offset, e) in entries.iter().enumerate() {
@@ -159,15 +164,15 @@ impl RaftLog {
                 Some(_) => {
                     self.truncate_from(e.index);
                     self.push_entries(&entries[offset..]);
-                    return last_given;
+                    return (last_given, Some(e.index));
                 }
                 None => {
                     self.push_entries(&entries[offset..]);
-                    return last_given;
+                    return (last_given, Some(e.index));
                 }
             }
         }
-        last_given
+        (last_given, None)
     }
 
     fn push_entries(&mut self, entries: &[Entry]) {
@@ -306,10 +311,16 @@ mod tests {
     fn append_after_keeps_matching_entries_and_truncates_at_first_conflict() {
         let mut log = log_of(&[1, 1, 2, 2]);
         // A stale, shorter append must not truncate entries 3 and 4 (openraft's fixed bug).
-        assert_eq!(log.append_after(LogIndex(1), &[e(1, 2)]), LogIndex(2));
+        assert_eq!(
+            log.append_after(LogIndex(1), &[e(1, 2)]),
+            (LogIndex(2), None)
+        );
         assert_eq!(log.last_index(), LogIndex(4));
         // A real conflict at 3 truncates from 3 exactly.
-        assert_eq!(log.append_after(LogIndex(2), &[e(3, 3)]), LogIndex(3));
+        assert_eq!(
+            log.append_after(LogIndex(2), &[e(3, 3)]),
+            (LogIndex(3), Some(LogIndex(3)))
+        );
         assert_eq!(log.last_index(), LogIndex(3));
         assert_eq!(log.term(LogIndex(3)), Some(Term(3)));
         assert_eq!(log.term(LogIndex(2)), Some(Term(1)));

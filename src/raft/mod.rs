@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod log;
+pub mod membership;
 pub mod message;
 pub mod node;
 pub mod progress;
@@ -16,6 +17,7 @@ pub mod rng;
 pub mod types;
 
 pub use config::{Config, ConfigError};
+pub use membership::{ConfChange, ConfChangeError};
 pub use message::{ConflictHint, Message, MessageBody};
 pub use node::{
     ProposeError, RaftNode, ReadError, ReadState, RestoredState, Status, StepError, TransferError,

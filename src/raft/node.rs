@@ -8,6 +8,7 @@
 
 use super::config::{Config, ConfigError};
 use super::log::RaftLog;
+use super::membership::{self, ConfChange, ConfChangeError, ConfigLog};
 use super::message::{ConflictHint, Message, MessageBody};
 use super::progress::{Progress, ProgressState};
 use super::quorum::{self, VoteResult};
@@ -26,6 +27,8 @@ const ROUNDS_REMEMBERED_MAX: usize = 1024;
 #[derive(Clone, Debug, Default)]
 pub struct RestoredState {
     pub hard_state: HardState,
+    /// The configuration in force at the start of the log (the snapshot's, or the cluster's
+    /// initial one); configuration entries in `entries` are applied on top of it.
     pub membership: Membership,
     /// The log starts after this index and term (both 0 without a snapshot).
     pub snapshot_index: LogIndex,
@@ -152,6 +155,8 @@ pub struct RaftNode {
     term: Term,
     vote: Option<NodeId>,
     log: RaftLog,
+    configs: ConfigLog,
+    /// `configs.current()`, cached.
     membership: Membership,
 
     // Volatile state.
@@ -188,6 +193,8 @@ pub struct RaftNode {
     uncommitted_bytes: usize,
     transfer: Option<Transfer>,
     reads: VecDeque<PendingRead>,
+    /// When the current joint configuration was first seen as leader (for the abort timeout).
+    joint_since: Option<Nanos>,
 
     // Output.
     messages: Vec<Message>,
@@ -218,6 +225,13 @@ impl RaftNode {
             entries,
             applied,
         } = restored;
+        let found: Vec<(LogIndex, Membership)> = entries
+            .iter()
+            .filter_map(|e| match &e.payload {
+                EntryPayload::Config(m) => Some((e.index, m.clone())),
+                _ => None,
+            })
+            .collect();
         let log = RaftLog::restore(
             snapshot_index,
             snapshot_term,
@@ -225,6 +239,11 @@ impl RaftNode {
             hard_state.commit,
             applied,
         );
+        let mut configs = ConfigLog::new(snapshot_index, membership);
+        for (index, m) in found {
+            configs.push(index, m);
+        }
+        let membership = configs.current().clone();
         let role = if membership.is_voter(config.id) {
             Role::Follower
         } else {
@@ -238,6 +257,7 @@ impl RaftNode {
             term: hard_state.term,
             vote: hard_state.vote,
             log,
+            configs,
             membership,
             role,
             leader: None,
@@ -259,6 +279,7 @@ impl RaftNode {
             uncommitted_bytes: 0,
             transfer: None,
             reads: VecDeque::new(),
+            joint_since: None,
             messages: Vec::new(),
             messages_after_persist: Vec::new(),
             handed_hard_state: hard_state,
@@ -299,8 +320,12 @@ impl RaftNode {
                 me: self.id,
             });
         }
-        if m.from == self.id || !self.membership.members().contains(&m.from) {
+        if m.from == self.id {
             return Err(StepError::UnknownSender { from: m.from });
+        }
+        if matches!(m.body, MessageBody::RequestVote { .. }) && !self.membership.is_voter(m.from) {
+            // A removed node that does not know it yet must not disrupt the cluster.
+            return Ok(());
         }
         if m.term > self.term {
             match &m.body {
@@ -476,6 +501,75 @@ impl RaftNode {
         Ok(target)
     }
 
+    /// Proposes a membership change. Voter changes go through a joint configuration that the
+    /// leader leaves on its own once committed; one change at a time.
+    pub fn change_membership(
+        &mut self,
+        change: ConfChange,
+        now: Nanos,
+    ) -> Result<LogIndex, ConfChangeError> {
+        self.observe(now);
+        self.check_can_change()?;
+        if let ConfChange::Promote(id) = change {
+            let matched = self
+                .progress
+                .get(&id)
+                .map_or(LogIndex(0), |p| p.match_index);
+            let last = self.log.last_index();
+            let lag_max = self.config.promote_lag_max;
+            if self.membership.learners.contains(&id) && matched.0 + lag_max < last.0 {
+                return Err(ConfChangeError::LearnerBehind {
+                    id,
+                    matched,
+                    last,
+                    lag_max,
+                });
+            }
+        }
+        let target = membership::apply_change(&self.membership, change)?;
+        let entry = membership::next_entry(&self.membership, &target);
+        let index = self.append_entry(EntryPayload::Config(entry));
+        self.broadcast_append();
+        self.maybe_commit();
+        Ok(index)
+    }
+
+    /// Aborts a joint configuration, going back to the old voters. Safe whether or not the
+    /// joint entry is committed: every configuration involved needs a majority of the old
+    /// voters.
+    pub fn abort_membership_change(&mut self, now: Nanos) -> Result<LogIndex, ConfChangeError> {
+        self.observe(now);
+        if self.role != Role::Leader {
+            return Err(ConfChangeError::NotLeader {
+                leader: self.leader,
+            });
+        }
+        if !self.membership.is_joint() {
+            return Err(ConfChangeError::NothingToAbort);
+        }
+        let back = membership::abort_joint(&self.membership);
+        let index = self.append_entry(EntryPayload::Config(back));
+        self.broadcast_append();
+        self.maybe_commit();
+        Ok(index)
+    }
+
+    fn check_can_change(&self) -> Result<(), ConfChangeError> {
+        if self.role != Role::Leader {
+            return Err(ConfChangeError::NotLeader {
+                leader: self.leader,
+            });
+        }
+        if self.transfer.is_some() {
+            return Err(ConfChangeError::Transferring);
+        }
+        let index = self.configs.current_index();
+        if index > self.log.committed || self.membership.is_joint() {
+            return Err(ConfChangeError::ChangeInProgress { index });
+        }
+        Ok(())
+    }
+
     /// Starts a linearizable read identified by `ctx` (chosen by the caller, unique among its
     /// pending reads). The outcome comes out of [`take_read_states`](Self::take_read_states).
     pub fn read_index(&mut self, ctx: u64, now: Nanos) -> Result<(), ReadError> {
@@ -546,7 +640,7 @@ impl RaftNode {
             });
         }
         self.uncommitted_bytes += data.len() + 24;
-        let index = self.log.append_new(self.term, EntryPayload::Normal(data));
+        let index = self.append_entry(EntryPayload::Normal(data));
         self.broadcast_append();
         self.maybe_commit();
         Ok((index, self.term))
@@ -856,7 +950,8 @@ impl RaftNode {
         self.uncommitted_bytes = 0;
         // Raft §8: a new leader commits an entry of its own term, which commits everything
         // before it; until it is applied the host must not write.
-        self.noop_index = self.log.append_new(self.term, EntryPayload::Noop);
+        self.joint_since = self.membership.is_joint().then_some(self.now);
+        self.noop_index = self.append_entry(EntryPayload::Noop);
         self.start_round();
         self.broadcast_append();
         self.maybe_commit();
@@ -879,6 +974,56 @@ impl RaftNode {
         self.leader_round_seen = self.leader_round_seen.max(round);
         self.reset_election_timer();
         Ok(())
+    }
+
+    /// Appends an entry of the current term as leader; a configuration takes effect at once.
+    fn append_entry(&mut self, payload: EntryPayload) -> LogIndex {
+        let config = match &payload {
+            EntryPayload::Config(m) => Some(m.clone()),
+            _ => None,
+        };
+        let index = self.log.append_new(self.term, payload);
+        if let Some(m) = config {
+            self.configs.push(index, m);
+            self.on_membership_changed();
+        }
+        index
+    }
+
+    /// Brings role and replication in line with the configuration in force.
+    fn on_membership_changed(&mut self) {
+        self.membership = self.configs.current().clone();
+        let voter = self.membership.is_voter(self.id);
+        match self.role {
+            Role::Leader => {
+                let members = self.membership.members();
+                self.progress.retain(|id, _| members.contains(id));
+                let last = self.log.last_index();
+                for id in members {
+                    if id != self.id && !self.progress.contains_key(&id) {
+                        self.progress.insert(id, Progress::new(last, self.now));
+                    }
+                }
+                self.joint_since = match (self.membership.is_joint(), self.joint_since) {
+                    (true, None) => Some(self.now),
+                    (true, since) => since,
+                    (false, _) => None,
+                };
+                // The lease must rest on a quorum of the configuration in force (both halves
+                // of a joint one): recompute it from the rounds each member acknowledged.
+                self.lease_until = 0;
+                self.quorum_round = 0;
+                self.update_lease();
+            }
+            Role::Follower | Role::Learner => {
+                self.role = if voter { Role::Follower } else { Role::Learner };
+            }
+            Role::Candidate | Role::PreCandidate => {
+                if !voter {
+                    self.become_follower(self.term, None);
+                }
+            }
+        }
     }
 
     fn reset_election_timer(&mut self) {
@@ -944,7 +1089,17 @@ impl RaftNode {
             self.send(from, self.term, body);
             return Ok(());
         }
-        let last_new = self.log.append_after(prev, entries);
+        let (last_new, changed_from) = self.log.append_after(prev, entries);
+        if let Some(from) = changed_from {
+            // Configurations take effect when appended, and are forgotten when truncated.
+            self.configs.truncate_from(from);
+            for e in entries.iter().filter(|e| e.index >= from) {
+                if let EntryPayload::Config(m) = &e.payload {
+                    self.configs.push(e.index, m.clone());
+                }
+            }
+            self.on_membership_changed();
+        }
         self.log.commit_to(leader_commit.min(last_new));
         let body = MessageBody::AppendEntriesResponse {
             success: true,
@@ -1099,7 +1254,24 @@ impl RaftNode {
         self.log.commit_to(index);
         self.uncommitted_bytes = 0;
         self.advance_reads();
+        self.after_config_commit();
         true
+    }
+
+    /// Once the newest configuration is committed: leave a joint configuration (C_new), or, if
+    /// this leader is no longer a voter, step down.
+    fn after_config_commit(&mut self) {
+        if self.role != Role::Leader || self.configs.current_index() > self.log.committed {
+            return;
+        }
+        if self.membership.is_joint() {
+            let next = membership::leave_joint(&self.membership);
+            self.append_entry(EntryPayload::Config(next));
+            self.broadcast_append();
+            self.maybe_commit();
+        } else if !self.membership.is_voter(self.id) {
+            self.become_follower(self.term, None);
+        }
     }
 
     // ----- Heartbeats, CheckQuorum and the lease -----
@@ -1127,6 +1299,13 @@ impl RaftNode {
             if self.now.saturating_sub(r.issued_at) > self.config.persist_stall_max_ms * 1_000_000 {
                 self.become_follower(self.term, None);
                 return;
+            }
+        }
+        if let Some(since) = self.joint_since {
+            let timeout = self.config.conf_change_timeout_ms * 1_000_000;
+            if self.membership.is_joint() && self.now.saturating_sub(since) > timeout {
+                // The new voters could not form a quorum in time (raft-rs #192): go back.
+                let _ = self.abort_membership_change(self.now);
             }
         }
         if let Some(t) = self.transfer {
@@ -1290,14 +1469,25 @@ impl RaftNode {
         );
         let news = acked > self.quorum_round;
         self.quorum_round = self.quorum_round.max(acked);
-        while self.round_starts.front().is_some_and(|&(r, _)| r < acked) {
+        // Rounds too old to extend the lease are of no further use. (Older acknowledged
+        // rounds are kept otherwise: a configuration change recomputes the lease from them.)
+        let lease_ns = self.config.lease_ns();
+        let now = self.now;
+        while self
+            .round_starts
+            .front()
+            .is_some_and(|&(r, started)| r < self.round && started + lease_ns <= now)
+        {
             self.round_starts.pop_front();
         }
         let lease_allowed = self.transfer.is_none() && acked > self.lease_round_floor;
-        if let Some(&(r, started)) = self.round_starts.front() {
-            if r == acked && lease_allowed {
-                self.lease_until = self.lease_until.max(started + self.config.lease_ns());
-            }
+        let started = self
+            .round_starts
+            .iter()
+            .find(|&&(r, _)| r == acked)
+            .map(|&(_, started)| started);
+        if let (Some(started), true) = (started, lease_allowed) {
+            self.lease_until = self.lease_until.max(started + lease_ns);
         }
         if news {
             self.advance_reads();

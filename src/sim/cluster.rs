@@ -8,9 +8,10 @@
 
 use super::checker::Checker;
 use super::linearizability::{self, OpKind, Operation, Verdict};
+use crate::raft::quorum;
 use crate::raft::{
-    Config, Entry, LogIndex, Membership, Message, MessageBody, Nanos, NodeId, ProposeError,
-    RaftNode, RaftRng, ReadState, Ready, RestoredState, Role, SplitMix64, Term,
+    ConfChange, Config, Entry, LogIndex, Membership, Message, MessageBody, Nanos, NodeId,
+    ProposeError, RaftNode, RaftRng, ReadState, Ready, RestoredState, Role, SplitMix64, Term,
 };
 use crate::storage::{
     ApplyResult, Batch, Command, Identity, LogStorage, MemStorage, Proposal, Response,
@@ -60,6 +61,8 @@ pub struct SimOutcome {
     /// Leadership transfers started, and linearizable reads completed (ReadIndex and lease).
     pub transfers: u64,
     pub reads: u64,
+    /// Membership changes accepted by a leader (add learner, promote, remove, abort).
+    pub conf_changes: u64,
     pub trace: Vec<String>,
 }
 
@@ -684,7 +687,8 @@ impl Cluster {
 
     fn inject_fault(&mut self) {
         let n = self.nodes.len();
-        match self.rng.below(9) {
+        match self.rng.below(10) {
+            9 => self.change_membership(),
             8 => {
                 if let Some(l) = self.current_leader() {
                     let target = match self.rng.below(2) {
@@ -757,6 +761,40 @@ impl Cluster {
                 }
             }
         }
+    }
+
+    /// A random membership change on the current leader: add a learner, promote one, remove a
+    /// member (the leader included), or abort a joint configuration.
+    fn change_membership(&mut self) {
+        let Some(l) = self.current_leader() else {
+            return;
+        };
+        let n = self.nodes.len() as u64;
+        let x = NodeId(self.rng.below(n) + 1);
+        let abort = self.rng.below(3) == 0;
+        let now = self.local_now(l).expect("the leader is up");
+        let core = self.nodes[l].core.as_mut().expect("live");
+        let m = core.membership().clone();
+        let result = if m.is_joint() && abort {
+            core.abort_membership_change(now)
+        } else if m.learners.contains(&x) {
+            core.change_membership(ConfChange::Promote(x), now)
+        } else if m.voters.contains(&x) {
+            if m.voters.len() <= 2 {
+                return;
+            }
+            core.change_membership(ConfChange::Remove(x), now)
+        } else {
+            core.change_membership(ConfChange::AddLearner(x), now)
+        };
+        if let Ok(index) = result {
+            self.outcome.conf_changes += 1;
+            self.note(format!(
+                "n{} changes membership at {index} ({x}, from {m:?})",
+                l + 1
+            ));
+        }
+        self.drive(l);
     }
 
     fn crash(&mut self, i: usize) {
@@ -873,7 +911,7 @@ impl Cluster {
                 .expect("live")
                 .lease_round_floor();
             let other = NodeId(if leader.0 == 1 { 2 } else { 1 });
-            let count = (0..self.nodes.len())
+            let refusing: BTreeSet<NodeId> = (0..self.nodes.len())
                 .filter(|&i| match (&self.nodes[i].core, self.local_now(i)) {
                     (Some(core), Some(now)) => {
                         core.would_refuse_vote(now, other, term.next(), None)
@@ -881,11 +919,12 @@ impl Cluster {
                     }
                     _ => true,
                 })
-                .count();
-            if count <= self.nodes.len() / 2 {
+                .map(|i| self.nodes[i].id)
+                .collect();
+            let membership = self.nodes[l].core.as_ref().expect("live").membership();
+            if !quorum::is_quorum(membership, |id| refusing.contains(&id)) {
                 self.violation(format!(
-                    "lease safety: {leader} is writable in {term} but only {count} of {} nodes would refuse a vote",
-                    self.nodes.len()
+                    "lease safety: {leader} is writable in {term} but only {refusing:?} would refuse a vote in {membership:?}"
                 ));
             }
         }
@@ -1003,7 +1042,24 @@ impl Cluster {
             })
             .collect();
         let max = commits.iter().copied().max().unwrap_or_default();
-        self.nodes.iter().all(|n| n.disk.state().applied == max)
+        let members = self.final_members();
+        !members.is_empty()
+            && self
+                .nodes
+                .iter()
+                .filter(|n| members.contains(&n.id))
+                .all(|n| n.disk.state().applied == max)
+    }
+
+    /// The members of the configuration in force on the leader (nodes outside it may lag
+    /// forever, as they should).
+    fn final_members(&self) -> BTreeSet<NodeId> {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.core.as_ref())
+            .find(|c| c.status(0).role == Role::Leader)
+            .map(|c| c.membership().members())
+            .unwrap_or_default()
     }
 
     fn final_checks(&mut self) {
@@ -1026,8 +1082,9 @@ impl Cluster {
             return;
         }
         // Every acknowledged write is applied everywhere, at the index it was acknowledged at.
+        let members = self.final_members();
         for &(index, term) in &self.acked_writes {
-            for n in &self.nodes {
+            for n in self.nodes.iter().filter(|n| members.contains(&n.id)) {
                 let holds = n.disk.term(index).ok();
                 if n.disk.state().applied < index || holds != Some(term) {
                     let msg = format!("acknowledged write at {index} ({term}) missing on {}", n.id);

@@ -39,6 +39,7 @@ pub struct Summary {
     pub max_election_ms: u64,
     pub transfers: u64,
     pub reads: u64,
+    pub conf_changes: u64,
     /// (seed, nodes, first violation) of each failing seed.
     pub failures: Vec<(u64, usize, String)>,
 }
@@ -46,12 +47,13 @@ pub struct Summary {
 impl Summary {
     pub fn line(&self) -> String {
         format!(
-            "sim: seeds={} violations={} elections={} commits={} max_election_ms={} transfers={} reads={}",
+            "sim: seeds={} violations={} elections={} commits={} max_election_ms={} conf_changes={} transfers={} reads={}",
             self.seeds,
             self.violations,
             self.elections,
             self.commits,
             self.max_election_ms,
+            self.conf_changes,
             self.transfers,
             self.reads
         )
@@ -81,6 +83,7 @@ pub fn campaign(first: u64, count: u64, nodes: Option<usize>) -> Summary {
         summary.commits += outcome.commits;
         summary.transfers += outcome.transfers;
         summary.reads += outcome.reads;
+        summary.conf_changes += outcome.conf_changes;
         summary.max_election_ms = summary
             .max_election_ms
             .max(outcome.election_after_heal_ns / 1_000_000);
