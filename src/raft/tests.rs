@@ -209,12 +209,13 @@ fn follower(voters: u64, term: u64, terms: &[u64]) -> RaftNode {
 }
 
 /// Node 1 of {1..=voters}, a candidate in `term` (it timed out at `AFTER_TIMEOUT` in
-/// `term - 1`), with its term and vote durable and its vote requests sent.
+/// `term - 1`, without a pre-vote), with its term and vote durable and its vote requests sent.
 fn candidate(voters: u64, term: u64, terms: &[u64]) -> RaftNode {
-    let mut node = boot(
-        config_without_pre_vote(1),
-        restored(voters, term - 1, terms, 0),
-    );
+    candidate_with(config_without_pre_vote(1), voters, term, terms)
+}
+
+fn candidate_with(config: Config, voters: u64, term: u64, terms: &[u64]) -> RaftNode {
+    let mut node = boot(config, restored(voters, term - 1, terms, 0));
     node.tick(AFTER_TIMEOUT);
     persist(&mut node);
     node
@@ -223,7 +224,11 @@ fn candidate(voters: u64, term: u64, terms: &[u64]) -> RaftNode {
 /// Node 1 of {1..=voters}, leader of `term` since `AFTER_TIMEOUT`: voters 2, 3, … granted just
 /// enough votes. Its no-op is durable; no follower has acknowledged anything yet.
 fn leader(voters: u64, term: u64, terms: &[u64]) -> RaftNode {
-    let mut node = candidate(voters, term, terms);
+    leader_with(config_without_pre_vote(1), voters, term, terms)
+}
+
+fn leader_with(config: Config, voters: u64, term: u64, terms: &[u64]) -> RaftNode {
+    let mut node = candidate_with(config, voters, term, terms);
     let mut voter = 2;
     while node.status(AFTER_TIMEOUT).role != Role::Leader {
         step(
@@ -257,6 +262,8 @@ struct Network {
     applied: BTreeMap<LogIndex, Entry>,
     /// Election safety: the leader of each term.
     leader_of: BTreeMap<Term, NodeId>,
+    /// Nodes whose disk hangs: the `Ready` being written, once one was handed out.
+    stalled: BTreeMap<NodeId, Option<Ready>>,
 }
 
 impl Network {
@@ -291,6 +298,7 @@ impl Network {
             truncations: Vec::new(),
             applied: BTreeMap::new(),
             leader_of: BTreeMap::new(),
+            stalled: BTreeMap::new(),
         };
         for (config, state) in nodes {
             let id = config.id;
@@ -414,36 +422,23 @@ impl Network {
     /// Carries out every `Ready` of `id` as storage would, checks the safety properties, and
     /// queues the messages it may send.
     fn flush(&mut self, id: NodeId) {
-        let node = self.nodes.get_mut(&id).expect("member");
-        let mut out = node.take_messages();
-        while let Some(ready) = node.ready() {
-            out.extend(ready.messages);
-            let disk = self.disk.get_mut(&id).expect("member");
-            if let Some(from) = ready.truncate_from {
-                assert!(from.0 >= 1 && from.0 <= disk.len() as u64 + 1);
-                disk.truncate(from.0 as usize - 1);
-                self.truncations.push((id, from));
+        let mut out = self.nodes.get_mut(&id).expect("member").take_messages();
+        loop {
+            let node = self.nodes.get_mut(&id).expect("member");
+            if let Some(held) = self.stalled.get_mut(&id) {
+                // The write hangs; messages that need no durability still go out.
+                if held.is_none() {
+                    *held = node.ready().map(|mut ready| {
+                        out.append(&mut ready.messages);
+                        ready
+                    });
+                }
+                break;
             }
-            for e in ready.entries {
-                assert_eq!(
-                    e.index.0,
-                    disk.len() as u64 + 1,
-                    "{id}: entries not contiguous"
-                );
-                disk.push(e);
-            }
-            for e in ready.committed_entries {
-                assert_eq!(
-                    Some(&e),
-                    disk.get(e.index.0 as usize - 1),
-                    "{id} applies an entry that is not on its disk"
-                );
-                let first = self.applied.entry(e.index).or_insert_with(|| e.clone());
-                assert_eq!(*first, e, "{id} applies a different entry at {}", e.index);
-            }
-            out.extend(ready.persisted_messages);
-            node.advance();
+            let Some(ready) = node.ready() else { break };
+            out.extend(self.write(id, ready));
         }
+        let node = self.nodes.get_mut(&id).expect("member");
         out.extend(node.take_messages());
         let status = node.status(self.now);
         if status.role == Role::Leader {
@@ -451,6 +446,54 @@ impl Network {
             assert_eq!(first, id, "two leaders in {}", status.term);
         }
         self.queue.extend(out);
+    }
+
+    /// Writes one `Ready` to `id`'s disk and acknowledges it; returns the messages that waited
+    /// for the write (and those sendable at once, when they were not sent yet).
+    fn write(&mut self, id: NodeId, ready: Ready) -> Vec<Message> {
+        let mut out = ready.messages;
+        let disk = self.disk.get_mut(&id).expect("member");
+        if let Some(from) = ready.truncate_from {
+            assert!(from.0 >= 1 && from.0 <= disk.len() as u64 + 1);
+            disk.truncate(from.0 as usize - 1);
+            self.truncations.push((id, from));
+        }
+        for e in ready.entries {
+            assert_eq!(
+                e.index.0,
+                disk.len() as u64 + 1,
+                "{id}: entries not contiguous"
+            );
+            disk.push(e);
+        }
+        for e in ready.committed_entries {
+            assert_eq!(
+                Some(&e),
+                disk.get(e.index.0 as usize - 1),
+                "{id} applies an entry that is not on its disk"
+            );
+            let first = self.applied.entry(e.index).or_insert_with(|| e.clone());
+            assert_eq!(*first, e, "{id} applies a different entry at {}", e.index);
+        }
+        out.extend(ready.persisted_messages);
+        self.nodes.get_mut(&id).expect("member").advance();
+        out
+    }
+
+    /// From now on `id`'s disk hangs on the next `Ready` it is given.
+    fn stall(&mut self, id: u64) {
+        self.stalled.insert(n(id), None);
+    }
+
+    /// `id`'s disk completes the write it hung on, and works normally again.
+    fn unstall(&mut self, id: u64) {
+        let held = self.stalled.remove(&n(id)).expect("stalled");
+        if let Some(mut ready) = held {
+            ready.messages.clear(); // Sent when the write started.
+            let out = self.write(n(id), ready);
+            self.queue.extend(out);
+        }
+        self.deliver();
     }
 }
 
@@ -1152,14 +1195,7 @@ fn s5_3_a_leader_commits_an_entry_once_a_majority_stores_it() {
         (5, &[2, 3, 4, 5],                         true),
     ];
     for (voters, acknowledging, committed) in cases {
-        let mut node = if voters == 1 {
-            let mut node = boot(config(1), restored(1, 1, &[], 0));
-            node.tick(AFTER_TIMEOUT);
-            persist(&mut node);
-            node
-        } else {
-            leader(voters, 2, &[])
-        };
+        let mut node = leader(voters, 2, &[]);
         let (index, _) = node.propose(b"x".to_vec(), AFTER_TIMEOUT).unwrap();
         assert_eq!(index, i(2));
         persist(&mut node);
@@ -1601,6 +1637,164 @@ fn lease_an_isolated_leader_stops_being_writable_before_anyone_else_can_lead() {
     }
     assert!(new_leader_at.unwrap() >= deadline);
     assert_ne!(net.status(1).role, Role::Leader, "check-quorum deposed it");
+}
+
+#[test]
+#[ignore = "bug: a leader that steps down grants votes at once, before the lease deadline it \
+            advertised (RaftNode::become_follower keeps no vote refusal for the old leader)"]
+fn lease_a_leader_that_steps_down_refuses_votes_until_the_lease_deadline_it_advertised() {
+    // The lease counts the leader itself among the voters that refuse to vote for anyone else
+    // until a minimum election timeout after each round started (`update_lease` credits it
+    // with every round). That refusal must outlive its leadership: in a cluster of three where
+    // n2 answered the round, the old leader's vote for n3, which answered nothing, completes a
+    // quorum that elects n3 while the old lease still runs.
+    let mut failures = Vec::new();
+    for trigger in ["an answer with a higher term", "a stalled disk"] {
+        let mut node = leader(3, 2, &[]);
+        let mut now = AFTER_TIMEOUT;
+        step(&mut node, msg(2, 1, 2, append_ok(1)), now);
+        persist(&mut node);
+        let advertised;
+        if trigger == "a stalled disk" {
+            node.propose(b"x".to_vec(), now).unwrap();
+            let _hanging = node.ready().expect("the proposal to write");
+            // n2 keeps answering heartbeats, which renews the lease, until the leader gives up
+            // on its disk (persist_stall_max_ms).
+            loop {
+                let before = node.status(now);
+                now += HEARTBEAT_MS * MS;
+                node.tick(now);
+                if node.status(now).role != Role::Leader {
+                    advertised = before.lease_deadline.expect("a lease");
+                    break;
+                }
+                for m in node.take_messages() {
+                    if let (MessageBody::Heartbeat { round, .. }, 2) = (m.body, m.to.0) {
+                        step(&mut node, msg(2, 1, 2, heartbeat_response(round)), now);
+                    }
+                }
+            }
+            node.advance(); // The disk recovers.
+        } else {
+            now += MS;
+            advertised = node.status(now).lease_deadline.expect("a lease");
+            // n3, cut off from the leader for a while, campaigned in term 3 without pre-vote.
+            step(&mut node, msg(3, 1, 3, heartbeat_response(0)), now);
+        }
+        let s = node.status(now);
+        assert_eq!(s.role, Role::Follower, "{trigger}");
+        assert!(now < advertised, "{trigger}: the lease is still running");
+
+        let refuses = node.refuses_votes(now);
+        let term = s.term.0 + 1;
+        let last = s.last_index.0;
+        step(&mut node, msg(3, 1, term, vote_request(last, 2)), now);
+        let granted = persist(&mut node).contains(&msg(1, 3, term, vote_response(true)));
+        if granted || !refuses {
+            failures.push(format!(
+                "after {trigger}: refuses_votes {refuses}, grants n3 a vote {granted}, \
+                 {} ms before the end of its lease",
+                (advertised - now) / MS
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+#[ignore = "bug: a leader that steps down grants votes at once, before the lease deadline it \
+            advertised (RaftNode::become_follower keeps no vote refusal for the old leader)"]
+fn lease_no_other_node_leads_before_the_deadline_a_deposed_leader_advertised() {
+    // Status::lease_deadline: "until when this leader is sure no other node can be leader".
+    // The whole cluster, with pre-vote and check-quorum on: n1's disk hangs on a proposal that
+    // n2 and n3 store and commit; then n3 is cut off from n1's messages and from n2. n2 keeps
+    // answering n1's heartbeats, so n1's lease runs on, until n1 gives up on its disk.
+    let mut net = Network::new(3);
+    net.elect(1);
+    net.run_ms(20);
+    net.stall(1);
+    let now = net.now;
+    let (x, _) = net
+        .nodes
+        .get_mut(&n(1))
+        .unwrap()
+        .propose(b"x".to_vec(), now)
+        .unwrap();
+    net.deliver();
+    let stored = (
+        net.status(1).commit_index,
+        net.status(2).last_index,
+        net.status(3).last_index,
+    );
+    assert_eq!(
+        stored,
+        (x, x, x),
+        "committed by n2 and n3 without n1's disk"
+    );
+    net.cut.extend([(n(1), n(3)), (n(2), n(3)), (n(3), n(2))]);
+    let mut advertised = None;
+    while net.status(1).role == Role::Leader {
+        advertised = net.status(1).lease_deadline;
+        net.now += MS;
+        net.tick(&[1, 2]);
+        assert!(net.now < 10_000 * MS, "n1 never gave up on its disk");
+    }
+    let advertised = advertised.expect("n1 had a lease");
+    assert!(net.now < advertised);
+
+    // n1's disk recovers and n3 hears from it again. n3, silent for a second, campaigns.
+    net.unstall(1);
+    net.heal();
+    net.cut.extend([(n(2), n(3)), (n(3), n(2))]);
+    net.tick(&[3]);
+    assert!(
+        net.now >= advertised || net.status(3).role != Role::Leader,
+        "n3 leads {} ms before the end of n1's lease (writable: {})",
+        (advertised - net.now) / MS,
+        net.status(3).writable
+    );
+}
+
+// ----- Backpressure -----
+
+#[test]
+#[ignore = "bug: committing one entry forgets the bytes of every other uncommitted proposal \
+            (RaftNode::maybe_commit sets uncommitted_bytes to 0)"]
+fn uncommitted_bytes_max_bounds_the_proposals_a_leader_holds_uncommitted() {
+    let max = 1000;
+    let config = Config {
+        append_bytes_max: max,
+        uncommitted_bytes_max: max,
+        ..config_without_pre_vote(1)
+    };
+    let mut node = leader_with(config, 3, 2, &[]);
+    let now = AFTER_TIMEOUT;
+    step(&mut node, msg(2, 1, 2, append_ok(1)), now);
+    persist(&mut node);
+
+    let mut proposals: Vec<LogIndex> = Vec::new();
+    let mut propose_until_refused = |node: &mut RaftNode| loop {
+        match node.propose(vec![0; 100], now) {
+            Ok((index, _)) => proposals.push(index),
+            Err(ProposeError::Backpressure { .. }) => break proposals.clone(),
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let first_batch = propose_until_refused(&mut node);
+    assert!(first_batch.len() >= 2);
+    assert!(first_batch.len() * 100 <= max);
+    persist(&mut node);
+    // n2 stores only the first of them: it is committed, the others are not.
+    step(&mut node, msg(2, 1, 2, append_ok(first_batch[0].0)), now);
+    assert_eq!(node.status(now).commit_index, first_batch[0]);
+
+    let all = propose_until_refused(&mut node);
+    let commit = node.status(now).commit_index;
+    let held = all.iter().filter(|&&index| index > commit).count() * 100;
+    assert!(
+        held <= max,
+        "{held} bytes of proposals uncommitted, uncommitted_bytes_max is {max}"
+    );
 }
 
 // ----- Input from the network is an error, never a panic -----
