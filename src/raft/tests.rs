@@ -1,7 +1,9 @@
 //! The Raft paper's rules written as tests of the pure core, in the manner of raft-rs's
-//! `test_raft_paper.rs`: each test names the section or figure of the extended Raft paper
-//! (Ongaro & Ousterhout, "In Search of an Understandable Consensus Algorithm") that it checks,
-//! and asserts the exact messages and states the core produces.
+//! `test_raft_paper.rs`: each test names the section or figure it checks and asserts the exact
+//! messages and states the core produces. "§5.x" and the figures are the extended Raft paper
+//! (Ongaro & Ousterhout, "In Search of an Understandable Consensus Algorithm"); "dissertation"
+//! sections are Ongaro's PhD dissertation, where pre-vote (§9.6), check-quorum (§6.2), leader
+//! stickiness (§4.2.3) and leases (§6.4.1) are described.
 //!
 //! Two harnesses. Single-node tests drive one `RaftNode` by hand with crafted messages and
 //! `persist` its `Ready`s. `Network` runs several nodes in one thread: it delivers messages
@@ -273,7 +275,7 @@ impl Network {
     }
 
     /// One node per log, all in `term`, with the first three entries committed when they exist
-    /// (Raft §5.4: the entries every log of the paper's figures agrees on).
+    /// (every log of figure 7 agrees on them).
     fn with_logs(voters: u64, term: u64, logs: &[&[u64]], config: fn(u64) -> Config) -> Network {
         assert_eq!(logs.len() as u64, voters);
         let nodes = logs
@@ -588,8 +590,8 @@ fn node_in_role(role: Role) -> RaftNode {
 fn s5_1_a_message_of_a_higher_term_makes_the_receiver_a_follower_of_that_term() {
     // Raft §5.1: "If a server receives a request or response with a higher term, it updates its
     // term to the received value and reverts to follower state." Two deliberate exceptions:
-    // pre-votes (§9.6) never move a term, and a leader does not let a vote request depose it
-    // (leader stickiness, §4.2.3 of the dissertation: it is, after all, alive).
+    // pre-votes (dissertation §9.6) never move a term, and a leader does not let a vote request
+    // depose it (leader stickiness, dissertation §4.2.3: it is, after all, alive).
     let adopts = true;
     let keeps = false;
     #[rustfmt::skip]
@@ -702,8 +704,8 @@ fn s5_1_a_stale_leader_steps_down_when_answered_with_a_higher_term() {
 #[test]
 fn s5_2_a_follower_that_hears_nothing_starts_a_pre_election_after_its_timeout() {
     // §5.2: "If a follower receives no communication over a period of time called the election
-    // timeout, then it ... begins an election"; §9.6: first a pre-vote, for the next term,
-    // which changes no term and needs nothing durable.
+    // timeout, then it ... begins an election"; dissertation §9.6: first a pre-vote, for the
+    // next term, which changes no term and needs nothing durable.
     let mut node = follower(3, 4, &[1, 4]);
     node.tick(ELECTION_MS * MS - 1);
     assert_eq!(
@@ -941,7 +943,7 @@ fn s5_2_a_node_votes_at_most_once_per_term() {
     assert_eq!(persist(&mut node), vec![msg(1, 3, 2, vote_response(false))]);
 }
 
-// ----- Raft §5.4.1: the election restriction; §9.6: pre-vote -----
+// ----- Raft §5.4.1: the election restriction; dissertation §9.6: pre-vote -----
 
 /// Candidates' last (index, term) against a voter whose log is [1, 2, 2], and whether the
 /// candidate's log is at least as up to date (§5.4.1: "If the logs have last entries with
@@ -1011,9 +1013,9 @@ fn s9_6_a_pre_vote_follows_the_same_rule_and_never_changes_the_voters_term_or_vo
 
 #[test]
 fn s9_6_a_partitioned_node_rejoins_without_deposing_the_leader_only_with_pre_vote() {
-    // §9.6: without pre-vote, a node cut off from the others keeps incrementing its term, and
-    // when it returns the higher term forces the leader to step down. With pre-vote it never
-    // wins a pre-election while cut off, so its term does not move.
+    // Dissertation §9.6: without pre-vote, a node cut off from the others keeps incrementing
+    // its term, and when it returns the higher term forces the leader to step down. With
+    // pre-vote it never wins a pre-election while cut off, so its term does not move.
     for (pre_vote, leader_survives) in [(true, true), (false, false)] {
         let config: fn(u64) -> Config = if pre_vote {
             config
@@ -1173,7 +1175,7 @@ fn s5_3_conflict_hints_skip_a_whole_term_per_round_trip() {
     assert_eq!(
         net.status(2).last_index,
         i(64),
-        "39 extra entries removed, the no-op added"
+        "its 100 entries after index 3 replaced by the leader's 60 and the no-op"
     );
     assert_eq!(net.truncations, vec![(n(2), i(4))]);
     assert_eq!(net.appends_delivered(1, 2), 3);
@@ -1304,8 +1306,7 @@ fn s5_3_a_stale_or_duplicated_append_never_truncates_matching_or_committed_entri
 // ----- Raft §5.4.2: committing entries from previous terms -----
 
 #[test]
-fn s5_4_2_figure_8_an_old_entry_on_a_majority_is_not_committed_until_an_entry_of_the_leaders_term_is(
-) {
+fn s5_4_2_figure_8_an_old_entry_on_a_majority_is_committed_only_with_one_of_the_new_term() {
     // Figure 8 (c): S1 leads term 4 with [1, 2]; S2 holds [1, 2]; S3 and S4 hold [1]; S5, which
     // led term 3, holds [1, 3]. S1 replicates its entry of term 2 to S3 and S4: it is then on
     // a majority, but S5 could still be elected (by S2, S3 and S4, whose last term 2 < 3) and
@@ -1433,7 +1434,7 @@ fn a_leader_counts_its_own_entry_toward_a_majority_only_once_it_is_durable() {
     persist(&mut node);
     assert_eq!(node.status(AFTER_TIMEOUT).commit_index, i(1), "the no-op");
 
-    // The leader may send its new entry before writing it (Raft §10.2.1)...
+    // The leader may send its new entry before writing it (dissertation §10.2.1)...
     let (index, term) = node.propose(b"t2i2".to_vec(), AFTER_TIMEOUT).unwrap();
     assert_eq!((index, term), (i(2), t(2)));
     assert_eq!(
@@ -1452,10 +1453,13 @@ fn a_leader_counts_its_own_entry_toward_a_majority_only_once_it_is_durable() {
     assert_eq!(node.status(AFTER_TIMEOUT).commit_index, i(2));
 }
 
-// ----- Check-quorum and leader stickiness (dissertation §6.2, §9.6) -----
+// ----- Check-quorum and leader stickiness (dissertation §6.2 and §4.2.3) -----
 
 #[test]
 fn check_quorum_a_leader_that_hears_from_no_majority_for_an_election_timeout_steps_down() {
+    // Dissertation §6.2: "a leader steps down if an election timeout elapses without a
+    // successful round of heartbeats to a majority of its cluster". Exactly one minimum
+    // election timeout after the last answer, and not before; never without check_quorum.
     for check_quorum in [true, false] {
         let config: fn(u64) -> Config = if check_quorum {
             config
@@ -1496,6 +1500,9 @@ fn check_quorum_a_leader_that_hears_from_no_majority_for_an_election_timeout_ste
 
 #[test]
 fn stickiness_a_follower_that_recently_heard_from_its_leader_ignores_vote_requests() {
+    // Dissertation §4.2.3: "if a server receives a RequestVote request within the minimum
+    // election timeout of hearing from a current leader, it does not update its term or grant
+    // its vote." The leader's lease rests on this refusal.
     let mut node = follower(3, 2, &[]);
     let heard = AFTER_TIMEOUT;
     step(&mut node, msg(2, 1, 2, heartbeat(0, 1)), heard);
@@ -1543,7 +1550,13 @@ fn stickiness_a_restarted_node_refuses_votes_for_one_minimum_election_timeout() 
     assert!(!node.refuses_votes(restarted_at + ELECTION_MS * MS));
 }
 
-// ----- The leader lease -----
+// ----- The leader lease (dissertation §6.4.1; DESIGN.md "Lease safety") -----
+//
+// lease deadline = start of the newest heartbeat round a quorum answered
+//                  + election_timeout_min × (1 − clock_drift_max), here 90 ms.
+// Every voter that answered the round heard from the leader after it started, so it refuses
+// votes until at least election_timeout_min after that start. The host may write while the
+// leader holds the lease and has applied its own term's no-op.
 
 #[test]
 fn lease_a_new_leader_is_writable_only_once_a_quorum_answered_a_round_and_its_no_op_is_applied() {
@@ -1609,6 +1622,7 @@ fn lease_a_new_leader_is_writable_only_once_a_quorum_answered_a_round_and_its_no
 
 #[test]
 fn lease_an_isolated_leader_stops_being_writable_before_anyone_else_can_lead() {
+    // Writable exactly until the deadline; the followers elect someone else only after it.
     let mut net = Network::new(3);
     net.elect(1);
     net.run_ms(25);
