@@ -14,6 +14,7 @@ pub mod progress;
 pub mod quorum;
 pub mod ready;
 pub mod rng;
+mod tests;
 pub mod types;
 
 pub use config::{Config, ConfigError};
