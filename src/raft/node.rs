@@ -633,13 +633,14 @@ impl RaftNode {
             return Err(ProposeError::Transferring { target: t.target });
         }
         let max = self.config.uncommitted_bytes_max;
-        if self.uncommitted_bytes + data.len() > max {
+        let size = entry_bytes(data.len());
+        if self.uncommitted_bytes + size > max {
             return Err(ProposeError::Backpressure {
                 bytes: self.uncommitted_bytes,
                 max,
             });
         }
-        self.uncommitted_bytes += data.len() + 24;
+        self.uncommitted_bytes += size;
         let index = self.append_entry(EntryPayload::Normal(data));
         self.broadcast_append();
         self.maybe_commit();
@@ -898,6 +899,11 @@ impl RaftNode {
     }
 
     fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        if self.role == Role::Leader {
+            // We counted ourselves in every round of our lease: keep refusing votes until the
+            // lease we advertised is certainly over.
+            self.last_leader_contact = self.now;
+        }
         if term > self.term {
             self.term = term;
             self.vote = None;
@@ -1251,8 +1257,23 @@ impl RaftNode {
         if index <= self.log.committed || self.log.term(index) != Some(self.term) {
             return false;
         }
+        let mut i = self.log.committed.next();
+        while i <= index {
+            if let Some(Entry {
+                term,
+                payload: EntryPayload::Normal(data),
+                ..
+            }) = self.log.entry(i)
+            {
+                if *term == self.term {
+                    self.uncommitted_bytes = self
+                        .uncommitted_bytes
+                        .saturating_sub(entry_bytes(data.len()));
+                }
+            }
+            i = i.next();
+        }
         self.log.commit_to(index);
-        self.uncommitted_bytes = 0;
         self.advance_reads();
         self.after_config_commit();
         true
@@ -1561,4 +1582,9 @@ impl RaftNode {
             self.messages.push(m);
         }
     }
+}
+
+/// The bytes a proposal of `data_len` bytes counts for against `uncommitted_bytes_max`.
+fn entry_bytes(data_len: usize) -> usize {
+    data_len + 24
 }

@@ -116,6 +116,7 @@ fn vote_request(last_index: u64, last_term: u64) -> MessageBody {
         pre_vote: false,
         last_log_index: i(last_index),
         last_log_term: t(last_term),
+        transfer_round: None,
     }
 }
 
@@ -124,6 +125,7 @@ fn pre_vote_request(last_index: u64, last_term: u64) -> MessageBody {
         pre_vote: true,
         last_log_index: i(last_index),
         last_log_term: t(last_term),
+        transfer_round: None,
     }
 }
 
@@ -1654,8 +1656,6 @@ fn lease_an_isolated_leader_stops_being_writable_before_anyone_else_can_lead() {
 }
 
 #[test]
-#[ignore = "bug: a leader that steps down grants votes at once, before the lease deadline it \
-            advertised (RaftNode::become_follower keeps no vote refusal for the old leader)"]
 fn lease_a_leader_that_steps_down_refuses_votes_until_the_lease_deadline_it_advertised() {
     // The lease counts the leader itself among the voters that refuse to vote for anyone else
     // until a minimum election timeout after each round started (`update_lease` credits it
@@ -1716,8 +1716,6 @@ fn lease_a_leader_that_steps_down_refuses_votes_until_the_lease_deadline_it_adve
 }
 
 #[test]
-#[ignore = "bug: a leader that steps down grants votes at once, before the lease deadline it \
-            advertised (RaftNode::become_follower keeps no vote refusal for the old leader)"]
 fn lease_no_other_node_leads_before_the_deadline_a_deposed_leader_advertised() {
     // Status::lease_deadline: "until when this leader is sure no other node can be leader".
     // The whole cluster, with pre-vote and check-quorum on: n1's disk hangs on a proposal that
@@ -1772,8 +1770,6 @@ fn lease_no_other_node_leads_before_the_deadline_a_deposed_leader_advertised() {
 // ----- Backpressure -----
 
 #[test]
-#[ignore = "bug: committing one entry forgets the bytes of every other uncommitted proposal \
-            (RaftNode::maybe_commit sets uncommitted_bytes to 0)"]
 fn uncommitted_bytes_max_bounds_the_proposals_a_leader_holds_uncommitted() {
     let max = 1000;
     let config = Config {
@@ -1822,10 +1818,6 @@ fn malformed_messages_are_errors_that_name_the_peer() {
             StepError::WrongRecipient { to: n(3), me: n(1) },
         ),
         (
-            msg(9, 1, 2, heartbeat(0, 1)),
-            StepError::UnknownSender { from: n(9) },
-        ),
-        (
             msg(1, 1, 2, heartbeat(0, 1)),
             StepError::UnknownSender { from: n(1) },
         ),
@@ -1842,6 +1834,16 @@ fn malformed_messages_are_errors_that_name_the_peer() {
         let shown = format!("{m:?}");
         assert_eq!(node.step(m, AFTER_TIMEOUT), Err(err), "{shown}");
     }
+    // A vote request from a node outside the configuration (a removed node that does not know
+    // it yet) is ignored: no answer, no change of term. (Other messages from non-members are
+    // accepted: the leader replicating a configuration that removes it is one.)
+    let before = node.status(AFTER_TIMEOUT);
+    assert_eq!(
+        node.step(msg(9, 1, 9, vote_request(100, 9)), AFTER_TIMEOUT),
+        Ok(())
+    );
+    assert!(node.take_messages().is_empty());
+    assert_eq!(node.status(AFTER_TIMEOUT).term, before.term);
     assert_eq!(node.status(AFTER_TIMEOUT).role, Role::Leader);
 
     let mut node = follower(3, 2, &[]);
