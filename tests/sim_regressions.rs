@@ -34,6 +34,14 @@ const FAILED_SEEDS: &[(u64, usize, &str)] = &[
     (1878, 3, "same bug, 3 nodes, removing a voter"),
     (1960, 3, "same bug"),
     (1992, 3, "same bug"),
+    (
+        18001,
+        5,
+        "a restarted voter forgot the rounds it had acknowledged, heard a stale (long-delayed) \
+         heartbeat, and would then have voted for a hand-over campaign while the leader's lease \
+         still counted its pre-crash acknowledgement (fixed: a restarted node refuses every vote, \
+         hand-overs included, for one minimum election timeout)",
+    ),
 ];
 
 #[test]

@@ -170,6 +170,9 @@ pub struct RaftNode {
     /// The newest heartbeat round seen from the current leader (0 when unknown, e.g. after a
     /// restart): a transfer vote of an older round is refused.
     leader_round_seen: u64,
+    /// A restarted node forgot which rounds it acknowledged before it went down, so until this
+    /// time it refuses every vote, hand-over campaigns included.
+    restart_refusal_until: Nanos,
     votes: BTreeMap<NodeId, bool>,
     /// Reads forwarded to the leader, and reads confirmed but waiting for the apply index.
     reads_forwarded: BTreeMap<u64, ()>,
@@ -217,6 +220,7 @@ impl RaftNode {
         now: Nanos,
     ) -> Result<RaftNode, ConfigError> {
         config.validate()?;
+        let restart_refusal_ns = config.election_timeout_min_ns();
         let RestoredState {
             hard_state,
             membership,
@@ -264,6 +268,7 @@ impl RaftNode {
             election_deadline: now,
             last_leader_contact: now,
             leader_round_seen: 0,
+            restart_refusal_until: now + restart_refusal_ns,
             votes: BTreeMap::new(),
             reads_forwarded: BTreeMap::new(),
             reads_awaiting_apply: VecDeque::new(),
@@ -786,6 +791,9 @@ impl RaftNode {
     ) -> bool {
         if !self.refuses_votes(now) {
             return false;
+        }
+        if now < self.restart_refusal_until {
+            return true;
         }
         let Some(round) = transfer_round else {
             return true;

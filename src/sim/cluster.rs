@@ -14,8 +14,8 @@ use crate::raft::{
     ProposeError, RaftNode, RaftRng, ReadState, Ready, RestoredState, Role, SplitMix64, Term,
 };
 use crate::storage::{
-    ApplyResult, Batch, Command, Identity, LogStorage, MemStorage, Proposal, Response,
-    StorageOptions,
+    ApplyResult, Batch, ChangeKind, Command, Identity, LogStorage, MemStorage, Proposal, Response,
+    SessionSeq, StorageOptions,
 };
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
@@ -63,6 +63,8 @@ pub struct SimOutcome {
     pub reads: u64,
     /// Membership changes accepted by a leader (add learner, promote, remove, abort).
     pub conf_changes: u64,
+    /// Writes sent again after an unknown outcome (checked for exactly-once application).
+    pub retries: u64,
     pub trace: Vec<String>,
 }
 
@@ -114,6 +116,8 @@ struct SimNode {
     waiting: BTreeMap<LogIndex, Vec<(usize, Term)>>,
     /// ReadIndex reads started here: ctx → history op.
     reads: BTreeMap<u64, usize>,
+    /// Session registrations proposed here: index → (client, term).
+    registrations: BTreeMap<LogIndex, (usize, Term)>,
     was_leader_in: Option<Term>,
     last_commit: LogIndex,
     last_applied: LogIndex,
@@ -124,6 +128,7 @@ enum ClientOp {
     Write {
         key: u64,
         value: u64,
+        seq: u64,
     },
     LogRead {
         key: u64,
@@ -131,6 +136,8 @@ enum ClientOp {
     LeaseRead {
         key: u64,
     },
+    /// Opens the client's exactly-once session.
+    Register,
     /// A ReadIndex read, on any node (followers ask the leader).
     IndexRead {
         key: u64,
@@ -143,7 +150,18 @@ struct Client {
     current: Option<usize>,
     pending_request: Option<ClientOp>,
     done: bool,
+    /// The exactly-once session (its client id), once registered.
+    session: Option<u64>,
+    registering_until: Nanos,
+    next_seq: u64,
+    /// The request of the current operation, and how many attempts it has had: a write whose
+    /// outcome is unknown is retried with the same session sequence number.
+    last_request: Option<ClientOp>,
+    attempts: u32,
 }
+
+/// Attempts of one write before the client gives up on it (its outcome then stays unknown).
+const WRITE_ATTEMPTS_MAX: u32 = 4;
 
 pub struct Cluster {
     cfg: SimConfig,
@@ -160,6 +178,8 @@ pub struct Cluster {
     heal_at: Nanos,
     clients: Vec<Client>,
     history: Vec<Operation>,
+    /// Every write puts a value never written before.
+    next_value: u64,
     /// Whether each history op ended in an acknowledged write: (index, term).
     acked_writes: Vec<(LogIndex, Term)>,
     failed_ops: BTreeSet<usize>,
@@ -213,6 +233,7 @@ impl Cluster {
                 writing: None,
                 waiting: BTreeMap::new(),
                 reads: BTreeMap::new(),
+                registrations: BTreeMap::new(),
                 was_leader_in: None,
                 last_commit: LogIndex(0),
                 last_applied: LogIndex(0),
@@ -224,6 +245,11 @@ impl Cluster {
                 current: None,
                 pending_request: None,
                 done: false,
+                session: None,
+                registering_until: 0,
+                next_seq: 1,
+                last_request: None,
+                attempts: 0,
             })
             .collect();
         let mut cluster = Cluster {
@@ -240,6 +266,7 @@ impl Cluster {
             heal_at: 0,
             clients,
             history: Vec::new(),
+            next_value: 0,
             acked_writes: Vec::new(),
             failed_ops: BTreeSet::new(),
             checker: Checker::default(),
@@ -325,10 +352,7 @@ impl Cluster {
             Event::ClientStart(c) => self.client_start(c),
             Event::ClientTimeout { client, op } => {
                 if self.clients[client].current == Some(op) {
-                    // Unknown outcome: the op stays in the history with no completion.
-                    self.clients[client].current = None;
-                    self.clients[client].leader_hint = None;
-                    self.schedule(MS, Event::ClientStart(client));
+                    self.attempt_lost(client, 1);
                 }
             }
             Event::Heal => self.heal(),
@@ -450,6 +474,16 @@ impl Cluster {
         if let Err(v) = self.checker.on_apply(id, e) {
             self.violation(v);
         }
+        if let Some((client, term)) = self.nodes[i].registrations.remove(&e.index) {
+            if let (true, ApplyResult::Command(Ok(Response::SessionRegistered { client_id }))) =
+                (e.term == term, result)
+            {
+                // A client keeps the first session it learns of: retrying a write under another
+                // session would (rightly) apply it twice.
+                let session = &mut self.clients[client].session;
+                session.get_or_insert(*client_id);
+            }
+        }
         if let Some(waiting) = self.nodes[i].waiting.remove(&e.index) {
             for (op, term) in waiting {
                 self.finish_op(op, e, term, read_value);
@@ -464,10 +498,15 @@ impl Cluster {
         }
         let still_current = self.clients[client].current == Some(op);
         if e.term != term {
-            // Another leader's entry took that index: this proposal will never be applied.
+            // Another leader's entry took that index: this attempt will never be applied. A
+            // write that had earlier attempts may still have been applied by one of them.
             if still_current {
-                self.failed_ops.insert(op);
-                self.client_next(client, 1);
+                if self.clients[client].attempts > 1 {
+                    self.attempt_lost(client, 1);
+                } else {
+                    self.failed_ops.insert(op);
+                    self.client_next(client, 1);
+                }
             }
             return;
         }
@@ -524,7 +563,27 @@ impl Cluster {
         self.client_next(client, 1);
     }
 
+    /// The client's attempt ended without an answer (timeout, crash, or its entry replaced): a
+    /// write is retried with the same session sequence number, which the state machine
+    /// answers from its record if an earlier attempt was applied; otherwise the outcome stays
+    /// unknown.
+    fn attempt_lost(&mut self, client: usize, delay_ms: u64) {
+        let c = &mut self.clients[client];
+        c.current = None;
+        c.leader_hint = None;
+        match c.last_request {
+            Some(request @ ClientOp::Write { .. }) if c.attempts < WRITE_ATTEMPTS_MAX => {
+                c.pending_request = Some(request);
+                self.outcome.retries += 1;
+                self.schedule(delay_ms * MS, Event::ClientStart(client));
+            }
+            _ => self.client_next(client, delay_ms),
+        }
+    }
+
     fn client_next(&mut self, client: usize, delay_ms: u64) {
+        self.clients[client].last_request = None;
+        self.clients[client].attempts = 0;
         self.clients[client].current = None;
         let at = delay_ms * MS + self.rng.below(MS);
         self.schedule(at, Event::ClientStart(client));
@@ -538,15 +597,28 @@ impl Cluster {
             self.clients[c].done = true;
             return;
         }
+        if self.clients[c].session.is_none() {
+            if self.now < self.clients[c].registering_until {
+                self.schedule(20 * MS, Event::ClientStart(c));
+                return;
+            }
+            self.clients[c].pending_request = Some(ClientOp::Register);
+        }
         let request = match self.clients[c].pending_request.take() {
             Some(r) => r,
             None => {
                 let key = self.rng.below(3);
                 match self.rng.below(5) {
-                    0 | 1 => ClientOp::Write {
-                        key,
-                        value: self.history.len() as u64 + 1,
-                    },
+                    0 | 1 => {
+                        let seq = self.clients[c].next_seq;
+                        self.clients[c].next_seq += 1;
+                        self.next_value += 1;
+                        ClientOp::Write {
+                            key,
+                            value: self.next_value,
+                            seq,
+                        }
+                    }
                     2 => ClientOp::LogRead { key },
                     3 => ClientOp::LeaseRead { key },
                     _ => ClientOp::IndexRead { key },
@@ -594,24 +666,53 @@ impl Cluster {
                     }),
                 }
             }
-            _ => core.propose(encode(request), now),
+            _ => {
+                let session = self.clients[c].session;
+                core.propose(encode(request, session, now / MS), now)
+            }
         };
         match result {
+            Ok((index, term)) if request == ClientOp::Register => {
+                self.nodes[target].registrations.insert(index, (c, term));
+                self.clients[c].registering_until = self.now + 500 * MS;
+                self.schedule(20 * MS, Event::ClientStart(c));
+                self.drive(target);
+            }
             Ok((index, term)) => {
                 let (key, kind) = match request {
-                    ClientOp::Write { key, value } => (key, OpKind::Write { value }),
+                    ClientOp::Write { key, value, .. } => (key, OpKind::Write { value }),
                     ClientOp::LogRead { key }
                     | ClientOp::LeaseRead { key }
                     | ClientOp::IndexRead { key } => (key, OpKind::Read { observed: None }),
+                    ClientOp::Register => unreachable!("handled above"),
                 };
-                let op = self.history.len();
-                self.history.push(Operation {
-                    client: c as u64,
-                    key,
-                    kind,
-                    invoke: self.now,
-                    complete: None,
-                });
+                // A retried write is the same operation, invoked when it was first sent.
+                let op = match self.clients[c].last_request {
+                    Some(last) if last == request && self.clients[c].attempts > 0 => {
+                        self.history.len()
+                            - 1
+                            - self
+                                .history
+                                .iter()
+                                .rev()
+                                .position(|o| {
+                                    o.client == c as u64 && matches!(o.kind, OpKind::Write { .. })
+                                })
+                                .expect("the write being retried")
+                    }
+                    _ => {
+                        self.history.push(Operation {
+                            client: c as u64,
+                            key,
+                            kind,
+                            invoke: self.now,
+                            complete: None,
+                        });
+                        self.history.len() - 1
+                    }
+                };
+                self.clients[c].last_request = Some(request);
+                self.clients[c].attempts += 1;
                 self.clients[c].current = Some(op);
                 self.clients[c].leader_hint = Some(self.nodes[target].id);
                 self.nodes[target]
@@ -818,12 +919,13 @@ impl Cluster {
                 self.client_next(client, 5);
             }
         }
+        self.nodes[i].registrations.clear();
         for (_, waiting) in std::mem::take(&mut self.nodes[i].waiting) {
             for (op, _) in waiting {
-                // The client never hears back: unknown outcome.
+                // The client never hears back: unknown outcome, retried if a write.
                 let client = self.history[op].client as usize;
                 if self.clients[client].current == Some(op) {
-                    self.client_next(client, 5);
+                    self.attempt_lost(client, 5);
                 }
             }
         }
@@ -1093,6 +1195,51 @@ impl Cluster {
                 }
             }
         }
+        // Exactly once: every write (a unique value) changed the state machine at most once,
+        // however many times it was retried.
+        for n in self.nodes.iter().filter(|n| members.contains(&n.id)) {
+            let page = n
+                .disk
+                .changes_after(0, usize::MAX)
+                .expect("the change feed reads");
+            let mut seen = BTreeSet::new();
+            for change in page.changes {
+                if let ChangeKind::Put { value, .. } = change.kind {
+                    if !seen.insert(value.clone()) {
+                        let msg = format!(
+                            "exactly-once: {} applied the write of {} twice (revision {})",
+                            n.id,
+                            value_of(&value),
+                            change.revision
+                        );
+                        let mut details = Vec::new();
+                        let last = n.disk.state().last_index;
+                        for e in n
+                            .disk
+                            .entries(LogIndex(1), last.next(), usize::MAX)
+                            .unwrap_or_default()
+                        {
+                            if let crate::raft::EntryPayload::Normal(data) = &e.payload {
+                                if let Ok(p) = Proposal::decode(data) {
+                                    if let Command::Put { value: v, .. } = &p.command {
+                                        if *v == value {
+                                            details.push(format!(
+                                                "{} {} {:?}",
+                                                e.index, e.term, p.session
+                                            ));
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        self.outcome
+                            .violations
+                            .push(format!("{msg}: entries {details:?}"));
+                        return;
+                    }
+                }
+            }
+        }
         let history: Vec<Operation> = self
             .history
             .iter()
@@ -1162,17 +1309,26 @@ pub fn raft_config(id: NodeId) -> Config {
 
 /// The client's command in the real KV command encoding, so that the simulator runs the same
 /// state machine code as the daemon.
-fn encode(op: ClientOp) -> Vec<u8> {
-    let command = match op {
-        ClientOp::Write { key, value } => Command::Put {
+fn encode(op: ClientOp, session: Option<u64>, time_ms: u64) -> Vec<u8> {
+    let mut proposal = Proposal::new(match op {
+        ClientOp::Write { key, value, .. } => Command::Put {
             key: key_of(key),
             value: value.to_le_bytes().to_vec(),
         },
         ClientOp::LogRead { key } | ClientOp::LeaseRead { key } | ClientOp::IndexRead { key } => {
             Command::Get { key: key_of(key) }
         }
-    };
-    Proposal::new(command).encode()
+        ClientOp::Register => Command::RegisterSession { ttl_ms: 60_000 },
+    });
+    if let (ClientOp::Write { seq, .. }, Some(client_id)) = (op, session) {
+        proposal.session = Some(SessionSeq {
+            client_id,
+            seq,
+            acked_below: seq,
+        });
+    }
+    proposal.time_ms = time_ms;
+    proposal.encode()
 }
 
 fn key_of(key: u64) -> Vec<u8> {

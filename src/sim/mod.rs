@@ -40,6 +40,7 @@ pub struct Summary {
     pub transfers: u64,
     pub reads: u64,
     pub conf_changes: u64,
+    pub retries: u64,
     /// (seed, nodes, first violation) of each failing seed.
     pub failures: Vec<(u64, usize, String)>,
 }
@@ -47,7 +48,7 @@ pub struct Summary {
 impl Summary {
     pub fn line(&self) -> String {
         format!(
-            "sim: seeds={} violations={} elections={} commits={} max_election_ms={} conf_changes={} transfers={} reads={}",
+            "sim: seeds={} violations={} elections={} commits={} max_election_ms={} conf_changes={} transfers={} reads={} retries={}",
             self.seeds,
             self.violations,
             self.elections,
@@ -55,7 +56,8 @@ impl Summary {
             self.max_election_ms,
             self.conf_changes,
             self.transfers,
-            self.reads
+            self.reads,
+            self.retries
         )
     }
 }
@@ -84,6 +86,7 @@ pub fn campaign(first: u64, count: u64, nodes: Option<usize>) -> Summary {
         summary.transfers += outcome.transfers;
         summary.reads += outcome.reads;
         summary.conf_changes += outcome.conf_changes;
+        summary.retries += outcome.retries;
         summary.max_election_ms = summary
             .max_election_ms
             .max(outcome.election_after_heal_ns / 1_000_000);
