@@ -3,6 +3,7 @@
 
 use super::types::{Entry, LogIndex, NodeId, Term};
 use serde::{Deserialize, Serialize};
+use std::fmt;
 
 /// A message from one node to another.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,6 +99,61 @@ impl MessageBody {
             MessageBody::TimeoutNow { .. } => "TimeoutNow",
             MessageBody::ReadIndex { .. } => "ReadIndex",
             MessageBody::ReadIndexResponse { .. } => "ReadIndexResp",
+        }
+    }
+}
+
+/// One line per message body, for traces and logs: the kind, then its fields.
+impl fmt::Display for MessageBody {
+    fn fmt(&self, s: &mut fmt::Formatter<'_>) -> fmt::Result {
+        s.write_str(self.kind())?;
+        match self {
+            MessageBody::RequestVote {
+                last_log_index,
+                last_log_term,
+                ..
+            } => {
+                write!(s, " last={last_log_index}/{last_log_term}")
+            }
+            MessageBody::RequestVoteResponse { granted, .. } => {
+                write!(s, " granted={granted}")
+            }
+            MessageBody::AppendEntries {
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit,
+                round,
+            } => {
+                write!(
+                s,
+                " prev={prev_log_index}/{prev_log_term} n={} commit={leader_commit} round={round}",
+                entries.len()
+            )
+            }
+            MessageBody::AppendEntriesResponse {
+                success,
+                match_index,
+                conflict,
+                round,
+            } => {
+                write!(
+                    s,
+                    " ok={success} match={match_index} hint={conflict:?} round={round}"
+                )
+            }
+            MessageBody::Heartbeat { commit, round } => {
+                write!(s, " commit={commit} round={round}")
+            }
+            MessageBody::HeartbeatResponse { round } | MessageBody::TimeoutNow { round } => {
+                write!(s, " round={round}")
+            }
+            MessageBody::ReadIndex { ctx } => {
+                write!(s, " ctx={ctx}")
+            }
+            MessageBody::ReadIndexResponse { ctx, index } => {
+                write!(s, " ctx={ctx} index={index:?}")
+            }
         }
     }
 }

@@ -19,7 +19,6 @@ use crate::storage::{
 };
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
-use std::fmt::Write as _;
 
 const MS: u64 = 1_000_000;
 
@@ -367,10 +366,7 @@ impl Cluster {
         if self.cfg.trace {
             self.note(format!(
                 "deliver {} -> {} {} {}",
-                m.from,
-                m.to,
-                m.term,
-                describe(&m.body)
+                m.from, m.to, m.term, m.body
             ));
         }
         let core = self.nodes[to].core.as_mut().expect("live");
@@ -741,13 +737,7 @@ impl Cluster {
     fn send(&mut self, from: usize, m: Message) {
         self.check_durable_before_send(from, &m);
         if self.cfg.trace {
-            self.note(format!(
-                "send {} -> {} {} {}",
-                m.from,
-                m.to,
-                m.term,
-                describe(&m.body)
-            ));
+            self.note(format!("send {} -> {} {} {}", m.from, m.to, m.term, m.body));
         }
         let to = (m.to.0 - 1) as usize;
         assert!(to < self.nodes.len(), "message to unknown {}", m.to);
@@ -1114,12 +1104,7 @@ impl Cluster {
         if problem {
             let msg = format!(
                 "{} sent {} to {} before it was durable (durable term {} vote {:?}, {} entries)",
-                m.from,
-                describe(&m.body),
-                m.to,
-                hs.term,
-                hs.vote,
-                durable_last
+                m.from, m.body, m.to, hs.term, hs.vote, durable_last
             );
             self.violation(msg);
         }
@@ -1341,58 +1326,4 @@ fn value_of(bytes: &[u8]) -> u64 {
             .try_into()
             .expect("the simulator writes 8-byte values"),
     )
-}
-
-/// A one-line description of a message body for traces.
-pub fn describe(body: &MessageBody) -> String {
-    let mut s = String::from(body.kind());
-    match body {
-        MessageBody::RequestVote {
-            last_log_index,
-            last_log_term,
-            ..
-        } => {
-            let _ = write!(s, " last={last_log_index}/{last_log_term}");
-        }
-        MessageBody::RequestVoteResponse { granted, .. } => {
-            let _ = write!(s, " granted={granted}");
-        }
-        MessageBody::AppendEntries {
-            prev_log_index,
-            prev_log_term,
-            entries,
-            leader_commit,
-            round,
-        } => {
-            let _ = write!(
-                s,
-                " prev={prev_log_index}/{prev_log_term} n={} commit={leader_commit} round={round}",
-                entries.len()
-            );
-        }
-        MessageBody::AppendEntriesResponse {
-            success,
-            match_index,
-            conflict,
-            round,
-        } => {
-            let _ = write!(
-                s,
-                " ok={success} match={match_index} hint={conflict:?} round={round}"
-            );
-        }
-        MessageBody::Heartbeat { commit, round } => {
-            let _ = write!(s, " commit={commit} round={round}");
-        }
-        MessageBody::HeartbeatResponse { round } | MessageBody::TimeoutNow { round } => {
-            let _ = write!(s, " round={round}");
-        }
-        MessageBody::ReadIndex { ctx } => {
-            let _ = write!(s, " ctx={ctx}");
-        }
-        MessageBody::ReadIndexResponse { ctx, index } => {
-            let _ = write!(s, " ctx={ctx} index={index:?}");
-        }
-    }
-    s
 }
