@@ -332,11 +332,17 @@ impl RaftNode {
             // A removed node that does not know it yet must not disrupt the cluster.
             return Ok(());
         }
+        // Decided on the state before this message changes it: adopting a hand-over's term
+        // forgets the leader whose round the decision compares against.
+        let vote_refused = match &m.body {
+            MessageBody::RequestVote { transfer_round, .. } => {
+                self.refuses_vote(m.from, m.term, *transfer_round)
+            }
+            _ => false,
+        };
         if m.term > self.term {
             match &m.body {
-                MessageBody::RequestVote { transfer_round, .. }
-                    if self.refuses_vote(m.from, m.term, *transfer_round) =>
-                {
+                MessageBody::RequestVote { .. } if vote_refused => {
                     // Stickiness: we heard from a live leader within the minimum election
                     // timeout (or we are the leader). Refuse without even adopting the term, so
                     // a disruptive node cannot depose a healthy leader; the lease relies on it.
@@ -382,16 +388,15 @@ impl RaftNode {
                 pre_vote,
                 last_log_index,
                 last_log_term,
-                transfer_round,
+                transfer_round: _,
             } => {
-                let refused = self.refuses_vote(m.from, m.term, transfer_round);
                 self.handle_request_vote(
                     m.from,
                     m.term,
                     pre_vote,
                     last_log_index,
                     last_log_term,
-                    refused,
+                    vote_refused,
                 );
             }
             MessageBody::RequestVoteResponse { pre_vote, granted } => {

@@ -1879,3 +1879,258 @@ fn a_proposal_to_a_follower_is_refused_with_the_leaders_id() {
         Err(ProposeError::NotLeader { leader: Some(n(3)) })
     );
 }
+
+// ----- Core II: linearizable reads, leadership transfer, membership -----
+
+fn read_states(node: &mut RaftNode) -> Vec<(u64, Result<LogIndex, crate::raft::ReadError>)> {
+    node.take_read_states()
+        .into_iter()
+        .map(|r| (r.ctx, r.result))
+        .collect()
+}
+
+#[test]
+fn read_index_waits_for_a_commit_of_the_current_term_and_a_quorum_round() {
+    // Thesis §6.4, and TiKV #9208: a new leader's commit index may lag what earlier leaders
+    // committed; it may serve a read only once an entry of its own term is committed.
+    let mut node = leader(3, 2, &[1, 1]);
+    let now = AFTER_TIMEOUT;
+    assert_eq!(node.read_index(7, now), Ok(()));
+    let out = persist(&mut node);
+    let round = out
+        .iter()
+        .find_map(|m| match m.body {
+            MessageBody::Heartbeat { round, .. } => Some(round),
+            _ => None,
+        })
+        .expect("a read starts a heartbeat round");
+    // A quorum answers the round, but the no-op (index 3) is not committed yet: no answer.
+    step(&mut node, msg(2, 1, 2, heartbeat_response(round)), now);
+    persist(&mut node);
+    assert_eq!(read_states(&mut node), vec![]);
+    // The no-op commits: the read is answered at the commit index, once applied.
+    step(&mut node, msg(2, 1, 2, append_ok(3)), now);
+    persist(&mut node);
+    assert_eq!(node.status(now).commit_index, i(3));
+    assert_eq!(read_states(&mut node), vec![(7, Ok(i(3)))]);
+}
+
+#[test]
+fn read_index_needs_a_round_started_after_the_request() {
+    let mut node = leader(3, 2, &[1]);
+    let now = AFTER_TIMEOUT;
+    step(&mut node, msg(2, 1, 2, append_ok(2)), now);
+    persist(&mut node);
+    assert_eq!(node.read_index(1, now), Ok(()));
+    let out = persist(&mut node);
+    let round = out
+        .iter()
+        .find_map(|m| match m.body {
+            MessageBody::Heartbeat { round, .. } => Some(round),
+            _ => None,
+        })
+        .unwrap();
+    // An answer to an older round proves nothing about the time of the read.
+    step(&mut node, msg(2, 1, 2, heartbeat_response(round - 1)), now);
+    persist(&mut node);
+    assert_eq!(read_states(&mut node), vec![]);
+    step(&mut node, msg(3, 1, 2, heartbeat_response(round)), now);
+    persist(&mut node);
+    assert_eq!(read_states(&mut node), vec![(1, Ok(i(2)))]);
+}
+
+#[test]
+fn a_follower_read_is_confirmed_by_the_leader_and_served_once_applied() {
+    let mut net = Network::new(3);
+    net.elect(1);
+    let now = net.now;
+    net.nodes
+        .get_mut(&n(2))
+        .unwrap()
+        .read_index(42, now)
+        .unwrap();
+    net.deliver();
+    let states = read_states(net.nodes.get_mut(&n(2)).unwrap());
+    assert_eq!(states.len(), 1);
+    let (ctx, result) = &states[0];
+    assert_eq!(*ctx, 42);
+    let index = result.clone().expect("confirmed");
+    assert!(net.status(2).applied_index >= index);
+    // Without a leader there is no one to confirm with.
+    let mut lonely = follower(3, 1, &[1]);
+    assert_eq!(
+        lonely.read_index(1, 0),
+        Err(crate::raft::ReadError::NoLeader)
+    );
+}
+
+#[test]
+fn a_lease_read_waits_for_the_leader_to_apply_its_commit_index() {
+    let mut net = Network::new(3);
+    net.elect(1);
+    net.now += HEARTBEAT_MS * MS;
+    net.tick(&[1]);
+    let now = net.now;
+    assert!(net.status(1).writable);
+    // The leader's disk hangs on a write that a quorum of followers committed.
+    net.stall(1);
+    net.nodes
+        .get_mut(&n(1))
+        .unwrap()
+        .propose(vec![1], now)
+        .unwrap();
+    net.deliver();
+    let leader = net.nodes.get_mut(&n(1)).unwrap();
+    let s = leader.status(now);
+    assert!(s.commit_index > s.applied_index, "{s:?}");
+    leader.lease_read(9, now).unwrap();
+    assert_eq!(
+        read_states(leader),
+        vec![],
+        "not before the commit index is applied"
+    );
+    net.unstall(1);
+    let leader = net.nodes.get_mut(&n(1)).unwrap();
+    let commit = leader.status(net.now).commit_index;
+    assert_eq!(read_states(leader), vec![(9, Ok(commit))]);
+}
+
+#[test]
+fn a_transfer_to_a_lagging_voter_waits_until_it_has_caught_up() {
+    let mut net = Network::new(3);
+    net.elect(1);
+    net.isolate(3);
+    for k in 0..5u8 {
+        let now = net.now;
+        net.nodes
+            .get_mut(&n(1))
+            .unwrap()
+            .propose(vec![k], now)
+            .unwrap();
+        net.deliver();
+    }
+    net.heal();
+    let now = net.now;
+    let leader = net.nodes.get_mut(&n(1)).unwrap();
+    assert_eq!(leader.transfer_leadership(Some(n(3)), now), Ok(n(3)));
+    // At once: no lease, no proposals.
+    assert!(!leader.status(now).writable);
+    assert!(matches!(
+        leader.propose(vec![9], now),
+        Err(ProposeError::Transferring { .. })
+    ));
+    let leader_last = leader.status(now).last_index;
+    // The next heartbeat round finds n3 behind: the leader repairs its log first.
+    let now = now + HEARTBEAT_MS * MS;
+    net.now = now;
+    net.nodes.get_mut(&n(1)).unwrap().tick(now);
+    let mut timeout_now_seen_caught_up = None;
+    net.deliver_checking(|net| {
+        let (_, last) = net.delivered.last().unwrap();
+        if matches!(last.body, MessageBody::TimeoutNow { .. })
+            && timeout_now_seen_caught_up.is_none()
+        {
+            timeout_now_seen_caught_up = Some(net.status(3).last_index == leader_last);
+        }
+    });
+    assert_eq!(
+        timeout_now_seen_caught_up,
+        Some(true),
+        "TimeoutNow only once n3 caught up"
+    );
+    assert_eq!(net.leaders(), vec![n(3)]);
+    assert_eq!(net.status(3).term, t(2));
+}
+
+#[test]
+fn an_abandoned_transfer_resumes_the_old_leader() {
+    let mut net = Network::new(3);
+    net.elect(1);
+    net.isolate(3);
+    let now = net.now;
+    net.nodes
+        .get_mut(&n(1))
+        .unwrap()
+        .transfer_leadership(Some(n(3)), now)
+        .unwrap();
+    net.deliver();
+    // n3 never catches up; after a minimum election timeout the leader takes proposals again.
+    assert!(!net.status(1).writable);
+    net.run_ms(ELECTION_MS + 1);
+    let now = net.now;
+    assert_eq!(net.status(1).role, Role::Leader);
+    let leader = net.nodes.get_mut(&n(1)).unwrap();
+    assert!(leader.propose(vec![1], now).is_ok());
+    net.deliver();
+    net.now += HEARTBEAT_MS * MS;
+    net.tick(&[1]);
+    assert!(
+        net.status(1).writable,
+        "the lease comes back with new rounds"
+    );
+}
+
+#[test]
+fn a_learner_receives_the_log_but_never_counts_toward_a_quorum() {
+    use crate::raft::ConfChange;
+    let mut net = Network::with_logs(4, 1, &[&[1], &[1], &[1], &[1]], config);
+    // Start from {1,2,3} + learner 4: remove 4 as a voter first is not needed — build it.
+    net.elect(1);
+    let now = net.now;
+    let leader = net.nodes.get_mut(&n(1)).unwrap();
+    leader
+        .change_membership(ConfChange::Remove(n(4)), now)
+        .unwrap();
+    net.deliver();
+    // The joint configuration is left automatically.
+    let m = net.node(1).membership().clone();
+    assert!(!m.is_joint() && !m.is_voter(n(4)), "{m:?}");
+    let now = net.now;
+    net.nodes
+        .get_mut(&n(1))
+        .unwrap()
+        .change_membership(ConfChange::AddLearner(n(4)), now)
+        .unwrap();
+    net.deliver();
+    assert_eq!(net.status(4).role, Role::Learner);
+    assert_eq!(net.status(4).last_index, net.status(1).last_index);
+    // With 2 and 3 cut off, the leader and the learner are no quorum: nothing commits.
+    net.isolate(2);
+    net.isolate(3);
+    let now = net.now;
+    let before = net.status(1).commit_index;
+    net.nodes
+        .get_mut(&n(1))
+        .unwrap()
+        .propose(vec![1], now)
+        .unwrap();
+    net.deliver();
+    assert_eq!(net.status(1).commit_index, before);
+    assert_eq!(
+        net.status(4).last_index,
+        net.status(1).last_index,
+        "but it replicates"
+    );
+}
+
+#[test]
+fn one_membership_change_at_a_time_and_a_removed_leader_steps_down() {
+    use crate::raft::{ConfChange, ConfChangeError};
+    let mut net = Network::new(3);
+    net.elect(1);
+    let now = net.now;
+    let leader = net.nodes.get_mut(&n(1)).unwrap();
+    leader
+        .change_membership(ConfChange::Remove(n(1)), now)
+        .unwrap();
+    assert!(matches!(
+        leader.change_membership(ConfChange::Remove(n(2)), now),
+        Err(ConfChangeError::ChangeInProgress { .. })
+    ));
+    net.deliver();
+    // Once C_new (without n1) is committed, n1 is no longer leader nor voter.
+    assert_ne!(net.status(1).role, Role::Leader);
+    assert!(!net.node(2).membership().is_voter(n(1)));
+    net.campaign(2);
+    assert_eq!(net.leaders(), vec![n(2)]);
+}

@@ -57,7 +57,8 @@ pub struct SimOutcome {
     pub elections: u64,
     pub commits: u64,
     pub election_after_heal_ns: u64,
-    /// Leadership transfers started, and linearizable reads completed (ReadIndex and lease).
+    /// Leadership transfers completed (the target took over in the next term), and linearizable
+    /// reads completed (ReadIndex, lease and log reads).
     pub transfers: u64,
     pub reads: u64,
     /// Membership changes accepted by a leader (add learner, promote, remove, abort).
@@ -177,6 +178,8 @@ pub struct Cluster {
     heal_at: Nanos,
     clients: Vec<Client>,
     history: Vec<Operation>,
+    /// Hand-overs started: (target, term of the leader that started it).
+    transfers_started: Vec<(NodeId, Term)>,
     /// Every write puts a value never written before.
     next_value: u64,
     /// Whether each history op ended in an acknowledged write: (index, term).
@@ -265,6 +268,7 @@ impl Cluster {
             heal_at: 0,
             clients,
             history: Vec::new(),
+            transfers_started: Vec::new(),
             next_value: 0,
             acked_writes: Vec::new(),
             failed_ops: BTreeSet::new(),
@@ -788,8 +792,9 @@ impl Cluster {
                     };
                     let now = self.local_now(l).expect("the leader is up");
                     let core = self.nodes[l].core.as_mut().expect("live");
+                    let term = core.status(now).term;
                     if let Ok(to) = core.transfer_leadership(target, now) {
-                        self.outcome.transfers += 1;
+                        self.transfers_started.push((to, term));
                         self.note(format!("n{} hands leadership to {to}", l + 1));
                     }
                     self.drive(l);
@@ -1069,6 +1074,11 @@ impl Cluster {
         if status.role == Role::Leader && self.nodes[i].was_leader_in != Some(status.term) {
             self.nodes[i].was_leader_in = Some(status.term);
             self.outcome.elections += 1;
+            let before = self.transfers_started.len();
+            let term = status.term;
+            self.transfers_started
+                .retain(|&(to, from_term)| !(to == id && from_term.next() == term));
+            self.outcome.transfers += (before - self.transfers_started.len()) as u64;
             self.note(format!("{id} leads {}", status.term));
             let core = self.nodes[i].core.as_ref().expect("live");
             if let Err(v) = self
