@@ -1,0 +1,91 @@
+//! Membership changes as the leader carries them out: configurations take effect when
+//! appended, joint configurations are left once committed, a removed leader steps down.
+//!
+//! Invariant: `membership` always equals `configs.current()`; the leader replicates to exactly
+//! the members of the configuration in force.
+
+use super::*;
+
+impl RaftNode {
+    pub(super) fn check_can_change(&self) -> Result<(), ConfChangeError> {
+        if self.role != Role::Leader {
+            return Err(ConfChangeError::NotLeader {
+                leader: self.leader,
+            });
+        }
+        if self.transfer.is_some() {
+            return Err(ConfChangeError::Transferring);
+        }
+        let index = self.configs.current_index();
+        if index > self.log.committed || self.membership.is_joint() {
+            return Err(ConfChangeError::ChangeInProgress { index });
+        }
+        Ok(())
+    }
+
+    /// Appends an entry of the current term as leader; a configuration takes effect at once.
+    pub(super) fn append_entry(&mut self, payload: EntryPayload) -> LogIndex {
+        let config = match &payload {
+            EntryPayload::Config(m) => Some(m.clone()),
+            _ => None,
+        };
+        let index = self.log.append_new(self.term, payload);
+        if let Some(m) = config {
+            self.configs.push(index, m);
+            self.on_membership_changed();
+        }
+        index
+    }
+
+    /// Brings role and replication in line with the configuration in force.
+    pub(super) fn on_membership_changed(&mut self) {
+        self.membership = self.configs.current().clone();
+        let voter = self.membership.is_voter(self.id);
+        match self.role {
+            Role::Leader => {
+                let members = self.membership.members();
+                self.progress.retain(|id, _| members.contains(id));
+                let last = self.log.last_index();
+                for id in members {
+                    if id != self.id && !self.progress.contains_key(&id) {
+                        self.progress.insert(id, Progress::new(last, self.now));
+                    }
+                }
+                self.joint_since = match (self.membership.is_joint(), self.joint_since) {
+                    (true, None) => Some(self.now),
+                    (true, since) => since,
+                    (false, _) => None,
+                };
+                // The lease must rest on a quorum of the configuration in force (both halves
+                // of a joint one): recompute it from the rounds each member acknowledged.
+                self.lease_until = 0;
+                self.quorum_round = 0;
+                self.update_lease();
+            }
+            Role::Follower | Role::Learner => {
+                self.role = if voter { Role::Follower } else { Role::Learner };
+            }
+            Role::Candidate | Role::PreCandidate => {
+                if !voter {
+                    self.become_follower(self.term, None);
+                }
+            }
+        }
+    }
+
+    /// Once the newest configuration is committed: leave a joint configuration (C_new), or, if
+    /// this leader is no longer a voter, step down.
+    pub(super) fn after_config_commit(&mut self) {
+        if self.role != Role::Leader || self.configs.current_index() > self.log.committed {
+            return;
+        }
+        if self.membership.is_joint() {
+            let next = membership::leave_joint(&self.membership);
+            self.append_entry(EntryPayload::Config(next));
+            self.broadcast_append();
+            self.maybe_commit();
+        } else if !self.membership.is_voter(self.id) {
+            self.become_follower(self.term, None);
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! Elections (Raft §5.2, pre-vote §9.6, check-quorum §6.4), stickiness and role changes.
+//!
+//! Invariant: at most one vote per term, and no vote while this node would still honour a
+//! leader's lease (see `would_refuse_vote`).
+
+use super::*;
+
+impl RaftNode {
+    /// Whether to refuse `candidate`'s vote (or pre-vote) for `term` on stickiness grounds. A
+    /// hand-over campaign is accepted despite stickiness only when it comes right after our
+    /// leader's term and this node has seen no newer round from that leader than the hand-over.
+    pub(super) fn refuses_vote(
+        &self,
+        candidate: NodeId,
+        term: Term,
+        transfer_round: Option<u64>,
+    ) -> bool {
+        self.would_refuse_vote(self.now, candidate, term, transfer_round)
+    }
+
+    pub(super) fn campaign(&mut self, pre_vote: bool) {
+        self.campaign_with(pre_vote, None);
+    }
+
+    /// A hand-over campaign: no pre-vote, and voters may accept despite stickiness.
+    pub(super) fn campaign_now(&mut self, transfer_round: Option<u64>) {
+        self.campaign_with(false, transfer_round);
+    }
+
+    pub(super) fn campaign_with(&mut self, pre_vote: bool, transfer_round: Option<u64>) {
+        if !self.membership.is_voter(self.id) {
+            return;
+        }
+        self.reset_election_timer();
+        self.leader = None;
+        self.votes.clear();
+        self.votes.insert(self.id, true);
+        let term = if pre_vote {
+            self.role = Role::PreCandidate;
+            self.term.next()
+        } else {
+            self.role = Role::Candidate;
+            self.term = self.term.next();
+            self.vote = Some(self.id);
+            self.term
+        };
+        let (last_log_index, last_log_term) = (self.log.last_index(), self.log.last_term());
+        for peer in self.voters_except_me() {
+            self.send(
+                peer,
+                term,
+                MessageBody::RequestVote {
+                    pre_vote,
+                    last_log_index,
+                    last_log_term,
+                    transfer_round,
+                },
+            );
+        }
+        // Reads forwarded to the old leader will not be answered by it any more.
+        self.fail_forwarded_reads();
+        self.count_votes(pre_vote);
+    }
+
+    pub(super) fn handle_request_vote(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        pre_vote: bool,
+        last_log_index: LogIndex,
+        last_log_term: Term,
+        refused: bool,
+    ) {
+        let can_vote = self.vote == Some(from)
+            || (self.vote.is_none() && self.leader.is_none())
+            || (pre_vote && term > self.term);
+        let granted = can_vote && !refused && self.log.is_up_to_date(last_log_index, last_log_term);
+        if granted && !pre_vote {
+            self.vote = Some(from);
+            self.reset_election_timer();
+        }
+        let reply_term = if granted { term } else { self.term };
+        self.send(
+            from,
+            reply_term,
+            MessageBody::RequestVoteResponse { pre_vote, granted },
+        );
+    }
+
+    pub(super) fn handle_vote_response(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        pre_vote: bool,
+        granted: bool,
+    ) {
+        let expected = match (pre_vote, self.role) {
+            (true, Role::PreCandidate) => {
+                term == self.term.next() || (!granted && term == self.term)
+            }
+            (false, Role::Candidate) => term == self.term,
+            _ => false,
+        };
+        if !expected || !self.membership.is_voter(from) {
+            return;
+        }
+        self.votes.insert(from, granted);
+        self.count_votes(pre_vote);
+    }
+
+    pub(super) fn count_votes(&mut self, pre_vote: bool) {
+        match quorum::vote_result(&self.membership, |id| self.votes.get(&id).copied()) {
+            VoteResult::Won if pre_vote => self.campaign(false),
+            VoteResult::Won => self.become_leader(),
+            VoteResult::Lost => self.become_follower(self.term, None),
+            VoteResult::Pending => {}
+        }
+    }
+
+    pub(super) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        if self.role == Role::Leader {
+            // We counted ourselves in every round of our lease: keep refusing votes until the
+            // lease we advertised is certainly over.
+            self.last_leader_contact = self.now;
+        }
+        if term > self.term {
+            self.term = term;
+            self.vote = None;
+        }
+        self.role = if self.membership.is_voter(self.id) {
+            Role::Follower
+        } else {
+            Role::Learner
+        };
+        if self.leader != leader {
+            self.leader_round_seen = 0;
+            self.fail_forwarded_reads();
+        }
+        self.fail_reads(ReadError::NotLeader);
+        self.transfer = None;
+        self.quorum_round = 0;
+        self.lease_round_floor = 0;
+        self.leader = leader;
+        if leader.is_some() {
+            self.last_leader_contact = self.now;
+        }
+        self.votes.clear();
+        self.progress.clear();
+        self.round_starts.clear();
+        self.lease_until = 0;
+        self.uncommitted_bytes = 0;
+        self.reset_election_timer();
+    }
+
+    pub(super) fn become_leader(&mut self) {
+        assert_eq!(self.role, Role::Candidate);
+        assert_eq!(self.vote, Some(self.id));
+        self.role = Role::Leader;
+        self.leader = Some(self.id);
+        self.votes.clear();
+        let last = self.log.last_index();
+        self.progress = self
+            .membership
+            .members()
+            .into_iter()
+            .filter(|&id| id != self.id)
+            .map(|id| (id, Progress::new(last, self.now)))
+            .collect();
+        self.round = 0;
+        self.round_starts.clear();
+        self.lease_until = 0;
+        self.quorum_round = 0;
+        self.lease_round_floor = 0;
+        self.transfer = None;
+        self.uncommitted_bytes = 0;
+        // Raft §8: a new leader commits an entry of its own term, which commits everything
+        // before it; until it is applied the host must not write.
+        self.joint_since = self.membership.is_joint().then_some(self.now);
+        self.noop_index = self.append_entry(EntryPayload::Noop);
+        self.start_round();
+        self.broadcast_append();
+        self.maybe_commit();
+    }
+
+    /// A message from the leader of our term: follow it, and remember the contact.
+    pub(super) fn accept_leader(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        round: u64,
+    ) -> Result<(), StepError> {
+        assert_eq!(term, self.term);
+        if self.role == Role::Leader {
+            return Err(StepError::SecondLeader {
+                from,
+                term,
+                me: self.id,
+            });
+        }
+        if self.role != Role::Follower && self.role != Role::Learner || self.leader != Some(from) {
+            self.become_follower(term, Some(from));
+        }
+        self.last_leader_contact = self.now;
+        self.leader_round_seen = self.leader_round_seen.max(round);
+        self.reset_election_timer();
+        Ok(())
+    }
+
+    pub(super) fn reset_election_timer(&mut self) {
+        let min = self.config.election_timeout_min_ns();
+        let jitter = ((self.rng.next_u64() as u128 * min as u128) >> 64) as u64;
+        self.election_deadline = self.now + min + jitter;
+    }
+}

@@ -1,0 +1,146 @@
+//! Heartbeat rounds, check-quorum, the lease, and the leadership hand-over that gives it up.
+//!
+//! Invariant: the lease rests on the newest round a quorum of the configuration in force
+//! acknowledged, and never on a round at or below the last TimeoutNow sent.
+
+use super::*;
+
+impl RaftNode {
+    pub(super) fn tick_leader(&mut self) {
+        if self.config.check_quorum {
+            let window = self.config.election_timeout_min_ns();
+            let now = self.now;
+            let progress = &self.progress;
+            let me = self.id;
+            let active = quorum::is_quorum(&self.membership, |id| {
+                id == me
+                    || progress
+                        .get(&id)
+                        .is_some_and(|p| now.saturating_sub(p.last_heard) < window)
+            });
+            if !active {
+                self.become_follower(self.term, None);
+                return;
+            }
+        }
+        if let Some(r) = &self.inflight {
+            // A leader whose disk stalls must not keep leading (etcd #13527): its followers
+            // would never elect anyone else while it answers heartbeats.
+            if self.now.saturating_sub(r.issued_at) > self.config.persist_stall_max_ms * 1_000_000 {
+                self.become_follower(self.term, None);
+                return;
+            }
+        }
+        if let Some(since) = self.joint_since {
+            let timeout = self.config.conf_change_timeout_ms * 1_000_000;
+            if self.membership.is_joint() && self.now.saturating_sub(since) > timeout {
+                // The new voters could not form a quorum in time (raft-rs #192): go back.
+                let _ = self.abort_membership_change(self.now);
+            }
+        }
+        if let Some(t) = self.transfer {
+            if self.now >= t.deadline {
+                // The target did not take over in time: resume. The lease comes back only with
+                // rounds newer than any TimeoutNow we sent (see `lease_round_floor`).
+                self.transfer = None;
+            }
+        }
+        if self.now >= self.next_heartbeat_at {
+            self.broadcast_heartbeat();
+        }
+    }
+
+    /// Starts a new round and sends every follower a heartbeat carrying it.
+    pub(super) fn broadcast_heartbeat(&mut self) {
+        self.start_round();
+        let peers: Vec<NodeId> = self.progress.keys().copied().collect();
+        for peer in peers {
+            let p = &self.progress[&peer];
+            let commit = self.log.committed.min(p.match_index);
+            let round = self.round;
+            self.send(peer, self.term, MessageBody::Heartbeat { commit, round });
+        }
+    }
+
+    /// Sends TimeoutNow to the transfer target once its log matches ours; until then keeps
+    /// replicating to it.
+    pub(super) fn maybe_send_timeout_now(&mut self) {
+        let Some(t) = self.transfer else { return };
+        let caught_up = self
+            .progress
+            .get(&t.target)
+            .is_some_and(|p| p.match_index == self.log.last_index());
+        if caught_up {
+            // Voters that saw a round newer than this one refuse the hand-over campaign, and
+            // no round up to this one may extend our lease any more.
+            self.lease_round_floor = self.lease_round_floor.max(self.round);
+            let round = self.round;
+            self.send(t.target, self.term, MessageBody::TimeoutNow { round });
+        } else {
+            self.send_append(t.target);
+        }
+    }
+
+    pub(super) fn start_round(&mut self) {
+        self.round += 1;
+        self.round_starts.push_back((self.round, self.now));
+        if self.round_starts.len() > ROUNDS_REMEMBERED_MAX {
+            self.round_starts.pop_front();
+        }
+        self.next_heartbeat_at = self.now + self.config.heartbeat_interval_ns();
+        // A lone voter is its own quorum.
+        self.update_lease();
+    }
+
+    /// lease = start of the newest round a quorum answered + min election timeout × (1 − drift).
+    /// Every voter that answered round r heard from us after it started, so it refuses votes
+    /// until at least min election timeout after that on its own clock.
+    pub(super) fn update_lease(&mut self) {
+        let me = self.id;
+        let (round, progress) = (self.round, &self.progress);
+        let acked = quorum::quorum_value(
+            &self.membership,
+            |id| {
+                if id == me {
+                    round
+                } else {
+                    progress.get(&id).map_or(0, |p| p.acked_round)
+                }
+            },
+            u64::MAX,
+        );
+        let news = acked > self.quorum_round;
+        self.quorum_round = self.quorum_round.max(acked);
+        // Rounds too old to extend the lease are of no further use. (Older acknowledged
+        // rounds are kept otherwise: a configuration change recomputes the lease from them.)
+        let lease_ns = self.config.lease_ns();
+        let now = self.now;
+        while self
+            .round_starts
+            .front()
+            .is_some_and(|&(r, started)| r < self.round && started + lease_ns <= now)
+        {
+            self.round_starts.pop_front();
+        }
+        let lease_allowed = self.transfer.is_none() && acked > self.lease_round_floor;
+        let started = self
+            .round_starts
+            .iter()
+            .find(|&&(r, _)| r == acked)
+            .map(|&(_, started)| started);
+        if let (Some(started), true) = (started, lease_allowed) {
+            self.lease_until = self.lease_until.max(started + lease_ns);
+        }
+        if news {
+            self.advance_reads();
+        }
+    }
+
+    pub(super) fn is_writable(&self, now: Nanos) -> bool {
+        self.role == Role::Leader
+            && self.transfer.is_none()
+            && now < self.lease_until
+            && self.noop_index > LogIndex(0)
+            && self.log.applied >= self.noop_index
+    }
+}
