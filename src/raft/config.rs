@@ -36,6 +36,13 @@ pub struct Config {
     pub promote_lag_max: u64,
     /// A joint configuration not left within this time is aborted (back to the old voters).
     pub conf_change_timeout_ms: u64,
+    /// Compaction policy: a snapshot is due once this many entries, or this many bytes of
+    /// entries, were applied since the last one.
+    pub compaction_entries_max: u64,
+    pub compaction_bytes_max: u64,
+    /// A follower that has not confirmed a snapshot within this time is probed again (and
+    /// asked for a new snapshot if it still needs one).
+    pub snapshot_timeout_ms: u64,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -79,6 +86,9 @@ impl Config {
             reads_pending_max: 10_000,
             promote_lag_max: 1000,
             conf_change_timeout_ms: 10_000,
+            compaction_entries_max: 100_000,
+            compaction_bytes_max: 256 << 20,
+            snapshot_timeout_ms: 60_000,
         }
     }
 
@@ -129,6 +139,13 @@ impl Config {
             self.heartbeat_interval_ms,
         )?;
         at_least("reads_pending_max", self.reads_pending_max as u64, 1)?;
+        at_least("compaction_entries_max", self.compaction_entries_max, 1)?;
+        at_least("compaction_bytes_max", self.compaction_bytes_max, 1)?;
+        at_least(
+            "snapshot_timeout_ms",
+            self.snapshot_timeout_ms,
+            self.heartbeat_interval_ms,
+        )?;
         at_least(
             "conf_change_timeout_ms",
             self.conf_change_timeout_ms,

@@ -225,6 +225,69 @@ impl RaftLog {
         }
     }
 
+    /// Drops every entry up to and including `index`, which a durable snapshot now covers.
+    pub fn compact(&mut self, index: LogIndex) {
+        assert!(
+            index <= self.applied,
+            "compacting {index} beyond applied {}",
+            self.applied
+        );
+        assert!(
+            index <= self.persisted,
+            "compacting {index} beyond persisted {}",
+            self.persisted
+        );
+        if index <= self.snapshot_index {
+            return;
+        }
+        let term = self.term(index).expect("compaction point inside the log");
+        let drop = (index.0 - self.snapshot_index.0) as usize;
+        self.entries.drain(..drop);
+        self.snapshot_index = index;
+        self.snapshot_term = term;
+    }
+
+    /// A snapshot up to (`index`, `term`) replaced the state machine and was made durable by the
+    /// caller. Entries after it are kept when the log holds (`index`, `term`) and they are
+    /// durable (storage keeps that same suffix); otherwise the log starts empty after it.
+    /// Returns whether the suffix was kept.
+    pub fn install_snapshot(&mut self, index: LogIndex, term: Term) -> bool {
+        assert!(
+            index > self.applied,
+            "a snapshot at {index} is not news (applied {})",
+            self.applied
+        );
+        let keep = self.matches(index, term) && self.persisted >= index;
+        if keep {
+            let drop = (index.0 - self.snapshot_index.0) as usize;
+            self.entries.drain(..drop);
+            // Unwritten entries after the durable suffix stay unstable and are written next.
+        } else {
+            self.entries.clear();
+            self.persisted = index;
+            self.unstable_from = index.next();
+            self.pending_truncate = None;
+        }
+        self.snapshot_index = index;
+        self.snapshot_term = term;
+        self.persisted = self.persisted.max(index);
+        self.committed = self.committed.max(index);
+        self.applying = index;
+        self.applied = index;
+        keep
+    }
+
+    /// Bytes of the entries applied since the snapshot, for the compaction policy.
+    pub fn applied_bytes_since_snapshot(&self) -> usize {
+        let mut bytes = 0;
+        let mut i = self.snapshot_index.next();
+        while i <= self.applied {
+            bytes += self.entry(i).map_or(0, Entry::size_bytes);
+            i = i.next();
+        }
+        bytes
+    }
+
     pub fn commit_to(&mut self, index: LogIndex) -> bool {
         if index <= self.committed {
             return false;

@@ -88,6 +88,20 @@ impl ConfigLog {
         self.configs.push((index, m));
     }
 
+    /// The log now starts after `index`: the configuration in force there becomes the base.
+    pub fn compact(&mut self, index: LogIndex) {
+        let base = self.at(index).clone();
+        self.configs.retain(|(i, _)| *i > index);
+        self.configs.insert(0, (index, base));
+    }
+
+    /// A snapshot at `index` with `membership` replaced the state; configurations after it are
+    /// kept only if the log suffix after it was.
+    pub fn install(&mut self, index: LogIndex, membership: Membership, keep_suffix: bool) {
+        self.configs.retain(|(i, _)| keep_suffix && *i > index);
+        self.configs.insert(0, (index, membership));
+    }
+
     /// The log lost every entry from `index` on.
     pub fn truncate_from(&mut self, index: LogIndex) {
         assert!(

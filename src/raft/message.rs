@@ -59,6 +59,11 @@ pub enum MessageBody {
     HeartbeatResponse {
         round: u64,
     },
+    /// A follower installed a snapshot up to `last_index` (its term is in the snapshot): the
+    /// leader resumes appending after it.
+    SnapshotInstalled {
+        last_index: LogIndex,
+    },
     /// Leadership transfer: the leader tells an up-to-date voter to campaign at once.
     TimeoutNow {
         round: u64,
@@ -96,6 +101,7 @@ impl MessageBody {
             MessageBody::AppendEntriesResponse { .. } => "AppendResp",
             MessageBody::Heartbeat { .. } => "Heartbeat",
             MessageBody::HeartbeatResponse { .. } => "HeartbeatResp",
+            MessageBody::SnapshotInstalled { .. } => "SnapshotInstalled",
             MessageBody::TimeoutNow { .. } => "TimeoutNow",
             MessageBody::ReadIndex { .. } => "ReadIndex",
             MessageBody::ReadIndexResponse { .. } => "ReadIndexResp",
@@ -147,6 +153,9 @@ impl fmt::Display for MessageBody {
             }
             MessageBody::HeartbeatResponse { round } | MessageBody::TimeoutNow { round } => {
                 write!(s, " round={round}")
+            }
+            MessageBody::SnapshotInstalled { last_index } => {
+                write!(s, " last={last_index}")
             }
             MessageBody::ReadIndex { ctx } => {
                 write!(s, " ctx={ctx}")

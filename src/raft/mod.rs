@@ -21,7 +21,8 @@ pub use config::{Config, ConfigError};
 pub use membership::{ConfChange, ConfChangeError};
 pub use message::{ConflictHint, Message, MessageBody};
 pub use node::{
-    ProposeError, RaftNode, ReadError, ReadState, RestoredState, Status, StepError, TransferError,
+    ProposeError, RaftNode, ReadError, ReadState, RestoredState, SnapshotRequest, Status,
+    StepError, TransferError,
 };
 pub use ready::{Ready, SoftState};
 pub use rng::{RaftRng, SplitMix64};

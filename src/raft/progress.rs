@@ -14,6 +14,9 @@ pub enum ProgressState {
     Probe,
     /// The follower's log matches up to `match_index`: appends are pipelined.
     Replicate,
+    /// The follower needs entries the leader compacted away: a snapshot covering at least
+    /// `index` was asked for at `since`; appends wait for it (or for its timeout).
+    Snapshot { index: LogIndex, since: Nanos },
 }
 
 #[derive(Clone, Debug)]
@@ -49,13 +52,21 @@ impl Progress {
         match self.state {
             ProgressState::Probe => self.probe_sent,
             ProgressState::Replicate => self.inflight.len() >= inflight_max,
+            ProgressState::Snapshot { .. } => true,
         }
+    }
+
+    pub fn become_snapshot(&mut self, index: LogIndex, now: Nanos) {
+        self.state = ProgressState::Snapshot { index, since: now };
+        self.inflight.clear();
+        self.probe_sent = false;
     }
 
     /// Records that an append ending at `last` was sent.
     pub fn sent(&mut self, last: LogIndex, had_entries: bool, round: u64) {
         match self.state {
             ProgressState::Probe => self.probe_sent = true,
+            ProgressState::Snapshot { .. } => {}
             ProgressState::Replicate => {
                 if had_entries {
                     assert!(last >= self.next_index);
@@ -72,6 +83,7 @@ impl Progress {
         let lost = match self.state {
             ProgressState::Probe => self.probe_sent,
             ProgressState::Replicate => self.inflight.front().is_some_and(|&(_, r)| r < round),
+            ProgressState::Snapshot { .. } => false,
         };
         if lost {
             self.become_probe(self.match_index.next());
@@ -89,7 +101,7 @@ impl Progress {
         while self.inflight.front().is_some_and(|&(i, _)| i <= index) {
             self.inflight.pop_front();
         }
-        if self.state == ProgressState::Probe {
+        if !matches!(self.state, ProgressState::Replicate) {
             self.become_replicate();
         }
         self.probe_sent = false;

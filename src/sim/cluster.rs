@@ -14,8 +14,8 @@ use crate::raft::{
     ProposeError, RaftNode, RaftRng, ReadState, Ready, RestoredState, Role, SplitMix64, Term,
 };
 use crate::storage::{
-    ApplyResult, Batch, ChangeKind, Command, Identity, LogStorage, MemStorage, Proposal, Response,
-    SessionSeq, StorageOptions,
+    ApplyResult, Batch, ChangeKind, Command, Identity, InstallProgress, LogStorage, MemStorage,
+    Proposal, Response, SessionSeq, SnapshotMeta, StorageError, StorageOptions,
 };
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
@@ -63,6 +63,8 @@ pub struct SimOutcome {
     pub reads: u64,
     /// Membership changes accepted by a leader (add learner, promote, remove, abort).
     pub conf_changes: u64,
+    /// Snapshots taken (log compactions) and installed on followers.
+    pub snapshots: u64,
     /// Writes sent again after an unknown outcome (checked for exactly-once application).
     pub retries: u64,
     pub trace: Vec<String>,
@@ -75,6 +77,8 @@ struct Faults {
     /// an older term's entry by counting (Raft figure 8) shows.
     append_entries_max: usize,
     inflight_max: usize,
+    /// Small thresholds compact often, so lagging and restarted followers need snapshots.
+    compaction_entries_max: u64,
     loss_ppm: u64,
     dup_ppm: u64,
     delay_min_ns: u64,
@@ -93,12 +97,38 @@ struct Faults {
 enum Event {
     Tick(usize),
     Deliver(Message),
-    WriteDone { node: usize, incarnation: u64 },
+    WriteDone {
+        node: usize,
+        incarnation: u64,
+    },
     Restart(usize),
     Fault,
     ClientStart(usize),
-    ClientTimeout { client: usize, op: usize },
+    ClientTimeout {
+        client: usize,
+        op: usize,
+    },
     Heal,
+    /// Chunk `k` of snapshot transfer `id` reaches its receiver.
+    SnapshotChunk {
+        id: u64,
+        k: usize,
+    },
+    /// The receiver's acknowledgement of chunk `k` reaches the sender.
+    SnapshotAck {
+        id: u64,
+        k: usize,
+    },
+}
+
+/// A snapshot being streamed from a leader to a follower, chunk by chunk, each acknowledged.
+struct SnapshotTransfer {
+    from: usize,
+    to: usize,
+    /// The incarnations of both ends when it started: a crash of either ends it.
+    incarnations: (u64, u64),
+    chunks: Vec<Vec<u8>>,
+    meta: SnapshotMeta,
 }
 
 struct SimNode {
@@ -178,6 +208,8 @@ pub struct Cluster {
     heal_at: Nanos,
     clients: Vec<Client>,
     history: Vec<Operation>,
+    transfers: BTreeMap<u64, SnapshotTransfer>,
+    transfer_seq: u64,
     /// Hand-overs started: (target, term of the leader that started it).
     transfers_started: Vec<(NodeId, Term)>,
     /// Every write puts a value never written before.
@@ -199,6 +231,7 @@ impl Cluster {
         let faults = Faults {
             append_entries_max: [1, 2, 8][rng.below(3) as usize],
             inflight_max: [1, 2, 4][rng.below(3) as usize],
+            compaction_entries_max: [20, 50, 200, 100_000][rng.below(4) as usize],
             loss_ppm: [0, 10_000, 50_000, 150_000][rng.below(4) as usize],
             dup_ppm: [0, 10_000, 50_000][rng.below(3) as usize],
             delay_min_ns,
@@ -269,6 +302,8 @@ impl Cluster {
             clients,
             history: Vec::new(),
             transfers_started: Vec::new(),
+            transfers: BTreeMap::new(),
+            transfer_seq: 0,
             next_value: 0,
             acked_writes: Vec::new(),
             failed_ops: BTreeSet::new(),
@@ -359,6 +394,18 @@ impl Cluster {
                 }
             }
             Event::Heal => self.heal(),
+            Event::SnapshotChunk { id, k } => self.snapshot_chunk(id, k),
+            Event::SnapshotAck { id, k } => {
+                let Some(t) = self.transfers.get(&id) else {
+                    return;
+                };
+                if self.incarnations_of(t) != t.incarnations || k + 1 >= t.chunks.len() {
+                    self.transfers.remove(&id);
+                    return;
+                }
+                let (from, to) = (t.from, t.to);
+                self.ship(id, from, to, Event::SnapshotChunk { id, k: k + 1 });
+            }
         }
     }
 
@@ -390,9 +437,13 @@ impl Cluster {
         };
         let messages = core.take_messages();
         let read_states = core.take_read_states();
+        let snapshot_requests = core.take_snapshot_requests();
         let ready = if writing { None } else { core.ready() };
         for state in read_states {
             self.finish_read(i, state);
+        }
+        for request in snapshot_requests {
+            self.start_snapshot_transfer(i, request.to);
         }
         for m in messages {
             self.send(i, m);
@@ -458,8 +509,149 @@ impl Cluster {
         for m in ready.persisted_messages {
             self.send(i, m);
         }
-        self.nodes[i].core.as_mut().expect("live").advance();
+        let core = self.nodes[i].core.as_mut().expect("live");
+        core.advance();
+        // The compaction policy: snapshot the state machine (the durable, applied state) and
+        // drop the log prefix it covers, in storage and then in the core.
+        if let Some(index) = core.snapshot_due() {
+            match self.nodes[i].disk.compact_log(index) {
+                Ok(()) => {
+                    self.nodes[i].core.as_mut().expect("live").compact(index);
+                    self.outcome.snapshots += 1;
+                }
+                Err(err) => self.violation(format!("{id}: compaction at {index} failed: {err}")),
+            }
+        }
         self.drive(i);
+    }
+
+    /// The leader's caller streams its latest snapshot to a follower that needs one.
+    fn start_snapshot_transfer(&mut self, from: usize, to: NodeId) {
+        let to = (to.0 - 1) as usize;
+        let mut source = match self.nodes[from].disk.snapshot() {
+            Ok(source) => source,
+            Err(err) => {
+                self.violation(format!("n{}: snapshot failed: {err}", from + 1));
+                return;
+            }
+        };
+        let meta = source.meta().clone();
+        let mut chunks = Vec::new();
+        while let Some(chunk) = source.next_chunk().expect("in-memory snapshot reads") {
+            chunks.push(chunk);
+        }
+        self.transfer_seq += 1;
+        let id = self.transfer_seq;
+        let t = SnapshotTransfer {
+            from,
+            to,
+            incarnations: (self.nodes[from].incarnation, self.nodes[to].incarnation),
+            chunks,
+            meta,
+        };
+        self.note(format!(
+            "n{} streams a snapshot to n{} ({} chunks)",
+            from + 1,
+            to + 1,
+            t.chunks.len()
+        ));
+        self.transfers.insert(id, t);
+        self.ship(id, from, to, Event::SnapshotChunk { id, k: 0 });
+    }
+
+    /// Every node of the simulated cluster, all voters: the configuration it starts with.
+    fn bootstrap_membership(&self) -> Membership {
+        Membership::new((1..=self.nodes.len() as u64).map(NodeId))
+    }
+
+    fn incarnations_of(&self, t: &SnapshotTransfer) -> (u64, u64) {
+        (self.nodes[t.from].incarnation, self.nodes[t.to].incarnation)
+    }
+
+    /// Sends a snapshot chunk or acknowledgement over the faulty network; a lost one ends the
+    /// transfer (the leader asks again after its snapshot timeout).
+    fn ship(&mut self, id: u64, from: usize, to: usize, event: Event) {
+        let lost = self.blocked.contains(&(from, to))
+            || (!self.healed && self.rng.chance_ppm(self.faults.loss_ppm));
+        if lost {
+            self.transfers.remove(&id);
+            return;
+        }
+        let spread = self.faults.delay_max_ns - self.faults.delay_min_ns;
+        let delay = self.faults.delay_min_ns + self.rng.below(spread.max(1));
+        self.schedule(delay, event);
+    }
+
+    fn snapshot_chunk(&mut self, id: u64, k: usize) {
+        let Some(t) = self.transfers.get(&id) else {
+            return;
+        };
+        let (from, to) = (t.from, t.to);
+        if self.incarnations_of(t) != t.incarnations || self.nodes[to].core.is_none() {
+            self.transfers.remove(&id);
+            return;
+        }
+        if self.nodes[to].writing.is_some() {
+            // Installing under a write in progress would race it; drop this transfer.
+            self.nodes[to].disk.install_abort();
+            self.transfers.remove(&id);
+            return;
+        }
+        let chunk = self.transfers[&id].chunks[k].clone();
+        match self.nodes[to].disk.install_chunk(&chunk) {
+            Ok(InstallProgress::Continue { .. }) => {
+                self.ship(id, to, from, Event::SnapshotAck { id, k });
+            }
+            Ok(InstallProgress::Installed(state)) => {
+                self.transfers.remove(&id);
+                self.outcome.snapshots += 1;
+                let meta = state.snapshot.clone();
+                let now = self.local_now(to).expect("live");
+                let leader = self.nodes[from].id;
+                self.note(format!(
+                    "n{} installed a snapshot at {}",
+                    to + 1,
+                    meta.last_included_index
+                ));
+                let membership = if meta.membership.voters.is_empty() {
+                    self.bootstrap_membership()
+                } else {
+                    meta.membership
+                };
+                let core = self.nodes[to].core.as_mut().expect("live");
+                core.snapshot_installed(
+                    leader,
+                    meta.last_included_index,
+                    meta.last_included_term,
+                    membership,
+                    now,
+                );
+                self.nodes[to].last_applied = state.applied;
+                self.nodes[to].last_commit = self.nodes[to].last_commit.max(state.applied);
+                self.drive(to);
+            }
+            Err(err) => {
+                // A stale or refused snapshot (older than what the follower holds, a term it
+                // has not durably seen yet, ...): the install is abandoned, the leader retries.
+                self.note(format!("n{} refused a snapshot chunk: {err}", to + 1));
+                self.nodes[to].disk.install_abort();
+                let t = self.transfers.remove(&id).expect("checked above");
+                if t.meta.last_included_index <= self.nodes[to].disk.state().applied {
+                    // Stale: the core tells the leader where to resume.
+                    let now = self.local_now(to).expect("live");
+                    let leader = self.nodes[from].id;
+                    let core = self.nodes[to].core.as_mut().expect("live");
+                    core.snapshot_installed(
+                        leader,
+                        t.meta.last_included_index,
+                        t.meta.last_included_term,
+                        t.meta.membership,
+                        now,
+                    );
+                    self.drive(to);
+                }
+            }
+        }
     }
 
     /// Records that node `i` applied `e` with `result`, and answers the clients waiting on it.
@@ -929,14 +1121,22 @@ impl Cluster {
     fn start_node(&mut self, i: usize, membership: &Membership) {
         // A restart reopens the disk and rebuilds the core from exactly what is durable.
         let disk = &mut self.nodes[i].disk;
+        disk.install_abort();
         let recovered = disk.reload().expect("the simulated disk reopens");
         let state = recovered.state;
+        // Storage records a configuration only once a Config entry was applied; before that
+        // the cluster runs on its bootstrap configuration (the daemon's configured peers).
+        let base = if state.snapshot.membership.voters.is_empty() {
+            membership.clone()
+        } else {
+            state.snapshot.membership.clone()
+        };
         let entries = disk
             .entries(state.first_index, state.last_index.next(), usize::MAX)
             .expect("the durable log reads back");
         let restored = RestoredState {
             hard_state: state.hard_state,
-            membership: membership.clone(),
+            membership: base,
             snapshot_index: state.snapshot.last_included_index,
             snapshot_term: state.snapshot.last_included_term,
             entries,
@@ -948,6 +1148,7 @@ impl Cluster {
         let mut config = raft_config(self.nodes[i].id);
         config.append_entries_max = self.faults.append_entries_max;
         config.inflight_max = self.faults.inflight_max;
+        config.compaction_entries_max = self.faults.compaction_entries_max;
         let core = RaftNode::new(config, restored, Box::new(SplitMix64::new(seed)), now)
             .expect("simulator config is valid");
         let node = &mut self.nodes[i];
@@ -1160,6 +1361,21 @@ impl Cluster {
     }
 
     fn final_checks(&mut self) {
+        if self.cfg.trace {
+            for i in 0..self.nodes.len() {
+                let line = match (&self.nodes[i].core, self.local_now(i)) {
+                    (Some(core), Some(now)) => format!(
+                        "n{}: {:?} writing={} durable={:?}",
+                        i + 1,
+                        core.status(now),
+                        self.nodes[i].writing.is_some(),
+                        self.nodes[i].disk.state().hard_state
+                    ),
+                    _ => format!("n{}: down", i + 1),
+                };
+                self.note(line);
+            }
+        }
         let Some(elected) = self.first_writable_after_heal else {
             let msg = format!(
                 "liveness: no writable leader within {} ms after healing",
@@ -1182,21 +1398,43 @@ impl Cluster {
         let members = self.final_members();
         for &(index, term) in &self.acked_writes {
             for n in self.nodes.iter().filter(|n| members.contains(&n.id)) {
+                let state = n.disk.state();
+                // Below a snapshot the entry is gone; the digests below compare the state.
+                let compacted = index <= state.snapshot.last_included_index;
                 let holds = n.disk.term(index).ok();
-                if n.disk.state().applied < index || holds != Some(term) {
+                if state.applied < index || (!compacted && holds != Some(term)) {
                     let msg = format!("acknowledged write at {index} ({term}) missing on {}", n.id);
                     self.outcome.violations.push(msg);
                     return;
                 }
             }
         }
+        // Every member applied the same log, so their state machines are identical, however
+        // they got there (entries, snapshots, or both).
+        let digests: Vec<(NodeId, _)> = self
+            .nodes
+            .iter()
+            .filter(|n| members.contains(&n.id))
+            .map(|n| (n.id, n.disk.digest().expect("the digest reads")))
+            .collect();
+        if let Some((first, d0)) = digests.first() {
+            if let Some((other, _)) = digests.iter().find(|(_, d)| d != d0) {
+                let msg = format!("state machines differ after settling: {first} and {other}");
+                self.outcome.violations.push(msg);
+                return;
+            }
+        }
         // Exactly once: every write (a unique value) changed the state machine at most once,
         // however many times it was retried.
         for n in self.nodes.iter().filter(|n| members.contains(&n.id)) {
-            let page = n
-                .disk
-                .changes_after(0, usize::MAX)
-                .expect("the change feed reads");
+            // A snapshot install starts the feed over at the snapshot's revision.
+            let page = match n.disk.changes_after(0, usize::MAX) {
+                Err(StorageError::ChangesCompacted { floor, .. }) => {
+                    n.disk.changes_after(floor, usize::MAX)
+                }
+                other => other,
+            }
+            .expect("the change feed reads");
             let mut seen = BTreeSet::new();
             for change in page.changes {
                 if let ChangeKind::Put { value, .. } = change.kind {
@@ -1299,6 +1537,7 @@ pub fn raft_config(id: NodeId) -> Config {
     c.append_bytes_max = 4096;
     c.uncommitted_bytes_max = 8192;
     c.persist_stall_max_ms = 500;
+    c.snapshot_timeout_ms = 300;
     c
 }
 

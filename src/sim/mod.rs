@@ -40,6 +40,7 @@ pub struct Summary {
     pub transfers: u64,
     pub reads: u64,
     pub conf_changes: u64,
+    pub snapshots: u64,
     pub retries: u64,
     /// (seed, nodes, first violation) of each failing seed.
     pub failures: Vec<(u64, usize, String)>,
@@ -48,12 +49,13 @@ pub struct Summary {
 impl Summary {
     pub fn line(&self) -> String {
         format!(
-            "sim: seeds={} violations={} elections={} commits={} max_election_ms={} conf_changes={} transfers={} reads={} retries={}",
+            "sim: seeds={} violations={} elections={} commits={} max_election_ms={} snapshots={} conf_changes={} transfers={} reads={} retries={}",
             self.seeds,
             self.violations,
             self.elections,
             self.commits,
             self.max_election_ms,
+            self.snapshots,
             self.conf_changes,
             self.transfers,
             self.reads,
@@ -87,6 +89,7 @@ pub fn campaign(first: u64, count: u64, nodes: Option<usize>) -> Summary {
         summary.reads += outcome.reads;
         summary.conf_changes += outcome.conf_changes;
         summary.retries += outcome.retries;
+        summary.snapshots += outcome.snapshots;
         summary.max_election_ms = summary
             .max_election_ms
             .max(outcome.election_after_heal_ns / 1_000_000);

@@ -7,6 +7,17 @@ use super::*;
 
 impl RaftNode {
     pub(super) fn tick_leader(&mut self) {
+        // A snapshot that was not confirmed in time is asked for again (hashicorp/raft #212,
+        // dgraph #2707: no follower stays in the snapshot state forever).
+        let timeout = self.config.snapshot_timeout_ms * 1_000_000;
+        let now = self.now;
+        for p in self.progress.values_mut() {
+            if let ProgressState::Snapshot { since, .. } = p.state {
+                if now.saturating_sub(since) > timeout {
+                    p.become_probe(p.match_index.next());
+                }
+            }
+        }
         if self.config.check_quorum {
             let window = self.config.election_timeout_min_ns();
             let now = self.now;

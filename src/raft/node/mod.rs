@@ -90,6 +90,17 @@ pub struct ReadState {
     pub result: Result<LogIndex, ReadError>,
 }
 
+/// The leader asks its caller to send a follower a snapshot: the follower needs entries up to
+/// at least `at_least`, which the leader compacted away. The caller streams its latest snapshot
+/// (chunks, each acknowledged) to `to`, whose caller installs it durably and calls
+/// [`RaftNode::snapshot_installed`]. A transfer that fails is simply dropped: the leader asks
+/// again after `snapshot_timeout_ms`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotRequest {
+    pub to: NodeId,
+    pub at_least: LogIndex,
+}
+
 /// Why a message was refused. The message came from the network: never a panic.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum StepError {
@@ -184,6 +195,7 @@ pub struct RaftNode {
     reads_forwarded: BTreeMap<u64, ()>,
     reads_awaiting_apply: VecDeque<(u64, LogIndex)>,
     read_states: Vec<ReadState>,
+    snapshot_sends: Vec<SnapshotRequest>,
 
     // Leader state.
     progress: BTreeMap<NodeId, Progress>,
@@ -279,6 +291,7 @@ impl RaftNode {
             reads_forwarded: BTreeMap::new(),
             reads_awaiting_apply: VecDeque::new(),
             read_states: Vec::new(),
+            snapshot_sends: Vec::new(),
             progress: BTreeMap::new(),
             round: 0,
             round_starts: VecDeque::new(),
@@ -444,6 +457,17 @@ impl RaftNode {
             MessageBody::HeartbeatResponse { round } => {
                 if self.role == Role::Leader {
                     self.handle_heartbeat_response(m.from, round);
+                }
+            }
+            MessageBody::SnapshotInstalled { last_index } => {
+                if self.role == Role::Leader && last_index <= self.log.last_index() {
+                    self.heard_from(m.from, 0);
+                    if let Some(p) = self.progress.get_mut(&m.from) {
+                        if p.acknowledge(last_index) {
+                            self.maybe_commit();
+                        }
+                        self.send_append(m.from);
+                    }
                 }
             }
             MessageBody::TimeoutNow { round } => {
@@ -613,6 +637,74 @@ impl RaftNode {
             .push_back((ctx, self.log.committed));
         self.release_reads();
         Ok(())
+    }
+
+    /// Snapshots the leader needs sent, available at any time.
+    pub fn take_snapshot_requests(&mut self) -> Vec<SnapshotRequest> {
+        std::mem::take(&mut self.snapshot_sends)
+    }
+
+    /// The compaction policy: `Some(applied index)` once enough entries (or bytes) were applied
+    /// since the last snapshot. The caller then snapshots its state machine at that index,
+    /// makes it durable, and calls [`compact`](Self::compact).
+    pub fn snapshot_due(&self) -> Option<LogIndex> {
+        let applied = self.log.applied;
+        let entries = applied.0.saturating_sub(self.log.snapshot_index().0);
+        if entries == 0 {
+            return None;
+        }
+        let due = entries >= self.config.compaction_entries_max
+            || self.log.applied_bytes_since_snapshot() as u64 >= self.config.compaction_bytes_max;
+        due.then_some(applied)
+    }
+
+    /// The caller holds a durable snapshot up to `index` (at most the applied index): the log
+    /// prefix it covers is dropped.
+    pub fn compact(&mut self, index: LogIndex) {
+        let index = index.min(self.log.applied).min(self.log.persisted);
+        if index <= self.log.snapshot_index() {
+            return;
+        }
+        self.log.compact(index);
+        self.configs.compact(index);
+    }
+
+    /// This node's caller installed, durably, a snapshot from `from` up to (`index`, `term`)
+    /// with `membership`: the state machine and the log prefix are replaced. Tells the leader.
+    /// Also call it when storage refused the snapshot as older than what it applied: the leader
+    /// then learns where to resume.
+    pub fn snapshot_installed(
+        &mut self,
+        from: NodeId,
+        index: LogIndex,
+        term: Term,
+        membership: Membership,
+        now: Nanos,
+    ) {
+        self.observe(now);
+        if index <= self.log.applied {
+            // Older than what we hold (storage refuses it too): tell the leader how far our log
+            // is known to match its own — our commit index — so it resumes appending from
+            // there instead of sending snapshots forever (etcd answers a stale snapshot so).
+            let body = MessageBody::SnapshotInstalled {
+                last_index: self.log.committed,
+            };
+            self.send(from, self.term, body);
+            return;
+        }
+        let keep = self.log.install_snapshot(index, term);
+        self.configs.install(index, membership, keep);
+        self.on_membership_changed();
+        self.release_reads();
+        if self.term > Term(0) {
+            let body = MessageBody::SnapshotInstalled { last_index: index };
+            self.send(from, self.term, body);
+        }
+    }
+
+    /// The log starts after this index (0 without a snapshot).
+    pub fn snapshot_index(&self) -> LogIndex {
+        self.log.snapshot_index()
     }
 
     /// Outcomes of reads started with [`read_index`](Self::read_index), available at any time.

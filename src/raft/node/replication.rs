@@ -112,6 +112,7 @@ impl RaftNode {
         let rejected = match_index;
         let stale = match p.state {
             ProgressState::Replicate => rejected <= p.match_index,
+            ProgressState::Snapshot { .. } => true,
             ProgressState::Probe => rejected != p.next_index.prev(),
         };
         if stale || rejected == LogIndex(0) {
@@ -171,10 +172,17 @@ impl RaftNode {
             return; // Nothing new; heartbeats carry the commit index.
         }
         let prev = p.next_index.prev();
-        let prev_term = self
-            .log
-            .term(prev)
-            .expect("prev inside the log (no compaction yet)");
+        let Some(prev_term) = self.log.term(prev) else {
+            // The entries this follower needs were compacted away: it needs a snapshot.
+            let at_least = self.log.snapshot_index();
+            let now = self.now;
+            self.progress
+                .get_mut(&to)
+                .expect("checked above")
+                .become_snapshot(at_least, now);
+            self.snapshot_sends.push(SnapshotRequest { to, at_least });
+            return;
+        };
         let entries = self.log.slice(
             p.next_index,
             self.config.append_entries_max,
