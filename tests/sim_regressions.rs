@@ -42,6 +42,20 @@ const FAILED_SEEDS: &[(u64, usize, &str)] = &[
          still counted its pre-crash acknowledgement (fixed: a restarted node refuses every vote, \
          hand-overs included, for one minimum election timeout)",
     ),
+    (
+        932,
+        3,
+        "a follower that had already applied past a leader's snapshot refused it, never said so, \
+         and the leader asked for snapshots forever (fixed: a stale snapshot is answered with the \
+         follower's commit index)",
+    ),
+    (
+        468,
+        3,
+        "after restarting from a snapshot taken before any configuration entry was applied, every \
+         node came back with an empty configuration and nobody could campaign (fixed in the \
+         simulator's restart: an unrecorded configuration is the bootstrap one)",
+    ),
 ];
 
 #[test]
