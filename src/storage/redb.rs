@@ -910,41 +910,34 @@ fn write_err(path: &Path) -> impl Fn(redb::StorageError) -> StorageError + '_ {
     move |e| StorageError::redb(path, "write", e)
 }
 
-impl StoreWrite for RedbStore<'_, &WriteTransaction> {
-    fn set_hard_state(&mut self, hard_state: &HardState) -> Result<(), StorageError> {
-        let path = self.path;
-        let bytes = encode_row(hard_state);
-        table!(self.hard_state, HARD_STATE)
+/// Writes the single row of a one-row table (hard state, membership, snapshot meta, state
+/// machine meta).
+macro_rules! set_row {
+    ($self:ident . $field:ident, $def:expr, $value:expr) => {{
+        let path = $self.path;
+        let bytes = encode_row($value);
+        table!($self.$field, $def)
             .insert((), bytes.as_slice())
             .map_err(write_err(path))?;
         Ok(())
+    }};
+}
+
+impl StoreWrite for RedbStore<'_, &WriteTransaction> {
+    fn set_hard_state(&mut self, hard_state: &HardState) -> Result<(), StorageError> {
+        set_row!(self.hard_state, HARD_STATE, hard_state)
     }
 
     fn set_membership(&mut self, record: &MembershipRecord) -> Result<(), StorageError> {
-        let path = self.path;
-        let bytes = encode_row(record);
-        table!(self.membership, MEMBERSHIP)
-            .insert((), bytes.as_slice())
-            .map_err(write_err(path))?;
-        Ok(())
+        set_row!(self.membership, MEMBERSHIP, record)
     }
 
     fn set_snapshot_meta(&mut self, meta: &SnapshotMeta) -> Result<(), StorageError> {
-        let path = self.path;
-        let bytes = encode_row(meta);
-        table!(self.snapshot, SNAPSHOT)
-            .insert((), bytes.as_slice())
-            .map_err(write_err(path))?;
-        Ok(())
+        set_row!(self.snapshot, SNAPSHOT, meta)
     }
 
     fn set_sm_meta(&mut self, meta: &SmMeta) -> Result<(), StorageError> {
-        let path = self.path;
-        let bytes = encode_row(meta);
-        table!(self.sm, SM_META)
-            .insert((), bytes.as_slice())
-            .map_err(write_err(path))?;
-        Ok(())
+        set_row!(self.sm, SM_META, meta)
     }
 
     fn log_append(&mut self, entry: &Entry) -> Result<(), StorageError> {
