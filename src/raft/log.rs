@@ -20,6 +20,9 @@ pub struct RaftLog {
     pub(crate) applying: LogIndex,
     /// The last index the caller has confirmed applied.
     pub(crate) applied: LogIndex,
+    /// Bytes of the entries in (snapshot_index, applied], kept as entries are applied and
+    /// compacted so that the compaction policy never walks the log.
+    applied_bytes: usize,
     /// The last index known durable and identical to the entry in memory.
     pub(crate) persisted: LogIndex,
     /// Entries from this index on have not been handed to the caller to persist.
@@ -51,7 +54,7 @@ impl RaftLog {
         );
         let committed = committed.max(applied).min(last);
         assert!(applied <= committed);
-        RaftLog {
+        let mut log = RaftLog {
             snapshot_index,
             snapshot_term,
             entries,
@@ -61,7 +64,27 @@ impl RaftLog {
             persisted: last,
             unstable_from: last.next(),
             pending_truncate: None,
+            applied_bytes: 0,
+        };
+        log.applied_bytes = log.bytes_between(snapshot_index, applied);
+        log
+    }
+
+    /// Bytes of the entries in (`after`, `upto`].
+    fn bytes_between(&self, after: LogIndex, upto: LogIndex) -> usize {
+        let mut bytes = 0;
+        let mut i = after.next();
+        while i <= upto {
+            bytes += self.entry(i).map_or(0, Entry::size_bytes);
+            i = i.next();
         }
+        bytes
+    }
+
+    /// The caller applied everything handed out to apply.
+    pub fn mark_applied(&mut self) {
+        self.applied_bytes += self.bytes_between(self.applied, self.applying);
+        self.applied = self.applying;
     }
 
     pub fn first_index(&self) -> LogIndex {
@@ -241,6 +264,7 @@ impl RaftLog {
             return;
         }
         let term = self.term(index).expect("compaction point inside the log");
+        self.applied_bytes -= self.bytes_between(self.snapshot_index, index);
         let drop = (index.0 - self.snapshot_index.0) as usize;
         self.entries.drain(..drop);
         self.snapshot_index = index;
@@ -274,18 +298,13 @@ impl RaftLog {
         self.committed = self.committed.max(index);
         self.applying = index;
         self.applied = index;
+        self.applied_bytes = 0;
         keep
     }
 
     /// Bytes of the entries applied since the snapshot, for the compaction policy.
     pub fn applied_bytes_since_snapshot(&self) -> usize {
-        let mut bytes = 0;
-        let mut i = self.snapshot_index.next();
-        while i <= self.applied {
-            bytes += self.entry(i).map_or(0, Entry::size_bytes);
-            i = i.next();
-        }
-        bytes
+        self.applied_bytes
     }
 
     pub fn commit_to(&mut self, index: LogIndex) -> bool {
@@ -432,6 +451,20 @@ mod tests {
             Some(LogIndex(2))
         );
         assert_eq!(log.last_index_of_term(Term(2), LogIndex(5)), None);
+    }
+
+    #[test]
+    fn applied_bytes_follow_apply_and_compaction() {
+        let mut log = log_of(&[1, 1, 1, 1]);
+        assert_eq!(log.applied_bytes_since_snapshot(), 0);
+        log.commit_to(LogIndex(3));
+        log.take_committed(LogIndex(4));
+        log.mark_applied();
+        assert_eq!(log.applied_bytes_since_snapshot(), 3 * e(1, 1).size_bytes());
+        log.compact(LogIndex(2));
+        assert_eq!(log.applied_bytes_since_snapshot(), e(1, 3).size_bytes());
+        log.install_snapshot(LogIndex(4), Term(1));
+        assert_eq!(log.applied_bytes_since_snapshot(), 0);
     }
 
     #[test]

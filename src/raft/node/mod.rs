@@ -812,7 +812,7 @@ impl RaftNode {
         if let Some(hs) = done.hard_state {
             self.durable_term_vote = (hs.term, hs.vote);
         }
-        self.log.applied = self.log.applying;
+        self.log.mark_applied();
         if self.role == Role::Leader {
             self.maybe_commit();
         }
