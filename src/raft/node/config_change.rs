@@ -17,7 +17,7 @@ impl RaftNode {
             return Err(ConfChangeError::Transferring);
         }
         let index = self.configs.current_index();
-        if index > self.log.committed || self.membership.is_joint() {
+        if index > self.log.committed || self.configs.current().is_joint() {
             return Err(ConfChangeError::ChangeInProgress { index });
         }
         Ok(())
@@ -39,11 +39,10 @@ impl RaftNode {
 
     /// Brings role and replication in line with the configuration in force.
     pub(super) fn on_membership_changed(&mut self) {
-        self.membership = self.configs.current().clone();
-        let voter = self.membership.is_voter(self.id);
+        let voter = self.configs.current().is_voter(self.id);
         match self.role {
             Role::Leader => {
-                let members = self.membership.members();
+                let members = self.configs.current().members();
                 self.progress.retain(|id, _| members.contains(id));
                 let last = self.log.last_index();
                 for id in members {
@@ -51,7 +50,7 @@ impl RaftNode {
                         self.progress.insert(id, Progress::new(last, self.now));
                     }
                 }
-                self.joint_since = match (self.membership.is_joint(), self.joint_since) {
+                self.joint_since = match (self.configs.current().is_joint(), self.joint_since) {
                     (true, None) => Some(self.now),
                     (true, since) => since,
                     (false, _) => None,
@@ -79,12 +78,12 @@ impl RaftNode {
         if self.role != Role::Leader || self.configs.current_index() > self.log.committed {
             return;
         }
-        if self.membership.is_joint() {
-            let next = membership::leave_joint(&self.membership);
+        if self.configs.current().is_joint() {
+            let next = membership::leave_joint(self.configs.current());
             self.append_entry(EntryPayload::Config(next));
             self.broadcast_append();
             self.maybe_commit();
-        } else if !self.membership.is_voter(self.id) {
+        } else if !self.configs.current().is_voter(self.id) {
             self.become_follower(self.term, None);
         }
     }

@@ -28,7 +28,7 @@ impl RaftNode {
     }
 
     pub(super) fn campaign_with(&mut self, pre_vote: bool, transfer_round: Option<u64>) {
-        if !self.membership.is_voter(self.id) {
+        if !self.configs.current().is_voter(self.id) {
             return;
         }
         self.reset_election_timer();
@@ -101,7 +101,7 @@ impl RaftNode {
             (false, Role::Candidate) => term == self.term,
             _ => false,
         };
-        if !expected || !self.membership.is_voter(from) {
+        if !expected || !self.configs.current().is_voter(from) {
             return;
         }
         self.votes.insert(from, granted);
@@ -109,7 +109,7 @@ impl RaftNode {
     }
 
     pub(super) fn count_votes(&mut self, pre_vote: bool) {
-        match quorum::vote_result(&self.membership, |id| self.votes.get(&id).copied()) {
+        match quorum::vote_result(self.configs.current(), |id| self.votes.get(&id).copied()) {
             VoteResult::Won if pre_vote => self.campaign(false),
             VoteResult::Won => self.become_leader(),
             VoteResult::Lost => self.become_follower(self.term, None),
@@ -127,7 +127,7 @@ impl RaftNode {
             self.term = term;
             self.vote = None;
         }
-        self.role = if self.membership.is_voter(self.id) {
+        self.role = if self.configs.current().is_voter(self.id) {
             Role::Follower
         } else {
             Role::Learner
@@ -160,7 +160,8 @@ impl RaftNode {
         self.votes.clear();
         let last = self.log.last_index();
         self.progress = self
-            .membership
+            .configs
+            .current()
             .members()
             .into_iter()
             .filter(|&id| id != self.id)
@@ -175,7 +176,7 @@ impl RaftNode {
         self.uncommitted_bytes = 0;
         // Raft §8: a new leader commits an entry of its own term, which commits everything
         // before it; until it is applied the host must not write.
-        self.joint_since = self.membership.is_joint().then_some(self.now);
+        self.joint_since = self.configs.current().is_joint().then_some(self.now);
         self.noop_index = self.append_entry(EntryPayload::Noop);
         self.start_round();
         self.broadcast_append();

@@ -23,7 +23,7 @@ impl RaftNode {
             let now = self.now;
             let progress = &self.progress;
             let me = self.id;
-            let active = quorum::is_quorum(&self.membership, |id| {
+            let active = quorum::is_quorum(self.configs.current(), |id| {
                 id == me
                     || progress
                         .get(&id)
@@ -44,7 +44,7 @@ impl RaftNode {
         }
         if let Some(since) = self.joint_since {
             let timeout = self.config.conf_change_timeout_ms * 1_000_000;
-            if self.membership.is_joint() && self.now.saturating_sub(since) > timeout {
+            if self.configs.current().is_joint() && self.now.saturating_sub(since) > timeout {
                 // The new voters could not form a quorum in time (raft-rs #192): go back.
                 let _ = self.abort_membership_change(self.now);
             }
@@ -110,7 +110,7 @@ impl RaftNode {
         let me = self.id;
         let (round, progress) = (self.round, &self.progress);
         let acked = quorum::quorum_value(
-            &self.membership,
+            self.configs.current(),
             |id| {
                 if id == me {
                     round

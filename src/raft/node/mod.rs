@@ -172,9 +172,8 @@ pub struct RaftNode {
     term: Term,
     vote: Option<NodeId>,
     log: RaftLog,
+    /// The configurations of the log; the one in force is `configs.current()`.
     configs: ConfigLog,
-    /// `configs.current()`, cached.
-    membership: Membership,
 
     // Volatile state.
     role: Role,
@@ -265,8 +264,7 @@ impl RaftNode {
         for (index, m) in found {
             configs.push(index, m);
         }
-        let membership = configs.current().clone();
-        let role = if membership.is_voter(config.id) {
+        let role = if configs.current().is_voter(config.id) {
             Role::Follower
         } else {
             Role::Learner
@@ -280,7 +278,6 @@ impl RaftNode {
             vote: hard_state.vote,
             log,
             configs,
-            membership,
             role,
             leader: None,
             election_deadline: now,
@@ -347,7 +344,9 @@ impl RaftNode {
         if m.from == self.id {
             return Err(StepError::UnknownSender { from: m.from });
         }
-        if matches!(m.body, MessageBody::RequestVote { .. }) && !self.membership.is_voter(m.from) {
+        if matches!(m.body, MessageBody::RequestVote { .. })
+            && !self.configs.current().is_voter(m.from)
+        {
             // A removed node that does not know it yet must not disrupt the cluster.
             return Ok(());
         }
@@ -472,7 +471,7 @@ impl RaftNode {
             }
             MessageBody::TimeoutNow { round } => {
                 // Only our leader of this term may hand over to us; campaign at once.
-                if self.leader == Some(m.from) && self.membership.is_voter(self.id) {
+                if self.leader == Some(m.from) && self.configs.current().is_voter(self.id) {
                     self.campaign_now(Some(round));
                 }
             }
@@ -517,14 +516,14 @@ impl RaftNode {
         }
         let target = match target {
             Some(t) if t == self.id => return Err(TransferError::AlreadyLeader { target: t }),
-            Some(t) if !self.membership.is_voter(t) => {
+            Some(t) if !self.configs.current().is_voter(t) => {
                 return Err(TransferError::NotVoter { target: t })
             }
             Some(t) => t,
             None => self
                 .progress
                 .iter()
-                .filter(|(id, _)| self.membership.is_voter(**id))
+                .filter(|(id, _)| self.configs.current().is_voter(**id))
                 .max_by_key(|(id, p)| (p.match_index, std::cmp::Reverse(**id)))
                 .map(|(id, _)| *id)
                 .ok_or(TransferError::NoCandidate)?,
@@ -557,7 +556,7 @@ impl RaftNode {
                 .map_or(LogIndex(0), |p| p.match_index);
             let last = self.log.last_index();
             let lag_max = self.config.promote_lag_max;
-            if self.membership.learners.contains(&id) && matched.0 + lag_max < last.0 {
+            if self.configs.current().learners.contains(&id) && matched.0 + lag_max < last.0 {
                 return Err(ConfChangeError::LearnerBehind {
                     id,
                     matched,
@@ -566,8 +565,8 @@ impl RaftNode {
                 });
             }
         }
-        let target = membership::apply_change(&self.membership, change)?;
-        let entry = membership::next_entry(&self.membership, &target);
+        let target = membership::apply_change(self.configs.current(), change)?;
+        let entry = membership::next_entry(self.configs.current(), &target);
         let index = self.append_entry(EntryPayload::Config(entry));
         self.broadcast_append();
         self.maybe_commit();
@@ -584,10 +583,10 @@ impl RaftNode {
                 leader: self.leader,
             });
         }
-        if !self.membership.is_joint() {
+        if !self.configs.current().is_joint() {
             return Err(ConfChangeError::NothingToAbort);
         }
-        let back = membership::abort_joint(&self.membership);
+        let back = membership::abort_joint(self.configs.current());
         let index = self.append_entry(EntryPayload::Config(back));
         self.broadcast_append();
         self.maybe_commit();
@@ -839,7 +838,7 @@ impl RaftNode {
     }
 
     pub fn membership(&self) -> &Membership {
-        &self.membership
+        self.configs.current()
     }
 
     /// The term of the entry at `index` in this node's log, if it holds one there.
@@ -899,8 +898,8 @@ impl RaftNode {
     }
 
     fn voters_except_me(&self) -> Vec<NodeId> {
-        let mut voters: Vec<NodeId> = self.membership.voters.iter().copied().collect();
-        voters.extend(self.membership.voters_outgoing.iter().copied());
+        let mut voters: Vec<NodeId> = self.configs.current().voters.iter().copied().collect();
+        voters.extend(self.configs.current().voters_outgoing.iter().copied());
         voters.sort();
         voters.dedup();
         voters.retain(|&id| id != self.id);

@@ -218,7 +218,7 @@ impl RaftNode {
         let persisted = self.log.persisted;
         let progress = &self.progress;
         let index = quorum::quorum_value(
-            &self.membership,
+            self.configs.current(),
             |id| {
                 if id == me {
                     persisted
