@@ -243,7 +243,6 @@ impl Cluster {
             disk_stall_ppm: [0, 0, 2_000, 20_000][rng.below(4) as usize],
         };
         let drift_ppm = raft_config(NodeId(1)).clock_drift_max_ppm as i64;
-        let membership = Membership::new((1..=cfg.nodes as u64).map(NodeId));
         let mut nodes = Vec::new();
         for i in 0..cfg.nodes {
             // Each clock runs within ±drift/2 of real time, so any two differ by at most the
@@ -313,7 +312,7 @@ impl Cluster {
             first_writable_after_heal: None,
         };
         for i in 0..cluster.nodes.len() {
-            cluster.start_node(i, &membership);
+            cluster.start_node(i);
             let jitter = cluster.rng.below(5 * MS);
             cluster.schedule(jitter, Event::Tick(i));
         }
@@ -375,8 +374,7 @@ impl Cluster {
             Event::WriteDone { node, incarnation } => self.write_done(node, incarnation),
             Event::Restart(i) => {
                 if self.nodes[i].core.is_none() {
-                    let membership = Membership::new((1..=self.nodes.len() as u64).map(NodeId));
-                    self.start_node(i, &membership);
+                    self.start_node(i);
                     self.note(format!("restart n{}", i + 1));
                 }
             }
@@ -1118,7 +1116,8 @@ impl Cluster {
         }
     }
 
-    fn start_node(&mut self, i: usize, membership: &Membership) {
+    fn start_node(&mut self, i: usize) {
+        let bootstrap = self.bootstrap_membership();
         // A restart reopens the disk and rebuilds the core from exactly what is durable.
         let disk = &mut self.nodes[i].disk;
         disk.install_abort();
@@ -1127,7 +1126,7 @@ impl Cluster {
         // Storage records a configuration only once a Config entry was applied; before that
         // the cluster runs on its bootstrap configuration (the daemon's configured peers).
         let base = if state.snapshot.membership.voters.is_empty() {
-            membership.clone()
+            bootstrap
         } else {
             state.snapshot.membership.clone()
         };
@@ -1163,10 +1162,9 @@ impl Cluster {
         self.heal_at = self.now;
         self.blocked.clear();
         self.note("heal: network whole, every node up, no more faults".to_string());
-        let membership = Membership::new((1..=self.nodes.len() as u64).map(NodeId));
         for i in 0..self.nodes.len() {
             if self.nodes[i].core.is_none() {
-                self.start_node(i, &membership);
+                self.start_node(i);
             }
         }
     }

@@ -18,16 +18,9 @@ impl RaftNode {
         self.would_refuse_vote(self.now, candidate, term, transfer_round)
     }
 
-    pub(super) fn campaign(&mut self, pre_vote: bool) {
-        self.campaign_with(pre_vote, None);
-    }
-
-    /// A hand-over campaign: no pre-vote, and voters may accept despite stickiness.
-    pub(super) fn campaign_now(&mut self, transfer_round: Option<u64>) {
-        self.campaign_with(false, transfer_round);
-    }
-
-    pub(super) fn campaign_with(&mut self, pre_vote: bool, transfer_round: Option<u64>) {
+    /// Starts a (pre-)election. With `transfer_round` it is a hand-over campaign (after
+    /// TimeoutNow): no pre-vote, and voters may accept it despite stickiness.
+    pub(super) fn campaign(&mut self, pre_vote: bool, transfer_round: Option<u64>) {
         if !self.configs.current().is_voter(self.id) {
             return;
         }
@@ -110,7 +103,7 @@ impl RaftNode {
 
     pub(super) fn count_votes(&mut self, pre_vote: bool) {
         match quorum::vote_result(self.configs.current(), |id| self.votes.get(&id).copied()) {
-            VoteResult::Won if pre_vote => self.campaign(false),
+            VoteResult::Won if pre_vote => self.campaign(false, None),
             VoteResult::Won => self.become_leader(),
             VoteResult::Lost => self.become_follower(self.term, None),
             VoteResult::Pending => {}

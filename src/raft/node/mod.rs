@@ -326,7 +326,7 @@ impl RaftNode {
             Role::Learner => {}
             Role::Follower | Role::PreCandidate | Role::Candidate => {
                 if now >= self.election_deadline {
-                    self.campaign(self.config.pre_vote);
+                    self.campaign(self.config.pre_vote, None);
                 }
             }
         }
@@ -472,7 +472,7 @@ impl RaftNode {
             MessageBody::TimeoutNow { round } => {
                 // Only our leader of this term may hand over to us; campaign at once.
                 if self.leader == Some(m.from) && self.configs.current().is_voter(self.id) {
-                    self.campaign_now(Some(round));
+                    self.campaign(false, Some(round));
                 }
             }
             MessageBody::ReadIndex { ctx } => {
