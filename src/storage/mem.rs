@@ -220,31 +220,29 @@ impl LogStorage for MemStorage {
     }
 
     fn install_chunk(&mut self, chunk: &[u8]) -> Result<InstallProgress, StorageError> {
-        let expected_seq = self.install.as_ref().map_or(0, |i| i.receiver.next_seq);
-        let frame = match snapshot::decode_frame(chunk, expected_seq) {
-            Ok(frame) => frame,
+        let next_seq = self.install.as_ref().map(|i| i.receiver.next_seq);
+        let placed = snapshot::place_chunk(chunk, next_seq);
+        let frame = match placed {
             Err(err) => {
                 self.install = None;
                 return Err(err);
             }
+            Ok(snapshot::Placed::Next(frame)) => frame,
+            Ok(snapshot::Placed::Start(receiver)) => {
+                self.install = None;
+                engine::check_install(&mut self.read(), &self.cached, &receiver.header.meta)?;
+                self.install = Some(MemInstall {
+                    receiver,
+                    kv: BTreeMap::new(),
+                    sessions: BTreeMap::new(),
+                });
+                return Ok(InstallProgress::Continue { chunks: 1 });
+            }
         };
-        if frame.seq == 0 {
-            self.install = None;
-            let receiver = snapshot::Receiver::start(&frame)?;
-            engine::check_install(&mut self.read(), &self.cached, &receiver.header.meta)?;
-            self.install = Some(MemInstall {
-                receiver,
-                kv: BTreeMap::new(),
-                sessions: BTreeMap::new(),
-            });
-            return Ok(InstallProgress::Continue { chunks: 1 });
-        }
-        let Some(mut install) = self.install.take() else {
-            return Err(StorageError::SnapshotChunk {
-                seq: frame.seq,
-                reason: "no install in progress (the header chunk, seq 0, comes first)".into(),
-            });
-        };
+        let mut install = self
+            .install
+            .take()
+            .expect("place_chunk found an install in progress");
         match install.receiver.step(&frame)? {
             snapshot::Step::Kv(records) => {
                 for (key, value) in records {

@@ -493,37 +493,36 @@ impl LogStorage for RedbStorage {
     }
 
     fn install_chunk(&mut self, chunk: &[u8]) -> Result<InstallProgress, StorageError> {
-        let expected_seq = self.install.as_ref().map_or(0, |r| r.next_seq);
-        let frame = match snapshot::decode_frame(chunk, expected_seq) {
-            Ok(frame) => frame,
+        let next_seq = self.install.as_ref().map(|r| r.next_seq);
+        let placed = snapshot::place_chunk(chunk, next_seq);
+        let frame = match placed {
             Err(err) => {
                 self.install = None;
                 return Err(err);
             }
+            Ok(snapshot::Placed::Next(frame)) => frame,
+            Ok(snapshot::Placed::Start(receiver)) => {
+                self.install = None;
+                engine::check_install(&mut self.read_txn()?, &self.cached, &receiver.header.meta)?;
+                // Staging tables left by an install that never finished are dropped here, and
+                // only here: they never were part of the state.
+                self.write_txn(Durability::None, |txn, path| {
+                    let fail =
+                        |e: TableError| StorageError::redb(path, "reset the staging tables", e);
+                    txn.delete_table(KV_STAGING).map_err(fail)?;
+                    txn.delete_table(SESSIONS_STAGING).map_err(fail)?;
+                    txn.open_table(KV_STAGING).map_err(fail)?;
+                    txn.open_table(SESSIONS_STAGING).map_err(fail)?;
+                    Ok(())
+                })?;
+                self.install = Some(receiver);
+                return Ok(InstallProgress::Continue { chunks: 1 });
+            }
         };
-        if frame.seq == 0 {
-            self.install = None;
-            let receiver = snapshot::Receiver::start(&frame)?;
-            engine::check_install(&mut self.read_txn()?, &self.cached, &receiver.header.meta)?;
-            // Staging tables left by an install that never finished are dropped here, and
-            // only here: they never were part of the state.
-            self.write_txn(Durability::None, |txn, path| {
-                let fail = |e: TableError| StorageError::redb(path, "reset the staging tables", e);
-                txn.delete_table(KV_STAGING).map_err(fail)?;
-                txn.delete_table(SESSIONS_STAGING).map_err(fail)?;
-                txn.open_table(KV_STAGING).map_err(fail)?;
-                txn.open_table(SESSIONS_STAGING).map_err(fail)?;
-                Ok(())
-            })?;
-            self.install = Some(receiver);
-            return Ok(InstallProgress::Continue { chunks: 1 });
-        }
-        let Some(mut receiver) = self.install.take() else {
-            return Err(StorageError::SnapshotChunk {
-                seq: frame.seq,
-                reason: "no install in progress (the header chunk, seq 0, comes first)".into(),
-            });
-        };
+        let mut receiver = self
+            .install
+            .take()
+            .expect("place_chunk found an install in progress");
         match receiver.step(&frame)? {
             snapshot::Step::Kv(records) => {
                 // Staged without an fsync: the final swap's durable commit makes them durable.

@@ -203,6 +203,29 @@ pub(crate) struct Frame<'a> {
 }
 
 /// Parses a frame and verifies its checksum. `expected_seq` names the chunk in errors.
+/// Where an incoming chunk belongs: the header of a new install, or the next frame of the
+/// install in progress.
+pub(crate) enum Placed<'a> {
+    Start(Receiver),
+    Next(Frame<'a>),
+}
+
+/// Decodes a chunk against the install in progress (`next_seq` is `None` when there is none).
+/// Both backends abandon their install on any error.
+pub(crate) fn place_chunk(chunk: &[u8], next_seq: Option<u32>) -> Result<Placed<'_>, StorageError> {
+    let frame = decode_frame(chunk, next_seq.unwrap_or(0))?;
+    if frame.seq == 0 {
+        return Ok(Placed::Start(Receiver::start(&frame)?));
+    }
+    if next_seq.is_none() {
+        return Err(StorageError::SnapshotChunk {
+            seq: frame.seq,
+            reason: "no install in progress (the header chunk, seq 0, comes first)".into(),
+        });
+    }
+    Ok(Placed::Next(frame))
+}
+
 pub(crate) fn decode_frame(bytes: &[u8], expected_seq: u32) -> Result<Frame<'_>, StorageError> {
     let fail = |reason: String| StorageError::SnapshotChunk {
         seq: expected_seq,
