@@ -1819,7 +1819,7 @@ fn malformed_messages_are_errors_that_name_the_peer() {
         ),
         (
             msg(1, 1, 2, heartbeat(0, 1)),
-            StepError::UnknownSender { from: n(1) },
+            StepError::FromSelf { me: n(1) },
         ),
         (
             msg(2, 1, 2, append(0, 0, vec![], 0)),

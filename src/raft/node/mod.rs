@@ -106,8 +106,8 @@ pub struct SnapshotRequest {
 pub enum StepError {
     #[error("message for {to} delivered to {me}")]
     WrongRecipient { to: NodeId, me: NodeId },
-    #[error("message from {from}, which is not a member")]
-    UnknownSender { from: NodeId },
+    #[error("a message delivered to {me} claims to come from {me} itself")]
+    FromSelf { me: NodeId },
     #[error("{from} claims to lead {term}, which {me} already leads")]
     SecondLeader {
         from: NodeId,
@@ -342,7 +342,7 @@ impl RaftNode {
             });
         }
         if m.from == self.id {
-            return Err(StepError::UnknownSender { from: m.from });
+            return Err(StepError::FromSelf { me: self.id });
         }
         if matches!(m.body, MessageBody::RequestVote { .. })
             && !self.configs.current().is_voter(m.from)
