@@ -249,7 +249,7 @@ fn foreign_files_are_refused_with_the_path_and_the_problem() {
         // Another program's redb database.
         let db = redb::Database::create(&path).unwrap();
         let txn = db.begin_write().unwrap();
-        let table: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("other");
+        let table: redb::TableDefinition<'_, &str, u64> = redb::TableDefinition::new("other");
         txn.open_table(table).unwrap().insert("x", &1).unwrap();
         txn.commit().unwrap();
     }
@@ -351,7 +351,7 @@ fn damaged_files_are_refused_never_repaired() {
     {
         let db = redb::Database::open(&path).unwrap();
         let txn = db.begin_write().unwrap();
-        let log: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("log");
+        let log: redb::TableDefinition<'_, u64, &[u8]> = redb::TableDefinition::new("log");
         // The table layout is internal; the test knows it to break it on purpose.
         txn.open_table(log).unwrap().remove(&50).unwrap();
         txn.commit().unwrap();

@@ -183,7 +183,7 @@ async fn reload_of_bad_files_keeps_the_old_identity() {
             .unwrap()
     };
     type BreakFiles<'a> = Box<dyn Fn() + 'a>;
-    let cases: Vec<(&str, BreakFiles)> = vec![
+    let cases: Vec<(&str, BreakFiles<'_>)> = vec![
         (
             "do not belong together",
             Box::new(move || {

@@ -1882,7 +1882,7 @@ fn a_proposal_to_a_follower_is_refused_with_the_leaders_id() {
 
 // ----- Core II: linearizable reads, leadership transfer, membership -----
 
-fn read_states(node: &mut RaftNode) -> Vec<(u64, Result<LogIndex, crate::raft::ReadError>)> {
+fn read_states(node: &mut RaftNode) -> Vec<(u64, Result<LogIndex, ReadError>)> {
     node.take_read_states()
         .into_iter()
         .map(|r| (r.ctx, r.result))
@@ -1958,10 +1958,7 @@ fn a_follower_read_is_confirmed_by_the_leader_and_served_once_applied() {
     assert!(net.status(2).applied_index >= index);
     // Without a leader there is no one to confirm with.
     let mut lonely = follower(3, 1, &[1]);
-    assert_eq!(
-        lonely.read_index(1, 0),
-        Err(crate::raft::ReadError::NoLeader)
-    );
+    assert_eq!(lonely.read_index(1, 0), Err(ReadError::NoLeader));
 }
 
 #[test]
@@ -2213,7 +2210,7 @@ fn a_follower_behind_the_snapshot_gets_one_and_is_asked_again_after_a_timeout() 
 fn an_installed_snapshot_keeps_the_matching_durable_suffix_and_nothing_else() {
     // A follower whose log holds the snapshot's last entry keeps what follows it.
     let mut node = follower(3, 2, &[1, 1, 2, 2, 2]);
-    let members = crate::raft::Membership::new([n(1), n(2), n(3)]);
+    let members = Membership::new([n(1), n(2), n(3)]);
     node.snapshot_installed(n(2), i(3), t(2), members.clone(), 0);
     assert_eq!(node.snapshot_index(), i(3));
     assert_eq!(node.status(0).last_index, i(5));

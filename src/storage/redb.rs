@@ -40,18 +40,19 @@ const MAGIC: &[u8] = b"regent storage";
 
 type Bytes = &'static [u8];
 /// Identity: "magic", "format_version", "cluster_id", "node_id".
-const META: TableDefinition<&str, Bytes> = TableDefinition::new("regent_meta");
-const LOG: TableDefinition<u64, Bytes> = TableDefinition::new("log");
-const HARD_STATE: TableDefinition<(), Bytes> = TableDefinition::new("hard_state");
-const MEMBERSHIP: TableDefinition<(), Bytes> = TableDefinition::new("membership");
-const SNAPSHOT: TableDefinition<(), Bytes> = TableDefinition::new("snapshot_meta");
-const SM_META: TableDefinition<(), Bytes> = TableDefinition::new("sm_meta");
-const KV: TableDefinition<Bytes, Bytes> = TableDefinition::new("kv");
-const SESSIONS: TableDefinition<u64, Bytes> = TableDefinition::new("sessions");
-const CHANGES: TableDefinition<(u64, u32), Bytes> = TableDefinition::new("changes");
+const META: TableDefinition<'static, &str, Bytes> = TableDefinition::new("regent_meta");
+const LOG: TableDefinition<'static, u64, Bytes> = TableDefinition::new("log");
+const HARD_STATE: TableDefinition<'static, (), Bytes> = TableDefinition::new("hard_state");
+const MEMBERSHIP: TableDefinition<'static, (), Bytes> = TableDefinition::new("membership");
+const SNAPSHOT: TableDefinition<'static, (), Bytes> = TableDefinition::new("snapshot_meta");
+const SM_META: TableDefinition<'static, (), Bytes> = TableDefinition::new("sm_meta");
+const KV: TableDefinition<'static, Bytes, Bytes> = TableDefinition::new("kv");
+const SESSIONS: TableDefinition<'static, u64, Bytes> = TableDefinition::new("sessions");
+const CHANGES: TableDefinition<'static, (u64, u32), Bytes> = TableDefinition::new("changes");
 /// A snapshot being received is written into these, then renamed over `kv` and `sessions`.
-const KV_STAGING: TableDefinition<Bytes, Bytes> = TableDefinition::new("kv_staging");
-const SESSIONS_STAGING: TableDefinition<u64, Bytes> = TableDefinition::new("sessions_staging");
+const KV_STAGING: TableDefinition<'static, Bytes, Bytes> = TableDefinition::new("kv_staging");
+const SESSIONS_STAGING: TableDefinition<'static, u64, Bytes> =
+    TableDefinition::new("sessions_staging");
 
 /// `open` on a field of the store.
 macro_rules! table {

@@ -614,7 +614,7 @@ fn enlarge_socket_buffers(socket: &std::net::UdpSocket) {
                 libc::SOL_SOCKET,
                 option,
                 (&SOCKET_BUFFER_BYTES as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                size_of::<libc::c_int>() as libc::socklen_t,
             )
         };
         if rc != 0 {
