@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod pki;
 pub mod raft;
+pub mod replica;
 pub mod sim;
 pub mod storage;
 pub mod transport;

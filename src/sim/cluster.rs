@@ -10,12 +10,13 @@ use super::checker::Checker;
 use super::linearizability::{self, OpKind, Operation, Verdict};
 use crate::raft::quorum;
 use crate::raft::{
-    ConfChange, Config, Entry, LogIndex, Membership, Message, MessageBody, Nanos, NodeId,
-    ProposeError, RaftNode, RaftRng, ReadState, Ready, RestoredState, Role, SplitMix64, Term,
+    ConfChange, Config, LogIndex, Membership, Message, MessageBody, Nanos, NodeId, ProposeError,
+    RaftNode, RaftRng, ReadError, Role, SplitMix64, Term,
 };
+use crate::replica::{Action, Persist, ProposalOutcome, ReadMode, Replica, Token};
 use crate::storage::{
-    ApplyResult, Batch, ChangeKind, Command, Identity, InstallProgress, LogStorage, MemStorage,
-    Proposal, Response, SessionSeq, SnapshotMeta, StorageError, StorageOptions,
+    ApplyResult, ChangeKind, Command, Identity, InstallProgress, LogStorage, MemStorage, Proposal,
+    Response, SessionSeq, SnapshotMeta, StorageError, StorageOptions,
 };
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
@@ -133,21 +134,16 @@ struct SnapshotTransfer {
 
 struct SimNode {
     id: NodeId,
-    core: Option<RaftNode>,
+    /// The replica (core and its glue), or `None` while the node is down.
+    replica: Option<Replica>,
     incarnation: u64,
     clock_offset: u64,
     clock_rate_ppm: i64,
     /// The node's disk: the same storage contract as redb, in memory. It survives crashes;
     /// a write in progress when the node crashes never reaches it.
     disk: MemStorage,
-    /// The Ready being written, if any.
-    writing: Option<Ready>,
-    /// Client operations waiting for an index to be applied here: (op, term).
-    waiting: BTreeMap<LogIndex, Vec<(usize, Term)>>,
-    /// ReadIndex reads started here: ctx → history op.
-    reads: BTreeMap<u64, usize>,
-    /// Session registrations proposed here: index → (client, term).
-    registrations: BTreeMap<LogIndex, (usize, Term)>,
+    /// The batch being written, if any.
+    writing: Option<Persist>,
     was_leader_in: Option<Term>,
     last_commit: LogIndex,
     last_applied: LogIndex,
@@ -192,6 +188,10 @@ struct Client {
 
 /// Attempts of one write before the client gives up on it (its outcome then stays unknown).
 const WRITE_ATTEMPTS_MAX: u32 = 4;
+
+/// Replica tokens: a history operation's index, or a client's session registration with this
+/// bit set.
+const REGISTRATION: Token = 1 << 63;
 
 pub struct Cluster {
     cfg: SimConfig,
@@ -251,7 +251,7 @@ impl Cluster {
             let rate = [-2, -1, 0, 1, 2][rng.below(5) as usize] * drift_ppm / 4;
             nodes.push(SimNode {
                 id: NodeId(i as u64 + 1),
-                core: None,
+                replica: None,
                 incarnation: 0,
                 clock_offset: rng.below(1_000 * MS) + 1,
                 clock_rate_ppm: rate,
@@ -265,9 +265,6 @@ impl Cluster {
                 .expect("default storage options are valid")
                 .0,
                 writing: None,
-                waiting: BTreeMap::new(),
-                reads: BTreeMap::new(),
-                registrations: BTreeMap::new(),
                 was_leader_in: None,
                 last_commit: LogIndex(0),
                 last_applied: LogIndex(0),
@@ -364,7 +361,7 @@ impl Cluster {
         match event {
             Event::Tick(i) => {
                 if let Some(now) = self.local_now(i) {
-                    self.nodes[i].core.as_mut().expect("live").tick(now);
+                    self.nodes[i].replica.as_mut().expect("live").tick(now);
                     self.drive(i);
                 }
                 let next = 5 * MS + self.rng.below(MS);
@@ -373,7 +370,7 @@ impl Cluster {
             Event::Deliver(m) => self.deliver(m),
             Event::WriteDone { node, incarnation } => self.write_done(node, incarnation),
             Event::Restart(i) => {
-                if self.nodes[i].core.is_none() {
+                if self.nodes[i].replica.is_none() {
                     self.start_node(i);
                     self.note(format!("restart n{}", i + 1));
                 }
@@ -418,74 +415,86 @@ impl Cluster {
                 m.from, m.to, m.term, m.body
             ));
         }
-        let core = self.nodes[to].core.as_mut().expect("live");
-        if let Err(err) = core.step(m, now) {
+        let replica = self.nodes[to].replica.as_mut().expect("live");
+        if let Err(err) = replica.step(m, now) {
             let err = err.to_string();
             self.violation(format!("step error at n{}: {err}", to + 1));
         }
         self.drive(to);
     }
 
-    /// Collects the node's output: sends what may go now, starts a durable write when none is
-    /// in progress.
+    /// Collects the node's output and carries it out: sends what may go now, starts a durable
+    /// write when none is in progress.
     fn drive(&mut self, i: usize) {
-        let writing = self.nodes[i].writing.is_some();
-        let Some(core) = self.nodes[i].core.as_mut() else {
+        let Some(replica) = self.nodes[i].replica.as_mut() else {
             return;
         };
-        let messages = core.take_messages();
-        let read_states = core.take_read_states();
-        let snapshot_requests = core.take_snapshot_requests();
-        let ready = if writing { None } else { core.ready() };
-        for state in read_states {
-            self.finish_read(i, state);
-        }
-        for request in snapshot_requests {
-            self.start_snapshot_transfer(i, request.to);
-        }
-        for m in messages {
-            self.send(i, m);
-        }
-        if let Some(mut ready) = ready {
-            for m in std::mem::take(&mut ready.messages) {
-                self.send(i, m);
-            }
-            let latency = if self.rng.chance_ppm(self.faults.disk_stall_ppm) && !self.healed {
-                200 * MS + self.rng.below(2000 * MS)
-            } else {
-                self.faults.disk_min_ns
-                    + self
-                        .rng
-                        .below(self.faults.disk_max_ns - self.faults.disk_min_ns)
-            };
-            self.nodes[i].writing = Some(ready);
-            let incarnation = self.nodes[i].incarnation;
-            self.schedule(
-                latency,
-                Event::WriteDone {
-                    node: i,
-                    incarnation,
-                },
-            );
-        }
+        let mut actions = Vec::new();
+        replica.poll(&mut actions);
+        self.carry_out(i, actions);
         self.observe_node(i);
     }
 
-    /// The durable write of a Ready completes: it becomes durable all at once, committed entries
-    /// are applied, clients answered, persisted messages sent.
+    /// Carries out the replica's actions in order, as the daemon's driver does with real I/O.
+    fn carry_out(&mut self, i: usize, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Read { token, result } => self.finish_read(i, token as usize, result),
+                Action::SendSnapshot { to } => self.start_snapshot_transfer(i, to),
+                Action::Send(m) => self.send(i, m),
+                Action::SoftState(_) => {}
+                Action::Persist(persist) => self.start_write(i, persist),
+                Action::Proposal { token, outcome } => self.finish_proposal(token, outcome),
+                Action::Compact(index) => {
+                    let id = self.nodes[i].id;
+                    let node = &mut self.nodes[i];
+                    let replica = node.replica.as_mut().expect("live");
+                    match node.disk.compact_log(index) {
+                        Ok(()) => {
+                            replica.compacted(index);
+                            self.outcome.snapshots += 1;
+                        }
+                        Err(err) => {
+                            replica.compaction_failed();
+                            self.violation(format!("{id}: compaction at {index} failed: {err}"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The disk starts writing a batch; it becomes durable when `WriteDone` arrives (a crash
+    /// before then loses it).
+    fn start_write(&mut self, i: usize, persist: Persist) {
+        let latency = if self.rng.chance_ppm(self.faults.disk_stall_ppm) && !self.healed {
+            200 * MS + self.rng.below(2000 * MS)
+        } else {
+            self.faults.disk_min_ns
+                + self
+                    .rng
+                    .below(self.faults.disk_max_ns - self.faults.disk_min_ns)
+        };
+        self.nodes[i].writing = Some(persist);
+        let incarnation = self.nodes[i].incarnation;
+        self.schedule(
+            latency,
+            Event::WriteDone {
+                node: i,
+                incarnation,
+            },
+        );
+    }
+
+    /// The durable write of a batch completes: it becomes durable all at once, committed
+    /// entries are applied, clients answered, persisted messages sent.
     fn write_done(&mut self, i: usize, incarnation: u64) {
-        if self.nodes[i].incarnation != incarnation || self.nodes[i].core.is_none() {
+        if self.nodes[i].incarnation != incarnation || self.nodes[i].replica.is_none() {
             return; // The node crashed first: the write is lost.
         }
-        let ready = self.nodes[i].writing.take().expect("a write in progress");
+        let persist = self.nodes[i].writing.take().expect("a write in progress");
         let id = self.nodes[i].id;
-        let batch = Batch {
-            hard_state: ready.hard_state,
-            truncate_from: ready.truncate_from,
-            entries: ready.entries.clone(),
-            committed: ready.committed_entries.clone(),
-        };
-        let results = match self.nodes[i].disk.write_batch(&batch) {
+        let results = match self.nodes[i].disk.write_batch(&persist.batch) {
             Ok(results) => results,
             Err(err) => {
                 self.violation(format!("{id}: storage refused a Ready: {err}"));
@@ -496,30 +505,19 @@ impl Cluster {
         let prev_term = |index: LogIndex| disk.term(index).ok();
         if let Err(v) = self
             .checker
-            .on_durable_entries(id, prev_term, &ready.entries)
+            .on_durable_entries(id, prev_term, &persist.batch.entries)
         {
             self.violation(v);
         }
-        for (e, applied) in ready.committed_entries.iter().zip(&results) {
-            assert_eq!(e.index, applied.index);
-            self.apply(i, e, &applied.result);
-        }
-        for m in ready.persisted_messages {
-            self.send(i, m);
-        }
-        let core = self.nodes[i].core.as_mut().expect("live");
-        core.advance();
-        // The compaction policy: snapshot the state machine (the durable, applied state) and
-        // drop the log prefix it covers, in storage and then in the core.
-        if let Some(index) = core.snapshot_due() {
-            match self.nodes[i].disk.compact_log(index) {
-                Ok(()) => {
-                    self.nodes[i].core.as_mut().expect("live").compact(index);
-                    self.outcome.snapshots += 1;
-                }
-                Err(err) => self.violation(format!("{id}: compaction at {index} failed: {err}")),
+        for e in &persist.batch.committed {
+            if let Err(v) = self.checker.on_apply(id, e) {
+                self.violation(v);
             }
         }
+        let mut actions = Vec::new();
+        let replica = self.nodes[i].replica.as_mut().expect("live");
+        replica.persisted(persist.number, results, &mut actions);
+        self.carry_out(i, actions);
         self.drive(i);
     }
 
@@ -585,7 +583,7 @@ impl Cluster {
             return;
         };
         let (from, to) = (t.from, t.to);
-        if self.incarnations_of(t) != t.incarnations || self.nodes[to].core.is_none() {
+        if self.incarnations_of(t) != t.incarnations || self.nodes[to].replica.is_none() {
             self.transfers.remove(&id);
             return;
         }
@@ -611,19 +609,8 @@ impl Cluster {
                     to + 1,
                     meta.last_included_index
                 ));
-                let membership = if meta.membership.voters.is_empty() {
-                    self.bootstrap_membership()
-                } else {
-                    meta.membership
-                };
-                let core = self.nodes[to].core.as_mut().expect("live");
-                core.snapshot_installed(
-                    leader,
-                    meta.last_included_index,
-                    meta.last_included_term,
-                    membership,
-                    now,
-                );
+                let replica = self.nodes[to].replica.as_mut().expect("live");
+                replica.snapshot_installed(leader, meta, now);
                 self.nodes[to].last_applied = state.applied;
                 self.nodes[to].last_commit = self.nodes[to].last_commit.max(state.applied);
                 self.drive(to);
@@ -638,56 +625,44 @@ impl Cluster {
                     // Stale: the core tells the leader where to resume.
                     let now = self.local_now(to).expect("live");
                     let leader = self.nodes[from].id;
-                    let core = self.nodes[to].core.as_mut().expect("live");
-                    core.snapshot_installed(
-                        leader,
-                        t.meta.last_included_index,
-                        t.meta.last_included_term,
-                        t.meta.membership,
-                        now,
-                    );
+                    let replica = self.nodes[to].replica.as_mut().expect("live");
+                    replica.snapshot_installed(leader, t.meta, now);
                     self.drive(to);
                 }
             }
         }
     }
 
-    /// Records that node `i` applied `e` with `result`, and answers the clients waiting on it.
-    fn apply(&mut self, i: usize, e: &Entry, result: &ApplyResult) {
-        let id = self.nodes[i].id;
-        let read_value = match result {
-            ApplyResult::Command(Ok(Response::Get { kv, .. })) => {
-                Some(kv.as_ref().map(|kv| value_of(&kv.value)))
-            }
-            _ => None,
-        };
-        if let Err(v) = self.checker.on_apply(id, e) {
-            self.violation(v);
-        }
-        if let Some((client, term)) = self.nodes[i].registrations.remove(&e.index) {
-            if let (true, ApplyResult::Command(Ok(Response::SessionRegistered { client_id }))) =
-                (e.term == term, result)
+    /// A proposal made on some node is decided: a session registration, or a client operation.
+    fn finish_proposal(&mut self, token: Token, outcome: ProposalOutcome) {
+        if token & REGISTRATION != 0 {
+            if let ProposalOutcome::Applied {
+                result: ApplyResult::Command(Ok(Response::SessionRegistered { client_id })),
+                ..
+            } = outcome
             {
                 // A client keeps the first session it learns of: retrying a write under another
                 // session would (rightly) apply it twice.
-                let session = &mut self.clients[client].session;
-                session.get_or_insert(*client_id);
+                let client = (token & !REGISTRATION) as usize;
+                self.clients[client].session.get_or_insert(client_id);
             }
+            return;
         }
-        if let Some(waiting) = self.nodes[i].waiting.remove(&e.index) {
-            for (op, term) in waiting {
-                self.finish_op(op, e, term, read_value);
-            }
-        }
+        self.finish_op(token as usize, outcome);
     }
 
-    fn finish_op(&mut self, op: usize, e: &Entry, term: Term, read_value: Option<Option<u64>>) {
+    fn finish_op(&mut self, op: usize, outcome: ProposalOutcome) {
         let client = self.history[op].client as usize;
         if self.history[op].complete.is_some() || self.failed_ops.contains(&op) {
             return;
         }
         let still_current = self.clients[client].current == Some(op);
-        if e.term != term {
+        let ProposalOutcome::Applied {
+            index,
+            term,
+            result,
+        } = outcome
+        else {
             // Another leader's entry took that index: this attempt will never be applied. A
             // write that had earlier attempts may still have been applied by one of them.
             if still_current {
@@ -699,18 +674,21 @@ impl Cluster {
                 }
             }
             return;
-        }
+        };
         if !still_current {
             return; // The client gave up (unknown outcome); keep it that way.
         }
         self.history[op].complete = Some(self.now);
         match &mut self.history[op].kind {
             OpKind::Write { .. } => {
-                self.acked_writes.push((e.index, e.term));
+                self.acked_writes.push((index, term));
                 self.outcome.commits += 1;
             }
             OpKind::Read { observed } => {
-                *observed = read_value.expect("a read entry");
+                let ApplyResult::Command(Ok(Response::Get { kv, .. })) = result else {
+                    panic!("a read entry answered with {result:?}");
+                };
+                *observed = kv.as_ref().map(|kv| value_of(&kv.value));
                 self.outcome.reads += 1;
             }
         }
@@ -718,15 +696,12 @@ impl Cluster {
     }
 
     /// A ReadIndex read on node `i` is confirmed (or failed): read the local state machine.
-    fn finish_read(&mut self, i: usize, state: ReadState) {
-        let Some(op) = self.nodes[i].reads.remove(&state.ctx) else {
-            return;
-        };
+    fn finish_read(&mut self, i: usize, op: usize, result: Result<LogIndex, ReadError>) {
         let client = self.history[op].client as usize;
         if self.clients[client].current != Some(op) {
             return; // The client gave up on it: unknown outcome.
         }
-        match state.result {
+        match result {
             Ok(index) => {
                 let applied = self.nodes[i].disk.state().applied;
                 if applied < index {
@@ -825,15 +800,30 @@ impl Cluster {
             self.schedule(10 * MS, Event::ClientStart(c));
             return;
         };
-        let core = self.nodes[target].core.as_mut().expect("live");
+        // A retried write is the same operation, invoked when it was first sent.
+        let op = match self.clients[c].last_request {
+            Some(last) if last == request && self.clients[c].attempts > 0 => {
+                self.history.len()
+                    - 1
+                    - self
+                        .history
+                        .iter()
+                        .rev()
+                        .position(|o| {
+                            o.client == c as u64 && matches!(o.kind, OpKind::Write { .. })
+                        })
+                        .expect("the write being retried")
+            }
+            _ => self.history.len(),
+        };
+        let replica = self.nodes[target].replica.as_mut().expect("live");
         let result = match request {
             ClientOp::IndexRead { key } | ClientOp::LeaseRead { key } => {
-                let op = self.history.len();
-                let started = match request {
-                    ClientOp::LeaseRead { .. } => core.lease_read(op as u64, now),
-                    _ => core.read_index(op as u64, now),
+                let mode = match request {
+                    ClientOp::LeaseRead { .. } => ReadMode::Lease,
+                    _ => ReadMode::Index,
                 };
-                match started {
+                match replica.read(op as Token, mode, now) {
                     Ok(()) => {
                         self.history.push(Operation {
                             client: c as u64,
@@ -843,32 +833,35 @@ impl Cluster {
                             complete: None,
                         });
                         self.clients[c].current = Some(op);
-                        self.nodes[target].reads.insert(op as u64, op);
                         self.schedule(2000 * MS, Event::ClientTimeout { client: c, op });
                         self.drive(target);
                         return;
                     }
                     Err(_) => Err(ProposeError::NotLeader {
-                        leader: core
+                        leader: replica
+                            .core()
                             .status(now)
                             .leader
                             .filter(|&l| l != self.nodes[target].id),
                     }),
                 }
             }
+            ClientOp::Register => {
+                let token = REGISTRATION | c as Token;
+                replica.propose(token, encode(request, None, now / MS), now)
+            }
             _ => {
                 let session = self.clients[c].session;
-                core.propose(encode(request, session, now / MS), now)
+                replica.propose(op as Token, encode(request, session, now / MS), now)
             }
         };
         match result {
-            Ok((index, term)) if request == ClientOp::Register => {
-                self.nodes[target].registrations.insert(index, (c, term));
+            Ok(_) if request == ClientOp::Register => {
                 self.clients[c].registering_until = self.now + 500 * MS;
                 self.schedule(20 * MS, Event::ClientStart(c));
                 self.drive(target);
             }
-            Ok((index, term)) => {
+            Ok(_) => {
                 let (key, kind) = match request {
                     ClientOp::Write { key, value, .. } => (key, OpKind::Write { value }),
                     ClientOp::LogRead { key }
@@ -876,40 +869,19 @@ impl Cluster {
                     | ClientOp::IndexRead { key } => (key, OpKind::Read { observed: None }),
                     ClientOp::Register => unreachable!("handled above"),
                 };
-                // A retried write is the same operation, invoked when it was first sent.
-                let op = match self.clients[c].last_request {
-                    Some(last) if last == request && self.clients[c].attempts > 0 => {
-                        self.history.len()
-                            - 1
-                            - self
-                                .history
-                                .iter()
-                                .rev()
-                                .position(|o| {
-                                    o.client == c as u64 && matches!(o.kind, OpKind::Write { .. })
-                                })
-                                .expect("the write being retried")
-                    }
-                    _ => {
-                        self.history.push(Operation {
-                            client: c as u64,
-                            key,
-                            kind,
-                            invoke: self.now,
-                            complete: None,
-                        });
-                        self.history.len() - 1
-                    }
-                };
+                if op == self.history.len() {
+                    self.history.push(Operation {
+                        client: c as u64,
+                        key,
+                        kind,
+                        invoke: self.now,
+                        complete: None,
+                    });
+                }
                 self.clients[c].last_request = Some(request);
                 self.clients[c].attempts += 1;
                 self.clients[c].current = Some(op);
                 self.clients[c].leader_hint = Some(self.nodes[target].id);
-                self.nodes[target]
-                    .waiting
-                    .entry(index)
-                    .or_default()
-                    .push((op, term));
                 self.schedule(2000 * MS, Event::ClientTimeout { client: c, op });
                 self.drive(target);
             }
@@ -981,9 +953,9 @@ impl Cluster {
                         _ => Some(NodeId(self.rng.below(n as u64) + 1)),
                     };
                     let now = self.local_now(l).expect("the leader is up");
-                    let core = self.nodes[l].core.as_mut().expect("live");
-                    let term = core.status(now).term;
-                    if let Ok(to) = core.transfer_leadership(target, now) {
+                    let replica = self.nodes[l].replica.as_mut().expect("live");
+                    let term = replica.core().status(now).term;
+                    if let Ok(to) = replica.transfer_leadership(target, now) {
                         self.transfers_started.push((to, term));
                         self.note(format!("n{} hands leadership to {to}", l + 1));
                     }
@@ -1041,7 +1013,7 @@ impl Cluster {
             }
             _ => {
                 let victim = self.rng.below(n as u64) as usize;
-                if self.nodes[victim].core.is_some() {
+                if self.nodes[victim].replica.is_some() {
                     self.crash(victim);
                     self.schedule(MS, Event::Restart(victim));
                 }
@@ -1059,19 +1031,19 @@ impl Cluster {
         let x = NodeId(self.rng.below(n) + 1);
         let abort = self.rng.below(3) == 0;
         let now = self.local_now(l).expect("the leader is up");
-        let core = self.nodes[l].core.as_mut().expect("live");
-        let m = core.membership().clone();
+        let replica = self.nodes[l].replica.as_mut().expect("live");
+        let m = replica.core().membership().clone();
         let result = if m.is_joint() && abort {
-            core.abort_membership_change(now)
+            replica.abort_membership_change(now)
         } else if m.learners.contains(&x) {
-            core.change_membership(ConfChange::Promote(x), now)
+            replica.change_membership(ConfChange::Promote(x), now)
         } else if m.voters.contains(&x) {
             if m.voters.len() <= 2 {
                 return;
             }
-            core.change_membership(ConfChange::Remove(x), now)
+            replica.change_membership(ConfChange::Remove(x), now)
         } else {
-            core.change_membership(ConfChange::AddLearner(x), now)
+            replica.change_membership(ConfChange::AddLearner(x), now)
         };
         if let Ok(index) = result {
             self.outcome.conf_changes += 1;
@@ -1084,9 +1056,9 @@ impl Cluster {
     }
 
     fn crash(&mut self, i: usize) {
-        if self.nodes[i].core.take().is_none() {
+        let Some(replica) = self.nodes[i].replica.take() else {
             return;
-        }
+        };
         self.note(format!(
             "crash n{} (losing {})",
             i + 1,
@@ -1098,49 +1070,32 @@ impl Cluster {
         ));
         self.nodes[i].writing = None;
         self.nodes[i].incarnation += 1;
-        for (_, op) in std::mem::take(&mut self.nodes[i].reads) {
-            let client = self.history[op].client as usize;
-            if self.clients[client].current == Some(op) {
+        let abandoned = replica.abandon();
+        for op in abandoned.reads {
+            let client = self.history[op as usize].client as usize;
+            if self.clients[client].current == Some(op as usize) {
                 self.client_next(client, 5);
             }
         }
-        self.nodes[i].registrations.clear();
-        for (_, waiting) in std::mem::take(&mut self.nodes[i].waiting) {
-            for (op, _) in waiting {
-                // The client never hears back: unknown outcome, retried if a write.
-                let client = self.history[op].client as usize;
-                if self.clients[client].current == Some(op) {
-                    self.attempt_lost(client, 5);
-                }
+        for token in abandoned.proposals {
+            if token & REGISTRATION != 0 {
+                continue;
+            }
+            // The client never hears back: unknown outcome, retried if a write.
+            let op = token as usize;
+            let client = self.history[op].client as usize;
+            if self.clients[client].current == Some(op) {
+                self.attempt_lost(client, 5);
             }
         }
     }
 
     fn start_node(&mut self, i: usize) {
         let bootstrap = self.bootstrap_membership();
-        // A restart reopens the disk and rebuilds the core from exactly what is durable.
+        // A restart reopens the disk and rebuilds the replica from exactly what is durable.
         let disk = &mut self.nodes[i].disk;
         disk.install_abort();
-        let recovered = disk.reload().expect("the simulated disk reopens");
-        let state = recovered.state;
-        // Storage records a configuration only once a Config entry was applied; before that
-        // the cluster runs on its bootstrap configuration (the daemon's configured peers).
-        let base = if state.snapshot.membership.voters.is_empty() {
-            bootstrap
-        } else {
-            state.snapshot.membership.clone()
-        };
-        let entries = disk
-            .entries(state.first_index, state.last_index.next(), usize::MAX)
-            .expect("the durable log reads back");
-        let restored = RestoredState {
-            hard_state: state.hard_state,
-            membership: base,
-            snapshot_index: state.snapshot.last_included_index,
-            snapshot_term: state.snapshot.last_included_term,
-            entries,
-            applied: state.applied,
-        };
+        disk.reload().expect("the simulated disk reopens");
         self.nodes[i].incarnation += 1;
         let now = self.local_clock(i);
         let seed = self.rng.next_u64();
@@ -1148,13 +1103,14 @@ impl Cluster {
         config.append_entries_max = self.faults.append_entries_max;
         config.inflight_max = self.faults.inflight_max;
         config.compaction_entries_max = self.faults.compaction_entries_max;
-        let core = RaftNode::new(config, restored, Box::new(SplitMix64::new(seed)), now)
-            .expect("simulator config is valid");
+        let rng = Box::new(SplitMix64::new(seed));
+        let replica = Replica::new(config, &self.nodes[i].disk, bootstrap, rng, now)
+            .expect("the simulated disk and config are valid");
         let node = &mut self.nodes[i];
-        node.last_commit = core.status(now).commit_index;
+        node.last_commit = replica.core().status(now).commit_index;
         node.last_applied = node.disk.state().applied;
         node.was_leader_in = None;
-        node.core = Some(core);
+        node.replica = Some(replica);
     }
 
     fn heal(&mut self) {
@@ -1163,7 +1119,7 @@ impl Cluster {
         self.blocked.clear();
         self.note("heal: network whole, every node up, no more faults".to_string());
         for i in 0..self.nodes.len() {
-            if self.nodes[i].core.is_none() {
+            if self.nodes[i].replica.is_none() {
                 self.start_node(i);
             }
         }
@@ -1171,9 +1127,9 @@ impl Cluster {
 
     fn current_leader(&self) -> Option<usize> {
         self.nodes.iter().position(|n| {
-            n.core
+            n.replica
                 .as_ref()
-                .is_some_and(|c| c.status(0).role == Role::Leader)
+                .is_some_and(|r| r.core().status(0).role == Role::Leader)
         })
     }
 
@@ -1185,7 +1141,7 @@ impl Cluster {
             let Some(now) = self.local_now(i) else {
                 continue;
             };
-            let status = self.nodes[i].core.as_ref().expect("live").status(now);
+            let status = self.core(i).expect("live").status(now);
             if status.writable {
                 writable.push((status.id, status.term));
             }
@@ -1201,14 +1157,10 @@ impl Cluster {
         // vote either).
         if let Some(&(leader, term)) = writable.first() {
             let l = (leader.0 - 1) as usize;
-            let floor = self.nodes[l]
-                .core
-                .as_ref()
-                .expect("live")
-                .lease_round_floor();
+            let floor = self.core(l).expect("live").lease_round_floor();
             let other = NodeId(if leader.0 == 1 { 2 } else { 1 });
             let refusing: BTreeSet<NodeId> = (0..self.nodes.len())
-                .filter(|&i| match (&self.nodes[i].core, self.local_now(i)) {
+                .filter(|&i| match (self.core(i), self.local_now(i)) {
                     (Some(core), Some(now)) => {
                         core.would_refuse_vote(now, other, term.next(), None)
                             && core.would_refuse_vote(now, other, term.next(), Some(floor))
@@ -1217,7 +1169,7 @@ impl Cluster {
                 })
                 .map(|i| self.nodes[i].id)
                 .collect();
-            let membership = self.nodes[l].core.as_ref().expect("live").membership();
+            let membership = self.core(l).expect("live").membership();
             if !quorum::is_quorum(membership, |id| refusing.contains(&id)) {
                 self.violation(format!(
                     "lease safety: {leader} is writable in {term} but only {refusing:?} would refuse a vote in {membership:?}"
@@ -1232,7 +1184,7 @@ impl Cluster {
     /// Checks a node's state after it handled an input.
     fn observe_node(&mut self, i: usize) {
         let Some(now) = self.local_now(i) else { return };
-        let status = self.nodes[i].core.as_ref().expect("live").status(now);
+        let status = self.core(i).expect("live").status(now);
         let id = status.id;
         if status.commit_index < self.nodes[i].last_commit {
             let msg = format!(
@@ -1250,7 +1202,7 @@ impl Cluster {
         }
         let from = self.nodes[i].last_commit;
         if status.commit_index > from {
-            let core = self.nodes[i].core.as_ref().expect("live");
+            let core = self.core(i).expect("live");
             let term_at_commit = core.log_term(status.commit_index);
             if status.role == Role::Leader && term_at_commit != Some(status.term) {
                 let msg = format!(
@@ -1260,7 +1212,7 @@ impl Cluster {
                 self.violation(msg);
                 return;
             }
-            let core = self.nodes[i].core.as_ref().expect("live");
+            let core = self.nodes[i].replica.as_ref().expect("live").core();
             if let Err(v) = self
                 .checker
                 .on_commit(id, from, status.commit_index, |idx| core.log_term(idx))
@@ -1279,7 +1231,7 @@ impl Cluster {
                 .retain(|&(to, from_term)| !(to == id && from_term.next() == term));
             self.outcome.transfers += (before - self.transfers_started.len()) as u64;
             self.note(format!("{id} leads {}", status.term));
-            let core = self.nodes[i].core.as_ref().expect("live");
+            let core = self.nodes[i].replica.as_ref().expect("live").core();
             if let Err(v) = self
                 .checker
                 .on_leader(id, status.term, |idx| core.log_term(idx))
@@ -1332,9 +1284,9 @@ impl Cluster {
             .nodes
             .iter()
             .map(|n| {
-                n.core
+                n.replica
                     .as_ref()
-                    .map_or(LogIndex(0), |c| c.status(0).commit_index)
+                    .map_or(LogIndex(0), |r| r.core().status(0).commit_index)
             })
             .collect();
         let max = commits.iter().copied().max().unwrap_or_default();
@@ -1352,7 +1304,7 @@ impl Cluster {
     fn final_members(&self) -> BTreeSet<NodeId> {
         self.nodes
             .iter()
-            .filter_map(|n| n.core.as_ref())
+            .filter_map(|n| n.replica.as_ref().map(Replica::core))
             .find(|c| c.status(0).role == Role::Leader)
             .map(|c| c.membership().members())
             .unwrap_or_default()
@@ -1361,7 +1313,7 @@ impl Cluster {
     fn final_checks(&mut self) {
         if self.cfg.trace {
             for i in 0..self.nodes.len() {
-                let line = match (&self.nodes[i].core, self.local_now(i)) {
+                let line = match (self.core(i), self.local_now(i)) {
                     (Some(core), Some(now)) => format!(
                         "n{}: {:?} writing={} durable={:?}",
                         i + 1,
@@ -1502,8 +1454,13 @@ impl Cluster {
 
     /// The node's local monotonic clock, or `None` when it is down.
     fn local_now(&self, i: usize) -> Option<Nanos> {
-        self.nodes[i].core.as_ref()?;
+        self.nodes[i].replica.as_ref()?;
         Some(self.local_clock(i))
+    }
+
+    /// The node's consensus core, or `None` when it is down.
+    fn core(&self, i: usize) -> Option<&RaftNode> {
+        self.nodes[i].replica.as_ref().map(Replica::core)
     }
 
     fn local_clock(&self, i: usize) -> Nanos {
