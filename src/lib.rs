@@ -1,11 +1,15 @@
 //! regent: a sidecar daemon that makes a single-master process highly available.
 //!
 //! Layers, each a module; dependencies point down only:
-//! `cli` → (`daemon`, `api`, to come) → `transport`, `pki` → `storage` → `raft`.
+//! `cli` → `daemon` → `api` → `replica`, `transport`, `pki` → `storage` → `raft`.
 //! `raft` is the pure consensus core: no I/O, no clock, no runtime, no randomness of its own.
 //! `sim` runs the real core in a deterministic, seeded cluster simulator.
 
+pub mod api;
 pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod daemon;
 pub mod pki;
 pub mod raft;
 pub mod replica;

@@ -15,6 +15,12 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run the daemon: Raft over QUIC with its peers, the host API on the Unix socket.
+    Run {
+        /// The configuration file (YAML; see config/regent.yaml).
+        #[arg(long)]
+        config: std::path::PathBuf,
+    },
     /// Run a deterministic simulator campaign of the real Raft core under faults.
     Sim(crate::sim::SimArgs),
     /// Certificates: create a CA, issue, inspect and rotate node certificates.
@@ -39,6 +45,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     let result = match cli.command {
+        Command::Run { config } => crate::daemon::run(&config),
         Command::Sim(args) => crate::sim::run_cli(args),
         Command::Admin(args) => admin::run(args),
         Command::Bench { which } => match which {

@@ -121,6 +121,9 @@ pub struct Replica {
     batches: u64,
     /// A compaction handed out and not yet reported.
     compacting: Option<LogIndex>,
+    /// While set, no new batch is handed out (the caller is installing a snapshot chunk, which
+    /// must not interleave with a write computed before the swap).
+    writes_held: bool,
 }
 
 impl Replica {
@@ -144,6 +147,7 @@ impl Replica {
             persisting: None,
             batches: 0,
             compacting: None,
+            writes_held: false,
         })
     }
 
@@ -227,7 +231,7 @@ impl Replica {
             out.push(Action::SendSnapshot { to: request.to });
         }
         out.extend(self.core.take_messages().into_iter().map(Action::Send));
-        if self.persisting.is_some() {
+        if self.persisting.is_some() || self.writes_held {
             return;
         }
         let Some(ready) = self.core.ready() else {
@@ -298,6 +302,16 @@ impl Replica {
     /// A compaction failed in storage: the core keeps its log, and the policy may ask again.
     pub fn compaction_failed(&mut self) {
         self.compacting = None;
+    }
+
+    /// Holds back new batches (`true`) while the caller installs a snapshot chunk, or lets them
+    /// go again (`false`). Call it only while no batch is being persisted.
+    pub fn hold_writes(&mut self, held: bool) {
+        assert!(
+            !held || self.persisting.is_none(),
+            "writes held while a batch is being persisted"
+        );
+        self.writes_held = held;
     }
 
     /// Whether a batch is being persisted (a snapshot install must not race it).
@@ -376,6 +390,28 @@ pub fn restored_state(
         entries,
         applied: state.applied,
     })
+}
+
+/// The first durable write of a new cluster's node: the initial configuration as entry 1 of
+/// term 1, committed and applied. Every founding node writes the same entry, so their logs agree
+/// from the start, and from then on the membership lives in the log (and in snapshots), never
+/// again in the configuration file.
+pub fn bootstrap_batch(voters: &Membership) -> Batch {
+    let entry = crate::raft::Entry {
+        index: LogIndex(1),
+        term: Term(1),
+        payload: crate::raft::EntryPayload::Config(voters.clone()),
+    };
+    Batch {
+        hard_state: Some(crate::raft::HardState {
+            term: Term(1),
+            vote: None,
+            commit: LogIndex(1),
+        }),
+        truncate_from: None,
+        entries: vec![entry.clone()],
+        committed: vec![entry],
+    }
 }
 
 /// Why a replica could not be built.

@@ -1,0 +1,150 @@
+//! The host API: HTTP/1.1 with JSON over the Unix socket named in the configuration, so that
+//! `curl --unix-socket PATH http://regent/v1/status` works. It never touches the replica: it
+//! reads the status the driver publishes and sends requests to the driver.
+//!
+//! Invariants: a live socket is never taken over (a stale file left by a crash is detected by
+//! trying to connect, then replaced); the socket has its mode before anyone can connect (it is
+//! bound under a temporary name, given its mode, then renamed into place); every request is
+//! bounded (header bytes, body bytes, time to send the headers, connections at once), and bad
+//! input gets a 4xx with a JSON error, never a panic or a stall of the driver.
+
+mod request;
+mod routes;
+pub mod status;
+
+pub use request::{Request, RequestError, WriteAnswer};
+
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use status::NodeStatus;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::UnixListener;
+use tokio::sync::{mpsc, watch, Semaphore};
+
+/// Bytes of request line and headers accepted.
+pub const HEADER_BYTES_MAX: usize = 16 * 1024;
+/// Time a client has to send its request headers.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time a write or read waits for the cluster before answering that its outcome is unknown.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The API's limits and identity, from the configuration.
+#[derive(Clone, Debug)]
+pub struct ApiOptions {
+    pub socket: PathBuf,
+    pub socket_mode: u32,
+    pub request_bytes_max: usize,
+    pub connections_max: usize,
+}
+
+/// What every handler needs.
+pub struct ApiContext {
+    pub requests: mpsc::Sender<Request>,
+    pub status: watch::Receiver<NodeStatus>,
+    pub options: ApiOptions,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("socket {path}: another process is listening on it (a running regent?); refusing to take it over")]
+    SocketInUse { path: PathBuf },
+    #[error("socket {path}: {reason}")]
+    Socket { path: PathBuf, reason: String },
+}
+
+/// Binds the socket: replaces a stale file, refuses a live one, sets the mode before the socket
+/// appears under its name.
+pub fn bind(options: &ApiOptions) -> Result<UnixListener, ApiError> {
+    let path = &options.socket;
+    let fail = |reason: String| ApiError::Socket {
+        path: path.clone(),
+        reason,
+    };
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        if !meta.file_type().is_socket() {
+            return Err(fail(
+                "exists and is not a socket; remove it or choose another path".into(),
+            ));
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(ApiError::SocketInUse { path: path.clone() });
+        }
+        tracing::info!(path = %path.display(), "replacing a stale socket file");
+        std::fs::remove_file(path).map_err(|e| fail(format!("removing the stale file: {e}")))?;
+    }
+    let staging = staging_path(path);
+    let _ = std::fs::remove_file(&staging);
+    let listener = {
+        let std_listener = std::os::unix::net::UnixListener::bind(&staging)
+            .map_err(|e| fail(format!("bind {}: {e}", staging.display())))?;
+        std_listener
+            .set_nonblocking(true)
+            .map_err(|e| fail(e.to_string()))?;
+        UnixListener::from_std(std_listener).map_err(|e| fail(e.to_string()))?
+    };
+    let set_mode = std::fs::set_permissions(
+        &staging,
+        std::fs::Permissions::from_mode(options.socket_mode),
+    );
+    if let Err(e) = set_mode.and_then(|()| std::fs::rename(&staging, path)) {
+        let _ = std::fs::remove_file(&staging);
+        return Err(fail(format!(
+            "setting its mode and moving it into place: {e}"
+        )));
+    }
+    Ok(listener)
+}
+
+fn staging_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.tmp", std::process::id()));
+    path.with_file_name(name)
+}
+
+/// Serves connections until `shutdown` turns true.
+pub async fn serve(
+    listener: UnixListener,
+    context: Arc<ApiContext>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(context.options.connections_max));
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(err) => {
+                tracing::warn!(error = %err, "accepting on the socket failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            // Over the limit: close at once rather than queue without bound.
+            drop(stream);
+            continue;
+        };
+        let context = context.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let context = context.clone();
+                async move { Ok::<_, std::convert::Infallible>(routes::handle(&context, request).await) }
+            });
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(HEADER_BYTES_MAX.max(8192))
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(err) = connection.await {
+                tracing::debug!(error = %err, "socket connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+}

@@ -1,0 +1,71 @@
+//! The node's status as the driver publishes it after every turn of its loop: what the API
+//! answers without asking the driver (a `watch` channel, read lock-free by any task).
+
+use crate::raft::{LogIndex, Nanos, NodeId, Role, Term};
+use std::net::SocketAddr;
+
+/// One member of the configuration in force.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberStatus {
+    pub id: NodeId,
+    pub address: Option<SocketAddr>,
+    pub voter: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub node_id: NodeId,
+    pub role: Role,
+    pub term: Term,
+    pub leader_id: Option<NodeId>,
+    pub leader_address: Option<SocketAddr>,
+    pub commit_index: LogIndex,
+    pub applied_index: LogIndex,
+    pub last_index: LogIndex,
+    /// Leader, lease valid, this term's no-op applied: the host may write.
+    pub writable: bool,
+    /// The lease's end on this machine's CLOCK_MONOTONIC (leader only).
+    pub lease_deadline_ns: Option<Nanos>,
+    pub members: Vec<MemberStatus>,
+}
+
+impl NodeStatus {
+    /// Before the driver's first turn.
+    pub fn starting(node_id: NodeId) -> NodeStatus {
+        NodeStatus {
+            node_id,
+            role: Role::Follower,
+            term: Term(0),
+            leader_id: None,
+            leader_address: None,
+            commit_index: LogIndex(0),
+            applied_index: LogIndex(0),
+            last_index: LogIndex(0),
+            writable: false,
+            lease_deadline_ns: None,
+            members: Vec::new(),
+        }
+    }
+
+    /// The role as the API names it.
+    pub fn role_name(&self) -> &'static str {
+        match self.role {
+            Role::Leader => "leader",
+            Role::Follower => "follower",
+            Role::PreCandidate | Role::Candidate => "candidate",
+            Role::Learner => "learner",
+        }
+    }
+
+    /// Milliseconds of lease left at `now` (0 without one).
+    pub fn lease_remaining_ms(&self, now: Nanos) -> u64 {
+        self.lease_deadline_ns
+            .map_or(0, |d| d.saturating_sub(now) / 1_000_000)
+    }
+
+    /// Whether the host may write at `now`: writable when published and the lease not yet
+    /// over (the published value may be a few microseconds old).
+    pub fn writable_at(&self, now: Nanos) -> bool {
+        self.writable && self.lease_deadline_ns.is_some_and(|d| now < d)
+    }
+}

@@ -1,0 +1,795 @@
+//! The driver: one task owns the replica and nothing else touches it. It carries out the
+//! replica's actions with real I/O — QUIC sends, the disk thread, snapshot streams — and answers
+//! the API's requests through oneshot channels.
+//!
+//! The loop is a biased select in a fixed order: shutdown, disk completions, inbound messages,
+//! API requests, then a sleep until the core's next deadline. After each wake-up it drains
+//! whatever else is already queued (so many proposals go into one batch and one fsync), ticks
+//! the core, carries out the actions and publishes the node's status.
+//!
+//! Invariants: heartbeats and votes never wait behind the disk (messages that need no
+//! durability go out as soon as the core produces them; the disk works on its own thread); at
+//! most one batch is in flight to the disk, and a snapshot chunk is never installed while one
+//! is; every request is answered exactly once (its oneshot is dropped only with an answer or at
+//! shutdown).
+
+use super::disk::{Disk, DiskDone, DiskRequest};
+use crate::api::status::{MemberStatus, NodeStatus};
+use crate::api::{Request, RequestError, WriteAnswer};
+use crate::clock;
+use crate::raft::{Message, Nanos, NodeId, ProposeError, ReadError, Role};
+use crate::replica::{Action, ProposalOutcome, Replica, Token};
+use crate::storage::{
+    ApplyResult, InstallProgress, KeyValue, Proposal, SnapshotMeta, SnapshotSource, StorageError,
+};
+use crate::transport::{Inbound, LinkEvent, SnapshotReceiver, TransportHandle};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+/// Requests the driver takes from one wake-up before it ticks and writes: bounds the work of
+/// one loop turn (and so the latency of timers) under a flood.
+const DRAIN_MAX: usize = 4096;
+
+/// Messages from the driver's own helper tasks.
+enum Internal {
+    /// One chunk of an incoming snapshot, from its receiving task; answered with the storage's
+    /// verdict.
+    InstallChunk {
+        from: NodeId,
+        meta: SnapshotMeta,
+        chunk: Vec<u8>,
+        reply: oneshot::Sender<Result<bool, String>>,
+    },
+    /// A snapshot stream to `to` ended (sent or failed).
+    SnapshotSent { to: NodeId },
+}
+
+/// A request waiting for the replica or the disk.
+enum Pending {
+    Write(oneshot::Sender<Result<WriteAnswer, RequestError>>),
+    Read {
+        key: Vec<u8>,
+        reply: oneshot::Sender<Result<Option<KeyValue>, RequestError>>,
+    },
+}
+
+/// A snapshot chunk waiting for its turn on the disk.
+struct QueuedChunk {
+    from: NodeId,
+    meta: SnapshotMeta,
+    chunk: Vec<u8>,
+    reply: oneshot::Sender<Result<bool, String>>,
+}
+
+/// Everything the driver needs, handed over by `daemon::run`.
+pub struct DriverParts {
+    pub replica: Replica,
+    pub disk: Disk,
+    pub disk_done: mpsc::UnboundedReceiver<DiskDone>,
+    pub transport: TransportHandle<Message>,
+    pub inbound: mpsc::Receiver<Inbound<Message>>,
+    pub requests: mpsc::Receiver<Request>,
+    pub status: watch::Sender<NodeStatus>,
+    pub shutdown: watch::Receiver<bool>,
+    /// Every known member's address (from the configuration).
+    pub addresses: BTreeMap<NodeId, SocketAddr>,
+    pub persist_stall_max: Duration,
+}
+
+pub struct Driver {
+    id: NodeId,
+    replica: Replica,
+    disk: Disk,
+    disk_done: mpsc::UnboundedReceiver<DiskDone>,
+    transport: TransportHandle<Message>,
+    inbound: mpsc::Receiver<Inbound<Message>>,
+    requests: mpsc::Receiver<Request>,
+    internal_tx: mpsc::UnboundedSender<Internal>,
+    internal: mpsc::UnboundedReceiver<Internal>,
+    links: broadcast::Receiver<LinkEvent>,
+    status: watch::Sender<NodeStatus>,
+    shutdown: watch::Receiver<bool>,
+    addresses: BTreeMap<NodeId, SocketAddr>,
+    persist_stall_max: Duration,
+
+    pending: BTreeMap<Token, Pending>,
+    next_token: Token,
+    actions: Vec<Action>,
+    /// When the batch on the disk was sent there (None when the disk is idle of batches).
+    persist_started: Option<Nanos>,
+    /// Snapshot chunks waiting for the disk, and whether one is on it now.
+    chunks: VecDeque<QueuedChunk>,
+    chunk_on_disk: Option<(SnapshotMeta, oneshot::Sender<Result<bool, String>>)>,
+    /// Peers a snapshot is being streamed to.
+    snapshot_sends: BTreeSet<NodeId>,
+    stall_warned: bool,
+    last_membership: crate::raft::Membership,
+    fatal: Option<String>,
+}
+
+impl Driver {
+    pub fn new(parts: DriverParts) -> Driver {
+        let (internal_tx, internal) = mpsc::unbounded_channel();
+        let links = parts.transport.subscribe();
+        let last_membership = parts.replica.core().membership().clone();
+        Driver {
+            id: parts.replica.core().id(),
+            replica: parts.replica,
+            disk: parts.disk,
+            disk_done: parts.disk_done,
+            transport: parts.transport,
+            inbound: parts.inbound,
+            requests: parts.requests,
+            internal_tx,
+            internal,
+            links,
+            status: parts.status,
+            shutdown: parts.shutdown,
+            addresses: parts.addresses,
+            persist_stall_max: parts.persist_stall_max,
+            pending: BTreeMap::new(),
+            next_token: 1,
+            actions: Vec::new(),
+            persist_started: None,
+            chunks: VecDeque::new(),
+            chunk_on_disk: None,
+            snapshot_sends: BTreeSet::new(),
+            stall_warned: false,
+            last_membership,
+            fatal: None,
+        }
+    }
+
+    /// Runs until shutdown is asked or storage fails. Returns the fatal error, if any.
+    pub async fn run(mut self) -> Result<(), String> {
+        self.turn(clock::now());
+        loop {
+            let deadline = clock::now() + 5_000_000; // TODO(next_deadline) until the core gives it
+            let sleep = tokio::time::sleep(clock::until(deadline, clock::now()));
+            tokio::select! {
+                biased;
+                _ = self.shutdown.changed() => break,
+                Some(done) = self.disk_done.recv() => self.on_disk(done),
+                Some(message) = self.internal.recv() => self.on_internal(message),
+                Some(inbound) = self.inbound.recv() => self.on_inbound(inbound),
+                Some(request) = self.requests.recv() => self.on_request(request),
+                event = self.links.recv() => self.on_link_event(event),
+                _ = sleep => {}
+            }
+            self.drain();
+            if self.fatal.is_some() {
+                break;
+            }
+            self.turn(clock::now());
+            if self.fatal.is_some() {
+                break;
+            }
+        }
+        self.stop().await
+    }
+
+    /// Takes everything already queued without waiting, so that it shares one batch.
+    fn drain(&mut self) {
+        while let Ok(done) = self.disk_done.try_recv() {
+            self.on_disk(done);
+        }
+        while let Ok(message) = self.internal.try_recv() {
+            self.on_internal(message);
+        }
+        for _ in 0..DRAIN_MAX {
+            let Ok(inbound) = self.inbound.try_recv() else {
+                break;
+            };
+            self.on_inbound(inbound);
+        }
+        for _ in 0..DRAIN_MAX {
+            let Ok(request) = self.requests.try_recv() else {
+                break;
+            };
+            self.on_request(request);
+        }
+    }
+
+    /// Ticks the core, carries out its actions, feeds the disk, publishes the status.
+    fn turn(&mut self, now: Nanos) {
+        self.replica.tick(now);
+        self.watch_stall(now);
+        self.feed_chunk();
+        let mut actions = std::mem::take(&mut self.actions);
+        self.replica.poll(&mut actions);
+        self.carry_out(&mut actions, now);
+        self.actions = actions;
+        self.log_membership();
+        self.publish(now);
+    }
+
+    fn carry_out(&mut self, actions: &mut Vec<Action>, now: Nanos) {
+        for action in actions.drain(..) {
+            match action {
+                Action::Send(m) => self.send(m),
+                Action::Persist(persist) => {
+                    self.persist_started = Some(now);
+                    self.disk.send(DiskRequest::Persist(persist));
+                }
+                Action::SendSnapshot { to } => {
+                    if self.snapshot_sends.insert(to) {
+                        self.disk.send(DiskRequest::Snapshot { to });
+                    }
+                }
+                Action::Proposal { token, outcome } => self.answer_proposal(token, outcome),
+                Action::Read { token, result } => self.answer_read(token, result),
+                Action::Compact(index) => self.disk.send(DiskRequest::Compact(index)),
+                Action::SoftState(soft) => {
+                    tracing::info!(
+                        node = %self.id,
+                        role = ?soft.role,
+                        term = soft.term.0,
+                        leader = ?soft.leader.map(|l| l.0),
+                        "role or leader changed"
+                    );
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, m: Message) {
+        let to = m.to;
+        if let Err(err) = self.transport.send(to, &m) {
+            tracing::debug!(node = %self.id, peer = %to, error = %err, "message not queued");
+        }
+    }
+
+    // ----- Inputs -----
+
+    fn on_inbound(&mut self, inbound: Inbound<Message>) {
+        match inbound {
+            Inbound::Message { from, message } => {
+                if message.from != from {
+                    tracing::warn!(node = %self.id, peer = %from, claimed = %message.from, "a peer sent a message in another node's name; dropped");
+                    return;
+                }
+                if let Err(err) = self.replica.step(message, clock::now()) {
+                    tracing::warn!(node = %self.id, peer = %from, error = %err, "message refused");
+                }
+            }
+            Inbound::Snapshot(receiver) => {
+                let internal = self.internal_tx.clone();
+                tokio::spawn(receive_snapshot(*receiver, internal));
+            }
+        }
+    }
+
+    fn on_request(&mut self, request: Request) {
+        let now = clock::now();
+        match request {
+            Request::Propose { command, reply } => {
+                let mut proposal = Proposal::new(command);
+                proposal.time_ms = clock::unix_ms();
+                let token = self.token();
+                match self.replica.propose(token, proposal.encode(), now) {
+                    Ok(_) => {
+                        self.pending.insert(token, Pending::Write(reply));
+                    }
+                    Err(err) => {
+                        let _ = reply.send(Err(self.propose_error(err)));
+                    }
+                }
+            }
+            Request::Get {
+                key,
+                mode: None,
+                reply,
+            } => {
+                let token = self.token();
+                self.pending.insert(
+                    token,
+                    Pending::Read {
+                        key: Vec::new(),
+                        reply,
+                    },
+                );
+                self.disk.send(DiskRequest::Get { token, key });
+            }
+            Request::Get {
+                key,
+                mode: Some(mode),
+                reply,
+            } => {
+                let token = self.token();
+                match self.replica.read(token, mode, now) {
+                    Ok(()) => {
+                        self.pending.insert(token, Pending::Read { key, reply });
+                    }
+                    Err(err) => {
+                        let _ = reply.send(Err(self.read_error(err)));
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_internal(&mut self, message: Internal) {
+        match message {
+            Internal::InstallChunk {
+                from,
+                meta,
+                chunk,
+                reply,
+            } => self.chunks.push_back(QueuedChunk {
+                from,
+                meta,
+                chunk,
+                reply,
+            }),
+            Internal::SnapshotSent { to } => {
+                self.snapshot_sends.remove(&to);
+            }
+        }
+    }
+
+    fn on_link_event(&mut self, event: Result<LinkEvent, broadcast::error::RecvError>) {
+        match event {
+            Ok(LinkEvent::Up { peer, dialed, .. }) => {
+                tracing::info!(node = %self.id, %peer, dialed, "link up")
+            }
+            Ok(LinkEvent::Down { peer, reason }) => {
+                tracing::info!(node = %self.id, %peer, %reason, "link down")
+            }
+            Ok(LinkEvent::Rejected {
+                peer,
+                remote,
+                by,
+                reason,
+            }) => tracing::warn!(
+                node = %self.id, peer = ?peer.map(|p| p.0), %remote, by = ?by, %reason,
+                "connection refused"
+            ),
+            Ok(LinkEvent::DialFailed { peer, reason }) => {
+                tracing::debug!(node = %self.id, %peer, %reason, "dial failed")
+            }
+            Ok(LinkEvent::IdentityReloaded { cert }) => {
+                tracing::info!(node = %self.id, serial = %cert.serial, "certificate reloaded")
+            }
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::debug!(node = %self.id, missed = n, "link events missed")
+            }
+            Err(broadcast::error::RecvError::Closed) => {
+                // The transport is gone; re-subscribing keeps the branch quiet.
+                self.links = self.transport.subscribe();
+            }
+        }
+    }
+
+    fn on_disk(&mut self, done: DiskDone) {
+        let now = clock::now();
+        match done {
+            DiskDone::Persisted {
+                number,
+                result,
+                micros,
+            } => {
+                self.persist_started = None;
+                self.stall_warned = false;
+                match result {
+                    Ok(applied) => {
+                        let mut actions = std::mem::take(&mut self.actions);
+                        self.replica.persisted(number, applied, &mut actions);
+                        self.carry_out(&mut actions, now);
+                        self.actions = actions;
+                    }
+                    Err(err) => {
+                        self.fatal = Some(format!(
+                            "a durable write failed after {micros} µs, its outcome is unknown: {err}"
+                        ));
+                    }
+                }
+            }
+            DiskDone::Compacted { index, result } => match result {
+                Ok(()) => {
+                    self.replica.compacted(index);
+                    tracing::info!(node = %self.id, %index, "log compacted (the state machine is the snapshot)");
+                    self.disk.send(DiskRequest::CompactFile);
+                }
+                Err(err) => {
+                    self.replica.compaction_failed();
+                    tracing::warn!(node = %self.id, %index, error = %err, "log compaction failed");
+                }
+            },
+            DiskDone::Got { token, result } => {
+                if let Some(Pending::Read { reply, .. }) = self.pending.remove(&token) {
+                    let _ = reply.send(result.map_err(|e| RequestError::Storage(e.to_string())));
+                }
+            }
+            DiskDone::Snapshot { to, result } => match result {
+                Ok(source) => {
+                    let transport = self.transport.clone();
+                    let internal = self.internal_tx.clone();
+                    tokio::spawn(send_snapshot(transport, to, source, internal));
+                }
+                Err(err) => {
+                    self.snapshot_sends.remove(&to);
+                    tracing::warn!(node = %self.id, peer = %to, error = %err, "snapshot could not be opened");
+                }
+            },
+            DiskDone::Installed {
+                from,
+                result,
+                applied,
+            } => self.on_chunk_installed(from, result, applied, now),
+            DiskDone::InstallAborted => {}
+            DiskDone::FileCompacted(result) => match result {
+                Ok(true) => tracing::info!(node = %self.id, "database file compacted"),
+                Ok(false) => {}
+                Err(err) => tracing::warn!(node = %self.id, error = %err, "file compaction failed"),
+            },
+        }
+    }
+
+    // ----- Snapshots -----
+
+    /// Hands the next queued snapshot chunk to the disk when no batch is in flight, holding
+    /// new batches back until it is done.
+    fn feed_chunk(&mut self) {
+        if self.chunk_on_disk.is_some() || self.replica.is_persisting() {
+            return;
+        }
+        let Some(q) = self.chunks.pop_front() else {
+            return;
+        };
+        self.replica.hold_writes(true);
+        self.chunk_on_disk = Some((q.meta, q.reply));
+        self.disk.send(DiskRequest::InstallChunk {
+            from: q.from,
+            chunk: q.chunk,
+        });
+    }
+
+    fn on_chunk_installed(
+        &mut self,
+        from: NodeId,
+        result: Result<InstallProgress, StorageError>,
+        applied: crate::raft::LogIndex,
+        now: Nanos,
+    ) {
+        self.replica.hold_writes(false);
+        let Some((meta, reply)) = self.chunk_on_disk.take() else {
+            return;
+        };
+        match result {
+            Ok(InstallProgress::Continue { .. }) => {
+                let _ = reply.send(Ok(false));
+            }
+            Ok(InstallProgress::Installed(state)) => {
+                tracing::info!(
+                    node = %self.id, leader = %from,
+                    index = %state.snapshot.last_included_index,
+                    term = %state.snapshot.last_included_term,
+                    "snapshot installed"
+                );
+                self.replica
+                    .snapshot_installed(from, state.snapshot.clone(), now);
+                let _ = reply.send(Ok(true));
+            }
+            Err(err) => {
+                if meta.last_included_index <= applied {
+                    // Stale: the core tells the leader where to resume.
+                    self.replica.snapshot_installed(from, meta, now);
+                }
+                let _ = reply.send(Err(err.to_string()));
+            }
+        }
+    }
+
+    // ----- Answers -----
+
+    fn answer_proposal(&mut self, token: Token, outcome: ProposalOutcome) {
+        let Some(Pending::Write(reply)) = self.pending.remove(&token) else {
+            return;
+        };
+        let answer = match outcome {
+            ProposalOutcome::Applied {
+                index,
+                term,
+                result,
+            } => match result {
+                ApplyResult::Command(Ok(response)) => Ok(WriteAnswer {
+                    index,
+                    term,
+                    response,
+                }),
+                ApplyResult::Command(Err(err)) => Err(RequestError::Command(err)),
+                other => Err(RequestError::Storage(format!(
+                    "a proposal applied as {other:?}"
+                ))),
+            },
+            ProposalOutcome::Superseded { .. } => Err(RequestError::Superseded),
+        };
+        let _ = reply.send(answer);
+    }
+
+    fn answer_read(&mut self, token: Token, result: Result<crate::raft::LogIndex, ReadError>) {
+        let Some(pending) = self.pending.remove(&token) else {
+            return;
+        };
+        let Pending::Read { key, reply } = pending else {
+            self.pending.insert(token, pending);
+            return;
+        };
+        match result {
+            Ok(_) => {
+                // The disk thread runs requests in order: this read sees every batch applied
+                // before it, which includes the read index.
+                self.pending.insert(
+                    token,
+                    Pending::Read {
+                        key: Vec::new(),
+                        reply,
+                    },
+                );
+                self.disk.send(DiskRequest::Get { token, key });
+            }
+            Err(err) => {
+                let _ = reply.send(Err(self.read_error(err)));
+            }
+        }
+    }
+
+    fn propose_error(&self, err: ProposeError) -> RequestError {
+        match err {
+            ProposeError::NotLeader { leader } => self.not_leader(leader),
+            ProposeError::Backpressure { .. } | ProposeError::Transferring { .. } => {
+                RequestError::Busy(err.to_string())
+            }
+        }
+    }
+
+    fn read_error(&self, err: ReadError) -> RequestError {
+        match err {
+            ReadError::NoLeader | ReadError::NotLeader => {
+                let leader = self.replica.core().status(clock::now()).leader;
+                self.not_leader(leader.filter(|&l| l != self.id))
+            }
+            ReadError::Transferring | ReadError::Backpressure { .. } => {
+                RequestError::Busy(err.to_string())
+            }
+        }
+    }
+
+    fn not_leader(&self, leader: Option<NodeId>) -> RequestError {
+        RequestError::NotLeader {
+            leader,
+            address: leader.and_then(|l| self.addresses.get(&l).copied()),
+        }
+    }
+
+    fn token(&mut self) -> Token {
+        let token = self.next_token;
+        self.next_token += 1;
+        token
+    }
+
+    // ----- Watching -----
+
+    /// The core steps down on its own when its durable write stalls past the bound; this says
+    /// why in the log.
+    fn watch_stall(&mut self, now: Nanos) {
+        let Some(started) = self.persist_started else {
+            return;
+        };
+        let outstanding = Duration::from_nanos(now.saturating_sub(started));
+        if outstanding > self.persist_stall_max && !self.stall_warned {
+            self.stall_warned = true;
+            tracing::error!(
+                node = %self.id,
+                outstanding_ms = outstanding.as_millis() as u64,
+                "the durable write is stalled past persist_stall_max_ms; a leader steps down"
+            );
+        }
+    }
+
+    fn log_membership(&mut self) {
+        let current = self.replica.core().membership();
+        if *current != self.last_membership {
+            tracing::info!(
+                node = %self.id,
+                voters = ?current.voters.iter().map(|v| v.0).collect::<Vec<_>>(),
+                outgoing = ?current.voters_outgoing.iter().map(|v| v.0).collect::<Vec<_>>(),
+                learners = ?current.learners.iter().map(|v| v.0).collect::<Vec<_>>(),
+                "membership changed"
+            );
+            self.last_membership = current.clone();
+        }
+    }
+
+    fn publish(&mut self, now: Nanos) {
+        let core = self.replica.core();
+        let s = core.status(now);
+        let membership = core.membership();
+        let members = membership
+            .members()
+            .into_iter()
+            .map(|id| MemberStatus {
+                id,
+                address: self.addresses.get(&id).copied(),
+                voter: membership.is_voter(id),
+            })
+            .collect();
+        let next = NodeStatus {
+            node_id: s.id,
+            role: s.role,
+            term: s.term,
+            leader_id: s.leader,
+            leader_address: s.leader.and_then(|l| self.addresses.get(&l).copied()),
+            commit_index: s.commit_index,
+            applied_index: s.applied_index,
+            last_index: s.last_index,
+            writable: s.writable,
+            lease_deadline_ns: s.lease_deadline.filter(|_| s.role == Role::Leader),
+            members,
+        };
+        self.status.send_if_modified(|current| {
+            if *current == next {
+                false
+            } else {
+                *current = next;
+                true
+            }
+        });
+    }
+
+    // ----- Shutdown -----
+
+    async fn stop(mut self) -> Result<(), String> {
+        // Stop taking requests; answer those waiting.
+        self.requests.close();
+        while let Ok(request) = self.requests.try_recv() {
+            match request {
+                Request::Propose { reply, .. } => {
+                    let _ = reply.send(Err(RequestError::ShuttingDown));
+                }
+                Request::Get { reply, .. } => {
+                    let _ = reply.send(Err(RequestError::ShuttingDown));
+                }
+            }
+        }
+        // Flush: let the batch on the disk finish (bounded), so what was promised is durable.
+        if self.fatal.is_none() && self.persist_started.is_some() {
+            let wait = tokio::time::timeout(Duration::from_secs(5), async {
+                while let Some(done) = self.disk_done.recv().await {
+                    if matches!(done, DiskDone::Persisted { .. }) {
+                        self.on_disk(done);
+                        break;
+                    }
+                    self.on_disk(done);
+                }
+            });
+            let _ = wait.await;
+            // Send what waited for durability before the links close.
+            let mut actions = std::mem::take(&mut self.actions);
+            self.replica.poll(&mut actions);
+            for action in actions.drain(..) {
+                if let Action::Send(m) = action {
+                    self.send(m);
+                }
+            }
+        }
+        for (_, pending) in std::mem::take(&mut self.pending) {
+            match pending {
+                Pending::Write(reply) => {
+                    let _ = reply.send(Err(RequestError::ShuttingDown));
+                }
+                Pending::Read { reply, .. } => {
+                    let _ = reply.send(Err(RequestError::ShuttingDown));
+                }
+            }
+        }
+        self.transport.shutdown().await;
+        let disk = self.disk;
+        let _ = tokio::task::spawn_blocking(move || disk.stop()).await;
+        match self.fatal {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The header of a snapshot stream: what the snapshot holds, so a receiver can tell a stale
+/// one without reading it.
+fn encode_header(meta: &SnapshotMeta) -> Vec<u8> {
+    postcard::to_stdvec(meta).expect("a snapshot header encodes")
+}
+
+/// Streams a storage snapshot to a follower over the transport's snapshot streams.
+async fn send_snapshot(
+    transport: TransportHandle<Message>,
+    to: NodeId,
+    mut source: Box<dyn SnapshotSource>,
+    internal: mpsc::UnboundedSender<Internal>,
+) {
+    let meta = source.meta().clone();
+    let result = async {
+        let mut sender = transport
+            .open_snapshot(to, &encode_header(&meta))
+            .await
+            .map_err(|e| e.to_string())?;
+        loop {
+            // Reading a chunk is a bounded redb read (at most a chunk's worth of records).
+            let chunk =
+                tokio::task::block_in_place(|| source.next_chunk()).map_err(|e| e.to_string())?;
+            let Some(chunk) = chunk else { break };
+            sender
+                .write_chunk(&chunk)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        sender.finish().await.map_err(|e| e.to_string())
+    }
+    .await;
+    match result {
+        Ok(bytes) => tracing::info!(
+            peer = %to, index = %meta.last_included_index, term = %meta.last_included_term, bytes,
+            "snapshot sent"
+        ),
+        Err(err) => tracing::warn!(peer = %to, error = %err, "snapshot not sent"),
+    }
+    let _ = internal.send(Internal::SnapshotSent { to });
+}
+
+/// Receives a snapshot stream and feeds its chunks, one at a time, to the driver.
+async fn receive_snapshot(
+    mut receiver: SnapshotReceiver,
+    internal: mpsc::UnboundedSender<Internal>,
+) {
+    let from = receiver.from();
+    let meta: SnapshotMeta = match postcard::from_bytes(receiver.header()) {
+        Ok(meta) => meta,
+        Err(err) => {
+            tracing::warn!(peer = %from, error = %err, "snapshot stream with an undecodable header; refused");
+            return;
+        }
+    };
+    loop {
+        let chunk = match receiver.next_chunk().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => {
+                tracing::warn!(peer = %from, "snapshot stream ended before the snapshot did");
+                return;
+            }
+            Err(err) => {
+                tracing::warn!(peer = %from, error = %err, "snapshot stream failed");
+                return;
+            }
+        };
+        let (reply, answer) = oneshot::channel();
+        let sent = internal.send(Internal::InstallChunk {
+            from,
+            meta: meta.clone(),
+            chunk,
+            reply,
+        });
+        if sent.is_err() {
+            return;
+        }
+        match answer.await {
+            Ok(Ok(false)) => continue,
+            Ok(Ok(true)) => break,
+            Ok(Err(err)) => {
+                tracing::info!(peer = %from, error = %err, "snapshot refused");
+                return;
+            }
+            Err(_) => return,
+        }
+    }
+    // Drain the end marker, then acknowledge.
+    match receiver.next_chunk().await {
+        Ok(None) => {
+            if let Err(err) = receiver.accept().await {
+                tracing::debug!(peer = %from, error = %err, "snapshot acknowledgement not delivered");
+            }
+        }
+        Ok(Some(_)) => tracing::warn!(peer = %from, "snapshot stream continued past its end"),
+        Err(err) => tracing::debug!(peer = %from, error = %err, "snapshot stream end"),
+    }
+}

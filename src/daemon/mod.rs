@@ -1,0 +1,181 @@
+//! The daemon (`regent run`): tokio wiring around the replica — the driver task, the disk
+//! thread, the QUIC links, the Unix socket, signals. It adds I/O and nothing else: every duty of
+//! the core's caller is carried out by `replica::Replica`, the same code the simulator checks.
+//!
+//! Start-up order: configuration, storage (recovery), the replica, the QUIC endpoint, the
+//! socket, then the driver. On the first start with an empty data directory a founding node
+//! writes the initial configuration as the log's first entry (`replica::bootstrap_batch`); every
+//! later start recovers from redb only, and the member list in the file is then advisory.
+
+pub mod disk;
+pub mod driver;
+
+use crate::api::{self, status, ApiContext, ApiOptions};
+use crate::clock;
+use crate::config::DaemonConfig;
+use crate::raft::{Membership, NodeId, SplitMix64};
+use crate::replica::{self, Replica};
+use crate::storage::{Identity, LogStorage, RedbStorage};
+use crate::transport::Transport;
+use anyhow::Context;
+use disk::Disk;
+use driver::{Driver, DriverParts};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// API requests queued for the driver before senders wait.
+pub const REQUESTS_QUEUE_MAX: usize = 8192;
+
+/// `regent run --config PATH`.
+pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
+    let config = DaemonConfig::load(config_path)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("regent")
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(run_daemon(config))
+}
+
+async fn run_daemon(config: DaemonConfig) -> anyhow::Result<ExitCode> {
+    let id = NodeId(config.node_id);
+    let identity = Identity {
+        cluster_id: config.cluster.clone(),
+        node_id: id,
+    };
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let (mut storage, _recovered) =
+        RedbStorage::open(&config.data_dir, &identity, config.storage_options())
+            .with_context(|| format!("opening storage in {}", config.data_dir.display()))?;
+    let bootstrap = bootstrap(&config, &mut storage)?;
+
+    let now = clock::now();
+    let mut seed = [0u8; 8];
+    crate::pki::fill_random(&mut seed).context("seeding the election timer")?;
+    let rng = Box::new(SplitMix64::new(u64::from_le_bytes(seed)));
+    let replica = Replica::new(config.raft_config(), &storage, bootstrap, rng, now)
+        .context("restoring the replica from storage")?;
+    let state = storage.state().clone();
+    tracing::info!(
+        node = %id, cluster = %config.cluster,
+        term = state.hard_state.term.0, last_index = state.last_index.0,
+        applied = state.applied.0, snapshot = state.snapshot.last_included_index.0,
+        "recovered"
+    );
+
+    let (transport, inbound) =
+        Transport::start(config.transport_config()).context("starting the QUIC transport")?;
+    let options = ApiOptions {
+        socket: config.socket.clone(),
+        socket_mode: u32::from_str_radix(&config.socket_mode, 8).unwrap_or(0o660),
+        request_bytes_max: config.api.request_bytes_max,
+        connections_max: config.api.connections_max,
+    };
+    let listener = api::bind(&options)?;
+
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let signals = watch_signals(shutdown_tx.clone())?;
+    let (status_tx, status_rx) = watch::channel(status::NodeStatus::starting(id));
+    let (requests_tx, requests) = mpsc::channel(REQUESTS_QUEUE_MAX);
+    let context = Arc::new(ApiContext {
+        requests: requests_tx,
+        status: status_rx,
+        options: options.clone(),
+    });
+    let server = tokio::spawn(api::serve(listener, context, shutdown.clone()));
+
+    let (done_tx, disk_done) = mpsc::unbounded_channel();
+    let disk = Disk::start(storage, done_tx);
+    let driver = Driver::new(DriverParts {
+        replica,
+        disk,
+        disk_done,
+        transport,
+        inbound,
+        requests,
+        status: status_tx,
+        shutdown: shutdown.clone(),
+        addresses: config
+            .members
+            .iter()
+            .map(|m| (NodeId(m.id), m.address))
+            .collect(),
+        persist_stall_max: Duration::from_millis(config.timing.persist_stall_max_ms),
+    });
+    tracing::info!(node = %id, socket = %options.socket.display(), listen = %config.listen, "serving");
+    let outcome = driver.run().await;
+
+    let _ = shutdown_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
+    let _ = std::fs::remove_file(&options.socket);
+    signals.close();
+    match outcome {
+        Ok(()) => {
+            tracing::info!(node = %id, "stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(err) => {
+            tracing::error!(node = %id, error = %err, "stopping on a fatal error");
+            eprintln!("regent: fatal: {err}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// The configuration the cluster started with. A founding node with empty storage writes it as
+/// the log's first entry; a joining node starts with none (an empty learner until the leader
+/// adds it); after the first start the log is the only source.
+fn bootstrap(config: &DaemonConfig, storage: &mut RedbStorage) -> anyhow::Result<Membership> {
+    let state = storage.state();
+    let fresh = state.last_index.0 == 0
+        && state.hard_state.term.0 == 0
+        && state.snapshot.last_included_index.0 == 0;
+    if config.join || !fresh {
+        return Ok(Membership::default());
+    }
+    let voters = config.initial_membership();
+    tracing::info!(
+        voters = ?voters.voters.iter().map(|v| v.0).collect::<Vec<_>>(),
+        "empty data directory: bootstrapping the initial configuration"
+    );
+    storage
+        .write_batch(&replica::bootstrap_batch(&voters))
+        .context("writing the initial configuration")?;
+    Ok(Membership::default())
+}
+
+/// The thread that turns SIGTERM and SIGINT into a shutdown request.
+struct SignalWatch {
+    handle: signal_hook::iterator::Handle,
+}
+
+impl SignalWatch {
+    fn close(self) {
+        self.handle.close();
+    }
+}
+
+fn watch_signals(shutdown: watch::Sender<bool>) -> anyhow::Result<SignalWatch> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .context("installing signal handlers")?;
+    let handle = signals.handle();
+    std::thread::Builder::new()
+        .name("regent-signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                tracing::info!(
+                    signal,
+                    "stopping: no new proposals, flushing, closing links"
+                );
+                let _ = shutdown.send(true);
+            }
+        })
+        .context("starting the signal thread")?;
+    Ok(SignalWatch { handle })
+}
