@@ -1,6 +1,9 @@
 //! The command line: one subcommand per job, help text from the doc comments.
 
 pub mod admin;
+pub mod client;
+pub mod demo;
+pub mod host;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -15,12 +18,20 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Start a three-node cluster on loopback with nothing set up, and show a failover.
+    Demo(demo::DemoArgs),
     /// Run the daemon: Raft over QUIC with its peers, the host API on the Unix socket.
     Run {
         /// The configuration file (YAML; see config/regent.yaml).
         #[arg(long)]
         config: std::path::PathBuf,
     },
+    /// The cluster as this node sees it (a table, or --json).
+    Status(host::StatusArgs),
+    /// Read and write the replicated key-value store.
+    Kv(host::KvArgs),
+    /// Leadership of this node, for scripts.
+    Leader(host::LeaderArgs),
     /// Run a deterministic simulator campaign of the real Raft core under faults.
     Sim(crate::sim::SimArgs),
     /// Certificates: create a CA, issue, inspect and rotate node certificates.
@@ -46,6 +57,10 @@ pub fn main() -> ExitCode {
     init_tracing();
     let result = match cli.command {
         Command::Run { config } => crate::daemon::run(&config),
+        Command::Demo(args) => demo::run(args),
+        Command::Status(args) => host::status(args),
+        Command::Kv(args) => host::kv(args),
+        Command::Leader(args) => host::leader(args),
         Command::Sim(args) => crate::sim::run_cli(args),
         Command::Admin(args) => admin::run(args),
         Command::Bench { which } => match which {
@@ -68,5 +83,6 @@ fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }

@@ -1,0 +1,188 @@
+//! Subcommands that talk to a running daemon over its socket: `status`, `kv`, `leader`.
+//! Each mirrors one endpoint of the host API (docs/api.md).
+
+use super::client::{self, encode_key, Answer};
+use anyhow::bail;
+use clap::{Args, Subcommand};
+use serde_json::Value;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+const TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Args, Debug, Clone)]
+pub struct SocketArg {
+    /// The daemon's socket (default: $REGENT_SOCKET, then /run/regent/regent.sock).
+    #[arg(long, global = true)]
+    pub socket: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub socket: SocketArg,
+    /// Print the daemon's JSON as it is.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct KvArgs {
+    #[command(flatten)]
+    pub socket: SocketArg,
+    #[command(subcommand)]
+    pub command: KvCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KvCommand {
+    /// Print a key's value (raw bytes to stdout).
+    Get {
+        key: String,
+        /// linearizable (default), lease, or local.
+        #[arg(long, default_value = "linearizable")]
+        consistency: String,
+    },
+    /// Write a key (through the leader's socket).
+    Put { key: String, value: String },
+    /// Delete a key.
+    Del { key: String },
+}
+
+#[derive(Args, Debug)]
+pub struct LeaderArgs {
+    #[command(flatten)]
+    pub socket: SocketArg,
+    #[command(subcommand)]
+    pub command: LeaderCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LeaderCommand {
+    /// Exit 0 once this node is writable (for scripts and ExecStartPre); 1 on timeout.
+    Wait {
+        /// Seconds to wait.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
+}
+
+pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let socket = client::socket_path(args.socket.socket);
+    let status = fetch_status(&socket)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print!("{}", status_table(&status));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn fetch_status(socket: &Path) -> anyhow::Result<Value> {
+    let answer = client::request(socket, "GET", "/v1/status", b"", TIMEOUT)?;
+    if answer.status != 200 {
+        bail!("status: {}", answer.error_text());
+    }
+    answer.json()
+}
+
+/// The cluster as one node sees it: a line for the node, then one per member.
+pub fn status_table(s: &Value) -> String {
+    let me = s["node_id"].as_u64().unwrap_or(0);
+    let leader = s["leader_id"].as_u64();
+    let mut out = format!(
+        "node {me}: {} in term {}, leader {}, commit {}, applied {}, writable {}, lease {} ms\n",
+        s["role"].as_str().unwrap_or("?"),
+        s["term"],
+        leader.map_or("none".to_string(), |l| l.to_string()),
+        s["commit_index"],
+        s["applied_index"],
+        s["writable"],
+        s["lease_remaining_ms"],
+    );
+    out.push_str(&format!(
+        "{:<6} {:<22} {:<8} {:<8}\n",
+        "NODE", "ADDRESS", "ROLE", "LEADER"
+    ));
+    for m in s["members"].as_array().into_iter().flatten() {
+        let id = m["id"].as_u64().unwrap_or(0);
+        out.push_str(&format!(
+            "{:<6} {:<22} {:<8} {:<8}\n",
+            id,
+            m["address"].as_str().unwrap_or("-"),
+            m["role"].as_str().unwrap_or("?"),
+            if Some(id) == leader { "*" } else { "" },
+        ));
+    }
+    out
+}
+
+pub fn kv(args: KvArgs) -> anyhow::Result<ExitCode> {
+    let socket = client::socket_path(args.socket.socket);
+    match args.command {
+        KvCommand::Get { key, consistency } => {
+            let path = format!(
+                "/v1/kv/{}?consistency={consistency}",
+                encode_key(key.as_bytes())
+            );
+            let answer = client::request(&socket, "GET", &path, b"", TIMEOUT)?;
+            match answer.status {
+                200 => {
+                    std::io::stdout().write_all(&answer.body)?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                404 => {
+                    eprintln!("regent: {key}: no such key");
+                    Ok(ExitCode::from(2))
+                }
+                _ => bail!("get {key}: {}", answer.error_text()),
+            }
+        }
+        KvCommand::Put { key, value } => {
+            let path = format!("/v1/kv/{}", encode_key(key.as_bytes()));
+            let answer = client::request(&socket, "PUT", &path, value.as_bytes(), TIMEOUT)?;
+            print_write(&key, &answer)
+        }
+        KvCommand::Del { key } => {
+            let path = format!("/v1/kv/{}", encode_key(key.as_bytes()));
+            let answer = client::request(&socket, "DELETE", &path, b"", TIMEOUT)?;
+            print_write(&key, &answer)
+        }
+    }
+}
+
+fn print_write(key: &str, answer: &Answer) -> anyhow::Result<ExitCode> {
+    if answer.status != 200 {
+        bail!("{key}: {}", answer.error_text());
+    }
+    let v = answer.json()?;
+    println!(
+        "{key}: revision {} (index {}, term {})",
+        v["revision"], v["index"], v["term"]
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn leader(args: LeaderArgs) -> anyhow::Result<ExitCode> {
+    let socket = client::socket_path(args.socket.socket);
+    match args.command {
+        LeaderCommand::Wait { timeout } => {
+            let deadline = Instant::now() + Duration::from_secs(timeout);
+            loop {
+                if let Ok(s) = fetch_status(&socket) {
+                    if s["writable"].as_bool() == Some(true) {
+                        println!("node {} is writable in term {}", s["node_id"], s["term"]);
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                }
+                if Instant::now() > deadline {
+                    eprintln!("regent: not writable within {timeout} s");
+                    return Ok(ExitCode::FAILURE);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! Real `regent run` processes on loopback, made with `regent admin cluster init` in a temp dir,
+//! and a small HTTP/1.1 client for their Unix sockets. Everything started here is killed when
+//! the `Cluster` is dropped, also when a test fails.
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_regent");
+
+/// An HTTP answer: status code, headers (lower-case names), body.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: BTreeMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// One request on a Unix socket (a new connection each time; `Connection: close`).
+pub fn http(socket: &Path, method: &str, path: &str, body: &[u8]) -> std::io::Result<Answer> {
+    let mut stream = UnixStream::connect(socket)?;
+    stream.set_read_timeout(Some(Duration::from_secs(15)))?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: regent\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    parse_answer(&raw).ok_or_else(|| std::io::Error::other(format!("bad HTTP answer: {raw:?}")))
+}
+
+fn parse_answer(raw: &[u8]) -> Option<Answer> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..split]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: BTreeMap<String, String> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let body = raw[split + 4..].to_vec();
+    Some(Answer {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// A free UDP port on loopback (bound, read, released).
+pub fn free_port() -> u16 {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.local_addr().unwrap().port()
+}
+
+pub struct Node {
+    pub id: u64,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub socket: PathBuf,
+    child: Option<Child>,
+    runs: u32,
+}
+
+impl Node {
+    /// Whether the process is running (reaping it if it exited).
+    pub fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(child) => child.try_wait().unwrap().is_none(),
+            None => false,
+        }
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join(format!("run{}.log", self.runs))
+    }
+
+    /// Everything this node logged in all its runs.
+    pub fn logs(&self) -> String {
+        (1..=self.runs)
+            .map(|r| {
+                std::fs::read_to_string(self.dir.join(format!("run{r}.log"))).unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+pub struct Cluster {
+    /// Removed (with every file of the cluster) when the cluster is dropped.
+    _root: tempfile::TempDir,
+    pub nodes: Vec<Node>,
+}
+
+/// Extra YAML appended to every node's configuration (small timeouts and thresholds for tests).
+pub const TEST_SETTINGS: &str = "raft:\n  compaction_entries_max: 200\n";
+
+impl Cluster {
+    /// `regent admin cluster init` with `n` nodes on free loopback ports, plus `extra` YAML.
+    pub fn init(n: u64, cluster: &str, extra: &str) -> Cluster {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("cluster");
+        let mut args: Vec<String> = vec![
+            "admin".into(),
+            "cluster".into(),
+            "init".into(),
+            "--dir".into(),
+            dir.display().to_string(),
+            "--cluster".into(),
+            cluster.into(),
+        ];
+        for id in 1..=n {
+            args.push("--node".into());
+            args.push(format!("{id}=127.0.0.1:{}", free_port()));
+        }
+        let out = Command::new(BIN).args(&args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "cluster init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let nodes = (1..=n)
+            .map(|id| {
+                let node_dir = dir.join(format!("node{id}"));
+                let config = node_dir.join("regent.yaml");
+                let mut yaml = std::fs::read_to_string(&config).unwrap();
+                yaml.push('\n');
+                yaml.push_str(extra);
+                std::fs::write(&config, yaml).unwrap();
+                Node {
+                    id,
+                    socket: node_dir.join("regent.sock"),
+                    dir: node_dir,
+                    config,
+                    child: None,
+                    runs: 0,
+                }
+            })
+            .collect();
+        Cluster { _root: root, nodes }
+    }
+
+    pub fn node(&mut self, id: u64) -> &mut Node {
+        &mut self.nodes[(id - 1) as usize]
+    }
+
+    pub fn start(&mut self, id: u64) {
+        let node = self.node(id);
+        assert!(!node.is_running(), "n{id} is already running");
+        node.runs += 1;
+        let log = std::fs::File::create(node.log_path()).unwrap();
+        let child = Command::new(BIN)
+            .arg("run")
+            .arg("--config")
+            .arg(&node.config)
+            .env("REGENT_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        node.child = Some(child);
+    }
+
+    pub fn start_all(&mut self) {
+        for id in 1..=self.nodes.len() as u64 {
+            self.start(id);
+        }
+    }
+
+    /// kill -9.
+    pub fn kill(&mut self, id: u64) {
+        if let Some(mut child) = self.node(id).child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for a clean exit; returns the exit code.
+    pub fn stop(&mut self, id: u64) -> Option<i32> {
+        let mut child = self.node(id).child.take()?;
+        unsafe_free_sigterm(child.id());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("n{id} did not stop within 15 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn status(&self, id: u64) -> Option<Value> {
+        let node = &self.nodes[(id - 1) as usize];
+        let answer = http(&node.socket, "GET", "/v1/status", b"").ok()?;
+        (answer.status == 200).then(|| answer.json())
+    }
+
+    /// Waits until exactly one running node is writable; returns it and how long it took.
+    pub fn wait_writable_leader(&mut self, timeout: Duration) -> (u64, Duration) {
+        let started = Instant::now();
+        loop {
+            let writable: Vec<u64> = (1..=self.nodes.len() as u64)
+                .filter(|&id| self.nodes[(id - 1) as usize].child.is_some())
+                .filter(|&id| {
+                    self.status(id)
+                        .is_some_and(|s| s["writable"].as_bool() == Some(true))
+                })
+                .collect();
+            if writable.len() == 1 {
+                return (writable[0], started.elapsed());
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "no single writable leader within {timeout:?} (writable: {writable:?}); logs:\n{}",
+                self.all_logs()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn put(&self, id: u64, key: &str, value: &[u8]) -> std::io::Result<Answer> {
+        let socket = &self.nodes[(id - 1) as usize].socket;
+        http(socket, "PUT", &format!("/v1/kv/{key}"), value)
+    }
+
+    pub fn get(&self, id: u64, key: &str, consistency: &str) -> std::io::Result<Answer> {
+        let socket = &self.nodes[(id - 1) as usize].socket;
+        http(
+            socket,
+            "GET",
+            &format!("/v1/kv/{key}?consistency={consistency}"),
+            b"",
+        )
+    }
+
+    /// Writes through whichever node leads, following "not the leader" answers and retrying
+    /// until `timeout`. Returns the revision.
+    pub fn put_anywhere(&mut self, key: &str, value: &[u8], timeout: Duration) -> u64 {
+        let started = Instant::now();
+        let mut target = 1u64;
+        loop {
+            if self.nodes[(target - 1) as usize].child.is_some() {
+                if let Ok(answer) = self.put(target, key, value) {
+                    if answer.status == 200 {
+                        return answer.json()["revision"].as_u64().unwrap();
+                    }
+                    if let Some(leader) = answer.json()["leader_id"].as_u64() {
+                        if leader != target {
+                            target = leader;
+                            continue;
+                        }
+                    }
+                }
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "write of {key} not accepted within {timeout:?}"
+            );
+            target = target % self.nodes.len() as u64 + 1;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn all_logs(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("--- n{} ---\n{}", n.id, tail(&n.logs(), 40)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// SIGTERM through the `kill` command (no unsafe code in the tests).
+fn unsafe_free_sigterm(pid: u32) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
+}
