@@ -93,6 +93,7 @@ macro_rules! suite {
             change_feed_lists_changes_and_reports_compaction,
             bad_command_bytes_apply_as_errors,
             sessions_apply_once_and_expire_by_log_time,
+            writes_are_fenced_by_the_term_of_their_entry,
             config_entries_set_the_membership,
             compact_log_drops_the_prefix,
             snapshot_round_trip,
@@ -861,6 +862,43 @@ fn sessions_apply_once_and_expire_by_log_time<H: Harness>(h: &mut H) {
         outcome(&results[0]),
         Err(CommandError::SessionTtl { .. })
     ));
+}
+
+fn writes_are_fenced_by_the_term_of_their_entry<H: Harness>(h: &mut H) {
+    let mut s = h.fresh(StorageOptions::default());
+    let fenced = |term: u64, p: Proposal| Proposal {
+        expected_term: Some(term),
+        ..p
+    };
+    // Appended in term 3: a write expecting term 3 applies, one expecting term 2 (a deposed
+    // leader's host) is refused, on every node alike, and changes nothing.
+    let results = commit_payloads(
+        &mut s,
+        3,
+        vec![
+            normal(&fenced(3, put("k", "current"))),
+            normal(&fenced(2, put("k", "stale"))),
+        ],
+    );
+    assert!(
+        matches!(outcome(&results[0]), Ok(Response::Put { .. })),
+        "{results:?}"
+    );
+    assert_eq!(
+        outcome(&results[1]),
+        &Err(CommandError::TermMismatch {
+            expected: 2,
+            actual: 3
+        })
+    );
+    assert_eq!(value_of(&s, "k").as_deref(), Some(&b"current"[..]));
+    // A write expecting a later term is refused too: the term is the leader's that appended it.
+    let results = commit_payloads(&mut s, 3, vec![normal(&fenced(4, put("k", "future")))]);
+    assert!(matches!(
+        outcome(&results[0]),
+        Err(CommandError::TermMismatch { .. })
+    ));
+    assert_eq!(value_of(&s, "k").as_deref(), Some(&b"current"[..]));
 }
 
 fn config_entries_set_the_membership<H: Harness>(h: &mut H) {

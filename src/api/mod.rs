@@ -8,11 +8,13 @@
 //! bounded (header bytes, body bytes, time to send the headers, connections at once), and bad
 //! input gets a 4xx with a JSON error, never a panic or a stall of the driver.
 
+pub mod body;
 mod request;
 mod routes;
 pub mod status;
+mod streams;
 
-pub use request::{Request, RequestError, WriteAnswer};
+pub use request::{ReadAnswer, ReadQuery, Request, RequestError, WriteAnswer};
 
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -38,6 +40,8 @@ pub struct ApiOptions {
     pub socket_mode: u32,
     pub request_bytes_max: usize,
     pub connections_max: usize,
+    /// The leadership watch warns this long before an unrenewed lease lapses.
+    pub lease_warning_ms: u64,
 }
 
 /// What every handler needs.

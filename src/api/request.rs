@@ -3,7 +3,7 @@
 
 use crate::raft::{LogIndex, NodeId, Term};
 use crate::replica::ReadMode;
-use crate::storage::{Command, CommandError, KeyValue, Response};
+use crate::storage::{ChangePage, CommandError, KeyValue, Proposal, Response};
 use std::net::SocketAddr;
 use tokio::sync::oneshot;
 
@@ -21,8 +21,10 @@ pub enum RequestError {
     Superseded,
     #[error("the daemon is shutting down")]
     ShuttingDown,
-    #[error("the command was refused: {0}")]
+    #[error("{0}")]
     Command(CommandError),
+    #[error("fenced: this node does not lead term {expected} (its term is {current})")]
+    TermMismatch { expected: u64, current: u64 },
     #[error("storage: {0}")]
     Storage(String),
 }
@@ -37,16 +39,43 @@ pub struct WriteAnswer {
 
 /// A request from the API to the driver.
 pub enum Request {
-    /// Replicate a command through the log; answered once it is applied here.
+    /// Replicate a proposal (a command, with its session and fencing term if any) through the
+    /// log; answered once it is applied here. The driver sets the proposal's time.
     Propose {
-        command: Command,
+        proposal: Proposal,
         reply: oneshot::Sender<Result<WriteAnswer, RequestError>>,
     },
-    /// Read one key: after confirming leadership (`Some(Index)`, `Some(Lease)`), or from this
-    /// node's applied state as it is (`None`: may be stale on a follower).
+    /// Read the state machine: after confirming leadership (`Some(Index)`, `Some(Lease)`), or
+    /// this node's applied state as it is (`None`: may be stale on a follower).
+    Read {
+        query: ReadQuery,
+        mode: Option<ReadMode>,
+        reply: oneshot::Sender<Result<ReadAnswer, RequestError>>,
+    },
+}
+
+/// What a read asks of the state machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReadQuery {
     Get {
         key: Vec<u8>,
-        mode: Option<ReadMode>,
-        reply: oneshot::Sender<Result<Option<KeyValue>, RequestError>>,
     },
+    /// Keys starting with `prefix`, in order, at most `limit`.
+    Range {
+        prefix: Vec<u8>,
+        limit: u32,
+    },
+    /// The change feed after `revision`, at most `limit` changes.
+    Changes {
+        revision: u64,
+        limit: usize,
+    },
+}
+
+/// The answer to a `ReadQuery`.
+#[derive(Debug)]
+pub enum ReadAnswer {
+    Get(Option<KeyValue>),
+    Range { kvs: Vec<KeyValue>, more: bool },
+    Changes(Result<ChangePage, crate::storage::StorageError>),
 }

@@ -1,27 +1,52 @@
 //! The endpoints: one function per path, errors as JSON with a stable code.
+// A handler's early exit is the HTTP answer itself: `Result<_, HttpResponse>` by design.
+#![allow(clippy::result_large_err)]
 
-use super::{ApiContext, Request, RequestError, WriteAnswer, REQUEST_TIMEOUT};
+use super::status::NodeStatus;
+use super::{
+    ApiContext, ReadAnswer, ReadQuery, Request, RequestError, WriteAnswer, REQUEST_TIMEOUT,
+};
 use crate::clock;
+use crate::raft::Role;
 use crate::replica::ReadMode;
-use crate::storage::{Command, KeyValue, Response as KvResponse};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use crate::storage::{
+    Command, KeyValue, Proposal, Response as KvResponse, SessionSeq, RANGE_LIMIT_MAX,
+};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
-pub type HttpResponse = hyper::Response<Full<Bytes>>;
+pub type HttpResponse = hyper::Response<super::body::Body>;
+
+/// The session lifetime when `POST /v1/session` names none.
+pub const SESSION_TTL_DEFAULT_MS: u64 = 60_000;
 
 pub async fn handle(context: &ApiContext, request: hyper::Request<Incoming>) -> HttpResponse {
     let path = request.uri().path().to_owned();
     let query = request.uri().query().unwrap_or("").to_owned();
     let method = request.method().clone();
-    if path == "/v1/status" {
-        return match method {
-            Method::GET | Method::HEAD => status(context),
-            _ => method_not_allowed("GET"),
-        };
+    let head_or_get = matches!(method, Method::GET | Method::HEAD);
+    match path.as_str() {
+        "/v1/status" if head_or_get => return status(context),
+        "/v1/leader" if head_or_get => return check(context, Check::Leader),
+        "/v1/replica" if head_or_get => return check(context, Check::Replica),
+        "/v1/health" if head_or_get => return check(context, Check::Health),
+        "/v1/leadership/watch" if method == Method::GET => {
+            return super::streams::leadership(context)
+        }
+        "/v1/watch" if method == Method::GET => {
+            return super::streams::changes(context, &query).await
+        }
+        "/v1/kv" if method == Method::GET => return kv_range(context, &query).await,
+        "/v1/session" if method == Method::POST => return open_session(context, request).await,
+        "/v1/status" | "/v1/leader" | "/v1/replica" | "/v1/health" => {
+            return method_not_allowed("GET, HEAD")
+        }
+        "/v1/leadership/watch" | "/v1/watch" | "/v1/kv" => return method_not_allowed("GET"),
+        "/v1/session" => return method_not_allowed("POST"),
+        _ => {}
     }
     if let Some(raw_key) = path.strip_prefix("/v1/kv/") {
         let key = match percent_decode(raw_key) {
@@ -35,14 +60,20 @@ pub async fn handle(context: &ApiContext, request: hyper::Request<Incoming>) -> 
                 )
             }
         };
+        let write_options = || WriteOptions::parse(&query);
         return match method {
-            Method::GET => kv_get(context, key, &query).await,
-            Method::PUT => match read_body(context, request).await {
-                Ok(value) => write(context, Command::Put { key, value }).await,
+            Method::GET | Method::HEAD => kv_get(context, key, &query).await,
+            Method::PUT => match (write_options(), read_body(context, request).await) {
+                (Ok(options), Ok(value)) => {
+                    write(context, options, Command::Put { key, value }).await
+                }
+                (Err(response), _) | (_, Err(response)) => response,
+            },
+            Method::DELETE => match write_options() {
+                Ok(options) => write(context, options, Command::Delete { key }).await,
                 Err(response) => response,
             },
-            Method::DELETE => write(context, Command::Delete { key }).await,
-            _ => method_not_allowed("GET, PUT, DELETE"),
+            _ => method_not_allowed("GET, HEAD, PUT, DELETE"),
         };
     }
     error(
@@ -53,9 +84,193 @@ pub async fn handle(context: &ApiContext, request: hyper::Request<Incoming>) -> 
     )
 }
 
-fn status(context: &ApiContext) -> HttpResponse {
+/// The optional parameters of every write: `expected_term` (fencing), `client_id` and `seq`
+/// (exactly-once, in a session opened with `POST /v1/session`), `acked_below`.
+struct WriteOptions {
+    expected_term: Option<u64>,
+    session: Option<SessionSeq>,
+}
+
+impl WriteOptions {
+    fn parse(query: &str) -> Result<WriteOptions, HttpResponse> {
+        let number = |name: &str| -> Result<Option<u64>, HttpResponse> {
+            match query_param(query, name) {
+                None => Ok(None),
+                Some(text) => text.parse().map(Some).map_err(|_| {
+                    error(
+                        StatusCode::BAD_REQUEST,
+                        "bad_parameter",
+                        &format!("{name}={text:?} is not a non-negative integer"),
+                        None,
+                    )
+                }),
+            }
+        };
+        let expected_term = number("expected_term")?;
+        let session = match (number("client_id")?, number("seq")?) {
+            (None, None) => None,
+            (Some(client_id), Some(seq)) => Some(SessionSeq {
+                client_id,
+                seq,
+                acked_below: number("acked_below")?.unwrap_or(seq),
+            }),
+            _ => {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_parameter",
+                    "client_id and seq go together",
+                    None,
+                ))
+            }
+        };
+        Ok(WriteOptions {
+            expected_term,
+            session,
+        })
+    }
+}
+
+/// The load-balancer and script checks (Patroni's): 200 or 503 with the status as the body.
+enum Check {
+    /// This node is writable.
+    Leader,
+    /// A follower with a leader (it can serve reads that may be slightly stale).
+    Replica,
+    /// The node runs and is connected to a quorum (it knows a leader, or it leads writably).
+    Health,
+}
+
+fn check(context: &ApiContext, which: Check) -> HttpResponse {
     let s = context.status.borrow().clone();
     let now = clock::now();
+    let ok = match which {
+        Check::Leader => s.writable_at(now),
+        Check::Replica => s.role == Role::Follower && s.leader_id.is_some(),
+        Check::Health => s.leader_id.is_some() && (s.role != Role::Leader || s.writable_at(now)),
+    };
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json_response(code, &status_json(&s, now))
+}
+
+async fn open_session(context: &ApiContext, request: hyper::Request<Incoming>) -> HttpResponse {
+    let body = match read_body(context, request).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let ttl_ms = if body.iter().all(u8::is_ascii_whitespace) {
+        SESSION_TTL_DEFAULT_MS
+    } else {
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(v) => match &v["ttl_ms"] {
+                Value::Null => SESSION_TTL_DEFAULT_MS,
+                n => match n.as_u64() {
+                    Some(ttl) => ttl,
+                    None => {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            "bad_json",
+                            "ttl_ms must be a non-negative integer",
+                            None,
+                        )
+                    }
+                },
+            },
+            Err(err) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_json",
+                    &format!("the body is not JSON: {err}"),
+                    None,
+                )
+            }
+        }
+    };
+    let proposal = Proposal::new(Command::RegisterSession { ttl_ms });
+    let (reply, answer) = oneshot::channel();
+    match ask(context, Request::Propose { proposal, reply }, answer).await {
+        Ok(WriteAnswer {
+            response: KvResponse::SessionRegistered { client_id },
+            ..
+        }) => json_response(
+            StatusCode::OK,
+            &json!({ "client_id": client_id, "ttl_ms": ttl_ms }),
+        ),
+        Ok(other) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "storage_error",
+            &format!("unexpected answer {:?}", other.response),
+            None,
+        ),
+        Err(err) => request_error(err),
+    }
+}
+
+/// Parses `consistency=`: `linearizable` (default), `lease`, or `local`.
+fn read_mode(query: &str) -> Result<Option<ReadMode>, HttpResponse> {
+    match query_param(query, "consistency").as_deref() {
+        None | Some("linearizable") => Ok(Some(ReadMode::Index)),
+        Some("lease") => Ok(Some(ReadMode::Lease)),
+        Some("local") => Ok(None),
+        Some(other) => Err(error(
+            StatusCode::BAD_REQUEST,
+            "bad_consistency",
+            &format!("consistency={other}: expected linearizable, lease or local"),
+            None,
+        )),
+    }
+}
+
+/// Runs a read through the driver.
+pub(super) async fn read(
+    context: &ApiContext,
+    query: ReadQuery,
+    mode: Option<ReadMode>,
+) -> Result<ReadAnswer, RequestError> {
+    let (reply, answer) = oneshot::channel();
+    ask(context, Request::Read { query, mode, reply }, answer).await
+}
+
+async fn kv_range(context: &ApiContext, query: &str) -> HttpResponse {
+    let mode = match read_mode(query) {
+        Ok(mode) => mode,
+        Err(response) => return response,
+    };
+    let prefix = match query_param_bytes(query, "prefix") {
+        Ok(prefix) => prefix.unwrap_or_default(),
+        Err(response) => return response,
+    };
+    let limit = match query_param(query, "limit").map(|l| l.parse::<u32>()) {
+        None => 1000,
+        Some(Ok(limit)) if (1..=RANGE_LIMIT_MAX).contains(&limit) => limit,
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_parameter",
+                &format!("limit must be within 1..={RANGE_LIMIT_MAX}"),
+                None,
+            )
+        }
+    };
+    match read(context, ReadQuery::Range { prefix, limit }, mode).await {
+        Ok(ReadAnswer::Range { kvs, more }) => {
+            let kvs: Vec<Value> = kvs.iter().map(kv_json).collect();
+            json_response(StatusCode::OK, &json!({ "kvs": kvs, "more": more }))
+        }
+        Ok(_) => unreachable_answer(),
+        Err(err) => request_error(err),
+    }
+}
+
+fn status(context: &ApiContext) -> HttpResponse {
+    let s = context.status.borrow().clone();
+    json_response(StatusCode::OK, &status_json(&s, clock::now()))
+}
+
+pub(super) fn status_json(s: &NodeStatus, now: u64) -> Value {
     let members: Vec<Value> = s
         .members
         .iter()
@@ -67,7 +282,7 @@ fn status(context: &ApiContext) -> HttpResponse {
             })
         })
         .collect();
-    let body = json!({
+    json!({
         "node_id": s.node_id.0,
         "role": s.role_name(),
         "term": s.term.0,
@@ -76,6 +291,7 @@ fn status(context: &ApiContext) -> HttpResponse {
         "commit_index": s.commit_index.0,
         "applied_index": s.applied_index.0,
         "last_index": s.last_index.0,
+        "revision": s.revision,
         "writable": s.writable_at(now),
         "lease_remaining_ms": s.lease_remaining_ms(now),
         "lease": {
@@ -84,39 +300,83 @@ fn status(context: &ApiContext) -> HttpResponse {
             "deadline_monotonic_ns": s.lease_deadline_ns,
         },
         "members": members,
-    });
-    json_response(StatusCode::OK, &body)
+    })
 }
 
 async fn kv_get(context: &ApiContext, key: Vec<u8>, query: &str) -> HttpResponse {
-    let mode = match query_param(query, "consistency").as_deref() {
-        None | Some("linearizable") => Some(ReadMode::Index),
-        Some("lease") => Some(ReadMode::Lease),
-        Some("local") => None,
-        Some(other) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "bad_consistency",
-                &format!("consistency={other}: expected linearizable, lease or local"),
-                None,
-            )
-        }
+    let mode = match read_mode(query) {
+        Ok(mode) => mode,
+        Err(response) => return response,
     };
-    let (reply, answer) = oneshot::channel();
-    let outcome = ask(context, Request::Get { key, mode, reply }, answer).await;
-    match outcome {
-        Ok(Some(kv)) => value_response(&kv),
-        Ok(None) => error(StatusCode::NOT_FOUND, "key_not_found", "no such key", None),
+    match read(context, ReadQuery::Get { key }, mode).await {
+        Ok(ReadAnswer::Get(Some(kv))) => value_response(&kv),
+        Ok(ReadAnswer::Get(None)) => {
+            error(StatusCode::NOT_FOUND, "key_not_found", "no such key", None)
+        }
+        Ok(_) => unreachable_answer(),
         Err(err) => request_error(err),
     }
 }
 
-async fn write(context: &ApiContext, command: Command) -> HttpResponse {
+async fn write(context: &ApiContext, options: WriteOptions, command: Command) -> HttpResponse {
+    let mut proposal = Proposal::new(command);
+    proposal.expected_term = options.expected_term;
+    proposal.session = options.session;
     let (reply, answer) = oneshot::channel();
-    match ask(context, Request::Propose { command, reply }, answer).await {
+    match ask(context, Request::Propose { proposal, reply }, answer).await {
         Ok(answer) => write_response(&answer),
         Err(err) => request_error(err),
     }
+}
+
+fn unreachable_answer() -> HttpResponse {
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "the driver answered another kind of read",
+        None,
+    )
+}
+
+/// A key-value pair as JSON: text where the bytes are UTF-8, base64 otherwise, and which.
+pub(super) fn kv_json(kv: &KeyValue) -> Value {
+    json!({
+        "key": bytes_json(&kv.key),
+        "value": bytes_json(&kv.value),
+        "create_revision": kv.create_revision,
+        "mod_revision": kv.mod_revision,
+        "version": kv.version,
+    })
+}
+
+/// Bytes as JSON: `{"text": ...}` when UTF-8, else `{"base64": ...}`.
+pub(super) fn bytes_json(bytes: &[u8]) -> Value {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => json!({ "text": text }),
+        Err(_) => json!({ "base64": base64_encode(bytes) }),
+    }
+}
+
+/// Standard base64 with padding (RFC 4648).
+pub(super) fn base64_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// Sends a request to the driver and waits (bounded) for its answer.
@@ -188,11 +448,11 @@ fn value_response(kv: &KeyValue) -> HttpResponse {
         .header("x-regent-revision", kv.mod_revision)
         .header("x-regent-create-revision", kv.create_revision)
         .header("x-regent-version", kv.version)
-        .body(Full::new(Bytes::from(kv.value.clone())))
+        .body(super::body::Body::full(kv.value.clone()))
         .expect("a valid response")
 }
 
-fn request_error(err: RequestError) -> HttpResponse {
+pub(super) fn request_error(err: RequestError) -> HttpResponse {
     let message = err.to_string();
     match err {
         RequestError::NotLeader { leader, address } => {
@@ -220,6 +480,12 @@ fn request_error(err: RequestError) -> HttpResponse {
             &message,
             None,
         ),
+        RequestError::TermMismatch { expected, current } => error(
+            StatusCode::CONFLICT,
+            "term_mismatch",
+            &message,
+            Some(json!({ "expected_term": expected, "term": current })),
+        ),
         RequestError::Command(_) => {
             error(StatusCode::BAD_REQUEST, "command_refused", &message, None)
         }
@@ -246,7 +512,12 @@ fn method_not_allowed(allowed: &str) -> HttpResponse {
 }
 
 /// `{"error": CODE, "message": TEXT, ...extra}`.
-fn error(status: StatusCode, code: &str, message: &str, extra: Option<Value>) -> HttpResponse {
+pub(super) fn error(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    extra: Option<Value>,
+) -> HttpResponse {
     let mut body = json!({ "error": code, "message": message });
     if let (Some(Value::Object(extra)), Value::Object(map)) = (extra, &mut body) {
         map.extend(extra);
@@ -254,24 +525,42 @@ fn error(status: StatusCode, code: &str, message: &str, extra: Option<Value>) ->
     json_response(status, &body)
 }
 
-fn json_response(status: StatusCode, body: &Value) -> HttpResponse {
+pub(super) fn json_response(status: StatusCode, body: &Value) -> HttpResponse {
     let mut text = serde_json::to_vec(body).expect("JSON values serialize");
     text.push(b'\n');
     hyper::Response::builder()
         .status(status)
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(text)))
+        .body(super::body::Body::full(text))
         .expect("a valid response")
 }
 
 /// The value of `name` in a query string (`a=1&b=2`), percent-decoded.
-fn query_param(query: &str, name: &str) -> Option<String> {
+pub(super) fn query_param(query: &str, name: &str) -> Option<String> {
     query.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         if k != name {
             return None;
         }
         Some(String::from_utf8_lossy(&percent_decode(v)?).into_owned())
+    })
+}
+
+/// A query parameter as raw bytes (percent-decoded); a bad escape is a 400.
+fn query_param_bytes(query: &str, name: &str) -> Result<Option<Vec<u8>>, HttpResponse> {
+    let Some(raw) = query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then_some(v)
+    }) else {
+        return Ok(None);
+    };
+    percent_decode(raw).map(Some).ok_or_else(|| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "bad_parameter",
+            &format!("{name}: bad percent-encoding"),
+            None,
+        )
     })
 }
 
@@ -309,5 +598,16 @@ mod tests {
             Some("lease")
         );
         assert_eq!(query_param("x=1", "consistency"), None);
+    }
+
+    #[test]
+    fn base64_and_bytes_as_json() {
+        assert_eq!(base64_encode(b""), "");
+        assert_eq!(base64_encode(b"f"), "Zg==");
+        assert_eq!(base64_encode(b"fo"), "Zm8=");
+        assert_eq!(base64_encode(b"foo"), "Zm9v");
+        assert_eq!(base64_encode(&[0xff, 0xfe]), "//4=");
+        assert_eq!(bytes_json(b"a")["text"], "a");
+        assert_eq!(bytes_json(&[0xff])["base64"], "/w==");
     }
 }

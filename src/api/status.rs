@@ -22,6 +22,8 @@ pub struct NodeStatus {
     pub commit_index: LogIndex,
     pub applied_index: LogIndex,
     pub last_index: LogIndex,
+    /// The KV store's revision as of the last applied batch.
+    pub revision: u64,
     /// Leader, lease valid, this term's no-op applied: the host may write.
     pub writable: bool,
     /// The lease's end on this machine's CLOCK_MONOTONIC (leader only).
@@ -41,6 +43,7 @@ impl NodeStatus {
             commit_index: LogIndex(0),
             applied_index: LogIndex(0),
             last_index: LogIndex(0),
+            revision: 0,
             writable: false,
             lease_deadline_ns: None,
             members: Vec::new(),

@@ -7,10 +7,11 @@
 //! can never interleave with a write computed before it. A failed write is fatal for the
 //! daemon: its outcome is unknown, and only a restart from what is durable is safe.
 
+use crate::api::{ReadAnswer, ReadQuery};
 use crate::raft::{LogIndex, NodeId};
 use crate::replica::{Persist, Token};
 use crate::storage::{
-    Applied, InstallProgress, KeyValue, LogStorage, RedbStorage, SnapshotSource, StorageError,
+    Applied, InstallProgress, LogStorage, RedbStorage, SnapshotSource, StorageError,
 };
 use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
@@ -23,8 +24,8 @@ pub enum DiskRequest {
     Persist(Persist),
     /// Drop the log through this index.
     Compact(LogIndex),
-    /// Read one key of the state machine for a confirmed read.
-    Get { token: Token, key: Vec<u8> },
+    /// Read the state machine for a confirmed (or local) read.
+    Read { token: Token, query: ReadQuery },
     /// Open a snapshot of the state machine to stream to `to`.
     Snapshot { to: NodeId },
     /// One chunk of a snapshot arriving from `from`.
@@ -43,14 +44,16 @@ pub enum DiskDone {
         result: Result<Vec<Applied>, StorageError>,
         /// How long the durable write took.
         micros: u64,
+        /// The KV store's revision after it.
+        revision: u64,
     },
     Compacted {
         index: LogIndex,
         result: Result<(), StorageError>,
     },
-    Got {
+    Read {
         token: Token,
-        result: Result<Option<KeyValue>, StorageError>,
+        result: Result<ReadAnswer, StorageError>,
     },
     Snapshot {
         to: NodeId,
@@ -118,15 +121,16 @@ fn carry_out(storage: &mut RedbStorage, request: DiskRequest) -> DiskDone {
                 number: persist.number,
                 result,
                 micros: started.elapsed().as_micros() as u64,
+                revision: storage.state().revision,
             }
         }
         DiskRequest::Compact(index) => DiskDone::Compacted {
             index,
             result: storage.compact_log(index),
         },
-        DiskRequest::Get { token, key } => DiskDone::Got {
+        DiskRequest::Read { token, query } => DiskDone::Read {
             token,
-            result: storage.kv_get(&key),
+            result: read(storage, query),
         },
         DiskRequest::Snapshot { to } => DiskDone::Snapshot {
             to,
@@ -149,4 +153,19 @@ fn carry_out(storage: &mut RedbStorage, request: DiskRequest) -> DiskDone {
         }
         DiskRequest::CompactFile => DiskDone::FileCompacted(storage.maybe_compact_file()),
     }
+}
+
+fn read(storage: &RedbStorage, query: ReadQuery) -> Result<ReadAnswer, StorageError> {
+    Ok(match query {
+        ReadQuery::Get { key } => ReadAnswer::Get(storage.kv_get(&key)?),
+        ReadQuery::Range { prefix, limit } => {
+            let (kvs, more) = storage.kv_range(&prefix, limit)?;
+            ReadAnswer::Range { kvs, more }
+        }
+        // A compacted revision is an answer (the caller says which is the oldest), not a
+        // storage failure.
+        ReadQuery::Changes { revision, limit } => {
+            ReadAnswer::Changes(storage.changes_after(revision, limit))
+        }
+    })
 }

@@ -15,12 +15,12 @@
 
 use super::disk::{Disk, DiskDone, DiskRequest};
 use crate::api::status::{MemberStatus, NodeStatus};
-use crate::api::{Request, RequestError, WriteAnswer};
+use crate::api::{ReadAnswer, ReadQuery, Request, RequestError, WriteAnswer};
 use crate::clock;
 use crate::raft::{Message, Nanos, NodeId, ProposeError, ReadError, Role};
 use crate::replica::{Action, ProposalOutcome, Replica, Token};
 use crate::storage::{
-    ApplyResult, InstallProgress, KeyValue, Proposal, SnapshotMeta, SnapshotSource, StorageError,
+    ApplyResult, CommandError, InstallProgress, SnapshotMeta, SnapshotSource, StorageError,
 };
 use crate::transport::{Inbound, LinkEvent, SnapshotReceiver, TransportHandle};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -50,8 +50,9 @@ enum Internal {
 enum Pending {
     Write(oneshot::Sender<Result<WriteAnswer, RequestError>>),
     Read {
-        key: Vec<u8>,
-        reply: oneshot::Sender<Result<Option<KeyValue>, RequestError>>,
+        /// Taken when the read goes to the disk.
+        query: Option<ReadQuery>,
+        reply: oneshot::Sender<Result<ReadAnswer, RequestError>>,
     },
 }
 
@@ -106,6 +107,8 @@ pub struct Driver {
     snapshot_sends: BTreeSet<NodeId>,
     stall_warned: bool,
     last_membership: crate::raft::Membership,
+    /// The KV store's revision after the last batch.
+    revision: u64,
     fatal: Option<String>,
 }
 
@@ -138,6 +141,7 @@ impl Driver {
             snapshot_sends: BTreeSet::new(),
             stall_warned: false,
             last_membership,
+            revision: 0,
             fatal: None,
         }
     }
@@ -264,8 +268,18 @@ impl Driver {
     fn on_request(&mut self, request: Request) {
         let now = clock::now();
         match request {
-            Request::Propose { command, reply } => {
-                let mut proposal = Proposal::new(command);
+            Request::Propose {
+                mut proposal,
+                reply,
+            } => {
+                // Fencing, early: the state machine checks it again where the entry lands.
+                if let Some(expected) = proposal.expected_term {
+                    let current = self.replica.core().status(now).term.0;
+                    if expected != current {
+                        let _ = reply.send(Err(RequestError::TermMismatch { expected, current }));
+                        return;
+                    }
+                }
                 proposal.time_ms = clock::unix_ms();
                 let token = self.token();
                 match self.replica.propose(token, proposal.encode(), now) {
@@ -277,30 +291,26 @@ impl Driver {
                     }
                 }
             }
-            Request::Get {
-                key,
+            Request::Read {
+                query,
                 mode: None,
                 reply,
             } => {
                 let token = self.token();
-                self.pending.insert(
-                    token,
-                    Pending::Read {
-                        key: Vec::new(),
-                        reply,
-                    },
-                );
-                self.disk.send(DiskRequest::Get { token, key });
+                self.pending
+                    .insert(token, Pending::Read { query: None, reply });
+                self.disk.send(DiskRequest::Read { token, query });
             }
-            Request::Get {
-                key,
+            Request::Read {
+                query,
                 mode: Some(mode),
                 reply,
             } => {
                 let token = self.token();
                 match self.replica.read(token, mode, now) {
                     Ok(()) => {
-                        self.pending.insert(token, Pending::Read { key, reply });
+                        let query = Some(query);
+                        self.pending.insert(token, Pending::Read { query, reply });
                     }
                     Err(err) => {
                         let _ = reply.send(Err(self.read_error(err)));
@@ -369,8 +379,10 @@ impl Driver {
                 number,
                 result,
                 micros,
+                revision,
             } => {
                 self.persist_started = None;
+                self.revision = revision;
                 self.stall_warned = false;
                 match result {
                     Ok(applied) => {
@@ -397,7 +409,7 @@ impl Driver {
                     tracing::warn!(node = %self.id, %index, error = %err, "log compaction failed");
                 }
             },
-            DiskDone::Got { token, result } => {
+            DiskDone::Read { token, result } => {
                 if let Some(Pending::Read { reply, .. }) = self.pending.remove(&token) {
                     let _ = reply.send(result.map_err(|e| RequestError::Storage(e.to_string())));
                 }
@@ -499,6 +511,12 @@ impl Driver {
                     term,
                     response,
                 }),
+                ApplyResult::Command(Err(CommandError::TermMismatch { expected, actual })) => {
+                    Err(RequestError::TermMismatch {
+                        expected,
+                        current: actual,
+                    })
+                }
                 ApplyResult::Command(Err(err)) => Err(RequestError::Command(err)),
                 other => Err(RequestError::Storage(format!(
                     "a proposal applied as {other:?}"
@@ -513,7 +531,11 @@ impl Driver {
         let Some(pending) = self.pending.remove(&token) else {
             return;
         };
-        let Pending::Read { key, reply } = pending else {
+        let Pending::Read {
+            query: Some(query),
+            reply,
+        } = pending
+        else {
             self.pending.insert(token, pending);
             return;
         };
@@ -521,14 +543,9 @@ impl Driver {
             Ok(_) => {
                 // The disk thread runs requests in order: this read sees every batch applied
                 // before it, which includes the read index.
-                self.pending.insert(
-                    token,
-                    Pending::Read {
-                        key: Vec::new(),
-                        reply,
-                    },
-                );
-                self.disk.send(DiskRequest::Get { token, key });
+                self.pending
+                    .insert(token, Pending::Read { query: None, reply });
+                self.disk.send(DiskRequest::Read { token, query });
             }
             Err(err) => {
                 let _ = reply.send(Err(self.read_error(err)));
@@ -625,6 +642,7 @@ impl Driver {
             commit_index: s.commit_index,
             applied_index: s.applied_index,
             last_index: s.last_index,
+            revision: self.revision,
             writable: s.writable,
             lease_deadline_ns: s.lease_deadline.filter(|_| s.role == Role::Leader),
             members,
@@ -649,7 +667,7 @@ impl Driver {
                 Request::Propose { reply, .. } => {
                     let _ = reply.send(Err(RequestError::ShuttingDown));
                 }
-                Request::Get { reply, .. } => {
+                Request::Read { reply, .. } => {
                     let _ = reply.send(Err(RequestError::ShuttingDown));
                 }
             }

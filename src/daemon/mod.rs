@@ -75,6 +75,7 @@ async fn run_daemon(config: DaemonConfig) -> anyhow::Result<ExitCode> {
         socket_mode: u32::from_str_radix(&config.socket_mode, 8).unwrap_or(0o660),
         request_bytes_max: config.api.request_bytes_max,
         connections_max: config.api.connections_max,
+        lease_warning_ms: 100,
     };
     let listener = api::bind(&options)?;
 

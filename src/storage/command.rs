@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The first byte of every encoded proposal.
-pub const COMMAND_FORMAT_VERSION: u8 = 1;
+pub const COMMAND_FORMAT_VERSION: u8 = 2;
 /// An encoded proposal larger than this is rejected before decoding.
 pub const COMMAND_BYTES_MAX: usize = 4 << 20;
 pub const KEY_BYTES_MAX: usize = 8 << 10;
@@ -30,6 +30,10 @@ pub struct Proposal {
     /// machine keeps the largest it has seen as its "log time", the only clock that expires
     /// sessions, so that every node expires the same sessions at the same index.
     pub time_ms: u64,
+    /// Fencing: the command applies only if its entry was appended by the leader of this
+    /// term; otherwise it is refused with `TermMismatch`, on every node alike. A host sends the
+    /// term in which its regent became writable, so a deposed master's write cannot land.
+    pub expected_term: Option<u64>,
     pub command: Command,
 }
 
@@ -194,6 +198,8 @@ pub enum CommandError {
     SessionUnknown { client_id: u64 },
     #[error("session {client_id}: seq {seq} was answered before and its result was dropped")]
     SeqDiscarded { client_id: u64, seq: u64 },
+    #[error("fenced: the write expected the leader of term {expected}, but it was appended in term {actual}")]
+    TermMismatch { expected: u64, actual: u64 },
 }
 
 /// The outcome of one applied command.
@@ -204,6 +210,7 @@ impl Proposal {
         Proposal {
             session: None,
             time_ms: 0,
+            expected_term: None,
             command,
         }
     }
@@ -366,6 +373,7 @@ mod tests {
                 acked_below: 2,
             }),
             time_ms: 1234,
+            expected_term: Some(9),
             command: Command::Put {
                 key: b"a".to_vec(),
                 value: b"b".to_vec(),

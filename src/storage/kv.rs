@@ -7,8 +7,8 @@
 //! same answers. `revision` grows by exactly one per command that changed something.
 
 use super::command::{
-    Command, Compare, CompareOp, CompareTarget, KeyValue, Op, Outcome, Proposal, Response,
-    RANGE_BYTES_MAX,
+    Command, CommandError, Compare, CompareOp, CompareTarget, KeyValue, Op, Outcome, Proposal,
+    Response, RANGE_BYTES_MAX,
 };
 use super::error::StorageError;
 use super::session;
@@ -144,7 +144,7 @@ pub(crate) fn apply_entry(
                 Ok(proposal) => proposal,
                 Err(err) => return Ok(ApplyResult::Command(Err(err))),
             };
-            let outcome = apply_proposal(store, meta, entry.index, proposal, options)?;
+            let outcome = apply_proposal(store, meta, entry, proposal, options)?;
             Ok(ApplyResult::Command(outcome))
         }
     }
@@ -153,26 +153,44 @@ pub(crate) fn apply_entry(
 fn apply_proposal(
     store: &mut dyn StoreWrite,
     meta: &mut SmMeta,
-    index: LogIndex,
+    entry: &Entry,
     proposal: Proposal,
     options: &StorageOptions,
 ) -> Result<Outcome, StorageError> {
     // Time only moves forward, whatever the clocks of successive leaders say.
     meta.log_time_ms = meta.log_time_ms.max(proposal.time_ms);
     session::maybe_sweep(store, meta)?;
+    let index = entry.index;
     let Some(seq) = proposal.session else {
+        if let Some(refused) = fenced(&proposal, entry) {
+            return Ok(Err(refused));
+        }
         return execute(store, meta, index, &proposal.command, options);
     };
     match session::check(store, meta, seq)? {
         session::Check::Duplicate(outcome) => Ok(outcome),
         session::Check::Rejected(err) => Ok(Err(err)),
         session::Check::Fresh(record) => {
-            let outcome = execute(store, meta, index, &proposal.command, options)?;
+            // A fenced write is recorded like any outcome: its retry gets the same refusal.
+            let outcome = match fenced(&proposal, entry) {
+                Some(refused) => Err(refused),
+                None => execute(store, meta, index, &proposal.command, options)?,
+            };
             let record_result = !proposal.command.is_read_only();
             session::record(store, meta, seq, record, &outcome, record_result)?;
             Ok(outcome)
         }
     }
+}
+
+/// The fencing rule: a proposal that expects a term applies only in an entry of that term (an
+/// entry's term is the term of the leader that appended it).
+fn fenced(proposal: &Proposal, entry: &Entry) -> Option<CommandError> {
+    let expected = proposal.expected_term?;
+    (expected != entry.term.0).then_some(CommandError::TermMismatch {
+        expected,
+        actual: entry.term.0,
+    })
 }
 
 fn execute(
