@@ -1,9 +1,6 @@
-//! The daemon end to end: real `regent run` processes on loopback, real QUIC with mutual TLS,
-//! real redb files, made with `regent admin cluster init`.
+//! A cluster's life: election, replication, failover, catch-up by snapshot, restart, strangers.
 
-mod daemon_support;
-
-use daemon_support::{http, Cluster, TEST_SETTINGS};
+use crate::support::{http, Cluster, TEST_SETTINGS};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -227,7 +224,7 @@ fn a_data_directory_of_another_node_is_refused() {
     let foreign = c.nodes[0].dir.join("data").display().to_string();
     assert!(yaml.contains(&own), "{yaml}");
     std::fs::write(&c.nodes[1].config, yaml.replace(&own, &foreign)).unwrap();
-    let out = std::process::Command::new(daemon_support::BIN)
+    let out = std::process::Command::new(crate::support::BIN)
         .args(["run", "--config"])
         .arg(&c.nodes[1].config)
         .output()

@@ -2,6 +2,8 @@
 //! and a small HTTP/1.1 client for their Unix sockets. Everything started here is killed when
 //! the `Cluster` is dropped, also when a test fails.
 
+pub mod relay;
+
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -152,6 +154,37 @@ impl Cluster {
         Cluster { _root: root, nodes }
     }
 
+    /// Routes every node's traffic to its peers through a fault-injecting relay (call before
+    /// starting the nodes): each configuration keeps its own address and names the relay's
+    /// fronts for its peers.
+    pub fn route_through_relay(&mut self) -> relay::Relay {
+        let configs: Vec<serde_yaml::Value> = self
+            .nodes
+            .iter()
+            .map(|n| serde_yaml::from_str(&std::fs::read_to_string(&n.config).unwrap()).unwrap())
+            .collect();
+        let real: BTreeMap<u64, std::net::SocketAddr> = configs[0]["members"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                let id = m["id"].as_u64().unwrap();
+                (id, m["address"].as_str().unwrap().parse().unwrap())
+            })
+            .collect();
+        let relay = relay::Relay::start(&real);
+        for (node, mut config) in self.nodes.iter().zip(configs) {
+            for member in config["members"].as_sequence_mut().unwrap() {
+                let id = member["id"].as_u64().unwrap();
+                if id != node.id {
+                    member["address"] = relay.fronts[&id].to_string().into();
+                }
+            }
+            std::fs::write(&node.config, serde_yaml::to_string(&config).unwrap()).unwrap();
+        }
+        relay
+    }
+
     pub fn node(&mut self, id: u64) -> &mut Node {
         &mut self.nodes[(id - 1) as usize]
     }
@@ -191,7 +224,7 @@ impl Cluster {
     /// SIGTERM, then waits for a clean exit; returns the exit code.
     pub fn stop(&mut self, id: u64) -> Option<i32> {
         let mut child = self.node(id).child.take()?;
-        unsafe_free_sigterm(child.id());
+        sigterm(child.id());
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Some(status) = child.try_wait().unwrap() {
@@ -304,7 +337,7 @@ fn tail(text: &str, lines: usize) -> String {
 }
 
 /// SIGTERM through the `kill` command (no unsafe code in the tests).
-fn unsafe_free_sigterm(pid: u32) {
+fn sigterm(pid: u32) {
     let _ = Command::new("kill")
         .arg("-TERM")
         .arg(pid.to_string())

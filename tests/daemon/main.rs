@@ -1,0 +1,7 @@
+//! The daemon end to end: real `regent run` processes on loopback, real QUIC with mutual TLS,
+//! real redb files, made with `regent admin cluster init`. One test binary, so the support
+//! module is shared without dead code.
+
+mod api;
+mod cluster;
+mod support;
