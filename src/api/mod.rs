@@ -13,6 +13,7 @@ mod request;
 mod routes;
 pub mod status;
 mod streams;
+mod txn;
 
 pub use request::{ReadAnswer, ReadQuery, Request, RequestError, WriteAnswer};
 

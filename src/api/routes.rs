@@ -41,11 +41,12 @@ pub async fn handle(context: &ApiContext, request: hyper::Request<Incoming>) -> 
         }
         "/v1/kv" if method == Method::GET => return kv_range(context, &query).await,
         "/v1/session" if method == Method::POST => return open_session(context, request).await,
+        "/v1/txn" if method == Method::POST => return txn(context, &query, request).await,
         "/v1/status" | "/v1/leader" | "/v1/replica" | "/v1/health" => {
             return method_not_allowed("GET, HEAD")
         }
         "/v1/leadership/watch" | "/v1/watch" | "/v1/kv" => return method_not_allowed("GET"),
-        "/v1/session" => return method_not_allowed("POST"),
+        "/v1/session" | "/v1/txn" => return method_not_allowed("POST"),
         _ => {}
     }
     if let Some(raw_key) = path.strip_prefix("/v1/kv/") {
@@ -325,6 +326,45 @@ async fn write(context: &ApiContext, options: WriteOptions, command: Command) ->
     let (reply, answer) = oneshot::channel();
     match ask(context, Request::Propose { proposal, reply }, answer).await {
         Ok(answer) => write_response(&answer),
+        Err(err) => request_error(err),
+    }
+}
+
+async fn txn(context: &ApiContext, query: &str, request: hyper::Request<Incoming>) -> HttpResponse {
+    let options = match WriteOptions::parse(query) {
+        Ok(options) => options,
+        Err(response) => return response,
+    };
+    let body = match read_body(context, request).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let json: Value = match serde_json::from_slice(&body) {
+        Ok(json) => json,
+        Err(err) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_json",
+                &format!("the body is not JSON: {err}"),
+                None,
+            )
+        }
+    };
+    let parsed = match super::txn::parse(&json) {
+        Ok(parsed) => parsed,
+        Err(err) => return error(StatusCode::BAD_REQUEST, "bad_txn", &err, None),
+    };
+    let mut proposal = Proposal::new(Command::Txn(parsed));
+    proposal.expected_term = options.expected_term;
+    proposal.session = options.session;
+    let (reply, answer) = oneshot::channel();
+    match ask(context, Request::Propose { proposal, reply }, answer).await {
+        Ok(answer) => {
+            let mut body = super::txn::response_json(&answer.response);
+            body["index"] = json!(answer.index.0);
+            body["term"] = json!(answer.term.0);
+            json_response(StatusCode::OK, &body)
+        }
         Err(err) => request_error(err),
     }
 }

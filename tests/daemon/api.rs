@@ -96,6 +96,19 @@ fn every_endpoint_with_good_and_bad_input() {
     assert_error(&call(&c, "GET", "/v1/kv/a", b""), 404, "key_not_found");
     assert_eq!(call(&c, "DELETE", "/v1/kv/a", b"").json()["deleted"], false);
 
+    // A transaction: compare on the version, then put; the failure branch reads.
+    let txn = br#"{"compare": [{"key": "t", "target": "version", "op": "equal", "value": 0}],
+                   "success": [{"put": {"key": "t", "value": {"base64": "AP8="}}}],
+                   "failure": [{"get": {"key": "t"}}]}"#;
+    let first = call(&c, "POST", "/v1/txn", txn).json();
+    assert_eq!(first["succeeded"], true, "{first}");
+    let second = call(&c, "POST", "/v1/txn", txn).json();
+    assert_eq!(second["succeeded"], false, "{second}");
+    assert_eq!(second["responses"][0]["get"]["value"]["base64"], "AP8=", "{second}");
+    assert_error(&call(&c, "POST", "/v1/txn", b"{\"success\": 3}"), 400, "bad_txn");
+    assert_error(&call(&c, "POST", "/v1/txn", b"nope"), 400, "bad_json");
+    assert_error(&call(&c, "GET", "/v1/txn", b""), 405, "method_not_allowed");
+
     // Bad input.
     assert_error(
         &call(&c, "PUT", "/v1/kv/big", &vec![7u8; 5000]),
