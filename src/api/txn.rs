@@ -29,7 +29,9 @@ pub fn parse(body: &Value) -> Result<Txn, String> {
             .keys()
             .find(|k| !["compare", "success", "failure"].contains(&k.as_str()))
         {
-            return Err(format!("unknown field {unknown:?} (compare, success, failure)"));
+            return Err(format!(
+                "unknown field {unknown:?} (compare, success, failure)"
+            ));
         }
     } else {
         return Err("the body must be a JSON object".into());
@@ -68,7 +70,9 @@ fn compare(c: &Value) -> Result<Compare, String> {
             .ok_or_else(|| "value must be a non-negative integer for this target".to_string())
     };
     let target = match c["target"].as_str() {
-        Some("value") => CompareTarget::Value(bytes(&c["value"]).map_err(|e| format!("value: {e}"))?),
+        Some("value") => {
+            CompareTarget::Value(bytes(&c["value"]).map_err(|e| format!("value: {e}"))?)
+        }
         Some("version") => CompareTarget::Version(number()?),
         Some("create_revision") => CompareTarget::CreateRevision(number()?),
         Some("mod_revision") => CompareTarget::ModRevision(number()?),
@@ -112,7 +116,9 @@ fn op(o: &Value) -> Result<Op, String> {
                 .and_then(|l| u32::try_from(l).ok())
                 .unwrap_or(1000),
         }),
-        other => Err(format!("unknown operation {other:?} (put, delete, get, range)")),
+        other => Err(format!(
+            "unknown operation {other:?} (put, delete, get, range)"
+        )),
     }
 }
 
@@ -206,7 +212,9 @@ mod tests {
         let err = parse(&json!({"compare": [{"key": "a", "op": "equal", "target": "colour"}]}))
             .unwrap_err();
         assert!(err.contains("compare[0]"), "{err}");
-        assert!(parse(&json!({"other": []})).unwrap_err().contains("unknown field"));
+        assert!(parse(&json!({"other": []}))
+            .unwrap_err()
+            .contains("unknown field"));
         assert!(parse(&json!([1])).is_err());
     }
 

@@ -97,6 +97,82 @@ pub fn request(
     parse(&raw)
 }
 
+/// Opens a streaming endpoint and calls `on_line` with each line of its (chunked) body until
+/// the stream ends or `on_line` returns false.
+pub fn stream(
+    socket: &Path,
+    path: &str,
+    mut on_line: impl FnMut(&str) -> bool,
+) -> anyhow::Result<()> {
+    use std::io::BufRead;
+    let mut stream = UnixStream::connect(socket)
+        .with_context(|| format!("connecting to {}", socket.display()))?;
+    let head = format!("GET {path} HTTP/1.1\r\nHost: regent\r\n\r\n");
+    stream.write_all(head.as_bytes())?;
+    let mut reader = std::io::BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let status: u16 = line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("the answer has no status line")?;
+    let mut chunked = false;
+    loop {
+        line.clear();
+        reader.read_line(&mut line)?;
+        if line.trim().is_empty() {
+            break;
+        }
+        let lower = line.to_ascii_lowercase();
+        chunked |= lower.starts_with("transfer-encoding") && lower.contains("chunked");
+    }
+    if status != 200 || !chunked {
+        let mut rest = Vec::new();
+        reader.take(ANSWER_BYTES_MAX).read_to_end(&mut rest)?;
+        let body = if chunked {
+            dechunk(&rest).unwrap_or(rest)
+        } else {
+            rest
+        };
+        let answer = Answer {
+            status,
+            headers: Vec::new(),
+            body,
+        };
+        if status != 200 {
+            bail!("{path}: {}", answer.error_text());
+        }
+        for l in String::from_utf8_lossy(&answer.body).lines() {
+            if !on_line(l) {
+                break;
+            }
+        }
+        return Ok(());
+    }
+    let mut pending = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let size = usize::from_str_radix(line.trim(), 16).context("bad chunk size")?;
+        if size == 0 {
+            return Ok(());
+        }
+        let mut data = vec![0; size + 2];
+        reader.read_exact(&mut data)?;
+        pending.extend_from_slice(&data[..size]);
+        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+            let text = String::from_utf8_lossy(&pending[..end]).into_owned();
+            pending.drain(..=end);
+            if !on_line(&text) {
+                return Ok(());
+            }
+        }
+    }
+}
+
 fn parse(raw: &[u8]) -> anyhow::Result<Answer> {
     let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
         bail!("the daemon's answer has no end of headers");

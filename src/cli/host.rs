@@ -49,6 +49,23 @@ pub enum KvCommand {
     Put { key: String, value: String },
     /// Delete a key.
     Del { key: String },
+    /// List keys under a prefix (JSON).
+    Ls {
+        #[arg(default_value = "")]
+        prefix: String,
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
+    /// Run a transaction given as JSON (see docs/api.md), from the argument or stdin ("-").
+    Txn { json: String },
+    /// Print the change feed under a prefix as it happens (NDJSON).
+    Watch {
+        #[arg(default_value = "")]
+        prefix: String,
+        /// Start from this revision (default: from now).
+        #[arg(long)]
+        from_revision: Option<u64>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -67,6 +84,8 @@ pub enum LeaderCommand {
         #[arg(long, default_value_t = 30)]
         timeout: u64,
     },
+    /// Print the leadership watch stream (NDJSON), one event a line.
+    Watch,
 }
 
 pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
@@ -145,6 +164,47 @@ pub fn kv(args: KvArgs) -> anyhow::Result<ExitCode> {
             let answer = client::request(&socket, "PUT", &path, value.as_bytes(), TIMEOUT)?;
             print_write(&key, &answer)
         }
+        KvCommand::Ls { prefix, limit } => {
+            let path = format!(
+                "/v1/kv?prefix={}&limit={limit}",
+                encode_key(prefix.as_bytes())
+            );
+            let answer = client::request(&socket, "GET", &path, b"", TIMEOUT)?;
+            if answer.status != 200 {
+                bail!("ls {prefix}: {}", answer.error_text());
+            }
+            println!("{}", serde_json::to_string_pretty(&answer.json()?)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        KvCommand::Txn { json } => {
+            let body = if json == "-" {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
+                text
+            } else {
+                json
+            };
+            let answer = client::request(&socket, "POST", "/v1/txn", body.as_bytes(), TIMEOUT)?;
+            if answer.status != 200 {
+                bail!("txn: {}", answer.error_text());
+            }
+            println!("{}", serde_json::to_string_pretty(&answer.json()?)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        KvCommand::Watch {
+            prefix,
+            from_revision,
+        } => {
+            let mut path = format!("/v1/watch?prefix={}", encode_key(prefix.as_bytes()));
+            if let Some(r) = from_revision {
+                path.push_str(&format!("&from_revision={r}"));
+            }
+            client::stream(&socket, &path, |line| {
+                println!("{line}");
+                true
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
         KvCommand::Del { key } => {
             let path = format!("/v1/kv/{}", encode_key(key.as_bytes()));
             let answer = client::request(&socket, "DELETE", &path, b"", TIMEOUT)?;
@@ -168,6 +228,13 @@ fn print_write(key: &str, answer: &Answer) -> anyhow::Result<ExitCode> {
 pub fn leader(args: LeaderArgs) -> anyhow::Result<ExitCode> {
     let socket = client::socket_path(args.socket.socket);
     match args.command {
+        LeaderCommand::Watch => {
+            client::stream(&socket, "/v1/leadership/watch", |line| {
+                println!("{line}");
+                true
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
         LeaderCommand::Wait { timeout } => {
             let deadline = Instant::now() + Duration::from_secs(timeout);
             loop {

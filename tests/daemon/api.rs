@@ -104,8 +104,15 @@ fn every_endpoint_with_good_and_bad_input() {
     assert_eq!(first["succeeded"], true, "{first}");
     let second = call(&c, "POST", "/v1/txn", txn).json();
     assert_eq!(second["succeeded"], false, "{second}");
-    assert_eq!(second["responses"][0]["get"]["value"]["base64"], "AP8=", "{second}");
-    assert_error(&call(&c, "POST", "/v1/txn", b"{\"success\": 3}"), 400, "bad_txn");
+    assert_eq!(
+        second["responses"][0]["get"]["value"]["base64"], "AP8=",
+        "{second}"
+    );
+    assert_error(
+        &call(&c, "POST", "/v1/txn", b"{\"success\": 3}"),
+        400,
+        "bad_txn",
+    );
     assert_error(&call(&c, "POST", "/v1/txn", b"nope"), 400, "bad_json");
     assert_error(&call(&c, "GET", "/v1/txn", b""), 405, "method_not_allowed");
 
