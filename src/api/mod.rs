@@ -15,7 +15,7 @@ pub mod status;
 mod streams;
 mod txn;
 
-pub use request::{ReadAnswer, ReadQuery, Request, RequestError, WriteAnswer};
+pub use request::{HandoverAnswer, ReadAnswer, ReadQuery, Request, RequestError, WriteAnswer};
 
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -43,6 +43,9 @@ pub struct ApiOptions {
     pub connections_max: usize,
     /// The leadership watch warns this long before an unrenewed lease lapses.
     pub lease_warning_ms: u64,
+    /// Who may call what changes the cluster (root always may).
+    pub admin_uids: Vec<u32>,
+    pub admin_gids: Vec<u32>,
 }
 
 /// What every handler needs.
@@ -136,10 +139,24 @@ pub async fn serve(
             continue;
         };
         let context = context.clone();
+        let caller = match stream.peer_cred() {
+            Ok(cred) => routes::Caller {
+                uid: Some(cred.uid()),
+                gid: Some(cred.gid()),
+            },
+            Err(_) => routes::Caller {
+                uid: None,
+                gid: None,
+            },
+        };
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| {
                 let context = context.clone();
-                async move { Ok::<_, std::convert::Infallible>(routes::handle(&context, request).await) }
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        routes::handle(&context, caller, request).await,
+                    )
+                }
             });
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())

@@ -23,6 +23,8 @@ pub enum RequestError {
     ShuttingDown,
     #[error("{0}")]
     Command(CommandError),
+    #[error("leadership transfer refused: {0}")]
+    Transfer(String),
     #[error("fenced: this node does not lead term {expected} (its term is {current})")]
     TermMismatch { expected: u64, current: u64 },
     #[error("storage: {0}")]
@@ -45,6 +47,12 @@ pub enum Request {
         proposal: Proposal,
         reply: oneshot::Sender<Result<WriteAnswer, RequestError>>,
     },
+    /// Hand leadership to `target` (or the most caught-up voter); answered once this node
+    /// sees the target lead, or with an error when the hand-over is abandoned.
+    Transfer {
+        target: Option<NodeId>,
+        reply: oneshot::Sender<Result<HandoverAnswer, RequestError>>,
+    },
     /// Read the state machine: after confirming leadership (`Some(Index)`, `Some(Lease)`), or
     /// this node's applied state as it is (`None`: may be stale on a follower).
     Read {
@@ -52,6 +60,15 @@ pub enum Request {
         mode: Option<ReadMode>,
         reply: oneshot::Sender<Result<ReadAnswer, RequestError>>,
     },
+}
+
+/// The outcome of a leadership hand-over.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HandoverAnswer {
+    pub from: NodeId,
+    pub to: NodeId,
+    /// From the moment this leader stopped taking writes until it saw the target lead.
+    pub pause_ms: u64,
 }
 
 /// What a read asks of the state machine.

@@ -23,7 +23,11 @@ pub type HttpResponse = hyper::Response<super::body::Body>;
 /// The session lifetime when `POST /v1/session` names none.
 pub const SESSION_TTL_DEFAULT_MS: u64 = 60_000;
 
-pub async fn handle(context: &ApiContext, request: hyper::Request<Incoming>) -> HttpResponse {
+pub async fn handle(
+    context: &ApiContext,
+    caller: Caller,
+    request: hyper::Request<Incoming>,
+) -> HttpResponse {
     let path = request.uri().path().to_owned();
     let query = request.uri().query().unwrap_or("").to_owned();
     let method = request.method().clone();
@@ -42,11 +46,17 @@ pub async fn handle(context: &ApiContext, request: hyper::Request<Incoming>) -> 
         "/v1/kv" if method == Method::GET => return kv_range(context, &query).await,
         "/v1/session" if method == Method::POST => return open_session(context, request).await,
         "/v1/txn" if method == Method::POST => return txn(context, &query, request).await,
+        "/v1/admin/switchover" if method == Method::POST => {
+            if let Err(denied) = admin_only(context, caller, "switchover") {
+                return denied;
+            }
+            return switchover(context, &query).await;
+        }
         "/v1/status" | "/v1/leader" | "/v1/replica" | "/v1/health" => {
             return method_not_allowed("GET, HEAD")
         }
         "/v1/leadership/watch" | "/v1/watch" | "/v1/kv" => return method_not_allowed("GET"),
-        "/v1/session" | "/v1/txn" => return method_not_allowed("POST"),
+        "/v1/session" | "/v1/txn" | "/v1/admin/switchover" => return method_not_allowed("POST"),
         _ => {}
     }
     if let Some(raw_key) = path.strip_prefix("/v1/kv/") {
@@ -369,6 +379,56 @@ async fn txn(context: &ApiContext, query: &str, request: hyper::Request<Incoming
     }
 }
 
+/// Who is calling, from the socket's peer credentials (SO_PEERCRED).
+#[derive(Clone, Copy, Debug)]
+pub struct Caller {
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+/// Calls that change the cluster need root or a uid/gid listed in the configuration.
+fn admin_only(context: &ApiContext, caller: Caller, what: &str) -> Result<(), HttpResponse> {
+    let options = &context.options;
+    let allowed = caller.uid == Some(0)
+        || caller.uid.is_some_and(|u| options.admin_uids.contains(&u))
+        || caller.gid.is_some_and(|g| options.admin_gids.contains(&g));
+    if allowed {
+        return Ok(());
+    }
+    Err(error(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        &format!(
+            "{what} changes the cluster: uid {:?} gid {:?} is not root nor listed in admin_uids/admin_gids",
+            caller.uid, caller.gid
+        ),
+        None,
+    ))
+}
+
+async fn switchover(context: &ApiContext, query: &str) -> HttpResponse {
+    let target = match query_param(query, "to").map(|t| t.parse::<u64>()) {
+        None => None,
+        Some(Ok(id)) if id > 0 => Some(crate::raft::NodeId(id)),
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_parameter",
+                "to must be a node id",
+                None,
+            )
+        }
+    };
+    let (reply, answer) = oneshot::channel();
+    match ask(context, Request::Transfer { target, reply }, answer).await {
+        Ok(h) => json_response(
+            StatusCode::OK,
+            &json!({ "from": h.from.0, "to": h.to.0, "pause_ms": h.pause_ms }),
+        ),
+        Err(err) => request_error(err),
+    }
+}
+
 fn unreachable_answer() -> HttpResponse {
     error(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -529,6 +589,12 @@ pub(super) fn request_error(err: RequestError) -> HttpResponse {
         RequestError::Command(_) => {
             error(StatusCode::BAD_REQUEST, "command_refused", &message, None)
         }
+        RequestError::Transfer(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "transfer_failed",
+            &message,
+            None,
+        ),
         RequestError::Storage(_) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "storage_error",

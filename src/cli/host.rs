@@ -88,6 +88,34 @@ pub enum LeaderCommand {
     Watch,
 }
 
+#[derive(Args, Debug)]
+pub struct SwitchoverArgs {
+    #[command(flatten)]
+    pub socket: SocketArg,
+    /// The voter to hand leadership to (default: the most caught-up one).
+    #[arg(long)]
+    pub to: Option<u64>,
+}
+
+/// `regent switchover`: a planned hand-over, asked of the leader's socket.
+pub fn switchover(args: SwitchoverArgs) -> anyhow::Result<ExitCode> {
+    let socket = client::socket_path(args.socket.socket);
+    let path = match args.to {
+        Some(id) => format!("/v1/admin/switchover?to={id}"),
+        None => "/v1/admin/switchover".to_string(),
+    };
+    let answer = client::request(&socket, "POST", &path, b"", TIMEOUT)?;
+    if answer.status != 200 {
+        bail!("switchover: {}", answer.error_text());
+    }
+    let v = answer.json()?;
+    println!(
+        "node {} handed leadership to node {}; writes paused {} ms",
+        v["from"], v["to"], v["pause_ms"]
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let socket = client::socket_path(args.socket.socket);
     let status = fetch_status(&socket)?;

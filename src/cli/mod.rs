@@ -32,6 +32,8 @@ pub enum Command {
     Kv(host::KvArgs),
     /// Leadership of this node, for scripts.
     Leader(host::LeaderArgs),
+    /// A planned hand-over of leadership (run against the leader's socket).
+    Switchover(host::SwitchoverArgs),
     /// Run a deterministic simulator campaign of the real Raft core under faults.
     Sim(crate::sim::SimArgs),
     /// Certificates: create a CA, issue, inspect and rotate node certificates.
@@ -61,6 +63,7 @@ pub fn main() -> ExitCode {
         Command::Status(args) => host::status(args),
         Command::Kv(args) => host::kv(args),
         Command::Leader(args) => host::leader(args),
+        Command::Switchover(args) => host::switchover(args),
         Command::Sim(args) => crate::sim::run_cli(args),
         Command::Admin(args) => admin::run(args),
         Command::Bench { which } => match which {

@@ -14,8 +14,9 @@
 //! shutdown).
 
 use super::disk::{Disk, DiskDone, DiskRequest};
+use super::notify::Notifier;
 use crate::api::status::{MemberStatus, NodeStatus};
-use crate::api::{ReadAnswer, ReadQuery, Request, RequestError, WriteAnswer};
+use crate::api::{HandoverAnswer, ReadAnswer, ReadQuery, Request, RequestError, WriteAnswer};
 use crate::clock;
 use crate::raft::{Message, Nanos, NodeId, ProposeError, ReadError, Role};
 use crate::replica::{Action, ProposalOutcome, Replica, Token};
@@ -77,6 +78,17 @@ pub struct DriverParts {
     /// Every known member's address (from the configuration).
     pub addresses: BTreeMap<NodeId, SocketAddr>,
     pub persist_stall_max: Duration,
+    /// How long a hand-over may take before it is abandoned (the core's own bound).
+    pub handover_max: Duration,
+    pub notifier: Notifier,
+}
+
+/// A hand-over this node started as leader.
+struct Handover {
+    to: NodeId,
+    started: Nanos,
+    deadline: Nanos,
+    reply: Option<oneshot::Sender<Result<HandoverAnswer, RequestError>>>,
 }
 
 pub struct Driver {
@@ -94,6 +106,12 @@ pub struct Driver {
     shutdown: watch::Receiver<bool>,
     addresses: BTreeMap<NodeId, SocketAddr>,
     persist_stall_max: Duration,
+    handover_max: Duration,
+    notifier: Notifier,
+    next_watchdog: Option<Nanos>,
+    handovers: Vec<Handover>,
+    /// Stopping: set when shutdown was asked; the loop ends once no hand-over is in progress.
+    stopping: bool,
 
     pending: BTreeMap<Token, Pending>,
     next_token: Token,
@@ -132,6 +150,11 @@ impl Driver {
             shutdown: parts.shutdown,
             addresses: parts.addresses,
             persist_stall_max: parts.persist_stall_max,
+            handover_max: parts.handover_max,
+            notifier: parts.notifier,
+            next_watchdog: None,
+            handovers: Vec::new(),
+            stopping: false,
             pending: BTreeMap::new(),
             next_token: 1,
             actions: Vec::new(),
@@ -148,13 +171,25 @@ impl Driver {
 
     /// Runs until shutdown is asked or storage fails. Returns the fatal error, if any.
     pub async fn run(mut self) -> Result<(), String> {
+        self.notifier.notify("READY=1");
+        self.next_watchdog = self.notifier.watchdog_interval().map(|_| clock::now());
         self.turn(clock::now());
         loop {
-            let deadline = clock::now() + 5_000_000; // TODO(next_deadline) until the core gives it
+            let mut deadline = clock::now() + 5_000_000; // TODO(next_deadline) until the core gives it
+            if let Some(at) = self.next_watchdog {
+                deadline = deadline.min(at);
+            }
+            if let Some(h) = self.handovers.iter().map(|h| h.deadline).min() {
+                deadline = deadline.min(h);
+            }
             let sleep = tokio::time::sleep(clock::until(deadline, clock::now()));
             tokio::select! {
                 biased;
-                _ = self.shutdown.changed() => break,
+                changed = self.shutdown.changed(), if !self.stopping => {
+                    if changed.is_err() || self.begin_stop() {
+                        break;
+                    }
+                }
                 Some(done) = self.disk_done.recv() => self.on_disk(done),
                 Some(message) = self.internal.recv() => self.on_internal(message),
                 Some(inbound) = self.inbound.recv() => self.on_inbound(inbound),
@@ -167,11 +202,80 @@ impl Driver {
                 break;
             }
             self.turn(clock::now());
-            if self.fatal.is_some() {
+            if self.fatal.is_some() || (self.stopping && self.handovers.is_empty()) {
                 break;
             }
         }
         self.stop().await
+    }
+
+    /// Shutdown was asked: a leader first hands leadership to the most caught-up voter, so the
+    /// hosts see a clean hand-over rather than an election. Returns whether to stop at once.
+    fn begin_stop(&mut self) -> bool {
+        self.stopping = true;
+        self.notifier.notify("STOPPING=1");
+        let now = clock::now();
+        if self.replica.core().status(now).role != Role::Leader {
+            return true;
+        }
+        match self.replica.transfer_leadership(None, now) {
+            Ok(to) => {
+                tracing::info!(node = %self.id, %to, "stopping: handing leadership over first");
+                self.start_handover(to, now, None);
+                false
+            }
+            Err(err) => {
+                tracing::info!(node = %self.id, reason = %err, "stopping without a hand-over");
+                true
+            }
+        }
+    }
+
+    fn start_handover(
+        &mut self,
+        to: NodeId,
+        now: Nanos,
+        reply: Option<oneshot::Sender<Result<HandoverAnswer, RequestError>>>,
+    ) {
+        self.handovers.push(Handover {
+            to,
+            started: now,
+            deadline: now + self.handover_max.as_nanos() as u64,
+            reply,
+        });
+    }
+
+    /// Answers hand-overs that completed (this node sees the target lead) or ran out of time.
+    fn check_handovers(&mut self, now: Nanos) {
+        let status = self.replica.core().status(now);
+        let id = self.id;
+        self.handovers.retain_mut(|h| {
+            let done = status.role != Role::Leader && status.leader == Some(h.to);
+            let lost = status.role != Role::Leader && status.leader.is_some() && !done;
+            if !(done || lost || now >= h.deadline) {
+                return true;
+            }
+            let pause_ms = now.saturating_sub(h.started) / 1_000_000;
+            let answer = if done {
+                tracing::info!(node = %id, to = %h.to, pause_ms, "handed leadership over");
+                Ok(HandoverAnswer {
+                    from: id,
+                    to: h.to,
+                    pause_ms,
+                })
+            } else {
+                tracing::warn!(node = %id, to = %h.to, "hand-over not completed");
+                Err(RequestError::Transfer(format!(
+                    "{} did not take over within {pause_ms} ms (leader now: {:?})",
+                    h.to,
+                    status.leader.map(|l| l.0)
+                )))
+            };
+            if let Some(reply) = h.reply.take() {
+                let _ = reply.send(answer);
+            }
+            false
+        });
     }
 
     /// Takes everything already queued without waiting, so that it shares one batch.
@@ -199,6 +303,13 @@ impl Driver {
     /// Ticks the core, carries out its actions, feeds the disk, publishes the status.
     fn turn(&mut self, now: Nanos) {
         self.replica.tick(now);
+        if let (Some(at), Some(every)) = (self.next_watchdog, self.notifier.watchdog_interval()) {
+            if now >= at {
+                // From the loop itself: a loop that stops turning stops feeding the watchdog.
+                self.notifier.notify("WATCHDOG=1");
+                self.next_watchdog = Some(now + every.as_nanos() as u64);
+            }
+        }
         self.watch_stall(now);
         self.feed_chunk();
         let mut actions = std::mem::take(&mut self.actions);
@@ -206,6 +317,7 @@ impl Driver {
         self.carry_out(&mut actions, now);
         self.actions = actions;
         self.log_membership();
+        self.check_handovers(now);
         self.publish(now);
     }
 
@@ -226,6 +338,18 @@ impl Driver {
                 Action::Read { token, result } => self.answer_read(token, result),
                 Action::Compact(index) => self.disk.send(DiskRequest::Compact(index)),
                 Action::SoftState(soft) => {
+                    self.notifier.notify(&format!(
+                        "STATUS={} in term {}, leader {}",
+                        match soft.role {
+                            Role::Leader => "leader",
+                            Role::Follower => "follower",
+                            Role::PreCandidate | Role::Candidate => "candidate",
+                            Role::Learner => "learner",
+                        },
+                        soft.term.0,
+                        soft.leader
+                            .map_or("unknown".to_string(), |l| l.0.to_string())
+                    ));
                     tracing::info!(
                         node = %self.id,
                         role = ?soft.role,
@@ -268,6 +392,20 @@ impl Driver {
     fn on_request(&mut self, request: Request) {
         let now = clock::now();
         match request {
+            Request::Transfer { target, reply } => {
+                match self.replica.transfer_leadership(target, now) {
+                    Ok(to) => {
+                        tracing::info!(node = %self.id, %to, "switchover asked");
+                        self.start_handover(to, now, Some(reply));
+                    }
+                    Err(crate::raft::TransferError::NotLeader { leader }) => {
+                        let _ = reply.send(Err(self.not_leader(leader)));
+                    }
+                    Err(err) => {
+                        let _ = reply.send(Err(RequestError::Transfer(err.to_string())));
+                    }
+                }
+            }
             Request::Propose {
                 mut proposal,
                 reply,
@@ -668,6 +806,9 @@ impl Driver {
                     let _ = reply.send(Err(RequestError::ShuttingDown));
                 }
                 Request::Read { reply, .. } => {
+                    let _ = reply.send(Err(RequestError::ShuttingDown));
+                }
+                Request::Transfer { reply, .. } => {
                     let _ = reply.send(Err(RequestError::ShuttingDown));
                 }
             }

@@ -9,6 +9,7 @@
 
 pub mod disk;
 pub mod driver;
+pub mod notify;
 
 use crate::api::{self, status, ApiContext, ApiOptions};
 use crate::clock;
@@ -76,6 +77,8 @@ async fn run_daemon(config: DaemonConfig) -> anyhow::Result<ExitCode> {
         request_bytes_max: config.api.request_bytes_max,
         connections_max: config.api.connections_max,
         lease_warning_ms: 100,
+        admin_uids: Vec::new(),
+        admin_gids: Vec::new(),
     };
     let listener = api::bind(&options)?;
 
@@ -107,6 +110,8 @@ async fn run_daemon(config: DaemonConfig) -> anyhow::Result<ExitCode> {
             .map(|m| (NodeId(m.id), m.address))
             .collect(),
         persist_stall_max: Duration::from_millis(config.timing.persist_stall_max_ms),
+        handover_max: Duration::from_millis(config.timing.election_timeout_min_ms * 2),
+        notifier: notify::Notifier::from_env(),
     });
     tracing::info!(node = %id, socket = %options.socket.display(), listen = %config.listen, "serving");
     let outcome = driver.run().await;

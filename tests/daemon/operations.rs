@@ -1,0 +1,287 @@
+//! Operating regent: the systemd units, sd_notify, the hand-over on SIGTERM, switchover.
+
+use crate::support::{Cluster, BIN, TEST_SETTINGS};
+use std::os::unix::net::UnixDatagram;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ELECTION: Duration = Duration::from_secs(20);
+
+#[test]
+fn the_unit_files_verify() {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "systemd-analyze is missing in CI: .ci/run must install systemd"
+        );
+        eprintln!("SKIPPED: systemd-analyze is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (unit, name) in [
+        ("systemd/regent.service", "regent.service"),
+        ("systemd/regent@.service", "regent@demo.service"),
+    ] {
+        // The unit names /usr/bin/regent; verify it against the binary under test.
+        let text = std::fs::read_to_string(unit)
+            .unwrap()
+            .replace("/usr/bin/regent", BIN);
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && said.trim().is_empty(),
+            "{unit}: {said}"
+        );
+    }
+    let unit = std::fs::read_to_string("systemd/regent.service").unwrap();
+    for line in [
+        "Type=notify",
+        "NotifyAccess=main",
+        "WatchdogSec=",
+        "Restart=on-failure",
+        "User=",
+        "Group=",
+        "StateDirectory=regent",
+        "RuntimeDirectory=regent",
+        "ConfigurationDirectory=regent",
+        "ExecReload=",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "LimitNOFILE=",
+        "TimeoutStopSec=",
+    ] {
+        assert!(unit.contains(line), "regent.service lacks {line}");
+    }
+}
+
+/// Datagrams received on a test-owned NOTIFY_SOCKET, with their arrival times.
+fn receive_all(socket: &UnixDatagram, until: Instant) -> Vec<(Instant, String)> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < until {
+        if let Ok(n) = socket.recv(&mut buf) {
+            got.push((
+                Instant::now(),
+                String::from_utf8_lossy(&buf[..n]).into_owned(),
+            ));
+        }
+    }
+    got
+}
+
+#[test]
+fn sd_notify_ready_status_watchdog_stopping() {
+    let mut c = Cluster::init(1, "notify", TEST_SETTINGS);
+    let dir = tempfile::tempdir().unwrap();
+    let notify_path = dir.path().join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&c.nodes[0].config)
+        .env("NOTIFY_SOCKET", &notify_path)
+        .env("WATCHDOG_USEC", "200000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // READY=1 comes only once the daemon serves: its socket answers at once.
+    let started = Instant::now();
+    let ready_at = loop {
+        let mut buf = [0u8; 4096];
+        if let Ok(n) = notify.recv(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            assert!(!text.contains("STOPPING"), "{text}");
+            if text.contains("READY=1") {
+                break Instant::now();
+            }
+        }
+        assert!(started.elapsed() < ELECTION, "no READY=1");
+    };
+    assert!(
+        c.status(1).is_some(),
+        "READY=1 was sent before the socket answered"
+    );
+    let got = receive_all(&notify, Instant::now() + Duration::from_millis(1500));
+    let statuses: Vec<&String> = got
+        .iter()
+        .map(|(_, t)| t)
+        .filter(|t| t.starts_with("STATUS="))
+        .collect();
+    assert!(
+        statuses.iter().any(|s| s.contains("leader in term")),
+        "no STATUS on becoming leader: {got:?}"
+    );
+    let dogs: Vec<Instant> = got
+        .iter()
+        .filter(|(_, t)| t.contains("WATCHDOG=1"))
+        .map(|(at, _)| *at)
+        .collect();
+    // Every 100 ms (half of WATCHDOG_USEC) for 1.5 s: about 15.
+    assert!(
+        (8..=30).contains(&dogs.len()),
+        "{} watchdog pings in 1.5 s",
+        dogs.len()
+    );
+    let gaps_ok = dogs
+        .windows(2)
+        .all(|w| w[1] - w[0] < Duration::from_millis(400));
+    assert!(gaps_ok, "watchdog pings too far apart");
+    let _ = ready_at;
+    // SIGTERM: STOPPING=1, then a clean exit.
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let got = receive_all(&notify, Instant::now() + Duration::from_secs(2));
+    assert!(got.iter().any(|(_, t)| t.contains("STOPPING=1")), "{got:?}");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    c.kill(1);
+}
+
+/// The role each node's log reports last, and whether any node campaigned (an election).
+fn campaigned_after(c: &Cluster, marker_len: &[usize]) -> bool {
+    c.nodes.iter().zip(marker_len).any(|(n, &from)| {
+        let logs = n.logs();
+        logs.get(from..).unwrap_or("").contains("role=PreCandidate")
+    })
+}
+
+#[test]
+fn sigterm_on_the_leader_hands_over_without_an_election() {
+    let mut c = Cluster::init(3, "handover", TEST_SETTINGS);
+    c.start_all();
+    let (leader, _) = c.wait_writable_leader(ELECTION);
+    let term = c.status(leader).unwrap()["term"].as_u64().unwrap();
+    let marks: Vec<usize> = c.nodes.iter().map(|n| n.logs().len()).collect();
+    let stopped_at = Instant::now();
+    assert_eq!(c.stop(leader), Some(0));
+    let (new, took) = c.wait_writable_leader(ELECTION);
+    eprintln!(
+        "hand-over on SIGTERM: writable after {:?}",
+        stopped_at.elapsed().min(took)
+    );
+    assert_ne!(new, leader);
+    let new_term = c.status(new).unwrap()["term"].as_u64().unwrap();
+    assert_eq!(new_term, term + 1, "a hand-over takes exactly one term");
+    assert!(
+        c.nodes[(leader - 1) as usize]
+            .logs()
+            .contains("handed leadership over"),
+        "the old leader did not report the hand-over:\n{}",
+        c.all_logs()
+    );
+    assert!(
+        !campaigned_after(&c, &marks),
+        "a node ran a pre-vote campaign (an election, not a hand-over):\n{}",
+        c.all_logs()
+    );
+}
+
+#[test]
+fn switchover_under_a_steady_write_load_loses_no_write() {
+    let mut c = Cluster::init(3, "switch", TEST_SETTINGS);
+    c.start_all();
+    let (leader, _) = c.wait_writable_leader(ELECTION);
+    let target = if leader == 3 { 1 } else { leader + 1 };
+    // A client that retries on "not the leader" and "busy", writing unique values.
+    let sockets: Vec<_> = c.nodes.iter().map(|n| n.socket.clone()).collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut acked = Vec::new();
+            let mut failed = 0;
+            let mut target = 0usize;
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                i += 1;
+                let started = Instant::now();
+                loop {
+                    let answer = crate::support::http(
+                        &sockets[target],
+                        "PUT",
+                        &format!("/v1/kv/w{i}"),
+                        format!("{i}").as_bytes(),
+                    );
+                    match answer {
+                        Ok(a) if a.status == 200 => {
+                            acked.push(i);
+                            break;
+                        }
+                        Ok(a) => {
+                            if let Some(l) = a.json()["leader_id"].as_u64() {
+                                target = (l - 1) as usize;
+                            } else {
+                                std::thread::sleep(Duration::from_millis(2));
+                            }
+                        }
+                        Err(_) => target = (target + 1) % sockets.len(),
+                    }
+                    if started.elapsed() > Duration::from_secs(10) {
+                        failed += 1;
+                        break;
+                    }
+                }
+            }
+            (acked, failed)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let out = Command::new(BIN)
+        .args(["switchover", "--socket"])
+        .arg(&c.nodes[(leader - 1) as usize].socket)
+        .args(["--to", &target.to_string()])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("writes paused"), "{said}");
+    eprintln!("{said}");
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (acked, failed) = writer.join().unwrap();
+    assert_eq!(failed, 0, "writes failed during the switchover");
+    let (now_leader, _) = c.wait_writable_leader(ELECTION);
+    assert_eq!(now_leader, target);
+    for i in acked {
+        let got = c.get(now_leader, &format!("w{i}"), "linearizable").unwrap();
+        assert_eq!(
+            got.body,
+            format!("{i}").as_bytes(),
+            "acknowledged write w{i} lost"
+        );
+    }
+    // A switchover asked of a follower names the leader.
+    let follower = (1..=3).find(|&id| id != target).unwrap();
+    let out = Command::new(BIN)
+        .args(["switchover", "--socket"])
+        .arg(&c.nodes[(follower - 1) as usize].socket)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the leader is node"));
+}
