@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 #[derive(Clone, Debug, serde::Deserialize)]
 pub struct Member {
-    pub id: u64,
+    pub id: NodeId,
     pub address: SocketAddr,
 }
 #[derive(Clone, Debug, serde::Deserialize)]
@@ -22,6 +22,14 @@ pub struct Timing {
     pub heartbeat_interval_ms: u64,
     pub clock_drift_max: f64,
     pub persist_stall_max_ms: u64,
+    pub lease_warning_ms: u64,
+}
+#[derive(Clone, Copy, Debug, serde::Deserialize)]
+pub struct SocketMode(u32);
+impl SocketMode {
+    pub fn bits(self) -> u32 {
+        self.0
+    }
 }
 #[derive(Clone, Debug, serde::Deserialize)]
 pub struct Api {
@@ -31,13 +39,16 @@ pub struct Api {
 #[derive(Clone, Debug, serde::Deserialize)]
 pub struct DaemonConfig {
     pub cluster: String,
-    pub node_id: u64,
+    pub node_id: NodeId,
     pub listen: SocketAddr,
     pub members: Vec<Member>,
     pub join: bool,
     pub data_dir: PathBuf,
     pub socket: PathBuf,
-    pub socket_mode: String,
+    pub socket_mode: SocketMode,
+    pub socket_group: Option<String>,
+    pub admin_uids: Vec<u32>,
+    pub admin_gids: Vec<u32>,
     pub tls: Tls,
     pub timing: Timing,
     pub api: Api,
@@ -47,7 +58,7 @@ impl DaemonConfig {
         Ok(serde_yaml::from_slice(&std::fs::read(path)?)?)
     }
     pub fn raft_config(&self) -> crate::raft::Config {
-        let mut c = crate::raft::Config::new(NodeId(self.node_id));
+        let mut c = crate::raft::Config::new(self.node_id);
         c.election_timeout_min_ms = self.timing.election_timeout_min_ms;
         c.heartbeat_interval_ms = self.timing.heartbeat_interval_ms;
         c
@@ -66,12 +77,12 @@ impl DaemonConfig {
         self.members
             .iter()
             .filter(|m| m.id != self.node_id)
-            .map(|m| (NodeId(m.id), m.address))
+            .map(|m| (m.id, m.address))
             .collect()
     }
     pub fn transport_config(&self) -> crate::transport::TransportConfig {
         crate::transport::TransportConfig::new(
-            NodeId(self.node_id),
+            self.node_id,
             self.cluster.clone(),
             self.listen,
             self.peer_addresses(),
@@ -79,6 +90,6 @@ impl DaemonConfig {
         )
     }
     pub fn initial_membership(&self) -> Membership {
-        Membership::new(self.members.iter().map(|m| NodeId(m.id)))
+        Membership::new(self.members.iter().map(|m| m.id))
     }
 }

@@ -14,7 +14,7 @@ pub mod notify;
 use crate::api::{self, status, ApiContext, ApiOptions};
 use crate::clock;
 use crate::config::DaemonConfig;
-use crate::raft::{Membership, NodeId, SplitMix64};
+use crate::raft::{Membership, SplitMix64};
 use crate::replica::{self, Replica};
 use crate::storage::{Identity, LogStorage, RedbStorage};
 use crate::transport::Transport;
@@ -43,7 +43,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
 }
 
 async fn run_daemon(config: DaemonConfig) -> anyhow::Result<ExitCode> {
-    let id = NodeId(config.node_id);
+    let id = config.node_id;
     let identity = Identity {
         cluster_id: config.cluster.clone(),
         node_id: id,
@@ -73,12 +73,13 @@ async fn run_daemon(config: DaemonConfig) -> anyhow::Result<ExitCode> {
         Transport::start(config.transport_config()).context("starting the QUIC transport")?;
     let options = ApiOptions {
         socket: config.socket.clone(),
-        socket_mode: u32::from_str_radix(&config.socket_mode, 8).unwrap_or(0o660),
+        socket_mode: config.socket_mode.bits(),
+        socket_group: config.socket_group.clone(),
         request_bytes_max: config.api.request_bytes_max,
         connections_max: config.api.connections_max,
-        lease_warning_ms: 100,
-        admin_uids: Vec::new(),
-        admin_gids: Vec::new(),
+        lease_warning_ms: config.timing.lease_warning_ms,
+        admin_uids: config.admin_uids.clone(),
+        admin_gids: config.admin_gids.clone(),
     };
     let listener = api::bind(&options)?;
 
@@ -104,11 +105,7 @@ async fn run_daemon(config: DaemonConfig) -> anyhow::Result<ExitCode> {
         requests,
         status: status_tx,
         shutdown: shutdown.clone(),
-        addresses: config
-            .members
-            .iter()
-            .map(|m| (NodeId(m.id), m.address))
-            .collect(),
+        addresses: config.members.iter().map(|m| (m.id, m.address)).collect(),
         persist_stall_max: Duration::from_millis(config.timing.persist_stall_max_ms),
         handover_max: Duration::from_millis(config.timing.election_timeout_min_ms * 2),
         notifier: notify::Notifier::from_env(),
