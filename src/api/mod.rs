@@ -9,6 +9,7 @@
 //! input gets a 4xx with a JSON error, never a panic or a stall of the driver.
 
 pub mod body;
+pub mod metrics;
 mod request;
 mod routes;
 pub mod status;
@@ -53,6 +54,7 @@ pub struct ApiOptions {
 /// What every handler needs.
 pub struct ApiContext {
     pub requests: mpsc::Sender<Request>,
+    pub metrics: Arc<metrics::Metrics>,
     pub status: watch::Receiver<NodeStatus>,
     pub options: ApiOptions,
 }

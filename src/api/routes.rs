@@ -34,6 +34,20 @@ pub async fn handle(
     let head_or_get = matches!(method, Method::GET | Method::HEAD);
     match path.as_str() {
         "/v1/status" if head_or_get => return status(context),
+        "/metrics" if head_or_get => {
+            let s = context.status.borrow().clone();
+            let text = super::metrics::render(
+                &context.metrics,
+                &s,
+                clock::now(),
+                crate::pki::identity::unix_now(),
+            );
+            return hyper::Response::builder()
+                .status(StatusCode::OK)
+                .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
+                .body(super::body::Body::full(text))
+                .expect("a valid response");
+        }
         "/v1/leader" if head_or_get => return check(context, Check::Leader),
         "/v1/replica" if head_or_get => return check(context, Check::Replica),
         "/v1/health" if head_or_get => return check(context, Check::Health),
@@ -52,7 +66,7 @@ pub async fn handle(
             }
             return switchover(context, &query).await;
         }
-        "/v1/status" | "/v1/leader" | "/v1/replica" | "/v1/health" => {
+        "/v1/status" | "/v1/leader" | "/v1/replica" | "/v1/health" | "/metrics" => {
             return method_not_allowed("GET, HEAD")
         }
         "/v1/leadership/watch" | "/v1/watch" | "/v1/kv" => return method_not_allowed("GET"),
@@ -290,6 +304,7 @@ pub(super) fn status_json(s: &NodeStatus, now: u64) -> Value {
                 "id": m.id.0,
                 "address": m.address.map(|a| a.to_string()),
                 "role": if m.voter { "voter" } else { "learner" },
+                "connected": if m.id == s.node_id { None } else { Some(s.links.get(&m.id).copied().unwrap_or(false)) },
             })
         })
         .collect();
@@ -311,6 +326,11 @@ pub(super) fn status_json(s: &NodeStatus, now: u64) -> Value {
             "deadline_monotonic_ns": s.lease_deadline_ns,
         },
         "members": members,
+        "certificate": {
+            "not_after_unix": s.certificate_not_after_unix,
+            "days_left": s.certificate_not_after_unix
+                .map(|t| (t - crate::pki::identity::unix_now()) / 86_400),
+        },
     })
 }
 

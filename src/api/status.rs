@@ -2,6 +2,7 @@
 //! answers without asking the driver (a `watch` channel, read lock-free by any task).
 
 use crate::raft::{LogIndex, Nanos, NodeId, Role, Term};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 /// One member of the configuration in force.
@@ -29,6 +30,10 @@ pub struct NodeStatus {
     /// The lease's end on this machine's CLOCK_MONOTONIC (leader only).
     pub lease_deadline_ns: Option<Nanos>,
     pub members: Vec<MemberStatus>,
+    /// Whether the QUIC link to each peer is up.
+    pub links: BTreeMap<NodeId, bool>,
+    /// When this node's certificate expires (Unix seconds).
+    pub certificate_not_after_unix: Option<i64>,
 }
 
 impl NodeStatus {
@@ -47,6 +52,8 @@ impl NodeStatus {
             writable: false,
             lease_deadline_ns: None,
             members: Vec::new(),
+            links: BTreeMap::new(),
+            certificate_not_after_unix: None,
         }
     }
 

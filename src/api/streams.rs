@@ -149,9 +149,11 @@ pub async fn changes(context: &ApiContext, query: &str) -> HttpResponse {
     let mut status = context.status.clone();
     let requests = context.requests.clone();
     let options = context.options.clone();
+    let metrics = context.metrics.clone();
     tokio::spawn(async move {
         let context = ApiContext {
             requests,
+            metrics,
             status: status.clone(),
             options,
         };

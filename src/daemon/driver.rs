@@ -15,6 +15,7 @@
 
 use super::disk::{Disk, DiskDone, DiskRequest};
 use super::notify::Notifier;
+use crate::api::metrics::Metrics;
 use crate::api::status::{MemberStatus, NodeStatus};
 use crate::api::{HandoverAnswer, ReadAnswer, ReadQuery, Request, RequestError, WriteAnswer};
 use crate::clock;
@@ -26,7 +27,9 @@ use crate::storage::{
 use crate::transport::{Inbound, LinkEvent, SnapshotReceiver, TransportHandle};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 /// Requests the driver takes from one wake-up before it ticks and writes: bounds the work of
@@ -49,7 +52,10 @@ enum Internal {
 
 /// A request waiting for the replica or the disk.
 enum Pending {
-    Write(oneshot::Sender<Result<WriteAnswer, RequestError>>),
+    Write {
+        reply: oneshot::Sender<Result<WriteAnswer, RequestError>>,
+        arrived: Instant,
+    },
     Read {
         /// Taken when the read goes to the disk.
         query: Option<ReadQuery>,
@@ -81,6 +87,7 @@ pub struct DriverParts {
     /// How long a hand-over may take before it is abandoned (the core's own bound).
     pub handover_max: Duration,
     pub notifier: Notifier,
+    pub metrics: Arc<Metrics>,
 }
 
 /// A hand-over this node started as leader.
@@ -108,6 +115,9 @@ pub struct Driver {
     persist_stall_max: Duration,
     handover_max: Duration,
     notifier: Notifier,
+    metrics: Arc<Metrics>,
+    link_up: BTreeMap<NodeId, bool>,
+    certificate_not_after_unix: Option<i64>,
     next_watchdog: Option<Nanos>,
     handovers: Vec<Handover>,
     /// Stopping: set when shutdown was asked; the loop ends once no hand-over is in progress.
@@ -125,6 +135,7 @@ pub struct Driver {
     snapshot_sends: BTreeSet<NodeId>,
     stall_warned: bool,
     last_membership: crate::raft::Membership,
+    last_leader: Option<NodeId>,
     /// The KV store's revision after the last batch.
     revision: u64,
     fatal: Option<String>,
@@ -135,6 +146,7 @@ impl Driver {
         let (internal_tx, internal) = mpsc::unbounded_channel();
         let links = parts.transport.subscribe();
         let last_membership = parts.replica.core().membership().clone();
+        let not_after = parts.transport.identity_cert().not_after_unix;
         Driver {
             id: parts.replica.core().id(),
             replica: parts.replica,
@@ -152,6 +164,9 @@ impl Driver {
             persist_stall_max: parts.persist_stall_max,
             handover_max: parts.handover_max,
             notifier: parts.notifier,
+            certificate_not_after_unix: Some(not_after),
+            metrics: parts.metrics,
+            link_up: BTreeMap::new(),
             next_watchdog: None,
             handovers: Vec::new(),
             stopping: false,
@@ -164,6 +179,7 @@ impl Driver {
             snapshot_sends: BTreeSet::new(),
             stall_warned: false,
             last_membership,
+            last_leader: None,
             revision: 0,
             fatal: None,
         }
@@ -338,6 +354,13 @@ impl Driver {
                 Action::Read { token, result } => self.answer_read(token, result),
                 Action::Compact(index) => self.disk.send(DiskRequest::Compact(index)),
                 Action::SoftState(soft) => {
+                    if soft.leader != self.last_leader {
+                        self.last_leader = soft.leader;
+                        self.metrics.leader_changes.fetch_add(1, Relaxed);
+                    }
+                    if matches!(soft.role, Role::PreCandidate | Role::Candidate) {
+                        self.metrics.elections.fetch_add(1, Relaxed);
+                    }
                     self.notifier.notify(&format!(
                         "STATUS={} in term {}, leader {}",
                         match soft.role {
@@ -420,11 +443,15 @@ impl Driver {
                 }
                 proposal.time_ms = clock::unix_ms();
                 let token = self.token();
+                self.metrics.proposals.fetch_add(1, Relaxed);
                 match self.replica.propose(token, proposal.encode(), now) {
                     Ok(_) => {
-                        self.pending.insert(token, Pending::Write(reply));
+                        let arrived = Instant::now();
+                        self.pending
+                            .insert(token, Pending::Write { reply, arrived });
                     }
                     Err(err) => {
+                        self.metrics.proposals_failed.fetch_add(1, Relaxed);
                         let _ = reply.send(Err(self.propose_error(err)));
                     }
                 }
@@ -480,9 +507,11 @@ impl Driver {
     fn on_link_event(&mut self, event: Result<LinkEvent, broadcast::error::RecvError>) {
         match event {
             Ok(LinkEvent::Up { peer, dialed, .. }) => {
+                self.link_up.insert(peer, true);
                 tracing::info!(node = %self.id, %peer, dialed, "link up")
             }
             Ok(LinkEvent::Down { peer, reason }) => {
+                self.link_up.insert(peer, false);
                 tracing::info!(node = %self.id, %peer, %reason, "link down")
             }
             Ok(LinkEvent::Rejected {
@@ -498,6 +527,7 @@ impl Driver {
                 tracing::debug!(node = %self.id, %peer, %reason, "dial failed")
             }
             Ok(LinkEvent::IdentityReloaded { cert }) => {
+                self.certificate_not_after_unix = Some(cert.not_after_unix);
                 tracing::info!(node = %self.id, serial = %cert.serial, "certificate reloaded")
             }
             Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -521,6 +551,7 @@ impl Driver {
             } => {
                 self.persist_started = None;
                 self.revision = revision;
+                self.metrics.fsync_seconds.observe_micros(micros);
                 self.stall_warned = false;
                 match result {
                     Ok(applied) => {
@@ -556,7 +587,8 @@ impl Driver {
                 Ok(source) => {
                     let transport = self.transport.clone();
                     let internal = self.internal_tx.clone();
-                    tokio::spawn(send_snapshot(transport, to, source, internal));
+                    let metrics = self.metrics.clone();
+                    tokio::spawn(send_snapshot(transport, to, source, internal, metrics));
                 }
                 Err(err) => {
                     self.snapshot_sends.remove(&to);
@@ -618,6 +650,7 @@ impl Driver {
                     term = %state.snapshot.last_included_term,
                     "snapshot installed"
                 );
+                self.metrics.snapshots_installed.fetch_add(1, Relaxed);
                 self.replica
                     .snapshot_installed(from, state.snapshot.clone(), now);
                 let _ = reply.send(Ok(true));
@@ -635,9 +668,11 @@ impl Driver {
     // ----- Answers -----
 
     fn answer_proposal(&mut self, token: Token, outcome: ProposalOutcome) {
-        let Some(Pending::Write(reply)) = self.pending.remove(&token) else {
+        let Some(Pending::Write { reply, arrived }) = self.pending.remove(&token) else {
             return;
         };
+        let micros = arrived.elapsed().as_micros() as u64;
+        self.metrics.proposal_seconds.observe_micros(micros);
         let answer = match outcome {
             ProposalOutcome::Applied {
                 index,
@@ -662,6 +697,9 @@ impl Driver {
             },
             ProposalOutcome::Superseded { .. } => Err(RequestError::Superseded),
         };
+        if answer.is_err() {
+            self.metrics.proposals_failed.fetch_add(1, Relaxed);
+        }
         let _ = reply.send(answer);
     }
 
@@ -784,6 +822,8 @@ impl Driver {
             writable: s.writable,
             lease_deadline_ns: s.lease_deadline.filter(|_| s.role == Role::Leader),
             members,
+            links: self.link_up.clone(),
+            certificate_not_after_unix: self.certificate_not_after_unix,
         };
         self.status.send_if_modified(|current| {
             if *current == next {
@@ -836,7 +876,7 @@ impl Driver {
         }
         for (_, pending) in std::mem::take(&mut self.pending) {
             match pending {
-                Pending::Write(reply) => {
+                Pending::Write { reply, .. } => {
                     let _ = reply.send(Err(RequestError::ShuttingDown));
                 }
                 Pending::Read { reply, .. } => {
@@ -866,6 +906,7 @@ async fn send_snapshot(
     to: NodeId,
     mut source: Box<dyn SnapshotSource>,
     internal: mpsc::UnboundedSender<Internal>,
+    metrics: Arc<Metrics>,
 ) {
     let meta = source.meta().clone();
     let result = async {
@@ -887,10 +928,14 @@ async fn send_snapshot(
     }
     .await;
     match result {
-        Ok(bytes) => tracing::info!(
-            peer = %to, index = %meta.last_included_index, term = %meta.last_included_term, bytes,
-            "snapshot sent"
-        ),
+        Ok(bytes) => {
+            metrics.snapshots_sent.fetch_add(1, Relaxed);
+            metrics.snapshot_bytes_sent.fetch_add(bytes, Relaxed);
+            tracing::info!(
+                peer = %to, index = %meta.last_included_index, term = %meta.last_included_term, bytes,
+                "snapshot sent"
+            )
+        }
         Err(err) => tracing::warn!(peer = %to, error = %err, "snapshot not sent"),
     }
     let _ = internal.send(Internal::SnapshotSent { to });

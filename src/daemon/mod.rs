@@ -87,8 +87,10 @@ async fn run_daemon(config: DaemonConfig) -> anyhow::Result<ExitCode> {
     let signals = watch_signals(shutdown_tx.clone())?;
     let (status_tx, status_rx) = watch::channel(status::NodeStatus::starting(id));
     let (requests_tx, requests) = mpsc::channel(REQUESTS_QUEUE_MAX);
+    let metrics = Arc::new(api::metrics::Metrics::default());
     let context = Arc::new(ApiContext {
         requests: requests_tx,
+        metrics: metrics.clone(),
         status: status_rx,
         options: options.clone(),
     });
@@ -109,6 +111,7 @@ async fn run_daemon(config: DaemonConfig) -> anyhow::Result<ExitCode> {
         persist_stall_max: Duration::from_millis(config.timing.persist_stall_max_ms),
         handover_max: Duration::from_millis(config.timing.election_timeout_min_ms * 2),
         notifier: notify::Notifier::from_env(),
+        metrics,
     });
     tracing::info!(node = %id, socket = %options.socket.display(), listen = %config.listen, "serving");
     let outcome = driver.run().await;

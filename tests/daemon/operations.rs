@@ -285,3 +285,66 @@ fn switchover_under_a_steady_write_load_loses_no_write() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("the leader is node"));
 }
+
+#[test]
+fn metrics_parse_as_prometheus_text() {
+    let mut c = Cluster::init(3, "metrics", TEST_SETTINGS);
+    c.start_all();
+    let (leader, _) = c.wait_writable_leader(ELECTION);
+    for i in 0..20 {
+        c.put_anywhere(&format!("m{i}"), b"v", ELECTION);
+    }
+    let answer = crate::support::http(
+        &c.nodes[(leader - 1) as usize].socket,
+        "GET",
+        "/metrics",
+        b"",
+    )
+    .unwrap();
+    assert_eq!(answer.status, 200);
+    assert!(answer.headers["content-type"].starts_with("text/plain; version=0.0.4"));
+    let text = String::from_utf8(answer.body).unwrap();
+    for name in [
+        "regent_role{role=\"leader\"} 1",
+        "regent_writable 1",
+        "regent_term ",
+        "regent_commit_index ",
+        "regent_proposals_total 20",
+        "regent_proposal_duration_seconds_count 20",
+        "regent_fsync_duration_seconds_bucket{le=\"+Inf\"}",
+        "regent_peer_up{peer=",
+        "regent_certificate_expiry_seconds ",
+        "regent_lease_remaining_seconds ",
+        "regent_leader_changes_total ",
+    ] {
+        assert!(text.contains(name), "metrics lack {name}:\n{text}");
+    }
+    // A real Prometheus text parser accepts it (the Python client's).
+    let parser = "import sys\nfrom prometheus_client.parser import text_string_to_metric_families as p\nfams = list(p(sys.stdin.read()))\nprint(len(fams))";
+    let run = Command::new("python3")
+        .args(["-c", parser])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let Ok(mut run) = run else {
+        panic!("python3 is needed to check the metrics format");
+    };
+    std::io::Write::write_all(run.stdin.as_mut().unwrap(), text.as_bytes()).unwrap();
+    let out = run.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    if err.contains("No module named 'prometheus_client'") {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "prometheus_client is missing in CI: .ci/run must install it"
+        );
+        eprintln!("SKIPPED the parser check: pip install prometheus_client");
+        return;
+    }
+    assert!(
+        out.status.success(),
+        "the Prometheus parser refused the metrics: {err}\n{text}"
+    );
+    let families: usize = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert!(families >= 15, "{families} metric families");
+}
