@@ -23,6 +23,8 @@ pub enum RequestError {
     ShuttingDown,
     #[error("{0}")]
     Command(CommandError),
+    #[error("reload refused, the old files stay in force: {0}")]
+    Reload(String),
     #[error("leadership transfer refused: {0}")]
     Transfer(String),
     #[error("fenced: this node does not lead term {expected} (its term is {current})")]
@@ -52,6 +54,11 @@ pub enum Request {
     Transfer {
         target: Option<NodeId>,
         reply: oneshot::Sender<Result<HandoverAnswer, RequestError>>,
+    },
+    /// Reload the certificate, key and CA bundle (SIGHUP does the same). Answered with the new
+    /// certificate's serial and expiry, or why the files were refused (the old ones stay).
+    Reload {
+        reply: Option<oneshot::Sender<Result<String, RequestError>>>,
     },
     /// Read the state machine: after confirming leadership (`Some(Index)`, `Some(Lease)`), or
     /// this node's applied state as it is (`None`: may be stale on a follower).

@@ -60,6 +60,17 @@ pub async fn handle(
         "/v1/kv" if method == Method::GET => return kv_range(context, &query).await,
         "/v1/session" if method == Method::POST => return open_session(context, request).await,
         "/v1/txn" if method == Method::POST => return txn(context, &query, request).await,
+        "/v1/admin/reload" if method == Method::POST => {
+            if let Err(denied) = admin_only(context, caller, "reload") {
+                return denied;
+            }
+            let (reply, answer) = oneshot::channel();
+            let reload = Request::Reload { reply: Some(reply) };
+            return match ask(context, reload, answer).await {
+                Ok(text) => json_response(StatusCode::OK, &json!({ "reloaded": text })),
+                Err(err) => request_error(err),
+            };
+        }
         "/v1/admin/switchover" if method == Method::POST => {
             if let Err(denied) = admin_only(context, caller, "switchover") {
                 return denied;
@@ -70,7 +81,9 @@ pub async fn handle(
             return method_not_allowed("GET, HEAD")
         }
         "/v1/leadership/watch" | "/v1/watch" | "/v1/kv" => return method_not_allowed("GET"),
-        "/v1/session" | "/v1/txn" | "/v1/admin/switchover" => return method_not_allowed("POST"),
+        "/v1/session" | "/v1/txn" | "/v1/admin/switchover" | "/v1/admin/reload" => {
+            return method_not_allowed("POST")
+        }
         _ => {}
     }
     if let Some(raw_key) = path.strip_prefix("/v1/kv/") {
@@ -609,6 +622,12 @@ pub(super) fn request_error(err: RequestError) -> HttpResponse {
         RequestError::Command(_) => {
             error(StatusCode::BAD_REQUEST, "command_refused", &message, None)
         }
+        RequestError::Reload(_) => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "reload_refused",
+            &message,
+            None,
+        ),
         RequestError::Transfer(_) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "transfer_failed",

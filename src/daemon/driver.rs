@@ -415,6 +415,28 @@ impl Driver {
     fn on_request(&mut self, request: Request) {
         let now = clock::now();
         match request {
+            Request::Reload { reply } => {
+                self.notifier.notify("RELOADING=1");
+                let outcome = match self.transport.reload_identity() {
+                    Ok(cert) => {
+                        self.certificate_not_after_unix = Some(cert.not_after_unix);
+                        tracing::info!(node = %self.id, serial = %cert.serial, "reloaded the certificate, key and CA bundle");
+                        Ok(format!(
+                            "certificate {} valid until {}",
+                            cert.serial,
+                            crate::pki::identity::format_unix(cert.not_after_unix)
+                        ))
+                    }
+                    Err(err) => {
+                        tracing::error!(node = %self.id, error = %err, "reload refused; the old certificate stays");
+                        Err(RequestError::Reload(err.to_string()))
+                    }
+                };
+                self.notifier.notify("READY=1");
+                if let Some(reply) = reply {
+                    let _ = reply.send(outcome);
+                }
+            }
             Request::Transfer { target, reply } => {
                 match self.replica.transfer_leadership(target, now) {
                     Ok(to) => {
@@ -850,6 +872,11 @@ impl Driver {
                 }
                 Request::Transfer { reply, .. } => {
                     let _ = reply.send(Err(RequestError::ShuttingDown));
+                }
+                Request::Reload { reply } => {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Err(RequestError::ShuttingDown));
+                    }
                 }
             }
         }

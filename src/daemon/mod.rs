@@ -84,9 +84,9 @@ async fn run_daemon(config: DaemonConfig) -> anyhow::Result<ExitCode> {
     let listener = api::bind(&options)?;
 
     let (shutdown_tx, shutdown) = watch::channel(false);
-    let signals = watch_signals(shutdown_tx.clone())?;
     let (status_tx, status_rx) = watch::channel(status::NodeStatus::starting(id));
     let (requests_tx, requests) = mpsc::channel(REQUESTS_QUEUE_MAX);
+    let signals = watch_signals(shutdown_tx.clone(), requests_tx.clone())?;
     let metrics = Arc::new(api::metrics::Metrics::default());
     let context = Arc::new(ApiContext {
         requests: requests_tx,
@@ -155,7 +155,7 @@ fn bootstrap(config: &DaemonConfig, storage: &mut RedbStorage) -> anyhow::Result
     Ok(Membership::default())
 }
 
-/// The thread that turns SIGTERM and SIGINT into a shutdown request.
+/// The thread that turns SIGTERM and SIGINT into a shutdown request, and SIGHUP into a reload.
 struct SignalWatch {
     handle: signal_hook::iterator::Handle,
 }
@@ -166,20 +166,29 @@ impl SignalWatch {
     }
 }
 
-fn watch_signals(shutdown: watch::Sender<bool>) -> anyhow::Result<SignalWatch> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+fn watch_signals(
+    shutdown: watch::Sender<bool>,
+    requests: mpsc::Sender<api::Request>,
+) -> anyhow::Result<SignalWatch> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
         .context("installing signal handlers")?;
     let handle = signals.handle();
     std::thread::Builder::new()
         .name("regent-signals".into())
         .spawn(move || {
-            if let Some(signal) = signals.forever().next() {
+            for signal in signals.forever() {
+                if signal == SIGHUP {
+                    tracing::info!("SIGHUP: reloading the certificate, key and CA bundle");
+                    let _ = requests.blocking_send(api::Request::Reload { reply: None });
+                    continue;
+                }
                 tracing::info!(
                     signal,
                     "stopping: no new proposals, flushing, closing links"
                 );
                 let _ = shutdown.send(true);
+                break;
             }
         })
         .context("starting the signal thread")?;
