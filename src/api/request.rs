@@ -23,6 +23,8 @@ pub enum RequestError {
     ShuttingDown,
     #[error("{0}")]
     Command(CommandError),
+    #[error("membership change refused: {0}")]
+    Members(String),
     #[error("reload refused, the old files stay in force: {0}")]
     Reload(String),
     #[error("leadership transfer refused: {0}")]
@@ -54,6 +56,12 @@ pub enum Request {
     Transfer {
         target: Option<NodeId>,
         reply: oneshot::Sender<Result<HandoverAnswer, RequestError>>,
+    },
+    /// Change the membership (`None`: abort a joint configuration). Answered with the index
+    /// of the configuration entry once the leader appended it.
+    Members {
+        change: Option<crate::raft::ConfChange>,
+        reply: oneshot::Sender<Result<LogIndex, RequestError>>,
     },
     /// Reload the certificate, key and CA bundle (SIGHUP does the same). Answered with the new
     /// certificate's serial and expiry, or why the files were refused (the old ones stay).

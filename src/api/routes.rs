@@ -60,6 +60,12 @@ pub async fn handle(
         "/v1/kv" if method == Method::GET => return kv_range(context, &query).await,
         "/v1/session" if method == Method::POST => return open_session(context, request).await,
         "/v1/txn" if method == Method::POST => return txn(context, &query, request).await,
+        "/v1/admin/members" if method == Method::POST => {
+            if let Err(denied) = admin_only(context, caller, "a membership change") {
+                return denied;
+            }
+            return members(context, &query).await;
+        }
         "/v1/admin/reload" if method == Method::POST => {
             if let Err(denied) = admin_only(context, caller, "reload") {
                 return denied;
@@ -81,9 +87,11 @@ pub async fn handle(
             return method_not_allowed("GET, HEAD")
         }
         "/v1/leadership/watch" | "/v1/watch" | "/v1/kv" => return method_not_allowed("GET"),
-        "/v1/session" | "/v1/txn" | "/v1/admin/switchover" | "/v1/admin/reload" => {
-            return method_not_allowed("POST")
-        }
+        "/v1/session"
+        | "/v1/txn"
+        | "/v1/admin/switchover"
+        | "/v1/admin/reload"
+        | "/v1/admin/members" => return method_not_allowed("POST"),
         _ => {}
     }
     if let Some(raw_key) = path.strip_prefix("/v1/kv/") {
@@ -439,6 +447,37 @@ fn admin_only(context: &ApiContext, caller: Caller, what: &str) -> Result<(), Ht
     ))
 }
 
+/// `POST /v1/admin/members?add=ID` (as a learner), `promote=ID`, `remove=ID`, or `abort`.
+async fn members(context: &ApiContext, query: &str) -> HttpResponse {
+    use crate::raft::{ConfChange, NodeId};
+    let id = |name: &str| {
+        query_param(query, name)
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|&v| v > 0)
+    };
+    let change = if let Some(n) = id("add") {
+        Some(ConfChange::AddLearner(NodeId(n)))
+    } else if let Some(n) = id("promote") {
+        Some(ConfChange::Promote(NodeId(n)))
+    } else if let Some(n) = id("remove") {
+        Some(ConfChange::Remove(NodeId(n)))
+    } else if query_param(query, "abort").is_some() {
+        None
+    } else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_parameter",
+            "say add=ID, promote=ID, remove=ID or abort",
+            None,
+        );
+    };
+    let (reply, answer) = oneshot::channel();
+    match ask(context, Request::Members { change, reply }, answer).await {
+        Ok(index) => json_response(StatusCode::OK, &json!({ "index": index.0 })),
+        Err(err) => request_error(err),
+    }
+}
+
 async fn switchover(context: &ApiContext, query: &str) -> HttpResponse {
     let target = match query_param(query, "to").map(|t| t.parse::<u64>()) {
         None => None,
@@ -621,6 +660,9 @@ pub(super) fn request_error(err: RequestError) -> HttpResponse {
         ),
         RequestError::Command(_) => {
             error(StatusCode::BAD_REQUEST, "command_refused", &message, None)
+        }
+        RequestError::Members(_) => {
+            error(StatusCode::CONFLICT, "membership_refused", &message, None)
         }
         RequestError::Reload(_) => error(
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -97,6 +97,54 @@ pub struct SwitchoverArgs {
     pub to: Option<u64>,
 }
 
+#[derive(Args, Debug)]
+pub struct MembersArgs {
+    #[command(flatten)]
+    pub socket: SocketArg,
+    #[command(subcommand)]
+    pub command: MembersCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MembersCommand {
+    /// The configuration in force, as this node sees it.
+    List,
+    /// Add a node as a learner (its address must be in every node's `members`; it starts
+    /// with `join: true`). Promote it once it has caught up.
+    Add { id: u64 },
+    /// Make a caught-up learner a voter (through a joint configuration).
+    Promote { id: u64 },
+    /// Remove a member, the leader included (it steps down once the removal commits).
+    Remove { id: u64 },
+    /// Abort a joint configuration, going back to the old voters.
+    Abort,
+}
+
+/// `regent members ...` (changes are asked of the leader's socket).
+pub fn members(args: MembersArgs) -> anyhow::Result<ExitCode> {
+    let socket = client::socket_path(args.socket.socket);
+    let query = match args.command {
+        MembersCommand::List => {
+            print!("{}", status_table(&fetch_status(&socket)?));
+            return Ok(ExitCode::SUCCESS);
+        }
+        MembersCommand::Add { id } => format!("add={id}"),
+        MembersCommand::Promote { id } => format!("promote={id}"),
+        MembersCommand::Remove { id } => format!("remove={id}"),
+        MembersCommand::Abort => "abort".to_string(),
+    };
+    let path = format!("/v1/admin/members?{query}");
+    let answer = client::request(&socket, "POST", &path, b"", TIMEOUT)?;
+    if answer.status != 200 {
+        bail!("members: {}", answer.error_text());
+    }
+    println!(
+        "configuration change proposed at index {}",
+        answer.json()?["index"]
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `regent switchover`: a planned hand-over, asked of the leader's socket.
 pub fn switchover(args: SwitchoverArgs) -> anyhow::Result<ExitCode> {
     let socket = client::socket_path(args.socket.socket);

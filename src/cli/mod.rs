@@ -32,6 +32,8 @@ pub enum Command {
     Kv(host::KvArgs),
     /// Leadership of this node, for scripts.
     Leader(host::LeaderArgs),
+    /// Membership: list, add a learner, promote, remove, abort (against the leader's socket).
+    Members(host::MembersArgs),
     /// A planned hand-over of leadership (run against the leader's socket).
     Switchover(host::SwitchoverArgs),
     /// Run a deterministic simulator campaign of the real Raft core under faults.
@@ -64,6 +66,7 @@ pub fn main() -> ExitCode {
         Command::Kv(args) => host::kv(args),
         Command::Leader(args) => host::leader(args),
         Command::Switchover(args) => host::switchover(args),
+        Command::Members(args) => host::members(args),
         Command::Sim(args) => crate::sim::run_cli(args),
         Command::Admin(args) => admin::run(args),
         Command::Bench { which } => match which {

@@ -415,6 +415,23 @@ impl Driver {
     fn on_request(&mut self, request: Request) {
         let now = clock::now();
         match request {
+            Request::Members { change, reply } => {
+                let result = match change {
+                    Some(change) => self.replica.change_membership(change, now),
+                    None => self.replica.abort_membership_change(now),
+                };
+                let answer = match result {
+                    Ok(index) => {
+                        tracing::info!(node = %self.id, ?change, %index, "membership change proposed");
+                        Ok(index)
+                    }
+                    Err(crate::raft::ConfChangeError::NotLeader { leader }) => {
+                        Err(self.not_leader(leader))
+                    }
+                    Err(err) => Err(RequestError::Members(err.to_string())),
+                };
+                let _ = reply.send(answer);
+            }
             Request::Reload { reply } => {
                 self.notifier.notify("RELOADING=1");
                 let outcome = match self.transport.reload_identity() {
@@ -871,6 +888,9 @@ impl Driver {
                     let _ = reply.send(Err(RequestError::ShuttingDown));
                 }
                 Request::Transfer { reply, .. } => {
+                    let _ = reply.send(Err(RequestError::ShuttingDown));
+                }
+                Request::Members { reply, .. } => {
                     let _ = reply.send(Err(RequestError::ShuttingDown));
                 }
                 Request::Reload { reply } => {

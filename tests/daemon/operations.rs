@@ -203,49 +203,7 @@ fn switchover_under_a_steady_write_load_loses_no_write() {
     c.start_all();
     let (leader, _) = c.wait_writable_leader(ELECTION);
     let target = if leader == 3 { 1 } else { leader + 1 };
-    // A client that retries on "not the leader" and "busy", writing unique values.
-    let sockets: Vec<_> = c.nodes.iter().map(|n| n.socket.clone()).collect();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut acked = Vec::new();
-            let mut failed = 0;
-            let mut target = 0usize;
-            let mut i = 0u64;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                i += 1;
-                let started = Instant::now();
-                loop {
-                    let answer = crate::support::http(
-                        &sockets[target],
-                        "PUT",
-                        &format!("/v1/kv/w{i}"),
-                        format!("{i}").as_bytes(),
-                    );
-                    match answer {
-                        Ok(a) if a.status == 200 => {
-                            acked.push(i);
-                            break;
-                        }
-                        Ok(a) => {
-                            if let Some(l) = a.json()["leader_id"].as_u64() {
-                                target = (l - 1) as usize;
-                            } else {
-                                std::thread::sleep(Duration::from_millis(2));
-                            }
-                        }
-                        Err(_) => target = (target + 1) % sockets.len(),
-                    }
-                    if started.elapsed() > Duration::from_secs(10) {
-                        failed += 1;
-                        break;
-                    }
-                }
-            }
-            (acked, failed)
-        })
-    };
+    let writer = crate::support::Writer::start(&c);
     std::thread::sleep(Duration::from_millis(300));
     let out = Command::new(BIN)
         .args(["switchover", "--socket"])
@@ -262,19 +220,11 @@ fn switchover_under_a_steady_write_load_loses_no_write() {
     assert!(said.contains("writes paused"), "{said}");
     eprintln!("{said}");
     std::thread::sleep(Duration::from_millis(300));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (acked, failed) = writer.join().unwrap();
+    let (acked, failed) = writer.stop();
     assert_eq!(failed, 0, "writes failed during the switchover");
     let (now_leader, _) = c.wait_writable_leader(ELECTION);
     assert_eq!(now_leader, target);
-    for i in acked {
-        let got = c.get(now_leader, &format!("w{i}"), "linearizable").unwrap();
-        assert_eq!(
-            got.body,
-            format!("{i}").as_bytes(),
-            "acknowledged write w{i} lost"
-        );
-    }
+    crate::support::assert_all_readable(&c, now_leader, &acked);
     // A switchover asked of a follower names the leader.
     let follower = (1..=3).find(|&id| id != target).unwrap();
     let out = Command::new(BIN)
@@ -347,4 +297,53 @@ fn metrics_parse_as_prometheus_text() {
     );
     let families: usize = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
     assert!(families >= 15, "{families} metric families");
+}
+
+#[test]
+fn removing_the_leader_under_load_keeps_every_write() {
+    let mut c = Cluster::init(3, "remove", TEST_SETTINGS);
+    c.start_all();
+    let (leader, _) = c.wait_writable_leader(ELECTION);
+    let writer = crate::support::Writer::start(&c);
+    std::thread::sleep(Duration::from_millis(300));
+    let out = Command::new(BIN)
+        .args(["members", "remove", &leader.to_string(), "--socket"])
+        .arg(&c.nodes[(leader - 1) as usize].socket)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The removed leader steps down once its removal commits; another takes over.
+    let started = Instant::now();
+    let new = loop {
+        let found = (1..=3)
+            .filter(|&id| id != leader)
+            .find(|&id| c.status(id).is_some_and(|s| s["writable"] == true));
+        if let Some(id) = found {
+            break id;
+        }
+        assert!(
+            started.elapsed() < ELECTION,
+            "no leader after removal:\n{}",
+            c.all_logs()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let (acked, _failed) = writer.stop();
+    assert!(!acked.is_empty());
+    crate::support::assert_all_readable(&c, new, &acked);
+    let status = c.status(new).unwrap();
+    let voters: Vec<u64> = status["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "voter")
+        .map(|m| m["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(voters.len(), 2, "{status}");
+    assert!(!voters.contains(&leader), "{status}");
 }

@@ -343,3 +343,72 @@ fn sigterm(pid: u32) {
         .arg(pid.to_string())
         .status();
 }
+
+/// A client that writes unique keys `w1, w2, ...` in a loop, following "not the leader"
+/// answers and retrying "busy" ones, until stopped.
+pub struct Writer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(Vec<u64>, usize)>,
+}
+
+impl Writer {
+    pub fn start(c: &Cluster) -> Writer {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let sockets: Vec<PathBuf> = c.nodes.iter().map(|n| n.socket.clone()).collect();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut acked = Vec::new();
+            let mut failed = 0;
+            let mut target = 0usize;
+            let mut i = 0u64;
+            while !flag.load(Ordering::Relaxed) {
+                i += 1;
+                let started = Instant::now();
+                loop {
+                    let value = format!("{i}");
+                    match http(
+                        &sockets[target],
+                        "PUT",
+                        &format!("/v1/kv/w{i}"),
+                        value.as_bytes(),
+                    ) {
+                        Ok(a) if a.status == 200 => {
+                            acked.push(i);
+                            break;
+                        }
+                        Ok(a) => match a.json()["leader_id"].as_u64() {
+                            Some(l) if (l as usize) <= sockets.len() => target = (l - 1) as usize,
+                            _ => std::thread::sleep(Duration::from_millis(2)),
+                        },
+                        Err(_) => target = (target + 1) % sockets.len(),
+                    }
+                    if started.elapsed() > Duration::from_secs(10) {
+                        failed += 1;
+                        break;
+                    }
+                }
+            }
+            (acked, failed)
+        });
+        Writer { stop, thread }
+    }
+
+    /// Stops the writer; returns the acknowledged writes and how many gave up.
+    pub fn stop(self) -> (Vec<u64>, usize) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
+
+/// Every acknowledged write `w{i}` reads back (linearizably) on node `id`.
+pub fn assert_all_readable(c: &Cluster, id: u64, acked: &[u64]) {
+    for i in acked {
+        let got = c.get(id, &format!("w{i}"), "linearizable").unwrap();
+        assert_eq!(
+            got.body,
+            format!("{i}").as_bytes(),
+            "acknowledged write w{i} lost"
+        );
+    }
+}
