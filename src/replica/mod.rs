@@ -422,3 +422,150 @@ pub enum ReplicaError {
     #[error("{0}")]
     Config(#[from] ConfigError),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::{MessageBody, SplitMix64};
+    use crate::storage::{Command, Identity, MemStorage, Proposal, Response, StorageOptions};
+
+    const MS: u64 = 1_000_000;
+
+    fn storage(id: u64) -> MemStorage {
+        let identity = Identity {
+            cluster_id: "replica-test".into(),
+            node_id: NodeId(id),
+        };
+        MemStorage::new(identity, StorageOptions::default())
+            .unwrap()
+            .0
+    }
+
+    fn replica(id: u64, voters: &[u64], disk: &MemStorage, now: Nanos) -> Replica {
+        let mut config = Config::new(NodeId(id));
+        config.election_timeout_min_ms = 100;
+        config.heartbeat_interval_ms = 10;
+        let voters = Membership::new(voters.iter().map(|&v| NodeId(v)));
+        let rng = Box::new(SplitMix64::new(id));
+        Replica::new(config, disk, voters, rng, now).unwrap()
+    }
+
+    /// Carries out every action the way the daemon does, with a synchronous disk; returns the
+    /// actions other than persisting (sends, answers).
+    fn run(r: &mut Replica, disk: &mut MemStorage) -> Vec<Action> {
+        let mut seen = Vec::new();
+        loop {
+            let mut out = Vec::new();
+            r.poll(&mut out);
+            if out.is_empty() {
+                return seen;
+            }
+            for action in out {
+                match action {
+                    Action::Persist(p) => {
+                        let applied = disk.write_batch(&p.batch).unwrap();
+                        let mut more = Vec::new();
+                        r.persisted(p.number, applied, &mut more);
+                        seen.extend(more);
+                    }
+                    other => seen.push(other),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_single_node_answers_a_proposal_once_applied() {
+        let mut disk = storage(1);
+        let mut r = replica(1, &[1], &disk, MS);
+        let mut now = MS;
+        while r.core().status(now).role != crate::raft::Role::Leader {
+            now += 10 * MS;
+            r.tick(now);
+            run(&mut r, &mut disk);
+        }
+        let put = Proposal::new(Command::Put {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+        });
+        let (index, term) = r.propose(7, put.encode(), now).unwrap();
+        let answers: Vec<Action> = run(&mut r, &mut disk)
+            .into_iter()
+            .filter(|a| matches!(a, Action::Proposal { .. }))
+            .collect();
+        assert_eq!(answers.len(), 1, "{answers:?}");
+        let Action::Proposal { token, outcome } = &answers[0] else {
+            unreachable!()
+        };
+        assert_eq!(*token, 7);
+        let ProposalOutcome::Applied {
+            index: i,
+            term: t,
+            result,
+        } = outcome
+        else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!((*i, *t), (index, term));
+        assert!(matches!(
+            result,
+            ApplyResult::Command(Ok(Response::Put { .. }))
+        ));
+        assert_eq!(disk.state().applied, index);
+    }
+
+    /// A late or duplicated ReadIndex answer meant for an earlier incarnation must never match a
+    /// read started after a restart: read contexts start at the replica's start time.
+    #[test]
+    fn read_contexts_never_repeat_across_restarts() {
+        let mut disk = storage(2);
+        let mut ctx_of = |r: &mut Replica, now: Nanos| -> u64 {
+            let heartbeat = Message {
+                from: NodeId(1),
+                to: NodeId(2),
+                term: Term(1),
+                body: MessageBody::Heartbeat {
+                    commit: LogIndex(0),
+                    round: 1,
+                },
+            };
+            r.step(heartbeat, now).unwrap();
+            r.read(1, ReadMode::Index, now).unwrap();
+            // The term learnt from the heartbeat must be durable before anything is sent.
+            run(r, &mut disk)
+                .iter()
+                .find_map(|a| match a {
+                    Action::Send(Message {
+                        body: MessageBody::ReadIndex { ctx },
+                        ..
+                    }) => Some(*ctx),
+                    _ => None,
+                })
+                .expect("a follower asks the leader")
+        };
+        let empty = storage(2);
+        let mut first = replica(2, &[1, 2, 3], &empty, 5 * MS);
+        let a = ctx_of(&mut first, 5 * MS);
+        let b = ctx_of(&mut first, 6 * MS);
+        assert!(b > a);
+        drop(first);
+        let mut second = replica(2, &[1, 2, 3], &empty, 9 * MS);
+        let c = ctx_of(&mut second, 9 * MS);
+        assert!(
+            c > b,
+            "a restarted replica reused read context {c} (before: {a}, {b})"
+        );
+    }
+
+    #[test]
+    fn the_bootstrap_entry_is_the_same_everywhere_and_applies_the_voters() {
+        let voters = Membership::new([NodeId(1), NodeId(2), NodeId(3)]);
+        assert_eq!(bootstrap_batch(&voters), bootstrap_batch(&voters));
+        let mut disk = storage(1);
+        disk.write_batch(&bootstrap_batch(&voters)).unwrap();
+        assert_eq!(disk.state().membership, voters);
+        // Restored with no bootstrap configuration: the log alone says who the voters are.
+        let r = replica(1, &[], &disk, MS);
+        assert_eq!(r.core().membership(), &voters);
+    }
+}
