@@ -175,30 +175,66 @@ pub async fn serve(
             Ok(cred) => routes::Caller {
                 uid: Some(cred.uid()),
                 gid: Some(cred.gid()),
+                remote: false,
             },
             Err(_) => routes::Caller {
                 uid: None,
                 gid: None,
+                remote: false,
             },
         };
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| {
-                let context = context.clone();
-                async move {
-                    Ok::<_, std::convert::Infallible>(
-                        routes::handle(&context, caller, request).await,
-                    )
-                }
-            });
-            let connection = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .max_buf_size(HEADER_BYTES_MAX.max(8192))
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(err) = connection.await {
-                tracing::debug!(error = %err, "socket connection ended with an error");
-            }
-            drop(slot);
-        });
+        tokio::spawn(serve_connection(stream, context, caller, slot));
     }
+}
+
+/// Serves the read-only checks and metrics on TCP (for a load balancer on another machine),
+/// until `shutdown` turns true.
+pub async fn serve_tcp(
+    listener: tokio::net::TcpListener,
+    context: Arc<ApiContext>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(context.options.connections_max));
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let Ok((stream, _)) = accepted else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            continue;
+        };
+        let caller = routes::Caller {
+            uid: None,
+            gid: None,
+            remote: true,
+        };
+        tokio::spawn(serve_connection(stream, context.clone(), caller, slot));
+    }
+}
+
+async fn serve_connection<S>(
+    stream: S,
+    context: Arc<ApiContext>,
+    caller: routes::Caller,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |request| {
+        let context = context.clone();
+        async move { Ok::<_, std::convert::Infallible>(routes::handle(&context, caller, request).await) }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(HEADER_BYTES_MAX.max(8192))
+        .serve_connection(TokioIo::new(stream), service);
+    if let Err(err) = connection.await {
+        tracing::debug!(error = %err, "connection ended with an error");
+    }
+    drop(slot);
 }

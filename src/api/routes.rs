@@ -32,6 +32,14 @@ pub async fn handle(
     let query = request.uri().query().unwrap_or("").to_owned();
     let method = request.method().clone();
     let head_or_get = matches!(method, Method::GET | Method::HEAD);
+    if caller.remote && !PUBLIC_PATHS.contains(&path.as_str()) {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "the TCP listener serves only /v1/leader, /v1/replica, /v1/health and /metrics",
+            None,
+        );
+    }
     match path.as_str() {
         "/v1/status" if head_or_get => return status(context),
         "/metrics" if head_or_get => {
@@ -420,12 +428,17 @@ async fn txn(context: &ApiContext, query: &str, request: hyper::Request<Incoming
     }
 }
 
-/// Who is calling, from the socket's peer credentials (SO_PEERCRED).
+/// Who is calling, from the socket's peer credentials (SO_PEERCRED). A caller on the TCP
+/// listener has none, and may reach only the read-only checks.
 #[derive(Clone, Copy, Debug)]
 pub struct Caller {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+    pub remote: bool,
 }
+
+/// The paths the read-only TCP listener serves (for load balancers and Prometheus).
+pub const PUBLIC_PATHS: [&str; 4] = ["/v1/leader", "/v1/replica", "/v1/health", "/metrics"];
 
 /// Calls that change the cluster need root or a uid/gid listed in the configuration.
 fn admin_only(context: &ApiContext, caller: Caller, what: &str) -> Result<(), HttpResponse> {

@@ -9,6 +9,7 @@
 
 pub mod disk;
 pub mod driver;
+pub mod health;
 pub mod notify;
 
 use crate::api::{self, status, ApiContext, ApiOptions};
