@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const NODES: u64 = 3;
+pub(super) const NODES: u64 = 3;
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Args, Debug)]
@@ -28,17 +28,28 @@ pub struct DemoArgs {
 }
 
 /// The demo's processes: killed when dropped.
-struct Nodes {
+pub(super) struct Nodes {
     dir: PathBuf,
     children: Vec<Option<Child>>,
 }
 
 impl Nodes {
-    fn socket(&self, id: u64) -> PathBuf {
+    pub(super) fn new(dir: PathBuf) -> Nodes {
+        Nodes {
+            dir,
+            children: (0..NODES).map(|_| None).collect(),
+        }
+    }
+
+    pub(super) fn pid(&self, id: u64) -> Option<u32> {
+        self.children[(id - 1) as usize].as_ref().map(Child::id)
+    }
+
+    pub(super) fn socket(&self, id: u64) -> PathBuf {
         self.dir.join(format!("node{id}/regent.sock"))
     }
 
-    fn start(&mut self, id: u64) -> anyhow::Result<()> {
+    pub(super) fn start(&mut self, id: u64) -> anyhow::Result<()> {
         let node_dir = self.dir.join(format!("node{id}"));
         let log = std::fs::File::create(node_dir.join("regent.log"))?;
         let child = Command::new(std::env::current_exe()?)
@@ -55,7 +66,7 @@ impl Nodes {
         Ok(())
     }
 
-    fn kill(&mut self, id: u64) {
+    pub(super) fn kill(&mut self, id: u64) {
         if let Some(mut child) = self.children[(id - 1) as usize].take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -63,7 +74,7 @@ impl Nodes {
     }
 
     /// SIGTERM to each, then a bounded wait.
-    fn stop_all(&mut self) {
+    pub(super) fn stop_all(&mut self) {
         for child in self.children.iter_mut().flatten() {
             // SAFETY: kill(2) with a pid we spawned and still own (not yet waited for).
             unsafe {
@@ -115,10 +126,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let cluster = dir.join("cluster");
     println!("regent demo: a three-node cluster in {}", cluster.display());
     init_cluster(&cluster)?;
-    let mut nodes = Nodes {
-        dir: cluster.clone(),
-        children: (0..NODES).map(|_| None).collect(),
-    };
+    let mut nodes = Nodes::new(cluster.clone());
     for id in 1..=NODES {
         nodes.start(id)?;
     }
@@ -203,7 +211,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `regent admin cluster init` on three free loopback ports.
-fn init_cluster(dir: &Path) -> anyhow::Result<()> {
+pub(super) fn init_cluster(dir: &Path) -> anyhow::Result<()> {
     let mut command = Command::new(std::env::current_exe()?);
     command.args(["admin", "cluster", "init", "--dir"]).arg(dir);
     command.args(["--cluster", "demo"]);
@@ -226,7 +234,11 @@ fn init_cluster(dir: &Path) -> anyhow::Result<()> {
 }
 
 /// Waits for one node other than `except` to be writable.
-fn wait_writable(nodes: &Nodes, except: Option<u64>, timeout: Duration) -> anyhow::Result<u64> {
+pub(super) fn wait_writable(
+    nodes: &Nodes,
+    except: Option<u64>,
+    timeout: Duration,
+) -> anyhow::Result<u64> {
     let deadline = Instant::now() + timeout;
     loop {
         for id in (1..=NODES).filter(|&id| Some(id) != except) {

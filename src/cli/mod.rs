@@ -1,6 +1,7 @@
 //! The command line: one subcommand per job, help text from the doc comments.
 
 pub mod admin;
+pub mod bench;
 pub mod client;
 pub mod demo;
 pub mod host;
@@ -53,6 +54,9 @@ pub enum BenchCommand {
     Storage(crate::storage::bench::BenchArgs),
     /// Round-trip latency and message rate over QUIC with mutual TLS.
     Transport(crate::transport::bench::BenchArgs),
+    /// A three-node cluster of real processes: writes/s and latency per client count, reads/s,
+    /// failover and switchover.
+    Cluster(bench::ClusterBenchArgs),
 }
 
 /// Parses the command line and runs the chosen command.
@@ -72,6 +76,7 @@ pub fn main() -> ExitCode {
         Command::Bench { which } => match which {
             BenchCommand::Storage(args) => crate::storage::bench::run(args),
             BenchCommand::Transport(args) => crate::transport::bench::run(args),
+            BenchCommand::Cluster(args) => bench::run(args),
         },
     };
     match result {
