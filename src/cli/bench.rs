@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -248,7 +248,7 @@ pub fn run(args: ClusterBenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn switchover_pause(socket: &PathBuf) -> anyhow::Result<u64> {
+fn switchover_pause(socket: &Path) -> anyhow::Result<u64> {
     let answer = super::client::request(
         socket,
         "POST",
