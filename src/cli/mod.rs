@@ -1,6 +1,8 @@
 //! The command line: one subcommand per job, help text from the doc comments.
 
 pub mod admin;
+pub mod cluster_init;
+pub mod config_check;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -19,6 +21,10 @@ pub enum Command {
     Sim(crate::sim::SimArgs),
     /// Certificates: create a CA, issue, inspect and rotate node certificates.
     Admin(admin::AdminArgs),
+    /// Check a configuration file as `regent run` would: settings, files, certificate.
+    CheckConfig(config_check::CheckConfigArgs),
+    /// Print what a configuration's timing means: lease, failover and switchover times.
+    ExplainTiming(config_check::ExplainTimingArgs),
     /// Benchmarks that print figures.
     Bench {
         #[command(subcommand)]
@@ -41,6 +47,8 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Sim(args) => crate::sim::run_cli(args),
         Command::Admin(args) => admin::run(args),
+        Command::CheckConfig(args) => config_check::check_config(args),
+        Command::ExplainTiming(args) => config_check::explain_timing(args),
         Command::Bench { which } => match which {
             BenchCommand::Storage(args) => crate::storage::bench::run(args),
             BenchCommand::Transport(args) => crate::transport::bench::run(args),

@@ -287,10 +287,10 @@ pub enum ConfigError {
     },
     #[error("{field}: {reason}")]
     Invalid { field: String, reason: String },
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     File {
         path: PathBuf,
-        source: Box<ConfigError>,
+        error: Box<ConfigError>,
     },
 }
 
@@ -306,7 +306,7 @@ impl ConfigError {
     pub fn field(&self) -> Option<&str> {
         match self {
             ConfigError::Invalid { field, .. } => Some(field),
-            ConfigError::File { source, .. } => source.field(),
+            ConfigError::File { error, .. } => error.field(),
             _ => None,
         }
     }
@@ -314,7 +314,7 @@ impl ConfigError {
     fn in_file(self, path: &Path) -> ConfigError {
         ConfigError::File {
             path: path.to_path_buf(),
-            source: Box::new(self),
+            error: Box::new(self),
         }
     }
 }
