@@ -43,6 +43,11 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: CertCommand,
     },
+    /// A new cluster in one go: a CA, and for every node its certificate, key and regent.yaml.
+    Cluster {
+        #[command(subcommand)]
+        command: super::cluster_init::ClusterCommand,
+    },
     /// Renew a node certificate with a NEW key, signed by the CA's current certificate.
     ///
     /// The certificate and key files are written aside and renamed into place. A running
@@ -134,6 +139,7 @@ pub fn run(args: AdminArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         AdminCommand::Ca { command } => run_ca(command),
         AdminCommand::Cert { command } => run_cert(command),
+        AdminCommand::Cluster { command } => super::cluster_init::run(command),
         AdminCommand::RotateCerts {
             ca_dir,
             cert,

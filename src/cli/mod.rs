@@ -3,6 +3,8 @@
 pub mod admin;
 pub mod bench;
 pub mod client;
+pub mod cluster_init;
+pub mod config_check;
 pub mod demo;
 pub mod host;
 
@@ -41,6 +43,10 @@ pub enum Command {
     Sim(crate::sim::SimArgs),
     /// Certificates: create a CA, issue, inspect and rotate node certificates.
     Admin(admin::AdminArgs),
+    /// Check a configuration file as `regent run` would: settings, files, certificate.
+    CheckConfig(config_check::CheckConfigArgs),
+    /// Print what a configuration's timing means: lease, failover and switchover times.
+    ExplainTiming(config_check::ExplainTimingArgs),
     /// Benchmarks that print figures.
     Bench {
         #[command(subcommand)]
@@ -73,6 +79,8 @@ pub fn main() -> ExitCode {
         Command::Members(args) => host::members(args),
         Command::Sim(args) => crate::sim::run_cli(args),
         Command::Admin(args) => admin::run(args),
+        Command::CheckConfig(args) => config_check::check_config(args),
+        Command::ExplainTiming(args) => config_check::explain_timing(args),
         Command::Bench { which } => match which {
             BenchCommand::Storage(args) => crate::storage::bench::run(args),
             BenchCommand::Transport(args) => crate::transport::bench::run(args),
