@@ -268,11 +268,17 @@ fn put(socket: &Path, key: &str, value: &[u8]) -> anyhow::Result<u64> {
     Ok(answer.json()?["revision"].as_u64().unwrap_or(0))
 }
 
+/// A linearizable read; a follower that has not heard from the new leader yet answers 503,
+/// so that is retried for a while.
 fn get(socket: &Path, key: &str) -> anyhow::Result<Vec<u8>> {
     let path = format!("/v1/kv/{}", encode_key(key.as_bytes()));
-    let answer = client::request(socket, "GET", &path, b"", TIMEOUT)?;
-    if answer.status != 200 {
-        bail!("GET {key}: {}", answer.error_text());
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let answer = client::request(socket, "GET", &path, b"", TIMEOUT)?;
+        match answer.status {
+            200 => return Ok(answer.body),
+            503 if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            _ => bail!("GET {key}: {}", answer.error_text()),
+        }
     }
-    Ok(answer.body)
 }

@@ -23,15 +23,19 @@ fn assert_readable(c: &Cluster, id: u64, written: &BTreeMap<String, Vec<u8>>) {
     for (key, value) in written {
         let mut tries = 0;
         loop {
-            let answer = c.get(id, key, "linearizable").unwrap();
+            tries += 1;
+            assert!(tries < 500, "n{id} never answered a read of {key}");
+            // A node that is starting has no socket yet.
+            let Ok(answer) = c.get(id, key, "linearizable") else {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            };
             if answer.status == 200 {
                 assert_eq!(&answer.body, value, "n{id} holds another value for {key}");
                 break;
             }
             // A follower without a leader yet answers 503; anything else is wrong.
             assert_eq!(answer.status, 503, "n{id} {key}: {:?}", answer.json());
-            tries += 1;
-            assert!(tries < 500, "n{id} never answered a read of {key}");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
