@@ -285,11 +285,13 @@ fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
     );
     let mut notes = Vec::new();
     for (node, cert) in planned.iter().zip(&issued) {
+        let address = match &node.spec.host {
+            Host::Ip(_) => node.address.to_string(),
+            Host::Name(name) => format!("{name}:{}, now {}", node.spec.port, node.address),
+        };
         println!(
-            "node {} ({}, {}): {}",
+            "node {} ({address}): {}",
             node.spec.id.0,
-            node.spec,
-            node.address,
             node.dir.display()
         );
         println!(
@@ -365,9 +367,9 @@ fn render_config(
     let mut out = String::new();
     out.push_str(&format!(
         "# regent configuration of node {} of cluster {cluster}.\n\
-         # Written by `regent admin cluster init` at {}. Every setting not here takes its\n\
-         # default; config/regent.yaml in regent's source documents them all.\n\
-         # Check it with: regent check-config {}\n\n",
+         # Written by `regent admin cluster init` at {}.\n\
+         # Every setting not here takes its default; config/regent.yaml in regent's source\n\
+         # documents them all. Check this file with: regent check-config {}\n\n",
         id.0,
         format_unix(unix_now()),
         node_dir.join(NODE_CONFIG_FILE).display()

@@ -259,9 +259,19 @@ impl Serialize for SocketMode {
 impl<'de> Deserialize<'de> for SocketMode {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<SocketMode, D::Error> {
         // serde_yaml hands any scalar to `deserialize_str` as written, so `0660` and "0660"
-        // both arrive as the text "0660" (never as the decimal number 660).
-        let text = String::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
+        // both arrive as the text "0660" (never as the decimal number 660). The error is made
+        // inside the visitor, so serde_yaml adds the field's path, line and column to it.
+        struct Octal;
+        impl serde::de::Visitor<'_> for Octal {
+            type Value = SocketMode;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an octal file mode such as \"0660\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<SocketMode, E> {
+                text.parse().map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(Octal)
     }
 }
 

@@ -46,7 +46,8 @@ impl TimingConfig {
     /// The drift bound in parts per million, as the core takes it (rounded, at least 1 for any
     /// positive bound, so a valid bound never turns into no margin at all).
     pub fn clock_drift_max_ppm(&self) -> u64 {
-        if !(self.clock_drift_max > 0.0) {
+        // NaN and non-positive bounds give 0, which `validate` refuses.
+        if self.clock_drift_max.is_nan() || self.clock_drift_max <= 0.0 {
             return 0;
         }
         ((self.clock_drift_max * 1e6).round() as u64).max(1)
@@ -232,7 +233,7 @@ impl fmt::Display for TimingExplanation {
         writeln!(
             f,
             "timing: election_timeout_min_ms {min}, heartbeat_interval_ms {hb}, \
-             clock_drift_max {drift}, persist_stall_max_ms {}, lease_warning_ms {}",
+             clock_drift_max {drift},\n        persist_stall_max_ms {}, lease_warning_ms {}",
             t.persist_stall_max_ms, t.lease_warning_ms
         )?;
         writeln!(
@@ -250,13 +251,13 @@ impl fmt::Display for TimingExplanation {
         writeln!(
             f,
             "  on the leader's clock, from the start of the newest heartbeat round a quorum \
-             acknowledged; every acknowledged round (one each {hb} ms) renews it"
+             acknowledged;\n  every acknowledged round (one each {hb} ms) renews it"
         )?;
         writeln!(f, "lease safety margin: {} ms", ms(self.lease_margin_ms()))?;
         writeln!(
             f,
-            "  = election_timeout_min × clock_drift_max = {min} ms × {drift}: a voter that \
-             acknowledged a round refuses votes for {min} ms after it on its own clock; the \
+            "  = election_timeout_min × clock_drift_max = {min} ms × {drift}\n  a voter that \
+             acknowledged a round refuses votes for {min} ms after it on its own clock;\n  the \
              lease ends sooner, which covers clock rates that differ by up to {}%",
             ms(drift * 100.0)
         )?;
@@ -292,7 +293,7 @@ impl fmt::Display for TimingExplanation {
         writeln!(
             f,
             "  = 2 × election_timeout_min   a follower's timer, drawn from [min, 2·min) and \
-             counted from the last heartbeat it got"
+             counted\n                               from the last heartbeat it got"
         )?;
         writeln!(f, "  + RTT                        the pre-vote round")?;
         writeln!(
@@ -303,7 +304,8 @@ impl fmt::Display for TimingExplanation {
         writeln!(
             f,
             "  + RTT + 2 × fsync            the new leader's no-op, stored by a quorum, then \
-             applied (its first heartbeat round is acknowledged meanwhile)"
+             applied\n                               (its first heartbeat round is acknowledged \
+             meanwhile)"
         )?;
         writeln!(
             f,
@@ -313,15 +315,15 @@ impl fmt::Display for TimingExplanation {
         writeln!(
             f,
             "  best case {} ms (= election_timeout_min − heartbeat_interval + 3 × RTT + 4 × \
-             fsync); each split vote adds up to another 2 × election_timeout_min ({} ms)",
+             fsync);\n  each split vote adds up to another 2 × election_timeout_min ({} ms)",
             ms(self.failover_best_ms()),
             ms(2.0 * self.min_ms())
         )?;
         writeln!(
             f,
             "  a leader cut off from its quorum stops being writable when its lease ends, at \
-             most {lease} ms after its last acknowledged round started: before any voter will \
-             elect a successor"
+             most\n  {lease} ms after its last acknowledged round started: before any voter \
+             will elect a successor"
         )?;
         writeln!(
             f,
@@ -357,8 +359,8 @@ impl fmt::Display for TimingExplanation {
         writeln!(
             f,
             "  bounded by election_timeout_min: a transfer not done within {min} ms is \
-             abandoned and the old leader is writable again after its next acknowledged round, \
-             at most {min} + {hb} + {rtt} = {} ms after the transfer began",
+             abandoned, and the\n  old leader is writable again after its next acknowledged \
+             round, at most {min} + {hb} + {rtt} = {} ms\n  after the transfer began",
             ms(self.switchover_max_ms())
         )
     }
@@ -434,7 +436,8 @@ mod tests {
 
     #[test]
     fn rules_name_the_field() {
-        let cases: [(fn(&mut TimingConfig), &str); 7] = [
+        type Mutate = fn(&mut TimingConfig);
+        let cases: [(Mutate, &str); 7] = [
             (
                 |t| t.heartbeat_interval_ms = 200,
                 "timing.heartbeat_interval_ms",
@@ -461,9 +464,11 @@ mod tests {
             let err = t.validate().unwrap_err();
             assert_eq!(err.field(), Some(field), "{err}");
         }
-        let mut t = TimingConfig::default();
-        t.clock_drift_max = 0.1;
-        t.lease_warning_ms = 0;
+        let t = TimingConfig {
+            clock_drift_max: 0.1,
+            lease_warning_ms: 0,
+            ..TimingConfig::default()
+        };
         t.validate().unwrap();
         assert_eq!(t.clock_drift_max_ppm(), 100_000);
     }
