@@ -40,8 +40,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct ApiOptions {
     pub socket: PathBuf,
     pub socket_mode: u32,
-    /// The group that owns the socket (a name or a numeric gid), if not the daemon's own.
-    pub socket_group: Option<String>,
+    /// The group that owns the socket, if not the daemon's own.
+    pub socket_gid: Option<u32>,
     pub request_bytes_max: usize,
     pub connections_max: usize,
     /// The leadership watch warns this long before an unrenewed lease lapses.
@@ -102,12 +102,9 @@ pub fn bind(options: &ApiOptions) -> Result<UnixListener, ApiError> {
         &staging,
         std::fs::Permissions::from_mode(options.socket_mode),
     );
-    let set_group = || match &options.socket_group {
+    let set_group = || match options.socket_gid {
         None => Ok(()),
-        Some(group) => {
-            let gid = resolve_group(group)?;
-            std::os::unix::fs::chown(&staging, None, Some(gid))
-        }
+        Some(gid) => std::os::unix::fs::chown(&staging, None, Some(gid)),
     };
     let placed = set_mode
         .and_then(|()| set_group())
@@ -119,24 +116,6 @@ pub fn bind(options: &ApiOptions) -> Result<UnixListener, ApiError> {
         )));
     }
     Ok(listener)
-}
-
-/// A group name or numeric gid.
-fn resolve_group(group: &str) -> std::io::Result<u32> {
-    if let Ok(gid) = group.parse::<u32>() {
-        return Ok(gid);
-    }
-    // /etc/group: name:password:gid:members
-    let groups = std::fs::read_to_string("/etc/group")?;
-    groups
-        .lines()
-        .filter_map(|l| {
-            let mut fields = l.split(':');
-            Some((fields.next()?, fields.nth(1)?))
-        })
-        .find(|(name, _)| *name == group)
-        .and_then(|(_, gid)| gid.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("no group named {group:?} in /etc/group")))
 }
 
 fn staging_path(path: &Path) -> PathBuf {

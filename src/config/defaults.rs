@@ -122,6 +122,7 @@ impl Default for ApiLimits {
         ApiLimits {
             request_bytes_max: 1 << 20,
             connections_max: 1024,
+            tcp_listen: None,
         }
     }
 }

@@ -9,6 +9,8 @@
 //!
 //! `config/regent.yaml` is the documented example; tests keep it in step with this struct.
 
+mod probe;
+pub use probe::{parse_http_target, ProbeConfig};
 mod defaults;
 mod timing;
 mod validate;
@@ -92,6 +94,9 @@ pub struct DaemonConfig {
     pub storage: StorageLimits,
     #[serde(default)]
     pub api: ApiLimits,
+    /// A probe of the master beside regent; without it the host counts as always healthy.
+    #[serde(default)]
+    pub host_health: Option<ProbeConfig>,
 }
 
 /// One node of the cluster and the UDP address its peers dial.
@@ -209,6 +214,8 @@ pub struct ApiLimits {
     pub request_bytes_max: usize,
     /// Connections to the socket open at once; more are refused.
     pub connections_max: usize,
+    /// An optional read-only TCP listener for /v1/leader, /v1/replica, /v1/health and /metrics.
+    pub tcp_listen: Option<SocketAddr>,
 }
 
 /// A file mode for the socket, written in the file as an octal string (`"0660"`).

@@ -62,6 +62,12 @@ impl DaemonConfig {
             return Err(invalid("node_id", "must not be 0 (0 means \"nobody\")"));
         }
         self.validate_members()?;
+        if let Some(probe) = &self.host_health {
+            probe.validate().map_err(|reason| {
+                let (field, rule) = reason.split_once(": ").unwrap_or(("host_health", &reason));
+                invalid(field, rule)
+            })?;
+        }
         self.validate_listen()?;
         self.validate_timing()?;
         self.raft_config().validate().map_err(raft_error)?;

@@ -75,7 +75,7 @@ async fn run_daemon(config: DaemonConfig) -> anyhow::Result<ExitCode> {
     let options = ApiOptions {
         socket: config.socket.clone(),
         socket_mode: config.socket_mode.bits(),
-        socket_group: config.socket_group.clone(),
+        socket_gid: config.socket_gid()?,
         request_bytes_max: config.api.request_bytes_max,
         connections_max: config.api.connections_max,
         lease_warning_ms: config.timing.lease_warning_ms,
@@ -95,7 +95,14 @@ async fn run_daemon(config: DaemonConfig) -> anyhow::Result<ExitCode> {
         status: status_rx,
         options: options.clone(),
     });
-    let server = tokio::spawn(api::serve(listener, context, shutdown.clone()));
+    let server = tokio::spawn(api::serve(listener, context.clone(), shutdown.clone()));
+    if let Some(addr) = config.api.tcp_listen {
+        let tcp = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("api.tcp_listen: binding {addr}"))?;
+        tracing::info!(%addr, "read-only checks and metrics on TCP");
+        tokio::spawn(api::serve_tcp(tcp, context, shutdown.clone()));
+    }
 
     let (done_tx, disk_done) = mpsc::unbounded_channel();
     let disk = Disk::start(storage, done_tx);

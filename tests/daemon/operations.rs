@@ -375,3 +375,39 @@ fn removing_the_leader_under_load_keeps_every_write() {
     assert_eq!(voters.len(), 2, "{status}");
     assert!(!voters.contains(&leader), "{status}");
 }
+
+#[test]
+fn the_tcp_listener_serves_only_the_read_only_checks() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let extra = format!("{TEST_SETTINGS}api:\n  tcp_listen: 127.0.0.1:{port}\n");
+    let mut c = Cluster::init(1, "tcp", &extra);
+    c.start_all();
+    c.wait_writable_leader(ELECTION);
+    let get = |method: &str, path: &str| -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(s, "{method} {path} HTTP/1.1\r\nHost: lb\r\nConnection: close\r\nContent-Length: 0\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    assert!(get("GET", "/v1/leader").starts_with("HTTP/1.1 200"));
+    assert!(get("HEAD", "/v1/health").starts_with("HTTP/1.1 200"));
+    assert!(get("GET", "/v1/replica").starts_with("HTTP/1.1 503"));
+    assert!(get("GET", "/metrics").contains("regent_writable 1"));
+    for (method, path) in [
+        ("GET", "/v1/status"),
+        ("PUT", "/v1/kv/a"),
+        ("POST", "/v1/admin/switchover"),
+    ] {
+        let answer = get(method, path);
+        assert!(
+            answer.starts_with("HTTP/1.1 404"),
+            "{method} {path}: {answer}"
+        );
+    }
+}
