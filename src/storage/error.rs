@@ -50,13 +50,13 @@ pub enum StorageError {
     )]
     NoSpace { path: PathBuf, op: &'static str },
 
-    /// Any other failure of redb or of the file system.
-    #[error("{path}: {op} failed: {source}")]
+    /// Any other failure of redb or of the file system. The message holds redb's error, which
+    /// is therefore not also returned as the `source` (a printed chain would repeat it).
+    #[error("{path}: {op} failed: {error}")]
     Io {
         path: PathBuf,
         op: &'static str,
-        #[source]
-        source: Box<redb::Error>,
+        error: Box<redb::Error>,
     },
 
     /// A previous write failed after it may have reached the disk: the handle refuses writes
@@ -127,7 +127,7 @@ impl StorageError {
         StorageError::Io {
             path: path.to_path_buf(),
             op,
-            source: Box::new(err),
+            error: Box::new(err),
         }
     }
 

@@ -211,17 +211,18 @@ impl TransportConfig {
     }
 }
 
-/// Every error of the transport layer.
+/// Every error of the transport layer. A message that includes an underlying error does not
+/// also return it as its `source`, so a printed chain never says the same thing twice.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
     #[error("invalid transport config {field}: {reason}")]
     Config { field: &'static str, reason: String },
     #[error("the transport must start inside a tokio runtime")]
     NoRuntime,
-    #[error("cannot bind UDP {addr}: {source}")]
+    #[error("cannot bind UDP {addr}: {error}")]
     Bind {
         addr: SocketAddr,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error(transparent)]
     Pki(#[from] PkiError),
@@ -231,15 +232,15 @@ pub enum TransportError {
     UnknownPeer(NodeId),
     #[error("no link to {0}")]
     NotConnected(NodeId),
-    #[error("message to {peer}: {source}")]
+    #[error("message to {peer}: {error}")]
     Encode {
         peer: NodeId,
-        source: frame::FrameError,
+        error: frame::FrameError,
     },
-    #[error("bad frame from {peer}: {source}")]
+    #[error("bad frame from {peer}: {error}")]
     Frame {
         peer: NodeId,
-        source: frame::FrameError,
+        error: frame::FrameError,
     },
     #[error("link to {peer}: {reason}")]
     Link { peer: NodeId, reason: String },
@@ -353,16 +354,16 @@ impl Transport {
         let server = tls::server_config(&material, &config.cluster_name, peer_ids, quic.clone())?;
         let socket = match options.socket {
             Some(s) => s,
-            None => std::net::UdpSocket::bind(config.listen_addr).map_err(|source| {
+            None => std::net::UdpSocket::bind(config.listen_addr).map_err(|error| {
                 TransportError::Bind {
                     addr: config.listen_addr,
-                    source,
+                    error,
                 }
             })?,
         };
-        let local_addr = socket.local_addr().map_err(|source| TransportError::Bind {
+        let local_addr = socket.local_addr().map_err(|error| TransportError::Bind {
             addr: config.listen_addr,
-            source,
+            error,
         })?;
         enlarge_socket_buffers(&socket);
         let endpoint = {
@@ -373,9 +374,9 @@ impl Transport {
                 socket,
                 Arc::new(quinn::TokioRuntime),
             )
-            .map_err(|source| TransportError::Bind {
+            .map_err(|error| TransportError::Bind {
                 addr: local_addr,
-                source,
+                error,
             })?
         };
         let (inbound_tx, inbound_rx) = mpsc::channel(config.inbound_queue_max);
@@ -470,7 +471,7 @@ impl<T: WireMessage> TransportHandle<T> {
             self.shared.config.frame_bytes_max,
             &mut frame,
         )
-        .map_err(|source| TransportError::Encode { peer: to, source })?;
+        .map_err(|error| TransportError::Encode { peer: to, error })?;
         Ok(peer.queue.push(frame, message.coalesce_key()))
     }
 }

@@ -763,7 +763,7 @@ async fn run_link<T: WireMessage>(shared: &Arc<Shared<T>>, peer: &Arc<Peer>, lin
     };
     if let LinkFail::Frame(source) = &fail {
         // A frame error is the peer's fault or a bug: log it loudly, with the peer named.
-        tracing::warn!(error = %TransportError::Frame { peer: peer.id, source: source.clone() }, "closing link");
+        tracing::warn!(error = %TransportError::Frame { peer: peer.id, error: source.clone() }, "closing link");
     }
     close(&conn, code, &reason);
     reason
