@@ -474,6 +474,10 @@ struct Bounded {
 /// Runs `regent admin ARGS` with its address space capped at 1 GiB (so a reader without a
 /// cap fails fast instead of eating the machine) and kills it after 5 s; reports how long it
 /// ran and its peak resident memory.
+#[expect(
+    clippy::zombie_processes,
+    reason = "the child is reaped by wait4, which also reports its peak memory"
+)]
 fn admin_bounded(dir: &Path, args: &[&str]) -> Bounded {
     use std::io::Read;
     use std::os::unix::process::{CommandExt, ExitStatusExt};

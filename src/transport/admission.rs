@@ -234,10 +234,7 @@ mod tests {
         let mut peer_slots: Vec<Slot> = (0..PEER_HANDSHAKES_MAX)
             .map(|_| admitted(gate.admit(peer, true)))
             .collect();
-        assert_eq!(
-            refused(gate.admit(peer, true)),
-            Refusal::PeerAddressBusy
-        );
+        assert_eq!(refused(gate.admit(peer, true)), Refusal::PeerAddressBusy);
         assert_eq!(gate.in_progress(), (PEER_HANDSHAKES_MAX, HANDSHAKES_MAX));
         peer_slots.pop();
         admitted(gate.admit(peer, true));
