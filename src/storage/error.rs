@@ -15,6 +15,12 @@ pub enum StorageError {
     #[error("{path}: cannot open the database: {reason}")]
     Open { path: PathBuf, reason: String },
 
+    /// The data directory is on a read-only file system: regent must write there.
+    #[error(
+        "{dir}: the data directory is on a read-only file system; regent writes its log there (remount it read-write or choose another directory)"
+    )]
+    ReadOnly { dir: PathBuf },
+
     /// The file is not a regent database (another program's file, or another program's redb
     /// database).
     #[error("{path}: not a regent database: {reason}")]
