@@ -1,16 +1,18 @@
 //! Loading a node's TLS material: every check of `NodeMaterial::load`, each refusal naming
 //! the file and the fix.
 
-#[path = "transport_support/mod.rs"]
-mod support;
+mod transport_support {
+    pub mod pki;
+    pub mod validity;
+}
 
 use regent::pki::{NodeIdentity, NodeMaterial, PkiError, TlsPaths};
 use regent::raft::NodeId;
 use std::os::unix::fs::PermissionsExt;
-use support::Pki;
+use transport_support::pki::{Pki, CLUSTER};
 
 fn id(n: u64) -> NodeIdentity {
-    NodeIdentity::new(support::CLUSTER, NodeId(n)).unwrap()
+    NodeIdentity::new(CLUSTER, NodeId(n)).unwrap()
 }
 
 fn load(paths: &TlsPaths, n: u64) -> Result<NodeMaterial, PkiError> {

@@ -116,6 +116,28 @@ fn check_workload(s: &RedbStorage, acked: LogIndex) {
     }
 }
 
+/// Replays a seeded test: `REGENT_TEST_SEED=<seed> cargo test --release --test storage_redb`.
+const SEED_ENV: &str = "REGENT_TEST_SEED";
+
+/// The seed of a seeded test: `REGENT_TEST_SEED` when set, else one from the clock. Printed
+/// always, with the command that replays it.
+fn test_seed() -> u64 {
+    let seed = match std::env::var(SEED_ENV) {
+        Ok(text) => text
+            .trim()
+            .parse::<u64>()
+            .unwrap_or_else(|e| panic!("{SEED_ENV}={text:?} is not a u64: {e}")),
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64,
+    };
+    // The generator is xorshift: a zero state stays zero.
+    let seed = seed.max(1);
+    println!("seed {seed}; replay with {SEED_ENV}={seed} cargo test --release --test storage_redb");
+    seed
+}
+
 const CHILD_DIR_ENV: &str = "REGENT_STORAGE_CRASH_DIR";
 const CHILD_SEED_ENV: &str = "REGENT_STORAGE_CRASH_SEED";
 
@@ -154,11 +176,7 @@ fn crash_child_process() {
 #[test]
 fn crash_test_sigkill() {
     let dir = tempfile::tempdir().unwrap();
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
+    let seed = test_seed();
     let mut rng = Rng(seed);
     let rounds = 20;
     let mut acked = LogIndex(0);
@@ -312,38 +330,72 @@ fn filled_store(dir: &Path, entries: u64) -> PathBuf {
     s.path().to_path_buf()
 }
 
+/// Every offset at which `needle` occurs in `haystack`.
+fn occurrences(haystack: &[u8], needle: &[u8]) -> Vec<usize> {
+    haystack
+        .windows(needle.len())
+        .enumerate()
+        .filter(|(_, w)| *w == needle)
+        .map(|(at, _)| at)
+        .collect()
+}
+
 #[test]
 fn damaged_files_are_refused_never_repaired() {
-    // Bytes flipped in the middle of the file: redb's checksums or our checks must catch it.
+    // Three regions of the file that certainly hold data in use: every copy of the value an
+    // early, a middle and a late entry wrote (in the log and in the KV table, and in any stale
+    // page). Each damaged region alone must be caught by redb's checksums or our checks.
     let dir = tempfile::tempdir().unwrap();
     let path = filled_store(dir.path(), 300);
-    let mut bytes = std::fs::read(&path).unwrap();
-    let len = bytes.len();
-    let mut caught = 0;
-    for at in [len / 3, len / 2, 2 * len / 3] {
-        let original = bytes.clone();
-        for b in &mut bytes[at..at + 64] {
-            *b ^= 0x5a;
-        }
-        std::fs::write(&path, &bytes).unwrap();
-        match RedbStorage::open(dir.path(), &identity(1), StorageOptions::default()) {
-            Err(err) => {
-                caught += 1;
-                assert!(
-                    err.to_string().contains(&path.display().to_string()),
-                    "{err}"
-                );
+    let values: Vec<Vec<u8>> = {
+        let (s, _) =
+            RedbStorage::open(dir.path(), &identity(1), StorageOptions::default()).unwrap();
+        [10u64, 150, 290]
+            .iter()
+            .map(|i| s.kv_get(format!("k{i}").as_bytes()).unwrap().unwrap().value)
+            .collect()
+    };
+    let original = std::fs::read(&path).unwrap();
+    for value in &values {
+        let copies = occurrences(&original, value);
+        assert!(
+            !copies.is_empty(),
+            "{:?} is in the file",
+            String::from_utf8_lossy(&value[..12])
+        );
+        let mut bytes = original.clone();
+        for at in &copies {
+            // The middle of the padding: not a length or a key, just the data.
+            for b in &mut bytes[at + value.len() / 2..at + value.len() / 2 + 16] {
+                *b ^= 0x5a;
             }
-            // The flipped bytes were in free space: the data itself must be intact.
-            Ok((s, _)) => check_workload(&s, LogIndex(0)),
         }
-        bytes = original;
         std::fs::write(&path, &bytes).unwrap();
+        let err = RedbStorage::open(dir.path(), &identity(1), StorageOptions::default())
+            .map(|_| ())
+            .expect_err("a damaged region in use must be caught");
+        assert!(
+            matches!(
+                err,
+                StorageError::Damaged { .. } | StorageError::Open { .. }
+            ),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            bytes,
+            "a refused file is never repaired"
+        );
+        std::fs::write(&path, &original).unwrap();
     }
-    assert!(
-        caught > 0,
-        "at least one of three damaged regions is in use"
-    );
+    // Restored, the file opens and holds everything.
+    let (s, _) = RedbStorage::open(dir.path(), &identity(1), StorageOptions::default()).unwrap();
+    check_workload(&s, LogIndex(0));
+    drop(s);
 
     // A consistent redb file whose content breaks an invariant: a gap in the log.
     let dir = tempfile::tempdir().unwrap();
@@ -381,11 +433,32 @@ struct Tmpfs {
     dir: tempfile::TempDir,
 }
 
+/// Mounts a tmpfs with `options` for `test`, or says why it cannot. In CI (the environment
+/// variable `CI` is set) a missing prerequisite fails the test; elsewhere the test is skipped,
+/// with a line on the terminal that the test harness does not swallow.
+fn tmpfs_or_skip(test: &str, options: &str) -> Option<Tmpfs> {
+    match Tmpfs::mount(options) {
+        Ok(fs) => Some(fs),
+        Err(why) if std::env::var_os("CI").is_some() => panic!(
+            "{test}: {why}. CI must provide `mount` (util-linux) and the right to mount (root)"
+        ),
+        Err(why) => {
+            use std::io::Write;
+            // Straight to the stream: the harness captures only print! and eprint!.
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "SKIPPED {test}: {why} (with CI set, this fails instead)"
+            );
+            None
+        }
+    }
+}
+
 impl Tmpfs {
-    fn mount(size: &str) -> Result<Tmpfs, String> {
+    fn mount(options: &str) -> Result<Tmpfs, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let out = Process::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
             .arg(dir.path())
             .output()
             .map_err(|e| format!("cannot run mount: {e}"))?;
@@ -407,14 +480,11 @@ impl Drop for Tmpfs {
 
 #[test]
 fn a_full_disk_fails_writes_clearly_and_recovers_after_space_is_freed() {
-    let fs = match Tmpfs::mount("6m") {
-        Ok(fs) => fs,
-        Err(why) => {
-            println!(
-                "SKIPPED a_full_disk_fails_writes_clearly_and_recovers_after_space_is_freed: {why}"
-            );
-            return;
-        }
+    let Some(fs) = tmpfs_or_skip(
+        "a_full_disk_fails_writes_clearly_and_recovers_after_space_is_freed",
+        "size=6m",
+    ) else {
+        return;
     };
     let data = fs.dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
@@ -471,6 +541,77 @@ fn a_full_disk_fails_writes_clearly_and_recovers_after_space_is_freed() {
         .unwrap();
     }
     check_workload(&s, LogIndex(acked.0 + 5));
+}
+
+#[test]
+fn a_read_only_data_directory_is_named_as_such() {
+    let test = "a_read_only_data_directory_is_named_as_such";
+    // A new data directory on a read-only file system.
+    let Some(fs) = tmpfs_or_skip(test, "size=1m,ro") else {
+        return;
+    };
+    let err = RedbStorage::open(fs.dir.path(), &identity(1), StorageOptions::default())
+        .map(|_| ())
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, StorageError::ReadOnly { .. }), "{message}");
+    assert!(
+        message.starts_with(&format!("{}: ", fs.dir.path().display()))
+            && message.contains("read-only file system"),
+        "{message}"
+    );
+    drop(fs);
+    // An existing data directory whose file system was remounted read-only.
+    let Some(fs) = tmpfs_or_skip(test, "size=4m") else {
+        return;
+    };
+    let data = fs.dir.path().join("data");
+    drop(RedbStorage::open(&data, &identity(1), StorageOptions::default()).unwrap());
+    let remount = Process::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(fs.dir.path())
+        .status()
+        .unwrap();
+    assert!(remount.success());
+    let err = RedbStorage::open(&data, &identity(1), StorageOptions::default())
+        .map(|_| ())
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, StorageError::ReadOnly { .. }), "{message}");
+    assert!(
+        message.starts_with(&format!("{}: ", data.display())),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_cluster_id_follows_the_one_rule_for_cluster_names() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in ["é\n/../x", "", "Upper", "a.b", "-a", &"a".repeat(64)] {
+        let identity = Identity {
+            cluster_id: bad.to_string(),
+            node_id: NodeId(1),
+        };
+        let err = RedbStorage::open(dir.path(), &identity, StorageOptions::default())
+            .map(|_| ())
+            .unwrap_err();
+        assert!(
+            matches!(err, StorageError::InvalidRequest(_)),
+            "{bad:?}: {err}"
+        );
+        // The same words as the PKI's refusal of the same name.
+        let pki = regent::pki::identity::validate_cluster_name(bad).unwrap_err();
+        assert!(err.to_string().contains(&pki.to_string()), "{err} / {pki}");
+        assert!(
+            std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+            "{bad:?}: nothing is created for a refused identity"
+        );
+    }
+    let ok = Identity {
+        cluster_id: "a-1".into(),
+        node_id: NodeId(1),
+    };
+    RedbStorage::open(dir.path(), &ok, StorageOptions::default()).unwrap();
 }
 
 #[test]

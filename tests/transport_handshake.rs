@@ -6,15 +6,19 @@
 //! must never count the link as up — over TLS 1.3 its handshake completes before the server
 //! has checked the client's certificate, so only the hello answer may make a link.
 
-#[path = "transport_support/mod.rs"]
-mod support;
+mod transport_support {
+    pub mod cluster;
+    pub mod node;
+    pub mod pki;
+    pub mod validity;
+}
 
 use regent::pki::{IssueRequest, NodeIdentity, NodeMaterial, TlsPaths};
 use regent::raft::NodeId;
 use regent::transport::{LinkEvent, Refuser};
 use std::net::SocketAddr;
 use std::time::Duration;
-use support::*;
+use transport_support::{cluster::*, node::*, pki::*};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -135,10 +139,15 @@ async fn refused(bad: Bad, bad_dials: bool) {
     tokio::time::sleep(Duration::from_millis(200)).await;
     for (node, peer) in [(&good, bad_id), (&bad_node, good_id)] {
         let status = node.handle.peer_status(NodeId(peer)).unwrap();
-        assert_eq!(status.links_up, 0, "{bad:?}: {} counted a link", node.id);
+        assert_eq!(
+            status.links_up,
+            0,
+            "{bad:?}: {} counted a link",
+            node.handle.node_id()
+        );
     }
-    good.handle.shutdown().await;
-    bad_node.handle.shutdown().await;
+    good.shutdown().await;
+    bad_node.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,8 +166,8 @@ async fn good_pair_is_accepted_both_ways() {
                 .unwrap();
             assert_eq!(cert.identity().unwrap().node_id, peer);
         }
-        for node in &nodes {
-            node.handle.shutdown().await;
+        for node in nodes {
+            node.shutdown().await;
         }
     }
 }
@@ -214,7 +223,7 @@ async fn client_without_certificate_is_refused_by_either_node() {
             }
             Err(_) => false,
         };
-        assert!(!answered, "{}: no answer must come", node.id);
+        assert!(!answered, "{}: no answer must come", node.handle.node_id());
         let close = conn.closed().await.to_string();
         assert!(close.contains("peer sent no certificates"), "{close}");
         let event = wait_event(
@@ -236,10 +245,14 @@ async fn client_without_certificate_is_refused_by_either_node() {
             unreachable!()
         };
         assert_eq!(peer, None);
-        assert!(reason.contains("no certificates"), "{}: {reason}", node.id);
+        assert!(
+            reason.contains("no certificates"),
+            "{}: {reason}",
+            node.handle.node_id()
+        );
     }
-    for node in &nodes {
-        node.handle.shutdown().await;
+    for node in nodes {
+        node.shutdown().await;
     }
 }
 

@@ -1,8 +1,10 @@
 //! A peer that passes mutual TLS and the hello and then sends bad frames: the node closes that
 //! peer's connection with an error naming the peer, and keeps serving.
 
-#[path = "transport_support/mod.rs"]
-mod support;
+mod transport_support {
+    pub mod node;
+    pub mod pki;
+}
 
 use regent::pki::{NodeIdentity, NodeMaterial};
 use regent::raft::NodeId;
@@ -11,7 +13,7 @@ use regent::transport::{tls, Hello, HelloAck, LinkEvent};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use support::*;
+use transport_support::{node::*, pki::*};
 
 const WAIT: Duration = Duration::from_secs(10);
 const FRAME_MAX: usize = 1 << 20;
@@ -121,5 +123,5 @@ async fn bad_frames_close_the_link_with_the_peer_named() {
     // The node still serves a well-behaved peer afterwards.
     let (_conn, _send) = raw_node1(&material1, addr2).await;
     assert!(node2.handle.wait_connected(NodeId(1), WAIT).await);
-    node2.handle.shutdown().await;
+    node2.shutdown().await;
 }

@@ -1,13 +1,18 @@
 //! Links between real transports on loopback: message flow and order, the send-queue
 //! policy, reconnects, snapshots beside heartbeats, and hostile frames.
 
-#[path = "transport_support/mod.rs"]
-mod support;
+mod transport_support {
+    pub mod cluster;
+    pub mod node;
+    pub mod pki;
+    pub mod restart;
+    pub mod traffic;
+}
 
-use regent::raft::NodeId;
+use regent::raft::{LogIndex, Message, MessageBody, NodeId, Term};
 use regent::transport::{Inbound, LinkEvent};
 use std::time::Duration;
-use support::*;
+use transport_support::{cluster::*, node::*, pki::*, restart::*, traffic::*};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -38,18 +43,18 @@ async fn two_nodes_exchange_messages_in_order() {
     for node in nodes.iter_mut() {
         for expected in 0..N {
             let (from, message) = recv_message(node, WAIT).await;
-            assert_ne!(from, node.id);
+            assert_ne!(from, node.handle.node_id());
             assert_eq!(message.from, from);
             assert_eq!(
                 seq_of(&message),
                 expected,
                 "{} got messages out of order",
-                node.id
+                node.handle.node_id()
             );
         }
     }
-    for node in &nodes {
-        node.handle.shutdown().await;
+    for node in nodes {
+        node.shutdown().await;
     }
 }
 
@@ -91,8 +96,8 @@ async fn queue_drops_oldest_and_coalesces_heartbeats_while_down_then_flushes() {
     }
     // The newest nine appends, then the newest heartbeat.
     assert_eq!(got, vec![16, 17, 18, 19, 20, 21, 22, 23, 24, 104]);
-    node1.handle.shutdown().await;
-    node2.handle.shutdown().await;
+    node1.shutdown().await;
+    node2.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,8 +110,7 @@ async fn dialer_reconnects_after_the_peer_restarts() {
     let mut node1 = start(config(1, addr1, &[(2, addr2)], &paths1), socket1);
     let node2 = start(config(2, addr2, &[(1, addr1)], &paths2), socket2);
     assert!(node1.handle.wait_connected(NodeId(2), WAIT).await);
-    node2.handle.shutdown().await;
-    drop(node2);
+    node2.shutdown().await;
     wait_event(
         &mut node1.events,
         WAIT,
@@ -120,8 +124,8 @@ async fn dialer_reconnects_after_the_peer_restarts() {
     assert!(node1.handle.wait_connected(NodeId(2), WAIT).await);
     node1.handle.send(NodeId(2), &append(1, 2, 5, 10)).unwrap();
     assert_eq!(seq_of(&recv_message(&mut node2, WAIT).await.1), 5);
-    node1.handle.shutdown().await;
-    node2.handle.shutdown().await;
+    node1.shutdown().await;
+    node2.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,8 +198,8 @@ async fn snapshot_streams_beside_heartbeats() {
     assert!(received == data, "snapshot bytes differ");
     assert_eq!(snapshot.accept().await.unwrap(), SNAPSHOT_BYTES as u64);
     assert_eq!(sending.await.unwrap().unwrap(), SNAPSHOT_BYTES as u64);
-    node1.handle.shutdown().await;
-    node2.handle.shutdown().await;
+    node1.shutdown().await;
+    node2.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -219,7 +223,19 @@ async fn refused_snapshot_is_an_error_for_the_sender() {
     drop(snapshot); // refused without reading
     let err = finishing.await.unwrap().unwrap_err().to_string();
     assert!(err.contains("n2"), "{err}");
-    for node in &nodes {
-        node.handle.shutdown().await;
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+fn heartbeat(from: u64, to: u64, round: u64) -> Message {
+    Message {
+        from: NodeId(from),
+        to: NodeId(to),
+        term: Term(1),
+        body: MessageBody::Heartbeat {
+            commit: LogIndex(0),
+            round,
+        },
     }
 }

@@ -3,8 +3,13 @@
 //! each node → drop the old CA) with messages flowing throughout; and reloads of bad files,
 //! which must keep the running identity.
 
-#[path = "transport_support/mod.rs"]
-mod support;
+mod transport_support {
+    pub mod cluster;
+    pub mod node;
+    pub mod pki;
+    pub mod restart;
+    pub mod traffic;
+}
 
 use regent::pki::issue;
 use regent::pki::{NodeIdentity, NodeMaterial};
@@ -15,8 +20,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use support::*;
 use tokio::sync::{broadcast, mpsc};
+use transport_support::{cluster::*, node::*, pki::*, restart::*, traffic::*};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -116,9 +121,9 @@ async fn node_certificate_rotates_while_messages_flow() {
     let nodes = start_cluster(&pki, &[1, 2]);
     assert!(nodes[0].handle.wait_connected(NodeId(2), WAIT).await);
     assert!(nodes[1].handle.wait_connected(NodeId(1), WAIT).await);
-    let mut events1 = nodes[0].handle.subscribe();
+    let mut events1 = nodes[0].events.resubscribe();
     let handles: Vec<_> = nodes.iter().map(|n| n.handle.clone()).collect();
-    let paths2 = nodes[1].paths.clone();
+    let paths2 = pki.paths("n2");
     let old_serial = handles[1].identity_cert().serial;
     let flow = Flow::start(nodes.into_iter().map(|n| (n.handle, n.inbound)).collect());
 
@@ -152,7 +157,7 @@ async fn reload_of_bad_files_keeps_the_old_identity() {
     let pki = Pki::new();
     let mut nodes = start_cluster(&pki, &[1, 2]);
     assert!(nodes[0].handle.wait_connected(NodeId(2), WAIT).await);
-    let paths = nodes[1].paths.clone();
+    let paths = pki.paths("n2");
     let handle = nodes[1].handle.clone();
     let before = handle.identity_cert();
     let backup = pki.path().join("backup");
@@ -211,7 +216,7 @@ async fn reload_of_bad_files_keeps_the_old_identity() {
         restore();
     }
     // The node still authenticates new connections with its old material.
-    let mut events = nodes[0].handle.subscribe();
+    let mut events = nodes[0].events.resubscribe();
     nodes[0].handle.reset_links();
     wait_event(&mut events, WAIT, "a new link", |e| {
         matches!(e, LinkEvent::Up { .. })
@@ -222,8 +227,8 @@ async fn reload_of_bad_files_keeps_the_old_identity() {
         .send(NodeId(2), &append(1, 2, 0, 8))
         .unwrap();
     assert_eq!(seq_of(&recv_message(&mut nodes[1], WAIT).await.1), 0);
-    for n in &nodes {
-        n.handle.shutdown().await;
+    for n in nodes {
+        n.shutdown().await;
     }
 }
 
@@ -261,14 +266,17 @@ async fn ca_rotation_across_three_nodes_keeps_messages_flowing() {
         nodes.push(start(config(id, addr, &peers, &paths), socket));
     }
     for n in &nodes {
-        for p in ids.iter().filter(|p| **p != n.id.0) {
+        for p in ids.iter().filter(|p| **p != n.handle.node_id().0) {
             assert!(n.handle.wait_connected(NodeId(*p), WAIT).await);
         }
     }
     // A probe certificate from the old CA, kept for the end.
     let old_probe = pki.node("probe-old", 4);
     let handles: Vec<TransportHandle<Message>> = nodes.iter().map(|n| n.handle.clone()).collect();
-    let paths: Vec<_> = nodes.iter().map(|n| n.paths.clone()).collect();
+    let paths: Vec<_> = nodes
+        .iter()
+        .map(|n| pki.paths(&format!("n{}", n.handle.node_id().0)))
+        .collect();
     let mut events: Vec<_> = nodes.iter().map(|n| n.handle.subscribe()).collect();
     let flow = Flow::start(nodes.into_iter().map(|n| (n.handle, n.inbound)).collect());
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -290,8 +298,7 @@ async fn ca_rotation_across_three_nodes_keeps_messages_flowing() {
             h.node_id()
         );
     }
-    p.handle.shutdown().await;
-    drop(p);
+    p.shutdown().await;
 
     // 2. Reissue every node from the new CA (new keys) and reload.
     let ca = pki.ca.load().unwrap();
@@ -315,8 +322,7 @@ async fn ca_rotation_across_three_nodes_keeps_messages_flowing() {
     for h in &handles {
         assert!(h.wait_connected(NodeId(4), WAIT).await);
     }
-    p.handle.shutdown().await;
-    drop(p);
+    p.shutdown().await;
     let mut watchers: Vec<_> = handles.iter().map(|h| h.subscribe()).collect();
     let socket = rebind(probe_addr).await;
     let p = probe(socket, probe_addr, &members, &old_probe);
@@ -341,7 +347,7 @@ async fn ca_rotation_across_three_nodes_keeps_messages_flowing() {
             h.node_id()
         );
     }
-    p.handle.shutdown().await;
+    p.shutdown().await;
 
     tokio::time::sleep(Duration::from_millis(200)).await;
     flow.finish().await;

@@ -50,10 +50,11 @@ pub enum AdminCommand {
     },
     /// Renew a node certificate with a NEW key, signed by the CA's current certificate.
     ///
-    /// The certificate and key files are written aside and renamed into place. A running
-    /// regent keeps using its old certificate until it reloads; asking a running daemon to
-    /// reload (SIGHUP or its control socket) comes with the daemon — the transport's entry
-    /// point is `TransportHandle::reload_identity`.
+    /// KEY must be CERT's own key: a key of another certificate is refused before anything
+    /// is written. The certificate and key files are written aside and renamed into place.
+    /// A running regent keeps using its old certificate until it reloads its identity:
+    /// restart the node so that new connections present the new certificate (established
+    /// links stay up until then).
     RotateCerts {
         /// The CA directory (made by `regent admin ca init`).
         #[arg(long)]
@@ -61,10 +62,10 @@ pub enum AdminCommand {
         /// The node certificate to renew (its identity and names are kept).
         #[arg(long)]
         cert: PathBuf,
-        /// The node's key file, replaced by a new key.
+        /// The certificate's key file, replaced by a new key.
         #[arg(long)]
         key: PathBuf,
-        /// Days the new certificate is valid.
+        /// Days the new certificate is valid, 1..=36500.
         #[arg(long, default_value_t = CERT_DAYS_DEFAULT)]
         days: u32,
     },
@@ -74,8 +75,10 @@ pub enum AdminCommand {
 pub enum CaCommand {
     /// Create a new CA in DIR: ca.pem, ca.key (mode 0600) and bundle.pem.
     Init {
+        /// The CA directory to create (or an empty one); it must not hold a CA yet.
         #[arg(long)]
         dir: PathBuf,
+        /// Days the CA certificate is valid, 1..=36500.
         #[arg(long, default_value_t = CA_DAYS_DEFAULT)]
         days: u32,
     },
@@ -83,19 +86,23 @@ pub enum CaCommand {
     /// bundle.pem trusting both. Then install the bundle on every node and reload, reissue
     /// every node (`rotate-certs`) and reload, and finish with `ca drop-old`.
     Rotate {
+        /// The CA directory (made by `regent admin ca init`), with no rotation in progress.
         #[arg(long)]
         dir: PathBuf,
+        /// Days the new CA certificate is valid, 1..=36500.
         #[arg(long, default_value_t = CA_DAYS_DEFAULT)]
         days: u32,
     },
     /// Finish a CA rotation: bundle.pem trusts only the current CA; the old CA's certificate
     /// and key are deleted. Run it only once every node holds a certificate from the new CA.
     DropOld {
+        /// The CA directory whose rotation to finish.
         #[arg(long)]
         dir: PathBuf,
     },
     /// Show the CAs that DIR's bundle.pem trusts.
     Show {
+        /// The CA directory to show.
         #[arg(long)]
         dir: PathBuf,
     },
@@ -118,13 +125,14 @@ pub enum CertCommand {
         /// The directory to write into.
         #[arg(long)]
         out: PathBuf,
-        /// Extra DNS names (repeatable).
+        /// Extra DNS names (repeatable). A wildcard may only be the whole leftmost label
+        /// (`*.example.com`).
         #[arg(long)]
         dns: Vec<String>,
         /// IP addresses (repeatable).
         #[arg(long)]
         ip: Vec<IpAddr>,
-        /// Days the certificate is valid.
+        /// Days the certificate is valid, 1..=36500.
         #[arg(long, default_value_t = CERT_DAYS_DEFAULT)]
         days: u32,
     },
@@ -253,7 +261,7 @@ fn run_cert(command: CertCommand) -> anyhow::Result<ExitCode> {
             let key_path = out.join(NODE_KEY_FILE);
             let bundle_path = out.join(NODE_BUNDLE_FILE);
             issue::write_new(&issued, &cert_path, &key_path)?;
-            let bundle = files::read_limited(&ca_dir.bundle_path())?;
+            let bundle = files::read_pem_file(&ca_dir.bundle_path())?;
             files::Staged::write(&bundle_path, &bundle, files::PUBLIC_MODE)?.replace()?;
             println!("issued {} ({})", request.identity, request.identity.uri());
             println!("  certificate: {}", cert_path.display());
@@ -313,8 +321,8 @@ fn rotate_certs(
         cert.display(),
         key.display()
     );
-    println!("A running regent keeps its old certificate until it reloads. Reloading a running");
-    println!("daemon (SIGHUP or its control socket) comes with the daemon; until then restart it.");
+    println!("A running regent keeps its old certificate until it reloads its identity:");
+    println!("restart the node so that new connections present the new certificate.");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -251,7 +251,7 @@ fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
         ca_dir.init(super::admin::CA_DAYS_DEFAULT)?;
         (ca_dir.load()?, true)
     };
-    let bundle = files::read_limited(&ca_dir.bundle_path())?;
+    let bundle = files::read_limited(&ca_dir.bundle_path(), files::PEM_FILE_BYTES_MAX)?;
     // Every certificate is issued before the first node is written.
     let mut issued: Vec<Issued> = Vec::new();
     for node in &planned {

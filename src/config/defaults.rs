@@ -85,6 +85,7 @@ impl Default for TransportLimits {
         );
         TransportLimits {
             handshake_timeout_ms: c.handshake_timeout_ms,
+            unauthenticated_timeout_ms: c.unauthenticated_timeout_ms,
             idle_timeout_ms: c.idle_timeout_ms,
             reconnect_backoff_min_ms: c.reconnect_backoff_min_ms,
             reconnect_backoff_max_ms: c.reconnect_backoff_max_ms,

@@ -9,6 +9,7 @@
 //!
 //! `config/regent.yaml` is the documented example; tests keep it in step with this struct.
 
+use crate::pki::files::ReadError;
 mod probe;
 pub use probe::{parse_http_target, ProbeConfig};
 mod defaults;
@@ -29,10 +30,7 @@ use crate::transport::TransportConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::fs::OpenOptions;
-use std::io::Read;
 use std::net::SocketAddr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -153,6 +151,8 @@ pub struct RaftLimits {
 pub struct TransportLimits {
     /// Time allowed for the TLS handshake plus the hello exchange.
     pub handshake_timeout_ms: u64,
+    /// How long a connection may hold a handshake slot before its certificate is checked.
+    pub unauthenticated_timeout_ms: u64,
     /// A connection silent this long is dead; keep-alives go every third of it.
     pub idle_timeout_ms: u64,
     /// Reconnect backoff: the first ceiling ...
@@ -288,7 +288,7 @@ impl<'de> Deserialize<'de> for SocketMode {
 pub enum ConfigError {
     #[error("cannot read: {0}")]
     Read(std::io::Error),
-    #[error("is a {0}, not a regular file; a configuration must be a regular file")]
+    #[error("is {0}, not a regular file; a configuration must be a regular file")]
     NotRegularFile(&'static str),
     #[error("is larger than {CONFIG_FILE_BYTES_MAX} bytes; a configuration file is far smaller")]
     TooLarge,
@@ -425,6 +425,7 @@ impl DaemonConfig {
             reconnect_backoff_min_ms: t.reconnect_backoff_min_ms,
             reconnect_backoff_max_ms: t.reconnect_backoff_max_ms,
             handshake_timeout_ms: t.handshake_timeout_ms,
+            unauthenticated_timeout_ms: t.unauthenticated_timeout_ms,
             idle_timeout_ms: t.idle_timeout_ms,
             snapshot_stall_timeout_ms: t.snapshot_stall_timeout_ms,
             snapshot_bytes_max: t.snapshot_bytes_max,
@@ -483,48 +484,16 @@ impl DaemonConfig {
     }
 }
 
-/// Reads at most `CONFIG_FILE_BYTES_MAX` bytes of a regular file. The file is opened without
-/// blocking (a FIFO would otherwise wait for a writer) and checked on the open descriptor, so
-/// a device or FIFO is refused at once and a file swapped in between is not read.
+/// Reads at most `CONFIG_FILE_BYTES_MAX` bytes of a regular file (a device or FIFO is refused
+/// at once, never read or waited on).
 fn read_capped(path: &Path) -> Result<String, ConfigError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .map_err(ConfigError::Read)?;
-    let file_type = file.metadata().map_err(ConfigError::Read)?.file_type();
-    if !file_type.is_file() {
-        return Err(ConfigError::NotRegularFile(file_type_name(&file_type)));
-    }
-    let mut bytes = Vec::new();
-    file.take(CONFIG_FILE_BYTES_MAX + 1)
-        .read_to_end(&mut bytes)
-        .map_err(ConfigError::Read)?;
-    if bytes.len() as u64 > CONFIG_FILE_BYTES_MAX {
-        return Err(ConfigError::TooLarge);
-    }
+    let bytes = match crate::pki::files::read_limited(path, CONFIG_FILE_BYTES_MAX) {
+        Ok(bytes) => bytes,
+        Err(ReadError::Io { error, .. }) => return Err(ConfigError::Read(error)),
+        Err(ReadError::NotRegular { kind, .. }) => return Err(ConfigError::NotRegularFile(kind)),
+        Err(ReadError::TooLarge { .. }) => return Err(ConfigError::TooLarge),
+    };
     String::from_utf8(bytes).map_err(|_| ConfigError::NotUtf8)
-}
-
-pub(crate) fn file_type_name(file_type: &std::fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    if file_type.is_dir() {
-        "directory"
-    } else if file_type.is_char_device() {
-        "character device"
-    } else if file_type.is_block_device() {
-        "block device"
-    } else if file_type.is_fifo() {
-        "FIFO"
-    } else if file_type.is_socket() {
-        "socket"
-    } else if file_type.is_symlink() {
-        "symbolic link"
-    } else if file_type.is_file() {
-        "regular file"
-    } else {
-        "special file"
-    }
 }
 
 #[cfg(test)]

@@ -302,9 +302,9 @@ impl DaemonConfig {
                 return Err(invalid(
                     "socket",
                     format!(
-                        "{} exists and is a {}, not a socket",
+                        "{} exists and is {}, not a socket",
                         self.socket.display(),
-                        super::file_type_name(&meta.file_type())
+                        files::kind_name(&meta.file_type())
                     ),
                 ))
             }
@@ -415,9 +415,9 @@ fn regular_file(field: &str, path: &Path) -> Result<(), ConfigError> {
         Ok(meta) => Err(invalid(
             field,
             format!(
-                "{} is a {}, not a regular file",
+                "{} is {}, not a regular file",
                 path.display(),
-                super::file_type_name(&meta.file_type())
+                files::kind_name(&meta.file_type())
             ),
         )),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -436,12 +436,12 @@ fn writable_dir(field: &str, what: &str, dir: &Path) -> Result<(), ConfigError> 
         match fs::metadata(existing) {
             Ok(meta) if meta.is_dir() => break,
             Ok(meta) => {
-                let kind = super::file_type_name(&meta.file_type());
+                let kind = files::kind_name(&meta.file_type());
                 let reason = if existing == dir {
-                    format!("{what} {} is a {kind}, not a directory", dir.display())
+                    format!("{what} {} is {kind}, not a directory", dir.display())
                 } else {
                     format!(
-                        "{what} {} cannot be created: {} is a {kind}, not a directory",
+                        "{what} {} cannot be created: {} is {kind}, not a directory",
                         dir.display(),
                         existing.display()
                     )

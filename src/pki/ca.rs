@@ -149,7 +149,7 @@ impl CaDir {
             });
         }
         let current = self.load()?;
-        let old_pem = String::from_utf8_lossy(&files::read_limited(&old_cert)?).into_owned();
+        let old_pem = String::from_utf8_lossy(&files::read_pem_file(&old_cert)?).into_owned();
         let old = cert_info_of_pem(&old_cert, &old_pem)?;
         Staged::write(
             &self.bundle_path(),
@@ -195,7 +195,7 @@ pub fn load_ca(cert_path: &Path, key_path: &Path) -> Result<LoadedCa, PkiError> 
         _ => {}
     }
     let key_pem = files::read_key_pem(key_path)?;
-    let cert_pem = String::from_utf8_lossy(&files::read_limited(cert_path)?).into_owned();
+    let cert_pem = String::from_utf8_lossy(&files::read_pem_file(cert_path)?).into_owned();
     let info = cert_info_of_pem(cert_path, &cert_pem)?;
     if !info.is_ca {
         return Err(PkiError::BadFile {
@@ -208,16 +208,7 @@ pub fn load_ca(cert_path: &Path, key_path: &Path) -> Result<LoadedCa, PkiError> 
         reason: format!("not a usable private key: {e}"),
     })?;
     let der = files::read_certificates(cert_path)?.remove(0);
-    let spki_matches = x509_parser::parse_x509_certificate(der.as_ref())
-        .map(|(_, c)| c.public_key().raw == key.subject_public_key_info().as_slice())
-        .unwrap_or(false);
-    if !spki_matches {
-        return Err(PkiError::KeyMismatch {
-            cert: cert_path.to_path_buf(),
-            key: key_path.to_path_buf(),
-            reason: "the key's public half is not the certificate's".into(),
-        });
-    }
+    check_key_pair(cert_path, der.as_ref(), key_path, &key)?;
     let issuer = Issuer::from_ca_cert_pem(&cert_pem, key).map_err(|e| PkiError::BadFile {
         path: cert_path.to_path_buf(),
         reason: format!("cannot sign with this CA: {e}"),
@@ -227,6 +218,27 @@ pub fn load_ca(cert_path: &Path, key_path: &Path) -> Result<LoadedCa, PkiError> 
         info,
         issuer,
     })
+}
+
+/// Checks that `key` (read from `key_path`) is the private half of the certificate `cert_der`
+/// (read from `cert_path`); the error names both files.
+pub(crate) fn check_key_pair(
+    cert_path: &Path,
+    cert_der: &[u8],
+    key_path: &Path,
+    key: &KeyPair,
+) -> Result<(), PkiError> {
+    let spki_matches = x509_parser::parse_x509_certificate(cert_der)
+        .map(|(_, c)| c.public_key().raw == key.subject_public_key_info().as_slice())
+        .unwrap_or(false);
+    if !spki_matches {
+        return Err(PkiError::KeyMismatch {
+            cert: cert_path.to_path_buf(),
+            key: key_path.to_path_buf(),
+            reason: "the key's public half is not the certificate's".into(),
+        });
+    }
+    Ok(())
 }
 
 /// A fresh self-signed CA: PEM certificate and PEM key.

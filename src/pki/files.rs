@@ -10,7 +10,7 @@ use super::PkiError;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -22,27 +22,132 @@ pub const KEY_MODE: u32 = 0o600;
 pub const PUBLIC_MODE: u32 = 0o644;
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
-    move |source| PkiError::Io {
+    move |error| PkiError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
-/// Reads a whole file, refusing anything larger than `PEM_FILE_BYTES_MAX`.
-pub fn read_limited(path: &Path) -> Result<Vec<u8>, PkiError> {
-    let meta = fs::metadata(path).map_err(io_err(path))?;
-    if meta.len() > PEM_FILE_BYTES_MAX {
-        return Err(PkiError::BadFile {
+/// Why `read_limited` refused a file or could not read it. Each names the path; none
+/// repeats an underlying error as its `source` (the message already holds it).
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{path}: {error}")]
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{path}: not a regular file but {kind}; give the path of a regular file")]
+    NotRegular { path: PathBuf, kind: &'static str },
+    #[error("{path}: larger than {max_bytes} bytes, the most read from this kind of file")]
+    TooLarge { path: PathBuf, max_bytes: u64 },
+}
+
+/// Reads a whole regular file of at most `max_bytes` bytes, following symlinks.
+///
+/// Refuses anything that is not a regular file (a device such as `/dev/zero`, a FIFO, a
+/// socket, a directory) without reading it, and never reads more than `max_bytes + 1` bytes
+/// whatever the file's metadata says (a file may grow while it is read). A FIFO is neither
+/// read nor waited on. Every file regent reads — certificates, keys, bundles, configuration —
+/// goes through here.
+pub fn read_limited(path: &Path, max_bytes: u64) -> Result<Vec<u8>, ReadError> {
+    let (file, meta) = open_regular(path)?;
+    read_capped(file, &meta, path, max_bytes)
+}
+
+/// Opens `path` for reading only if it is a regular file. The type is checked before the open
+/// (so a device is never opened) and again on the opened file (so a file swapped in between
+/// is caught); the open does not block on a FIFO.
+fn open_regular(path: &Path) -> Result<(File, fs::Metadata), ReadError> {
+    let io = |error| ReadError::Io {
+        path: path.to_path_buf(),
+        error,
+    };
+    check_regular(path, &fs::metadata(path).map_err(io)?)?;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    check_regular(path, &meta)?;
+    Ok((file, meta))
+}
+
+fn check_regular(path: &Path, meta: &fs::Metadata) -> Result<(), ReadError> {
+    if meta.file_type().is_file() {
+        return Ok(());
+    }
+    Err(ReadError::NotRegular {
+        path: path.to_path_buf(),
+        kind: kind_name(&meta.file_type()),
+    })
+}
+
+/// What a file is, with its article, for messages ("… is a directory").
+pub fn kind_name(kind: &fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_file() {
+        "a regular file"
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_symlink() {
+        "a symbolic link"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "of an unknown type"
+    }
+}
+
+/// Reads an opened file through a cap of `max_bytes + 1` bytes: one byte more than allowed
+/// proves the file too large without reading the rest.
+fn read_capped(
+    file: File,
+    meta: &fs::Metadata,
+    path: &Path,
+    max_bytes: u64,
+) -> Result<Vec<u8>, ReadError> {
+    let too_large = || ReadError::TooLarge {
+        path: path.to_path_buf(),
+        max_bytes,
+    };
+    if meta.len() > max_bytes {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0) + 1);
+    file.take(max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|error| ReadError::Io {
             path: path.to_path_buf(),
-            reason: format!("{} bytes, more than {PEM_FILE_BYTES_MAX}", meta.len()),
-        });
+            error,
+        })?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(too_large());
     }
-    fs::read(path).map_err(io_err(path))
+    Ok(bytes)
 }
 
-/// Refuses a key file that group or others may read or write, with the command that fixes it.
+/// Reads a PEM file (certificates, a bundle): a regular file of at most `PEM_FILE_BYTES_MAX`.
+pub fn read_pem_file(path: &Path) -> Result<Vec<u8>, PkiError> {
+    Ok(read_limited(path, PEM_FILE_BYTES_MAX)?)
+}
+
+/// Refuses a key file that is not a regular file, or that group or others may read or
+/// write, with the command that fixes it.
 pub fn check_key_mode(path: &Path) -> Result<(), PkiError> {
     let meta = fs::metadata(path).map_err(io_err(path))?;
+    check_regular(path, &meta)?;
+    check_mode_of(path, &meta)
+}
+
+fn check_mode_of(path: &Path, meta: &fs::Metadata) -> Result<(), PkiError> {
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(PkiError::KeyFileMode {
@@ -53,9 +158,17 @@ pub fn check_key_mode(path: &Path) -> Result<(), PkiError> {
     Ok(())
 }
 
+/// Reads a key file: a regular file, not readable by group or others, at most
+/// `PEM_FILE_BYTES_MAX`. Type and mode are checked on the opened file, the one that is read.
+fn read_key_file(path: &Path) -> Result<Vec<u8>, PkiError> {
+    let (file, meta) = open_regular(path)?;
+    check_mode_of(path, &meta)?;
+    Ok(read_capped(file, &meta, path, PEM_FILE_BYTES_MAX)?)
+}
+
 /// All certificates of a PEM file, in order; at least one.
 pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, PkiError> {
-    let bytes = read_limited(path)?;
+    let bytes = read_pem_file(path)?;
     let mut certs = Vec::new();
     for item in CertificateDer::pem_slice_iter(&bytes) {
         let cert = item.map_err(|e| PkiError::BadFile {
@@ -75,8 +188,7 @@ pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Pk
 
 /// The private key of a PEM file, after checking the file's mode.
 pub fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, PkiError> {
-    check_key_mode(path)?;
-    let bytes = read_limited(path)?;
+    let bytes = read_key_file(path)?;
     PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| PkiError::BadFile {
         path: path.to_path_buf(),
         reason: format!("no usable PEM private key: {e}"),
@@ -85,8 +197,7 @@ pub fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, PkiError>
 
 /// The PEM text of a key file for rcgen, after checking the file's mode.
 pub fn read_key_pem(path: &Path) -> Result<String, PkiError> {
-    check_key_mode(path)?;
-    let bytes = read_limited(path)?;
+    let bytes = read_key_file(path)?;
     String::from_utf8(bytes).map_err(|_| PkiError::BadFile {
         path: path.to_path_buf(),
         reason: "not UTF-8 PEM text".into(),
@@ -253,6 +364,38 @@ mod tests {
         assert_eq!(fs::read(&path).unwrap(), b"one");
         // No temporary file is left behind.
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn read_limited_caps_what_it_reads_and_refuses_what_is_not_a_regular_file() {
+        // A regular file whose metadata says 0 bytes, yet which holds more: the cap holds.
+        let proc_file = Path::new("/proc/self/status");
+        assert_eq!(fs::metadata(proc_file).unwrap().len(), 0);
+        assert!(!read_limited(proc_file, 1 << 20).unwrap().is_empty());
+        let err = read_limited(proc_file, 10).unwrap_err();
+        assert!(
+            matches!(err, ReadError::TooLarge { max_bytes: 10, .. }),
+            "{err}"
+        );
+
+        let err = read_limited(Path::new("/dev/zero"), 1 << 20).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("/dev/zero: not a regular file but a character device"),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let err = read_limited(dir.path(), 1 << 20).unwrap_err();
+        assert!(err.to_string().contains("a directory"), "{err}");
+        let exact = dir.path().join("exact");
+        fs::write(&exact, [7u8; 100]).unwrap();
+        assert_eq!(read_limited(&exact, 100).unwrap().len(), 100);
+        assert!(read_limited(&exact, 99).is_err());
+        // A key file that is a device is refused as such, not for its mode.
+        let err = check_key_mode(Path::new("/dev/zero"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a regular file"), "{err}");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! both a TLS client and a TLS server); a renewal replaces the key and certificate files by
 //! rename, the key first, so each file is whole at every instant.
 
-use super::ca::{random_serial, validate_days, LoadedCa};
+use super::ca::{check_key_pair, random_serial, validate_days, LoadedCa};
 use super::files::{self, Staged, KEY_MODE, PUBLIC_MODE};
 use super::identity::{CertInfo, NodeIdentity};
 use super::PkiError;
@@ -149,7 +149,8 @@ pub fn write_new(issued: &Issued, cert: &Path, key: &Path) -> Result<(), PkiErro
 }
 
 /// Renews the certificate at `cert` with a NEW key signed by `ca`, keeping its identity and
-/// names, for `days`. Both files are written aside and then renamed into place.
+/// names, for `days`. The key at `key` must be the certificate's own key (checked before
+/// anything is written). Both files are written aside and then renamed into place.
 pub fn renew(ca: &LoadedCa, cert: &Path, key: &Path, days: u32) -> Result<Renewal, PkiError> {
     validate_days(days)?;
     if !files::exists(key) {
@@ -158,14 +159,20 @@ pub fn renew(ca: &LoadedCa, cert: &Path, key: &Path, days: u32) -> Result<Renewa
             key: key.to_path_buf(),
         });
     }
-    // The old key is not needed, but a key file others can read is reported, not rewritten
-    // silently beside a leak.
-    files::check_key_mode(key)?;
+    // The old key signs nothing, but it is read: a key file others can read is reported, not
+    // rewritten silently beside a leak, and a key that is not this certificate's (another
+    // node's) is refused before anything is written, so a wrong `--key` never loses a key.
+    let old_key_pem = files::read_key_pem(key)?;
     let der = files::read_certificates(cert)?.remove(0);
     let old = CertInfo::parse(der.as_ref()).map_err(|reason| PkiError::BadFile {
         path: cert.to_path_buf(),
         reason,
     })?;
+    let old_key = KeyPair::from_pem(&old_key_pem).map_err(|e| PkiError::BadFile {
+        path: key.to_path_buf(),
+        reason: format!("not a usable private key: {e}"),
+    })?;
+    check_key_pair(cert, der.as_ref(), key, &old_key)?;
     let identity = old.identity()?;
     let default_dns = identity.default_dns_name();
     let request = IssueRequest {
@@ -192,24 +199,43 @@ pub fn renew(ca: &LoadedCa, cert: &Path, key: &Path, days: u32) -> Result<Renewa
     })
 }
 
+/// A DNS name of labels of `[A-Za-z0-9-]`, 1 to 63 bytes each, at most 253 bytes in all. A
+/// wildcard is allowed only as the whole leftmost label (`*.example.com`), never inside a
+/// label or further right, as certificate verifiers match nothing else (RFC 6125 §6.4.3).
 fn validate_dns_name(name: &str) -> Result<(), PkiError> {
-    let ok = !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'*')
-        });
-    if ok {
-        Ok(())
-    } else {
+    let refuse = |why: &str| {
         Err(PkiError::Invalid {
             field: "DNS name",
-            reason: format!("{name:?} is not a DNS name"),
+            reason: format!("{name:?} is not a DNS name: {why}"),
         })
+    };
+    if name.is_empty() || name.len() > 253 {
+        return refuse("it must be 1 to 253 bytes long");
     }
+    for (i, label) in name.split('.').enumerate() {
+        if label.is_empty() || label.len() > 63 {
+            return refuse("every label must be 1 to 63 bytes long");
+        }
+        if label == "*" {
+            if i > 0 {
+                return refuse("a wildcard may only be the leftmost label");
+            }
+            if !name.contains('.') {
+                return refuse("a wildcard needs a parent domain");
+            }
+            continue;
+        }
+        if label.contains('*') {
+            return refuse("a wildcard must be a whole label ('*'), the leftmost one");
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return refuse("a label may hold only letters, digits and '-'");
+        }
+    }
+    Ok(())
 }
 
 fn to_datetime(unix: i64) -> Result<time::OffsetDateTime, PkiError> {
@@ -217,4 +243,30 @@ fn to_datetime(unix: i64) -> Result<time::OffsetDateTime, PkiError> {
         field: "validity",
         reason: format!("{unix} is out of range: {e}"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wildcard_is_only_the_whole_leftmost_label() {
+        for good in ["db.example.com", "*.example.com", "a-1.b", "x"] {
+            validate_dns_name(good).unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+        for bad in [
+            "*.*.x",
+            "a.*.x",
+            "x.*",
+            "*",
+            "f*.example.com",
+            "*a.example.com",
+            "a..b",
+            "",
+            "a_b.c",
+            "é.c",
+        ] {
+            assert!(validate_dns_name(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
 }

@@ -19,14 +19,18 @@ pub use material::{NodeMaterial, TlsPaths};
 
 use std::path::PathBuf;
 
-/// Every error of the PKI layer. Each names the file or the field at fault.
+/// Every error of the PKI layer. Each names the file or the field at fault. A message that
+/// includes an underlying error does not also return it as its `source`, so a printed chain
+/// never says the same thing twice.
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
+    #[error(transparent)]
+    Read(#[from] files::ReadError),
     #[error(
         "key file {path} is readable by group or others (mode {mode:04o}); fix it with: chmod 600 {path}"
     )]
@@ -62,9 +66,21 @@ pub enum PkiError {
     #[error("invalid {field}: {reason}")]
     Invalid { field: &'static str, reason: String },
     #[error("certificate generation failed: {0}")]
-    Rcgen(#[from] rcgen::Error),
+    Rcgen(rcgen::Error),
     #[error("TLS: {0}")]
-    Tls(#[from] rustls::Error),
+    Tls(rustls::Error),
+}
+
+impl From<rcgen::Error> for PkiError {
+    fn from(error: rcgen::Error) -> Self {
+        PkiError::Rcgen(error)
+    }
+}
+
+impl From<rustls::Error> for PkiError {
+    fn from(error: rustls::Error) -> Self {
+        PkiError::Tls(error)
+    }
 }
 
 /// The one crypto provider regent uses (ring, as `Cargo.toml` compiles only ring).

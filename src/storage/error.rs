@@ -15,6 +15,12 @@ pub enum StorageError {
     #[error("{path}: cannot open the database: {reason}")]
     Open { path: PathBuf, reason: String },
 
+    /// The data directory is on a read-only file system: regent must write there.
+    #[error(
+        "{dir}: the data directory is on a read-only file system; regent writes its log there (remount it read-write or choose another directory)"
+    )]
+    ReadOnly { dir: PathBuf },
+
     /// The file is not a regent database (another program's file, or another program's redb
     /// database).
     #[error("{path}: not a regent database: {reason}")]
@@ -50,13 +56,13 @@ pub enum StorageError {
     )]
     NoSpace { path: PathBuf, op: &'static str },
 
-    /// Any other failure of redb or of the file system.
-    #[error("{path}: {op} failed: {source}")]
+    /// Any other failure of redb or of the file system. The message holds redb's error, which
+    /// is therefore not also returned as the `source` (a printed chain would repeat it).
+    #[error("{path}: {op} failed: {error}")]
     Io {
         path: PathBuf,
         op: &'static str,
-        #[source]
-        source: Box<redb::Error>,
+        error: Box<redb::Error>,
     },
 
     /// A previous write failed after it may have reached the disk: the handle refuses writes
@@ -127,7 +133,7 @@ impl StorageError {
         StorageError::Io {
             path: path.to_path_buf(),
             op,
-            source: Box::new(err),
+            error: Box::new(err),
         }
     }
 

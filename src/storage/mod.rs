@@ -57,8 +57,22 @@ pub struct Identity {
     pub node_id: NodeId,
 }
 
-/// The longest cluster id accepted.
-pub const CLUSTER_ID_BYTES_MAX: usize = 128;
+impl Identity {
+    /// Checks the identity before any file is touched. A cluster id follows the one rule for
+    /// cluster names, `pki::identity::validate_cluster_name` (one lowercase DNS label), so
+    /// that a data directory can only belong to a cluster a certificate can name; the node id
+    /// is not 0.
+    pub fn validate(&self) -> Result<(), StorageError> {
+        crate::pki::identity::validate_cluster_name(&self.cluster_id)
+            .map_err(|e| StorageError::InvalidRequest(format!("cluster id: {e}")))?;
+        if self.node_id == NodeId(0) {
+            return Err(StorageError::InvalidRequest(
+                "node id 0 is not valid".into(),
+            ));
+        }
+        Ok(())
+    }
+}
 
 impl fmt::Display for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -19,7 +19,7 @@ use super::store::{
 };
 use super::{
     Applied, ApplyMode, Batch, ChangePage, Identity, InstallProgress, KeyValue, LogState,
-    LogStorage, Recovered, SnapshotMeta, StateDigest, StorageOptions, CLUSTER_ID_BYTES_MAX,
+    LogStorage, Recovered, SnapshotMeta, StateDigest, StorageOptions,
 };
 use crate::raft::types::{Entry, HardState, LogIndex, Membership, NodeId, Term};
 use redb::{
@@ -81,16 +81,7 @@ impl RedbStorage {
         options: StorageOptions,
     ) -> Result<(RedbStorage, Recovered), StorageError> {
         options.validate()?;
-        if identity.cluster_id.is_empty() || identity.cluster_id.len() > CLUSTER_ID_BYTES_MAX {
-            return Err(StorageError::InvalidRequest(format!(
-                "cluster id must be 1..={CLUSTER_ID_BYTES_MAX} bytes"
-            )));
-        }
-        if identity.node_id == NodeId(0) {
-            return Err(StorageError::InvalidRequest(
-                "node id 0 is not valid".into(),
-            ));
-        }
+        identity.validate()?;
         let path = dir.join(DB_FILE_NAME);
         match std::fs::symlink_metadata(&path) {
             Ok(_) => {}
@@ -194,7 +185,12 @@ impl RedbStorage {
 fn create(dir: &Path, identity: &Identity) -> Result<(), StorageError> {
     let path = dir.join(DB_FILE_NAME);
     let creating = dir.join(CREATING_FILE_NAME);
-    let io = |op: &'static str| move |e: std::io::Error| StorageError::redb(&path_of(dir), op, e);
+    let io = |op: &'static str| {
+        move |e: std::io::Error| match read_only(dir, &e) {
+            Some(err) => err,
+            None => StorageError::redb(&path_of(dir), op, e),
+        }
+    };
     std::fs::create_dir_all(dir).map_err(io("create the data directory"))?;
     // A leftover from a crash during an earlier creation: it never held any data.
     match std::fs::remove_file(&creating) {
@@ -205,8 +201,13 @@ fn create(dir: &Path, identity: &Identity) -> Result<(), StorageError> {
         Err(err) => return Err(io("remove an unfinished creation")(err)),
     }
     {
-        let db = Database::create(&creating)
-            .map_err(|e| StorageError::redb(&creating, "create the database", e))?;
+        let db = Database::create(&creating).map_err(|e| {
+            match &e {
+                redb::DatabaseError::Storage(redb::StorageError::Io(io)) => read_only(dir, io),
+                _ => None,
+            }
+            .unwrap_or_else(|| StorageError::redb(&creating, "create the database", e))
+        })?;
         let txn = db
             .begin_write()
             .map_err(|e| StorageError::redb(&creating, "begin write", e))?;
@@ -248,6 +249,14 @@ fn path_of(dir: &Path) -> PathBuf {
     dir.join(DB_FILE_NAME)
 }
 
+/// The error for a write refused because `dir` is on a read-only file system, naming the
+/// directory rather than the step that happened to write first.
+fn read_only(dir: &Path, err: &std::io::Error) -> Option<StorageError> {
+    (err.raw_os_error() == Some(libc::EROFS)).then(|| StorageError::ReadOnly {
+        dir: dir.to_path_buf(),
+    })
+}
+
 /// Opens the file with redb, turning its errors into ones that say what the file is.
 fn open_db(path: &Path, options: &StorageOptions) -> Result<Database, StorageError> {
     let result = Database::builder()
@@ -268,6 +277,13 @@ fn open_db(path: &Path, options: &StorageOptions) -> Result<Database, StorageErr
                 path: path.to_path_buf(),
                 reason: format!("a redb file of format {version}, which this build cannot read"),
             },
+            redb::DatabaseError::Storage(redb::StorageError::Io(io))
+                if io.raw_os_error() == Some(libc::EROFS) =>
+            {
+                StorageError::ReadOnly {
+                    dir: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+                }
+            }
             redb::DatabaseError::Storage(redb::StorageError::Io(io))
                 if io.kind() == std::io::ErrorKind::InvalidData =>
             {

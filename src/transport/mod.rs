@@ -15,6 +15,7 @@
 //! naming the peer; every connection is mutually authenticated against the material current
 //! when it started, and `reload_identity` swaps material only after it loaded whole.
 
+pub mod admission;
 pub mod backoff;
 pub mod bench;
 pub mod frame;
@@ -43,8 +44,19 @@ use tokio::sync::{broadcast, mpsc, watch};
 pub const PEERS_MAX: usize = 32;
 /// Concurrent snapshot streams per connection, each direction.
 pub const SNAPSHOT_STREAMS_MAX: u32 = 4;
-/// Handshakes in progress at once on the accepting side; more are refused.
+/// Incoming handshakes in progress at once from addresses that are not configured peers (all
+/// of them together); more are refused. Configured peer addresses have budgets of their own.
 pub const HANDSHAKES_MAX: usize = 16;
+/// Incoming handshakes in progress at once from one source that is not a configured peer
+/// address (an IPv4 address, or an IPv6 /64).
+pub const HANDSHAKES_PER_SOURCE_MAX: usize = 4;
+/// Incoming handshakes in progress at once from each configured peer address (a restarted
+/// peer may dial again before its earlier attempt timed out).
+pub const PEER_HANDSHAKES_MAX: usize = 2;
+/// Authenticated connections of one peer waiting for their hello at once.
+pub const HELLOS_PER_PEER_MAX: usize = 2;
+/// Connection attempts quinn queues for the accept loop, which decides about each at once.
+pub const INCOMING_MAX: usize = 1024;
 /// Link events kept for slow subscribers before they lag.
 pub const EVENTS_BUFFER_MAX: usize = 1024;
 
@@ -94,6 +106,11 @@ pub struct TransportConfig {
     pub reconnect_backoff_max_ms: u64,
     /// Time allowed for the TLS handshake plus the hello exchange. Default 5 s.
     pub handshake_timeout_ms: u64,
+    /// Time an incoming connection may take to complete TLS (the client's certificate
+    /// verified) while it holds a handshake slot; at most `handshake_timeout_ms`. A handshake
+    /// takes a few milliseconds on the networks regent runs on; this bounds how long an
+    /// unauthenticated client can keep a slot. Default 1 s.
+    pub unauthenticated_timeout_ms: u64,
     /// A connection silent this long is dead; keep-alives go every third of it. Default 10 s.
     pub idle_timeout_ms: u64,
     /// A snapshot stream without progress this long is aborted. Default 30 s.
@@ -123,6 +140,7 @@ impl TransportConfig {
             reconnect_backoff_min_ms: 50,
             reconnect_backoff_max_ms: 2000,
             handshake_timeout_ms: 5000,
+            unauthenticated_timeout_ms: 1000,
             idle_timeout_ms: 10_000,
             snapshot_stall_timeout_ms: 30_000,
             snapshot_bytes_max: 64 << 30,
@@ -192,6 +210,12 @@ impl TransportConfig {
             100,
             60_000,
         )?;
+        range(
+            "unauthenticated_timeout_ms",
+            self.unauthenticated_timeout_ms,
+            100,
+            self.handshake_timeout_ms,
+        )?;
         range("idle_timeout_ms", self.idle_timeout_ms, 300, 600_000)?;
         range(
             "snapshot_stall_timeout_ms",
@@ -211,17 +235,18 @@ impl TransportConfig {
     }
 }
 
-/// Every error of the transport layer.
+/// Every error of the transport layer. A message that includes an underlying error does not
+/// also return it as its `source`, so a printed chain never says the same thing twice.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
     #[error("invalid transport config {field}: {reason}")]
     Config { field: &'static str, reason: String },
     #[error("the transport must start inside a tokio runtime")]
     NoRuntime,
-    #[error("cannot bind UDP {addr}: {source}")]
+    #[error("cannot bind UDP {addr}: {error}")]
     Bind {
         addr: SocketAddr,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error(transparent)]
     Pki(#[from] PkiError),
@@ -231,15 +256,15 @@ pub enum TransportError {
     UnknownPeer(NodeId),
     #[error("no link to {0}")]
     NotConnected(NodeId),
-    #[error("message to {peer}: {source}")]
+    #[error("message to {peer}: {error}")]
     Encode {
         peer: NodeId,
-        source: frame::FrameError,
+        error: frame::FrameError,
     },
-    #[error("bad frame from {peer}: {source}")]
+    #[error("bad frame from {peer}: {error}")]
     Frame {
         peer: NodeId,
-        source: frame::FrameError,
+        error: frame::FrameError,
     },
     #[error("link to {peer}: {reason}")]
     Link { peer: NodeId, reason: String },
@@ -350,32 +375,33 @@ impl Transport {
         };
         let quic = Arc::new(quic_transport_config(&config)?);
         let peer_ids: BTreeSet<NodeId> = config.peers.keys().copied().collect();
-        let server = tls::server_config(&material, &config.cluster_name, peer_ids, quic.clone())?;
+        let crypto = tls::server_crypto(&material, &config.cluster_name, peer_ids)?;
+        let server = tls::server_config(crypto, quic.clone());
         let socket = match options.socket {
             Some(s) => s,
-            None => std::net::UdpSocket::bind(config.listen_addr).map_err(|source| {
+            None => std::net::UdpSocket::bind(config.listen_addr).map_err(|error| {
                 TransportError::Bind {
                     addr: config.listen_addr,
-                    source,
+                    error,
                 }
             })?,
         };
-        let local_addr = socket.local_addr().map_err(|source| TransportError::Bind {
+        let local_addr = socket.local_addr().map_err(|error| TransportError::Bind {
             addr: config.listen_addr,
-            source,
+            error,
         })?;
         enlarge_socket_buffers(&socket);
         let endpoint = {
             let _guard = runtime.enter();
             quinn::Endpoint::new(
                 quinn::EndpointConfig::default(),
-                Some(server),
+                Some(server.clone()),
                 socket,
                 Arc::new(quinn::TokioRuntime),
             )
-            .map_err(|source| TransportError::Bind {
+            .map_err(|error| TransportError::Bind {
                 addr: local_addr,
-                source,
+                error,
             })?
         };
         let (inbound_tx, inbound_rx) = mpsc::channel(config.inbound_queue_max);
@@ -399,7 +425,8 @@ impl Transport {
             inbound: inbound_tx,
             events,
             shutdown,
-            handshakes: Arc::new(tokio::sync::Semaphore::new(HANDSHAKES_MAX)),
+            server: std::sync::Mutex::new(server),
+            gate: admission::Gate::new(config.peers.values().copied()),
             tasks: std::sync::Mutex::new(Vec::new()),
             config,
         });
@@ -470,7 +497,7 @@ impl<T: WireMessage> TransportHandle<T> {
             self.shared.config.frame_bytes_max,
             &mut frame,
         )
-        .map_err(|source| TransportError::Encode { peer: to, source })?;
+        .map_err(|error| TransportError::Encode { peer: to, error })?;
         Ok(peer.queue.push(frame, message.coalesce_key()))
     }
 }
@@ -493,16 +520,17 @@ impl<T> TransportHandle<T> {
         let shared = &self.shared;
         let material = NodeMaterial::load(&shared.config.tls, &shared.identity)?;
         let peer_ids: BTreeSet<NodeId> = shared.peers.keys().copied().collect();
-        let server = tls::server_config(
-            &material,
-            &shared.config.cluster_name,
-            peer_ids,
-            shared.quic.clone(),
-        )?;
+        let crypto = tls::server_crypto(&material, &shared.config.cluster_name, peer_ids)?;
         // Build a client config too, so a reload that could not dial is refused here.
         tls::client_config(&material, shared.identity.clone(), shared.quic.clone())?;
         let cert = material.cert_info.clone();
-        shared.endpoint.set_server_config(Some(server));
+        {
+            // Only the TLS side changes: the Retry token key and the limits stay, so a Retry
+            // answered across a reload still validates.
+            let mut server = shared.server.lock().unwrap_or_else(|p| p.into_inner());
+            server.crypto = crypto;
+            shared.endpoint.set_server_config(Some(server.clone()));
+        }
         *shared.material.write().unwrap_or_else(|p| p.into_inner()) = material;
         tracing::info!(serial = %cert.serial, not_after = cert.not_after_unix, "TLS identity reloaded");
         let _ = shared

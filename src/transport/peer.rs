@@ -7,6 +7,7 @@
 //! verified the dialer's certificate; every error on a link closes its connection with a
 //! reason naming the peer, and the dialer redials after a jittered, capped backoff.
 
+use super::admission::{Decision, Gate, Slot};
 use super::backoff::Backoff;
 use super::frame::{self, FrameDecoder, FrameError, FrameKind};
 use super::queue::SendQueue;
@@ -21,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, watch, Notify, Semaphore};
 
 /// Application close codes of a connection.
@@ -73,7 +74,10 @@ pub struct Shared<T> {
     pub inbound: mpsc::Sender<Inbound<T>>,
     pub events: broadcast::Sender<LinkEvent>,
     pub shutdown: watch::Sender<bool>,
-    pub handshakes: Arc<Semaphore>,
+    /// The endpoint's server configuration; a reload replaces its TLS side only.
+    pub server: Mutex<quinn::ServerConfig>,
+    /// Which incoming attempts may hold a handshake slot.
+    pub gate: Arc<Gate>,
     /// The peer tasks and the accept loop, awaited by `shutdown`.
     pub tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -121,6 +125,10 @@ impl<T> Shared<T> {
         Duration::from_millis(self.config.handshake_timeout_ms)
     }
 
+    fn unauthenticated_timeout(&self) -> Duration {
+        Duration::from_millis(self.config.unauthenticated_timeout_ms)
+    }
+
     async fn shutdown_signal(&self) {
         let mut rx = self.shutdown.subscribe();
         let _ = rx.wait_for(|down| *down).await;
@@ -137,6 +145,8 @@ pub struct Peer {
     pub reset: Notify,
     /// The connection of the live link, for snapshot streams.
     pub current: Mutex<Option<quinn::Connection>>,
+    /// Authenticated incoming connections of this peer waiting for their hello.
+    hellos: Arc<Semaphore>,
 }
 
 impl Peer {
@@ -154,6 +164,7 @@ impl Peer {
             accepted,
             reset: Notify::new(),
             current: Mutex::new(None),
+            hellos: Arc::new(Semaphore::new(super::HELLOS_PER_PEER_MAX)),
         };
         (peer, rx)
     }
@@ -187,36 +198,62 @@ enum DialError {
     Failed(String),
 }
 
-/// Accepts connections for as long as the transport runs.
+/// Refused attempts are logged at most this often, with a count, so that a flood does not
+/// become a flood of log lines.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Accepts connections for as long as the transport runs. Every attempt is decided at once:
+/// a Retry for an address not yet validated, a handshake slot within the budgets of
+/// `admission`, or a refusal.
 pub async fn accept_loop<T: WireMessage>(shared: Arc<Shared<T>>) {
+    let mut refused = 0u64;
+    let mut last_log: Option<Instant> = None;
     loop {
         let incoming = tokio::select! {
             incoming = shared.endpoint.accept() => incoming,
             _ = shared.shutdown_signal() => return,
         };
         let Some(incoming) = incoming else { return };
-        match shared.handshakes.clone().try_acquire_owned() {
-            Ok(permit) => {
-                let shared = shared.clone();
-                tokio::spawn(async move {
-                    accept_one(&shared, incoming).await;
-                    drop(permit);
-                });
+        let remote = incoming.remote_address();
+        match shared
+            .gate
+            .admit(remote, incoming.remote_address_validated())
+        {
+            Decision::Retry => {
+                if let Err(e) = incoming.retry() {
+                    // Only a validated attempt cannot be retried, and those are not retried.
+                    tracing::debug!(%remote, "{e}");
+                    e.into_incoming().refuse();
+                }
             }
-            Err(_) => {
-                tracing::warn!(remote = %incoming.remote_address(), "too many handshakes in progress; refused");
+            Decision::Admit(slot) => {
+                let shared = shared.clone();
+                tokio::spawn(async move { accept_one(&shared, incoming, slot).await });
+            }
+            Decision::Refuse(why) => {
+                refused += 1;
+                if last_log.is_none_or(|at| at.elapsed() >= REFUSAL_LOG_INTERVAL) {
+                    let (peers, others) = shared.gate.in_progress();
+                    tracing::warn!(%remote, reason = %why, refused, peers, others, "incoming handshakes refused");
+                    refused = 0;
+                    last_log = Some(Instant::now());
+                }
                 incoming.refuse();
             }
         }
     }
 }
 
-/// Completes one incoming connection: TLS (our verifier checks the client's certificate),
-/// then the hello, then hands the link to the peer's task.
-async fn accept_one<T: WireMessage>(shared: &Arc<Shared<T>>, incoming: quinn::Incoming) {
+/// Completes one incoming connection: TLS (our verifier checks the client's certificate)
+/// while holding `slot`, then the hello, then hands the link to the peer's task.
+async fn accept_one<T: WireMessage>(
+    shared: &Arc<Shared<T>>,
+    incoming: quinn::Incoming,
+    slot: Slot,
+) {
     let remote = incoming.remote_address();
     let deadline = shared.handshake_timeout();
-    let conn = match tokio::time::timeout(deadline, incoming).await {
+    let conn = match tokio::time::timeout(shared.unauthenticated_timeout(), incoming).await {
         Ok(Ok(conn)) => conn,
         Ok(Err(err)) => {
             let (by, reason) = classify(&err);
@@ -229,10 +266,13 @@ async fn accept_one<T: WireMessage>(shared: &Arc<Shared<T>>, incoming: quinn::In
             return;
         }
         Err(_) => {
-            tracing::debug!(%remote, "incoming handshake timed out");
+            // Dropping the handshake closes it and frees the slot.
+            tracing::debug!(%remote, "incoming handshake not authenticated in time");
             return;
         }
     };
+    // The client's certificate is verified: from here on the peer's own limits apply.
+    drop(slot);
     // The verifier already checked the certificate names a configured peer; read the id back.
     let Some(peer_id) = tls::peer_certificate(&conn)
         .and_then(|der| identity_of(der.as_ref()).ok())
@@ -247,6 +287,15 @@ async fn accept_one<T: WireMessage>(shared: &Arc<Shared<T>>, incoming: quinn::In
             &conn,
             Some(peer_id),
             format!("{peer_id} is not a configured peer"),
+        );
+        return;
+    };
+    let Ok(_hello_permit) = peer.hellos.clone().try_acquire_owned() else {
+        refuse_hello(
+            shared,
+            &conn,
+            Some(peer_id),
+            format!("too many connections from {peer_id} waiting for their hello"),
         );
         return;
     };
@@ -763,7 +812,7 @@ async fn run_link<T: WireMessage>(shared: &Arc<Shared<T>>, peer: &Arc<Peer>, lin
     };
     if let LinkFail::Frame(source) = &fail {
         // A frame error is the peer's fault or a bug: log it loudly, with the peer named.
-        tracing::warn!(error = %TransportError::Frame { peer: peer.id, source: source.clone() }, "closing link");
+        tracing::warn!(error = %TransportError::Frame { peer: peer.id, error: source.clone() }, "closing link");
     }
     close(&conn, code, &reason);
     reason

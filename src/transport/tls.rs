@@ -26,14 +26,13 @@ fn tls_err(what: &str) -> impl FnOnce(rustls::Error) -> TransportError + '_ {
     move |e| TransportError::Tls(format!("{what}: {e}"))
 }
 
-/// The server side: presents the node's certificate, requires a client certificate that
-/// names one of `peers` in `cluster`.
-pub fn server_config(
+/// The server's TLS side: presents the node's certificate, requires a client certificate
+/// that names one of `peers` in `cluster`.
+pub fn server_crypto(
     material: &NodeMaterial,
     cluster: &str,
     peers: BTreeSet<NodeId>,
-    transport: Arc<quinn::TransportConfig>,
-) -> Result<quinn::ServerConfig, TransportError> {
+) -> Result<Arc<QuicServerConfig>, TransportError> {
     let provider = crypto_provider();
     let verifier = ClusterClients::new(
         material.roots.clone(),
@@ -53,12 +52,26 @@ pub fn server_config(
     tls.send_tls13_tickets = 0;
     let quic = QuicServerConfig::try_from(tls)
         .map_err(|e| TransportError::Tls(format!("QUIC server config: {e}")))?;
-    let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    Ok(Arc::new(quic))
+}
+
+/// The endpoint's server configuration around `crypto`, with a new random Retry token key.
+/// Built once per endpoint; a reload replaces only `crypto` (see `reload_identity`).
+pub fn server_config(
+    crypto: Arc<QuicServerConfig>,
+    transport: Arc<quinn::TransportConfig>,
+) -> quinn::ServerConfig {
+    let mut config = quinn::ServerConfig::with_crypto(crypto);
     config.transport_config(transport);
     // Peers do not move; refusing migration keeps a connection bound to the address that
     // was authenticated.
     config.migration(false);
-    Ok(config)
+    // The accept loop decides about every attempt at once (Retry, refuse or a slot), so the
+    // queue in front of it stays short; these bound it and the bytes it may buffer.
+    config.max_incoming(super::INCOMING_MAX);
+    config.incoming_buffer_size(64 << 10);
+    config.incoming_buffer_size_total(4 << 20);
+    config
 }
 
 /// The client side for one dial: presents the node's certificate and accepts only a server

@@ -1,0 +1,26 @@
+//! Certificates valid over a chosen period (expired, not yet valid), for the refusal tests.
+
+use super::pki::{Pki, CLUSTER};
+use regent::pki::issue::{IssueRequest, Validity};
+use regent::pki::{NodeIdentity, TlsPaths};
+use regent::raft::NodeId;
+
+impl Pki {
+    /// A certificate valid from `from_days` to `to_days` relative to now.
+    pub fn node_with_validity(
+        &self,
+        name: &str,
+        id: u64,
+        from_days: i64,
+        to_days: i64,
+    ) -> TlsPaths {
+        let identity = NodeIdentity::new(CLUSTER, NodeId(id)).unwrap();
+        let now = regent::pki::identity::unix_now();
+        let mut request = IssueRequest::new(identity, 30);
+        request.validity = Validity {
+            not_before_unix: now + from_days * 86_400,
+            not_after_unix: now + to_days * 86_400,
+        };
+        self.issue_into(name, request)
+    }
+}
