@@ -241,3 +241,42 @@ fn a_data_directory_of_another_node_is_refused() {
         "a refused node must not serve"
     );
 }
+
+/// A node that restarts at once is reconnected at once, although it only accepts (the lower ids
+/// dial it) and its peers' old connections to it look alive: its stateless resets, made with a
+/// key that survives the restart, tell them the old connections are dead. Without that they
+/// would wait for the idle timeout (10 s) and the node would stay cut off that long.
+#[test]
+fn a_node_restarted_at_once_is_reconnected_at_once() {
+    let mut c = Cluster::init(3, "relink", TEST_SETTINGS);
+    c.start_all();
+    c.wait_writable_leader(ELECTION);
+    let written = write_keys(&mut c, "a", 5);
+    // Let every link settle, then kill -9 and restart the highest id (the accepting side).
+    std::thread::sleep(Duration::from_millis(500));
+    c.kill(3);
+    c.start(3);
+    let restarted = std::time::Instant::now();
+    loop {
+        let linked = c.status(3).is_some_and(|s| {
+            s["members"]
+                .as_array()
+                .is_some_and(|m| m.iter().filter(|m| m["connected"] == true).count() == 2)
+        });
+        if linked {
+            break;
+        }
+        assert!(
+            restarted.elapsed() < Duration::from_secs(6),
+            "n3 still not linked to its peers {:?} after its restart:\n{}",
+            restarted.elapsed(),
+            c.all_logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!(
+        "restarted node linked again after {:?}",
+        restarted.elapsed()
+    );
+    assert_readable(&c, 3, &written);
+}
