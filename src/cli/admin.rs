@@ -52,9 +52,9 @@ pub enum AdminCommand {
     ///
     /// KEY must be CERT's own key: a key of another certificate is refused before anything
     /// is written. The certificate and key files are written aside and renamed into place.
-    /// A running regent keeps using its old certificate until it reloads its identity:
-    /// restart the node so that new connections present the new certificate (established
-    /// links stay up until then).
+    /// A running regent keeps using its old certificate until it reloads (`--reload SOCKET`
+    /// here, `systemctl reload regent`, or SIGHUP); established links stay up, new ones
+    /// present the new certificate.
     RotateCerts {
         /// The CA directory (made by `regent admin ca init`).
         #[arg(long)]
@@ -68,6 +68,9 @@ pub enum AdminCommand {
         /// Days the new certificate is valid, 1..=36500.
         #[arg(long, default_value_t = CERT_DAYS_DEFAULT)]
         days: u32,
+        /// Then ask the running regent on this socket to reload (finishes the rotation).
+        #[arg(long)]
+        reload: Option<PathBuf>,
     },
 }
 
@@ -153,7 +156,8 @@ pub fn run(args: AdminArgs) -> anyhow::Result<ExitCode> {
             cert,
             key,
             days,
-        } => rotate_certs(ca_dir, cert, key, days),
+            reload,
+        } => rotate_certs(ca_dir, cert, key, days, reload),
     }
 }
 
@@ -296,6 +300,7 @@ fn rotate_certs(
     cert: PathBuf,
     key: PathBuf,
     days: u32,
+    reload: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
     let ca = CaDir::new(&ca_dir)
         .load()
@@ -321,8 +326,29 @@ fn rotate_certs(
         cert.display(),
         key.display()
     );
-    println!("A running regent keeps its old certificate until it reloads its identity:");
-    println!("restart the node so that new connections present the new certificate.");
+    let Some(socket) = reload else {
+        println!("A running regent keeps its old certificate until it reloads: run");
+        println!("  systemctl reload regent   (or kill -HUP, or POST /v1/admin/reload)");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let answer = super::client::request(
+        &socket,
+        "POST",
+        "/v1/admin/reload",
+        b"",
+        std::time::Duration::from_secs(15),
+    )?;
+    if answer.status != 200 {
+        anyhow::bail!(
+            "the files are rotated, but the reload through {} failed: {}",
+            socket.display(),
+            answer.error_text()
+        );
+    }
+    println!(
+        "reloaded: {}",
+        answer.json()?["reloaded"].as_str().unwrap_or("?")
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -411,3 +411,51 @@ fn the_tcp_listener_serves_only_the_read_only_checks() {
         );
     }
 }
+
+#[test]
+fn rotate_certs_with_reload_swaps_the_running_certificate() {
+    let mut c = Cluster::init(1, "rotate", TEST_SETTINGS);
+    c.start_all();
+    c.wait_writable_leader(ELECTION);
+    let days = |c: &Cluster| {
+        c.status(1).unwrap()["certificate"]["days_left"]
+            .as_i64()
+            .unwrap()
+    };
+    assert!(days(&c) > 300, "the issued certificate lasts a year");
+    let dir = c.nodes[0].dir.clone();
+    let out = Command::new(BIN)
+        .args(["admin", "rotate-certs", "--ca-dir"])
+        .arg(dir.parent().unwrap().join("ca"))
+        .arg("--cert")
+        .arg(dir.join("node.pem"))
+        .arg("--key")
+        .arg(dir.join("node.key"))
+        .args(["--days", "10", "--reload"])
+        .arg(&c.nodes[0].socket)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("reloaded: certificate"), "{said}");
+    assert!(
+        (9..=10).contains(&days(&c)),
+        "the running daemon still presents the old certificate"
+    );
+    // A broken key is refused by the reload and the running certificate stays.
+    std::fs::write(dir.join("node.key"), b"not a key").unwrap();
+    let answer = crate::support::http(&c.nodes[0].socket, "POST", "/v1/admin/reload", b"").unwrap();
+    assert_eq!(
+        answer.status,
+        422,
+        "{:?}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    assert_eq!(answer.json()["error"], "reload_refused");
+    assert!((9..=10).contains(&days(&c)));
+    assert_eq!(c.put(1, "still", b"writable").unwrap().status, 200);
+}
