@@ -703,7 +703,7 @@ fn help_states_every_option_and_range_in_operator_terms() {
     assert!(help.contains("1..=36500"), "{help}");
     let help = ok(d, &["rotate-certs", "--help"]);
     assert!(help.contains("1..=36500"), "{help}");
-    assert!(help.contains("restart"), "{help}");
+    assert!(help.contains("systemctl reload regent"), "{help}");
     assert!(
         !help.contains("::") && !help.contains("reload_identity"),
         "operators get operator terms, not Rust names: {help}"
