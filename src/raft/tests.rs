@@ -1522,8 +1522,8 @@ fn stickiness_a_follower_that_recently_heard_from_its_leader_ignores_vote_reques
         let s = node.status(heard);
         assert_eq!((s.term, s.leader), (t(2), Some(n(2))), "{name}");
     }
-    assert!(node.refuses_votes(heard + ELECTION_MS * MS - 1));
-    assert!(!node.refuses_votes(heard + ELECTION_MS * MS));
+    assert!(node.sticky_refuses_votes(heard + ELECTION_MS * MS - 1));
+    assert!(!node.sticky_refuses_votes(heard + ELECTION_MS * MS));
 
     // One minimum election timeout after the last contact the leader may be gone: vote.
     step(
@@ -1547,9 +1547,9 @@ fn stickiness_a_restarted_node_refuses_votes_for_one_minimum_election_timeout() 
         restarted_at,
     )
     .unwrap();
-    assert!(node.refuses_votes(restarted_at));
-    assert!(node.refuses_votes(restarted_at + ELECTION_MS * MS - 1));
-    assert!(!node.refuses_votes(restarted_at + ELECTION_MS * MS));
+    assert!(node.sticky_refuses_votes(restarted_at));
+    assert!(node.sticky_refuses_votes(restarted_at + ELECTION_MS * MS - 1));
+    assert!(!node.sticky_refuses_votes(restarted_at + ELECTION_MS * MS));
 }
 
 // ----- The leader lease (dissertation §6.4.1; DESIGN.md "Lease safety") -----
@@ -1699,14 +1699,14 @@ fn lease_a_leader_that_steps_down_refuses_votes_until_the_lease_deadline_it_adve
         assert_eq!(s.role, Role::Follower, "{trigger}");
         assert!(now < advertised, "{trigger}: the lease is still running");
 
-        let refuses = node.refuses_votes(now);
+        let refuses = node.sticky_refuses_votes(now);
         let term = s.term.0 + 1;
         let last = s.last_index.0;
         step(&mut node, msg(3, 1, term, vote_request(last, 2)), now);
         let granted = persist(&mut node).contains(&msg(1, 3, term, vote_response(true)));
         if granted || !refuses {
             failures.push(format!(
-                "after {trigger}: refuses_votes {refuses}, grants n3 a vote {granted}, \
+                "after {trigger}: sticky_refuses_votes {refuses}, grants n3 a vote {granted}, \
                  {} ms before the end of its lease",
                 (advertised - now) / MS
             ));

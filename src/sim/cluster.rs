@@ -1210,8 +1210,8 @@ impl Cluster {
             let refusing: BTreeSet<NodeId> = (0..self.nodes.len())
                 .filter(|&i| match (&self.nodes[i].core, self.local_now(i)) {
                     (Some(core), Some(now)) => {
-                        core.would_refuse_vote(now, other, term.next(), None)
-                            && core.would_refuse_vote(now, other, term.next(), Some(floor))
+                        core.would_refuse_vote_request(now, other, term.next(), None)
+                            && core.would_refuse_vote_request(now, other, term.next(), Some(floor))
                     }
                     _ => true,
                 })

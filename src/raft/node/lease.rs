@@ -9,7 +9,7 @@ impl RaftNode {
     pub(super) fn tick_leader(&mut self) {
         // A snapshot that was not confirmed in time is asked for again (hashicorp/raft #212,
         // dgraph #2707: no follower stays in the snapshot state forever).
-        let timeout = self.config.snapshot_timeout_ms * 1_000_000;
+        let timeout = self.config.snapshot_timeout_ns();
         let now = self.now;
         for p in self.progress.values_mut() {
             if let ProgressState::Snapshot { since, .. } = p.state {
@@ -37,13 +37,13 @@ impl RaftNode {
         if let Some(r) = &self.inflight {
             // A leader whose disk stalls must not keep leading (etcd #13527): its followers
             // would never elect anyone else while it answers heartbeats.
-            if self.now.saturating_sub(r.issued_at) > self.config.persist_stall_max_ms * 1_000_000 {
+            if self.now.saturating_sub(r.issued_at) > self.config.persist_stall_max_ns() {
                 self.become_follower(self.term, None);
                 return;
             }
         }
         if let Some(since) = self.joint_since {
-            let timeout = self.config.conf_change_timeout_ms * 1_000_000;
+            let timeout = self.config.conf_change_timeout_ns();
             if self.configs.current().is_joint() && self.now.saturating_sub(since) > timeout {
                 // The new voters could not form a quorum in time (raft-rs #192): go back.
                 let _ = self.abort_membership_change(self.now);

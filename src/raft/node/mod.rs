@@ -11,6 +11,7 @@ mod election;
 mod lease;
 mod read;
 mod replication;
+mod term;
 
 use super::config::{Config, ConfigError};
 use super::log::RaftLog;
@@ -23,7 +24,8 @@ use super::rng::RaftRng;
 use super::types::{
     Entry, EntryPayload, HardState, LogIndex, Membership, Nanos, NodeId, Role, Term,
 };
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use term::TermVerdict;
 use thiserror::Error;
 
 /// Rounds remembered for the lease; older ones can no longer extend it in practice.
@@ -191,7 +193,7 @@ pub struct RaftNode {
     restart_refusal_until: Nanos,
     votes: BTreeMap<NodeId, bool>,
     /// Reads forwarded to the leader, and reads confirmed but waiting for the apply index.
-    reads_forwarded: BTreeMap<u64, ()>,
+    reads_forwarded: BTreeSet<u64>,
     reads_awaiting_apply: VecDeque<(u64, LogIndex)>,
     read_states: Vec<ReadState>,
     snapshot_sends: Vec<SnapshotRequest>,
@@ -285,7 +287,7 @@ impl RaftNode {
             leader_round_seen: 0,
             restart_refusal_until: now + restart_refusal_ns,
             votes: BTreeMap::new(),
-            reads_forwarded: BTreeMap::new(),
+            reads_forwarded: BTreeSet::new(),
             reads_awaiting_apply: VecDeque::new(),
             read_states: Vec::new(),
             snapshot_sends: Vec::new(),
@@ -344,63 +346,9 @@ impl RaftNode {
         if m.from == self.id {
             return Err(StepError::FromSelf { me: self.id });
         }
-        if matches!(m.body, MessageBody::RequestVote { .. })
-            && !self.configs.current().is_voter(m.from)
-        {
-            // A removed node that does not know it yet must not disrupt the cluster.
+        let TermVerdict::Handle { vote_refused } = self.step_term(&m) else {
             return Ok(());
-        }
-        // Decided on the state before this message changes it: adopting a hand-over's term
-        // forgets the leader whose round the decision compares against.
-        let vote_refused = match &m.body {
-            MessageBody::RequestVote { transfer_round, .. } => {
-                self.refuses_vote(m.from, m.term, *transfer_round)
-            }
-            _ => false,
         };
-        if m.term > self.term {
-            match &m.body {
-                MessageBody::RequestVote { .. } if vote_refused => {
-                    // Stickiness: we heard from a live leader within the minimum election
-                    // timeout (or we are the leader). Refuse without even adopting the term, so
-                    // a disruptive node cannot depose a healthy leader; the lease relies on it.
-                    return Ok(());
-                }
-                MessageBody::RequestVote { pre_vote: true, .. } => {}
-                MessageBody::RequestVoteResponse {
-                    pre_vote: true,
-                    granted: true,
-                } => {}
-                MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. } => {
-                    self.become_follower(m.term, Some(m.from));
-                }
-                _ => self.become_follower(m.term, None),
-            }
-        } else if m.term < self.term {
-            match &m.body {
-                MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. } => {
-                    // A deposed leader: tell it our term so it steps down.
-                    self.send(
-                        m.from,
-                        self.term,
-                        MessageBody::HeartbeatResponse { round: 0 },
-                    );
-                }
-                MessageBody::RequestVote { pre_vote: true, .. } => {
-                    self.send(
-                        m.from,
-                        self.term,
-                        MessageBody::RequestVoteResponse {
-                            pre_vote: true,
-                            granted: false,
-                        },
-                    );
-                }
-                _ => {}
-            }
-            return Ok(());
-        }
-
         match m.body {
             MessageBody::RequestVote {
                 pre_vote,
@@ -484,7 +432,7 @@ impl RaftNode {
                 }
             }
             MessageBody::ReadIndexResponse { ctx, index } => {
-                if self.reads_forwarded.remove(&ctx).is_some() {
+                if self.reads_forwarded.remove(&ctx) {
                     match index {
                         Some(index) => self.reads_awaiting_apply.push_back((ctx, index)),
                         None => self.read_states.push(ReadState {
@@ -612,7 +560,7 @@ impl RaftNode {
                 Ok(())
             }
             (Role::Follower | Role::Learner, Some(leader)) => {
-                self.reads_forwarded.insert(ctx, ());
+                self.reads_forwarded.insert(ctx);
                 self.send(leader, self.term, MessageBody::ReadIndex { ctx });
                 Ok(())
             }
@@ -855,39 +803,6 @@ impl RaftNode {
     /// The last index known durable on this node.
     pub fn persisted_index(&self) -> LogIndex {
         self.log.persisted
-    }
-
-    /// Whether a vote request from `candidate` for `term` arriving at `now` would be refused on
-    /// stickiness grounds; `transfer_round` as in `RequestVote`. For checks and tests.
-    pub fn would_refuse_vote(
-        &self,
-        now: Nanos,
-        candidate: NodeId,
-        term: Term,
-        transfer_round: Option<u64>,
-    ) -> bool {
-        if !self.refuses_votes(now) {
-            return false;
-        }
-        if now < self.restart_refusal_until {
-            return true;
-        }
-        let Some(round) = transfer_round else {
-            return true;
-        };
-        if self.role == Role::Leader {
-            // Our own hand-over: let the target win.
-            return self.transfer.is_none_or(|t| t.target != candidate);
-        }
-        !(self.leader.is_some() && term == self.term.next() && round >= self.leader_round_seen)
-    }
-
-    /// Whether this node would refuse any vote at `now`: it leads, or heard from a leader (or
-    /// restarted) less than a minimum election timeout ago. A leader's lease rests on a quorum
-    /// of such refusals.
-    pub fn refuses_votes(&self, now: Nanos) -> bool {
-        self.role == Role::Leader
-            || now.saturating_sub(self.last_leader_contact) < self.config.election_timeout_min_ns()
     }
 
     // ----- Plumbing -----

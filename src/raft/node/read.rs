@@ -84,7 +84,7 @@ impl RaftNode {
     }
 
     pub(super) fn fail_forwarded_reads(&mut self) {
-        for (ctx, ()) in std::mem::take(&mut self.reads_forwarded) {
+        for ctx in std::mem::take(&mut self.reads_forwarded) {
             self.read_states.push(ReadState {
                 ctx,
                 result: Err(ReadError::NotLeader),
