@@ -24,6 +24,6 @@ pub use node::{
     ProposeError, RaftNode, ReadError, ReadState, RestoredState, SnapshotRequest, Status,
     StepError, TransferError,
 };
-pub use ready::{Ready, SoftState};
+pub use ready::{Batch, Ready, SoftState};
 pub use rng::{RaftRng, SplitMix64};
 pub use types::{Entry, EntryPayload, HardState, LogIndex, Membership, Nanos, NodeId, Role, Term};

@@ -14,8 +14,8 @@ use crate::raft::{
     ProposeError, RaftNode, RaftRng, ReadState, Ready, RestoredState, Role, SplitMix64, Term,
 };
 use crate::storage::{
-    ApplyResult, Batch, ChangeKind, Command, Identity, InstallProgress, LogStorage, MemStorage,
-    Proposal, Response, SessionSeq, SnapshotMeta, StorageError, StorageOptions,
+    ApplyResult, ChangeKind, Command, Identity, InstallProgress, LogStorage, MemStorage, Proposal,
+    Response, SessionSeq, SnapshotMeta, StorageError, StorageOptions,
 };
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
@@ -479,13 +479,7 @@ impl Cluster {
         }
         let ready = self.nodes[i].writing.take().expect("a write in progress");
         let id = self.nodes[i].id;
-        let batch = Batch {
-            hard_state: ready.hard_state,
-            truncate_from: ready.truncate_from,
-            entries: ready.entries.clone(),
-            committed: ready.committed_entries.clone(),
-        };
-        let results = match self.nodes[i].disk.write_batch(&batch) {
+        let results = match self.nodes[i].disk.write_batch(&ready.batch) {
             Ok(results) => results,
             Err(err) => {
                 self.violation(format!("{id}: storage refused a Ready: {err}"));
@@ -496,11 +490,11 @@ impl Cluster {
         let prev_term = |index: LogIndex| disk.term(index).ok();
         if let Err(v) = self
             .checker
-            .on_durable_entries(id, prev_term, &ready.entries)
+            .on_durable_entries(id, prev_term, &ready.batch.entries)
         {
             self.violation(v);
         }
-        for (e, applied) in ready.committed_entries.iter().zip(&results) {
+        for (e, applied) in ready.batch.committed.iter().zip(&results) {
             assert_eq!(e.index, applied.index);
             self.apply(i, e, &applied.result);
         }
@@ -508,7 +502,7 @@ impl Cluster {
             self.send(i, m);
         }
         let core = self.nodes[i].core.as_mut().expect("live");
-        core.advance();
+        core.advance(ready.number);
         // The compaction policy: snapshot the state machine (the durable, applied state) and
         // drop the log prefix it covers, in storage and then in the core.
         if let Some(index) = core.snapshot_due() {

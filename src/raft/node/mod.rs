@@ -19,7 +19,7 @@ use super::membership::{self, ConfChange, ConfChangeError, ConfigLog};
 use super::message::{ConflictHint, Message, MessageBody};
 use super::progress::{Progress, ProgressState};
 use super::quorum::{self, VoteResult};
-use super::ready::{Ready, SoftState};
+use super::ready::{Batch, Ready, SoftState};
 use super::rng::RaftRng;
 use super::types::{
     Entry, EntryPayload, HardState, LogIndex, Membership, Nanos, NodeId, Role, Term,
@@ -159,6 +159,7 @@ struct PendingRead {
 /// The durable work handed out in the outstanding `Ready`.
 #[derive(Clone, Debug)]
 struct InflightReady {
+    number: u64,
     last_entry: Option<(LogIndex, Term)>,
     hard_state: Option<HardState>,
     issued_at: Nanos,
@@ -225,6 +226,8 @@ pub struct RaftNode {
     handed_hard_state: HardState,
     durable_term_vote: (Term, Option<NodeId>),
     inflight: Option<InflightReady>,
+    /// The number of the last `Ready` handed out (0 before the first).
+    readies_handed_out: u64,
     reported_soft_state: SoftState,
 }
 
@@ -308,6 +311,7 @@ impl RaftNode {
             handed_hard_state: hard_state,
             durable_term_vote: (hard_state.term, hard_state.vote),
             inflight: None,
+            readies_handed_out: 0,
             reported_soft_state: SoftState {
                 role,
                 term: hard_state.term,
@@ -718,7 +722,7 @@ impl RaftNode {
             hard_state
         });
         let (truncate_from, entries) = self.log.take_unstable();
-        let committed_entries = self.log.take_committed(self.log.last_index());
+        let committed = self.log.take_committed(self.log.last_index());
         let soft_state = self.soft_state();
         let soft_state = (soft_state != self.reported_soft_state).then(|| {
             self.reported_soft_state = soft_state;
@@ -729,30 +733,41 @@ impl RaftNode {
         // is stale, and dropping it is always safe.
         let term = self.term;
         self.messages_after_persist.retain(|m| m.term >= term);
+        self.readies_handed_out += 1;
         let ready = Ready {
+            number: self.readies_handed_out,
             messages: self.take_messages(),
-            hard_state,
-            truncate_from,
-            entries,
-            committed_entries,
+            batch: Batch {
+                hard_state,
+                truncate_from,
+                entries,
+                committed,
+            },
             persisted_messages: std::mem::take(&mut self.messages_after_persist),
             soft_state,
         };
         self.inflight = Some(InflightReady {
-            last_entry: ready.entries.last().map(|e| (e.index, e.term)),
-            hard_state: ready.hard_state,
+            number: ready.number,
+            last_entry: ready.batch.entries.last().map(|e| (e.index, e.term)),
+            hard_state: ready.batch.hard_state,
             issued_at: self.now,
         });
         Some(ready)
     }
 
-    /// Acknowledges the outstanding `Ready`: its writes are durable, its committed entries
-    /// applied, its persisted messages sent.
-    pub fn advance(&mut self) {
+    /// Acknowledges the outstanding `Ready`, by its [`number`](Ready::number): its batch is
+    /// durable, its committed entries applied, its persisted messages sent. Acknowledging any
+    /// other number (or none outstanding) is a bug in the caller, and panics.
+    pub fn advance(&mut self, number: u64) {
         let done = self
             .inflight
             .take()
             .expect("advance without an outstanding Ready");
+        assert!(
+            done.number == number,
+            "advance({number}) while Ready {} is outstanding",
+            done.number
+        );
         if let Some((index, term)) = done.last_entry {
             self.log.persisted_to(index, term);
         }
