@@ -43,7 +43,7 @@ impl RaftNode {
         };
         if self.role == Role::Leader {
             // Our own hand-over: let the target win.
-            return self.transfer.is_none_or(|t| t.target != candidate);
+            return self.lead().transfer.is_none_or(|t| t.target != candidate);
         }
         !(self.leader.is_some() && term == self.term.next() && round >= self.leader_round_seen)
     }
@@ -51,6 +51,7 @@ impl RaftNode {
     /// Starts a (pre-)election. With `transfer_round` it is a hand-over campaign (after
     /// TimeoutNow): no pre-vote, and voters may accept it despite stickiness.
     pub(super) fn campaign(&mut self, pre_vote: bool, transfer_round: Option<u64>) {
+        assert_ne!(self.role, Role::Leader, "a leader never campaigns");
         if !self.configs.current().is_voter(self.id) {
             return;
         }
@@ -160,18 +161,12 @@ impl RaftNode {
             self.fail_forwarded_reads();
         }
         self.fail_reads(ReadError::NotLeader);
-        self.transfer = None;
-        self.quorum_round = 0;
-        self.lease_round_floor = 0;
+        self.leader_state = None;
         self.leader = leader;
         if leader.is_some() {
             self.last_leader_contact = self.now;
         }
         self.votes.clear();
-        self.progress.clear();
-        self.round_starts.clear();
-        self.lease_until = 0;
-        self.uncommitted_bytes = 0;
         self.reset_election_timer();
     }
 
@@ -182,7 +177,7 @@ impl RaftNode {
         self.leader = Some(self.id);
         self.votes.clear();
         let last = self.log.last_index();
-        self.progress = self
+        let progress = self
             .configs
             .current()
             .members()
@@ -190,17 +185,24 @@ impl RaftNode {
             .filter(|&id| id != self.id)
             .map(|id| (id, Progress::new(last, self.now)))
             .collect();
-        self.round = 0;
-        self.round_starts.clear();
-        self.lease_until = 0;
-        self.quorum_round = 0;
-        self.lease_round_floor = 0;
-        self.transfer = None;
-        self.uncommitted_bytes = 0;
+        self.leader_state = Some(LeaderState {
+            progress,
+            round: 0,
+            round_starts: VecDeque::new(),
+            next_heartbeat_at: self.now,
+            lease_until: 0,
+            quorum_round: 0,
+            lease_round_floor: 0,
+            noop_index: LogIndex(0),
+            uncommitted_bytes: 0,
+            transfer: None,
+            reads: VecDeque::new(),
+            joint_since: self.configs.current().is_joint().then_some(self.now),
+        });
         // Raft §8: a new leader commits an entry of its own term, which commits everything
         // before it; until it is applied the host must not write.
-        self.joint_since = self.configs.current().is_joint().then_some(self.now);
-        self.noop_index = self.append_entry(EntryPayload::Noop);
+        let noop_index = self.append_entry(EntryPayload::Noop);
+        self.lead_mut().noop_index = noop_index;
         self.start_round();
         self.broadcast_append();
         self.maybe_commit();

@@ -165,6 +165,35 @@ struct InflightReady {
     issued_at: Nanos,
 }
 
+/// What only a leader keeps, for the term it leads: created when it wins, dropped when it steps
+/// down. (What a deposed leader must remember — that it keeps refusing votes for a minimum
+/// election timeout, `last_leader_contact` — lives on the node, since it outlives leadership.)
+#[derive(Debug)]
+struct LeaderState {
+    /// What the leader knows of every other member of the configuration in force.
+    progress: BTreeMap<NodeId, Progress>,
+    /// The current heartbeat round and when each recent round started, oldest first.
+    round: u64,
+    round_starts: VecDeque<(u64, Nanos)>,
+    next_heartbeat_at: Nanos,
+    /// Until when no other node can be leader (0: no lease).
+    lease_until: Nanos,
+    /// The newest round a quorum has acknowledged.
+    quorum_round: u64,
+    /// Rounds at or below this never extend the lease again: a hand-over started then, and a
+    /// voter that saw no newer round may vote for the target despite stickiness.
+    lease_round_floor: u64,
+    /// This term's no-op; the node is writable only once it is applied.
+    noop_index: LogIndex,
+    /// Bytes of this term's proposals not yet committed (`uncommitted_bytes_max`).
+    uncommitted_bytes: usize,
+    transfer: Option<Transfer>,
+    /// Reads being confirmed, in the order they arrived.
+    reads: VecDeque<PendingRead>,
+    /// When the current joint configuration was first seen as leader (for the abort timeout).
+    joint_since: Option<Nanos>,
+}
+
 pub struct RaftNode {
     id: NodeId,
     config: Config,
@@ -199,25 +228,8 @@ pub struct RaftNode {
     read_states: Vec<ReadState>,
     snapshot_sends: Vec<SnapshotRequest>,
 
-    // Leader state.
-    progress: BTreeMap<NodeId, Progress>,
-    /// The current heartbeat round and when each recent round started, oldest first.
-    round: u64,
-    round_starts: VecDeque<(u64, Nanos)>,
-    next_heartbeat_at: Nanos,
-    lease_until: Nanos,
-    /// The newest round a quorum has acknowledged.
-    quorum_round: u64,
-    /// Rounds at or below this never extend the lease again: a hand-over started then, and a
-    /// voter that saw no newer round may vote for the target despite stickiness.
-    lease_round_floor: u64,
-    /// This term's no-op; the node is writable only once it is applied.
-    noop_index: LogIndex,
-    uncommitted_bytes: usize,
-    transfer: Option<Transfer>,
-    reads: VecDeque<PendingRead>,
-    /// When the current joint configuration was first seen as leader (for the abort timeout).
-    joint_since: Option<Nanos>,
+    /// `Some` exactly while `role` is `Leader`.
+    leader_state: Option<LeaderState>,
 
     // Output.
     messages: Vec<Message>,
@@ -294,18 +306,7 @@ impl RaftNode {
             reads_awaiting_apply: VecDeque::new(),
             read_states: Vec::new(),
             snapshot_sends: Vec::new(),
-            progress: BTreeMap::new(),
-            round: 0,
-            round_starts: VecDeque::new(),
-            next_heartbeat_at: now,
-            lease_until: 0,
-            quorum_round: 0,
-            lease_round_floor: 0,
-            noop_index: LogIndex(0),
-            uncommitted_bytes: 0,
-            transfer: None,
-            reads: VecDeque::new(),
-            joint_since: None,
+            leader_state: None,
             messages: Vec::new(),
             messages_after_persist: Vec::new(),
             handed_hard_state: hard_state,
@@ -413,7 +414,8 @@ impl RaftNode {
             MessageBody::SnapshotInstalled { last_index } => {
                 if self.role == Role::Leader && last_index <= self.log.last_index() {
                     self.heard_from(m.from, 0);
-                    if let Some(p) = self.progress.get_mut(&m.from) {
+                    let progress = self.leader_state.as_mut().map(|l| &mut l.progress);
+                    if let Some(p) = progress.and_then(|progress| progress.get_mut(&m.from)) {
                         if p.acknowledge(last_index) {
                             self.maybe_commit();
                         }
@@ -428,7 +430,7 @@ impl RaftNode {
                 }
             }
             MessageBody::ReadIndex { ctx } => {
-                if self.role == Role::Leader && self.transfer.is_none() {
+                if self.role == Role::Leader && self.lead().transfer.is_none() {
                     self.start_read(ctx, m.from);
                 } else {
                     let body = MessageBody::ReadIndexResponse { ctx, index: None };
@@ -473,6 +475,7 @@ impl RaftNode {
             }
             Some(t) => t,
             None => self
+                .lead()
                 .progress
                 .iter()
                 .filter(|(id, _)| self.configs.current().is_voter(**id))
@@ -480,13 +483,12 @@ impl RaftNode {
                 .map(|(id, _)| *id)
                 .ok_or(TransferError::NoCandidate)?,
         };
-        self.transfer = Some(Transfer {
-            target,
-            deadline: self.now + self.config.election_timeout_min_ns(),
-        });
+        let deadline = self.now + self.config.election_timeout_min_ns();
+        let lead = self.lead_mut();
+        lead.transfer = Some(Transfer { target, deadline });
         // Give up the lease now: the target's campaign may bypass stickiness.
-        self.lease_until = 0;
-        self.lease_round_floor = self.round;
+        lead.lease_until = 0;
+        lead.lease_round_floor = lead.round;
         self.fail_reads(ReadError::Transferring);
         self.maybe_send_timeout_now();
         Ok(target)
@@ -503,6 +505,7 @@ impl RaftNode {
         self.check_can_change()?;
         if let ConfChange::Promote(id) = change {
             let matched = self
+                .lead()
                 .progress
                 .get(&id)
                 .map_or(LogIndex(0), |p| p.match_index);
@@ -549,8 +552,8 @@ impl RaftNode {
     /// pending reads). The outcome comes out of [`take_read_states`](Self::take_read_states).
     pub fn read_index(&mut self, ctx: u64, now: Nanos) -> Result<(), ReadError> {
         self.observe(now);
-        let pending =
-            self.reads.len() + self.reads_forwarded.len() + self.reads_awaiting_apply.len();
+        let confirming = self.leader_state.as_ref().map_or(0, |l| l.reads.len());
+        let pending = confirming + self.reads_forwarded.len() + self.reads_awaiting_apply.len();
         if pending >= self.config.reads_pending_max {
             return Err(ReadError::Backpressure {
                 pending,
@@ -558,7 +561,7 @@ impl RaftNode {
             });
         }
         match (self.role, self.leader) {
-            (Role::Leader, _) if self.transfer.is_some() => Err(ReadError::Transferring),
+            (Role::Leader, _) if self.lead().transfer.is_some() => Err(ReadError::Transferring),
             (Role::Leader, _) => {
                 self.start_read(ctx, self.id);
                 Ok(())
@@ -580,7 +583,7 @@ impl RaftNode {
         self.observe(now);
         if !self.is_writable(now) {
             return Err(match self.role {
-                Role::Leader if self.transfer.is_some() => ReadError::Transferring,
+                Role::Leader if self.lead().transfer.is_some() => ReadError::Transferring,
                 _ => ReadError::NotLeader,
             });
         }
@@ -672,18 +675,19 @@ impl RaftNode {
                 leader: self.leader,
             });
         }
-        if let Some(t) = self.transfer {
+        let max = self.config.uncommitted_bytes_max;
+        let lead = self.lead_mut();
+        if let Some(t) = lead.transfer {
             return Err(ProposeError::Transferring { target: t.target });
         }
-        let max = self.config.uncommitted_bytes_max;
         let size = entry_bytes(data.len());
-        if self.uncommitted_bytes + size > max {
+        if lead.uncommitted_bytes + size > max {
             return Err(ProposeError::Backpressure {
-                bytes: self.uncommitted_bytes,
+                bytes: lead.uncommitted_bytes,
                 max,
             });
         }
-        self.uncommitted_bytes += size;
+        lead.uncommitted_bytes += size;
         let index = self.append_entry(EntryPayload::Normal(data));
         self.broadcast_append();
         self.maybe_commit();
@@ -713,6 +717,7 @@ impl RaftNode {
     /// The next batch of work; `None` while the previous one awaits [`advance`](Self::advance)
     /// or when there is nothing to do. See [`Ready`] for the caller's duties.
     pub fn ready(&mut self) -> Option<Ready> {
+        assert_eq!(self.leader_state.is_some(), self.role == Role::Leader);
         if !self.has_ready() {
             return None;
         }
@@ -782,7 +787,11 @@ impl RaftNode {
     }
 
     pub fn status(&self, now: Nanos) -> Status {
-        let lease = (self.role == Role::Leader && self.lease_until > 0).then_some(self.lease_until);
+        let lease = self
+            .leader_state
+            .as_ref()
+            .map(|l| l.lease_until)
+            .filter(|&until| until > 0);
         Status {
             id: self.id,
             role: self.role,
@@ -812,7 +821,9 @@ impl RaftNode {
     /// Rounds at or below this one no longer extend this leader's lease: the newest round
     /// carried by a TimeoutNow it sent in this term (0 if none).
     pub fn lease_round_floor(&self) -> u64 {
-        self.lease_round_floor
+        self.leader_state
+            .as_ref()
+            .map_or(0, |l| l.lease_round_floor)
     }
 
     /// The last index known durable on this node.
@@ -825,6 +836,15 @@ impl RaftNode {
     fn observe(&mut self, now: Nanos) {
         // The caller's clock is monotonic; tolerate equal readings.
         self.now = self.now.max(now);
+    }
+
+    /// The leader's state; only called where this node is known to lead.
+    fn lead(&self) -> &LeaderState {
+        self.leader_state.as_ref().expect("only a leader gets here")
+    }
+
+    fn lead_mut(&mut self) -> &mut LeaderState {
+        self.leader_state.as_mut().expect("only a leader gets here")
     }
 
     fn voters_except_me(&self) -> Vec<NodeId> {
