@@ -8,7 +8,6 @@
 
 use super::checker::Checker;
 use super::linearizability::{self, OpKind, Operation, Verdict};
-use crate::raft::quorum;
 use crate::raft::{
     ConfChange, Config, Entry, LogIndex, Membership, Message, MessageBody, Nanos, NodeId,
     ProposeError, RaftNode, RaftRng, ReadState, Ready, RestoredState, Role, SplitMix64, Term,
@@ -1212,7 +1211,7 @@ impl Cluster {
                 .map(|i| self.nodes[i].id)
                 .collect();
             let membership = self.nodes[l].core.as_ref().expect("live").membership();
-            if !quorum::is_quorum(membership, |id| refusing.contains(&id)) {
+            if !membership.is_quorum(|id| refusing.contains(&id)) {
                 self.violation(format!(
                     "lease safety: {leader} is writable in {term} but only {refusing:?} would refuse a vote in {membership:?}"
                 ));

@@ -46,7 +46,7 @@ pub use snapshot::{SnapshotSource, SNAPSHOT_CHUNK_BYTES_MAX, SNAPSHOT_FORMAT_VER
 
 pub use crate::raft::Batch;
 
-use crate::raft::types::{Entry, HardState, LogIndex, Membership, NodeId, Term};
+use crate::raft::{Entry, HardState, LogIndex, Membership, NodeId, Term};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -204,7 +204,7 @@ impl Recovered {
             .iter()
             .rev()
             .find_map(|entry| match &entry.payload {
-                crate::raft::types::EntryPayload::Config(m) => Some((m, entry.index)),
+                crate::raft::EntryPayload::Config(m) => Some((m, entry.index)),
                 _ => None,
             })
             .unwrap_or((&self.state.membership, self.state.membership_index))
