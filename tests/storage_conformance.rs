@@ -2,7 +2,7 @@
 //! log, batches, the KV state machine, transactions, the change feed, sessions, compaction and
 //! snapshots. Both backends must give the same answers (`backends_agree` checks it directly).
 
-use regent::raft::types::{Entry, EntryPayload, HardState, LogIndex, Membership, NodeId, Term};
+use regent::raft::{Entry, EntryPayload, HardState, LogIndex, Membership, NodeId, Term};
 use regent::storage::{
     Applied, ApplyResult, Batch, Command, CommandError, Compare, CompareOp, CompareTarget,
     Identity, InstallProgress, LogStorage, MemFault, MemStorage, Op, Proposal, RedbStorage,

@@ -2,7 +2,7 @@
 //! that are not this node's (foreign, another node's, another cluster's, damaged), a full disk
 //! (a small tmpfs), file compaction and the deferred apply mode.
 
-use regent::raft::types::{Entry, EntryPayload, HardState, LogIndex, NodeId, Term};
+use regent::raft::{Entry, EntryPayload, HardState, LogIndex, NodeId, Term};
 use regent::storage::{
     ApplyMode, Batch, Command, Identity, LogStorage, Proposal, RedbStorage, StorageError,
     StorageOptions, DB_FILE_NAME,

@@ -1,7 +1,7 @@
 //! Configuration of one core, validated once: every limit is named `*_max` and every timing
 //! rule is checked with an error that names the field and the rule.
 
-use super::types::NodeId;
+use super::types::{Nanos, NodeId};
 use thiserror::Error;
 
 /// Tunables of one Raft node. Times are in milliseconds of the caller's monotonic clock.
@@ -154,20 +154,40 @@ impl Config {
         Ok(())
     }
 
-    pub(crate) fn election_timeout_min_ns(&self) -> u64 {
-        self.election_timeout_min_ms * 1_000_000
+    // Every `*_ms` field the core measures against its nanosecond clock, converted here once.
+
+    pub fn election_timeout_min_ns(&self) -> Nanos {
+        ms_to_ns(self.election_timeout_min_ms)
     }
 
-    pub(crate) fn heartbeat_interval_ns(&self) -> u64 {
-        self.heartbeat_interval_ms * 1_000_000
+    pub fn heartbeat_interval_ns(&self) -> Nanos {
+        ms_to_ns(self.heartbeat_interval_ms)
+    }
+
+    pub fn persist_stall_max_ns(&self) -> Nanos {
+        ms_to_ns(self.persist_stall_max_ms)
+    }
+
+    pub fn conf_change_timeout_ns(&self) -> Nanos {
+        ms_to_ns(self.conf_change_timeout_ms)
+    }
+
+    pub fn snapshot_timeout_ns(&self) -> Nanos {
+        ms_to_ns(self.snapshot_timeout_ms)
     }
 
     /// How long after a quorum-acknowledged round the leader may consider itself the only one:
     /// the minimum election timeout shortened by the drift bound.
-    pub(crate) fn lease_ns(&self) -> u64 {
+    pub fn lease_ns(&self) -> Nanos {
         let min = self.election_timeout_min_ns() as u128;
         (min * (1_000_000 - self.clock_drift_max_ppm as u128) / 1_000_000) as u64
     }
+}
+
+/// Milliseconds of configuration as nanoseconds of the caller's clock (saturating: a limit too
+/// large to represent never expires).
+fn ms_to_ns(ms: u64) -> Nanos {
+    ms.saturating_mul(1_000_000)
 }
 
 #[cfg(test)]

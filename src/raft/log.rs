@@ -87,10 +87,6 @@ impl RaftLog {
         self.applied = self.applying;
     }
 
-    pub fn first_index(&self) -> LogIndex {
-        self.snapshot_index.next()
-    }
-
     pub fn last_index(&self) -> LogIndex {
         LogIndex(self.snapshot_index.0 + self.entries.len() as u64)
     }

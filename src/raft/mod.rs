@@ -5,17 +5,18 @@
 //! [`RaftNode`] with `tick`, `step` and `propose`; carry out each [`Ready`] as its
 //! documentation says; then `advance`.
 
-pub mod config;
-pub mod log;
-pub mod membership;
-pub mod message;
-pub mod node;
-pub mod progress;
-pub mod quorum;
-pub mod ready;
-pub mod rng;
+mod config;
+mod log;
+mod membership;
+mod message;
+mod node;
+mod progress;
+mod quorum;
+mod ready;
+mod rng;
+#[cfg(test)]
 mod tests;
-pub mod types;
+mod types;
 
 pub use config::{Config, ConfigError};
 pub use membership::{ConfChange, ConfChangeError};
@@ -24,6 +25,6 @@ pub use node::{
     ProposeError, RaftNode, ReadError, ReadState, RestoredState, SnapshotRequest, Status,
     StepError, TransferError,
 };
-pub use ready::{Ready, SoftState};
+pub use ready::{Batch, Ready, SoftState};
 pub use rng::{RaftRng, SplitMix64};
 pub use types::{Entry, EntryPayload, HardState, LogIndex, Membership, Nanos, NodeId, Role, Term};

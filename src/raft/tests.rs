@@ -195,7 +195,7 @@ fn persist(node: &mut RaftNode) -> Vec<Message> {
     while let Some(ready) = node.ready() {
         out.extend(ready.messages);
         out.extend(ready.persisted_messages);
-        node.advance();
+        node.advance(ready.number);
     }
     out.extend(node.take_messages());
     out
@@ -457,12 +457,12 @@ impl Network {
     fn write(&mut self, id: NodeId, ready: Ready) -> Vec<Message> {
         let mut out = ready.messages;
         let disk = self.disk.get_mut(&id).expect("member");
-        if let Some(from) = ready.truncate_from {
+        if let Some(from) = ready.batch.truncate_from {
             assert!(from.0 >= 1 && from.0 <= disk.len() as u64 + 1);
             disk.truncate(from.0 as usize - 1);
             self.truncations.push((id, from));
         }
-        for e in ready.entries {
+        for e in ready.batch.entries {
             assert_eq!(
                 e.index.0,
                 disk.len() as u64 + 1,
@@ -470,7 +470,7 @@ impl Network {
             );
             disk.push(e);
         }
-        for e in ready.committed_entries {
+        for e in ready.batch.committed {
             assert_eq!(
                 Some(&e),
                 disk.get(e.index.0 as usize - 1),
@@ -480,7 +480,10 @@ impl Network {
             assert_eq!(*first, e, "{id} applies a different entry at {}", e.index);
         }
         out.extend(ready.persisted_messages);
-        self.nodes.get_mut(&id).expect("member").advance();
+        self.nodes
+            .get_mut(&id)
+            .expect("member")
+            .advance(ready.number);
         out
     }
 
@@ -729,7 +732,7 @@ fn s5_2_a_follower_that_hears_nothing_starts_a_pre_election_after_its_timeout() 
     );
     let ready = node.ready().expect("the role changed");
     assert_eq!(
-        ready.hard_state, None,
+        ready.batch.hard_state, None,
         "a pre-vote changes neither term nor vote"
     );
     assert!(ready.persisted_messages.is_empty());
@@ -757,7 +760,7 @@ fn s5_2_a_won_pre_vote_starts_the_real_election_and_its_requests_wait_for_the_vo
     let ready = node.ready().expect("a term and a vote to persist");
     assert!(ready.messages.is_empty());
     assert_eq!(
-        ready.hard_state,
+        ready.batch.hard_state,
         Some(HardState {
             term: t(5),
             vote: Some(n(1)),
@@ -976,7 +979,7 @@ fn s5_4_1_a_vote_is_granted_only_to_a_candidate_whose_log_is_at_least_as_up_to_d
         assert_eq!(node.status(AFTER_TIMEOUT).term, t(3), "{name}");
         let ready = node.ready().expect("a new term to persist");
         assert_eq!(
-            ready.hard_state.map(|hs| (hs.term, hs.vote)),
+            ready.batch.hard_state.map(|hs| (hs.term, hs.vote)),
             Some((t(3), granted.then_some(n(2)))),
             "{name}"
         );
@@ -1379,7 +1382,7 @@ fn a_vote_is_announced_only_after_it_is_durable() {
     let ready = node.ready().unwrap();
     assert!(ready.messages.is_empty());
     assert_eq!(
-        ready.hard_state,
+        ready.batch.hard_state,
         Some(HardState {
             term: t(2),
             vote: Some(n(2)),
@@ -1394,7 +1397,7 @@ fn a_vote_is_announced_only_after_it_is_durable() {
     // term is answered only after the term is durable.
     step(&mut node, msg(2, 1, 2, heartbeat(0, 1)), AFTER_TIMEOUT);
     assert!(node.take_messages().is_empty());
-    node.advance();
+    node.advance(ready.number);
     assert_eq!(
         persist(&mut node),
         vec![msg(1, 2, 2, heartbeat_response(1))]
@@ -1408,10 +1411,10 @@ fn an_append_is_acknowledged_only_after_its_entries_are_durable() {
     step(&mut node, m.clone(), AFTER_TIMEOUT);
     assert!(node.take_messages().is_empty());
     let ready = node.ready().unwrap();
-    assert_eq!(ready.entries, vec![entry(2, 2), entry(2, 3)]);
+    assert_eq!(ready.batch.entries, vec![entry(2, 2), entry(2, 3)]);
     assert!(ready.messages.is_empty());
     assert_eq!(ready.persisted_messages, vec![msg(1, 2, 2, append_ok(3))]);
-    node.advance();
+    node.advance(ready.number);
     assert_eq!(node.persisted_index(), i(3));
     // The same append again acknowledges only what is durable: no need to wait.
     step(&mut node, m, AFTER_TIMEOUT);
@@ -1450,8 +1453,8 @@ fn a_leader_counts_its_own_entry_toward_a_majority_only_once_it_is_durable() {
     step(&mut node, msg(2, 1, 2, append_ok(2)), AFTER_TIMEOUT);
     assert_eq!(node.status(AFTER_TIMEOUT).commit_index, i(1));
     let ready = node.ready().unwrap();
-    assert_eq!(ready.entries, vec![entry(2, 2)]);
-    node.advance();
+    assert_eq!(ready.batch.entries, vec![entry(2, 2)]);
+    node.advance(ready.number);
     assert_eq!(node.status(AFTER_TIMEOUT).commit_index, i(2));
 }
 
@@ -1522,8 +1525,8 @@ fn stickiness_a_follower_that_recently_heard_from_its_leader_ignores_vote_reques
         let s = node.status(heard);
         assert_eq!((s.term, s.leader), (t(2), Some(n(2))), "{name}");
     }
-    assert!(node.refuses_votes(heard + ELECTION_MS * MS - 1));
-    assert!(!node.refuses_votes(heard + ELECTION_MS * MS));
+    assert!(node.sticky_refuses_votes(heard + ELECTION_MS * MS - 1));
+    assert!(!node.sticky_refuses_votes(heard + ELECTION_MS * MS));
 
     // One minimum election timeout after the last contact the leader may be gone: vote.
     step(
@@ -1547,9 +1550,9 @@ fn stickiness_a_restarted_node_refuses_votes_for_one_minimum_election_timeout() 
         restarted_at,
     )
     .unwrap();
-    assert!(node.refuses_votes(restarted_at));
-    assert!(node.refuses_votes(restarted_at + ELECTION_MS * MS - 1));
-    assert!(!node.refuses_votes(restarted_at + ELECTION_MS * MS));
+    assert!(node.sticky_refuses_votes(restarted_at));
+    assert!(node.sticky_refuses_votes(restarted_at + ELECTION_MS * MS - 1));
+    assert!(!node.sticky_refuses_votes(restarted_at + ELECTION_MS * MS));
 }
 
 // ----- The leader lease (dissertation §6.4.1; DESIGN.md "Lease safety") -----
@@ -1579,8 +1582,8 @@ fn lease_a_new_leader_is_writable_only_once_a_quorum_answered_a_round_and_its_no
 
     // The leader writes its no-op: committed, but not yet applied.
     let ready = node.ready().unwrap();
-    assert_eq!(ready.entries.len(), 1);
-    node.advance();
+    assert_eq!(ready.batch.entries.len(), 1);
+    node.advance(ready.number);
     let s = node.status(answered);
     assert_eq!(
         (s.commit_index, s.applied_index, s.writable),
@@ -1589,8 +1592,8 @@ fn lease_a_new_leader_is_writable_only_once_a_quorum_answered_a_round_and_its_no
 
     // Applied: writable, until the lease ends.
     let ready = node.ready().unwrap();
-    assert_eq!(ready.committed_entries.len(), 1);
-    node.advance();
+    assert_eq!(ready.batch.committed.len(), 1);
+    node.advance(ready.number);
     assert!(node.status(answered).writable);
     assert!(node.status(elected + LEASE - 1).writable);
     assert!(!node.status(elected + LEASE).writable);
@@ -1671,7 +1674,7 @@ fn lease_a_leader_that_steps_down_refuses_votes_until_the_lease_deadline_it_adve
         let advertised;
         if trigger == "a stalled disk" {
             node.propose(b"x".to_vec(), now).unwrap();
-            let _hanging = node.ready().expect("the proposal to write");
+            let hanging = node.ready().expect("the proposal to write");
             // n2 keeps answering heartbeats, which renews the lease, until the leader gives up
             // on its disk (persist_stall_max_ms).
             loop {
@@ -1688,7 +1691,7 @@ fn lease_a_leader_that_steps_down_refuses_votes_until_the_lease_deadline_it_adve
                     }
                 }
             }
-            node.advance(); // The disk recovers.
+            node.advance(hanging.number); // The disk recovers.
         } else {
             now += MS;
             advertised = node.status(now).lease_deadline.expect("a lease");
@@ -1699,14 +1702,14 @@ fn lease_a_leader_that_steps_down_refuses_votes_until_the_lease_deadline_it_adve
         assert_eq!(s.role, Role::Follower, "{trigger}");
         assert!(now < advertised, "{trigger}: the lease is still running");
 
-        let refuses = node.refuses_votes(now);
+        let refuses = node.sticky_refuses_votes(now);
         let term = s.term.0 + 1;
         let last = s.last_index.0;
         step(&mut node, msg(3, 1, term, vote_request(last, 2)), now);
         let granted = persist(&mut node).contains(&msg(1, 3, term, vote_response(true)));
         if granted || !refuses {
             failures.push(format!(
-                "after {trigger}: refuses_votes {refuses}, grants n3 a vote {granted}, \
+                "after {trigger}: sticky_refuses_votes {refuses}, grants n3 a vote {granted}, \
                  {} ms before the end of its lease",
                 (advertised - now) / MS
             ));
@@ -2229,4 +2232,63 @@ fn an_installed_snapshot_keeps_the_matching_durable_suffix_and_nothing_else() {
     assert!(out
         .iter()
         .any(|m| m.body == MessageBody::SnapshotInstalled { last_index: i(3) }));
+}
+
+// ----- Ready: numbered, acknowledged by number, one write as one batch -----
+
+#[test]
+fn readies_are_numbered_from_one_and_acknowledged_by_number() {
+    let mut node = follower(3, 1, &[]);
+    step(&mut node, msg(2, 1, 2, vote_request(0, 0)), AFTER_TIMEOUT);
+    let first = node.ready().expect("a vote to persist");
+    assert_eq!(first.number, 1);
+    assert!(first.needs_write());
+    assert_eq!(
+        first.batch,
+        Batch {
+            hard_state: Some(HardState {
+                term: t(2),
+                vote: Some(n(2)),
+                commit: i(0)
+            }),
+            ..Batch::default()
+        }
+    );
+    assert!(node.ready().is_none(), "one Ready outstanding at a time");
+    node.advance(first.number);
+    step(
+        &mut node,
+        msg(2, 1, 2, append(0, 0, vec![entry(2, 1)], 1)),
+        AFTER_TIMEOUT,
+    );
+    let second = node.ready().expect("an entry to persist");
+    assert_eq!(second.number, 2);
+    assert_eq!(second.batch.entries, vec![entry(2, 1)]);
+    assert_eq!(second.batch.committed, vec![entry(2, 1)]);
+    node.advance(second.number);
+    // Only the soft state changed: a Ready with nothing to write.
+    node.tick(10 * AFTER_TIMEOUT);
+    let third = node.ready().expect("the role changed");
+    assert_eq!(third.number, 3);
+    assert!(third.batch.is_empty() && !third.needs_write());
+    node.advance(3);
+}
+
+#[test]
+#[should_panic(expected = "advance(1) while Ready 2 is outstanding")]
+fn advancing_a_ready_other_than_the_outstanding_one_is_a_bug() {
+    let mut node = follower(3, 1, &[]);
+    step(&mut node, msg(2, 1, 2, vote_request(0, 0)), AFTER_TIMEOUT);
+    let first = node.ready().unwrap();
+    node.advance(first.number);
+    step(&mut node, msg(2, 1, 2, heartbeat(0, 1)), AFTER_TIMEOUT);
+    let _second = node.ready().unwrap();
+    node.advance(first.number);
+}
+
+#[test]
+#[should_panic(expected = "advance without an outstanding Ready")]
+fn advancing_with_no_ready_outstanding_is_a_bug() {
+    let mut node = follower(3, 1, &[]);
+    node.advance(1);
 }

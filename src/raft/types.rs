@@ -92,6 +92,12 @@ impl Membership {
         self.voters.contains(&id) || self.voters_outgoing.contains(&id)
     }
 
+    /// Whether the nodes for which `yes(id)` holds form a quorum: a majority of the voters, and
+    /// in a joint configuration a majority of the outgoing voters as well. Learners never count.
+    pub fn is_quorum(&self, yes: impl Fn(NodeId) -> bool) -> bool {
+        super::quorum::is_quorum(self, yes)
+    }
+
     /// Every node the leader replicates to, itself included.
     pub fn members(&self) -> BTreeSet<NodeId> {
         let mut all = self.voters.clone();

@@ -117,8 +117,6 @@ pub struct Replica {
     /// start at the (monotonic) time the replica was built and count up, one per read.
     next_read_ctx: u64,
     persisting: Option<Persisting>,
-    /// Batches handed out so far; the next one gets this number plus one.
-    batches: u64,
     /// A compaction handed out and not yet reported.
     compacting: Option<LogIndex>,
     /// While set, no new batch is handed out (the caller is installing a snapshot chunk, which
@@ -145,7 +143,6 @@ impl Replica {
             reads: BTreeMap::new(),
             next_read_ctx: now.max(1),
             persisting: None,
-            batches: 0,
             compacting: None,
             writes_held: false,
         })
@@ -237,18 +234,12 @@ impl Replica {
         let Some(ready) = self.core.ready() else {
             return;
         };
-        self.batches += 1;
-        let number = self.batches;
+        let number = ready.number;
         if let Some(soft) = ready.soft_state {
             out.push(Action::SoftState(soft));
         }
         out.extend(ready.messages.into_iter().map(Action::Send));
-        let batch = Batch {
-            hard_state: ready.hard_state,
-            truncate_from: ready.truncate_from,
-            entries: ready.entries,
-            committed: ready.committed_entries,
-        };
+        let batch = ready.batch;
         self.persisting = Some(Persisting {
             number,
             committed: batch.committed.iter().map(|e| (e.index, e.term)).collect(),
@@ -280,7 +271,7 @@ impl Replica {
             self.answer(index, term, applied.result, out);
         }
         out.extend(done.persisted_messages.into_iter().map(Action::Send));
-        self.core.advance();
+        self.core.advance(number);
         if self.compacting.is_none() {
             if let Some(index) = self.core.snapshot_due() {
                 self.compacting = Some(index);

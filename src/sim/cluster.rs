@@ -8,7 +8,6 @@
 
 use super::checker::Checker;
 use super::linearizability::{self, OpKind, Operation, Verdict};
-use crate::raft::quorum;
 use crate::raft::{
     ConfChange, Config, LogIndex, Membership, Message, MessageBody, Nanos, NodeId, ProposeError,
     RaftNode, RaftRng, ReadError, Role, SplitMix64, Term,
@@ -1162,15 +1161,15 @@ impl Cluster {
             let refusing: BTreeSet<NodeId> = (0..self.nodes.len())
                 .filter(|&i| match (self.core(i), self.local_now(i)) {
                     (Some(core), Some(now)) => {
-                        core.would_refuse_vote(now, other, term.next(), None)
-                            && core.would_refuse_vote(now, other, term.next(), Some(floor))
+                        core.would_refuse_vote_request(now, other, term.next(), None)
+                            && core.would_refuse_vote_request(now, other, term.next(), Some(floor))
                     }
                     _ => true,
                 })
                 .map(|i| self.nodes[i].id)
                 .collect();
             let membership = self.core(l).expect("live").membership();
-            if !quorum::is_quorum(membership, |id| refusing.contains(&id)) {
+            if !membership.is_quorum(|id| refusing.contains(&id)) {
                 self.violation(format!(
                     "lease safety: {leader} is writable in {term} but only {refusing:?} would refuse a vote in {membership:?}"
                 ));

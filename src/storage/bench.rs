@@ -6,7 +6,7 @@ use super::{
     ApplyMode, Batch, Command, Identity, InstallProgress, LogStorage, Proposal, RedbStorage,
     StorageOptions,
 };
-use crate::raft::types::{Entry, EntryPayload, HardState, LogIndex, NodeId, Term};
+use crate::raft::{Entry, EntryPayload, HardState, LogIndex, NodeId, Term};
 use anyhow::Context;
 use clap::Args;
 use std::path::PathBuf;

@@ -11,7 +11,7 @@ use super::snapshot::SnapshotHeader;
 use super::store::{MembershipRecord, StoreRead, StoreWrite};
 use super::{Applied, ApplyResult, Batch, ChangePage, LogState, SnapshotMeta, StateDigest};
 use super::{KeyValue, StorageOptions};
-use crate::raft::types::{Entry, LogIndex, Term};
+use crate::raft::{Entry, LogIndex, Term};
 
 /// Reads the summary of the durable state (no invariant checks: see `recovery`).
 pub(crate) fn load_state(store: &mut dyn StoreRead) -> Result<LogState, StorageError> {

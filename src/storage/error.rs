@@ -2,7 +2,7 @@
 //! the input it concerns. Invariant: no storage function panics on bad input from a file, a peer
 //! or a caller; a panic in this layer is a bug (a broken internal invariant).
 
-use crate::raft::types::LogIndex;
+use crate::raft::LogIndex;
 use std::path::PathBuf;
 
 /// The path reported for an in-memory store, where there is no file to name.

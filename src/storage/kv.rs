@@ -14,7 +14,7 @@ use super::error::StorageError;
 use super::session;
 use super::store::{MembershipRecord, StoreWrite};
 use super::{ApplyResult, StorageOptions};
-use crate::raft::types::{Entry, EntryPayload, LogIndex, Term};
+use crate::raft::{Entry, EntryPayload, LogIndex, Term};
 use serde::{Deserialize, Serialize};
 
 /// A key's value and metadata as stored.

@@ -17,7 +17,7 @@ use super::{
     Applied, Batch, ChangePage, Identity, InstallProgress, KeyValue, LogState, LogStorage,
     Recovered, SnapshotMeta, StateDigest, StorageOptions, MEMORY_PATH,
 };
-use crate::raft::types::{Entry, EntryPayload, HardState, LogIndex, Membership, Term};
+use crate::raft::{Entry, EntryPayload, HardState, LogIndex, Membership, Term};
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;

@@ -7,12 +7,11 @@
 //! satisfies `snapshot index < first index`, a contiguous log with non-decreasing terms, and
 //! `snapshot index <= applied <= commit <= last index`.
 //!
-//! # How a caller turns a Ready into a batch
+//! # How a caller writes a Ready
 //!
-//! 1. `Batch { hard_state: ready.hard_state, truncate_from: ready.truncate_from,
-//!    entries: ready.entries, committed: ready.committed_entries }`.
-//! 2. `storage.write_batch(&batch)`: one transaction, one durable commit. Proposals that arrive
-//!    meanwhile wait for the next batch (group commit).
+//! 1. A `Ready` carries its write as one [`Batch`] (defined by the core, re-exported here).
+//! 2. `storage.write_batch(&ready.batch)`: one transaction, one durable commit. Proposals that
+//!    arrive meanwhile wait for the next batch (group commit).
 //! 3. Only then send the messages that must follow persistence (vote grants, append acks), and
 //!    answer clients with the returned `Applied` results.
 //! 4. On an error for which `StorageError::requires_reload` holds, the outcome of the batch is
@@ -45,7 +44,9 @@ pub use session::{
 };
 pub use snapshot::{SnapshotSource, SNAPSHOT_CHUNK_BYTES_MAX, SNAPSHOT_FORMAT_VERSION};
 
-use crate::raft::types::{Entry, HardState, LogIndex, Membership, NodeId, Term};
+pub use crate::raft::Batch;
+
+use crate::raft::{Entry, HardState, LogIndex, Membership, NodeId, Term};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -154,21 +155,6 @@ pub enum ApplyMode {
     Deferred,
 }
 
-/// What a Raft Ready asks to persist, as one atomic and durable write.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Batch {
-    /// The new term, vote and commit index, if they changed.
-    pub hard_state: Option<HardState>,
-    /// Delete every entry with an index at or after this one before appending. It must be
-    /// above the commit index stored before this batch: committed entries are never deleted.
-    pub truncate_from: Option<LogIndex>,
-    /// Entries to append: contiguous, the first at `truncate_from` or at last index + 1.
-    pub entries: Vec<Entry>,
-    /// Committed entries to apply, in order, the first at applied + 1, the last at or below the
-    /// commit index (as of this batch). They must be in the log (stored or in `entries`).
-    pub committed: Vec<Entry>,
-}
-
 /// The result of applying one committed entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Applied {
@@ -232,7 +218,7 @@ impl Recovered {
             .iter()
             .rev()
             .find_map(|entry| match &entry.payload {
-                crate::raft::types::EntryPayload::Config(m) => Some((m, entry.index)),
+                crate::raft::EntryPayload::Config(m) => Some((m, entry.index)),
                 _ => None,
             })
             .unwrap_or((&self.state.membership, self.state.membership_index))

@@ -8,7 +8,7 @@ use super::engine;
 use super::error::StorageError;
 use super::store::StoreRead;
 use super::{Identity, Recovered};
-use crate::raft::types::{LogIndex, Term};
+use crate::raft::{LogIndex, Term};
 
 /// Loads the state, checks it, and reads the entries after the applied index.
 pub(crate) fn recover(

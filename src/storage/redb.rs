@@ -21,7 +21,7 @@ use super::{
     Applied, ApplyMode, Batch, ChangePage, Identity, InstallProgress, KeyValue, LogState,
     LogStorage, Recovered, SnapshotMeta, StateDigest, StorageOptions,
 };
-use crate::raft::types::{Entry, HardState, LogIndex, Membership, NodeId, Term};
+use crate::raft::{Entry, HardState, LogIndex, Membership, NodeId, Term};
 use redb::{
     Database, Durability, Key, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
     TableError, Value, WriteTransaction,

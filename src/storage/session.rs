@@ -9,7 +9,7 @@ use super::command::{CommandError, Outcome, Response, SessionSeq};
 use super::error::StorageError;
 use super::kv::SmMeta;
 use super::store::StoreWrite;
-use crate::raft::types::LogIndex;
+use crate::raft::LogIndex;
 use serde::{Deserialize, Serialize};
 
 /// Registering beyond this many open sessions fails with `SessionsFull`.

@@ -457,7 +457,7 @@ impl Receiver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::raft::types::{LogIndex, Term};
+    use crate::raft::{LogIndex, Term};
 
     #[test]
     fn frames_round_trip_and_any_flipped_bit_is_caught() {

@@ -9,7 +9,7 @@ use super::error::StorageError;
 use super::kv::{Change, KvRecord, SmMeta};
 use super::session::SessionRecord;
 use super::SnapshotMeta;
-use crate::raft::types::{Entry, EntryPayload, HardState, LogIndex, Membership, Term};
+use crate::raft::{Entry, EntryPayload, HardState, LogIndex, Membership, Term};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -177,7 +177,7 @@ pub(crate) fn decode_row<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::raft::types::NodeId;
+    use crate::raft::NodeId;
 
     #[test]
     fn entry_encoding_round_trips() {

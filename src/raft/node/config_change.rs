@@ -13,7 +13,7 @@ impl RaftNode {
                 leader: self.leader,
             });
         }
-        if self.transfer.is_some() {
+        if self.lead().transfer.is_some() {
             return Err(ConfChangeError::Transferring);
         }
         let index = self.configs.current_index();
@@ -42,23 +42,26 @@ impl RaftNode {
         let voter = self.configs.current().is_voter(self.id);
         match self.role {
             Role::Leader => {
+                let (me, now) = (self.id, self.now);
                 let members = self.configs.current().members();
-                self.progress.retain(|id, _| members.contains(id));
+                let joint = self.configs.current().is_joint();
                 let last = self.log.last_index();
+                let lead = self.lead_mut();
+                lead.progress.retain(|id, _| members.contains(id));
                 for id in members {
-                    if id != self.id && !self.progress.contains_key(&id) {
-                        self.progress.insert(id, Progress::new(last, self.now));
+                    if id != me && !lead.progress.contains_key(&id) {
+                        lead.progress.insert(id, Progress::new(last, now));
                     }
                 }
-                self.joint_since = match (self.configs.current().is_joint(), self.joint_since) {
-                    (true, None) => Some(self.now),
+                lead.joint_since = match (joint, lead.joint_since) {
+                    (true, None) => Some(now),
                     (true, since) => since,
                     (false, _) => None,
                 };
                 // The lease must rest on a quorum of the configuration in force (both halves
                 // of a joint one): recompute it from the rounds each member acknowledged.
-                self.lease_until = 0;
-                self.quorum_round = 0;
+                lead.lease_until = 0;
+                lead.quorum_round = 0;
                 self.update_lease();
             }
             Role::Follower | Role::Learner => {

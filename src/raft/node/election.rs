@@ -1,26 +1,57 @@
 //! Elections (Raft §5.2, pre-vote §9.6, check-quorum §6.4), stickiness and role changes.
 //!
 //! Invariant: at most one vote per term, and no vote while this node would still honour a
-//! leader's lease (see `would_refuse_vote`).
+//! leader's lease (see `would_refuse_vote_request`).
 
 use super::*;
 
 impl RaftNode {
-    /// Whether to refuse `candidate`'s vote (or pre-vote) for `term` on stickiness grounds. A
-    /// hand-over campaign is accepted despite stickiness only when it comes right after our
-    /// leader's term and this node has seen no newer round from that leader than the hand-over.
-    pub(super) fn refuses_vote(
+    /// Whether stickiness is in force at `now`: this node leads, or heard from a leader of its
+    /// term (or restarted, or stepped down as leader) less than a minimum election timeout ago.
+    /// While it is, the node ignores vote requests and pre-votes of a higher term — all of them
+    /// except a hand-over campaign that [`would_refuse_vote_request`] lets through. A leader's
+    /// lease rests on a quorum of nodes for which this holds.
+    ///
+    /// [`would_refuse_vote_request`]: Self::would_refuse_vote_request
+    pub fn sticky_refuses_votes(&self, now: Nanos) -> bool {
+        self.role == Role::Leader
+            || now.saturating_sub(self.last_leader_contact) < self.config.election_timeout_min_ns()
+    }
+
+    /// Whether a vote request (or pre-vote) from `candidate` for `term`, arriving at `now`, would
+    /// be ignored on stickiness grounds; `transfer_round` as in `RequestVote` (`Some` for a
+    /// hand-over campaign). Under stickiness, a hand-over campaign is still accepted when this
+    /// node is the leader handing over to `candidate`, or when it follows a leader, `term` is
+    /// the very next one, and it has seen no newer round from that leader than `transfer_round`
+    /// — never during the refusal window after a restart. The decision `step` takes, exposed
+    /// for the simulator's lease checks and for tests.
+    pub fn would_refuse_vote_request(
         &self,
+        now: Nanos,
         candidate: NodeId,
         term: Term,
         transfer_round: Option<u64>,
     ) -> bool {
-        self.would_refuse_vote(self.now, candidate, term, transfer_round)
+        if !self.sticky_refuses_votes(now) {
+            return false;
+        }
+        if now < self.restart_refusal_until {
+            return true;
+        }
+        let Some(round) = transfer_round else {
+            return true;
+        };
+        if self.role == Role::Leader {
+            // Our own hand-over: let the target win.
+            return self.lead().transfer.is_none_or(|t| t.target != candidate);
+        }
+        !(self.leader.is_some() && term == self.term.next() && round >= self.leader_round_seen)
     }
 
     /// Starts a (pre-)election. With `transfer_round` it is a hand-over campaign (after
     /// TimeoutNow): no pre-vote, and voters may accept it despite stickiness.
     pub(super) fn campaign(&mut self, pre_vote: bool, transfer_round: Option<u64>) {
+        assert_ne!(self.role, Role::Leader, "a leader never campaigns");
         if !self.configs.current().is_voter(self.id) {
             return;
         }
@@ -130,18 +161,12 @@ impl RaftNode {
             self.fail_forwarded_reads();
         }
         self.fail_reads(ReadError::NotLeader);
-        self.transfer = None;
-        self.quorum_round = 0;
-        self.lease_round_floor = 0;
+        self.leader_state = None;
         self.leader = leader;
         if leader.is_some() {
             self.last_leader_contact = self.now;
         }
         self.votes.clear();
-        self.progress.clear();
-        self.round_starts.clear();
-        self.lease_until = 0;
-        self.uncommitted_bytes = 0;
         self.reset_election_timer();
     }
 
@@ -152,7 +177,7 @@ impl RaftNode {
         self.leader = Some(self.id);
         self.votes.clear();
         let last = self.log.last_index();
-        self.progress = self
+        let progress = self
             .configs
             .current()
             .members()
@@ -160,17 +185,24 @@ impl RaftNode {
             .filter(|&id| id != self.id)
             .map(|id| (id, Progress::new(last, self.now)))
             .collect();
-        self.round = 0;
-        self.round_starts.clear();
-        self.lease_until = 0;
-        self.quorum_round = 0;
-        self.lease_round_floor = 0;
-        self.transfer = None;
-        self.uncommitted_bytes = 0;
+        self.leader_state = Some(LeaderState {
+            progress,
+            round: 0,
+            round_starts: VecDeque::new(),
+            next_heartbeat_at: self.now,
+            lease_until: 0,
+            quorum_round: 0,
+            lease_round_floor: 0,
+            noop_index: LogIndex(0),
+            uncommitted_bytes: 0,
+            transfer: None,
+            reads: VecDeque::new(),
+            joint_since: self.configs.current().is_joint().then_some(self.now),
+        });
         // Raft §8: a new leader commits an entry of its own term, which commits everything
         // before it; until it is applied the host must not write.
-        self.joint_since = self.configs.current().is_joint().then_some(self.now);
-        self.noop_index = self.append_entry(EntryPayload::Noop);
+        let noop_index = self.append_entry(EntryPayload::Noop);
+        self.lead_mut().noop_index = noop_index;
         self.start_round();
         self.broadcast_append();
         self.maybe_commit();

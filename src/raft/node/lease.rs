@@ -9,9 +9,9 @@ impl RaftNode {
     pub(super) fn tick_leader(&mut self) {
         // A snapshot that was not confirmed in time is asked for again (hashicorp/raft #212,
         // dgraph #2707: no follower stays in the snapshot state forever).
-        let timeout = self.config.snapshot_timeout_ms * 1_000_000;
+        let timeout = self.config.snapshot_timeout_ns();
         let now = self.now;
-        for p in self.progress.values_mut() {
+        for p in self.lead_mut().progress.values_mut() {
             if let ProgressState::Snapshot { since, .. } = p.state {
                 if now.saturating_sub(since) > timeout {
                     p.become_probe(p.match_index.next());
@@ -20,8 +20,7 @@ impl RaftNode {
         }
         if self.config.check_quorum {
             let window = self.config.election_timeout_min_ns();
-            let now = self.now;
-            let progress = &self.progress;
+            let progress = &self.lead().progress;
             let me = self.id;
             let active = quorum::is_quorum(self.configs.current(), |id| {
                 id == me
@@ -37,26 +36,29 @@ impl RaftNode {
         if let Some(r) = &self.inflight {
             // A leader whose disk stalls must not keep leading (etcd #13527): its followers
             // would never elect anyone else while it answers heartbeats.
-            if self.now.saturating_sub(r.issued_at) > self.config.persist_stall_max_ms * 1_000_000 {
+            if self.now.saturating_sub(r.issued_at) > self.config.persist_stall_max_ns() {
                 self.become_follower(self.term, None);
                 return;
             }
         }
-        if let Some(since) = self.joint_since {
-            let timeout = self.config.conf_change_timeout_ms * 1_000_000;
+        if let Some(since) = self.lead().joint_since {
+            let timeout = self.config.conf_change_timeout_ns();
             if self.configs.current().is_joint() && self.now.saturating_sub(since) > timeout {
                 // The new voters could not form a quorum in time (raft-rs #192): go back.
                 let _ = self.abort_membership_change(self.now);
             }
         }
-        if let Some(t) = self.transfer {
-            if self.now >= t.deadline {
+        let Some(lead) = self.leader_state.as_mut() else {
+            return; // Nothing of what follows concerns a node that is no longer leader.
+        };
+        if let Some(t) = lead.transfer {
+            if now >= t.deadline {
                 // The target did not take over in time: resume. The lease comes back only with
                 // rounds newer than any TimeoutNow we sent (see `lease_round_floor`).
-                self.transfer = None;
+                lead.transfer = None;
             }
         }
-        if self.now >= self.next_heartbeat_at {
+        if now >= lead.next_heartbeat_at {
             self.broadcast_heartbeat();
         }
     }
@@ -64,11 +66,14 @@ impl RaftNode {
     /// Starts a new round and sends every follower a heartbeat carrying it.
     pub(super) fn broadcast_heartbeat(&mut self) {
         self.start_round();
-        let peers: Vec<NodeId> = self.progress.keys().copied().collect();
-        for peer in peers {
-            let p = &self.progress[&peer];
-            let commit = self.log.committed.min(p.match_index);
-            let round = self.round;
+        let lead = self.lead();
+        let (round, committed) = (lead.round, self.log.committed);
+        let heartbeats: Vec<(NodeId, LogIndex)> = lead
+            .progress
+            .iter()
+            .map(|(&peer, p)| (peer, committed.min(p.match_index)))
+            .collect();
+        for (peer, commit) in heartbeats {
             self.send(peer, self.term, MessageBody::Heartbeat { commit, round });
         }
     }
@@ -76,16 +81,20 @@ impl RaftNode {
     /// Sends TimeoutNow to the transfer target once its log matches ours; until then keeps
     /// replicating to it.
     pub(super) fn maybe_send_timeout_now(&mut self) {
-        let Some(t) = self.transfer else { return };
-        let caught_up = self
+        let last = self.log.last_index();
+        let Some(lead) = self.leader_state.as_mut() else {
+            return;
+        };
+        let Some(t) = lead.transfer else { return };
+        let caught_up = lead
             .progress
             .get(&t.target)
-            .is_some_and(|p| p.match_index == self.log.last_index());
+            .is_some_and(|p| p.match_index == last);
         if caught_up {
             // Voters that saw a round newer than this one refuse the hand-over campaign, and
             // no round up to this one may extend our lease any more.
-            self.lease_round_floor = self.lease_round_floor.max(self.round);
-            let round = self.round;
+            lead.lease_round_floor = lead.lease_round_floor.max(lead.round);
+            let round = lead.round;
             self.send(t.target, self.term, MessageBody::TimeoutNow { round });
         } else {
             self.send_append(t.target);
@@ -93,12 +102,14 @@ impl RaftNode {
     }
 
     pub(super) fn start_round(&mut self) {
-        self.round += 1;
-        self.round_starts.push_back((self.round, self.now));
-        if self.round_starts.len() > ROUNDS_REMEMBERED_MAX {
-            self.round_starts.pop_front();
+        let (now, interval) = (self.now, self.config.heartbeat_interval_ns());
+        let lead = self.lead_mut();
+        lead.round += 1;
+        lead.round_starts.push_back((lead.round, now));
+        if lead.round_starts.len() > ROUNDS_REMEMBERED_MAX {
+            lead.round_starts.pop_front();
         }
-        self.next_heartbeat_at = self.now + self.config.heartbeat_interval_ns();
+        lead.next_heartbeat_at = now + interval;
         // A lone voter is its own quorum.
         self.update_lease();
     }
@@ -107,8 +118,12 @@ impl RaftNode {
     /// Every voter that answered round r heard from us after it started, so it refuses votes
     /// until at least min election timeout after that on its own clock.
     pub(super) fn update_lease(&mut self) {
-        let me = self.id;
-        let (round, progress) = (self.round, &self.progress);
+        let (me, now, lease_ns) = (self.id, self.now, self.config.lease_ns());
+        let lead = self
+            .leader_state
+            .as_mut()
+            .expect("only a leader has a lease");
+        let (round, progress) = (lead.round, &lead.progress);
         let acked = quorum::quorum_value(
             self.configs.current(),
             |id| {
@@ -120,27 +135,25 @@ impl RaftNode {
             },
             u64::MAX,
         );
-        let news = acked > self.quorum_round;
-        self.quorum_round = self.quorum_round.max(acked);
+        let news = acked > lead.quorum_round;
+        lead.quorum_round = lead.quorum_round.max(acked);
         // Rounds too old to extend the lease are of no further use. (Older acknowledged
         // rounds are kept otherwise: a configuration change recomputes the lease from them.)
-        let lease_ns = self.config.lease_ns();
-        let now = self.now;
-        while self
+        while lead
             .round_starts
             .front()
-            .is_some_and(|&(r, started)| r < self.round && started + lease_ns <= now)
+            .is_some_and(|&(r, started)| r < round && started + lease_ns <= now)
         {
-            self.round_starts.pop_front();
+            lead.round_starts.pop_front();
         }
-        let lease_allowed = self.transfer.is_none() && acked > self.lease_round_floor;
-        let started = self
+        let lease_allowed = lead.transfer.is_none() && acked > lead.lease_round_floor;
+        let started = lead
             .round_starts
             .iter()
             .find(|&&(r, _)| r == acked)
             .map(|&(_, started)| started);
         if let (Some(started), true) = (started, lease_allowed) {
-            self.lease_until = self.lease_until.max(started + lease_ns);
+            lead.lease_until = lead.lease_until.max(started + lease_ns);
         }
         if news {
             self.advance_reads();
@@ -148,10 +161,11 @@ impl RaftNode {
     }
 
     pub(super) fn is_writable(&self, now: Nanos) -> bool {
-        self.role == Role::Leader
-            && self.transfer.is_none()
-            && now < self.lease_until
-            && self.noop_index > LogIndex(0)
-            && self.log.applied >= self.noop_index
+        self.leader_state.as_ref().is_some_and(|lead| {
+            lead.transfer.is_none()
+                && now < lead.lease_until
+                && lead.noop_index > LogIndex(0)
+                && self.log.applied >= lead.noop_index
+        })
     }
 }

@@ -11,6 +11,7 @@ mod election;
 mod lease;
 mod read;
 mod replication;
+mod term;
 
 use super::config::{Config, ConfigError};
 use super::log::RaftLog;
@@ -18,12 +19,13 @@ use super::membership::{self, ConfChange, ConfChangeError, ConfigLog};
 use super::message::{ConflictHint, Message, MessageBody};
 use super::progress::{Progress, ProgressState};
 use super::quorum::{self, VoteResult};
-use super::ready::{Ready, SoftState};
+use super::ready::{Batch, Ready, SoftState};
 use super::rng::RaftRng;
 use super::types::{
     Entry, EntryPayload, HardState, LogIndex, Membership, Nanos, NodeId, Role, Term,
 };
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use term::TermVerdict;
 use thiserror::Error;
 
 /// Rounds remembered for the lease; older ones can no longer extend it in practice.
@@ -157,9 +159,39 @@ struct PendingRead {
 /// The durable work handed out in the outstanding `Ready`.
 #[derive(Clone, Debug)]
 struct InflightReady {
+    number: u64,
     last_entry: Option<(LogIndex, Term)>,
     hard_state: Option<HardState>,
     issued_at: Nanos,
+}
+
+/// What only a leader keeps, for the term it leads: created when it wins, dropped when it steps
+/// down. (What a deposed leader must remember — that it keeps refusing votes for a minimum
+/// election timeout, `last_leader_contact` — lives on the node, since it outlives leadership.)
+#[derive(Debug)]
+struct LeaderState {
+    /// What the leader knows of every other member of the configuration in force.
+    progress: BTreeMap<NodeId, Progress>,
+    /// The current heartbeat round and when each recent round started, oldest first.
+    round: u64,
+    round_starts: VecDeque<(u64, Nanos)>,
+    next_heartbeat_at: Nanos,
+    /// Until when no other node can be leader (0: no lease).
+    lease_until: Nanos,
+    /// The newest round a quorum has acknowledged.
+    quorum_round: u64,
+    /// Rounds at or below this never extend the lease again: a hand-over started then, and a
+    /// voter that saw no newer round may vote for the target despite stickiness.
+    lease_round_floor: u64,
+    /// This term's no-op; the node is writable only once it is applied.
+    noop_index: LogIndex,
+    /// Bytes of this term's proposals not yet committed (`uncommitted_bytes_max`).
+    uncommitted_bytes: usize,
+    transfer: Option<Transfer>,
+    /// Reads being confirmed, in the order they arrived.
+    reads: VecDeque<PendingRead>,
+    /// When the current joint configuration was first seen as leader (for the abort timeout).
+    joint_since: Option<Nanos>,
 }
 
 pub struct RaftNode {
@@ -191,30 +223,13 @@ pub struct RaftNode {
     restart_refusal_until: Nanos,
     votes: BTreeMap<NodeId, bool>,
     /// Reads forwarded to the leader, and reads confirmed but waiting for the apply index.
-    reads_forwarded: BTreeMap<u64, ()>,
+    reads_forwarded: BTreeSet<u64>,
     reads_awaiting_apply: VecDeque<(u64, LogIndex)>,
     read_states: Vec<ReadState>,
     snapshot_sends: Vec<SnapshotRequest>,
 
-    // Leader state.
-    progress: BTreeMap<NodeId, Progress>,
-    /// The current heartbeat round and when each recent round started, oldest first.
-    round: u64,
-    round_starts: VecDeque<(u64, Nanos)>,
-    next_heartbeat_at: Nanos,
-    lease_until: Nanos,
-    /// The newest round a quorum has acknowledged.
-    quorum_round: u64,
-    /// Rounds at or below this never extend the lease again: a hand-over started then, and a
-    /// voter that saw no newer round may vote for the target despite stickiness.
-    lease_round_floor: u64,
-    /// This term's no-op; the node is writable only once it is applied.
-    noop_index: LogIndex,
-    uncommitted_bytes: usize,
-    transfer: Option<Transfer>,
-    reads: VecDeque<PendingRead>,
-    /// When the current joint configuration was first seen as leader (for the abort timeout).
-    joint_since: Option<Nanos>,
+    /// `Some` exactly while `role` is `Leader`.
+    leader_state: Option<LeaderState>,
 
     // Output.
     messages: Vec<Message>,
@@ -223,6 +238,8 @@ pub struct RaftNode {
     handed_hard_state: HardState,
     durable_term_vote: (Term, Option<NodeId>),
     inflight: Option<InflightReady>,
+    /// The number of the last `Ready` handed out (0 before the first).
+    readies_handed_out: u64,
     reported_soft_state: SoftState,
 }
 
@@ -285,27 +302,17 @@ impl RaftNode {
             leader_round_seen: 0,
             restart_refusal_until: now + restart_refusal_ns,
             votes: BTreeMap::new(),
-            reads_forwarded: BTreeMap::new(),
+            reads_forwarded: BTreeSet::new(),
             reads_awaiting_apply: VecDeque::new(),
             read_states: Vec::new(),
             snapshot_sends: Vec::new(),
-            progress: BTreeMap::new(),
-            round: 0,
-            round_starts: VecDeque::new(),
-            next_heartbeat_at: now,
-            lease_until: 0,
-            quorum_round: 0,
-            lease_round_floor: 0,
-            noop_index: LogIndex(0),
-            uncommitted_bytes: 0,
-            transfer: None,
-            reads: VecDeque::new(),
-            joint_since: None,
+            leader_state: None,
             messages: Vec::new(),
             messages_after_persist: Vec::new(),
             handed_hard_state: hard_state,
             durable_term_vote: (hard_state.term, hard_state.vote),
             inflight: None,
+            readies_handed_out: 0,
             reported_soft_state: SoftState {
                 role,
                 term: hard_state.term,
@@ -344,63 +351,9 @@ impl RaftNode {
         if m.from == self.id {
             return Err(StepError::FromSelf { me: self.id });
         }
-        if matches!(m.body, MessageBody::RequestVote { .. })
-            && !self.configs.current().is_voter(m.from)
-        {
-            // A removed node that does not know it yet must not disrupt the cluster.
+        let TermVerdict::Handle { vote_refused } = self.step_term(&m) else {
             return Ok(());
-        }
-        // Decided on the state before this message changes it: adopting a hand-over's term
-        // forgets the leader whose round the decision compares against.
-        let vote_refused = match &m.body {
-            MessageBody::RequestVote { transfer_round, .. } => {
-                self.refuses_vote(m.from, m.term, *transfer_round)
-            }
-            _ => false,
         };
-        if m.term > self.term {
-            match &m.body {
-                MessageBody::RequestVote { .. } if vote_refused => {
-                    // Stickiness: we heard from a live leader within the minimum election
-                    // timeout (or we are the leader). Refuse without even adopting the term, so
-                    // a disruptive node cannot depose a healthy leader; the lease relies on it.
-                    return Ok(());
-                }
-                MessageBody::RequestVote { pre_vote: true, .. } => {}
-                MessageBody::RequestVoteResponse {
-                    pre_vote: true,
-                    granted: true,
-                } => {}
-                MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. } => {
-                    self.become_follower(m.term, Some(m.from));
-                }
-                _ => self.become_follower(m.term, None),
-            }
-        } else if m.term < self.term {
-            match &m.body {
-                MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. } => {
-                    // A deposed leader: tell it our term so it steps down.
-                    self.send(
-                        m.from,
-                        self.term,
-                        MessageBody::HeartbeatResponse { round: 0 },
-                    );
-                }
-                MessageBody::RequestVote { pre_vote: true, .. } => {
-                    self.send(
-                        m.from,
-                        self.term,
-                        MessageBody::RequestVoteResponse {
-                            pre_vote: true,
-                            granted: false,
-                        },
-                    );
-                }
-                _ => {}
-            }
-            return Ok(());
-        }
-
         match m.body {
             MessageBody::RequestVote {
                 pre_vote,
@@ -461,7 +414,8 @@ impl RaftNode {
             MessageBody::SnapshotInstalled { last_index } => {
                 if self.role == Role::Leader && last_index <= self.log.last_index() {
                     self.heard_from(m.from, 0);
-                    if let Some(p) = self.progress.get_mut(&m.from) {
+                    let progress = self.leader_state.as_mut().map(|l| &mut l.progress);
+                    if let Some(p) = progress.and_then(|progress| progress.get_mut(&m.from)) {
                         if p.acknowledge(last_index) {
                             self.maybe_commit();
                         }
@@ -476,7 +430,7 @@ impl RaftNode {
                 }
             }
             MessageBody::ReadIndex { ctx } => {
-                if self.role == Role::Leader && self.transfer.is_none() {
+                if self.role == Role::Leader && self.lead().transfer.is_none() {
                     self.start_read(ctx, m.from);
                 } else {
                     let body = MessageBody::ReadIndexResponse { ctx, index: None };
@@ -484,7 +438,7 @@ impl RaftNode {
                 }
             }
             MessageBody::ReadIndexResponse { ctx, index } => {
-                if self.reads_forwarded.remove(&ctx).is_some() {
+                if self.reads_forwarded.remove(&ctx) {
                     match index {
                         Some(index) => self.reads_awaiting_apply.push_back((ctx, index)),
                         None => self.read_states.push(ReadState {
@@ -521,6 +475,7 @@ impl RaftNode {
             }
             Some(t) => t,
             None => self
+                .lead()
                 .progress
                 .iter()
                 .filter(|(id, _)| self.configs.current().is_voter(**id))
@@ -528,13 +483,12 @@ impl RaftNode {
                 .map(|(id, _)| *id)
                 .ok_or(TransferError::NoCandidate)?,
         };
-        self.transfer = Some(Transfer {
-            target,
-            deadline: self.now + self.config.election_timeout_min_ns(),
-        });
+        let deadline = self.now + self.config.election_timeout_min_ns();
+        let lead = self.lead_mut();
+        lead.transfer = Some(Transfer { target, deadline });
         // Give up the lease now: the target's campaign may bypass stickiness.
-        self.lease_until = 0;
-        self.lease_round_floor = self.round;
+        lead.lease_until = 0;
+        lead.lease_round_floor = lead.round;
         self.fail_reads(ReadError::Transferring);
         self.maybe_send_timeout_now();
         Ok(target)
@@ -551,6 +505,7 @@ impl RaftNode {
         self.check_can_change()?;
         if let ConfChange::Promote(id) = change {
             let matched = self
+                .lead()
                 .progress
                 .get(&id)
                 .map_or(LogIndex(0), |p| p.match_index);
@@ -597,8 +552,8 @@ impl RaftNode {
     /// pending reads). The outcome comes out of [`take_read_states`](Self::take_read_states).
     pub fn read_index(&mut self, ctx: u64, now: Nanos) -> Result<(), ReadError> {
         self.observe(now);
-        let pending =
-            self.reads.len() + self.reads_forwarded.len() + self.reads_awaiting_apply.len();
+        let confirming = self.leader_state.as_ref().map_or(0, |l| l.reads.len());
+        let pending = confirming + self.reads_forwarded.len() + self.reads_awaiting_apply.len();
         if pending >= self.config.reads_pending_max {
             return Err(ReadError::Backpressure {
                 pending,
@@ -606,13 +561,13 @@ impl RaftNode {
             });
         }
         match (self.role, self.leader) {
-            (Role::Leader, _) if self.transfer.is_some() => Err(ReadError::Transferring),
+            (Role::Leader, _) if self.lead().transfer.is_some() => Err(ReadError::Transferring),
             (Role::Leader, _) => {
                 self.start_read(ctx, self.id);
                 Ok(())
             }
             (Role::Follower | Role::Learner, Some(leader)) => {
-                self.reads_forwarded.insert(ctx, ());
+                self.reads_forwarded.insert(ctx);
                 self.send(leader, self.term, MessageBody::ReadIndex { ctx });
                 Ok(())
             }
@@ -628,7 +583,7 @@ impl RaftNode {
         self.observe(now);
         if !self.is_writable(now) {
             return Err(match self.role {
-                Role::Leader if self.transfer.is_some() => ReadError::Transferring,
+                Role::Leader if self.lead().transfer.is_some() => ReadError::Transferring,
                 _ => ReadError::NotLeader,
             });
         }
@@ -720,18 +675,19 @@ impl RaftNode {
                 leader: self.leader,
             });
         }
-        if let Some(t) = self.transfer {
+        let max = self.config.uncommitted_bytes_max;
+        let lead = self.lead_mut();
+        if let Some(t) = lead.transfer {
             return Err(ProposeError::Transferring { target: t.target });
         }
-        let max = self.config.uncommitted_bytes_max;
         let size = entry_bytes(data.len());
-        if self.uncommitted_bytes + size > max {
+        if lead.uncommitted_bytes + size > max {
             return Err(ProposeError::Backpressure {
-                bytes: self.uncommitted_bytes,
+                bytes: lead.uncommitted_bytes,
                 max,
             });
         }
-        self.uncommitted_bytes += size;
+        lead.uncommitted_bytes += size;
         let index = self.append_entry(EntryPayload::Normal(data));
         self.broadcast_append();
         self.maybe_commit();
@@ -761,6 +717,7 @@ impl RaftNode {
     /// The next batch of work; `None` while the previous one awaits [`advance`](Self::advance)
     /// or when there is nothing to do. See [`Ready`] for the caller's duties.
     pub fn ready(&mut self) -> Option<Ready> {
+        assert_eq!(self.leader_state.is_some(), self.role == Role::Leader);
         if !self.has_ready() {
             return None;
         }
@@ -770,7 +727,7 @@ impl RaftNode {
             hard_state
         });
         let (truncate_from, entries) = self.log.take_unstable();
-        let committed_entries = self.log.take_committed(self.log.last_index());
+        let committed = self.log.take_committed(self.log.last_index());
         let soft_state = self.soft_state();
         let soft_state = (soft_state != self.reported_soft_state).then(|| {
             self.reported_soft_state = soft_state;
@@ -781,30 +738,41 @@ impl RaftNode {
         // is stale, and dropping it is always safe.
         let term = self.term;
         self.messages_after_persist.retain(|m| m.term >= term);
+        self.readies_handed_out += 1;
         let ready = Ready {
+            number: self.readies_handed_out,
             messages: self.take_messages(),
-            hard_state,
-            truncate_from,
-            entries,
-            committed_entries,
+            batch: Batch {
+                hard_state,
+                truncate_from,
+                entries,
+                committed,
+            },
             persisted_messages: std::mem::take(&mut self.messages_after_persist),
             soft_state,
         };
         self.inflight = Some(InflightReady {
-            last_entry: ready.entries.last().map(|e| (e.index, e.term)),
-            hard_state: ready.hard_state,
+            number: ready.number,
+            last_entry: ready.batch.entries.last().map(|e| (e.index, e.term)),
+            hard_state: ready.batch.hard_state,
             issued_at: self.now,
         });
         Some(ready)
     }
 
-    /// Acknowledges the outstanding `Ready`: its writes are durable, its committed entries
-    /// applied, its persisted messages sent.
-    pub fn advance(&mut self) {
+    /// Acknowledges the outstanding `Ready`, by its [`number`](Ready::number): its batch is
+    /// durable, its committed entries applied, its persisted messages sent. Acknowledging any
+    /// other number (or none outstanding) is a bug in the caller, and panics.
+    pub fn advance(&mut self, number: u64) {
         let done = self
             .inflight
             .take()
             .expect("advance without an outstanding Ready");
+        assert!(
+            done.number == number,
+            "advance({number}) while Ready {} is outstanding",
+            done.number
+        );
         if let Some((index, term)) = done.last_entry {
             self.log.persisted_to(index, term);
         }
@@ -819,7 +787,11 @@ impl RaftNode {
     }
 
     pub fn status(&self, now: Nanos) -> Status {
-        let lease = (self.role == Role::Leader && self.lease_until > 0).then_some(self.lease_until);
+        let lease = self
+            .leader_state
+            .as_ref()
+            .map(|l| l.lease_until)
+            .filter(|&until| until > 0);
         Status {
             id: self.id,
             role: self.role,
@@ -849,7 +821,9 @@ impl RaftNode {
     /// Rounds at or below this one no longer extend this leader's lease: the newest round
     /// carried by a TimeoutNow it sent in this term (0 if none).
     pub fn lease_round_floor(&self) -> u64 {
-        self.lease_round_floor
+        self.leader_state
+            .as_ref()
+            .map_or(0, |l| l.lease_round_floor)
     }
 
     /// The last index known durable on this node.
@@ -857,44 +831,20 @@ impl RaftNode {
         self.log.persisted
     }
 
-    /// Whether a vote request from `candidate` for `term` arriving at `now` would be refused on
-    /// stickiness grounds; `transfer_round` as in `RequestVote`. For checks and tests.
-    pub fn would_refuse_vote(
-        &self,
-        now: Nanos,
-        candidate: NodeId,
-        term: Term,
-        transfer_round: Option<u64>,
-    ) -> bool {
-        if !self.refuses_votes(now) {
-            return false;
-        }
-        if now < self.restart_refusal_until {
-            return true;
-        }
-        let Some(round) = transfer_round else {
-            return true;
-        };
-        if self.role == Role::Leader {
-            // Our own hand-over: let the target win.
-            return self.transfer.is_none_or(|t| t.target != candidate);
-        }
-        !(self.leader.is_some() && term == self.term.next() && round >= self.leader_round_seen)
-    }
-
-    /// Whether this node would refuse any vote at `now`: it leads, or heard from a leader (or
-    /// restarted) less than a minimum election timeout ago. A leader's lease rests on a quorum
-    /// of such refusals.
-    pub fn refuses_votes(&self, now: Nanos) -> bool {
-        self.role == Role::Leader
-            || now.saturating_sub(self.last_leader_contact) < self.config.election_timeout_min_ns()
-    }
-
     // ----- Plumbing -----
 
     fn observe(&mut self, now: Nanos) {
         // The caller's clock is monotonic; tolerate equal readings.
         self.now = self.now.max(now);
+    }
+
+    /// The leader's state; only called where this node is known to lead.
+    fn lead(&self) -> &LeaderState {
+        self.leader_state.as_ref().expect("only a leader gets here")
+    }
+
+    fn lead_mut(&mut self) -> &mut LeaderState {
+        self.leader_state.as_mut().expect("only a leader gets here")
     }
 
     fn voters_except_me(&self) -> Vec<NodeId> {

@@ -10,10 +10,12 @@ impl RaftNode {
         // A round started after the request: its acknowledgement by a quorum proves no newer
         // leader existed when the read arrived.
         self.broadcast_heartbeat();
-        self.reads.push_back(PendingRead {
+        let lead = self.lead_mut();
+        let round = lead.round;
+        lead.reads.push_back(PendingRead {
             ctx,
             from,
-            round: self.round,
+            round,
             index: None,
         });
         self.advance_reads();
@@ -23,19 +25,25 @@ impl RaftNode {
     /// then covers every write acknowledged by any leader), and answers those whose round a
     /// quorum has acknowledged.
     pub(super) fn advance_reads(&mut self) {
-        let term_committed = self.noop_index > LogIndex(0) && self.log.committed >= self.noop_index;
         let committed = self.log.committed;
-        for r in self.reads.iter_mut() {
-            if r.index.is_none() && term_committed {
-                r.index = Some(committed);
+        let mut confirmed = Vec::new();
+        if let Some(lead) = self.leader_state.as_mut() {
+            let term_committed = lead.noop_index > LogIndex(0) && committed >= lead.noop_index;
+            for r in lead.reads.iter_mut() {
+                if r.index.is_none() && term_committed {
+                    r.index = Some(committed);
+                }
+            }
+            while let Some(&r) = lead.reads.front() {
+                let Some(index) = r.index else { break };
+                if r.round > lead.quorum_round {
+                    break;
+                }
+                lead.reads.pop_front();
+                confirmed.push((r, index));
             }
         }
-        while let Some(&r) = self.reads.front() {
-            let Some(index) = r.index else { break };
-            if r.round > self.quorum_round {
-                break;
-            }
-            self.reads.pop_front();
+        for (r, index) in confirmed {
             if r.from == self.id {
                 self.reads_awaiting_apply.push_back((r.ctx, index));
             } else {
@@ -67,7 +75,11 @@ impl RaftNode {
 
     /// Fails the reads this node was confirming as leader.
     pub(super) fn fail_reads(&mut self, err: ReadError) {
-        for r in std::mem::take(&mut self.reads) {
+        let reads = match self.leader_state.as_mut() {
+            Some(lead) => std::mem::take(&mut lead.reads),
+            None => VecDeque::new(),
+        };
+        for r in reads {
             if r.from == self.id {
                 self.read_states.push(ReadState {
                     ctx: r.ctx,
@@ -84,7 +96,7 @@ impl RaftNode {
     }
 
     pub(super) fn fail_forwarded_reads(&mut self) {
-        for (ctx, ()) in std::mem::take(&mut self.reads_forwarded) {
+        for ctx in std::mem::take(&mut self.reads_forwarded) {
             self.read_states.push(ReadState {
                 ctx,
                 result: Err(ReadError::NotLeader),

@@ -92,7 +92,11 @@ impl RaftNode {
         round: u64,
     ) {
         self.heard_from(from, round);
-        let Some(p) = self.progress.get_mut(&from) else {
+        let Some(p) = self
+            .leader_state
+            .as_mut()
+            .and_then(|l| l.progress.get_mut(&from))
+        else {
             return;
         };
         if success {
@@ -102,7 +106,10 @@ impl RaftNode {
             if p.acknowledge(match_index) {
                 self.maybe_commit();
             }
-            if self.transfer.is_some_and(|t| t.target == from) {
+            // Committing may have removed this leader from the configuration: it then has no
+            // transfer and no progress left, and what follows does nothing.
+            let transfer = self.leader_state.as_ref().and_then(|l| l.transfer);
+            if transfer.is_some_and(|t| t.target == from) {
                 self.maybe_send_timeout_now();
             }
             self.send_append(from);
@@ -132,7 +139,11 @@ impl RaftNode {
                 None => first_index,
             },
         };
-        let p = self.progress.get_mut(&from).expect("checked above");
+        let p = self
+            .lead_mut()
+            .progress
+            .get_mut(&from)
+            .expect("checked above");
         p.become_probe(next.min(rejected));
         self.send_append(from);
     }
@@ -140,7 +151,7 @@ impl RaftNode {
     pub(super) fn handle_heartbeat_response(&mut self, from: NodeId, round: u64) {
         self.heard_from(from, round);
         let last = self.log.last_index();
-        let Some(p) = self.progress.get_mut(&from) else {
+        let Some(p) = self.lead_mut().progress.get_mut(&from) else {
             return;
         };
         if p.match_index < last {
@@ -151,18 +162,27 @@ impl RaftNode {
 
     /// Records that `from` answered in our term, which counts for CheckQuorum and the lease.
     pub(super) fn heard_from(&mut self, from: NodeId, round: u64) {
-        let Some(p) = self.progress.get_mut(&from) else {
+        let now = self.now;
+        let lead = self.lead_mut();
+        let current_round = lead.round;
+        let Some(p) = lead.progress.get_mut(&from) else {
             return;
         };
-        p.last_heard = self.now;
-        if round > p.acked_round && round <= self.round {
+        p.last_heard = now;
+        if round > p.acked_round && round <= current_round {
             p.acked_round = round;
             self.update_lease();
         }
     }
 
+    /// Sends `to` the entries it needs next, if its progress allows; asks for a snapshot when
+    /// they were compacted away. Does nothing on a node that is not (or no longer) leader.
     pub(super) fn send_append(&mut self, to: NodeId) {
-        let Some(p) = self.progress.get(&to) else {
+        let Some(lead) = self.leader_state.as_mut() else {
+            return;
+        };
+        let round = lead.round;
+        let Some(p) = lead.progress.get_mut(&to) else {
             return;
         };
         if p.is_paused(self.config.inflight_max) {
@@ -175,11 +195,7 @@ impl RaftNode {
         let Some(prev_term) = self.log.term(prev) else {
             // The entries this follower needs were compacted away: it needs a snapshot.
             let at_least = self.log.snapshot_index();
-            let now = self.now;
-            self.progress
-                .get_mut(&to)
-                .expect("checked above")
-                .become_snapshot(at_least, now);
+            p.become_snapshot(at_least, self.now);
             self.snapshot_sends.push(SnapshotRequest { to, at_least });
             return;
         };
@@ -190,11 +206,7 @@ impl RaftNode {
         );
         let last = entries.last().map_or(prev, |e| e.index);
         let had_entries = !entries.is_empty();
-        let round = self.round;
-        self.progress
-            .get_mut(&to)
-            .expect("checked above")
-            .sent(last, had_entries, round);
+        p.sent(last, had_entries, round);
         let body = MessageBody::AppendEntries {
             prev_log_index: prev,
             prev_log_term: prev_term,
@@ -206,7 +218,10 @@ impl RaftNode {
     }
 
     pub(super) fn broadcast_append(&mut self) {
-        let peers: Vec<NodeId> = self.progress.keys().copied().collect();
+        let peers: Vec<NodeId> = match &self.leader_state {
+            Some(lead) => lead.progress.keys().copied().collect(),
+            None => Vec::new(),
+        };
         for peer in peers {
             self.send_append(peer);
         }
@@ -216,7 +231,7 @@ impl RaftNode {
     pub(super) fn maybe_commit(&mut self) -> bool {
         let me = self.id;
         let persisted = self.log.persisted;
-        let progress = &self.progress;
+        let progress = &self.lead().progress;
         let index = quorum::quorum_value(
             self.configs.current(),
             |id| {
@@ -240,7 +255,8 @@ impl RaftNode {
             }) = self.log.entry(i)
             {
                 if *term == self.term {
-                    self.uncommitted_bytes = self
+                    let lead = self.leader_state.as_mut().expect("only a leader commits");
+                    lead.uncommitted_bytes = lead
                         .uncommitted_bytes
                         .saturating_sub(entry_bytes(data.len()));
                 }
