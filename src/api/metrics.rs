@@ -134,6 +134,16 @@ pub fn render(metrics: &Metrics, s: &NodeStatus, now_ns: u64, unix_now: i64) -> 
             u8::from(*up)
         );
     }
+    let _ = writeln!(
+        out,
+        "# HELP regent_peer_lag_entries On the leader: log entries a member is behind.\n# TYPE regent_peer_lag_entries gauge"
+    );
+    for m in s.members.iter().filter(|m| m.id != s.node_id) {
+        if let Some(matched) = m.match_index {
+            let lag = s.last_index.0.saturating_sub(matched.0);
+            let _ = writeln!(out, "regent_peer_lag_entries{{peer=\"{}\"}} {lag}", m.id.0);
+        }
+    }
     if let Some(not_after) = s.certificate_not_after_unix {
         gauge(
             &mut out,

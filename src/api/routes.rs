@@ -334,6 +334,8 @@ pub(super) fn status_json(s: &NodeStatus, now: u64) -> Value {
                 "address": m.address.map(|a| a.to_string()),
                 "role": if m.voter { "voter" } else { "learner" },
                 "connected": if m.id == s.node_id { None } else { Some(s.links.get(&m.id).copied().unwrap_or(false)) },
+                "match_index": m.match_index.map(|i| i.0),
+                "lag": m.match_index.map(|i| s.last_index.0.saturating_sub(i.0)),
             })
         })
         .collect();

@@ -11,6 +11,8 @@ pub struct MemberStatus {
     pub id: NodeId,
     pub address: Option<SocketAddr>,
     pub voter: bool,
+    /// On the leader: how far the member's log matches (its lag is last index − this).
+    pub match_index: Option<LogIndex>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

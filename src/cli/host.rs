@@ -197,18 +197,29 @@ pub fn status_table(s: &Value) -> String {
         s["writable"],
         s["lease_remaining_ms"],
     );
+    if let Some(days) = s["certificate"]["days_left"].as_i64() {
+        out.push_str(&format!("certificate: {days} days left\n"));
+    }
     out.push_str(&format!(
-        "{:<6} {:<22} {:<8} {:<8}\n",
-        "NODE", "ADDRESS", "ROLE", "LEADER"
+        "{:<6} {:<22} {:<8} {:<7} {:<6} {:<8}\n",
+        "NODE", "ADDRESS", "ROLE", "LEADER", "LAG", "LINK"
     ));
     for m in s["members"].as_array().into_iter().flatten() {
         let id = m["id"].as_u64().unwrap_or(0);
+        let lag = m["lag"].as_u64().map_or("-".to_string(), |l| l.to_string());
+        let link = match m["connected"].as_bool() {
+            Some(true) => "up",
+            Some(false) => "down",
+            None => "self",
+        };
         out.push_str(&format!(
-            "{:<6} {:<22} {:<8} {:<8}\n",
+            "{:<6} {:<22} {:<8} {:<7} {:<6} {:<8}\n",
             id,
             m["address"].as_str().unwrap_or("-"),
             m["role"].as_str().unwrap_or("?"),
             if Some(id) == leader { "*" } else { "" },
+            lag,
+            link,
         ));
     }
     out

@@ -846,6 +846,7 @@ impl Driver {
                 id,
                 address: self.addresses.get(&id).copied(),
                 voter: membership.is_voter(id),
+                match_index: core.match_index(id),
             })
             .collect();
         let next = NodeStatus {

@@ -831,6 +831,16 @@ impl RaftNode {
         self.log.persisted
     }
 
+    /// On a leader, how far `id`'s log is known to match its own (`None` on a follower, or for
+    /// a node it does not replicate to).
+    pub fn match_index(&self, id: NodeId) -> Option<LogIndex> {
+        if id == self.id {
+            return (self.role == Role::Leader).then_some(self.log.persisted);
+        }
+        let leader = self.leader_state.as_ref()?;
+        leader.progress.get(&id).map(|p| p.match_index)
+    }
+
     // ----- Plumbing -----
 
     fn observe(&mut self, now: Nanos) {
