@@ -1,4 +1,4 @@
-//! Ring 2: the deterministic simulator runs the real core over thousands of seeds, with
+//! Simulator campaigns: the deterministic simulator runs the real core over thousands of seeds, with
 //! message loss, duplication, reordering, partitions (full, one-way, partial), crashes that lose
 //! unwritten data, restarts and clock drift, checking every safety property after every step,
 //! liveness after healing, and the clients' history for linearizability.

@@ -191,7 +191,13 @@ impl Driver {
         self.next_watchdog = self.notifier.watchdog_interval().map(|_| clock::now());
         self.turn(clock::now());
         loop {
-            let mut deadline = clock::now() + 5_000_000; // TODO(next_deadline) until the core gives it
+            // No fixed tick: sleep until the core's next timer (quinn-proto's poll_timeout).
+            // A learner has no timer at all (`Nanos::MAX`): wake at least every minute anyway.
+            let mut deadline = self
+                .replica
+                .core()
+                .next_deadline()
+                .min(clock::now() + 60_000_000_000);
             if let Some(at) = self.next_watchdog {
                 deadline = deadline.min(at);
             }

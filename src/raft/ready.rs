@@ -24,8 +24,8 @@ use super::types::{Entry, HardState, LogIndex, NodeId, Role, Term};
 ///    `write_batch(&ready.batch)`): if `truncate_from` is set, delete every log entry at or
 ///    after it; append `entries`; save `hard_state` if set; apply `committed` to the state
 ///    machine in index order (they are all durable once this write is). A crash before the write
-///    completes must lose all of it, or none. Skip it when [`needs_write`](Ready::needs_write)
-///    is false.
+///    completes must lose all of it, or none. There is nothing to write when
+///    [`needs_write`](Ready::needs_write) is false.
 /// 3. Only after that write is durable, send [`persisted_messages`](Ready::persisted_messages):
 ///    vote grants, vote requests and append acknowledgements promise durability.
 /// 4. Answer the clients whose entries were applied (never earlier: an answer is a promise).

@@ -6,6 +6,8 @@
 use super::*;
 
 impl RaftNode {
+    /// Every timer `tick_leader` checks has its instant in `next_leader_deadline`: change them
+    /// together.
     pub(super) fn tick_leader(&mut self) {
         // A snapshot that was not confirmed in time is asked for again (hashicorp/raft #212,
         // dgraph #2707: no follower stays in the snapshot state forever).
@@ -61,6 +63,50 @@ impl RaftNode {
         if now >= lead.next_heartbeat_at {
             self.broadcast_heartbeat();
         }
+    }
+
+    /// The earliest instant at which one of `tick_leader`'s checks fires. A check that fires
+    /// once `now - since > limit` fires first at `since + limit + 1`.
+    pub(super) fn next_leader_deadline(&self) -> Nanos {
+        let lead = self.lead();
+        let after = |since: Nanos, limit: Nanos| since.saturating_add(limit).saturating_add(1);
+        let mut next = lead.next_heartbeat_at;
+        let snapshot_timeout = self.config.snapshot_timeout_ns();
+        for p in lead.progress.values() {
+            if let ProgressState::Snapshot { since, .. } = p.state {
+                next = next.min(after(since, snapshot_timeout));
+            }
+        }
+        if self.config.check_quorum {
+            // A member counts as heard from until `last_heard + window`; the quorum lapses
+            // when fewer than a quorum are left, at the quorum value of those instants.
+            let window = self.config.election_timeout_min_ns();
+            let me = self.id;
+            let lapses = quorum::quorum_value(
+                self.configs.current(),
+                |id| {
+                    if id == me {
+                        Nanos::MAX
+                    } else {
+                        lead.progress
+                            .get(&id)
+                            .map_or(0, |p| p.last_heard.saturating_add(window))
+                    }
+                },
+                Nanos::MAX,
+            );
+            next = next.min(lapses);
+        }
+        if let Some(r) = &self.inflight {
+            next = next.min(after(r.issued_at, self.config.persist_stall_max_ns()));
+        }
+        if let (Some(since), true) = (lead.joint_since, self.configs.current().is_joint()) {
+            next = next.min(after(since, self.config.conf_change_timeout_ns()));
+        }
+        if let Some(t) = lead.transfer {
+            next = next.min(t.deadline);
+        }
+        next
     }
 
     /// Starts a new round and sends every follower a heartbeat carrying it.

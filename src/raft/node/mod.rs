@@ -326,6 +326,7 @@ impl RaftNode {
     // ----- Inputs -----
 
     /// Advances time: campaigns when the election timer fires, sends heartbeats, checks quorum.
+    /// Does nothing before [`next_deadline`](Self::next_deadline).
     pub fn tick(&mut self, now: Nanos) {
         self.observe(now);
         match self.role {
@@ -336,6 +337,25 @@ impl RaftNode {
                     self.campaign(self.config.pre_vote, None);
                 }
             }
+        }
+    }
+
+    /// The earliest time (the caller's clock) at which [`tick`](Self::tick) could do anything,
+    /// like quinn-proto's `poll_timeout`: ticking before it sends nothing and changes nothing,
+    /// so a driver may sleep until then. Every other input (`step`, `propose`, `ready`,
+    /// `advance`, …) may move it, so read it again after each. It may lie in the past: then
+    /// tick at once.
+    ///
+    /// A follower, pre-candidate or candidate: its election deadline. A leader: the earliest
+    /// of its next heartbeat, the instant check-quorum would find no quorum heard from, the
+    /// persist-stall limit of its outstanding `Ready`, the end of a hand-over, the joint
+    /// configuration timeout and any follower's snapshot timeout. A learner never needs a
+    /// tick: `Nanos::MAX`.
+    pub fn next_deadline(&self) -> Nanos {
+        match self.role {
+            Role::Leader => self.next_leader_deadline(),
+            Role::Learner => Nanos::MAX,
+            Role::Follower | Role::PreCandidate | Role::Candidate => self.election_deadline,
         }
     }
 
@@ -839,6 +859,43 @@ impl RaftNode {
         }
         let leader = self.leader_state.as_ref()?;
         leader.progress.get(&id).map(|p| p.match_index)
+    }
+
+    /// Every field but the clock reading, the configuration and the random generator, for
+    /// tests that check an input changed nothing.
+    #[cfg(test)]
+    pub(crate) fn debug_state(&self) -> String {
+        format!(
+            "term {:?} vote {:?} log {:?} configs {:?} role {:?} leader {:?} \
+             election_deadline {} last_leader_contact {} leader_round_seen {} \
+             restart_refusal_until {} votes {:?} reads_forwarded {:?} reads_awaiting_apply {:?} \
+             read_states {:?} snapshot_sends {:?} leader_state {:?} messages {:?} \
+             messages_after_persist {:?} handed_hard_state {:?} durable_term_vote {:?} \
+             inflight {:?} readies_handed_out {} reported_soft_state {:?}",
+            self.term,
+            self.vote,
+            self.log,
+            self.configs,
+            self.role,
+            self.leader,
+            self.election_deadline,
+            self.last_leader_contact,
+            self.leader_round_seen,
+            self.restart_refusal_until,
+            self.votes,
+            self.reads_forwarded,
+            self.reads_awaiting_apply,
+            self.read_states,
+            self.snapshot_sends,
+            self.leader_state,
+            self.messages,
+            self.messages_after_persist,
+            self.handed_hard_state,
+            self.durable_term_vote,
+            self.inflight,
+            self.readies_handed_out,
+            self.reported_soft_state,
+        )
     }
 
     // ----- Plumbing -----

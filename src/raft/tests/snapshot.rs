@@ -1,0 +1,104 @@
+//! Snapshots and compaction: the compaction policy, snapshot requests with their timeout, and
+//! installing a snapshot.
+
+use super::*;
+
+#[test]
+fn the_policy_asks_for_a_snapshot_and_compact_drops_the_prefix() {
+    let mut c = config(1);
+    c.compaction_entries_max = 3;
+    let mut node = boot(c, restored(1, 1, &[1, 1], 2));
+    assert_eq!(
+        node.snapshot_due(),
+        None,
+        "2 applied entries are below the threshold"
+    );
+    node.tick(AFTER_TIMEOUT);
+    persist(&mut node);
+    assert_eq!(node.status(AFTER_TIMEOUT).role, Role::Leader);
+    assert_eq!(
+        node.snapshot_due(),
+        Some(i(3)),
+        "its no-op is the third applied entry"
+    );
+    node.compact(i(3));
+    assert_eq!(node.snapshot_index(), i(3));
+    assert_eq!(node.log_term(i(2)), None, "compacted away");
+    assert_eq!(
+        node.log_term(i(3)),
+        Some(t(2)),
+        "the snapshot's term is known"
+    );
+    assert_eq!(node.snapshot_due(), None);
+}
+
+#[test]
+fn a_follower_behind_it_gets_one_and_is_asked_again_after_a_timeout() {
+    let mut c = config_without_pre_vote(1);
+    c.snapshot_timeout_ms = 50;
+    let mut node = leader_with(c, 3, 2, &[1, 1, 1]);
+    let now = AFTER_TIMEOUT;
+    // n2 holds everything; the leader compacts past what n3 has.
+    step(&mut node, msg(2, 1, 2, append_ok(4)), now);
+    persist(&mut node);
+    node.compact(i(4));
+    // n3 says its log is empty: the entries it needs are gone.
+    step(&mut node, msg(3, 1, 2, append_rejected(3, None, 1)), now);
+    persist(&mut node);
+    let requests = node.take_snapshot_requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!((requests[0].to, requests[0].at_least), (n(3), i(4)));
+    // Nothing comes back: after the timeout the leader probes, and asks again.
+    node.tick(now + 60 * MS);
+    persist(&mut node);
+    step(
+        &mut node,
+        msg(3, 1, 2, heartbeat_response(1)),
+        now + 61 * MS,
+    );
+    persist(&mut node);
+    assert_eq!(
+        node.take_snapshot_requests().len(),
+        1,
+        "no follower stays in snapshot state forever"
+    );
+    // The follower installs it: appends resume after the snapshot.
+    step(
+        &mut node,
+        msg(3, 1, 2, MessageBody::SnapshotInstalled { last_index: i(4) }),
+        now + 62 * MS,
+    );
+    persist(&mut node);
+    node.propose(vec![7], now + 63 * MS).unwrap();
+    let out = persist(&mut node);
+    let resumes_after_the_snapshot = |m: &Message| match m.body {
+        MessageBody::AppendEntries { prev_log_index, .. } => m.to == n(3) && prev_log_index == i(4),
+        _ => false,
+    };
+    assert!(out.iter().any(resumes_after_the_snapshot));
+}
+
+#[test]
+fn an_install_keeps_the_matching_durable_suffix_and_nothing_else() {
+    // A follower whose log holds the snapshot's last entry keeps what follows it.
+    let mut node = follower(3, 2, &[1, 1, 2, 2, 2]);
+    let members = Membership::new([n(1), n(2), n(3)]);
+    node.snapshot_installed(n(2), i(3), t(2), members.clone(), 0);
+    assert_eq!(node.snapshot_index(), i(3));
+    assert_eq!(node.status(0).last_index, i(5));
+    assert_eq!(node.status(0).applied_index, i(3));
+    // One whose log disagrees at that index starts over after it.
+    let mut node = follower(3, 2, &[1, 1, 1, 1]);
+    node.snapshot_installed(n(2), i(3), t(2), members.clone(), 0);
+    assert_eq!(node.status(0).last_index, i(3));
+    assert_eq!(node.log_term(i(3)), Some(t(2)));
+    // A stale snapshot is answered with the commit index, so the leader resumes from there.
+    let mut node = follower(3, 2, &[1, 1]);
+    node.snapshot_installed(n(2), i(3), t(2), members.clone(), 0);
+    persist(&mut node);
+    node.snapshot_installed(n(2), i(2), t(1), members, 0);
+    let out = persist(&mut node);
+    assert!(out
+        .iter()
+        .any(|m| m.body == MessageBody::SnapshotInstalled { last_index: i(3) }));
+}
