@@ -190,6 +190,12 @@ impl Replica {
         Ok(())
     }
 
+    /// The host beside this node is unhealthy (`true`) or healthy again (`false`): an unhealthy
+    /// host's node does not campaign.
+    pub fn hold_campaigns(&mut self, held: bool) {
+        self.core.hold_campaigns(held);
+    }
+
     pub fn transfer_leadership(
         &mut self,
         target: Option<NodeId>,

@@ -241,6 +241,9 @@ pub struct RaftNode {
     /// The number of the last `Ready` handed out (0 before the first).
     readies_handed_out: u64,
     reported_soft_state: SoftState,
+    /// The caller's host is unhealthy: this node does not campaign (not on its timer, not on a
+    /// hand-over) until it is let go again.
+    campaigns_held: bool,
 }
 
 impl RaftNode {
@@ -318,6 +321,7 @@ impl RaftNode {
                 term: hard_state.term,
                 leader: None,
             },
+            campaigns_held: false,
         };
         node.reset_election_timer();
         Ok(node)
@@ -334,10 +338,21 @@ impl RaftNode {
             Role::Learner => {}
             Role::Follower | Role::PreCandidate | Role::Candidate => {
                 if now >= self.election_deadline {
-                    self.campaign(self.config.pre_vote, None);
+                    if self.campaigns_held {
+                        self.reset_election_timer();
+                    } else {
+                        self.campaign(self.config.pre_vote, None);
+                    }
                 }
             }
         }
+    }
+
+    /// Holds this node's campaigns (`true`) while the host beside it is unhealthy, so that it
+    /// never becomes the leader of a host that cannot serve; `false` lets it campaign again.
+    /// A leader is not deposed by this: its caller hands leadership over.
+    pub fn hold_campaigns(&mut self, held: bool) {
+        self.campaigns_held = held;
     }
 
     /// The earliest time (the caller's clock) at which [`tick`](Self::tick) could do anything,
@@ -445,7 +460,10 @@ impl RaftNode {
             }
             MessageBody::TimeoutNow { round } => {
                 // Only our leader of this term may hand over to us; campaign at once.
-                if self.leader == Some(m.from) && self.configs.current().is_voter(self.id) {
+                if self.leader == Some(m.from)
+                    && self.configs.current().is_voter(self.id)
+                    && !self.campaigns_held
+                {
                     self.campaign(false, Some(round));
                 }
             }

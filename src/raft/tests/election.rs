@@ -168,3 +168,44 @@ mod stickiness {
         assert!(!node.sticky_refuses_votes(restarted_at + ELECTION_MS * MS));
     }
 }
+
+/// A node beside an unhealthy host holds its campaigns: its timer passes without a campaign,
+/// a hand-over to it is ignored, and once let go it campaigns on the next timer.
+mod held_campaigns {
+    use super::*;
+
+    #[test]
+    fn the_timer_and_a_hand_over_start_no_campaign_until_let_go() {
+        let mut node = follower(3, 2, &[1, 2]);
+        node.hold_campaigns(true);
+        node.tick(AFTER_TIMEOUT);
+        assert_eq!(node.status(AFTER_TIMEOUT).role, Role::Follower);
+        assert!(
+            persist(&mut node).is_empty(),
+            "no (pre-)vote request while held"
+        );
+        let next = node.next_deadline();
+        assert!(
+            next > AFTER_TIMEOUT,
+            "the timer is rearmed, not left in the past"
+        );
+        // A hand-over from the leader of the term is ignored too.
+        step(&mut node, msg(2, 1, 2, heartbeat(0, 1)), next);
+        step(
+            &mut node,
+            msg(2, 1, 2, MessageBody::TimeoutNow { round: 1 }),
+            next,
+        );
+        assert_eq!(node.status(next).role, Role::Follower);
+        assert!(!persist(&mut node)
+            .iter()
+            .any(|m| matches!(m.body, MessageBody::RequestVote { .. })));
+        // Let go: the next timer starts a pre-vote as usual.
+        node.hold_campaigns(false);
+        let later = node.next_deadline() + 1;
+        node.tick(later);
+        assert!(persist(&mut node)
+            .iter()
+            .any(|m| matches!(m.body, MessageBody::RequestVote { pre_vote: true, .. })));
+    }
+}
