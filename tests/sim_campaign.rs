@@ -1,7 +1,7 @@
-//! Simulator campaigns: the deterministic simulator runs the real core over thousands of seeds, with
-//! message loss, duplication, reordering, partitions (full, one-way, partial), crashes that lose
-//! unwritten data, restarts and clock drift, checking every safety property after every step,
-//! liveness after healing, and the clients' history for linearizability.
+//! Simulator campaigns: the deterministic simulator runs the real core over thousands of seeds,
+//! with message loss, duplication, reordering, partitions (full, one-way, partial), crashes that
+//! lose unwritten data, restarts and clock drift, checking every safety property after every
+//! step, liveness after healing, and the clients' history for linearizability.
 
 use regent::sim::{campaign, run_seed, Summary};
 

@@ -449,8 +449,8 @@ impl RaftNode {
             MessageBody::SnapshotInstalled { last_index } => {
                 if self.role == Role::Leader && last_index <= self.log.last_index() {
                     self.heard_from(m.from, 0);
-                    let progress = self.leader_state.as_mut().map(|l| &mut l.progress);
-                    if let Some(p) = progress.and_then(|progress| progress.get_mut(&m.from)) {
+                    let lead = self.leader_state.as_mut();
+                    if let Some(p) = lead.and_then(|l| l.progress.get_mut(&m.from)) {
                         if p.acknowledge(last_index) {
                             self.maybe_commit();
                         }
