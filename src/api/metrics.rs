@@ -144,6 +144,12 @@ pub fn render(metrics: &Metrics, s: &NodeStatus, now_ns: u64, unix_now: i64) -> 
             let _ = writeln!(out, "regent_peer_lag_entries{{peer=\"{}\"}} {lag}", m.id.0);
         }
     }
+    gauge(
+        &mut out,
+        "regent_host_healthy",
+        "1 while the master beside regent passes its health probe (1 without a probe).",
+        u8::from(s.host_healthy),
+    );
     if let Some(not_after) = s.certificate_not_after_unix {
         gauge(
             &mut out,

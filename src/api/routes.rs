@@ -357,6 +357,7 @@ pub(super) fn status_json(s: &NodeStatus, now: u64) -> Value {
             "deadline_monotonic_ns": s.lease_deadline_ns,
         },
         "members": members,
+        "host_healthy": s.host_healthy,
         "certificate": {
             "not_after_unix": s.certificate_not_after_unix,
             "days_left": s.certificate_not_after_unix

@@ -34,6 +34,8 @@ pub struct NodeStatus {
     pub members: Vec<MemberStatus>,
     /// Whether the QUIC link to each peer is up.
     pub links: BTreeMap<NodeId, bool>,
+    /// The host beside this node passes its health probe (always true without one).
+    pub host_healthy: bool,
     /// When this node's certificate expires (Unix seconds).
     pub certificate_not_after_unix: Option<i64>,
 }
@@ -55,6 +57,7 @@ impl NodeStatus {
             lease_deadline_ns: None,
             members: Vec::new(),
             links: BTreeMap::new(),
+            host_healthy: true,
             certificate_not_after_unix: None,
         }
     }

@@ -33,6 +33,7 @@ struct Leadership {
     term: Term,
     leader: Option<NodeId>,
     writable: bool,
+    host_healthy: bool,
 }
 
 pub fn leadership(context: &ApiContext) -> HttpResponse {
@@ -51,6 +52,7 @@ pub fn leadership(context: &ApiContext) -> HttpResponse {
                 term: s.term,
                 leader: s.leader_id,
                 writable: s.writable_at(now),
+                host_healthy: s.host_healthy,
             };
             if last != Some(current) {
                 let kind = if last.is_none() { "state" } else { "change" };

@@ -88,6 +88,8 @@ pub struct DriverParts {
     pub handover_max: Duration,
     pub notifier: Notifier,
     pub metrics: Arc<Metrics>,
+    /// The host's health, when a probe is configured.
+    pub host_health: Option<watch::Receiver<bool>>,
 }
 
 /// A hand-over this node started as leader.
@@ -116,6 +118,8 @@ pub struct Driver {
     handover_max: Duration,
     notifier: Notifier,
     metrics: Arc<Metrics>,
+    host_health: Option<watch::Receiver<bool>>,
+    host_healthy: bool,
     link_up: BTreeMap<NodeId, bool>,
     certificate_not_after_unix: Option<i64>,
     next_watchdog: Option<Nanos>,
@@ -166,6 +170,8 @@ impl Driver {
             notifier: parts.notifier,
             certificate_not_after_unix: Some(not_after),
             metrics: parts.metrics,
+            host_health: parts.host_health,
+            host_healthy: true,
             link_up: BTreeMap::new(),
             next_watchdog: None,
             handovers: Vec::new(),
@@ -217,6 +223,7 @@ impl Driver {
                 Some(inbound) = self.inbound.recv() => self.on_inbound(inbound),
                 Some(request) = self.requests.recv() => self.on_request(request),
                 event = self.links.recv() => self.on_link_event(event),
+                Some(healthy) = next_health(&mut self.host_health) => self.on_host_health(healthy),
                 _ = sleep => {}
             }
             self.drain();
@@ -229,6 +236,34 @@ impl Driver {
             }
         }
         self.stop().await
+    }
+
+    /// The host turned unhealthy or healthy again: an unhealthy host's node holds its
+    /// campaigns, and a leader beside an unhealthy host hands leadership over (as ZKFC and
+    /// Patroni do).
+    fn on_host_health(&mut self, healthy: bool) {
+        if healthy == self.host_healthy {
+            return;
+        }
+        self.host_healthy = healthy;
+        self.replica.hold_campaigns(!healthy);
+        let now = clock::now();
+        if healthy {
+            tracing::info!(node = %self.id, "host healthy: campaigning allowed again");
+            return;
+        }
+        tracing::warn!(node = %self.id, "host unhealthy: no campaigns");
+        if self.replica.core().status(now).role == Role::Leader && self.handovers.is_empty() {
+            match self.replica.transfer_leadership(None, now) {
+                Ok(to) => {
+                    tracing::warn!(node = %self.id, %to, "host unhealthy: handing leadership over");
+                    self.start_handover(to, now, None);
+                }
+                Err(err) => {
+                    tracing::warn!(node = %self.id, reason = %err, "host unhealthy, but no hand-over is possible")
+                }
+            }
+        }
     }
 
     /// Shutdown was asked: a leader first hands leadership to the most caught-up voter, so the
@@ -869,6 +904,7 @@ impl Driver {
             lease_deadline_ns: s.lease_deadline.filter(|_| s.role == Role::Leader),
             members,
             links: self.link_up.clone(),
+            host_healthy: self.host_healthy,
             certificate_not_after_unix: self.certificate_not_after_unix,
         };
         self.status.send_if_modified(|current| {
@@ -945,6 +981,20 @@ impl Driver {
             Some(err) => Err(err),
             None => Ok(()),
         }
+    }
+}
+
+/// The next change of the host's health; pending forever without a probe (or once it ends).
+async fn next_health(health: &mut Option<watch::Receiver<bool>>) -> Option<bool> {
+    match health {
+        Some(rx) => match rx.changed().await {
+            Ok(()) => Some(*rx.borrow_and_update()),
+            Err(_) => {
+                *health = None;
+                std::future::pending().await
+            }
+        },
+        None => std::future::pending().await,
     }
 }
 

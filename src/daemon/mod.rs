@@ -120,6 +120,7 @@ async fn run_daemon(config: DaemonConfig) -> anyhow::Result<ExitCode> {
         handover_max: Duration::from_millis(config.timing.election_timeout_min_ms * 2),
         notifier: notify::Notifier::from_env(),
         metrics,
+        host_health: config.host_health.clone().map(health::start),
     });
     tracing::info!(node = %id, socket = %options.socket.display(), listen = %config.listen, "serving");
     let outcome = driver.run().await;

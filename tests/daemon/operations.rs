@@ -459,3 +459,48 @@ fn rotate_certs_with_reload_swaps_the_running_certificate() {
     assert!((9..=10).contains(&days(&c)));
     assert_eq!(c.put(1, "still", b"writable").unwrap().status, 200);
 }
+
+#[test]
+fn a_leader_whose_host_turns_unhealthy_hands_leadership_to_a_healthy_node() {
+    // Each node's probe checks for a file in its own directory (the daemon runs there).
+    let extra = format!(
+        "{TEST_SETTINGS}host_health:\n  exec: test ! -e host-down\n  interval_ms: 100\n  timeout_ms: 100\n  failures: 2\n  successes: 1\n"
+    );
+    let mut c = Cluster::init(3, "health", &extra);
+    c.start_all();
+    let (leader, _) = c.wait_writable_leader(ELECTION);
+    assert_eq!(c.status(leader).unwrap()["host_healthy"], true);
+    std::fs::write(c.nodes[(leader - 1) as usize].dir.join("host-down"), b"").unwrap();
+    let started = Instant::now();
+    let new = loop {
+        let found = (1..=3)
+            .filter(|&id| id != leader)
+            .find(|&id| c.status(id).is_some_and(|s| s["writable"] == true));
+        if let Some(id) = found {
+            break id;
+        }
+        assert!(
+            started.elapsed() < ELECTION,
+            "leadership stayed with the unhealthy host:\n{}",
+            c.all_logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    eprintln!(
+        "unhealthy host: leadership moved to n{new} after {:?}",
+        started.elapsed()
+    );
+    let old = c.status(leader).unwrap();
+    assert_eq!(old["host_healthy"], false, "{old}");
+    // While unhealthy it never leads again, even if the new leader goes away.
+    c.kill(new);
+    std::thread::sleep(Duration::from_secs(3));
+    let old = c.status(leader).unwrap();
+    assert_ne!(
+        old["role"], "leader",
+        "the unhealthy node took leadership back: {old}"
+    );
+    // Healthy again: it may lead (the two live nodes elect one of themselves).
+    std::fs::remove_file(c.nodes[(leader - 1) as usize].dir.join("host-down")).unwrap();
+    let (_, _) = c.wait_writable_leader(ELECTION);
+}

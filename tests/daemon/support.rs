@@ -199,6 +199,8 @@ impl Cluster {
             .arg("--config")
             .arg(&node.config)
             .env("REGENT_LOG", "info")
+            // A host-health command may name files relative to its node's directory.
+            .current_dir(&node.dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
