@@ -1,9 +1,10 @@
 //! A campaign: many seeds run one after another, their totals, and the first violation of
 //! each failing seed (with its replay command).
 
-use super::checker::Violation;
+use super::checker::{Finding, Replay, Violation, ViolationKind};
 use super::cluster::{Cluster, SimOutcome};
 use super::config::SimConfig;
+use super::panics;
 
 /// Totals of a campaign.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -71,11 +72,55 @@ pub fn run_seed(seed: u64, nodes: usize, trace: bool) -> SimOutcome {
     Cluster::new(cfg).run()
 }
 
-/// Runs `count` consecutive seeds from `first`.
+/// Runs one seed; a panic becomes the seed's violation, with its message and location.
+pub fn run_seed_caught(seed: u64, nodes: usize, trace: bool) -> SimOutcome {
+    outcome_of(Replay { seed, nodes }, || run_seed(seed, nodes, trace))
+}
+
+/// The outcome of `run`, or a panic violation that replays with `replay`.
+fn outcome_of(replay: Replay, run: impl FnOnce() -> SimOutcome) -> SimOutcome {
+    panics::catch(run).unwrap_or_else(|message| {
+        let finding = Finding::new(ViolationKind::Panic, message);
+        SimOutcome {
+            violations: vec![Violation::new(finding, replay)],
+            ..SimOutcome::default()
+        }
+    })
+}
+
+/// Runs `count` consecutive seeds from `first`; a seed that panics counts as a violation and
+/// the campaign goes on.
 pub fn campaign(first: u64, count: u64, nodes: Option<usize>) -> Summary {
     let mut summary = Summary::default();
     for seed in first..first + count {
-        summary.add(run_seed(seed, nodes_for(seed, nodes), false));
+        summary.add(run_seed_caught(seed, nodes_for(seed, nodes), false));
     }
     summary
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::Class;
+
+    #[test]
+    fn a_panicking_seed_is_a_violation_of_that_seed_and_the_summary_counts_it() {
+        let replay = Replay { seed: 42, nodes: 5 };
+        let outcome = outcome_of(replay, || panic!("assertion failed: a broken invariant"));
+        let [violation] = &outcome.violations[..] else {
+            panic!("one violation expected: {:?}", outcome.violations);
+        };
+        assert_eq!(violation.kind, ViolationKind::Panic);
+        assert_eq!(violation.class(), Class::Safety);
+        assert_eq!(violation.replay, replay);
+        assert!(
+            violation.detail.contains("a broken invariant"),
+            "{violation}"
+        );
+        let mut summary = Summary::default();
+        summary.add(outcome);
+        summary.add(outcome_of(replay, SimOutcome::default));
+        assert_eq!((summary.seeds, summary.violations), (2, 1));
+        assert!(summary.line().contains("violations=1"));
+    }
 }

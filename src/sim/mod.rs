@@ -19,12 +19,13 @@ mod nemesis;
 mod network;
 mod node;
 mod operator;
+mod panics;
 mod snapshot;
 mod storage;
 mod time;
 mod workload;
 
-pub use campaign::{campaign, nodes_for, run_seed, Summary};
+pub use campaign::{campaign, nodes_for, run_seed, run_seed_caught, Summary};
 pub use checker::{Class, Violation, ViolationKind};
 pub use cluster::{Cluster, SimOutcome};
 pub use config::{raft_config, SimConfig};
@@ -62,7 +63,7 @@ pub fn run_cli(args: SimArgs) -> anyhow::Result<ExitCode> {
         println!("  replay: {replay}");
         if args.trace {
             println!("  last events:");
-            for line in run_seed(replay.seed, replay.nodes, true).trace {
+            for line in run_seed_caught(replay.seed, replay.nodes, true).trace {
                 println!("    {line}");
             }
         }

@@ -2,8 +2,9 @@
 //! a quorum of its configuration would refuse a vote to anyone else.
 
 use super::super::node::SimNode;
+use super::quorum::is_quorum;
 use super::{Finding, ViolationKind};
-use crate::raft::{quorum, Nanos, NodeId, Term};
+use crate::raft::{Nanos, NodeId, Term};
 use std::collections::BTreeSet;
 
 /// What the lease check saw at one instant.
@@ -68,7 +69,7 @@ fn quorum_would_refuse(
         .map(|n| n.id)
         .collect();
     let membership = leader_core.membership();
-    if quorum::is_quorum(membership, |id| refusing.contains(&id)) {
+    if is_quorum(membership, |id| refusing.contains(&id)) {
         return Ok(());
     }
     let detail = format!(

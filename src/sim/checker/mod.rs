@@ -3,6 +3,10 @@
 //! - [`facts`]: the history of the whole cluster (leaders per term, durable entries, commits,
 //!   applied entries) against which every node's step is checked;
 //! - [`step`]: each node's state after each input (indexes never go back, the commit rule);
+//! - [`quorum`]: a leader's commit is durable on a quorum (counted here, not by the core);
+//! - [`votes`]: one durable vote per node and term, across restarts; leaders elected by a
+//!   quorum of durable votes;
+//! - [`terms`]: a message of a stale term is never acted on;
 //! - [`lease`]: never two writable nodes, and a writable leader's quorum would refuse a vote;
 //! - [`durability`]: nothing that promises durability is sent before it is durable;
 //! - [`liveness`]: after healing, a writable leader and a settled cluster;
@@ -18,7 +22,10 @@ pub mod final_state;
 pub mod lease;
 pub mod linearizability;
 pub mod liveness;
+pub mod quorum;
 pub mod step;
+pub mod terms;
+pub mod votes;
 
 use std::fmt;
 
@@ -48,6 +55,14 @@ pub enum ViolationKind {
     CommitRule,
     /// A commit or applied index went back.
     IndexWentBack,
+    /// A leader committed an entry that a quorum of its voters does not hold durably.
+    CommitQuorum,
+    /// A leader without a quorum of durable votes for it in its term.
+    ElectionQuorum,
+    /// A node voted twice in one term, or forgot a durable vote (across restarts).
+    DoubleVote,
+    /// A node acted on a message whose term was below its own.
+    StaleTermActedOn,
     /// A vote, vote request or append acknowledgement sent before what it promises was
     /// durable.
     DurableBeforeSend,
@@ -63,6 +78,8 @@ pub enum ViolationKind {
     ExactlyOnce,
     /// The clients' history has no linearization.
     Linearizability,
+    /// A panic: an assertion in the core, the replica, storage or the simulator failed.
+    Panic,
     /// The core, the replica or storage refused what the simulator handed it (a step error,
     /// a refused batch, a failed compaction or snapshot).
     Contract,
@@ -93,6 +110,11 @@ impl ViolationKind {
             ViolationKind::StateMachineSafety => "state machine safety",
             ViolationKind::CommitRule => "commit rule (Raft §5.4.2)",
             ViolationKind::IndexWentBack => "index went back",
+            ViolationKind::CommitQuorum => "commit without a durable quorum",
+            ViolationKind::ElectionQuorum => "leader without a quorum of votes",
+            ViolationKind::DoubleVote => "one vote per term",
+            ViolationKind::StaleTermActedOn => "stale term acted on",
+            ViolationKind::Panic => "panic",
             ViolationKind::DurableBeforeSend => "sent before durable",
             ViolationKind::LeaseSafety => "lease safety",
             ViolationKind::StaleRead => "stale read",

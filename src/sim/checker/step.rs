@@ -23,6 +23,8 @@ pub struct Observation {
     pub findings: Vec<Finding>,
     /// The term the node was newly seen leading.
     pub leads: Option<Term>,
+    /// As leader, the node advanced its commit index to this entry (index, term).
+    pub leader_commit: Option<(LogIndex, Term)>,
 }
 
 impl Watch {
@@ -74,6 +76,9 @@ impl Watch {
             }
             if let Err(f) = facts.on_commit(id, from, status.commit_index, |i| core.log_term(i)) {
                 seen.findings.push(f);
+            }
+            if status.role == Role::Leader {
+                seen.leader_commit = Some((status.commit_index, status.term));
             }
         }
         self.last_commit = status.commit_index;

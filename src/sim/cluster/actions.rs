@@ -108,8 +108,10 @@ impl Cluster {
         let durable =
             self.facts
                 .on_durable_entries(id, |index| store.term(index).ok(), &batch.entries);
+        let voted = batch.hard_state.map(|hs| self.votes.on_durable(id, &hs));
         let applied = batch.committed.iter().map(|e| self.facts.on_apply(id, e));
         let findings: Vec<Finding> = std::iter::once(durable)
+            .chain(voted)
             .chain(applied)
             .filter_map(Result::err)
             .collect();

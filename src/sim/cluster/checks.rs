@@ -2,7 +2,7 @@
 //! liveness and the final state after healing; a violation gets its seed's replay command.
 
 use super::Cluster;
-use crate::sim::checker::{final_state, lease, liveness, Finding, Replay, Violation};
+use crate::sim::checker::{final_state, lease, liveness, quorum, Finding, Replay, Violation};
 use crate::storage::LogStorage;
 
 impl Cluster {
@@ -13,11 +13,20 @@ impl Cluster {
         };
         let core = self.nodes[i].core().expect("live");
         let seen = self.watches[i].observe(core, now, &mut self.facts);
-        for f in seen.findings {
+        let id = self.nodes[i].id;
+        let membership = core.membership();
+        let mut findings = seen.findings;
+        if let Some((index, term)) = seen.leader_commit {
+            let held = quorum::check_commit(&self.nodes, id, membership, index, term);
+            findings.extend(held.err());
+        }
+        if let Some(term) = seen.leads {
+            findings.extend(self.votes.check_elected(id, term, membership).err());
+        }
+        for f in findings {
             self.violation(f);
         }
         if let Some(term) = seen.leads {
-            let id = self.nodes[i].id;
             self.elections += 1;
             self.operator.new_leader(id, term);
             self.env.note(format!("{id} leads {term}"));

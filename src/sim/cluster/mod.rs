@@ -13,6 +13,8 @@ mod faults;
 
 use super::checker::facts::Facts;
 use super::checker::step::Watch;
+use super::checker::terms::{self, Fingerprint};
+use super::checker::votes::Votes;
 use super::checker::{Finding, Violation, ViolationKind};
 use super::config::{self, raft_config, CoreLimits, SimConfig};
 use super::env::Env;
@@ -61,6 +63,7 @@ pub struct Cluster {
     workload: Workload,
     operator: Operator,
     facts: Facts,
+    votes: Votes,
     heal_at: Option<Nanos>,
     first_writable_after_heal: Option<Nanos>,
     /// Log compactions.
@@ -91,6 +94,7 @@ impl Cluster {
             workload: Workload::new(),
             operator: Operator::default(),
             facts: Facts::default(),
+            votes: Votes::default(),
             heal_at: None,
             first_writable_after_heal: None,
             compactions: 0,
@@ -216,9 +220,18 @@ impl Cluster {
             let line = format!("deliver {} -> {} {} {}", m.from, m.to, m.term, m.body);
             self.env.note(line);
         }
+        let before = Fingerprint::of(self.nodes[to].core().expect("live"));
+        let stale = m.term < before.term() && terms::must_reject_when_stale(&m.body);
+        let copy = stale.then(|| m.clone());
         if let Err(err) = self.nodes[to].live().step(m, now) {
             let detail = format!("step error at n{}: {err}", to + 1);
             self.violation(Finding::new(ViolationKind::Contract, detail));
+        }
+        if let Some(m) = copy {
+            let after = Fingerprint::of(self.nodes[to].core().expect("live"));
+            if let Err(f) = terms::check_not_acted_on(&m, &before, &after) {
+                self.violation(f);
+            }
         }
         self.drive(to);
     }
