@@ -18,6 +18,13 @@ pub struct Summary {
     pub handovers: u64,
     pub reads: u64,
     pub conf_changes: u64,
+    /// Membership changes that entered a joint configuration.
+    pub joint_changes: u64,
+    /// Learners and members of the winners' configurations over every election, and the
+    /// elections won while learners existed.
+    pub learners_seen: u64,
+    pub members_seen: u64,
+    pub learner_elections: u64,
     pub snapshots: u64,
     pub retries: u64,
     /// The first violation of each failing seed; each carries its replay command.
@@ -27,7 +34,7 @@ pub struct Summary {
 impl Summary {
     pub fn line(&self) -> String {
         format!(
-            "sim: seeds={} violations={} elections={} commits={} max_election_ms={} snapshots={} conf_changes={} transfers={} reads={} retries={}",
+            "sim: seeds={} violations={} elections={} commits={} max_election_ms={} snapshots={} conf_changes={} joint_changes={} transfers={} reads={} retries={} learner_share={}% learner_elections={}",
             self.seeds,
             self.violations,
             self.elections,
@@ -35,10 +42,18 @@ impl Summary {
             self.max_election_ms,
             self.snapshots,
             self.conf_changes,
+            self.joint_changes,
             self.handovers,
             self.reads,
-            self.retries
+            self.retries,
+            self.learner_share_pct(),
+            self.learner_elections
         )
+    }
+
+    /// The share of learners among the members of the configurations elections were won in.
+    pub fn learner_share_pct(&self) -> u64 {
+        self.learners_seen * 100 / self.members_seen.max(1)
     }
 
     fn add(&mut self, outcome: SimOutcome) {
@@ -48,6 +63,10 @@ impl Summary {
         self.handovers += outcome.handovers;
         self.reads += outcome.reads;
         self.conf_changes += outcome.conf_changes;
+        self.joint_changes += outcome.joint_changes;
+        self.learners_seen += outcome.learners_seen;
+        self.members_seen += outcome.members_seen;
+        self.learner_elections += outcome.learner_elections;
         self.retries += outcome.retries;
         self.snapshots += outcome.snapshots;
         self.max_election_ms = self
@@ -60,21 +79,32 @@ impl Summary {
     }
 }
 
-/// The cluster size for a seed when none is forced: alternate 3 and 5.
+/// The number of simulated nodes for a seed when none is forced: 3, 5 and 7 in turn (of which
+/// the seed's layout makes some learners and leaves some outside the configuration).
 pub fn nodes_for(seed: u64, forced: Option<usize>) -> usize {
-    forced.unwrap_or(if seed.is_multiple_of(2) { 3 } else { 5 })
+    forced.unwrap_or([3, 5, 7][(seed % 3) as usize])
 }
 
-/// Runs one seed.
+/// Lines of trace a replay keeps by default.
+pub const TRACE_LINES: usize = 80;
+
+/// Runs one seed, with a trace of its last events if `trace`.
 pub fn run_seed(seed: u64, nodes: usize, trace: bool) -> SimOutcome {
     let mut cfg = SimConfig::new(seed, nodes);
-    cfg.trace = trace;
+    cfg.trace_lines_max = if trace { TRACE_LINES } else { 0 };
     Cluster::new(cfg).run()
 }
 
 /// Runs one seed; a panic becomes the seed's violation, with its message and location.
 pub fn run_seed_caught(seed: u64, nodes: usize, trace: bool) -> SimOutcome {
     outcome_of(Replay { seed, nodes }, || run_seed(seed, nodes, trace))
+}
+
+/// Replays one seed keeping the last `trace_lines` events of its trace.
+pub fn replay(seed: u64, nodes: usize, trace_lines: usize) -> SimOutcome {
+    let mut cfg = SimConfig::new(seed, nodes);
+    cfg.trace_lines_max = trace_lines;
+    outcome_of(Replay { seed, nodes }, || Cluster::new(cfg).run())
 }
 
 /// The outcome of `run`, or a panic violation that replays with `replay`.

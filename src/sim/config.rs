@@ -19,8 +19,8 @@ pub struct SimConfig {
     pub liveness_ms_max: u64,
     /// Events processed at most in one run.
     pub steps_max: u64,
-    /// Keep a readable trace of the last events (for a failing seed's replay).
-    pub trace: bool,
+    /// Lines of trace kept: the last events of a failing seed's replay (0: no trace).
+    pub trace_lines_max: usize,
 }
 
 impl SimConfig {
@@ -31,7 +31,7 @@ impl SimConfig {
             safety_ms: 3000,
             liveness_ms_max: 15_000,
             steps_max: 3_000_000,
-            trace: false,
+            trace_lines_max: 0,
         }
     }
 }
@@ -104,5 +104,13 @@ pub fn raft_config(id: NodeId) -> Config {
     c.uncommitted_bytes_max = 8192;
     c.persist_stall_max_ms = 500;
     c.snapshot_timeout_ms = 300;
+    // An operator promotes a learner once it has caught up. (With the core's default of 1000
+    // entries a far-behind learner, promoted, can hold a stale configuration in which the
+    // candidates are no voters; it ignores their vote requests and the cluster stalls: see
+    // the known core bugs in tests/sim_regressions.rs.)
+    c.promote_lag_max = PROMOTE_LAG_MAX;
     c
 }
+
+/// Entries a learner may lag behind the leader's last index and still be promoted.
+pub const PROMOTE_LAG_MAX: u64 = 4;

@@ -7,22 +7,22 @@ use super::time::{Event, Time};
 use crate::raft::{Nanos, SplitMix64};
 use std::collections::VecDeque;
 
-/// Lines of trace kept for a failing seed's replay.
-const TRACE_LINES_MAX: usize = 80;
-
 pub struct Env {
     pub rng: SplitMix64,
     pub time: Time,
     trace: Option<VecDeque<String>>,
+    /// The last lines kept.
+    trace_lines_max: usize,
 }
 
 impl Env {
-    /// `trace`: keep a readable trace of the last events.
-    pub fn new(rng: SplitMix64, trace: bool) -> Env {
+    /// Keeps a readable trace of the last `trace_lines_max` events (none if 0).
+    pub fn new(rng: SplitMix64, trace_lines_max: usize) -> Env {
         Env {
             rng,
             time: Time::default(),
-            trace: trace.then(VecDeque::new),
+            trace: (trace_lines_max > 0).then(VecDeque::new),
+            trace_lines_max,
         }
     }
 
@@ -43,7 +43,7 @@ impl Env {
         let now = self.time.now();
         if let Some(trace) = &mut self.trace {
             trace.push_back(format!("{:>10.3} ms  {line}", now as f64 / 1e6));
-            if trace.len() > TRACE_LINES_MAX {
+            if trace.len() > self.trace_lines_max {
                 trace.pop_front();
             }
         }

@@ -15,6 +15,7 @@ pub mod checker;
 pub mod cluster;
 pub mod config;
 mod env;
+mod layout;
 mod nemesis;
 mod network;
 mod node;
@@ -48,6 +49,9 @@ pub struct SimArgs {
     /// Print a trace of the last events of each failing seed.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub trace: bool,
+    /// How many of the last events that trace shows.
+    #[arg(long, default_value_t = campaign::TRACE_LINES)]
+    pub trace_lines: usize,
 }
 
 pub fn run_cli(args: SimArgs) -> anyhow::Result<ExitCode> {
@@ -63,7 +67,7 @@ pub fn run_cli(args: SimArgs) -> anyhow::Result<ExitCode> {
         println!("  replay: {replay}");
         if args.trace {
             println!("  last events:");
-            for line in run_seed_caught(replay.seed, replay.nodes, true).trace {
+            for line in campaign::replay(replay.seed, replay.nodes, args.trace_lines).trace {
                 println!("    {line}");
             }
         }

@@ -21,6 +21,14 @@ pub enum Event {
     },
     Restart(usize),
     Fault,
+    /// The operator's next membership action.
+    Reconfigure,
+    /// A fault right behind a change that entered a joint configuration, if its leader is
+    /// still in the same incarnation.
+    JointFault {
+        node: usize,
+        incarnation: u64,
+    },
     ClientStart(usize),
     ClientTimeout {
         client: usize,

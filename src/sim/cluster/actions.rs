@@ -74,7 +74,12 @@ impl Cluster {
     /// before then loses it).
     pub(super) fn start_write(&mut self, i: usize, persist: Persist) {
         let healed = self.heal_at.is_some();
-        let latency = self.disk_faults.latency(&mut self.env.rng, healed);
+        let lag = if self.layout.slow.contains(&i) {
+            self.layout.lag_ns
+        } else {
+            0
+        };
+        let latency = self.disk_faults.latency(&mut self.env.rng, healed) + lag;
         self.nodes[i].disk.start_write(persist);
         let incarnation = self.nodes[i].incarnation;
         self.env.schedule(

@@ -28,8 +28,10 @@ impl Cluster {
         }
         if let Some(term) = seen.leads {
             self.elections += 1;
-            self.operator.new_leader(id, term);
+            let membership = self.nodes[i].core().expect("live").membership();
+            self.operator.new_leader(id, term, membership);
             self.env.note(format!("{id} leads {term}"));
+            self.eager_change(i);
         }
     }
 

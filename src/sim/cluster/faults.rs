@@ -5,9 +5,10 @@
 //! is up and no fault comes.
 
 use super::Cluster;
-use crate::raft::{Membership, NodeId, RaftRng};
+use crate::raft::{Membership, RaftRng};
 use crate::sim::nemesis::Fault;
 use crate::sim::node::leader_of;
+use crate::sim::operator::Asked;
 use crate::sim::time::{Event, MS};
 use crate::storage::LogStorage;
 
@@ -19,9 +20,7 @@ impl Cluster {
         match fault {
             Fault::ChangeMembership => {
                 if let Some(l) = leader {
-                    if self.operator.change_membership(env, &mut self.nodes, l) {
-                        self.drive(l);
-                    }
+                    self.change_membership(l);
                 }
             }
             Fault::HandOver => {
@@ -96,7 +95,68 @@ impl Cluster {
 
     /// Every node of the simulated cluster, all voters: the configuration it starts with.
     pub(super) fn bootstrap_membership(&self) -> Membership {
-        Membership::new((1..=self.nodes.len() as u64).map(NodeId))
+        self.layout.bootstrap()
+    }
+
+    /// The operator asks the leader at `l` for a membership change; one that entered a joint
+    /// configuration may be followed closely by a fault on that leader.
+    pub(super) fn change_membership(&mut self, l: usize) {
+        let asked = self
+            .operator
+            .change_membership(&mut self.env, &mut self.nodes, l);
+        if asked == Asked::Nothing {
+            return;
+        }
+        self.drive(l);
+        let pct = self.operator.style.joint_fault_pct;
+        if asked == (Asked::Accepted { joint: true }) && self.env.rng.below(100) < pct {
+            let incarnation = self.nodes[l].incarnation;
+            let after = self.env.rng.below(3 * MS);
+            self.env.schedule(
+                after,
+                Event::JointFault {
+                    node: l,
+                    incarnation,
+                },
+            );
+        }
+    }
+
+    /// The operator's next action of its own, if it has a cadence.
+    pub(super) fn schedule_reconfigure(&mut self) {
+        if let Some(every) = self.operator.style.every_ns {
+            let next = every / 2 + self.env.rng.below(every);
+            self.env.schedule(next, Event::Reconfigure);
+        }
+    }
+
+    /// A fault right behind a joint change: its leader crashes (and comes back later) or is
+    /// cut from some of the others, while the joint configuration is not yet committed.
+    pub(super) fn joint_fault(&mut self, l: usize, incarnation: u64) {
+        if self.heal_at.is_some() || self.nodes[l].incarnation != incarnation {
+            return;
+        }
+        if self.env.rng.below(2) == 0 {
+            self.crash(l);
+            let down = self.nemesis.downtime(&mut self.env.rng);
+            self.env.schedule(down, Event::Restart(l));
+        } else {
+            let n = self.nodes.len();
+            self.network.cut_partly(&mut self.env.rng, l, n);
+            self.env.note(format!(
+                "n{} cut from some others during a joint change",
+                l + 1
+            ));
+        }
+    }
+
+    /// A new leader at `l`: now and then the operator asks it for a change at once, before
+    /// its own term's entry commits.
+    pub(super) fn eager_change(&mut self, l: usize) {
+        let pct = self.operator.style.eager_pct;
+        if self.heal_at.is_none() && pct > 0 && self.env.rng.below(100) < pct {
+            self.change_membership(l);
+        }
     }
 
     pub(super) fn heal(&mut self) {

@@ -18,10 +18,11 @@ use super::checker::votes::Votes;
 use super::checker::{Finding, Violation, ViolationKind};
 use super::config::{self, raft_config, CoreLimits, SimConfig};
 use super::env::Env;
+use super::layout::Layout;
 use super::nemesis::Nemesis;
 use super::network::Network;
-use super::node::SimNode;
-use super::operator::Operator;
+use super::node::{leader_of, SimNode};
+use super::operator::{Operator, Style};
 use super::snapshot::{ChunkArrival, SnapshotStreams};
 use super::storage::DiskFaults;
 use super::time::{Clock, Event, MS};
@@ -40,8 +41,15 @@ pub struct SimOutcome {
     pub handovers: u64,
     /// Linearizable reads completed (ReadIndex, lease and log reads).
     pub reads: u64,
-    /// Membership changes accepted by a leader (add learner, promote, remove, abort).
+    /// Membership changes accepted by a leader (add learner, promote, remove, abort), and
+    /// those that entered a joint configuration.
     pub conf_changes: u64,
+    pub joint_changes: u64,
+    /// Over every election: the learners and members of the winner's configuration, and the
+    /// elections won while learners existed.
+    pub learners_seen: u64,
+    pub members_seen: u64,
+    pub learner_elections: u64,
     /// Snapshots taken (log compactions) and installed on followers.
     pub snapshots: u64,
     /// Writes sent again after an unknown outcome (checked for exactly-once application).
@@ -57,6 +65,8 @@ pub struct Cluster {
     /// What was last seen of each node, for the per-step checks.
     watches: Vec<Watch>,
     network: Network,
+    /// Voters, learners and spares at the start.
+    layout: Layout,
     disk_faults: DiskFaults,
     nemesis: Nemesis,
     snapshots: SnapshotStreams,
@@ -82,17 +92,20 @@ impl Cluster {
         let nodes: Vec<SimNode> = (0..cfg.nodes)
             .map(|i| SimNode::new(NodeId(i as u64 + 1), Clock::draw(&mut rng, drift_ppm)))
             .collect();
+        let layout = Layout::draw(&mut rng, cfg.nodes);
+        let style = Style::draw(&mut rng);
         let mut cluster = Cluster {
-            env: Env::new(rng, cfg.trace),
+            env: Env::new(rng, cfg.trace_lines_max),
             limits,
             watches: nodes.iter().map(|_| Watch::default()).collect(),
             nodes,
             network: Network::new(rates.network),
+            layout,
             disk_faults: rates.disk,
             nemesis: Nemesis::new(rates.fault_every_ns),
             snapshots: SnapshotStreams::default(),
             workload: Workload::new(),
-            operator: Operator::default(),
+            operator: Operator::new(style),
             facts: Facts::default(),
             votes: Votes::default(),
             heal_at: None,
@@ -117,6 +130,7 @@ impl Cluster {
         self.workload.begin(&mut self.env);
         let first_fault = self.nemesis.next_delay(&mut self.env.rng);
         self.env.schedule(first_fault, Event::Fault);
+        self.schedule_reconfigure();
         self.env.schedule(self.cfg.safety_ms * MS, Event::Heal);
     }
 
@@ -157,6 +171,10 @@ impl Cluster {
             handovers: self.operator.handovers,
             reads: self.workload.reads,
             conf_changes: self.operator.conf_changes,
+            joint_changes: self.operator.joint_changes,
+            learners_seen: self.operator.learners_seen,
+            members_seen: self.operator.members_seen,
+            learner_elections: self.operator.learner_elections,
             snapshots: self.compactions + self.snapshots.installed,
             retries: self.workload.retries,
             trace: self.env.take_trace(),
@@ -184,6 +202,15 @@ impl Cluster {
                     self.env.schedule(next, Event::Fault);
                 }
             }
+            Event::Reconfigure => {
+                if self.heal_at.is_none() {
+                    if let Some(l) = leader_of(&self.nodes) {
+                        self.change_membership(l);
+                    }
+                    self.schedule_reconfigure();
+                }
+            }
+            Event::JointFault { node, incarnation } => self.joint_fault(node, incarnation),
             Event::ClientStart(c) => {
                 if let Some(target) = self.workload.start(&mut self.env, &mut self.nodes, c) {
                     self.drive(target);
