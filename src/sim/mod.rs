@@ -1,13 +1,35 @@
-//! The deterministic cluster simulator: runs the real Raft core under seeded faults and checks
-//! safety after every step, liveness after healing, and the clients' history at the end.
+//! The deterministic cluster simulator: runs the real replica (Raft core and its glue) under
+//! seeded faults and checks safety after every step, liveness after healing, and the clients'
+//! history at the end.
+//!
+//! Built from parts, each one thing (after TigerBeetle's `src/testing/`): the packet simulator
+//! ([`network`]), the storage simulator ([`storage`]), time and clocks ([`time`]), the
+//! [`workload`], the [`operator`] and the fault schedule ([`nemesis`]), snapshot streams
+//! ([`snapshot`]) and the [`checker`]s; [`cluster`] only assembles them, and [`campaign`] runs
+//! many seeds.
 //!
 //! Invariant: a seed alone reproduces a run, so every failure is replayed with one command.
 
+pub mod campaign;
 pub mod checker;
 pub mod cluster;
-pub mod linearizability;
+pub mod config;
+mod env;
+mod layout;
+mod nemesis;
+mod network;
+mod node;
+mod operator;
+mod panics;
+mod snapshot;
+mod storage;
+mod time;
+mod workload;
 
-pub use cluster::{Cluster, SimConfig, SimOutcome};
+pub use campaign::{campaign, nodes_for, run_seed, run_seed_caught, Summary};
+pub use checker::{Class, Violation, ViolationKind};
+pub use cluster::{Cluster, SimOutcome};
+pub use config::{raft_config, SimConfig};
 
 use clap::Args;
 use std::process::ExitCode;
@@ -27,92 +49,25 @@ pub struct SimArgs {
     /// Print a trace of the last events of each failing seed.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub trace: bool,
-}
-
-/// Totals of a campaign.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Summary {
-    pub seeds: u64,
-    pub violations: u64,
-    pub elections: u64,
-    pub commits: u64,
-    pub max_election_ms: u64,
-    pub transfers: u64,
-    pub reads: u64,
-    pub conf_changes: u64,
-    pub snapshots: u64,
-    pub retries: u64,
-    /// (seed, nodes, first violation) of each failing seed.
-    pub failures: Vec<(u64, usize, String)>,
-}
-
-impl Summary {
-    pub fn line(&self) -> String {
-        format!(
-            "sim: seeds={} violations={} elections={} commits={} max_election_ms={} snapshots={} conf_changes={} transfers={} reads={} retries={}",
-            self.seeds,
-            self.violations,
-            self.elections,
-            self.commits,
-            self.max_election_ms,
-            self.snapshots,
-            self.conf_changes,
-            self.transfers,
-            self.reads,
-            self.retries
-        )
-    }
-}
-
-/// The cluster size for a seed when none is forced: alternate 3 and 5.
-pub fn nodes_for(seed: u64, forced: Option<usize>) -> usize {
-    forced.unwrap_or(if seed.is_multiple_of(2) { 3 } else { 5 })
-}
-
-/// Runs one seed.
-pub fn run_seed(seed: u64, nodes: usize, trace: bool) -> SimOutcome {
-    let mut cfg = SimConfig::new(seed, nodes);
-    cfg.trace = trace;
-    Cluster::new(cfg).run()
-}
-
-/// Runs `count` consecutive seeds from `first`.
-pub fn campaign(first: u64, count: u64, nodes: Option<usize>) -> Summary {
-    let mut summary = Summary::default();
-    for seed in first..first + count {
-        let n = nodes_for(seed, nodes);
-        let outcome = run_seed(seed, n, false);
-        summary.seeds += 1;
-        summary.elections += outcome.elections;
-        summary.commits += outcome.commits;
-        summary.transfers += outcome.transfers;
-        summary.reads += outcome.reads;
-        summary.conf_changes += outcome.conf_changes;
-        summary.retries += outcome.retries;
-        summary.snapshots += outcome.snapshots;
-        summary.max_election_ms = summary
-            .max_election_ms
-            .max(outcome.election_after_heal_ns / 1_000_000);
-        if !outcome.violations.is_empty() {
-            summary.violations += outcome.violations.len() as u64;
-            summary
-                .failures
-                .push((seed, n, outcome.violations[0].clone()));
-        }
-    }
-    summary
+    /// How many of the last events that trace shows.
+    #[arg(long, default_value_t = campaign::TRACE_LINES)]
+    pub trace_lines: usize,
 }
 
 pub fn run_cli(args: SimArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let nodes = args.nodes.map(|n| n as usize);
     let summary = campaign(args.seed, args.seeds, nodes);
-    for (seed, n, violation) in &summary.failures {
-        println!("FAIL seed={seed} nodes={n}: {violation}");
-        println!("  replay: cargo run --release -- sim --seed {seed} --nodes {n}");
+    for violation in &summary.failures {
+        let Violation { replay, .. } = violation;
+        println!(
+            "FAIL seed={} nodes={}: {violation}",
+            replay.seed, replay.nodes
+        );
+        println!("  replay: {replay}");
         if args.trace {
             println!("  last events:");
-            for line in run_seed(*seed, *n, true).trace {
+            for line in campaign::replay(replay.seed, replay.nodes, args.trace_lines).trace {
                 println!("    {line}");
             }
         }

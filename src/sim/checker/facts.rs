@@ -1,15 +1,16 @@
 //! The simulator's safety oracle: facts about the whole cluster's history (committed entries,
-//! leaders per term, applied entries) against which every node's step is checked.
+//! leaders per term, durable and applied entries) against which every node's step is checked.
 //!
 //! Invariant: a fact once recorded is never revised; a node contradicting one is a violation.
 
+use super::{Finding, ViolationKind};
 use crate::raft::{Entry, LogIndex, NodeId, Term};
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
 #[derive(Default)]
-pub struct Checker {
+pub struct Facts {
     /// Election safety: the leader of each term.
     leaders: HashMap<Term, NodeId>,
     /// Log matching: for every (index, term) ever made durable, its payload hash and the term
@@ -27,7 +28,7 @@ fn hash_of(e: &Entry) -> u64 {
     h.finish()
 }
 
-impl Checker {
+impl Facts {
     /// A node reports leadership of `term`: at most one leader per term, and its log must hold
     /// every entry committed so far (leader completeness).
     pub fn on_leader(
@@ -35,11 +36,12 @@ impl Checker {
         id: NodeId,
         term: Term,
         log_term: impl Fn(LogIndex) -> Option<Term>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Finding> {
         if let Some(&other) = self.leaders.get(&term) {
             if other != id {
-                return Err(format!(
-                    "election safety: {other} and {id} both lead {term}"
+                return Err(Finding::new(
+                    ViolationKind::ElectionSafety,
+                    format!("{other} and {id} both lead {term}"),
                 ));
             }
         }
@@ -47,8 +49,9 @@ impl Checker {
         if let Some(&last) = self.committed.last() {
             let index = LogIndex(self.committed.len() as u64);
             if log_term(index) != Some(last) {
-                return Err(format!(
-                    "leader completeness: {id} leads {term} without committed entry {index} ({last})"
+                return Err(Finding::new(
+                    ViolationKind::LeaderCompleteness,
+                    format!("{id} leads {term} without committed entry {index} ({last})"),
                 ));
             }
         }
@@ -62,20 +65,23 @@ impl Checker {
         id: NodeId,
         durable_term: impl Fn(LogIndex) -> Option<Term>,
         new: &[Entry],
-    ) -> Result<(), String> {
+    ) -> Result<(), Finding> {
         for e in new {
             let Some(prev_term) = durable_term(e.index.prev()) else {
-                return Err(format!(
-                    "{id} made {} durable without the entry before it",
-                    e.index
+                return Err(Finding::new(
+                    ViolationKind::LogMatching,
+                    format!("{id} made {} durable without the entry before it", e.index),
                 ));
             };
             let fact = (hash_of(e), prev_term);
             match self.entries.get(&(e.index, e.term)) {
                 Some(&known) if known != fact => {
-                    return Err(format!(
-                        "log matching: {id} holds {} {} with payload/prev term {:?}, another node {:?}",
-                        e.index, e.term, fact, known
+                    return Err(Finding::new(
+                        ViolationKind::LogMatching,
+                        format!(
+                            "{id} holds {} {} with payload/prev term {:?}, another node {:?}",
+                            e.index, e.term, fact, known
+                        ),
                     ));
                 }
                 Some(_) => {}
@@ -95,18 +101,24 @@ impl Checker {
         from: LogIndex,
         to: LogIndex,
         log_term: impl Fn(LogIndex) -> Option<Term>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Finding> {
         let mut index = from.next();
         while index <= to {
             let Some(term) = log_term(index) else {
-                return Err(format!("{id} commits {index} which it does not hold"));
+                return Err(Finding::new(
+                    ViolationKind::CommittedEntryChanged,
+                    format!("{id} commits {index} which it does not hold"),
+                ));
             };
             let slot = index.0 as usize - 1;
             if slot < self.committed.len() {
                 if self.committed[slot] != term {
-                    return Err(format!(
-                        "committed entry changed: {index} was {} and {id} commits {term}",
-                        self.committed[slot]
+                    return Err(Finding::new(
+                        ViolationKind::CommittedEntryChanged,
+                        format!(
+                            "{index} was {} and {id} commits {term}",
+                            self.committed[slot]
+                        ),
                     ));
                 }
             } else {
@@ -119,30 +131,39 @@ impl Checker {
     }
 
     /// A node applied `e`: every node applies the same entry at the same index.
-    pub fn on_apply(&mut self, id: NodeId, e: &Entry) -> Result<(), String> {
+    pub fn on_apply(&mut self, id: NodeId, e: &Entry) -> Result<(), Finding> {
         let slot = e.index.0 as usize - 1;
         let fact = (e.term, hash_of(e));
         if slot < self.applied.len() {
             if self.applied[slot] != fact {
-                return Err(format!(
-                    "state machine safety: {id} applies {} {} but {} was applied there before",
-                    e.index, e.term, self.applied[slot].0
+                return Err(Finding::new(
+                    ViolationKind::StateMachineSafety,
+                    format!(
+                        "{id} applies {} {} but {} was applied there before",
+                        e.index, e.term, self.applied[slot].0
+                    ),
                 ));
             }
         } else if slot == self.applied.len() {
             self.applied.push(fact);
         } else {
-            return Err(format!(
-                "{id} applies {} before any node applied {}",
-                e.index,
-                self.applied.len() + 1
+            return Err(Finding::new(
+                ViolationKind::StateMachineSafety,
+                format!(
+                    "{id} applies {} before any node applied {}",
+                    e.index,
+                    self.applied.len() + 1
+                ),
             ));
         }
         if let Some(&term) = self.committed.get(slot) {
             if term != e.term {
-                return Err(format!(
-                    "{id} applies {} {} but {term} was committed there",
-                    e.index, e.term
+                return Err(Finding::new(
+                    ViolationKind::StateMachineSafety,
+                    format!(
+                        "{id} applies {} {} but {term} was committed there",
+                        e.index, e.term
+                    ),
                 ));
             }
         }
