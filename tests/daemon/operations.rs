@@ -345,21 +345,7 @@ fn removing_the_leader_under_load_keeps_every_write() {
         String::from_utf8_lossy(&out.stderr)
     );
     // The removed leader steps down once its removal commits; another takes over.
-    let started = Instant::now();
-    let new = loop {
-        let found = (1..=3)
-            .filter(|&id| id != leader)
-            .find(|&id| c.status(id).is_some_and(|s| s["writable"] == true));
-        if let Some(id) = found {
-            break id;
-        }
-        assert!(
-            started.elapsed() < ELECTION,
-            "no leader after removal:\n{}",
-            c.all_logs()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let new = c.wait_writable_other_than(leader, ELECTION);
     std::thread::sleep(Duration::from_millis(500));
     let (acked, _failed) = writer.stop();
     assert!(!acked.is_empty());
@@ -472,20 +458,7 @@ fn a_leader_whose_host_turns_unhealthy_hands_leadership_to_a_healthy_node() {
     assert_eq!(c.status(leader).unwrap()["host_healthy"], true);
     std::fs::write(c.nodes[(leader - 1) as usize].dir.join("host-down"), b"").unwrap();
     let started = Instant::now();
-    let new = loop {
-        let found = (1..=3)
-            .filter(|&id| id != leader)
-            .find(|&id| c.status(id).is_some_and(|s| s["writable"] == true));
-        if let Some(id) = found {
-            break id;
-        }
-        assert!(
-            started.elapsed() < ELECTION,
-            "leadership stayed with the unhealthy host:\n{}",
-            c.all_logs()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let new = c.wait_writable_other_than(leader, ELECTION);
     eprintln!(
         "unhealthy host: leadership moved to n{new} after {:?}",
         started.elapsed()

@@ -270,6 +270,25 @@ impl Cluster {
         }
     }
 
+    /// Waits until a running node other than `except` is writable; returns it.
+    pub fn wait_writable_other_than(&self, except: u64, timeout: Duration) -> u64 {
+        let started = Instant::now();
+        loop {
+            let found = (1..=self.nodes.len() as u64)
+                .filter(|&id| id != except)
+                .find(|&id| self.status(id).is_some_and(|s| s["writable"] == true));
+            if let Some(id) = found {
+                return id;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "no node but n{except} became writable within {timeout:?}:\n{}",
+                self.all_logs()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     pub fn put(&self, id: u64, key: &str, value: &[u8]) -> std::io::Result<Answer> {
         let socket = &self.nodes[(id - 1) as usize].socket;
         http(socket, "PUT", &format!("/v1/kv/{key}"), value)
