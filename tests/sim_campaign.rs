@@ -16,7 +16,7 @@ fn assert_clean(summary: &Summary) {
     assert!(summary.commits >= summary.seeds, "{}", summary.line());
 }
 
-// 2,000 seeds in four slices so that both cores work.
+// 2,500 seeds in five slices so that both cores work.
 #[test]
 fn three_nodes_first_500_seeds() {
     assert_clean(&campaign(0, 500, Some(3)));
@@ -35,6 +35,12 @@ fn five_nodes_first_500_seeds() {
 #[test]
 fn five_nodes_next_500_seeds() {
     assert_clean(&campaign(500, 500, Some(5)));
+}
+
+// Seven nodes: room for learners as many as the voters and spares outside the configuration.
+#[test]
+fn seven_nodes_first_500_seeds() {
+    assert_clean(&campaign(0, 500, Some(7)));
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! it caught. The simulator's fault schedule has grown since some of them were found, so a seed
 //! may no longer walk the same path; it stays because it once found a real bug.
 
-use regent::sim::run_seed;
+use regent::sim::{run_config, run_seed, SimConfig};
 
 /// (seed, nodes, what the seed found when it failed)
 const FAILED_SEEDS: &[(u64, usize, &str)] = &[
@@ -56,6 +56,26 @@ const FAILED_SEEDS: &[(u64, usize, &str)] = &[
          node came back with an empty configuration and nobody could campaign (fixed in the \
          simulator's restart: an unrecorded configuration is the bootstrap one)",
     ),
+    (
+        346,
+        3,
+        "with two voters the leader removed itself, its joint configuration committed, it \
+         appended C_new (without itself) and crashed before sending it; back up, it is no voter \
+         in its newest configuration so it never campaigns, and the other voter needs its vote \
+         but is refused (its log is shorter): stalled for good (open in the core; the operator \
+         now never removes a voter from a two-voter configuration)",
+    ),
+    (30, 3, "same stall, two voters, the leader removing itself"),
+    (325, 5, "same stall"),
+    (
+        1637,
+        5,
+        "a learner behind a slow link never caught up: every snapshot stream to it took longer \
+         than the snapshot timeout, the leader started another, and interleaved streams broke \
+         each other's installs (open: the timeout is on the whole stream, not on its progress; \
+         lagging learners are now simulated with slow disks)",
+    ),
+    (1963, 5, "same: snapshot streams to a slow learner never complete"),
 ];
 
 #[test]
@@ -68,5 +88,42 @@ fn every_seed_that_ever_failed_passes() {
             outcome.violations
         );
         assert!(outcome.elections > 0);
+    }
+}
+
+/// Seeds that fail because of bugs in the core (`src/raft/`) that are not fixed yet, each with
+/// the simulator setting that exposes it. Run with `cargo test --release --test
+/// sim_regressions -- --ignored` after a fix; once they pass, move them to `FAILED_SEEDS`.
+const OPEN_CORE_BUGS: &[(u64, usize, &str)] = &[
+    (
+        1263,
+        5,
+        "liveness: learner n1, far behind (its log ends before the configurations that made n4 \
+         and n5 voters), is promoted; the next joint configuration needs its vote, but it \
+         ignores vote requests from nodes that are no voters in its own stale configuration, \
+         so nobody is ever elected (Raft §4.1: a server grants votes without consulting its \
+         configuration)",
+    ),
+    (
+        17777,
+        5,
+        "same bug: n5, removed and re-added as a learner, promoted 39 entries behind, ignores \
+         the candidates of the configuration it has not received",
+    ),
+];
+
+#[test]
+#[ignore = "open core bug: vote requests from non-voters of a stale configuration are ignored"]
+fn open_core_bugs_are_fixed() {
+    for &(seed, nodes, what) in OPEN_CORE_BUGS {
+        let mut cfg = SimConfig::new(seed, nodes);
+        // What exposes it: promoting learners that are still far behind (the core's default).
+        cfg.promote_lag_max = 1000;
+        let outcome = run_config(cfg);
+        assert!(
+            outcome.violations.is_empty(),
+            "seed {seed} ({nodes} nodes): {what}\n{:?}",
+            outcome.violations
+        );
     }
 }

@@ -100,11 +100,20 @@ pub fn run_seed_caught(seed: u64, nodes: usize, trace: bool) -> SimOutcome {
     outcome_of(Replay { seed, nodes }, || run_seed(seed, nodes, trace))
 }
 
+/// Runs one run as configured, a panic becoming its violation.
+pub fn run_config(cfg: SimConfig) -> SimOutcome {
+    let replay = Replay {
+        seed: cfg.seed,
+        nodes: cfg.nodes,
+    };
+    outcome_of(replay, || Cluster::new(cfg).run())
+}
+
 /// Replays one seed keeping the last `trace_lines` events of its trace.
 pub fn replay(seed: u64, nodes: usize, trace_lines: usize) -> SimOutcome {
     let mut cfg = SimConfig::new(seed, nodes);
     cfg.trace_lines_max = trace_lines;
-    outcome_of(Replay { seed, nodes }, || Cluster::new(cfg).run())
+    run_config(cfg)
 }
 
 /// The outcome of `run`, or a panic violation that replays with `replay`.

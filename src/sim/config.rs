@@ -21,6 +21,9 @@ pub struct SimConfig {
     pub steps_max: u64,
     /// Lines of trace kept: the last events of a failing seed's replay (0: no trace).
     pub trace_lines_max: usize,
+    /// Entries a learner may lag behind the leader and still be promoted (the core's
+    /// `promote_lag_max`).
+    pub promote_lag_max: u64,
 }
 
 impl SimConfig {
@@ -32,6 +35,7 @@ impl SimConfig {
             liveness_ms_max: 15_000,
             steps_max: 3_000_000,
             trace_lines_max: 0,
+            promote_lag_max: PROMOTE_LAG_MAX,
         }
     }
 }
@@ -104,13 +108,13 @@ pub fn raft_config(id: NodeId) -> Config {
     c.uncommitted_bytes_max = 8192;
     c.persist_stall_max_ms = 500;
     c.snapshot_timeout_ms = 300;
-    // An operator promotes a learner once it has caught up. (With the core's default of 1000
-    // entries a far-behind learner, promoted, can hold a stale configuration in which the
-    // candidates are no voters; it ignores their vote requests and the cluster stalls: see
-    // the known core bugs in tests/sim_regressions.rs.)
     c.promote_lag_max = PROMOTE_LAG_MAX;
     c
 }
 
-/// Entries a learner may lag behind the leader's last index and still be promoted.
+/// Entries a learner may lag behind the leader's last index and still be promoted: the
+/// simulated operator promotes learners that have caught up. (With the core's default of 1000
+/// a far-behind learner, once promoted, can hold a configuration so stale that the candidates
+/// are no voters in it; it ignores their vote requests and the cluster stalls for good: see
+/// the known core bugs in tests/sim_regressions.rs.)
 pub const PROMOTE_LAG_MAX: u64 = 4;

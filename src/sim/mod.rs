@@ -26,7 +26,7 @@ mod storage;
 mod time;
 mod workload;
 
-pub use campaign::{campaign, nodes_for, run_seed, run_seed_caught, Summary};
+pub use campaign::{campaign, nodes_for, run_config, run_seed, run_seed_caught, Summary};
 pub use checker::{Class, Violation, ViolationKind};
 pub use cluster::{Cluster, SimOutcome};
 pub use config::{raft_config, SimConfig};

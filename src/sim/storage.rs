@@ -67,6 +67,11 @@ impl SimDisk {
         self.writing = Some(persist);
     }
 
+    /// The batch being written, if any.
+    pub fn writing(&self) -> Option<&Persist> {
+        self.writing.as_ref()
+    }
+
     pub fn is_writing(&self) -> bool {
         self.writing.is_some()
     }

@@ -98,8 +98,15 @@ impl Cluster {
         if node.incarnation != incarnation || node.replica.is_none() {
             return; // The node crashed first: the write is lost.
         }
-        let (persist, results) = node.disk.finish_write();
         let id = node.id;
+        // The vote is checked before storage sees it: the simulator's own record, not storage's
+        // validation, is what says a node voted twice.
+        if let Some(hs) = node.disk.writing().and_then(|p| p.batch.hard_state) {
+            if let Err(f) = self.votes.on_durable(id, &hs) {
+                self.violation(f);
+            }
+        }
+        let (persist, results) = self.nodes[i].disk.finish_write();
         let results = match results {
             Ok(results) => results,
             Err(err) => {
@@ -113,10 +120,8 @@ impl Cluster {
         let durable =
             self.facts
                 .on_durable_entries(id, |index| store.term(index).ok(), &batch.entries);
-        let voted = batch.hard_state.map(|hs| self.votes.on_durable(id, &hs));
         let applied = batch.committed.iter().map(|e| self.facts.on_apply(id, e));
         let findings: Vec<Finding> = std::iter::once(durable)
-            .chain(voted)
             .chain(applied)
             .filter_map(Result::err)
             .collect();

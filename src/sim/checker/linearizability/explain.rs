@@ -47,44 +47,58 @@ pub(super) fn explain(key: u64, ops: &[Op<'_>], stuck: &Stuck) -> String {
         ops.len(),
         stuck.order.len()
     );
+    explain_order(&mut out, ops, stuck);
+    explain_blocking(&mut out, ops, stuck);
+    explain_candidates(&mut out, ops, stuck);
+    out
+}
+
+/// The operations ordered at the deepest point (the last `ORDER_SHOWN` of them) and the value
+/// they leave in the register.
+fn explain_order(out: &mut String, ops: &[Op<'_>], stuck: &Stuck) {
     if stuck.order.is_empty() {
         out.push_str(" (none), with the register absent.");
-    } else {
-        let skipped = stuck.order.len().saturating_sub(ORDER_SHOWN);
-        out.push_str(":\n");
-        if skipped > 0 {
-            out.push_str(&format!("  ... {skipped} earlier operations\n"));
-        }
-        for (i, &op) in stuck.order.iter().enumerate().skip(skipped) {
-            out.push_str(&format!("  {}. {}\n", i + 1, ops[op].src));
-        }
-        out.push_str(&format!(
-            "after which the register holds {}.",
-            show_value(stuck.state)
-        ));
+        return;
     }
-    let position: Vec<Option<usize>> = {
-        let mut position = vec![None; ops.len()];
-        for (i, &op) in stuck.order.iter().enumerate() {
-            position[op] = Some(i);
-        }
-        position
-    };
-    if stuck.blocking != NIL {
-        let blocking = &ops[stuck.blocking];
-        let by = blocking.complete.unwrap_or(blocking.invoke);
-        let why = if blocking.inferred {
-            "when a read observing its value completed"
-        } else {
-            "when it completed"
-        };
-        out.push_str(&format!(
-            "\nStuck: {} must be ordered by {by} ({why}), but none of the operations that could \
-             come next fits:",
-            blocking.src,
-        ));
-    } else {
+    let skipped = stuck.order.len().saturating_sub(ORDER_SHOWN);
+    out.push_str(":\n");
+    if skipped > 0 {
+        out.push_str(&format!("  ... {skipped} earlier operations\n"));
+    }
+    for (i, &op) in stuck.order.iter().enumerate().skip(skipped) {
+        out.push_str(&format!("  {}. {}\n", i + 1, ops[op].src));
+    }
+    out.push_str(&format!(
+        "after which the register holds {}.",
+        show_value(stuck.state)
+    ));
+}
+
+/// The operation that could not be postponed any further, and by when it had to be ordered.
+fn explain_blocking(out: &mut String, ops: &[Op<'_>], stuck: &Stuck) {
+    if stuck.blocking == NIL {
         out.push_str("\nStuck: none of the operations that could come next fits:");
+        return;
+    }
+    let blocking = &ops[stuck.blocking];
+    let by = blocking.complete.unwrap_or(blocking.invoke);
+    let why = if blocking.inferred {
+        "when a read observing its value completed"
+    } else {
+        "when it completed"
+    };
+    out.push_str(&format!(
+        "\nStuck: {} must be ordered by {by} ({why}), but none of the operations that could \
+         come next fits:",
+        blocking.src,
+    ));
+}
+
+/// Why each operation that could come next does not fit.
+fn explain_candidates(out: &mut String, ops: &[Op<'_>], stuck: &Stuck) {
+    let mut position = vec![None; ops.len()];
+    for (i, &op) in stuck.order.iter().enumerate() {
+        position[op] = Some(i);
     }
     for &c in &stuck.candidates {
         let op = &ops[c];
@@ -99,12 +113,11 @@ pub(super) fn explain(key: u64, ops: &[Op<'_>], stuck: &Stuck) -> String {
                     show_value(stuck.state)
                 ));
                 if let Some(v) = observed {
-                    explain_writes_of(&mut out, ops, stuck, &position, v, op);
+                    explain_writes_of(out, ops, stuck, &position, v, op);
                 }
             }
         }
     }
-    out
 }
 
 /// Says, for a stuck read observing `v`, why no write of `v` can supply it at this point.
