@@ -9,6 +9,7 @@
 //! own (C_new) once the joint entry is committed.
 
 use super::types::{LogIndex, Membership, NodeId};
+use std::collections::BTreeSet;
 use thiserror::Error;
 
 /// A change a leader may propose.
@@ -48,6 +49,14 @@ pub enum ConfChangeError {
     NothingToAbort,
     #[error("leadership is being transferred; retry on the next leader")]
     Transferring,
+    #[error("the target configuration has no voter")]
+    NoVoters,
+    #[error("{id} is named both as a voter and as a learner")]
+    VoterAndLearner { id: NodeId },
+    #[error("voter {id} cannot become a learner in the same change; remove it, then add it back as a learner")]
+    VoterToLearner { id: NodeId },
+    #[error("the target configuration is the current one")]
+    NoChange,
 }
 
 /// The configurations of one node's log.
@@ -78,6 +87,16 @@ impl ConfigLog {
     pub fn at(&self, index: LogIndex) -> &Membership {
         let position = self.configs.partition_point(|(i, _)| *i <= index);
         &self.configs[position.max(1) - 1].1
+    }
+
+    /// Whether `id` votes in the configuration in force at `committed` or in any newer one of
+    /// the log: the configurations the cluster may still be running under, as far as this
+    /// node knows.
+    pub fn votes_since(&self, committed: LogIndex, id: NodeId) -> bool {
+        let position = self.configs.partition_point(|(i, _)| *i <= committed);
+        self.configs[position.max(1) - 1..]
+            .iter()
+            .any(|(_, m)| m.is_voter(id))
     }
 
     pub fn push(&mut self, index: LogIndex, m: Membership) {
@@ -145,6 +164,42 @@ pub fn apply_change(
         }
     }
     Ok(next)
+}
+
+/// The configuration with `voters` and `learners` that a multi-member change from `current`
+/// (not joint) leads to, or why it is refused: every new voter must be a learner of `current`
+/// (it has been receiving the log), a voter may not turn learner in the same step, and the
+/// target must have a voter and differ from `current`.
+pub fn reconfigure(
+    current: &Membership,
+    voters: &BTreeSet<NodeId>,
+    learners: &BTreeSet<NodeId>,
+) -> Result<Membership, ConfChangeError> {
+    assert!(!current.is_joint());
+    if voters.is_empty() {
+        return Err(ConfChangeError::NoVoters);
+    }
+    if let Some(&id) = voters.intersection(learners).next() {
+        return Err(ConfChangeError::VoterAndLearner { id });
+    }
+    if let Some(&id) = voters
+        .iter()
+        .find(|id| !current.voters.contains(id) && !current.learners.contains(id))
+    {
+        return Err(ConfChangeError::NotLearner { id });
+    }
+    if let Some(&id) = learners.iter().find(|id| current.voters.contains(id)) {
+        return Err(ConfChangeError::VoterToLearner { id });
+    }
+    let target = Membership {
+        voters: voters.clone(),
+        voters_outgoing: BTreeSet::new(),
+        learners: learners.clone(),
+    };
+    if &target == current {
+        return Err(ConfChangeError::NoChange);
+    }
+    Ok(target)
 }
 
 /// The entry to append for a change from `current` to `target`: the joint configuration when

@@ -15,7 +15,8 @@ pub enum ProgressState {
     /// The follower's log matches up to `match_index`: appends are pipelined.
     Replicate,
     /// The follower needs entries the leader compacted away: a snapshot covering at least
-    /// `index` was asked for at `since`; appends wait for it (or for its timeout).
+    /// `index` was asked for at `since`, or its stream last made progress then; appends wait
+    /// for it (or for its timeout, which runs from `since`).
     Snapshot { index: LogIndex, since: Nanos },
 }
 

@@ -19,7 +19,7 @@ use crate::raft::{
     ProposeError, RaftNode, RaftRng, ReadError, RestoredState, SoftState, Term, TransferError,
 };
 use crate::storage::{Applied, ApplyResult, Batch, LogStorage, SnapshotMeta, StorageError};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The caller's name for a request (a client operation, an API call): echoed in its answer.
 pub type Token = u64;
@@ -64,7 +64,9 @@ pub enum Action {
     /// durability are held by the replica until then.
     Persist(Persist),
     /// A follower needs entries the log no longer holds: stream the storage snapshot to it.
-    /// When its install completes the follower's caller calls [`Replica::snapshot_installed`].
+    /// Report each chunk `to` acknowledges with [`Replica::snapshot_progress`] (the core gives
+    /// up on a stream only after `snapshot_timeout_ms` without progress). When its install
+    /// completes the follower's caller calls [`Replica::snapshot_installed`].
     SendSnapshot { to: NodeId },
     /// The proposal `token` is decided.
     Proposal {
@@ -212,8 +214,25 @@ impl Replica {
         self.core.change_membership(change, now)
     }
 
+    /// A change to exactly `voters` and `learners` in one joint step, however many voters it
+    /// adds, promotes or removes (see [`RaftNode::reconfigure`]).
+    pub fn reconfigure(
+        &mut self,
+        voters: BTreeSet<NodeId>,
+        learners: BTreeSet<NodeId>,
+        now: Nanos,
+    ) -> Result<LogIndex, ConfChangeError> {
+        self.core.reconfigure(voters, learners, now)
+    }
+
     pub fn abort_membership_change(&mut self, now: Nanos) -> Result<LogIndex, ConfChangeError> {
         self.core.abort_membership_change(now)
+    }
+
+    /// The snapshot stream to `to` made progress: a chunk was acknowledged (see
+    /// [`RaftNode::snapshot_progress`]).
+    pub fn snapshot_progress(&mut self, to: NodeId, now: Nanos) {
+        self.core.snapshot_progress(to, now);
     }
 
     // ----- Outputs -----

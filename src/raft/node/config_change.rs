@@ -68,7 +68,7 @@ impl RaftNode {
                 self.role = if voter { Role::Follower } else { Role::Learner };
             }
             Role::Candidate | Role::PreCandidate => {
-                if !voter {
+                if !self.may_campaign() {
                     self.become_follower(self.term, None);
                 }
             }

@@ -48,11 +48,25 @@ impl RaftNode {
         !(self.leader.is_some() && term == self.term.next() && round >= self.leader_round_seen)
     }
 
+    /// Whether this node campaigns when its election timer fires: it votes in its newest
+    /// configuration, or in one the cluster may still be running under — the one in force at
+    /// its commit index, or a newer one. A node its own newest (uncommitted) configuration
+    /// leaves out may be the vote the others need: a leader of two voters that removed itself,
+    /// appended C_new and crashed before sending it holds the longest log, so the remaining
+    /// voter, whose joint configuration needs both votes, can never win; this node can. It
+    /// counts the votes of its newest configuration, where its own does not count, leads
+    /// only until that configuration is committed, and then steps down (Raft §4.2.2: a leader
+    /// may manage a configuration it is not part of).
+    pub(super) fn may_campaign(&self) -> bool {
+        self.configs.current().is_voter(self.id)
+            || self.configs.votes_since(self.log.committed, self.id)
+    }
+
     /// Starts a (pre-)election. With `transfer_round` it is a hand-over campaign (after
     /// TimeoutNow): no pre-vote, and voters may accept it despite stickiness.
     pub(super) fn campaign(&mut self, pre_vote: bool, transfer_round: Option<u64>) {
         assert_ne!(self.role, Role::Leader, "a leader never campaigns");
-        if !self.configs.current().is_voter(self.id) {
+        if !self.may_campaign() {
             return;
         }
         self.reset_election_timer();

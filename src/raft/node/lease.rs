@@ -9,8 +9,8 @@ impl RaftNode {
     /// Every timer `tick_leader` checks has its instant in `next_leader_deadline`: change them
     /// together.
     pub(super) fn tick_leader(&mut self) {
-        // A snapshot that was not confirmed in time is asked for again (hashicorp/raft #212,
-        // dgraph #2707: no follower stays in the snapshot state forever).
+        // A snapshot stream that made no progress in time is asked for again (hashicorp/raft
+        // #212, dgraph #2707: no follower stays in the snapshot state forever).
         let timeout = self.config.snapshot_timeout_ns();
         let now = self.now;
         for p in self.lead_mut().progress.values_mut() {

@@ -95,8 +95,9 @@ pub struct ReadState {
 /// The leader asks its caller to send a follower a snapshot: the follower needs entries up to
 /// at least `at_least`, which the leader compacted away. The caller streams its latest snapshot
 /// (chunks, each acknowledged) to `to`, whose caller installs it durably and calls
-/// [`RaftNode::snapshot_installed`]. A transfer that fails is simply dropped: the leader asks
-/// again after `snapshot_timeout_ms`.
+/// [`RaftNode::snapshot_installed`]. The leader's caller reports each acknowledged chunk with
+/// [`RaftNode::snapshot_progress`]. A transfer that fails is simply dropped: the leader asks
+/// again once `snapshot_timeout_ms` has passed without progress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SnapshotRequest {
     pub to: NodeId,
@@ -335,8 +336,8 @@ impl RaftNode {
         self.observe(now);
         match self.role {
             Role::Leader => self.tick_leader(),
-            Role::Learner => {}
-            Role::Follower | Role::PreCandidate | Role::Candidate => {
+            Role::Learner if !self.may_campaign() => {}
+            Role::Learner | Role::Follower | Role::PreCandidate | Role::Candidate => {
                 if now >= self.election_deadline {
                     if self.campaigns_held {
                         self.reset_election_timer();
@@ -364,13 +365,17 @@ impl RaftNode {
     /// A follower, pre-candidate or candidate: its election deadline. A leader: the earliest
     /// of its next heartbeat, the instant check-quorum would find no quorum heard from, the
     /// persist-stall limit of its outstanding `Ready`, the end of a hand-over, the joint
-    /// configuration timeout and any follower's snapshot timeout. A learner never needs a
-    /// tick: `Nanos::MAX`.
+    /// configuration timeout and any follower's snapshot timeout. A learner: `Nanos::MAX`, it
+    /// needs no tick — unless it votes in a configuration the cluster may still be running
+    /// under (left out only by its newest, uncommitted one): then it campaigns like a
+    /// follower, on its election deadline.
     pub fn next_deadline(&self) -> Nanos {
         match self.role {
             Role::Leader => self.next_leader_deadline(),
-            Role::Learner => Nanos::MAX,
-            Role::Follower | Role::PreCandidate | Role::Candidate => self.election_deadline,
+            Role::Learner if !self.may_campaign() => Nanos::MAX,
+            Role::Learner | Role::Follower | Role::PreCandidate | Role::Candidate => {
+                self.election_deadline
+            }
         }
     }
 
@@ -542,28 +547,71 @@ impl RaftNode {
         self.observe(now);
         self.check_can_change()?;
         if let ConfChange::Promote(id) = change {
-            let matched = self
-                .lead()
-                .progress
-                .get(&id)
-                .map_or(LogIndex(0), |p| p.match_index);
-            let last = self.log.last_index();
-            let lag_max = self.config.promote_lag_max;
-            if self.configs.current().learners.contains(&id) && matched.0 + lag_max < last.0 {
-                return Err(ConfChangeError::LearnerBehind {
-                    id,
-                    matched,
-                    last,
-                    lag_max,
-                });
+            if self.configs.current().learners.contains(&id) {
+                self.check_caught_up(id)?;
             }
         }
         let target = membership::apply_change(self.configs.current(), change)?;
-        let entry = membership::next_entry(self.configs.current(), &target);
+        Ok(self.propose_config(&target))
+    }
+
+    /// Proposes a change to the configuration with exactly `voters` and `learners`, however
+    /// many members it adds, promotes or removes at once ({1,2,3} → {1,4,5}, 3 → 5 voters,
+    /// 5 → 3): one joint configuration C_old,new, in which every decision needs a majority of
+    /// the old voters and a majority of the new ones, then C_new, which the leader appends on
+    /// its own once the joint entry is committed. Only the learners changing needs no joint
+    /// step. Every new voter must be a learner of the current configuration within
+    /// `promote_lag_max` entries of the leader's log, as for [`ConfChange::Promote`]; a voter
+    /// may not become a learner in the same change. The same rules as `change_membership`
+    /// hold otherwise: leader only, one change at a time, and
+    /// [`abort_membership_change`](Self::abort_membership_change) goes back to the old voters.
+    pub fn reconfigure(
+        &mut self,
+        voters: BTreeSet<NodeId>,
+        learners: BTreeSet<NodeId>,
+        now: Nanos,
+    ) -> Result<LogIndex, ConfChangeError> {
+        self.observe(now);
+        self.check_can_change()?;
+        let target = membership::reconfigure(self.configs.current(), &voters, &learners)?;
+        let promoted: Vec<NodeId> = voters
+            .difference(&self.configs.current().voters)
+            .copied()
+            .collect();
+        for id in promoted {
+            self.check_caught_up(id)?;
+        }
+        Ok(self.propose_config(&target))
+    }
+
+    /// Refuses to promote a learner that lags more than `promote_lag_max` entries behind.
+    fn check_caught_up(&self, id: NodeId) -> Result<(), ConfChangeError> {
+        let matched = self
+            .lead()
+            .progress
+            .get(&id)
+            .map_or(LogIndex(0), |p| p.match_index);
+        let last = self.log.last_index();
+        let lag_max = self.config.promote_lag_max;
+        if matched.0 + lag_max < last.0 {
+            return Err(ConfChangeError::LearnerBehind {
+                id,
+                matched,
+                last,
+                lag_max,
+            });
+        }
+        Ok(())
+    }
+
+    /// Appends the entry leading to `target` (the joint configuration when the voters change)
+    /// and replicates it.
+    fn propose_config(&mut self, target: &Membership) -> LogIndex {
+        let entry = membership::next_entry(self.configs.current(), target);
         let index = self.append_entry(EntryPayload::Config(entry));
         self.broadcast_append();
         self.maybe_commit();
-        Ok(index)
+        index
     }
 
     /// Aborts a joint configuration, going back to the old voters. Safe whether or not the
@@ -634,6 +682,26 @@ impl RaftNode {
     /// Snapshots the leader needs sent, available at any time.
     pub fn take_snapshot_requests(&mut self) -> Vec<SnapshotRequest> {
         std::mem::take(&mut self.snapshot_sends)
+    }
+
+    /// The caller's snapshot stream to `to` made progress (a chunk was acknowledged): the
+    /// snapshot timeout starts again from `now`. The timeout thus bounds a stall, not the
+    /// whole transfer: a large snapshot over a slow link completes as long as its chunks keep
+    /// being acknowledged, and the leader does not start another stream over it. Does nothing
+    /// unless this node leads and waits for a snapshot to reach `to`.
+    pub fn snapshot_progress(&mut self, to: NodeId, now: Nanos) {
+        self.observe(now);
+        let now = self.now;
+        let Some(p) = self
+            .leader_state
+            .as_mut()
+            .and_then(|l| l.progress.get_mut(&to))
+        else {
+            return;
+        };
+        if let ProgressState::Snapshot { since, .. } = &mut p.state {
+            *since = now;
+        }
     }
 
     /// The compaction policy: `Some(applied index)` once enough entries (or bytes) were applied

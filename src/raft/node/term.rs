@@ -21,14 +21,16 @@ pub(super) enum TermVerdict {
 impl RaftNode {
     /// Compares the message's term with ours and acts on the difference: adopts a newer term
     /// (following the sender when it leads that term), answers a stale leader or pre-candidate
-    /// with our term, and ignores vote requests from non-voters or refused by stickiness.
+    /// with our term, and ignores vote requests refused by stickiness.
     pub(super) fn step_term(&mut self, m: &Message) -> TermVerdict {
-        if matches!(m.body, MessageBody::RequestVote { .. })
-            && !self.configs.current().is_voter(m.from)
-        {
-            // A removed node that does not know it yet must not disrupt the cluster.
-            return TermVerdict::Done;
-        }
+        // A vote request is handled whoever sends it, without consulting our configuration
+        // (Raft §4.1; etcd and raft-rs do the same): ours may be stale — a promoted learner
+        // that has not yet received the configurations making the candidate a voter — and
+        // ignoring such a candidate can leave a joint configuration that needs our vote with
+        // no leader ever. It is safe: a vote only counts where the candidate's configuration
+        // names us, and we vote once per term and only for an up-to-date log. A removed node
+        // that does not know it yet cannot disrupt a cluster with a live leader: stickiness
+        // refuses it without adopting its term, and pre-vote keeps it from raising terms.
         // Decided on the state before this message changes it: adopting a hand-over's term
         // forgets the leader whose round the decision compares against.
         let vote_refused = match &m.body {

@@ -79,6 +79,45 @@ fn a_follower_behind_it_gets_one_and_is_asked_again_after_a_timeout() {
 }
 
 #[test]
+fn a_stream_that_keeps_making_progress_is_not_started_again() {
+    // The timeout bounds a stall, not the whole transfer: a slow stream whose chunks keep being
+    // acknowledged runs for many timeouts, and the leader neither probes nor asks again.
+    let mut c = config_without_pre_vote(1);
+    c.snapshot_timeout_ms = 50;
+    let mut node = leader_with(c, 3, 2, &[1, 1, 1]);
+    let now = AFTER_TIMEOUT;
+    step(&mut node, msg(2, 1, 2, append_ok(4)), now);
+    persist(&mut node);
+    node.compact(i(4));
+    step(&mut node, msg(3, 1, 2, append_rejected(3, None, 1)), now);
+    persist(&mut node);
+    assert_eq!(node.take_snapshot_requests().len(), 1);
+    let mut at = now;
+    for _ in 0..20 {
+        at += 30 * MS;
+        node.snapshot_progress(n(3), at);
+        assert_eq!(node.next_deadline().min(at + 51 * MS), node.next_deadline());
+        node.tick(at);
+        step(&mut node, msg(3, 1, 2, heartbeat_response(1)), at);
+        let out = persist(&mut node);
+        assert!(
+            !out.iter()
+                .any(|m| m.to == n(3) && matches!(m.body, MessageBody::AppendEntries { .. })),
+            "at {} ms: the leader probed n3 during a stream in progress",
+            (at - now) / MS
+        );
+        assert!(node.take_snapshot_requests().is_empty());
+    }
+    // Once it stalls for longer than the timeout, the leader probes and asks again.
+    at += 60 * MS;
+    node.tick(at);
+    persist(&mut node);
+    step(&mut node, msg(3, 1, 2, heartbeat_response(1)), at + MS);
+    persist(&mut node);
+    assert_eq!(node.take_snapshot_requests().len(), 1);
+}
+
+#[test]
 fn an_install_keeps_the_matching_durable_suffix_and_nothing_else() {
     // A follower whose log holds the snapshot's last entry keeps what follows it.
     let mut node = follower(3, 2, &[1, 1, 2, 2, 2]);
