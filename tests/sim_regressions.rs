@@ -62,8 +62,11 @@ const FAILED_SEEDS: &[(u64, usize, &str)] = &[
         "with two voters the leader removed itself, its joint configuration committed, it \
          appended C_new (without itself) and crashed before sending it; back up, it is no voter \
          in its newest configuration so it never campaigns, and the other voter needs its vote \
-         but is refused (its log is shorter): stalled for good (open in the core; the operator \
-         now never removes a voter from a two-voter configuration)",
+         but is refused (its log is shorter): stalled for good (fixed: a node that votes in a \
+         configuration the cluster may still run under — the one in force at its commit index \
+         or a newer one — campaigns even if its newest one leaves it out, leads until C_new is \
+         committed, and steps down; the operator removes voters from two-voter configurations \
+         again)",
     ),
     (30, 3, "same stall, two voters, the leader removing itself"),
     (325, 5, "same stall"),
@@ -72,8 +75,9 @@ const FAILED_SEEDS: &[(u64, usize, &str)] = &[
         5,
         "a learner behind a slow link never caught up: every snapshot stream to it took longer \
          than the snapshot timeout, the leader started another, and interleaved streams broke \
-         each other's installs (open: the timeout is on the whole stream, not on its progress; \
-         lagging learners are now simulated with slow disks)",
+         each other's installs (fixed: the timeout runs from the stream's last acknowledged \
+         chunk, reported with snapshot_progress; lagging learners are now simulated with slow \
+         disks)",
     ),
     (1963, 5, "same: snapshot streams to a slow learner never complete"),
 ];
@@ -91,39 +95,38 @@ fn every_seed_that_ever_failed_passes() {
     }
 }
 
-/// Seeds that fail because of bugs in the core (`src/raft/`) that are not fixed yet, each with
-/// the simulator setting that exposes it. Run with `cargo test --release --test
-/// sim_regressions -- --ignored` after a fix; once they pass, move them to `FAILED_SEEDS`.
-const OPEN_CORE_BUGS: &[(u64, usize, &str)] = &[
+/// Seeds found with far-behind learners promoted (`promote_lag_max` 1000, which the campaign now
+/// draws for half of its seeds), run with that setting.
+const FAR_BEHIND_PROMOTION_SEEDS: &[(u64, usize, &str)] = &[
     (
         1263,
         5,
         "liveness: learner n1, far behind (its log ends before the configurations that made n4 \
          and n5 voters), is promoted; the next joint configuration needs its vote, but it \
-         ignores vote requests from nodes that are no voters in its own stale configuration, \
-         so nobody is ever elected (Raft §4.1: a server grants votes without consulting its \
-         configuration)",
+         ignored vote requests from nodes that are no voters in its own stale configuration, \
+         so nobody was ever elected (fixed: votes are granted without consulting the \
+         configuration, Raft §4.1, as etcd and raft-rs do)",
     ),
     (
         17777,
         5,
-        "same bug: n5, removed and re-added as a learner, promoted 39 entries behind, ignores \
-         the candidates of the configuration it has not received",
+        "same bug: n5, removed and re-added as a learner, promoted 39 entries behind, ignored \
+         the candidates of the configuration it had not received",
     ),
 ];
 
 #[test]
-#[ignore = "open core bug: vote requests from non-voters of a stale configuration are ignored"]
-fn open_core_bugs_are_fixed() {
-    for &(seed, nodes, what) in OPEN_CORE_BUGS {
+fn every_seed_that_failed_with_far_behind_promotions_passes() {
+    for &(seed, nodes, what) in FAR_BEHIND_PROMOTION_SEEDS {
         let mut cfg = SimConfig::new(seed, nodes);
-        // What exposes it: promoting learners that are still far behind (the core's default).
-        cfg.promote_lag_max = 1000;
+        cfg.promote_lag_max = Some(1000);
         let outcome = run_config(cfg);
         assert!(
             outcome.violations.is_empty(),
-            "seed {seed} ({nodes} nodes): {what}\n{:?}",
+            "seed {seed} ({nodes} nodes, promote_lag_max 1000) fails again; it once caught: \
+             {what}\n{:?}",
             outcome.violations
         );
+        assert!(outcome.elections > 0);
     }
 }

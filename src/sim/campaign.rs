@@ -20,6 +20,8 @@ pub struct Summary {
     pub conf_changes: u64,
     /// Membership changes that entered a joint configuration.
     pub joint_changes: u64,
+    /// Joint configurations entered that changed more than one voter at once.
+    pub multi_voter_changes: u64,
     /// Learners and members of the winners' configurations over every election, and the
     /// elections won while learners existed.
     pub learners_seen: u64,
@@ -34,7 +36,7 @@ pub struct Summary {
 impl Summary {
     pub fn line(&self) -> String {
         format!(
-            "sim: seeds={} violations={} elections={} commits={} max_election_ms={} snapshots={} conf_changes={} joint_changes={} transfers={} reads={} retries={} learner_share={}% learner_elections={}",
+            "sim: seeds={} violations={} elections={} commits={} max_election_ms={} snapshots={} conf_changes={} joint_changes={} multi_voter_changes={} transfers={} reads={} retries={} learner_share={}% learner_elections={}",
             self.seeds,
             self.violations,
             self.elections,
@@ -43,6 +45,7 @@ impl Summary {
             self.snapshots,
             self.conf_changes,
             self.joint_changes,
+            self.multi_voter_changes,
             self.handovers,
             self.reads,
             self.retries,
@@ -64,6 +67,7 @@ impl Summary {
         self.reads += outcome.reads;
         self.conf_changes += outcome.conf_changes;
         self.joint_changes += outcome.joint_changes;
+        self.multi_voter_changes += outcome.multi_voter_changes;
         self.learners_seen += outcome.learners_seen;
         self.members_seen += outcome.members_seen;
         self.learner_elections += outcome.learner_elections;

@@ -22,8 +22,8 @@ pub struct SimConfig {
     /// Lines of trace kept: the last events of a failing seed's replay (0: no trace).
     pub trace_lines_max: usize,
     /// Entries a learner may lag behind the leader and still be promoted (the core's
-    /// `promote_lag_max`).
-    pub promote_lag_max: u64,
+    /// `promote_lag_max`); `None`: drawn per seed with the core's limits.
+    pub promote_lag_max: Option<u64>,
 }
 
 impl SimConfig {
@@ -35,7 +35,7 @@ impl SimConfig {
             liveness_ms_max: 15_000,
             steps_max: 3_000_000,
             trace_lines_max: 0,
-            promote_lag_max: PROMOTE_LAG_MAX,
+            promote_lag_max: None,
         }
     }
 }
@@ -49,6 +49,11 @@ pub struct CoreLimits {
     pub inflight_max: usize,
     /// Small thresholds compact often, so lagging and restarted followers need snapshots.
     pub compaction_entries_max: u64,
+    /// A learner is promoted only within this many entries of the leader's log: 4 promotes
+    /// caught-up learners only; the core's default of 1000 promotes far-behind ones too,
+    /// whose configuration may be so stale that it does not name the candidates they must
+    /// vote for (a vote is granted without consulting the configuration: Raft §4.1).
+    pub promote_lag_max: u64,
 }
 
 impl CoreLimits {
@@ -57,6 +62,7 @@ impl CoreLimits {
             append_entries_max: [1, 2, 8][rng.below(3) as usize],
             inflight_max: [1, 2, 4][rng.below(3) as usize],
             compaction_entries_max: [20, 50, 200, 100_000][rng.below(4) as usize],
+            promote_lag_max: [PROMOTE_LAG_MAX, 1000][rng.below(2) as usize],
         }
     }
 
@@ -66,6 +72,7 @@ impl CoreLimits {
         config.append_entries_max = self.append_entries_max;
         config.inflight_max = self.inflight_max;
         config.compaction_entries_max = self.compaction_entries_max;
+        config.promote_lag_max = self.promote_lag_max;
         config
     }
 }
@@ -112,9 +119,6 @@ pub fn raft_config(id: NodeId) -> Config {
     c
 }
 
-/// Entries a learner may lag behind the leader's last index and still be promoted: the
-/// simulated operator promotes learners that have caught up. (With the core's default of 1000
-/// a far-behind learner, once promoted, can hold a configuration so stale that the candidates
-/// are no voters in it; it ignores their vote requests and the cluster stalls for good: see
-/// the known core bugs in tests/sim_regressions.rs.)
+/// Entries a learner may lag behind the leader's last index and still be promoted, in the
+/// seeds that promote only caught-up learners.
 pub const PROMOTE_LAG_MAX: u64 = 4;

@@ -1,10 +1,11 @@
 //! The operator: what an administrator does to a running cluster — hand leadership over, and
 //! change the membership: random single changes (add a learner, promote one, remove a member,
-//! the leader included, abort a joint configuration), or walks toward a target set of voters
-//! drawn per seed (replacing voters, growing or shrinking the cluster), each step through a
-//! joint configuration. How eagerly it acts is drawn per seed too: on its own cadence, at once
-//! on a new leader (before that leader's own entry commits), or with a fault right behind a
-//! change that entered a joint configuration.
+//! the leader included, down to the last voter, abort a joint configuration), or walks toward a
+//! target set of voters drawn per seed (replacing voters, growing or shrinking the cluster):
+//! one voter per joint step, or — per seed — every voter at once in one joint step
+//! ({1,2,3} → {1,4,5}, 3 → 5, 5 → 3) once the new voters are learners. How eagerly it acts is
+//! drawn per seed too: on its own cadence, at once on a new leader (before that leader's own
+//! entry commits), or with a fault right behind a change that entered a joint configuration.
 //!
 //! Invariant: every request goes to the node that believes it leads, as an administrator's
 //! would; the core decides whether it is allowed.
@@ -21,6 +22,9 @@ pub struct Style {
     /// Percent of membership actions that walk toward the target voters (the others are random
     /// single changes).
     plan_pct: u64,
+    /// Percent of the plan's voter changes made in one joint step for every voter that
+    /// differs (the others change one voter per joint step).
+    multi_pct: u64,
     /// Percent of new leaders asked for a change at once, before their term's entry commits:
     /// after an earlier term's change that never committed, the classic hazard of changes
     /// made one server at a time.
@@ -37,6 +41,7 @@ impl Style {
     pub fn draw(rng: &mut SplitMix64) -> Style {
         Style {
             plan_pct: [0, 50, 100][rng.below(3) as usize],
+            multi_pct: [0, 50, 100][rng.below(3) as usize],
             eager_pct: [0, 20, 60][rng.below(3) as usize],
             joint_fault_pct: [0, 25, 50][rng.below(3) as usize],
             every_ns: [None, Some(60 * MS), Some(200 * MS), Some(600 * MS)][rng.below(4) as usize],
@@ -45,9 +50,14 @@ impl Style {
 }
 
 /// A membership change the operator asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Change {
     Conf(ConfChange),
+    /// Straight to these voters and learners, in one joint step when the voters change.
+    To {
+        voters: BTreeSet<NodeId>,
+        learners: BTreeSet<NodeId>,
+    },
     Abort,
 }
 
@@ -75,6 +85,8 @@ pub struct Operator {
     /// configuration.
     pub conf_changes: u64,
     pub joint_changes: u64,
+    /// Joint configurations entered whose old and new voters differ in more than one voter.
+    pub multi_voter_changes: u64,
     /// Over every election: the learners and the members of the winner's configuration, and
     /// the elections won while there were learners.
     pub learners_seen: u64,
@@ -91,6 +103,7 @@ impl Operator {
             handovers: 0,
             conf_changes: 0,
             joint_changes: 0,
+            multi_voter_changes: 0,
             learners_seen: 0,
             members_seen: 0,
             learner_elections: 0,
@@ -133,16 +146,22 @@ impl Operator {
         };
         let now = nodes[l].local_now(env.now()).expect("the leader is up");
         let replica = nodes[l].live();
-        let result = match change {
+        let result = match &change {
             Change::Abort => replica.abort_membership_change(now),
-            Change::Conf(c) => replica.change_membership(c, now),
+            Change::Conf(c) => replica.change_membership(*c, now),
+            Change::To { voters, learners } => {
+                replica.reconfigure(voters.clone(), learners.clone(), now)
+            }
         };
         let Ok(index) = result else {
             return Asked::Refused;
         };
-        let joint = replica.core().membership().is_joint();
+        let after = replica.core().membership();
+        let joint = after.is_joint();
+        let changed = after.voters.symmetric_difference(&after.voters_outgoing);
         self.conf_changes += 1;
         self.joint_changes += u64::from(joint);
+        self.multi_voter_changes += u64::from(joint && changed.count() > 1);
         env.note(format!(
             "n{} changes membership at {index} ({change:?}, from {m:?})",
             l + 1
@@ -150,9 +169,11 @@ impl Operator {
         Asked::Accepted { joint }
     }
 
-    /// The next step toward the target voters: add a missing one as a learner, promote it,
-    /// then remove the voters outside the target; a new target once it is reached. While a
-    /// joint configuration is in force, wait (or now and then abort it).
+    /// The next step toward the target voters: add a missing one as a learner; then, one
+    /// voter per joint step, promote a learner of the target or remove a voter outside it —
+    /// or, per seed, change every voter at once in one joint step (keeping the learners
+    /// outside the target). A new target once it is reached. While a joint configuration is
+    /// in force, wait (or now and then abort it).
     fn plan_step(&mut self, rng: &mut SplitMix64, m: &Membership, n: usize) -> Option<Change> {
         if m.is_joint() {
             return (rng.below(4) == 0).then_some(Change::Abort);
@@ -160,13 +181,23 @@ impl Operator {
         if self.target.is_empty() {
             self.target = draw_target(rng, n);
         }
+        let multi = self.style.multi_pct > 0 && rng.below(100) < self.style.multi_pct;
         for _ in 0..2 {
             let missing = self.target.iter().find(|id| !m.members().contains(id));
+            if let Some(&id) = missing {
+                return Some(Change::Conf(ConfChange::AddLearner(id)));
+            }
+            if multi && m.voters != self.target {
+                let learners = m.learners.difference(&self.target).copied().collect();
+                return Some(Change::To {
+                    voters: self.target.clone(),
+                    learners,
+                });
+            }
             let learner = self.target.iter().find(|id| m.learners.contains(id));
             let extra = m.voters.iter().find(|id| !self.target.contains(id));
-            let step = missing
-                .map(|&id| ConfChange::AddLearner(id))
-                .or(learner.map(|&id| ConfChange::Promote(id)))
+            let step = learner
+                .map(|&id| ConfChange::Promote(id))
                 .or(extra.map(|&id| ConfChange::Remove(id)));
             if let Some(step) = step {
                 return Some(Change::Conf(step));
@@ -189,8 +220,9 @@ impl Operator {
     }
 }
 
-/// A random single change on a random node: promote a learner, remove a voter (never below
-/// two), add a non-member as a learner, or abort a joint configuration.
+/// A random single change on a random node: promote a learner, remove a voter (the core
+/// refuses to remove the last one), add a non-member as a learner, or abort a joint
+/// configuration.
 fn random_change(rng: &mut SplitMix64, m: &Membership, n: usize) -> Option<Change> {
     let x = NodeId(rng.below(n as u64) + 1);
     let abort = rng.below(3) == 0;
@@ -199,9 +231,6 @@ fn random_change(rng: &mut SplitMix64, m: &Membership, n: usize) -> Option<Chang
     } else if m.learners.contains(&x) {
         Change::Conf(ConfChange::Promote(x))
     } else if m.voters.contains(&x) {
-        if m.voters.len() <= 2 {
-            return None;
-        }
         Change::Conf(ConfChange::Remove(x))
     } else {
         Change::Conf(ConfChange::AddLearner(x))

@@ -2,7 +2,8 @@
 //! faulty network, each chunk acknowledged before the next leaves.
 //!
 //! Invariant: a stream dies with either end (a crash changes the incarnation) and with any lost
-//! chunk or acknowledgement; the leader's core asks again after its snapshot timeout.
+//! chunk or acknowledgement; every acknowledged chunk is reported to the leader's core as
+//! progress, and the core asks again once its snapshot timeout passes without any.
 
 use super::checker::{Finding, ViolationKind};
 use super::env::Env;
@@ -96,12 +97,13 @@ impl SnapshotStreams {
         Ok(())
     }
 
-    /// The receiver acknowledged chunk `k`: the sender sends the next one.
+    /// The receiver acknowledged chunk `k`: the sender tells its core the stream made
+    /// progress (its snapshot timeout starts again), and sends the next one.
     pub fn acknowledged(
         &mut self,
         env: &mut Env,
         network: &mut Network,
-        nodes: &[SimNode],
+        nodes: &mut [SimNode],
         id: u64,
         k: usize,
     ) {
@@ -113,6 +115,10 @@ impl SnapshotStreams {
             return;
         }
         let (from, to) = (s.from, s.to);
+        let receiver = nodes[to].id;
+        if let Some(now) = nodes[from].local_now(env.now()) {
+            nodes[from].live().snapshot_progress(receiver, now);
+        }
         self.ship(
             env,
             network,

@@ -86,7 +86,9 @@ impl Cluster {
     pub(super) fn start_node(&mut self, i: usize) {
         let seed = self.env.rng.next_u64();
         let mut config = self.limits.config(self.nodes[i].id);
-        config.promote_lag_max = self.cfg.promote_lag_max;
+        if let Some(lag_max) = self.cfg.promote_lag_max {
+            config.promote_lag_max = lag_max;
+        }
         let bootstrap = self.bootstrap_membership();
         let node = &mut self.nodes[i];
         node.start(self.env.time.now(), seed, config, bootstrap);

@@ -45,6 +45,8 @@ pub struct SimOutcome {
     /// those that entered a joint configuration.
     pub conf_changes: u64,
     pub joint_changes: u64,
+    /// Joint configurations entered that changed more than one voter at once.
+    pub multi_voter_changes: u64,
     /// Over every election: the learners and members of the winner's configuration, and the
     /// elections won while learners existed.
     pub learners_seen: u64,
@@ -172,6 +174,7 @@ impl Cluster {
             reads: self.workload.reads,
             conf_changes: self.operator.conf_changes,
             joint_changes: self.operator.joint_changes,
+            multi_voter_changes: self.operator.multi_voter_changes,
             learners_seen: self.operator.learners_seen,
             members_seen: self.operator.members_seen,
             learner_elections: self.operator.learner_elections,
@@ -224,7 +227,7 @@ impl Cluster {
             Event::SnapshotAck { id, k } => {
                 let (env, network) = (&mut self.env, &mut self.network);
                 self.snapshots
-                    .acknowledged(env, network, &self.nodes, id, k);
+                    .acknowledged(env, network, &mut self.nodes, id, k);
             }
         }
     }
