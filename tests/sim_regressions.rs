@@ -80,6 +80,15 @@ const FAILED_SEEDS: &[(u64, usize, &str)] = &[
          disks)",
     ),
     (1963, 5, "same: snapshot streams to a slow learner never complete"),
+    (
+        8239,
+        5,
+        "a lone voter (its partner removed) won its own election before its term and vote \
+         were durable, on a stalled disk, in terms 3, 4 and 5; it crashed, lost them, and came \
+         back in term 2; later another node led term 4: two leaders of one term (fixed: a \
+         candidate counts its own vote only once durable, like any other; the votes checker \
+         now requires the leader's own vote durable too)",
+    ),
 ];
 
 #[test]

@@ -72,7 +72,6 @@ impl RaftNode {
         self.reset_election_timer();
         self.leader = None;
         self.votes.clear();
-        self.votes.insert(self.id, true);
         let term = if pre_vote {
             self.role = Role::PreCandidate;
             self.term.next()
@@ -82,6 +81,12 @@ impl RaftNode {
             self.vote = Some(self.id);
             self.term
         };
+        // Our own vote counts like any other: a pre-vote at once (it promises nothing), a vote
+        // once our term and vote are durable (`count_own_vote`, from `advance`). A lone voter
+        // that won before would lead a term it may forget in a crash, and lead it again.
+        if pre_vote {
+            self.votes.insert(self.id, true);
+        }
         let (last_log_index, last_log_term) = (self.log.last_index(), self.log.last_term());
         for peer in self.voters_except_me() {
             self.send(
@@ -144,6 +149,15 @@ impl RaftNode {
         }
         self.votes.insert(from, granted);
         self.count_votes(pre_vote);
+    }
+
+    /// A candidate whose term and vote just became durable counts its own vote.
+    pub(super) fn count_own_vote(&mut self) {
+        let durable = self.durable_term_vote == (self.term, Some(self.id));
+        if self.role == Role::Candidate && durable && !self.votes.contains_key(&self.id) {
+            self.votes.insert(self.id, true);
+            self.count_votes(false);
+        }
     }
 
     pub(super) fn count_votes(&mut self, pre_vote: bool) {

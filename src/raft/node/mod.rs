@@ -1,8 +1,9 @@
 //! `RaftNode`: one member's consensus state machine — elections, replication, commit and the
 //! leader lease — driven by `tick`, `step` and `propose`, drained through `ready`/`advance`.
 //!
-//! Invariants kept here: at most one vote per term, made durable before it is announced; a
-//! leader counts its own entries toward a quorum only once they are durable; only entries of
+//! Invariants kept here: at most one vote per term, made durable before it is announced or
+//! counted (a candidate's own vote included); a leader counts its own entries toward a quorum
+//! only once they are durable; only entries of
 //! the current term are committed by counting replicas; `writable` implies leader, a valid lease
 //! and this term's no-op applied.
 
@@ -890,6 +891,7 @@ impl RaftNode {
             self.maybe_commit();
         }
         self.release_reads();
+        self.count_own_vote();
     }
 
     pub fn status(&self, now: Nanos) -> Status {

@@ -290,9 +290,20 @@ mod s5_2_election {
             );
         }
 
-        // A lone voter is its own majority.
+        // A lone voter is its own majority — once its vote is durable, like any vote (Figure 2:
+        // votedFor is persistent state, updated on stable storage before responding; a lone
+        // voter leading a term it had not made durable would lead it again after a crash,
+        // seed 8239 of the simulator with the two-voter removal allowed).
         let mut node = boot(config(1), restored(1, 0, &[], 0));
         node.tick(AFTER_TIMEOUT);
+        assert_eq!(node.status(AFTER_TIMEOUT).role, Role::Candidate);
+        let ready = node.ready().expect("the term and the vote to persist");
+        assert_eq!(
+            ready.batch.hard_state.map(|hs| (hs.term, hs.vote)),
+            Some((t(1), Some(n(1))))
+        );
+        assert_eq!(node.status(AFTER_TIMEOUT).role, Role::Candidate);
+        node.advance(ready.number);
         assert_eq!(node.status(AFTER_TIMEOUT).role, Role::Leader);
     }
 

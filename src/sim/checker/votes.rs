@@ -39,14 +39,16 @@ impl Votes {
     }
 
     /// `leader` was seen leading `term` under `membership`: a quorum of its voters voted for it
-    /// durably (its own vote counts: it voted for itself before asking anyone).
+    /// durably — its own vote included, which counts only once durable like any other (a
+    /// lone voter that led a term before its vote was durable could forget it in a crash and
+    /// lead that term again).
     pub fn check_elected(
         &self,
         leader: NodeId,
         term: Term,
         membership: &Membership,
     ) -> Result<(), Finding> {
-        let voted = |id: NodeId| id == leader || self.votes.get(&(id, term)) == Some(&leader);
+        let voted = |id: NodeId| self.votes.get(&(id, term)) == Some(&leader);
         if is_quorum(membership, voted) {
             return Ok(());
         }
