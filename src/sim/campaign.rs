@@ -22,6 +22,8 @@ pub struct Summary {
     pub joint_changes: u64,
     /// Joint configurations entered that changed more than one voter at once.
     pub multi_voter_changes: u64,
+    /// Changes the core refused while an earlier term's configuration was uncommitted.
+    pub earlier_term_refusals: u64,
     /// Learners and members of the winners' configurations over every election, and the
     /// elections won while learners existed.
     pub learners_seen: u64,
@@ -36,7 +38,7 @@ pub struct Summary {
 impl Summary {
     pub fn line(&self) -> String {
         format!(
-            "sim: seeds={} violations={} elections={} commits={} max_election_ms={} snapshots={} conf_changes={} joint_changes={} multi_voter_changes={} transfers={} reads={} retries={} learner_share={}% learner_elections={}",
+            "sim: seeds={} violations={} elections={} commits={} max_election_ms={} snapshots={} conf_changes={} joint_changes={} multi_voter_changes={} earlier_term_refusals={} transfers={} reads={} retries={} learner_share={}% learner_elections={}",
             self.seeds,
             self.violations,
             self.elections,
@@ -46,6 +48,7 @@ impl Summary {
             self.conf_changes,
             self.joint_changes,
             self.multi_voter_changes,
+            self.earlier_term_refusals,
             self.handovers,
             self.reads,
             self.retries,
@@ -68,6 +71,7 @@ impl Summary {
         self.conf_changes += outcome.conf_changes;
         self.joint_changes += outcome.joint_changes;
         self.multi_voter_changes += outcome.multi_voter_changes;
+        self.earlier_term_refusals += outcome.earlier_term_refusals;
         self.learners_seen += outcome.learners_seen;
         self.members_seen += outcome.members_seen;
         self.learner_elections += outcome.learner_elections;

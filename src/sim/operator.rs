@@ -13,7 +13,7 @@
 use super::env::Env;
 use super::node::SimNode;
 use super::time::MS;
-use crate::raft::{ConfChange, Membership, Nanos, NodeId, SplitMix64, Term};
+use crate::raft::{ConfChange, ConfChangeError, Membership, Nanos, NodeId, SplitMix64, Term};
 use std::collections::BTreeSet;
 
 /// How the operator behaves in one seed.
@@ -87,6 +87,9 @@ pub struct Operator {
     pub joint_changes: u64,
     /// Joint configurations entered whose old and new voters differ in more than one voter.
     pub multi_voter_changes: u64,
+    /// Changes refused because a configuration an earlier term's leader appended was not yet
+    /// committed (the hazard of one-server changes, which the core refuses).
+    pub earlier_term_refusals: u64,
     /// Over every election: the learners and the members of the winner's configuration, and
     /// the elections won while there were learners.
     pub learners_seen: u64,
@@ -104,6 +107,7 @@ impl Operator {
             conf_changes: 0,
             joint_changes: 0,
             multi_voter_changes: 0,
+            earlier_term_refusals: 0,
             learners_seen: 0,
             members_seen: 0,
             learner_elections: 0,
@@ -153,8 +157,19 @@ impl Operator {
                 replica.reconfigure(voters.clone(), learners.clone(), now)
             }
         };
-        let Ok(index) = result else {
-            return Asked::Refused;
+        let index = match result {
+            Ok(index) => index,
+            Err(ConfChangeError::ChangeInProgress { index }) => {
+                // The hazard of one-server changes, reached: a configuration appended by a
+                // leader of an earlier term is not committed yet, and this leader's own term
+                // has committed nothing; the core refuses until its no-op commits.
+                let (core, status) = (replica.core(), replica.core().status(now));
+                if index > status.commit_index && core.log_term(index) < Some(status.term) {
+                    self.earlier_term_refusals += 1;
+                }
+                return Asked::Refused;
+            }
+            Err(_) => return Asked::Refused,
         };
         let after = replica.core().membership();
         let joint = after.is_joint();

@@ -47,6 +47,8 @@ pub struct SimOutcome {
     pub joint_changes: u64,
     /// Joint configurations entered that changed more than one voter at once.
     pub multi_voter_changes: u64,
+    /// Changes the core refused while an earlier term's configuration was uncommitted.
+    pub earlier_term_refusals: u64,
     /// Over every election: the learners and members of the winner's configuration, and the
     /// elections won while learners existed.
     pub learners_seen: u64,
@@ -175,6 +177,7 @@ impl Cluster {
             conf_changes: self.operator.conf_changes,
             joint_changes: self.operator.joint_changes,
             multi_voter_changes: self.operator.multi_voter_changes,
+            earlier_term_refusals: self.operator.earlier_term_refusals,
             learners_seen: self.operator.learners_seen,
             members_seen: self.operator.members_seen,
             learner_elections: self.operator.learner_elections,
