@@ -81,6 +81,15 @@ const FAILED_SEEDS: &[(u64, usize, &str)] = &[
     ),
     (1963, 5, "same: snapshot streams to a slow learner never complete"),
     (
+        7791,
+        3,
+        "a lone voter committed at its own disk's pace while its learners, on slow disks and fed \
+         one entry per append with one in flight, caught up at 15 entries a second: not settled \
+         within 15 s of the heal (the simulator's bound: clients done and members caught up \
+         within settle_ms_max, 40 s; a writable leader still within 15 s)",
+    ),
+    (13565, 7, "same: a lone voter and six learners, three of them still catching up at 15 s"),
+    (
         8239,
         5,
         "a lone voter (its partner removed) won its own election before its term and vote \

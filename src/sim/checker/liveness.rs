@@ -41,11 +41,11 @@ pub fn no_leader(liveness_ms_max: u64) -> Finding {
     Finding::new(ViolationKind::NoLeaderAfterHeal, detail)
 }
 
-/// The cluster did not settle within `liveness_ms_max` after healing.
-pub fn not_settled(nodes: &[SimNode], liveness_ms_max: u64) -> Finding {
+/// The cluster did not settle within `settle_ms_max` after healing.
+pub fn not_settled(nodes: &[SimNode], settle_ms_max: u64) -> Finding {
     let applied: Vec<LogIndex> = nodes.iter().map(|n| n.disk.store.state().applied).collect();
     let detail = format!(
-        "cluster did not settle within {liveness_ms_max} ms after healing (applied {applied:?})"
+        "cluster did not settle within {settle_ms_max} ms after healing (applied {applied:?})"
     );
     Finding::new(ViolationKind::NotSettled, detail)
 }

@@ -3,6 +3,7 @@
 
 use super::Cluster;
 use crate::sim::checker::{final_state, lease, liveness, quorum, Finding, Replay, Violation};
+use crate::sim::time::MS;
 use crate::storage::LogStorage;
 
 impl Cluster {
@@ -64,8 +65,12 @@ impl Cluster {
             return;
         };
         self.election_after_heal_ns = elected - heal_at;
+        if self.election_after_heal_ns > liveness_ms_max * MS {
+            self.violation(liveness::no_leader(liveness_ms_max));
+            return;
+        }
         if !self.settled() {
-            self.violation(liveness::not_settled(&self.nodes, liveness_ms_max));
+            self.violation(liveness::not_settled(&self.nodes, self.cfg.settle_ms_max));
             return;
         }
         let members = liveness::final_members(&self.nodes);

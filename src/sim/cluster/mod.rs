@@ -141,7 +141,8 @@ impl Cluster {
     /// Runs the safety phase, heals, runs the liveness phase, then checks the final state and
     /// the client history.
     pub fn run(mut self) -> SimOutcome {
-        let deadline = self.cfg.safety_ms * MS + self.cfg.liveness_ms_max * MS;
+        let after_heal = self.cfg.liveness_ms_max.max(self.cfg.settle_ms_max);
+        let deadline = self.cfg.safety_ms * MS + after_heal * MS;
         let mut steps = 0u64;
         while let Some((at, event)) = self.env.time.pop() {
             if at > deadline {
