@@ -142,6 +142,10 @@ pub struct Driver {
     last_leader: Option<NodeId>,
     /// The KV store's revision after the last batch.
     revision: u64,
+    /// The host's journal after the last batch, and what this node's host last reported as
+    /// applied (with the term it was reported in: the hand-over ack is per term).
+    journal: crate::storage::JournalState,
+    host_applied: (crate::raft::Term, u64),
     fatal: Option<String>,
 }
 
@@ -187,6 +191,8 @@ impl Driver {
             last_membership,
             last_leader: None,
             revision: 0,
+            journal: Default::default(),
+            host_applied: Default::default(),
             fatal: None,
         }
     }
@@ -513,6 +519,15 @@ impl Driver {
                 mut proposal,
                 reply,
             } => {
+                if let crate::storage::Command::JournalReport {
+                    applied: Some(index),
+                    ..
+                } = proposal.command
+                {
+                    // The host's hand-over ack counts at once, replicated or not.
+                    let term = self.replica.core().status(now).term;
+                    self.host_applied = (term, index.max(self.host_applied.1));
+                }
                 // Fencing, early: the state machine checks it again where the entry lands.
                 if let Some(expected) = proposal.expected_term {
                     let current = self.replica.core().status(now).term.0;
@@ -628,9 +643,11 @@ impl Driver {
                 result,
                 micros,
                 revision,
+                journal,
             } => {
                 self.persist_started = None;
                 self.revision = revision;
+                self.journal = journal;
                 self.metrics.fsync_seconds.observe_micros(micros);
                 self.stall_warned = false;
                 match result {
@@ -731,6 +748,7 @@ impl Driver {
                     "snapshot installed"
                 );
                 self.metrics.snapshots_installed.fetch_add(1, Relaxed);
+                self.journal = state.journal.clone();
                 self.replica
                     .snapshot_installed(from, state.snapshot.clone(), now);
                 let _ = reply.send(Ok(true));
@@ -906,6 +924,9 @@ impl Driver {
             links: self.link_up.clone(),
             host_healthy: self.host_healthy,
             certificate_not_after_unix: self.certificate_not_after_unix,
+            catch_up_index: self.catch_up_index(s.role, s.term, s.writable),
+            journal: self.journal.clone(),
+            host_applied_index: self.host_applied.1,
         };
         self.status.send_if_modified(|current| {
             if *current == next {
@@ -915,6 +936,17 @@ impl Driver {
                 true
             }
         });
+    }
+
+    /// The hand-over rule: a writable leader reports the last journal index committed before
+    /// its term until its host says (in this term) that it applied up to it.
+    fn catch_up_index(&self, role: Role, term: crate::raft::Term, writable: bool) -> Option<u64> {
+        if role != Role::Leader || !writable {
+            return None;
+        }
+        let index = self.journal.catch_up_index(term.0);
+        let acked = self.host_applied.0 == term && self.host_applied.1 >= index;
+        (!acked).then_some(index)
     }
 
     // ----- Shutdown -----

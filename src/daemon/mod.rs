@@ -81,6 +81,7 @@ async fn run_daemon(config: DaemonConfig) -> anyhow::Result<ExitCode> {
         lease_warning_ms: config.timing.lease_warning_ms,
         admin_uids: config.admin_uids.clone(),
         admin_gids: config.admin_gids.clone(),
+        journal_retention: config.journal.retention(),
     };
     let listener = api::bind(&options)?;
 
