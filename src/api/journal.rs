@@ -130,6 +130,11 @@ pub fn encode_batch(ops: &[Vec<u8>]) -> Vec<u8> {
     out
 }
 
+/// An operation as the NDJSON tail carries it (standard base64 with padding).
+pub fn op_base64(op: &[u8]) -> String {
+    base64_encode(op)
+}
+
 fn is_true(value: Option<String>) -> Option<bool> {
     match value.as_deref() {
         None => None,
