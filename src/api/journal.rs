@@ -270,8 +270,8 @@ async fn report(
                 }),
             )
         }
-        // A standby's report stays with its own regent: the hand-over ack needs nothing else,
-        // and a checkpoint counts for retention once it is reported while this node leads.
+        // On a standby the driver recorded the report (the hand-over ack needs nothing else)
+        // and forwarded it to the leader, which logs it in this node's name.
         Err(RequestError::NotLeader { .. }) => {
             let s = context.status.borrow().clone();
             if !checkpoint || index <= s.journal.last {
@@ -280,6 +280,7 @@ async fn report(
                     &json!({
                         "index": index,
                         "replicated": false,
+                        "forwarded_to": s.leader_id.map(|l| l.0),
                         "first_index": s.journal.first,
                         "last_index": s.journal.last,
                     }),

@@ -15,6 +15,7 @@
 
 use super::disk::{Disk, DiskDone, DiskRequest};
 use super::notify::Notifier;
+use super::wire::PeerMessage;
 use crate::api::metrics::Metrics;
 use crate::api::status::{MemberStatus, NodeStatus};
 use crate::api::{HandoverAnswer, ReadAnswer, ReadQuery, Request, RequestError, WriteAnswer};
@@ -76,8 +77,8 @@ pub struct DriverParts {
     pub replica: Replica,
     pub disk: Disk,
     pub disk_done: mpsc::UnboundedReceiver<DiskDone>,
-    pub transport: TransportHandle<Message>,
-    pub inbound: mpsc::Receiver<Inbound<Message>>,
+    pub transport: TransportHandle<PeerMessage>,
+    pub inbound: mpsc::Receiver<Inbound<PeerMessage>>,
     pub requests: mpsc::Receiver<Request>,
     pub status: watch::Sender<NodeStatus>,
     pub shutdown: watch::Receiver<bool>,
@@ -90,6 +91,8 @@ pub struct DriverParts {
     pub metrics: Arc<Metrics>,
     /// The host's health, when a probe is configured.
     pub host_health: Option<watch::Receiver<bool>>,
+    /// The journal's retention bounds, for the host reports this node proposes as leader.
+    pub journal_retention: crate::storage::JournalRetention,
 }
 
 /// A hand-over this node started as leader.
@@ -105,8 +108,8 @@ pub struct Driver {
     replica: Replica,
     disk: Disk,
     disk_done: mpsc::UnboundedReceiver<DiskDone>,
-    transport: TransportHandle<Message>,
-    inbound: mpsc::Receiver<Inbound<Message>>,
+    transport: TransportHandle<PeerMessage>,
+    inbound: mpsc::Receiver<Inbound<PeerMessage>>,
     requests: mpsc::Receiver<Request>,
     internal_tx: mpsc::UnboundedSender<Internal>,
     internal: mpsc::UnboundedReceiver<Internal>,
@@ -146,6 +149,7 @@ pub struct Driver {
     /// applied (with the term it was reported in: the hand-over ack is per term).
     journal: crate::storage::JournalState,
     host_applied: (crate::raft::Term, u64),
+    journal_retention: crate::storage::JournalRetention,
     fatal: Option<String>,
 }
 
@@ -193,6 +197,7 @@ impl Driver {
             revision: 0,
             journal: Default::default(),
             host_applied: Default::default(),
+            journal_retention: parts.journal_retention,
             fatal: None,
         }
     }
@@ -434,16 +439,26 @@ impl Driver {
 
     fn send(&mut self, m: Message) {
         let to = m.to;
-        if let Err(err) = self.transport.send(to, &m) {
+        if let Err(err) = self.transport.send(to, &PeerMessage::Raft(m)) {
             tracing::debug!(node = %self.id, peer = %to, error = %err, "message not queued");
         }
     }
 
     // ----- Inputs -----
 
-    fn on_inbound(&mut self, inbound: Inbound<Message>) {
+    fn on_inbound(&mut self, inbound: Inbound<PeerMessage>) {
         match inbound {
-            Inbound::Message { from, message } => {
+            Inbound::Message {
+                from,
+                message: PeerMessage::HostReport {
+                    applied,
+                    checkpoint,
+                },
+            } => self.on_host_report(from, applied, checkpoint),
+            Inbound::Message {
+                from,
+                message: PeerMessage::Raft(message),
+            } => {
                 if message.from != from {
                     tracing::warn!(node = %self.id, peer = %from, claimed = %message.from, "a peer sent a message in another node's name; dropped");
                     return;
@@ -520,13 +535,26 @@ impl Driver {
                 reply,
             } => {
                 if let crate::storage::Command::JournalReport {
-                    applied: Some(index),
+                    applied,
+                    checkpoint,
                     ..
                 } = proposal.command
                 {
-                    // The host's hand-over ack counts at once, replicated or not.
-                    let term = self.replica.core().status(now).term;
-                    self.host_applied = (term, index.max(self.host_applied.1));
+                    let status = self.replica.core().status(now);
+                    if let Some(index) = applied {
+                        // The host's hand-over ack counts at once, replicated or not.
+                        self.host_applied = (status.term, index.max(self.host_applied.1));
+                    }
+                    // Only the leader can log it: a follower forwards it there too.
+                    if let Some(leader) = status.leader.filter(|&l| l != self.id) {
+                        let report = PeerMessage::HostReport {
+                            applied,
+                            checkpoint,
+                        };
+                        if let Err(err) = self.transport.send(leader, &report) {
+                            tracing::debug!(node = %self.id, %leader, error = %err, "host report not forwarded");
+                        }
+                    }
                 }
                 // Fencing, early: the state machine checks it again where the entry lands.
                 if let Some(expected) = proposal.expected_term {
@@ -577,6 +605,27 @@ impl Driver {
                     }
                 }
             }
+        }
+    }
+
+    /// A follower forwarded its host's journal report: the leader logs it in the follower's
+    /// name (the authenticated peer, never a name the message claims).
+    fn on_host_report(&mut self, from: NodeId, applied: Option<u64>, checkpoint: Option<u64>) {
+        let now = clock::now();
+        if self.replica.core().status(now).role != Role::Leader {
+            return;
+        }
+        let mut proposal = crate::storage::Proposal::new(crate::storage::Command::JournalReport {
+            node: from.0,
+            applied,
+            checkpoint,
+            retention: self.journal_retention,
+        });
+        proposal.time_ms = clock::unix_ms();
+        // Nobody waits for the answer: the token is never pending.
+        let token = self.token();
+        if let Err(err) = self.replica.propose(token, proposal.encode(), now) {
+            tracing::debug!(node = %self.id, peer = %from, error = %err, "host report not logged");
         }
     }
 
@@ -1038,7 +1087,7 @@ fn encode_header(meta: &SnapshotMeta) -> Vec<u8> {
 
 /// Streams a storage snapshot to a follower over the transport's snapshot streams.
 async fn send_snapshot(
-    transport: TransportHandle<Message>,
+    transport: TransportHandle<PeerMessage>,
     to: NodeId,
     mut source: Box<dyn SnapshotSource>,
     internal: mpsc::UnboundedSender<Internal>,
