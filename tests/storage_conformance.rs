@@ -1211,7 +1211,10 @@ fn journal_appends_are_dense_fenced_and_exactly_once<H: Harness>(h: &mut H) {
     let results = commit_payloads(&mut s, 3, vec![normal(&fenced)]);
     assert!(matches!(
         outcome(&results[0]),
-        Err(CommandError::TermMismatch { expected: 1, actual: 3 })
+        Err(CommandError::TermMismatch {
+            expected: 1,
+            actual: 3
+        })
     ));
     let mut current = journal_append(&["delete /a/y"], WIDE);
     current.expected_term = Some(3);
@@ -1271,13 +1274,24 @@ fn journal_appends_are_dense_fenced_and_exactly_once<H: Harness>(h: &mut H) {
     ];
     assert_eq!(journal_ops(&s, 1), expected);
     assert_eq!(journal_ops(&s, 4), expected[3..].to_vec());
-    assert!(journal_ops(&s, 6).is_empty(), "beyond the end: an empty page");
+    assert!(
+        journal_ops(&s, 6).is_empty(),
+        "beyond the end: an empty page"
+    );
     let page = s.journal_page(1, 2, usize::MAX).unwrap();
     assert_eq!(page.ops.len(), 2, "a page stops at its limit");
     let journal = &s.state().journal;
     assert_eq!((journal.first, journal.last, journal.last_term), (1, 5, 3));
-    assert_eq!(journal.catch_up_index(4), 5, "a leader of term 4 catches up to 5");
-    assert_eq!(journal.catch_up_index(3), 3, "term 3's own operations follow 3");
+    assert_eq!(
+        journal.catch_up_index(4),
+        5,
+        "a leader of term 4 catches up to 5"
+    );
+    assert_eq!(
+        journal.catch_up_index(3),
+        3,
+        "term 3's own operations follow 3"
+    );
 }
 
 fn journal_truncates_by_checkpoints_and_bounds<H: Harness>(h: &mut H) {
@@ -1340,10 +1354,7 @@ fn journal_truncates_by_checkpoints_and_bounds<H: Harness>(h: &mut H) {
             last: 12
         })
     );
-    assert_eq!(
-        (s.state().journal.first, s.state().journal.last),
-        (9, 12)
-    );
+    assert_eq!((s.state().journal.first, s.state().journal.last), (9, 12));
     // The bytes bound likewise.
     let bytes = JournalRetention {
         bytes_max: 9,
@@ -1369,10 +1380,7 @@ fn journal_truncates_by_checkpoints_and_bounds<H: Harness>(h: &mut H) {
     much_later.time_ms = 10_500;
     commit(&mut s, &[much_later]);
     assert_eq!(
-        journal_ops(&s, 14)
-            .iter()
-            .map(|o| o.0)
-            .collect::<Vec<_>>(),
+        journal_ops(&s, 14).iter().map(|o| o.0).collect::<Vec<_>>(),
         vec![14, 15],
         "op12 and op13 (log time 0) are older than 1 s at log time 10000"
     );
@@ -1441,7 +1449,10 @@ fn journal_travels_in_snapshots<H: Harness>(h: &mut H) {
             break;
         }
     }
-    assert!(result.is_err(), "a snapshot missing journal chunks is refused");
+    assert!(
+        result.is_err(),
+        "a snapshot missing journal chunks is refused"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

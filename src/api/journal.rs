@@ -144,7 +144,11 @@ fn is_true(value: Option<String>) -> Option<bool> {
 }
 
 /// `POST /v1/journal[?batch=true][&expected_term=T][&client_id=C&seq=S]`.
-async fn append(context: &ApiContext, query: &str, request: hyper::Request<Incoming>) -> HttpResponse {
+async fn append(
+    context: &ApiContext,
+    query: &str,
+    request: hyper::Request<Incoming>,
+) -> HttpResponse {
     let options = match WriteOptions::parse(query) {
         Ok(options) => options,
         Err(response) => return response,
@@ -339,7 +343,10 @@ fn state(context: &ApiContext) -> HttpResponse {
     )
 }
 
-async fn page(context: &ApiContext, from: u64) -> Result<Result<JournalPage, StorageError>, HttpResponse> {
+async fn page(
+    context: &ApiContext,
+    from: u64,
+) -> Result<Result<JournalPage, StorageError>, HttpResponse> {
     let query = ReadQuery::Journal {
         from,
         limit: TAIL_PAGE_MAX,
@@ -519,6 +526,8 @@ mod tests {
         assert!(parse_batch(b"").unwrap_err().contains("no operation"));
         assert!(parse_batch(&[0, 0, 0]).unwrap_err().contains("4 bytes"));
         assert!(parse_batch(&[0, 0, 0, 0]).unwrap_err().contains("length 0"));
-        assert!(parse_batch(&[0, 0, 0, 5, 1, 2]).unwrap_err().contains("5 bytes announced"));
+        assert!(parse_batch(&[0, 0, 0, 5, 1, 2])
+            .unwrap_err()
+            .contains("5 bytes announced"));
     }
 }

@@ -450,10 +450,11 @@ impl Driver {
         match inbound {
             Inbound::Message {
                 from,
-                message: PeerMessage::HostReport {
-                    applied,
-                    checkpoint,
-                },
+                message:
+                    PeerMessage::HostReport {
+                        applied,
+                        checkpoint,
+                    },
             } => self.on_host_report(from, applied, checkpoint),
             Inbound::Message {
                 from,

@@ -234,10 +234,7 @@ pub(crate) fn report(
 }
 
 fn is_member(membership: &Membership, node: u64) -> bool {
-    membership
-        .members()
-        .into_iter()
-        .any(|id| id.0 == node)
+    membership.members().into_iter().any(|id| id.0 == node)
 }
 
 /// Drops the prefix that every member's host has checkpointed past, then whatever breaks a
@@ -303,7 +300,10 @@ fn truncate(
         state.first = through + 1;
         state.bytes = bytes;
     }
-    assert!(state.check().is_ok(), "truncation keeps the journal state valid");
+    assert!(
+        state.check().is_ok(),
+        "truncation keeps the journal state valid"
+    );
     Ok(())
 }
 
@@ -328,9 +328,22 @@ mod tests {
             last_before_term: 7,
             members: vec![],
         };
-        assert_eq!(state.catch_up_index(5), 10, "everything is from earlier terms");
-        assert_eq!(state.catch_up_index(4), 7, "ops of term 4 are the leader's own");
+        assert_eq!(
+            state.catch_up_index(5),
+            10,
+            "everything is from earlier terms"
+        );
+        assert_eq!(
+            state.catch_up_index(4),
+            7,
+            "ops of term 4 are the leader's own"
+        );
         assert!(state.check().is_ok());
-        assert!(JournalState { first: 12, ..state.clone() }.check().is_err());
+        assert!(JournalState {
+            first: 12,
+            ..state.clone()
+        }
+        .check()
+        .is_err());
     }
 }

@@ -16,8 +16,7 @@ use super::snapshot::{self, ChunkStream, RecordCursor, SnapshotHeader, SnapshotS
 use super::store::{encode_row, KvPage, MembershipRecord, RecordVisitor, StoreRead, StoreWrite};
 use super::{
     Applied, Batch, ChangePage, Identity, InstallProgress, JournalPage, KeyValue, LogState,
-    LogStorage,
-    Recovered, SnapshotMeta, StateDigest, StorageOptions, MEMORY_PATH,
+    LogStorage, Recovered, SnapshotMeta, StateDigest, StorageOptions, MEMORY_PATH,
 };
 use crate::raft::{Entry, EntryPayload, HardState, LogIndex, Membership, Term};
 use std::collections::BTreeMap;
@@ -244,7 +243,7 @@ impl LogStorage for MemStorage {
                 self.install = None;
                 engine::check_install(&mut self.read(), &self.cached, &receiver.header.meta)?;
                 self.install = Some(MemInstall {
-                    receiver,
+                    receiver: *receiver,
                     kv: BTreeMap::new(),
                     sessions: BTreeMap::new(),
                     journal: BTreeMap::new(),

@@ -30,12 +30,13 @@ mod session;
 mod snapshot;
 mod store;
 
+pub use command::JournalRetention;
 pub use command::{
     Command, CommandError, Compare, CompareOp, CompareTarget, KeyValue, Op, Outcome, Proposal,
-    Response, SessionSeq, Txn, COMMAND_BYTES_MAX, COMMAND_FORMAT_VERSION, KEY_BYTES_MAX,
-    JOURNAL_BATCH_OPS_MAX, JOURNAL_OP_BYTES_MAX, RANGE_BYTES_MAX, RANGE_LIMIT_MAX, TXN_COMPARES_MAX, TXN_OPS_MAX, VALUE_BYTES_MAX,
+    Response, SessionSeq, Txn, COMMAND_BYTES_MAX, COMMAND_FORMAT_VERSION, JOURNAL_BATCH_OPS_MAX,
+    JOURNAL_OP_BYTES_MAX, KEY_BYTES_MAX, RANGE_BYTES_MAX, RANGE_LIMIT_MAX, TXN_COMPARES_MAX,
+    TXN_OPS_MAX, VALUE_BYTES_MAX,
 };
-pub use command::JournalRetention;
 pub use error::{StorageError, MEMORY_PATH};
 pub use journal::{JournalMember, JournalOp, JournalPage, JournalState};
 pub use kv::{Change, ChangeKind};

@@ -544,7 +544,7 @@ impl LogStorage for RedbStorage {
                     txn.open_table(JOURNAL_STAGING).map_err(fail)?;
                     Ok(())
                 })?;
-                self.install = Some(receiver);
+                self.install = Some(*receiver);
                 return Ok(InstallProgress::Continue { chunks: 1 });
             }
         };
@@ -996,8 +996,14 @@ impl<S: Source> StoreRead for RedbStore<'_, S> {
     fn journal_bounds(&mut self) -> Result<Option<(u64, u64)>, StorageError> {
         let path = self.path;
         let journal = table!(self.journal, JOURNAL);
-        let first = journal.first().map_err(read_err(path))?.map(|(k, _)| k.value());
-        let last = journal.last().map_err(read_err(path))?.map(|(k, _)| k.value());
+        let first = journal
+            .first()
+            .map_err(read_err(path))?
+            .map(|(k, _)| k.value());
+        let last = journal
+            .last()
+            .map_err(read_err(path))?
+            .map(|(k, _)| k.value());
         Ok(first.zip(last))
     }
 

@@ -237,7 +237,7 @@ pub(crate) struct Frame<'a> {
 /// Where an incoming chunk belongs: the header of a new install, or the next frame of the
 /// install in progress.
 pub(crate) enum Placed<'a> {
-    Start(Receiver),
+    Start(Box<Receiver>),
     Next(Frame<'a>),
 }
 
@@ -246,7 +246,7 @@ pub(crate) enum Placed<'a> {
 pub(crate) fn place_chunk(chunk: &[u8], next_seq: Option<u32>) -> Result<Placed<'_>, StorageError> {
     let frame = decode_frame(chunk, next_seq.unwrap_or(0))?;
     if frame.seq == 0 {
-        return Ok(Placed::Start(Receiver::start(&frame)?));
+        return Ok(Placed::Start(Box::new(Receiver::start(&frame)?)));
     }
     if next_seq.is_none() {
         return Err(StorageError::SnapshotChunk {

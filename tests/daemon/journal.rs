@@ -229,7 +229,8 @@ fn run_client(k: u64, sockets: Vec<PathBuf>, stop: Arc<AtomicBool>) -> ClientLog
             let answer = http(&sockets[(node - 1) as usize], "POST", &path, &op);
             match answer {
                 Ok(a) if a.status == 200 => {
-                    log.acked.push((op.clone(), a.json()["index"].as_u64().unwrap()));
+                    log.acked
+                        .push((op.clone(), a.json()["index"].as_u64().unwrap()));
                     break;
                 }
                 Ok(a) if a.status == 409 && a.json()["error"] == "term_mismatch" => {
@@ -319,7 +320,10 @@ fn journal_appends_survive_a_leader_kill_exactly_once_in_order_on_every_tail() {
         }
     }
     let before_kill = journal.iter().filter(|o| o.term == *terms.first().unwrap());
-    assert!(before_kill.count() > 0 && acked > 20, "{acked} acknowledged");
+    assert!(
+        before_kill.count() > 0 && acked > 20,
+        "{acked} acknowledged"
+    );
     // What the tails saw is what every node's storage holds (the restarted node included).
     for id in 1..=3 {
         let a = http(
@@ -378,7 +382,11 @@ fn a_deposed_leaders_host_cannot_append_with_its_old_term() {
         if let Some(id) = found {
             break id;
         }
-        assert!(started.elapsed() < ELECTION, "no new leader:\n{}", c.all_logs());
+        assert!(
+            started.elapsed() < ELECTION,
+            "no new leader:\n{}",
+            c.all_logs()
+        );
         std::thread::sleep(Duration::from_millis(10));
     };
     let new_term = c.status(new).unwrap()["term"].as_u64().unwrap();
@@ -454,7 +462,13 @@ fn a_host_that_never_checkpoints_holds_the_journal_to_the_bound_then_gets_410() 
     let mut append = |count: u64| {
         let ops = (next..next + count).map(|i| format!("op{i:06}").into_bytes());
         next += count;
-        let a = http(&leader_socket, "POST", "/v1/journal?batch=true", &batch(ops)).unwrap();
+        let a = http(
+            &leader_socket,
+            "POST",
+            "/v1/journal?batch=true",
+            &batch(ops),
+        )
+        .unwrap();
         assert_eq!(a.status, 200, "{:?}", a.json());
         a.json()
     };
@@ -463,7 +477,13 @@ fn a_host_that_never_checkpoints_holds_the_journal_to_the_bound_then_gets_410() 
     }
     // Nobody checkpointed and the bound is not reached: everything is held.
     assert_eq!(journal_first(&c, leader), 1);
-    let from_start = http(&leader_socket, "GET", "/v1/journal?from=1&follow=false", b"").unwrap();
+    let from_start = http(
+        &leader_socket,
+        "GET",
+        "/v1/journal?from=1&follow=false",
+        b"",
+    )
+    .unwrap();
     assert_eq!(from_start.status, 200);
     let answer = append(1000);
     assert_eq!(answer["last_index"], 5000);
@@ -489,7 +509,10 @@ fn a_host_that_never_checkpoints_holds_the_journal_to_the_bound_then_gets_410() 
     let index = u64::from_be_bytes(body[0..8].try_into().unwrap());
     let len = u32::from_be_bytes(body[16..20].try_into().unwrap()) as usize;
     assert_eq!(index, first);
-    assert_eq!(&body[20..20 + len], format!("op{:06}", first - 1).as_bytes());
+    assert_eq!(
+        &body[20..20 + len],
+        format!("op{:06}", first - 1).as_bytes()
+    );
     assert_eq!(body.len(), (5000 - first as usize + 1) * (20 + 8));
     // Once every member's host has checkpointed past an index (the followers' reports are
     // forwarded to the leader), the journal lets go of it on every node. (A host checkpoints
@@ -501,7 +524,10 @@ fn a_host_that_never_checkpoints_holds_the_journal_to_the_bound_then_gets_410() 
             .json()["last_index"]
             != 5000
     }) {
-        assert!(started.elapsed() < ELECTION, "the followers did not catch up");
+        assert!(
+            started.elapsed() < ELECTION,
+            "the followers did not catch up"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     for id in 1..=3 {
@@ -530,7 +556,12 @@ fn a_host_that_never_checkpoints_holds_the_journal_to_the_bound_then_gets_410() 
         ("GET", "/v1/journal?from=0", &b""[..], 400),
         ("GET", "/v1/journal?format=xml", &b""[..], 400),
         ("POST", "/v1/journal/applied", &b"{\"index\": -1}"[..], 400),
-        ("POST", "/v1/journal/checkpoint", &b"{\"index\": 99999}"[..], 400),
+        (
+            "POST",
+            "/v1/journal/checkpoint",
+            &b"{\"index\": 99999}"[..],
+            400,
+        ),
         ("PUT", "/v1/journal", &b"x"[..], 405),
     ] {
         let a = http(&leader_socket, method, path, body).unwrap();
@@ -634,7 +665,9 @@ fn toy_masters_fail_over_with_identical_namespaces() {
     c.start_all();
     c.wait_writable_leader(ELECTION);
     let state = tempfile::tempdir().unwrap();
-    let dirs: Vec<PathBuf> = (1..=3).map(|i| state.path().join(format!("m{i}"))).collect();
+    let dirs: Vec<PathBuf> = (1..=3)
+        .map(|i| state.path().join(format!("m{i}")))
+        .collect();
     let ports: Vec<u16> = (0..3).map(|_| free_tcp_port()).collect();
     let mut masters = Masters {
         children: Vec::new(),
@@ -665,14 +698,21 @@ fn toy_masters_fail_over_with_identical_namespaces() {
     let sent = masters.client(60, 1);
     assert!(sent["sent"].as_u64().unwrap() > 20, "{sent}");
     let (digest, applied) = masters.wait_same(&[0, 1, 2], ELECTION);
-    assert_eq!(digest, sent["digest"], "the masters hold what the client did");
+    assert_eq!(
+        digest, sent["digest"],
+        "the masters hold what the client did"
+    );
 
     // Kill the active master's regent: its master steps down; another takes over with the
     // identical namespace, and serves the clients from there.
     c.kill(active as u64 + 1);
     let successor = masters.wait_active(Some(active), ELECTION);
     let s = masters.status(successor).unwrap();
-    assert_eq!(s["digest"], digest.as_str(), "the new active master's namespace");
+    assert_eq!(
+        s["digest"],
+        digest.as_str(),
+        "the new active master's namespace"
+    );
     assert!(s["applied"].as_u64().unwrap() >= applied);
     let sent = masters.client(40, 2);
     let others: Vec<usize> = (0..3).filter(|&i| i != active).collect();
@@ -683,9 +723,14 @@ fn toy_masters_fail_over_with_identical_namespaces() {
     c.start(active as u64 + 1);
     masters.wait_same(&[0, 1, 2], ELECTION);
     // Checkpoints reached every member's regent and the leader logged them.
-    let state = http(&socket(&c, successor as u64 + 1), "GET", "/v1/journal/state", b"")
-        .unwrap()
-        .json();
+    let state = http(
+        &socket(&c, successor as u64 + 1),
+        "GET",
+        "/v1/journal/state",
+        b"",
+    )
+    .unwrap()
+    .json();
     let reported = state["members"]
         .as_array()
         .unwrap()
