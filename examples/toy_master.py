@@ -182,6 +182,9 @@ class Master:
         # Active: writable, caught up to catch_up_index and said so; the term it writes in.
         self.active_term = None
         self.write_lock = threading.Lock()
+        # The exactly-once session of this master's appends, and its last sequence number.
+        self.client_id = None
+        self.seq = 0
         self.last_status = None
         if index:
             log(self.name, f"loaded the checkpoint at journal index {index}")
@@ -327,6 +330,46 @@ class Master:
 
     # ----- Clients -----
 
+    def session(self):
+        """The master's exactly-once session (opened on its regent while it leads)."""
+        if self.client_id is None:
+            status, answer = regent(self.args.socket, "POST", "/v1/session",
+                                    json.dumps({"ttl_ms": 24 * 3600 * 1000}).encode())
+            if status != 200:
+                return None
+            self.client_id = answer["client_id"]
+        return self.client_id
+
+    def append(self, body, term):
+        """Appends once (a session; an unknown outcome is retried with the same seq).
+        Returns ("ok", index, term), ("refused", why) or ("unknown", why)."""
+        client_id = self.session()
+        if client_id is None:
+            return ("refused", "no session (not the leader)")
+        self.seq += 1
+        url = (f"/v1/journal?expected_term={term}&client_id={client_id}&seq={self.seq}"
+               f"&acked_below={self.seq}")
+        why = "no attempt"
+        for attempt in range(5):
+            try:
+                status, answer = regent(self.args.socket, "POST", url, body, timeout=15)
+            except OSError as e:
+                why = f"regent unreachable: {e}"
+                time.sleep(0.2)
+                continue
+            if status == 200:
+                return ("ok", answer["index"], answer["term"])
+            error = (answer or {}).get("error")
+            # Definitive: fenced by the state machine, or never proposed.
+            if error == "term_mismatch" or (error == "not_leader" and attempt == 0):
+                return ("refused", error)
+            if error == "command_refused" and "session" in (answer or {}).get("message", ""):
+                self.client_id = None
+                return ("unknown" if attempt else "refused", error)
+            why = f"{status} {error}"
+            time.sleep(0.2)
+        return ("unknown", why)
+
     def mutate(self, op):
         """(HTTP status, answer) for a client's mutation."""
         with self.write_lock:
@@ -337,27 +380,22 @@ class Master:
                 refused = self.ns.check(op)
             if refused:
                 return 409, {"error": "refused", "message": refused}
-            body = json.dumps(op, sort_keys=True).encode()
-            try:
-                status, answer = regent(self.args.socket, "POST",
-                                        f"/v1/journal?expected_term={term}", body)
-            except OSError as e:
+            outcome = self.append(json.dumps(op, sort_keys=True).encode(), term)
+            if outcome[0] != "ok":
                 with self.lock:
-                    self.step_down(f"regent unreachable ({e})")
-                return 503, {"error": "standby", "message": f"regent unreachable: {e}"}
-            if status != 200:
-                if answer and answer.get("error") in ("term_mismatch", "not_leader"):
-                    with self.lock:
-                        self.step_down(f"append refused: {answer.get('error')}")
-                return 503, {"error": "not_appended", "message": json.dumps(answer)}
-            index = answer["index"]
+                    self.step_down(f"append {outcome[0]}: {outcome[1]}")
+                if outcome[0] == "refused":
+                    return 503, {"error": "not_appended", "message": outcome[1]}
+                return 503, {"error": "outcome_unknown", "message": outcome[1]}
+            index = outcome[1]
             with self.lock:
-                deadline = time.monotonic() + 10
+                deadline = time.monotonic() + 30
                 while self.applied < index and time.monotonic() < deadline:
                     self.lock.wait(0.1)
                 if self.applied < index:
-                    return 503, {"error": "not_applied", "message": f"index {index} not applied"}
-            return 200, {"index": index, "term": answer["term"]}
+                    return 503, {"error": "outcome_unknown",
+                                 "message": f"index {index} committed, not yet applied here"}
+            return 200, {"index": index, "term": outcome[2]}
 
     def serve_clients(self):
         master = self
@@ -402,8 +440,9 @@ class Master:
 
 # ----- The client and digest commands -----
 
-def send(ports, op, timeout=15):
-    """Sends `op` to whichever master is active; retries until one takes it or `timeout`."""
+def send(ports, op, timeout=30):
+    """Sends `op` to whichever master is active; retries until one takes it or `timeout`.
+    Returns (200, answer), (409, refused) or (503, outcome unknown / no active master)."""
     deadline = time.monotonic() + timeout
     while True:
         for port in ports:
@@ -415,10 +454,31 @@ def send(ports, op, timeout=15):
                 conn.close()
             except (OSError, ValueError, http.client.HTTPException):
                 continue
-            if resp.status in (200, 409):
+            if resp.status in (200, 409) or answer.get("error") == "outcome_unknown":
                 return resp.status, answer
         if time.monotonic() > deadline:
             return 503, {"error": "no active master"}
+        time.sleep(0.05)
+
+
+def active_namespace(ports, timeout=30):
+    """The namespace of the active master (any master's if none becomes active in time)."""
+    deadline = time.monotonic() + timeout
+    fallback = {"/": "dir"}
+    while True:
+        for port in ports:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                conn.request("GET", "/")
+                view = json.loads(conn.getresponse().read())
+                conn.close()
+            except (OSError, ValueError, http.client.HTTPException):
+                continue
+            if view["active"]:
+                return dict(view["namespace"])
+            fallback = dict(view["namespace"])
+        if time.monotonic() > deadline:
+            return fallback
         time.sleep(0.05)
 
 
@@ -440,19 +500,8 @@ def client(args):
     ports = [int(p) for p in args.ports.split(",")]
     if args.random:
         rng = random.Random(args.seed)
-        known = {"/": "dir"}
         # Start from the active master's namespace, so the ops make sense against it.
-        for port in ports:
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                conn.request("GET", "/")
-                view = json.loads(conn.getresponse().read())
-                conn.close()
-            except (OSError, ValueError, http.client.HTTPException):
-                continue
-            known = dict(view["namespace"])
-            if view["active"]:
-                break
+        known = active_namespace(ports)
         done = 0
         for _ in range(args.random):
             op = random_op(rng, known)
@@ -462,6 +511,12 @@ def client(args):
                 ns.apply(op)
                 known = ns.entries
                 done += 1
+            elif answer.get("error") == "outcome_unknown":
+                # The mutation may or may not have landed: ask the next active master, which
+                # has applied everything committed before it serves anyone.
+                print(f"outcome unknown ({answer['message']}); re-reading", file=sys.stderr)
+                time.sleep(0.5)
+                known = active_namespace(ports)
             elif status != 409:
                 print(json.dumps(answer), file=sys.stderr)
                 return 1

@@ -22,9 +22,9 @@ pub struct JournalArgs {
 #[derive(Subcommand, Debug)]
 pub enum JournalCommand {
     /// Append operations (through the leader's socket): one argument is one operation, several
-    /// are one atomic batch; "-" reads one operation from stdin. Prints the indexes taken.
+    /// are one atomic batch; "-" (or no argument) reads one operation from stdin. Prints the
+    /// indexes taken.
     Append {
-        #[arg(required = true)]
         ops: Vec<String>,
         /// Fencing: refused unless this node leads this term when the entry lands.
         #[arg(long)]
@@ -60,6 +60,11 @@ pub fn run(args: JournalArgs) -> anyhow::Result<ExitCode> {
             client_id,
             seq,
         } => {
+            let ops = if ops.is_empty() {
+                vec!["-".to_string()]
+            } else {
+                ops
+            };
             let mut bodies = Vec::with_capacity(ops.len());
             for op in ops {
                 if op == "-" {

@@ -557,8 +557,13 @@ impl Driver {
                         }
                     }
                 }
-                // Fencing, early: the state machine checks it again where the entry lands.
-                if let Some(expected) = proposal.expected_term {
+                // Fencing, early: the state machine checks it again where the entry lands. Not
+                // for a write in a session: a retry of one that was applied must get its
+                // recorded answer, which only the state machine has (it fences a fresh one).
+                if let Some(expected) = proposal
+                    .expected_term
+                    .filter(|_| proposal.session.is_none())
+                {
                     let current = self.replica.core().status(now).term.0;
                     if expected != current {
                         let _ = reply.send(Err(RequestError::TermMismatch { expected, current }));
