@@ -5,8 +5,8 @@
 use regent::raft::{Entry, EntryPayload, HardState, LogIndex, Membership, NodeId, Term};
 use regent::storage::{
     Applied, ApplyResult, Batch, Command, CommandError, Compare, CompareOp, CompareTarget,
-    Identity, InstallProgress, LogStorage, MemFault, MemStorage, Op, Proposal, RedbStorage,
-    Response, SessionSeq, StorageError, StorageOptions, Txn,
+    Identity, InstallProgress, JournalRetention, LogStorage, MemFault, MemStorage, Op, Proposal,
+    RedbStorage, Response, SessionSeq, StorageError, StorageOptions, Txn,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -100,6 +100,9 @@ macro_rules! suite {
             snapshot_is_consistent_while_writes_go_on,
             corrupted_or_incomplete_snapshots_are_rejected,
             install_keeps_a_matching_log_suffix,
+            journal_appends_are_dense_fenced_and_exactly_once,
+            journal_truncates_by_checkpoints_and_bounds,
+            journal_travels_in_snapshots,
         ]);
     )*};
 }
@@ -1150,6 +1153,309 @@ fn install_keeps_a_matching_log_suffix<H: Harness>(h: &mut H) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The host's journal.
+
+const WIDE: JournalRetention = JournalRetention {
+    bytes_max: 1 << 30,
+    count_max: 1 << 30,
+    age_max_ms: 1 << 40,
+};
+
+fn journal_append(ops: &[&str], retention: JournalRetention) -> Proposal {
+    cmd(Command::JournalAppend {
+        ops: ops.iter().map(|o| o.as_bytes().to_vec()).collect(),
+        retention,
+    })
+}
+
+fn journal_report(node: u64, applied: Option<u64>, checkpoint: Option<u64>) -> Proposal {
+    cmd(Command::JournalReport {
+        node,
+        applied,
+        checkpoint,
+        retention: WIDE,
+    })
+}
+
+/// (index, term, op) of every retained operation from `from` on.
+fn journal_ops(s: &impl LogStorage, from: u64) -> Vec<(u64, u64, String)> {
+    s.journal_page(from, usize::MAX, usize::MAX)
+        .unwrap()
+        .ops
+        .into_iter()
+        .map(|o| (o.index, o.term, String::from_utf8(o.op).unwrap()))
+        .collect()
+}
+
+fn journal_appends_are_dense_fenced_and_exactly_once<H: Harness>(h: &mut H) {
+    let mut s = h.fresh(StorageOptions::default());
+    let results = commit_payloads(
+        &mut s,
+        2,
+        vec![
+            normal(&journal_append(&["mkdir /a"], WIDE)),
+            normal(&journal_append(&["create /a/x", "rename /a/x /a/y"], WIDE)),
+        ],
+    );
+    assert_eq!(
+        outcome(&results[0]),
+        &Ok(Response::JournalAppended { first: 1, last: 1 })
+    );
+    assert_eq!(
+        outcome(&results[1]),
+        &Ok(Response::JournalAppended { first: 2, last: 3 })
+    );
+    // Fencing: an append expecting another term is refused and takes no index.
+    let mut fenced = journal_append(&["stale"], WIDE);
+    fenced.expected_term = Some(1);
+    let results = commit_payloads(&mut s, 3, vec![normal(&fenced)]);
+    assert!(matches!(
+        outcome(&results[0]),
+        Err(CommandError::TermMismatch {
+            expected: 1,
+            actual: 3
+        })
+    ));
+    let mut current = journal_append(&["delete /a/y"], WIDE);
+    current.expected_term = Some(3);
+    let results = commit_payloads(&mut s, 3, vec![normal(&current)]);
+    assert_eq!(
+        outcome(&results[0]),
+        &Ok(Response::JournalAppended { first: 4, last: 4 })
+    );
+    // Exactly once: a retried append (same client and seq) is answered, not appended again.
+    let registered = commit(&mut s, &[cmd(Command::RegisterSession { ttl_ms: 60_000 })]);
+    let Ok(Response::SessionRegistered { client_id }) = outcome(&registered[0]).clone() else {
+        panic!("session registered");
+    };
+    let mut once = journal_append(&["mkdir /b"], WIDE);
+    once.session = Some(SessionSeq {
+        client_id,
+        seq: 1,
+        acked_below: 0,
+    });
+    let first = commit_payloads(&mut s, 3, vec![normal(&once)]);
+    let retry = commit_payloads(&mut s, 3, vec![normal(&once)]);
+    assert_eq!(outcome(&first[0]), outcome(&retry[0]));
+    assert_eq!(s.state().journal.last, 5);
+    // Bad journal commands are refused deterministically and change nothing.
+    for bad in [
+        journal_append(&[], WIDE),
+        journal_append(&[""], WIDE),
+        journal_append(
+            &["x"],
+            JournalRetention {
+                count_max: 0,
+                ..WIDE
+            },
+        ),
+        journal_report(0, Some(1), None),
+        journal_report(1, None, None),
+    ] {
+        let results = commit(&mut s, &[bad]);
+        assert!(
+            matches!(outcome(&results[0]), Err(CommandError::Journal { .. })),
+            "{:?}",
+            results[0]
+        );
+    }
+    let ahead = commit(&mut s, &[journal_report(1, Some(6), None)]);
+    assert_eq!(
+        outcome(&ahead[0]),
+        &Err(CommandError::JournalReportAhead { index: 6, last: 5 })
+    );
+    let s = h.restart(s);
+    let expected = vec![
+        (1, 2, "mkdir /a".to_string()),
+        (2, 2, "create /a/x".to_string()),
+        (3, 2, "rename /a/x /a/y".to_string()),
+        (4, 3, "delete /a/y".to_string()),
+        (5, 3, "mkdir /b".to_string()),
+    ];
+    assert_eq!(journal_ops(&s, 1), expected);
+    assert_eq!(journal_ops(&s, 4), expected[3..].to_vec());
+    assert!(
+        journal_ops(&s, 6).is_empty(),
+        "beyond the end: an empty page"
+    );
+    let page = s.journal_page(1, 2, usize::MAX).unwrap();
+    assert_eq!(page.ops.len(), 2, "a page stops at its limit");
+    let journal = &s.state().journal;
+    assert_eq!((journal.first, journal.last, journal.last_term), (1, 5, 3));
+    assert_eq!(
+        journal.catch_up_index(4),
+        5,
+        "a leader of term 4 catches up to 5"
+    );
+    assert_eq!(
+        journal.catch_up_index(3),
+        3,
+        "term 3's own operations follow 3"
+    );
+}
+
+fn journal_truncates_by_checkpoints_and_bounds<H: Harness>(h: &mut H) {
+    let mut s = h.fresh(StorageOptions::default());
+    commit_payloads(
+        &mut s,
+        1,
+        vec![EntryPayload::Config(Membership::new([
+            NodeId(1),
+            NodeId(2),
+            NodeId(3),
+        ]))],
+    );
+    let ops: Vec<String> = (1..=10).map(|i| format!("op{i}")).collect();
+    let refs: Vec<&str> = ops.iter().map(String::as_str).collect();
+    commit(&mut s, &[journal_append(&refs, WIDE)]);
+    // Two of three members checkpointed: everything stays.
+    commit(
+        &mut s,
+        &[
+            journal_report(1, Some(8), Some(6)),
+            journal_report(2, None, Some(4)),
+        ],
+    );
+    assert_eq!(s.state().journal.first, 1);
+    // The third one too: the prefix every host checkpointed past goes.
+    let results = commit(&mut s, &[journal_report(3, None, Some(5))]);
+    assert_eq!(
+        outcome(&results[0]),
+        &Ok(Response::JournalReported { first: 5, last: 10 })
+    );
+    assert!(matches!(
+        s.journal_page(4, 10, usize::MAX),
+        Err(StorageError::JournalCompacted {
+            requested: 4,
+            first: 5
+        })
+    ));
+    assert_eq!(journal_ops(&s, 5).len(), 6);
+    let journal = s.state().journal.clone();
+    assert_eq!(journal.bytes, 3 * 5 + 4, "op5..op9 and op10");
+    assert_eq!(journal.members.len(), 3);
+    assert_eq!(
+        (journal.members[0].applied, journal.members[0].checkpoint),
+        (8, 6)
+    );
+    // Checkpoints only move forward.
+    commit(&mut s, &[journal_report(2, None, Some(1))]);
+    assert_eq!(s.state().journal.members[1].checkpoint, 4);
+    // The count bound drops the oldest beyond it, checkpointed or not.
+    let count = JournalRetention {
+        count_max: 4,
+        ..WIDE
+    };
+    let results = commit(&mut s, &[journal_append(&["op11", "op12"], count)]);
+    assert_eq!(
+        outcome(&results[0]),
+        &Ok(Response::JournalAppended {
+            first: 11,
+            last: 12
+        })
+    );
+    assert_eq!((s.state().journal.first, s.state().journal.last), (9, 12));
+    // The bytes bound likewise.
+    let bytes = JournalRetention {
+        bytes_max: 9,
+        ..WIDE
+    };
+    commit(&mut s, &[journal_append(&["op13"], bytes)]);
+    assert_eq!(
+        journal_ops(&s, 12).len(),
+        2,
+        "op9..op13 held 19 bytes > 9: op12 and op13 (8 bytes) stay"
+    );
+    let s_state = s.state().journal.clone();
+    assert_eq!((s_state.first, s_state.bytes), (12, 8));
+    // The age bound, by log time.
+    let age = JournalRetention {
+        age_max_ms: 1_000,
+        ..WIDE
+    };
+    let mut later = journal_append(&["op14"], age);
+    later.time_ms = 10_000;
+    commit(&mut s, &[later]);
+    let mut much_later = journal_append(&["op15"], age);
+    much_later.time_ms = 10_500;
+    commit(&mut s, &[much_later]);
+    assert_eq!(
+        journal_ops(&s, 14).iter().map(|o| o.0).collect::<Vec<_>>(),
+        vec![14, 15],
+        "op12 and op13 (log time 0) are older than 1 s at log time 10000"
+    );
+    let s = h.restart(s);
+    assert_eq!((s.state().journal.first, s.state().journal.last), (14, 15));
+}
+
+fn journal_travels_in_snapshots<H: Harness>(h: &mut H) {
+    let mut a = h.fresh(small_chunks());
+    populate(&mut a, 200);
+    for round in 0..20 {
+        let ops: Vec<String> = (0..50)
+            .map(|i| format!("round {round} op {i} {}", "y".repeat(i)))
+            .collect();
+        let refs: Vec<&str> = ops.iter().map(String::as_str).collect();
+        commit(&mut a, &[journal_append(&refs, WIDE)]);
+    }
+    for node in 1..=3 {
+        commit(&mut a, &[journal_report(node, Some(900), Some(100 + node))]);
+    }
+    assert_eq!(
+        (a.state().journal.first, a.state().journal.last),
+        (102, 1000)
+    );
+    let mut b = h.fresh(small_chunks());
+    b.write_batch(&Batch {
+        hard_state: hs(1, 0),
+        ..Batch::default()
+    })
+    .unwrap();
+    let installed = transfer(&a, &mut b).unwrap();
+    assert!(matches!(installed, InstallProgress::Installed(_)));
+    assert_eq!(b.digest().unwrap(), a.digest().unwrap());
+    let mut b = h.restart(b);
+    assert_eq!(b.state().journal, a.state().journal);
+    assert_eq!(journal_ops(&b, 102), journal_ops(&a, 102));
+    assert!(matches!(
+        b.journal_page(101, 1, usize::MAX),
+        Err(StorageError::JournalCompacted { first: 102, .. })
+    ));
+    // The receiver goes on with the next dense index.
+    let results = commit(&mut b, &[journal_append(&["after the snapshot"], WIDE)]);
+    assert_eq!(
+        outcome(&results[0]),
+        &Ok(Response::JournalAppended {
+            first: 1001,
+            last: 1001
+        })
+    );
+    // A snapshot whose journal was tampered with is refused (the chunk checksums are valid).
+    let mut c = h.fresh(small_chunks());
+    c.write_batch(&Batch {
+        hard_state: hs(1, 0),
+        ..Batch::default()
+    })
+    .unwrap();
+    let chunks = chunks_of(&a);
+    let last = chunks.len() - 1;
+    let mut result = Ok(InstallProgress::Continue { chunks: 0 });
+    for (i, chunk) in chunks.iter().enumerate() {
+        if i == last - 1 {
+            continue; // drop the last journal chunk
+        }
+        result = c.install_chunk(chunk);
+        if result.is_err() {
+            break;
+        }
+    }
+    assert!(
+        result.is_err(),
+        "a snapshot missing journal chunks is refused"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 // Cross-backend and memory-only checks.
 
 /// A small deterministic generator (xorshift), so failures replay.
@@ -1168,7 +1474,7 @@ impl Rng {
 
 fn random_proposal(rng: &mut Rng, client: Option<u64>, seq: u64) -> EntryPayload {
     let key = format!("k{}", rng.below(20)).into_bytes();
-    let command = match rng.below(8) {
+    let command = match rng.below(10) {
         0 => Command::Delete { key },
         1 => Command::Get { key },
         2 => Command::Range {
@@ -1188,6 +1494,22 @@ fn random_proposal(rng: &mut Rng, client: Option<u64>, seq: u64) -> EntryPayload
             failure: vec![Op::Delete { key }],
         }),
         4 => return EntryPayload::Normal((0..rng.below(6)).map(|_| rng.next() as u8).collect()),
+        5 => Command::JournalAppend {
+            ops: (0..1 + rng.below(3))
+                .map(|_| rng.next().to_le_bytes()[..1 + rng.below(8) as usize].to_vec())
+                .collect(),
+            retention: JournalRetention {
+                bytes_max: 64,
+                count_max: 12,
+                age_max_ms: 20_000,
+            },
+        },
+        6 => Command::JournalReport {
+            node: 1,
+            applied: Some(rng.below(8)),
+            checkpoint: Some(rng.below(4)),
+            retention: WIDE,
+        },
         _ => Command::Put {
             key,
             value: rng.next().to_le_bytes().to_vec(),

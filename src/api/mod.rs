@@ -9,6 +9,7 @@
 //! input gets a 4xx with a JSON error, never a panic or a stall of the driver.
 
 pub mod body;
+pub mod journal;
 pub mod metrics;
 mod request;
 mod routes;
@@ -49,6 +50,8 @@ pub struct ApiOptions {
     /// Who may call what changes the cluster (root always may).
     pub admin_uids: Vec<u32>,
     pub admin_gids: Vec<u32>,
+    /// The journal's retention bounds, put in the journal commands this node proposes.
+    pub journal_retention: crate::storage::JournalRetention,
 }
 
 /// What every handler needs.

@@ -102,6 +102,11 @@ pub enum ReadQuery {
         revision: u64,
         limit: usize,
     },
+    /// The journal from index `from`, at most `limit` operations.
+    Journal {
+        from: u64,
+        limit: usize,
+    },
 }
 
 /// The answer to a `ReadQuery`.
@@ -110,4 +115,5 @@ pub enum ReadAnswer {
     Get(Option<KeyValue>),
     Range { kvs: Vec<KeyValue>, more: bool },
     Changes(Result<ChangePage, crate::storage::StorageError>),
+    Journal(Result<crate::storage::JournalPage, crate::storage::StorageError>),
 }

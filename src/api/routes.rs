@@ -66,6 +66,9 @@ pub async fn handle(
             return super::streams::changes(context, &query).await
         }
         "/v1/kv" if method == Method::GET => return kv_range(context, &query).await,
+        p if p.starts_with("/v1/journal") => {
+            return super::journal::handle(context, &path, &query, request).await
+        }
         "/v1/session" if method == Method::POST => return open_session(context, request).await,
         "/v1/txn" if method == Method::POST => return txn(context, &query, request).await,
         "/v1/admin/members" if method == Method::POST => {
@@ -140,13 +143,13 @@ pub async fn handle(
 
 /// The optional parameters of every write: `expected_term` (fencing), `client_id` and `seq`
 /// (exactly-once, in a session opened with `POST /v1/session`), `acked_below`.
-struct WriteOptions {
-    expected_term: Option<u64>,
-    session: Option<SessionSeq>,
+pub(super) struct WriteOptions {
+    pub(super) expected_term: Option<u64>,
+    pub(super) session: Option<SessionSeq>,
 }
 
 impl WriteOptions {
-    fn parse(query: &str) -> Result<WriteOptions, HttpResponse> {
+    pub(super) fn parse(query: &str) -> Result<WriteOptions, HttpResponse> {
         let number = |name: &str| -> Result<Option<u64>, HttpResponse> {
             match query_param(query, name) {
                 None => Ok(None),
@@ -358,6 +361,13 @@ pub(super) fn status_json(s: &NodeStatus, now: u64) -> Value {
         },
         "members": members,
         "host_healthy": s.host_healthy,
+        "catch_up_index": s.catch_up_index,
+        "journal": {
+            "first_index": s.journal.first,
+            "last_index": s.journal.last,
+            "catch_up_index": s.catch_up_index,
+            "host_applied_index": s.host_applied_index,
+        },
         "certificate": {
             "not_after_unix": s.certificate_not_after_unix,
             "days_left": s.certificate_not_after_unix
@@ -568,7 +578,7 @@ pub(super) fn base64_encode(bytes: &[u8]) -> String {
 }
 
 /// Sends a request to the driver and waits (bounded) for its answer.
-async fn ask<T>(
+pub(super) async fn ask<T>(
     context: &ApiContext,
     request: Request,
     answer: oneshot::Receiver<Result<T, RequestError>>,
@@ -586,7 +596,7 @@ async fn ask<T>(
     }
 }
 
-async fn read_body(
+pub(super) async fn read_body(
     context: &ApiContext,
     request: hyper::Request<Incoming>,
 ) -> Result<Vec<u8>, HttpResponse> {

@@ -2,6 +2,7 @@
 //! answers without asking the driver (a `watch` channel, read lock-free by any task).
 
 use crate::raft::{LogIndex, Nanos, NodeId, Role, Term};
+use crate::storage::JournalState;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
@@ -38,6 +39,14 @@ pub struct NodeStatus {
     pub host_healthy: bool,
     /// When this node's certificate expires (Unix seconds).
     pub certificate_not_after_unix: Option<i64>,
+    /// The host's journal as of the last applied batch.
+    pub journal: JournalState,
+    /// While this node leads and its host has not yet said (`POST /v1/journal/applied`) that it
+    /// applied the journal up to it: the last journal index committed before this term. The
+    /// host applies everything up to it before writing.
+    pub catch_up_index: Option<u64>,
+    /// The journal index this node's host last reported as applied.
+    pub host_applied_index: u64,
 }
 
 impl NodeStatus {
@@ -59,6 +68,9 @@ impl NodeStatus {
             links: BTreeMap::new(),
             host_healthy: true,
             certificate_not_after_unix: None,
+            journal: JournalState::default(),
+            catch_up_index: None,
+            host_applied_index: 0,
         }
     }
 

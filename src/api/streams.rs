@@ -34,6 +34,7 @@ struct Leadership {
     leader: Option<NodeId>,
     writable: bool,
     host_healthy: bool,
+    catch_up_index: Option<u64>,
 }
 
 pub fn leadership(context: &ApiContext) -> HttpResponse {
@@ -53,6 +54,7 @@ pub fn leadership(context: &ApiContext) -> HttpResponse {
                 leader: s.leader_id,
                 writable: s.writable_at(now),
                 host_healthy: s.host_healthy,
+                catch_up_index: s.catch_up_index,
             };
             if last != Some(current) {
                 let kind = if last.is_none() { "state" } else { "change" };
@@ -233,7 +235,7 @@ fn change_json(change: &crate::storage::Change) -> Value {
 }
 
 /// Sends one NDJSON line; false once the client is gone.
-async fn send(tx: &mpsc::Sender<Bytes>, value: Value) -> bool {
+pub(super) async fn send(tx: &mpsc::Sender<Bytes>, value: Value) -> bool {
     let mut line = serde_json::to_vec(&value).expect("JSON values serialize");
     line.push(b'\n');
     tokio::time::timeout(Duration::from_secs(30), tx.send(Bytes::from(line)))
@@ -241,7 +243,7 @@ async fn send(tx: &mpsc::Sender<Bytes>, value: Value) -> bool {
         .is_ok_and(|sent| sent.is_ok())
 }
 
-fn stream_response(body: Body) -> HttpResponse {
+pub(super) fn stream_response(body: Body) -> HttpResponse {
     let mut response = json_response(StatusCode::OK, &json!({}));
     *response.body_mut() = body;
     response.headers_mut().insert(

@@ -7,6 +7,7 @@ pub mod cluster_init;
 pub mod config_check;
 pub mod demo;
 pub mod host;
+pub mod journal;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -33,6 +34,8 @@ pub enum Command {
     Status(host::StatusArgs),
     /// Read and write the replicated key-value store.
     Kv(host::KvArgs),
+    /// The host's operation journal: append, tail, state.
+    Journal(journal::JournalArgs),
     /// Leadership of this node, for scripts.
     Leader(host::LeaderArgs),
     /// Membership: list, add a learner, promote, remove, abort (against the leader's socket).
@@ -74,6 +77,7 @@ pub fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Status(args) => host::status(args),
         Command::Kv(args) => host::kv(args),
+        Command::Journal(args) => journal::run(args),
         Command::Leader(args) => host::leader(args),
         Command::Switchover(args) => host::switchover(args),
         Command::Members(args) => host::members(args),

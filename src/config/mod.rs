@@ -92,6 +92,9 @@ pub struct DaemonConfig {
     pub storage: StorageLimits,
     #[serde(default)]
     pub api: ApiLimits,
+    /// Retention of the host's operation journal.
+    #[serde(default)]
+    pub journal: JournalLimits,
     /// A probe of the master beside regent; without it the host counts as always healthy.
     #[serde(default)]
     pub host_health: Option<ProbeConfig>,
@@ -194,6 +197,41 @@ pub struct StorageLimits {
     pub compact_free_bytes_min: u64,
     /// ... and they are at least this share of it, in percent.
     pub compact_free_percent_min: u64,
+}
+
+/// Retention bounds of the host's operation journal (the `journal` section). Operations are
+/// kept until every member's host has checkpointed past them, but never beyond these bounds.
+/// The leader's values travel in each journal command, so nodes need not agree.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JournalLimits {
+    /// Bytes of operations retained at most.
+    pub retained_bytes_max: u64,
+    /// Operations retained at most.
+    pub retained_count_max: u64,
+    /// Operations older than this (by the leader-assigned log time) are dropped.
+    pub retained_age_max_ms: u64,
+}
+
+impl Default for JournalLimits {
+    fn default() -> JournalLimits {
+        JournalLimits {
+            retained_bytes_max: 256 << 20,
+            retained_count_max: 1_000_000,
+            retained_age_max_ms: 7 * 24 * 3600 * 1000,
+        }
+    }
+}
+
+impl JournalLimits {
+    /// The bounds as the journal commands carry them.
+    pub fn retention(&self) -> crate::storage::JournalRetention {
+        crate::storage::JournalRetention {
+            bytes_max: self.retained_bytes_max,
+            count_max: self.retained_count_max,
+            age_max_ms: self.retained_age_max_ms,
+        }
+    }
 }
 
 /// `storage.apply_mode`, as written in the file.

@@ -75,6 +75,7 @@ impl DaemonConfig {
             .validate()
             .map_err(transport_error)?;
         self.storage_options().validate().map_err(storage_error)?;
+        self.validate_journal()?;
         self.validate_api()?;
         self.validate_access()?;
         self.validate_paths()
@@ -394,6 +395,34 @@ fn transport_error(e: TransportError) -> ConfigError {
         TransportError::Config { field, reason } => invalid(format!("transport.{field}"), reason),
         TransportError::Pki(e) => invalid("cluster", pki_reason(e)),
         other => invalid("transport", other.to_string()),
+    }
+}
+
+impl DaemonConfig {
+    /// A journal bound below one batch's worth would drop an append as it lands.
+    fn validate_journal(&self) -> Result<(), ConfigError> {
+        let j = &self.journal;
+        let bytes_min = crate::storage::COMMAND_BYTES_MAX as u64;
+        if j.retained_bytes_max < bytes_min {
+            return Err(invalid(
+                "journal.retained_bytes_max",
+                format!("must be at least {bytes_min} (one command's bytes)"),
+            ));
+        }
+        let count_min = crate::storage::JOURNAL_BATCH_OPS_MAX as u64;
+        if j.retained_count_max < count_min {
+            return Err(invalid(
+                "journal.retained_count_max",
+                format!("must be at least {count_min} (one append's operations)"),
+            ));
+        }
+        if j.retained_age_max_ms < 1000 {
+            return Err(invalid(
+                "journal.retained_age_max_ms",
+                "must be at least 1000",
+            ));
+        }
+        Ok(())
     }
 }
 

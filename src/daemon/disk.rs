@@ -18,6 +18,9 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 use tokio::sync::mpsc;
 
+/// A journal page stops after the operation that passes this many bytes.
+const JOURNAL_PAGE_BYTES_MAX: usize = 4 << 20;
+
 /// Work for the disk thread.
 pub enum DiskRequest {
     /// Write a batch durably (one redb transaction) and apply its committed entries.
@@ -46,6 +49,8 @@ pub enum DiskDone {
         micros: u64,
         /// The KV store's revision after it.
         revision: u64,
+        /// The host's journal after it.
+        journal: crate::storage::JournalState,
     },
     Compacted {
         index: LogIndex,
@@ -122,6 +127,7 @@ fn carry_out(storage: &mut RedbStorage, request: DiskRequest) -> DiskDone {
                 result,
                 micros: started.elapsed().as_micros() as u64,
                 revision: storage.state().revision,
+                journal: storage.state().journal.clone(),
             }
         }
         DiskRequest::Compact(index) => DiskDone::Compacted {
@@ -166,6 +172,10 @@ fn read(storage: &RedbStorage, query: ReadQuery) -> Result<ReadAnswer, StorageEr
         // storage failure.
         ReadQuery::Changes { revision, limit } => {
             ReadAnswer::Changes(storage.changes_after(revision, limit))
+        }
+        // So is a truncated journal index (the caller says which is the first retained).
+        ReadQuery::Journal { from, limit } => {
+            ReadAnswer::Journal(storage.journal_page(from, limit, JOURNAL_PAGE_BYTES_MAX))
         }
     })
 }

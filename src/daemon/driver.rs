@@ -15,6 +15,7 @@
 
 use super::disk::{Disk, DiskDone, DiskRequest};
 use super::notify::Notifier;
+use super::wire::PeerMessage;
 use crate::api::metrics::Metrics;
 use crate::api::status::{MemberStatus, NodeStatus};
 use crate::api::{HandoverAnswer, ReadAnswer, ReadQuery, Request, RequestError, WriteAnswer};
@@ -76,8 +77,8 @@ pub struct DriverParts {
     pub replica: Replica,
     pub disk: Disk,
     pub disk_done: mpsc::UnboundedReceiver<DiskDone>,
-    pub transport: TransportHandle<Message>,
-    pub inbound: mpsc::Receiver<Inbound<Message>>,
+    pub transport: TransportHandle<PeerMessage>,
+    pub inbound: mpsc::Receiver<Inbound<PeerMessage>>,
     pub requests: mpsc::Receiver<Request>,
     pub status: watch::Sender<NodeStatus>,
     pub shutdown: watch::Receiver<bool>,
@@ -90,6 +91,8 @@ pub struct DriverParts {
     pub metrics: Arc<Metrics>,
     /// The host's health, when a probe is configured.
     pub host_health: Option<watch::Receiver<bool>>,
+    /// The journal's retention bounds, for the host reports this node proposes as leader.
+    pub journal_retention: crate::storage::JournalRetention,
 }
 
 /// A hand-over this node started as leader.
@@ -105,8 +108,8 @@ pub struct Driver {
     replica: Replica,
     disk: Disk,
     disk_done: mpsc::UnboundedReceiver<DiskDone>,
-    transport: TransportHandle<Message>,
-    inbound: mpsc::Receiver<Inbound<Message>>,
+    transport: TransportHandle<PeerMessage>,
+    inbound: mpsc::Receiver<Inbound<PeerMessage>>,
     requests: mpsc::Receiver<Request>,
     internal_tx: mpsc::UnboundedSender<Internal>,
     internal: mpsc::UnboundedReceiver<Internal>,
@@ -142,6 +145,11 @@ pub struct Driver {
     last_leader: Option<NodeId>,
     /// The KV store's revision after the last batch.
     revision: u64,
+    /// The host's journal after the last batch, and what this node's host last reported as
+    /// applied (with the term it was reported in: the hand-over ack is per term).
+    journal: crate::storage::JournalState,
+    host_applied: (crate::raft::Term, u64),
+    journal_retention: crate::storage::JournalRetention,
     fatal: Option<String>,
 }
 
@@ -187,6 +195,9 @@ impl Driver {
             last_membership,
             last_leader: None,
             revision: 0,
+            journal: Default::default(),
+            host_applied: Default::default(),
+            journal_retention: parts.journal_retention,
             fatal: None,
         }
     }
@@ -428,16 +439,27 @@ impl Driver {
 
     fn send(&mut self, m: Message) {
         let to = m.to;
-        if let Err(err) = self.transport.send(to, &m) {
+        if let Err(err) = self.transport.send(to, &PeerMessage::Raft(m)) {
             tracing::debug!(node = %self.id, peer = %to, error = %err, "message not queued");
         }
     }
 
     // ----- Inputs -----
 
-    fn on_inbound(&mut self, inbound: Inbound<Message>) {
+    fn on_inbound(&mut self, inbound: Inbound<PeerMessage>) {
         match inbound {
-            Inbound::Message { from, message } => {
+            Inbound::Message {
+                from,
+                message:
+                    PeerMessage::HostReport {
+                        applied,
+                        checkpoint,
+                    },
+            } => self.on_host_report(from, applied, checkpoint),
+            Inbound::Message {
+                from,
+                message: PeerMessage::Raft(message),
+            } => {
                 if message.from != from {
                     tracing::warn!(node = %self.id, peer = %from, claimed = %message.from, "a peer sent a message in another node's name; dropped");
                     return;
@@ -513,8 +535,35 @@ impl Driver {
                 mut proposal,
                 reply,
             } => {
-                // Fencing, early: the state machine checks it again where the entry lands.
-                if let Some(expected) = proposal.expected_term {
+                if let crate::storage::Command::JournalReport {
+                    applied,
+                    checkpoint,
+                    ..
+                } = proposal.command
+                {
+                    let status = self.replica.core().status(now);
+                    if let Some(index) = applied {
+                        // The host's hand-over ack counts at once, replicated or not.
+                        self.host_applied = (status.term, index.max(self.host_applied.1));
+                    }
+                    // Only the leader can log it: a follower forwards it there too.
+                    if let Some(leader) = status.leader.filter(|&l| l != self.id) {
+                        let report = PeerMessage::HostReport {
+                            applied,
+                            checkpoint,
+                        };
+                        if let Err(err) = self.transport.send(leader, &report) {
+                            tracing::debug!(node = %self.id, %leader, error = %err, "host report not forwarded");
+                        }
+                    }
+                }
+                // Fencing, early: the state machine checks it again where the entry lands. Not
+                // for a write in a session: a retry of one that was applied must get its
+                // recorded answer, which only the state machine has (it fences a fresh one).
+                if let Some(expected) = proposal
+                    .expected_term
+                    .filter(|_| proposal.session.is_none())
+                {
                     let current = self.replica.core().status(now).term.0;
                     if expected != current {
                         let _ = reply.send(Err(RequestError::TermMismatch { expected, current }));
@@ -562,6 +611,27 @@ impl Driver {
                     }
                 }
             }
+        }
+    }
+
+    /// A follower forwarded its host's journal report: the leader logs it in the follower's
+    /// name (the authenticated peer, never a name the message claims).
+    fn on_host_report(&mut self, from: NodeId, applied: Option<u64>, checkpoint: Option<u64>) {
+        let now = clock::now();
+        if self.replica.core().status(now).role != Role::Leader {
+            return;
+        }
+        let mut proposal = crate::storage::Proposal::new(crate::storage::Command::JournalReport {
+            node: from.0,
+            applied,
+            checkpoint,
+            retention: self.journal_retention,
+        });
+        proposal.time_ms = clock::unix_ms();
+        // Nobody waits for the answer: the token is never pending.
+        let token = self.token();
+        if let Err(err) = self.replica.propose(token, proposal.encode(), now) {
+            tracing::debug!(node = %self.id, peer = %from, error = %err, "host report not logged");
         }
     }
 
@@ -628,9 +698,11 @@ impl Driver {
                 result,
                 micros,
                 revision,
+                journal,
             } => {
                 self.persist_started = None;
                 self.revision = revision;
+                self.journal = journal;
                 self.metrics.fsync_seconds.observe_micros(micros);
                 self.stall_warned = false;
                 match result {
@@ -731,6 +803,7 @@ impl Driver {
                     "snapshot installed"
                 );
                 self.metrics.snapshots_installed.fetch_add(1, Relaxed);
+                self.journal = state.journal.clone();
                 self.replica
                     .snapshot_installed(from, state.snapshot.clone(), now);
                 let _ = reply.send(Ok(true));
@@ -906,6 +979,9 @@ impl Driver {
             links: self.link_up.clone(),
             host_healthy: self.host_healthy,
             certificate_not_after_unix: self.certificate_not_after_unix,
+            catch_up_index: self.catch_up_index(s.role, s.term, s.writable),
+            journal: self.journal.clone(),
+            host_applied_index: self.host_applied.1,
         };
         self.status.send_if_modified(|current| {
             if *current == next {
@@ -915,6 +991,17 @@ impl Driver {
                 true
             }
         });
+    }
+
+    /// The hand-over rule: a writable leader reports the last journal index committed before
+    /// its term until its host says (in this term) that it applied up to it.
+    fn catch_up_index(&self, role: Role, term: crate::raft::Term, writable: bool) -> Option<u64> {
+        if role != Role::Leader || !writable {
+            return None;
+        }
+        let index = self.journal.catch_up_index(term.0);
+        let acked = self.host_applied.0 == term && self.host_applied.1 >= index;
+        (!acked).then_some(index)
     }
 
     // ----- Shutdown -----
@@ -1006,7 +1093,7 @@ fn encode_header(meta: &SnapshotMeta) -> Vec<u8> {
 
 /// Streams a storage snapshot to a follower over the transport's snapshot streams.
 async fn send_snapshot(
-    transport: TransportHandle<Message>,
+    transport: TransportHandle<PeerMessage>,
     to: NodeId,
     mut source: Box<dyn SnapshotSource>,
     internal: mpsc::UnboundedSender<Internal>,

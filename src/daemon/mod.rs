@@ -11,6 +11,7 @@ pub mod disk;
 pub mod driver;
 pub mod health;
 pub mod notify;
+pub mod wire;
 
 use crate::api::{self, status, ApiContext, ApiOptions};
 use crate::clock;
@@ -81,6 +82,7 @@ async fn run_daemon(config: DaemonConfig) -> anyhow::Result<ExitCode> {
         lease_warning_ms: config.timing.lease_warning_ms,
         admin_uids: config.admin_uids.clone(),
         admin_gids: config.admin_gids.clone(),
+        journal_retention: config.journal.retention(),
     };
     let listener = api::bind(&options)?;
 
@@ -121,6 +123,7 @@ async fn run_daemon(config: DaemonConfig) -> anyhow::Result<ExitCode> {
         notifier: notify::Notifier::from_env(),
         metrics,
         host_health: config.host_health.clone().map(health::start),
+        journal_retention: config.journal.retention(),
     });
     tracing::info!(node = %id, socket = %options.socket.display(), listen = %config.listen, "serving");
     let outcome = driver.run().await;

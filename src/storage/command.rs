@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The first byte of every encoded proposal.
-pub const COMMAND_FORMAT_VERSION: u8 = 2;
+pub const COMMAND_FORMAT_VERSION: u8 = 3;
 /// An encoded proposal larger than this is rejected before decoding.
 pub const COMMAND_BYTES_MAX: usize = 4 << 20;
 pub const KEY_BYTES_MAX: usize = 8 << 10;
@@ -19,6 +19,10 @@ pub const TXN_COMPARES_MAX: usize = 128;
 pub const RANGE_LIMIT_MAX: u32 = 10_000;
 /// A range stops (with `more = true`) once its keys and values exceed this many bytes.
 pub const RANGE_BYTES_MAX: usize = 4 << 20;
+/// One journal append carries at most this many operations.
+pub const JOURNAL_BATCH_OPS_MAX: usize = 4096;
+/// One journal operation is at most this many bytes.
+pub const JOURNAL_OP_BYTES_MAX: usize = 1 << 20;
 
 /// What a client proposes, as the leader puts it in the log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +76,32 @@ pub enum Command {
     RegisterSession {
         ttl_ms: u64,
     },
+    /// Appends the host's operations to its journal, in order, atomically: they take the next
+    /// dense journal indexes and the term of the entry that carries them.
+    JournalAppend {
+        ops: Vec<Vec<u8>>,
+        retention: JournalRetention,
+    },
+    /// A member's host reports how far it has applied the journal and/or how far its own
+    /// durable checkpoint covers (each only moves forward).
+    JournalReport {
+        node: u64,
+        applied: Option<u64>,
+        checkpoint: Option<u64>,
+        retention: JournalRetention,
+    },
+}
+
+/// The journal's retention bounds, carried in every journal command (set by the leader from
+/// its configuration) so that every node truncates the same prefix at the same index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalRetention {
+    /// Operations' bytes retained at most.
+    pub bytes_max: u64,
+    /// Operations retained at most.
+    pub count_max: u64,
+    /// Operations older than this (by log time) are dropped.
+    pub age_max_ms: u64,
 }
 
 /// An etcd-style transaction: if every compare holds, run `success`, else `failure`. All writes
@@ -162,6 +192,16 @@ pub enum Response {
     SessionRegistered {
         client_id: u64,
     },
+    /// The journal indexes the appended operations took (`first..=last`).
+    JournalAppended {
+        first: u64,
+        last: u64,
+    },
+    /// The report is recorded; the journal now retains `first..=last`.
+    JournalReported {
+        first: u64,
+        last: u64,
+    },
 }
 
 /// Why a command was refused. It is a deterministic result of the log, the same on every
@@ -198,6 +238,10 @@ pub enum CommandError {
     SessionUnknown { client_id: u64 },
     #[error("session {client_id}: seq {seq} was answered before and its result was dropped")]
     SeqDiscarded { client_id: u64, seq: u64 },
+    #[error("bad journal command: {reason}")]
+    Journal { reason: String },
+    #[error("journal report of index {index} is beyond the last journal index {last}")]
+    JournalReportAhead { index: u64, last: u64 },
     #[error("fenced: the write expected the leader of term {expected}, but it was appended in term {actual}")]
     TermMismatch { expected: u64, actual: u64 },
 }
@@ -265,7 +309,11 @@ impl Command {
                 .iter()
                 .chain(txn.failure.iter())
                 .all(|op| matches!(op, Op::Get { .. } | Op::Range { .. })),
-            Command::Put { .. } | Command::Delete { .. } | Command::RegisterSession { .. } => false,
+            Command::Put { .. }
+            | Command::Delete { .. }
+            | Command::RegisterSession { .. }
+            | Command::JournalAppend { .. }
+            | Command::JournalReport { .. } => false,
         }
     }
 
@@ -316,8 +364,53 @@ impl Command {
             }
             // The ttl is checked when the session is registered, with the other session rules.
             Command::RegisterSession { .. } => Ok(()),
+            Command::JournalAppend { ops, retention } => {
+                let fail = |reason: String| Err(CommandError::Journal { reason });
+                if ops.is_empty() || ops.len() > JOURNAL_BATCH_OPS_MAX {
+                    return fail(format!(
+                        "{} operations; an append carries 1..={JOURNAL_BATCH_OPS_MAX}",
+                        ops.len()
+                    ));
+                }
+                for (i, op) in ops.iter().enumerate() {
+                    if op.is_empty() || op.len() > JOURNAL_OP_BYTES_MAX {
+                        return fail(format!(
+                            "operation {i} has {} bytes; an operation has 1..={JOURNAL_OP_BYTES_MAX}",
+                            op.len()
+                        ));
+                    }
+                }
+                validate_retention(retention)
+            }
+            Command::JournalReport {
+                node,
+                applied,
+                checkpoint,
+                retention,
+            } => {
+                if *node == 0 {
+                    return Err(CommandError::Journal {
+                        reason: "a report names node 0".into(),
+                    });
+                }
+                if applied.is_none() && checkpoint.is_none() {
+                    return Err(CommandError::Journal {
+                        reason: "a report names an applied or a checkpoint index".into(),
+                    });
+                }
+                validate_retention(retention)
+            }
         }
     }
+}
+
+fn validate_retention(retention: &JournalRetention) -> Result<(), CommandError> {
+    if retention.bytes_max == 0 || retention.count_max == 0 || retention.age_max_ms == 0 {
+        return Err(CommandError::Journal {
+            reason: format!("retention bounds must be positive: {retention:?}"),
+        });
+    }
+    Ok(())
 }
 
 fn validate_key(key: &[u8]) -> Result<(), CommandError> {

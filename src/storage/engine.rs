@@ -10,7 +10,7 @@ use super::kv::{self, SmMeta};
 use super::snapshot::SnapshotHeader;
 use super::store::{MembershipRecord, StoreRead, StoreWrite};
 use super::{Applied, ApplyResult, Batch, ChangePage, LogState, SnapshotMeta, StateDigest};
-use super::{KeyValue, StorageOptions};
+use super::{JournalOp, JournalPage, KeyValue, StorageOptions};
 use crate::raft::{Entry, LogIndex, Term};
 
 /// Reads the summary of the durable state (no invariant checks: see `recovery`).
@@ -37,6 +37,7 @@ pub(crate) fn load_state(store: &mut dyn StoreRead) -> Result<LogState, StorageE
         membership: membership.membership,
         membership_index: membership.index,
         revision: sm.revision,
+        journal: store.journal_state()?,
     })
 }
 
@@ -225,7 +226,10 @@ pub(crate) fn apply(
         "cached applied index matches the store"
     );
     let mut results = Vec::with_capacity(committed.len());
+    // Only a command can touch the journal: its summary is re-read after a batch that had one.
+    let mut commands = false;
     for entry in committed {
+        commands |= matches!(entry.payload, crate::raft::EntryPayload::Normal(_));
         let result = kv::apply_entry(store, &mut meta, entry, options)?;
         if let ApplyResult::Config(membership) = &result {
             next.membership = membership.clone();
@@ -237,6 +241,9 @@ pub(crate) fn apply(
         });
     }
     store.set_sm_meta(&meta)?;
+    if commands {
+        next.journal = store.journal_state()?;
+    }
     next.applied = meta.applied;
     next.applied_term = meta.applied_term;
     next.revision = meta.revision;
@@ -350,6 +357,7 @@ pub(crate) fn finish_install(
         sweep_bucket: header.sweep_bucket,
         session_count: header.session_count,
     })?;
+    store.set_journal_state(&header.journal)?;
     let mut hard_state = state.hard_state;
     if hard_state.commit < index {
         hard_state.commit = index;
@@ -371,6 +379,7 @@ pub(crate) fn finish_install(
         membership: meta.membership.clone(),
         membership_index: index,
         revision: header.revision,
+        journal: header.journal.clone(),
     })
 }
 
@@ -482,6 +491,48 @@ pub(crate) fn changes_after(
     Ok(ChangePage { changes, more })
 }
 
+pub(crate) fn journal_page(
+    store: &mut dyn StoreRead,
+    from: u64,
+    limit: usize,
+    bytes_max: usize,
+) -> Result<JournalPage, StorageError> {
+    let state = store.journal_state()?;
+    if from < state.first {
+        return Err(StorageError::JournalCompacted {
+            requested: from,
+            first: state.first,
+        });
+    }
+    let ops = if from > state.last {
+        Vec::new()
+    } else {
+        store
+            .journal_range(from, limit, bytes_max)?
+            .into_iter()
+            .map(|(index, record)| JournalOp {
+                index,
+                term: record.term,
+                op: record.op,
+            })
+            .collect()
+    };
+    let dense = ops
+        .iter()
+        .enumerate()
+        .all(|(i, op)| op.index == from + i as u64);
+    if !dense || (from <= state.last && ops.is_empty()) {
+        return Err(StorageError::damaged(
+            store.path(),
+            format!(
+                "the journal has a gap after {from} (it should hold {}..={})",
+                state.first, state.last
+            ),
+        ));
+    }
+    Ok(JournalPage { ops, state })
+}
+
 pub(crate) fn digest(store: &mut dyn StoreRead) -> Result<StateDigest, StorageError> {
     let meta = store.sm_meta()?;
     let (mut kv_count, mut kv_crc) = (0u64, 0u32);
@@ -499,7 +550,18 @@ pub(crate) fn digest(store: &mut dyn StoreRead) -> Result<StateDigest, StorageEr
         session_crc = crc32c::crc32c_append(session_crc, value);
         Ok(())
     })?;
+    let journal = store.journal_state()?;
+    let mut journal_crc = crc32c::crc32c(&super::store::encode_row(&journal));
+    let mut journal_count = 0u64;
+    store.journal_scan(&mut |key, value| {
+        journal_count += 1;
+        journal_crc = crc32c::crc32c_append(journal_crc, key);
+        journal_crc = crc32c::crc32c_append(journal_crc, value);
+        Ok(())
+    })?;
     Ok(StateDigest {
+        journal_count,
+        journal_crc,
         applied: meta.applied,
         revision: meta.revision,
         kv_count,

@@ -96,6 +96,12 @@ pub enum StorageError {
     )]
     ChangesCompacted { requested: u64, floor: u64 },
 
+    /// The journal no longer holds `requested`: it was truncated (every host checkpointed past
+    /// it, or a retention bound dropped it). Recover by copying a checkpoint from a peer host
+    /// and tailing from its index.
+    #[error("journal: index {requested} is gone; the first retained index is {first}")]
+    JournalCompacted { requested: u64, first: u64 },
+
     /// A snapshot chunk failed its checks (checksum, order, size, content). The install in
     /// progress is abandoned; nothing of it was swapped in.
     #[error("snapshot chunk {seq}: {reason}")]

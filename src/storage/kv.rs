@@ -11,6 +11,7 @@ use super::command::{
     Response, RANGE_BYTES_MAX,
 };
 use super::error::StorageError;
+use super::journal;
 use super::session;
 use super::store::{MembershipRecord, StoreWrite};
 use super::{ApplyResult, StorageOptions};
@@ -160,12 +161,11 @@ fn apply_proposal(
     // Time only moves forward, whatever the clocks of successive leaders say.
     meta.log_time_ms = meta.log_time_ms.max(proposal.time_ms);
     session::maybe_sweep(store, meta)?;
-    let index = entry.index;
     let Some(seq) = proposal.session else {
         if let Some(refused) = fenced(&proposal, entry) {
             return Ok(Err(refused));
         }
-        return execute(store, meta, index, &proposal.command, options);
+        return execute(store, meta, entry, &proposal.command, options);
     };
     match session::check(store, meta, seq)? {
         session::Check::Duplicate(outcome) => Ok(outcome),
@@ -174,7 +174,7 @@ fn apply_proposal(
             // A fenced write is recorded like any outcome: its retry gets the same refusal.
             let outcome = match fenced(&proposal, entry) {
                 Some(refused) => Err(refused),
-                None => execute(store, meta, index, &proposal.command, options)?,
+                None => execute(store, meta, entry, &proposal.command, options)?,
             };
             let record_result = !proposal.command.is_read_only();
             session::record(store, meta, seq, record, &outcome, record_result)?;
@@ -196,10 +196,11 @@ fn fenced(proposal: &Proposal, entry: &Entry) -> Option<CommandError> {
 fn execute(
     store: &mut dyn StoreWrite,
     meta: &mut SmMeta,
-    index: LogIndex,
+    entry: &Entry,
     command: &Command,
     options: &StorageOptions,
 ) -> Result<Outcome, StorageError> {
+    let index = entry.index;
     // Writes of one command share the next revision; it is taken only if something changed.
     let mut writer = Writer {
         revision: meta.revision + 1,
@@ -251,6 +252,15 @@ fn execute(
             })
         }
         Command::RegisterSession { ttl_ms } => session::register(store, meta, index, *ttl_ms)?,
+        Command::JournalAppend { ops, retention } => {
+            journal::append(store, meta, entry, ops, retention)?
+        }
+        Command::JournalReport {
+            node,
+            applied,
+            checkpoint,
+            retention,
+        } => journal::report(store, meta, *node, *applied, *checkpoint, retention)?,
     };
     if writer.sub > 0 {
         meta.revision = writer.revision;

@@ -8,14 +8,15 @@
 
 use super::engine;
 use super::error::StorageError;
+use super::journal::{JournalRecord, JournalState};
 use super::kv::{Change, KvRecord, SmMeta};
 use super::recovery;
 use super::session::SessionRecord;
 use super::snapshot::{self, ChunkStream, RecordCursor, SnapshotHeader, SnapshotSource};
 use super::store::{encode_row, KvPage, MembershipRecord, RecordVisitor, StoreRead, StoreWrite};
 use super::{
-    Applied, Batch, ChangePage, Identity, InstallProgress, KeyValue, LogState, LogStorage,
-    Recovered, SnapshotMeta, StateDigest, StorageOptions, MEMORY_PATH,
+    Applied, Batch, ChangePage, Identity, InstallProgress, JournalPage, KeyValue, LogState,
+    LogStorage, Recovered, SnapshotMeta, StateDigest, StorageOptions, MEMORY_PATH,
 };
 use crate::raft::{Entry, EntryPayload, HardState, LogIndex, Membership, Term};
 use std::collections::BTreeMap;
@@ -45,6 +46,8 @@ struct MemState {
     kv: BTreeMap<Vec<u8>, KvRecord>,
     sessions: BTreeMap<u64, SessionRecord>,
     changes: BTreeMap<(u64, u32), Change>,
+    journal_state: JournalState,
+    journal: BTreeMap<u64, JournalRecord>,
 }
 
 pub struct MemStorage {
@@ -63,6 +66,7 @@ struct MemInstall {
     receiver: snapshot::Receiver,
     kv: BTreeMap<Vec<u8>, KvRecord>,
     sessions: BTreeMap<u64, SessionRecord>,
+    journal: BTreeMap<u64, JournalRecord>,
 }
 
 impl MemStorage {
@@ -196,6 +200,7 @@ impl LogStorage for MemStorage {
             log_time_ms: sm.log_time_ms,
             sweep_bucket: sm.sweep_bucket,
             session_count: sm.session_count,
+            journal: self.state.journal_state.clone(),
         };
         // A copy is this store's consistent view: writes after this call do not show.
         let cursor = MemCursor {
@@ -210,6 +215,12 @@ impl LogStorage for MemStorage {
                 .sessions
                 .iter()
                 .map(|(id, s)| (*id, encode_row(s)))
+                .collect(),
+            journal: self
+                .state
+                .journal
+                .iter()
+                .map(|(index, r)| (*index, r.encode()))
                 .collect(),
         };
         Ok(Box::new(ChunkStream::new(
@@ -232,9 +243,10 @@ impl LogStorage for MemStorage {
                 self.install = None;
                 engine::check_install(&mut self.read(), &self.cached, &receiver.header.meta)?;
                 self.install = Some(MemInstall {
-                    receiver,
+                    receiver: *receiver,
                     kv: BTreeMap::new(),
                     sessions: BTreeMap::new(),
+                    journal: BTreeMap::new(),
                 });
                 return Ok(InstallProgress::Continue { chunks: 1 });
             }
@@ -256,13 +268,24 @@ impl LogStorage for MemStorage {
                     install.sessions.insert(id, record);
                 }
             }
+            snapshot::Step::Journal(records) => {
+                for (index, value) in records {
+                    let record = JournalRecord::decode(value).expect("checked by the receiver");
+                    install.journal.insert(index, record);
+                }
+            }
             snapshot::Step::End => {
                 let cached = self.cached.clone();
                 let header = install.receiver.header.clone();
-                let MemInstall { kv, sessions, .. } = install;
+                let MemInstall {
+                    kv,
+                    sessions,
+                    journal,
+                    ..
+                } = install;
                 let next = self.write(|txn| {
                     let next = engine::finish_install(txn, &cached, &header)?;
-                    txn.swap_tables(kv, sessions);
+                    txn.swap_tables(kv, sessions, journal);
                     Ok(next)
                 })?;
                 self.cached = next.clone();
@@ -290,6 +313,15 @@ impl LogStorage for MemStorage {
         engine::changes_after(&mut self.read(), revision, limit)
     }
 
+    fn journal_page(
+        &self,
+        from: u64,
+        limit: usize,
+        bytes_max: usize,
+    ) -> Result<JournalPage, StorageError> {
+        engine::journal_page(&mut self.read(), from, limit, bytes_max)
+    }
+
     fn session(&self, client_id: u64) -> Result<Option<SessionRecord>, StorageError> {
         self.read().session(client_id)
     }
@@ -302,6 +334,7 @@ impl LogStorage for MemStorage {
 struct MemCursor {
     kv: Vec<(Vec<u8>, Vec<u8>)>,
     sessions: Vec<(u64, Vec<u8>)>,
+    journal: Vec<(u64, Vec<u8>)>,
 }
 
 impl RecordCursor for MemCursor {
@@ -341,6 +374,26 @@ impl RecordCursor for MemCursor {
             snapshot::push_record(out, &id.to_be_bytes(), value);
             count += 1;
             last = Some(*id);
+        }
+        Ok((count, last))
+    }
+
+    fn journal_records(
+        &mut self,
+        after: Option<u64>,
+        bytes_target: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(u64, Option<u64>), StorageError> {
+        let start = after.map_or(0, |a| self.journal.partition_point(|(i, _)| *i <= a));
+        let mut count = 0;
+        let mut last = None;
+        for (index, value) in &self.journal[start..] {
+            if out.len() >= bytes_target {
+                break;
+            }
+            snapshot::push_record(out, &index.to_be_bytes(), value);
+            count += 1;
+            last = Some(*index);
         }
         Ok((count, last))
     }
@@ -466,6 +519,41 @@ impl StoreRead for MemRead<'_> {
         let out: Vec<Change> = range.by_ref().take(limit).map(|(_, c)| c.clone()).collect();
         Ok((out, range.next().is_some()))
     }
+
+    fn journal_state(&mut self) -> Result<JournalState, StorageError> {
+        Ok(self.0.journal_state.clone())
+    }
+
+    fn journal_range(
+        &mut self,
+        from: u64,
+        limit: usize,
+        bytes_max: usize,
+    ) -> Result<Vec<(u64, JournalRecord)>, StorageError> {
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for (index, record) in self.0.journal.range(from..) {
+            if out.len() >= limit || (!out.is_empty() && bytes + record.op.len() > bytes_max) {
+                break;
+            }
+            bytes += record.op.len();
+            out.push((*index, record.clone()));
+        }
+        Ok(out)
+    }
+
+    fn journal_bounds(&mut self) -> Result<Option<(u64, u64)>, StorageError> {
+        let first = self.0.journal.keys().next();
+        let last = self.0.journal.keys().next_back();
+        Ok(first.zip(last).map(|(f, l)| (*f, *l)))
+    }
+
+    fn journal_scan(&mut self, visit: &mut RecordVisitor<'_>) -> Result<(), StorageError> {
+        for (index, record) in &self.0.journal {
+            visit(&index.to_be_bytes(), &record.encode())?;
+        }
+        Ok(())
+    }
 }
 
 /// One write in progress, with the undo log that rolls it back.
@@ -485,7 +573,13 @@ enum Undo {
     Kv(Vec<u8>, Option<KvRecord>),
     Session(u64, Option<SessionRecord>),
     Change((u64, u32), Option<Change>),
-    Tables(BTreeMap<Vec<u8>, KvRecord>, BTreeMap<u64, SessionRecord>),
+    JournalState(JournalState),
+    Journal(u64, Option<JournalRecord>),
+    Tables(
+        BTreeMap<Vec<u8>, KvRecord>,
+        BTreeMap<u64, SessionRecord>,
+        BTreeMap<u64, JournalRecord>,
+    ),
 }
 
 impl MemTxn<'_> {
@@ -513,9 +607,12 @@ impl MemTxn<'_> {
                 Undo::Kv(k, v) => restore(&mut state.kv, k, v),
                 Undo::Session(k, v) => restore(&mut state.sessions, k, v),
                 Undo::Change(k, v) => restore(&mut state.changes, k, v),
-                Undo::Tables(kv, sessions) => {
+                Undo::JournalState(v) => state.journal_state = v,
+                Undo::Journal(k, v) => restore(&mut state.journal, k, v),
+                Undo::Tables(kv, sessions, journal) => {
                     state.kv = kv;
                     state.sessions = sessions;
+                    state.journal = journal;
                 }
             }
         }
@@ -525,10 +622,13 @@ impl MemTxn<'_> {
         &mut self,
         kv: BTreeMap<Vec<u8>, KvRecord>,
         sessions: BTreeMap<u64, SessionRecord>,
+        journal: BTreeMap<u64, JournalRecord>,
     ) {
         let old_kv = std::mem::replace(&mut self.state.kv, kv);
         let old_sessions = std::mem::replace(&mut self.state.sessions, sessions);
-        self.undo.push(Undo::Tables(old_kv, old_sessions));
+        let old_journal = std::mem::replace(&mut self.state.journal, journal);
+        self.undo
+            .push(Undo::Tables(old_kv, old_sessions, old_journal));
     }
 }
 
@@ -567,6 +667,10 @@ impl StoreRead for MemTxn<'_> {
         session(client_id: u64) -> Option<SessionRecord>;
         session_scan(visit: &mut RecordVisitor<'_>) -> ();
         changes_after(revision: u64, limit: usize) -> (Vec<Change>, bool);
+        journal_state() -> JournalState;
+        journal_range(from: u64, limit: usize, bytes_max: usize) -> Vec<(u64, JournalRecord)>;
+        journal_bounds() -> Option<(u64, u64)>;
+        journal_scan(visit: &mut RecordVisitor<'_>) -> ();
     }
 }
 
@@ -677,6 +781,33 @@ impl StoreWrite for MemTxn<'_> {
         let removed = std::mem::replace(&mut self.state.changes, kept);
         for (key, change) in removed {
             self.undo.push(Undo::Change(key, Some(change)));
+        }
+        Ok(())
+    }
+
+    fn set_journal_state(&mut self, state: &JournalState) -> Result<(), StorageError> {
+        self.op()?;
+        let old = std::mem::replace(&mut self.state.journal_state, state.clone());
+        self.undo.push(Undo::JournalState(old));
+        Ok(())
+    }
+
+    fn journal_put(&mut self, index: u64, record: &JournalRecord) -> Result<(), StorageError> {
+        self.op()?;
+        let old = self.state.journal.insert(index, record.clone());
+        self.undo.push(Undo::Journal(index, old));
+        Ok(())
+    }
+
+    fn journal_remove_through(&mut self, index: u64) -> Result<(), StorageError> {
+        self.op()?;
+        let kept = match index.checked_add(1) {
+            Some(from) => self.state.journal.split_off(&from),
+            None => BTreeMap::new(),
+        };
+        let removed = std::mem::replace(&mut self.state.journal, kept);
+        for (index, record) in removed {
+            self.undo.push(Undo::Journal(index, Some(record)));
         }
         Ok(())
     }

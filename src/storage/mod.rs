@@ -21,6 +21,7 @@ pub mod bench;
 mod command;
 mod engine;
 mod error;
+mod journal;
 mod kv;
 mod mem;
 mod recovery;
@@ -29,12 +30,15 @@ mod session;
 mod snapshot;
 mod store;
 
+pub use command::JournalRetention;
 pub use command::{
     Command, CommandError, Compare, CompareOp, CompareTarget, KeyValue, Op, Outcome, Proposal,
-    Response, SessionSeq, Txn, COMMAND_BYTES_MAX, COMMAND_FORMAT_VERSION, KEY_BYTES_MAX,
-    RANGE_BYTES_MAX, RANGE_LIMIT_MAX, TXN_COMPARES_MAX, TXN_OPS_MAX, VALUE_BYTES_MAX,
+    Response, SessionSeq, Txn, COMMAND_BYTES_MAX, COMMAND_FORMAT_VERSION, JOURNAL_BATCH_OPS_MAX,
+    JOURNAL_OP_BYTES_MAX, KEY_BYTES_MAX, RANGE_BYTES_MAX, RANGE_LIMIT_MAX, TXN_COMPARES_MAX,
+    TXN_OPS_MAX, VALUE_BYTES_MAX,
 };
 pub use error::{StorageError, MEMORY_PATH};
+pub use journal::{JournalMember, JournalOp, JournalPage, JournalState};
 pub use kv::{Change, ChangeKind};
 pub use mem::{MemFault, MemStorage};
 pub use redb::{RedbStorage, DB_FILE_NAME, STORAGE_FORMAT_VERSION};
@@ -199,6 +203,8 @@ pub struct LogState {
     pub membership_index: LogIndex,
     /// The KV store's revision: the number of applied writes.
     pub revision: u64,
+    /// The host's journal as of `applied`.
+    pub journal: JournalState,
 }
 
 /// What `open` and `reload` found.
@@ -252,6 +258,9 @@ pub struct StateDigest {
     pub kv_crc: u32,
     pub session_count: u64,
     pub session_crc: u32,
+    /// The journal: retained operations and a crc of its summary row and every operation.
+    pub journal_count: u64,
+    pub journal_crc: u32,
 }
 
 /// The storage of one Raft node. The daemon uses `RedbStorage`, the simulator `MemStorage`;
@@ -300,6 +309,16 @@ pub trait LogStorage {
 
     /// The changes with a revision above `revision`, in order, at most `limit`.
     fn changes_after(&self, revision: u64, limit: usize) -> Result<ChangePage, StorageError>;
+
+    /// The journal operations from index `from` on (at most `limit`, stopping after the one
+    /// that passes `bytes_max`), with the journal's summary. `JournalCompacted` when `from` is
+    /// below the first retained index; an empty page when it is beyond the last.
+    fn journal_page(
+        &self,
+        from: u64,
+        limit: usize,
+        bytes_max: usize,
+    ) -> Result<JournalPage, StorageError>;
 
     /// The recorded state of a session, if it is open.
     fn session(&self, client_id: u64) -> Result<Option<SessionRecord>, StorageError>;

@@ -120,6 +120,18 @@ pub(crate) fn recover(
             sm.session_count
         ));
     }
+    let journal = &state.journal;
+    if let Err(problem) = journal.check() {
+        return damaged(problem);
+    }
+    let bounds = store.journal_bounds()?;
+    let expected_bounds = (journal.count() > 0).then_some((journal.first, journal.last));
+    if bounds != expected_bounds {
+        return damaged(format!(
+            "the journal table holds {bounds:?} but its summary says {}..={}",
+            journal.first, journal.last
+        ));
+    }
 
     let entries = if state.applied < state.last_index {
         let mut out = Vec::new();

@@ -9,6 +9,7 @@
 
 use super::engine;
 use super::error::StorageError;
+use super::journal::{JournalRecord, JournalState};
 use super::kv::{Change, KvRecord, SmMeta};
 use super::recovery;
 use super::session::SessionRecord;
@@ -18,8 +19,8 @@ use super::store::{
     MembershipRecord, RecordVisitor, StoreRead, StoreWrite,
 };
 use super::{
-    Applied, ApplyMode, Batch, ChangePage, Identity, InstallProgress, KeyValue, LogState,
-    LogStorage, Recovered, SnapshotMeta, StateDigest, StorageOptions,
+    Applied, ApplyMode, Batch, ChangePage, Identity, InstallProgress, JournalPage, KeyValue,
+    LogState, LogStorage, Recovered, SnapshotMeta, StateDigest, StorageOptions,
 };
 use crate::raft::{Entry, HardState, LogIndex, Membership, NodeId, Term};
 use redb::{
@@ -32,7 +33,7 @@ use std::path::{Path, PathBuf};
 /// The database file inside a node's data directory.
 pub const DB_FILE_NAME: &str = "regent.redb";
 /// The layout of the tables below. A file of another version is refused, never converted.
-pub const STORAGE_FORMAT_VERSION: u32 = 1;
+pub const STORAGE_FORMAT_VERSION: u32 = 2;
 /// Where a new database is built before it is renamed into place, so that a crash during
 /// creation never leaves a half-made `regent.redb`.
 const CREATING_FILE_NAME: &str = "regent.redb.creating";
@@ -53,6 +54,11 @@ const CHANGES: TableDefinition<'static, (u64, u32), Bytes> = TableDefinition::ne
 const KV_STAGING: TableDefinition<'static, Bytes, Bytes> = TableDefinition::new("kv_staging");
 const SESSIONS_STAGING: TableDefinition<'static, u64, Bytes> =
     TableDefinition::new("sessions_staging");
+/// The host's journal: index → `JournalRecord::encode`, and its summary row.
+const JOURNAL: TableDefinition<'static, u64, Bytes> = TableDefinition::new("journal");
+const JOURNAL_STATE: TableDefinition<'static, (), Bytes> = TableDefinition::new("journal_state");
+const JOURNAL_STAGING: TableDefinition<'static, u64, Bytes> =
+    TableDefinition::new("journal_staging");
 
 /// `open` on a field of the store.
 macro_rules! table {
@@ -229,11 +235,13 @@ fn create(dir: &Path, identity: &Identity) -> Result<(), StorageError> {
             store.set_membership(&MembershipRecord::default())?;
             store.set_snapshot_meta(&SnapshotMeta::default())?;
             store.set_sm_meta(&SmMeta::default())?;
+            store.set_journal_state(&JournalState::default())?;
             // Every table exists from the start, so that a missing one means damage.
             table!(store.log, LOG);
             table!(store.kv, KV);
             table!(store.sessions, SESSIONS);
             table!(store.changes, CHANGES);
+            table!(store.journal, JOURNAL);
         }
         txn.commit()
             .map_err(|e| StorageError::redb(&creating, "commit the new database", e))?;
@@ -492,6 +500,7 @@ impl LogStorage for RedbStorage {
             log_time_ms: sm.log_time_ms,
             sweep_bucket: sm.sweep_bucket,
             session_count: sm.session_count,
+            journal: store.journal_state()?,
         };
         let path = self.path.clone();
         let open_err =
@@ -500,6 +509,7 @@ impl LogStorage for RedbStorage {
         let cursor = RedbCursor {
             kv: store.src.open_table(KV).map_err(open_err)?,
             sessions: store.src.open_table(SESSIONS).map_err(open_err)?,
+            journal: store.src.open_table(JOURNAL).map_err(open_err)?,
             path: self.path.clone(),
         };
         Ok(Box::new(ChunkStream::new(
@@ -528,11 +538,13 @@ impl LogStorage for RedbStorage {
                         |e: TableError| StorageError::redb(path, "reset the staging tables", e);
                     txn.delete_table(KV_STAGING).map_err(fail)?;
                     txn.delete_table(SESSIONS_STAGING).map_err(fail)?;
+                    txn.delete_table(JOURNAL_STAGING).map_err(fail)?;
                     txn.open_table(KV_STAGING).map_err(fail)?;
                     txn.open_table(SESSIONS_STAGING).map_err(fail)?;
+                    txn.open_table(JOURNAL_STAGING).map_err(fail)?;
                     Ok(())
                 })?;
-                self.install = Some(receiver);
+                self.install = Some(*receiver);
                 return Ok(InstallProgress::Continue { chunks: 1 });
             }
         };
@@ -566,6 +578,19 @@ impl LogStorage for RedbStorage {
                     Ok(())
                 })?;
             }
+            snapshot::Step::Journal(records) => {
+                self.write_txn(Durability::None, |txn, path| {
+                    let fail =
+                        |e: redb::Error| StorageError::redb(path, "stage snapshot journal", e);
+                    let mut table = txn
+                        .open_table(JOURNAL_STAGING)
+                        .map_err(|e| fail(e.into()))?;
+                    for (index, value) in records {
+                        table.insert(index, value).map_err(|e| fail(e.into()))?;
+                    }
+                    Ok(())
+                })?;
+            }
             snapshot::Step::End => {
                 let cached = self.cached.clone();
                 let header = receiver.header.clone();
@@ -577,6 +602,8 @@ impl LogStorage for RedbStorage {
                     txn.rename_table(KV_STAGING, KV).map_err(fail)?;
                     txn.delete_table(SESSIONS).map_err(fail)?;
                     txn.rename_table(SESSIONS_STAGING, SESSIONS).map_err(fail)?;
+                    txn.delete_table(JOURNAL).map_err(fail)?;
+                    txn.rename_table(JOURNAL_STAGING, JOURNAL).map_err(fail)?;
                     Ok(next)
                 })?;
                 self.cached = next.clone();
@@ -602,6 +629,15 @@ impl LogStorage for RedbStorage {
 
     fn changes_after(&self, revision: u64, limit: usize) -> Result<ChangePage, StorageError> {
         engine::changes_after(&mut self.read_txn()?, revision, limit)
+    }
+
+    fn journal_page(
+        &self,
+        from: u64,
+        limit: usize,
+        bytes_max: usize,
+    ) -> Result<JournalPage, StorageError> {
+        engine::journal_page(&mut self.read_txn()?, from, limit, bytes_max)
     }
 
     fn session(&self, client_id: u64) -> Result<Option<SessionRecord>, StorageError> {
@@ -686,6 +722,8 @@ struct RedbStore<'p, S: Source> {
     kv: Option<S::Table<Bytes, Bytes>>,
     sessions: Option<S::Table<u64, Bytes>>,
     changes: Option<S::Table<(u64, u32), Bytes>>,
+    journal: Option<S::Table<u64, Bytes>>,
+    journal_state: Option<S::Table<(), Bytes>>,
 }
 
 impl<'p, S: Source> RedbStore<'p, S> {
@@ -701,6 +739,8 @@ impl<'p, S: Source> RedbStore<'p, S> {
             kv: None,
             sessions: None,
             changes: None,
+            journal: None,
+            journal_state: None,
         }
     }
 }
@@ -920,6 +960,62 @@ impl<S: Source> StoreRead for RedbStore<'_, S> {
         }
         Ok((out, false))
     }
+
+    fn journal_state(&mut self) -> Result<JournalState, StorageError> {
+        read_row(
+            table!(self.journal_state, JOURNAL_STATE),
+            self.path,
+            "journal state",
+        )
+    }
+
+    fn journal_range(
+        &mut self,
+        from: u64,
+        limit: usize,
+        bytes_max: usize,
+    ) -> Result<Vec<(u64, JournalRecord)>, StorageError> {
+        let path = self.path;
+        let journal = table!(self.journal, JOURNAL);
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for item in journal.range(from..).map_err(read_err(path))? {
+            let (key, value) = item.map_err(read_err(path))?;
+            let record = JournalRecord::decode(value.value()).map_err(|e| {
+                StorageError::damaged(path, format!("journal operation {}: {e}", key.value()))
+            })?;
+            if out.len() >= limit || (!out.is_empty() && bytes + record.op.len() > bytes_max) {
+                break;
+            }
+            bytes += record.op.len();
+            out.push((key.value(), record));
+        }
+        Ok(out)
+    }
+
+    fn journal_bounds(&mut self) -> Result<Option<(u64, u64)>, StorageError> {
+        let path = self.path;
+        let journal = table!(self.journal, JOURNAL);
+        let first = journal
+            .first()
+            .map_err(read_err(path))?
+            .map(|(k, _)| k.value());
+        let last = journal
+            .last()
+            .map_err(read_err(path))?
+            .map(|(k, _)| k.value());
+        Ok(first.zip(last))
+    }
+
+    fn journal_scan(&mut self, visit: &mut RecordVisitor<'_>) -> Result<(), StorageError> {
+        let path = self.path;
+        let journal = table!(self.journal, JOURNAL);
+        for item in journal.range::<u64>(..).map_err(read_err(path))? {
+            let (key, value) = item.map_err(read_err(path))?;
+            visit(&key.value().to_be_bytes(), value.value())?;
+        }
+        Ok(())
+    }
 }
 
 fn write_err(path: &Path) -> impl Fn(redb::StorageError) -> StorageError + '_ {
@@ -1048,6 +1144,27 @@ impl StoreWrite for RedbStore<'_, &WriteTransaction> {
             .retain_in(..=(revision, u32::MAX), |_, _| false)
             .map_err(write_err(path))
     }
+
+    fn set_journal_state(&mut self, state: &JournalState) -> Result<(), StorageError> {
+        set_row!(self.journal_state, JOURNAL_STATE, state)
+    }
+
+    fn journal_put(&mut self, index: u64, record: &JournalRecord) -> Result<(), StorageError> {
+        let path = self.path;
+        let bytes = record.encode();
+        let old = table!(self.journal, JOURNAL)
+            .insert(index, bytes.as_slice())
+            .map_err(write_err(path))?;
+        assert!(old.is_none(), "journal indexes are never reused");
+        Ok(())
+    }
+
+    fn journal_remove_through(&mut self, index: u64) -> Result<(), StorageError> {
+        let path = self.path;
+        table!(self.journal, JOURNAL)
+            .retain_in(..=index, |_, _| false)
+            .map_err(write_err(path))
+    }
 }
 
 impl StoreRead for EmptyStore<'_> {
@@ -1104,12 +1221,30 @@ impl StoreRead for EmptyStore<'_> {
     fn changes_after(&mut self, _: u64, _: usize) -> Result<(Vec<Change>, bool), StorageError> {
         unreachable!("EmptyStore answers terms only")
     }
+    fn journal_state(&mut self) -> Result<JournalState, StorageError> {
+        unreachable!("EmptyStore answers terms only")
+    }
+    fn journal_range(
+        &mut self,
+        _: u64,
+        _: usize,
+        _: usize,
+    ) -> Result<Vec<(u64, JournalRecord)>, StorageError> {
+        unreachable!("EmptyStore answers terms only")
+    }
+    fn journal_bounds(&mut self) -> Result<Option<(u64, u64)>, StorageError> {
+        unreachable!("EmptyStore answers terms only")
+    }
+    fn journal_scan(&mut self, _: &mut RecordVisitor<'_>) -> Result<(), StorageError> {
+        unreachable!("EmptyStore answers terms only")
+    }
 }
 
 /// The snapshot's view: tables of one read transaction, which they keep alive.
 struct RedbCursor {
     kv: redb::ReadOnlyTable<Bytes, Bytes>,
     sessions: redb::ReadOnlyTable<u64, Bytes>,
+    journal: redb::ReadOnlyTable<u64, Bytes>,
     path: PathBuf,
 }
 
@@ -1155,6 +1290,34 @@ impl RecordCursor for RedbCursor {
             None => self.sessions.range::<u64>(..),
             Some(after) => self
                 .sessions
+                .range::<u64>((Bound::Excluded(after), Bound::Unbounded)),
+        }
+        .map_err(read_err(path))?;
+        let mut count = 0;
+        let mut last = None;
+        for item in range {
+            if out.len() >= bytes_target {
+                break;
+            }
+            let (key, value) = item.map_err(read_err(path))?;
+            snapshot::push_record(out, &key.value().to_be_bytes(), value.value());
+            last = Some(key.value());
+            count += 1;
+        }
+        Ok((count, last))
+    }
+
+    fn journal_records(
+        &mut self,
+        after: Option<u64>,
+        bytes_target: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(u64, Option<u64>), StorageError> {
+        let path = &self.path;
+        let range = match after {
+            None => self.journal.range::<u64>(..),
+            Some(after) => self
+                .journal
                 .range::<u64>((Bound::Excluded(after), Bound::Unbounded)),
         }
         .map_err(read_err(path))?;

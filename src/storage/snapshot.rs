@@ -1,5 +1,6 @@
 //! Snapshots on the wire: the state machine at its applied index, streamed as checksummed
-//! chunks (a header, KV records, session records, an end marker), and the receiver's checks.
+//! chunks (a header, KV records, session records, journal operations, an end marker), and the
+//! receiver's checks.
 //!
 //! Invariant: a receiver accepts a chunk only if its crc32c matches, it belongs to the snapshot
 //! the header announced, it comes in order, and its records are well formed and strictly
@@ -10,13 +11,14 @@
 //! snapshot index (8), snapshot term (8), body length (4), body, crc32c of everything before (4).
 
 use super::error::StorageError;
+use super::journal::{JournalRecord, JournalState};
 use super::kv::KvRecord;
 use super::session::{SessionRecord, SESSIONS_MAX};
 use super::store::decode_row;
 use super::SnapshotMeta;
 use serde::{Deserialize, Serialize};
 
-pub const SNAPSHOT_FORMAT_VERSION: u8 = 1;
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 2;
 /// A frame larger than this is refused before its checksum is even computed.
 pub const SNAPSHOT_CHUNK_BYTES_MAX: usize = 64 << 20;
 const MAGIC: [u8; 4] = *b"RGSN";
@@ -27,6 +29,7 @@ const KIND_HEADER: u8 = 1;
 const KIND_KV: u8 = 2;
 const KIND_SESSIONS: u8 = 3;
 const KIND_END: u8 = 4;
+const KIND_JOURNAL: u8 = 5;
 
 /// The first chunk: what the snapshot is and the state-machine metadata that goes with it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +39,7 @@ pub(crate) struct SnapshotHeader {
     pub log_time_ms: u64,
     pub sweep_bucket: u64,
     pub session_count: u64,
+    pub journal: JournalState,
 }
 
 /// The last chunk: what the receiver must have counted.
@@ -43,6 +47,7 @@ pub(crate) struct SnapshotHeader {
 pub(crate) struct SnapshotEnd {
     pub kv_count: u64,
     pub session_count: u64,
+    pub journal_count: u64,
     pub chunk_count: u32,
 }
 
@@ -72,6 +77,14 @@ pub(crate) trait RecordCursor: Send {
         bytes_target: usize,
         out: &mut Vec<u8>,
     ) -> Result<(u64, Option<u64>), StorageError>;
+    /// The same for journal operations (key: the index, 8 bytes big-endian; value: the
+    /// encoded record).
+    fn journal_records(
+        &mut self,
+        after: Option<u64>,
+        bytes_target: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(u64, Option<u64>), StorageError>;
 }
 
 /// Appends one record: key length (u32), key, value length (u32), value.
@@ -86,6 +99,7 @@ enum Phase {
     Header,
     Kv(Option<Vec<u8>>),
     Sessions(Option<u64>),
+    Journal(Option<u64>),
     End,
     Done,
 }
@@ -99,6 +113,7 @@ pub(crate) struct ChunkStream<C: RecordCursor> {
     chunk_bytes: usize,
     kv_count: u64,
     session_count: u64,
+    journal_count: u64,
 }
 
 impl<C: RecordCursor> ChunkStream<C> {
@@ -111,6 +126,7 @@ impl<C: RecordCursor> ChunkStream<C> {
             chunk_bytes,
             kv_count: 0,
             session_count: 0,
+            journal_count: 0,
         }
     }
 
@@ -156,16 +172,31 @@ impl<C: RecordCursor> SnapshotSource for ChunkStream<C> {
                     self.session_count += count;
                     self.phase = match last {
                         Some(id) => Phase::Sessions(Some(id)),
-                        None => Phase::End,
+                        None => Phase::Journal(None),
                     };
                     if count > 0 {
                         return Ok(Some(self.frame(KIND_SESSIONS, &body)));
+                    }
+                }
+                Phase::Journal(after) => {
+                    let mut body = Vec::new();
+                    let (count, last) =
+                        self.cursor
+                            .journal_records(after, self.chunk_bytes, &mut body)?;
+                    self.journal_count += count;
+                    self.phase = match last {
+                        Some(index) => Phase::Journal(Some(index)),
+                        None => Phase::End,
+                    };
+                    if count > 0 {
+                        return Ok(Some(self.frame(KIND_JOURNAL, &body)));
                     }
                 }
                 Phase::End => {
                     let end = SnapshotEnd {
                         kv_count: self.kv_count,
                         session_count: self.session_count,
+                        journal_count: self.journal_count,
                         chunk_count: self.seq + 1,
                     };
                     let body = super::store::encode_row(&end);
@@ -206,7 +237,7 @@ pub(crate) struct Frame<'a> {
 /// Where an incoming chunk belongs: the header of a new install, or the next frame of the
 /// install in progress.
 pub(crate) enum Placed<'a> {
-    Start(Receiver),
+    Start(Box<Receiver>),
     Next(Frame<'a>),
 }
 
@@ -215,7 +246,7 @@ pub(crate) enum Placed<'a> {
 pub(crate) fn place_chunk(chunk: &[u8], next_seq: Option<u32>) -> Result<Placed<'_>, StorageError> {
     let frame = decode_frame(chunk, next_seq.unwrap_or(0))?;
     if frame.seq == 0 {
-        return Ok(Placed::Start(Receiver::start(&frame)?));
+        return Ok(Placed::Start(Box::new(Receiver::start(&frame)?)));
     }
     if next_seq.is_none() {
         return Err(StorageError::SnapshotChunk {
@@ -319,15 +350,19 @@ pub(crate) struct Receiver {
     pub next_seq: u32,
     pub kv_count: u64,
     pub session_count: u64,
+    pub journal_count: u64,
+    journal_bytes: u64,
     last_key: Option<Vec<u8>>,
     last_session: Option<u64>,
     in_sessions: bool,
+    in_journal: bool,
 }
 
 /// What a checked chunk asks the backend to do.
 pub(crate) enum Step<'a> {
     Kv(Vec<(&'a [u8], &'a [u8])>),
     Sessions(Vec<(u64, &'a [u8])>),
+    Journal(Vec<(u64, &'a [u8])>),
     End,
 }
 
@@ -354,14 +389,20 @@ impl Receiver {
                 header.session_count
             )));
         }
+        if let Err(problem) = header.journal.check() {
+            return Err(fail(format!("header: {problem}")));
+        }
         Ok(Receiver {
             header,
             next_seq: 1,
             kv_count: 0,
             session_count: 0,
+            journal_count: 0,
+            journal_bytes: 0,
             last_key: None,
             last_session: None,
             in_sessions: false,
+            in_journal: false,
         })
     }
 
@@ -409,7 +450,7 @@ impl Receiver {
                 self.kv_count += out.len() as u64;
                 Ok(Step::Kv(out))
             }
-            KIND_SESSIONS => {
+            KIND_SESSIONS if !self.in_journal => {
                 self.in_sessions = true;
                 let mut out = Vec::new();
                 for record in records(frame.body) {
@@ -433,18 +474,55 @@ impl Receiver {
                 }
                 Ok(Step::Sessions(out))
             }
+            KIND_JOURNAL => {
+                self.in_sessions = true;
+                self.in_journal = true;
+                let journal = &self.header.journal;
+                let mut out = Vec::new();
+                for record in records(frame.body) {
+                    let (key, value) = record.map_err(&fail)?;
+                    let index: [u8; 8] = key
+                        .try_into()
+                        .map_err(|_| fail(format!("journal key of {} bytes", key.len())))?;
+                    let index = u64::from_be_bytes(index);
+                    let expected = journal.first + self.journal_count + out.len() as u64;
+                    if index != expected || index > journal.last {
+                        return Err(fail(format!(
+                            "journal operation {index} where {expected} was expected (the header says {}..={})",
+                            journal.first, journal.last
+                        )));
+                    }
+                    let op = JournalRecord::decode(value).map_err(&fail)?;
+                    if op.term > self.header.meta.last_included_term.0 {
+                        return Err(fail(format!(
+                            "journal operation {index} of term {} above the snapshot's term",
+                            op.term
+                        )));
+                    }
+                    self.journal_bytes += op.op.len() as u64;
+                    out.push((index, value));
+                }
+                self.journal_count += out.len() as u64;
+                Ok(Step::Journal(out))
+            }
             KIND_END => {
                 let end: SnapshotEnd =
                     decode_row(frame.body).map_err(|e| fail(format!("end: {e}")))?;
                 let counted = SnapshotEnd {
                     kv_count: self.kv_count,
                     session_count: self.session_count,
+                    journal_count: self.journal_count,
                     chunk_count: self.next_seq,
                 };
-                if end != counted || self.session_count != self.header.session_count {
+                let journal = &self.header.journal;
+                if end != counted
+                    || self.session_count != self.header.session_count
+                    || self.journal_count != journal.count()
+                    || self.journal_bytes != journal.bytes
+                {
                     return Err(fail(format!(
-                        "the snapshot is incomplete: the end marker says {end:?}, received {counted:?} (header: {} sessions)",
-                        self.header.session_count
+                        "the snapshot is incomplete: the end marker says {end:?}, received {counted:?} and {} journal bytes (header: {} sessions, journal {}..={} of {} bytes)",
+                        self.journal_bytes, self.header.session_count, journal.first, journal.last, journal.bytes
                     )));
                 }
                 Ok(Step::End)

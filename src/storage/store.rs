@@ -6,6 +6,7 @@
 //! write transaction, or the memory store's undo log.
 
 use super::error::StorageError;
+use super::journal::{JournalRecord, JournalState};
 use super::kv::{Change, KvRecord, SmMeta};
 use super::session::SessionRecord;
 use super::SnapshotMeta;
@@ -68,6 +69,19 @@ pub(crate) trait StoreRead {
         revision: u64,
         limit: usize,
     ) -> Result<(Vec<Change>, bool), StorageError>;
+    fn journal_state(&mut self) -> Result<JournalState, StorageError>;
+    /// The journal operations from index `from` on, in order: at most `limit`, stopping after
+    /// the one that passes `bytes_max`.
+    fn journal_range(
+        &mut self,
+        from: u64,
+        limit: usize,
+        bytes_max: usize,
+    ) -> Result<Vec<(u64, JournalRecord)>, StorageError>;
+    /// The first and last journal index present, or `None` when the table is empty.
+    fn journal_bounds(&mut self) -> Result<Option<(u64, u64)>, StorageError>;
+    /// Visits every journal index (8 bytes, big-endian) and its encoded record, in order.
+    fn journal_scan(&mut self, visit: &mut RecordVisitor<'_>) -> Result<(), StorageError>;
 }
 
 pub(crate) trait StoreWrite: StoreRead {
@@ -90,6 +104,10 @@ pub(crate) trait StoreWrite: StoreRead {
     fn change_put(&mut self, change: &Change) -> Result<(), StorageError>;
     /// Removes every change with a revision at or below `revision`.
     fn changes_remove_through(&mut self, revision: u64) -> Result<(), StorageError>;
+    fn set_journal_state(&mut self, state: &JournalState) -> Result<(), StorageError>;
+    fn journal_put(&mut self, index: u64, record: &JournalRecord) -> Result<(), StorageError>;
+    /// Removes every journal operation at or below `index`.
+    fn journal_remove_through(&mut self, index: u64) -> Result<(), StorageError>;
 }
 
 // The encodings of stored values, shared by redb (which stores them) and the memory store

@@ -4,5 +4,6 @@
 
 mod api;
 mod cluster;
+mod journal;
 mod operations;
 mod support;

@@ -11,6 +11,8 @@
 //! - [`durability`]: nothing that promises durability is sent before it is durable;
 //! - [`liveness`]: after healing, a writable leader and a settled cluster;
 //! - [`final_state`]: acknowledged writes kept, identical state machines, exactly-once writes;
+//! - [`journal`]: the host's journal tailed on every node: one order, acknowledged appends
+//!   exactly once;
 //! - [`linearizability`]: the clients' history.
 //!
 //! Invariant: every violation says whether it broke safety or liveness, and carries the
@@ -19,6 +21,7 @@
 pub mod durability;
 pub mod facts;
 pub mod final_state;
+pub mod journal;
 pub mod lease;
 pub mod linearizability;
 pub mod liveness;
@@ -78,6 +81,8 @@ pub enum ViolationKind {
     ExactlyOnce,
     /// The clients' history has no linearization.
     Linearizability,
+    /// Two nodes' journals hold different operations at one index.
+    JournalOrder,
     /// A panic: an assertion in the core, the replica, storage or the simulator failed.
     Panic,
     /// The core, the replica or storage refused what the simulator handed it (a step error,
@@ -122,6 +127,7 @@ impl ViolationKind {
             ViolationKind::StateMachinesDiffer => "state machines differ",
             ViolationKind::ExactlyOnce => "exactly-once",
             ViolationKind::Linearizability => "linearizability",
+            ViolationKind::JournalOrder => "journal order",
             ViolationKind::Contract => "contract",
             ViolationKind::NoLeaderAfterHeal => "no leader after heal",
             ViolationKind::NotSettled => "not settled",

@@ -24,6 +24,8 @@ impl Cluster {
         if let Some(term) = seen.leads {
             findings.extend(self.votes.check_elected(id, term, membership).err());
         }
+        let store = &self.nodes[i].disk.store;
+        findings.extend(self.journal_tails.observe(id, store).err());
         for f in findings {
             self.violation(f);
         }
@@ -75,6 +77,19 @@ impl Cluster {
         }
         let members = liveness::final_members(&self.nodes);
         if let Err(f) = final_state::check(&self.nodes, &members, &self.workload) {
+            self.violation(f);
+        }
+        let tails = &mut self.journal_tails;
+        let findings: Vec<_> = (self.nodes.iter())
+            .filter_map(|node| tails.observe(node.id, &node.disk.store).err())
+            .collect();
+        for f in findings {
+            self.violation(f);
+        }
+        if let Err(f) = self
+            .journal_tails
+            .check_final(self.workload.acked_appends())
+        {
             self.violation(f);
         }
     }

@@ -12,6 +12,7 @@ mod checks;
 mod faults;
 
 use super::checker::facts::Facts;
+use super::checker::journal::JournalTails;
 use super::checker::step::Watch;
 use super::checker::terms::{self, Fingerprint};
 use super::checker::votes::Votes;
@@ -68,6 +69,8 @@ pub struct Cluster {
     nodes: Vec<SimNode>,
     /// What was last seen of each node, for the per-step checks.
     watches: Vec<Watch>,
+    /// Every node's journal, tailed.
+    journal_tails: JournalTails,
     network: Network,
     /// Voters, learners and spares at the start.
     layout: Layout,
@@ -102,6 +105,7 @@ impl Cluster {
             env: Env::new(rng, cfg.trace_lines_max),
             limits,
             watches: nodes.iter().map(|_| Watch::default()).collect(),
+            journal_tails: JournalTails::default(),
             nodes,
             network: Network::new(rates.network),
             layout,

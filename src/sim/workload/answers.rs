@@ -59,7 +59,11 @@ impl Workload {
         }
         self.history[op].complete = Some(env.now());
         match &mut self.history[op].kind {
-            OpKind::Write { .. } => {
+            OpKind::Write { value } => {
+                if let ApplyResult::Command(Ok(Response::JournalAppended { first, .. })) = result {
+                    self.acked_appends
+                        .push((super::encode::append_op(*value), first));
+                }
                 self.acked_writes.push((index, term));
                 self.commits += 1;
             }
@@ -152,7 +156,9 @@ impl Workload {
         c.current = None;
         c.leader_hint = None;
         match c.last_request {
-            Some(request @ ClientOp::Write { .. }) if c.attempts < WRITE_ATTEMPTS_MAX => {
+            Some(request @ (ClientOp::Write { .. } | ClientOp::Append { .. }))
+                if c.attempts < WRITE_ATTEMPTS_MAX =>
+            {
                 c.pending_request = Some(request);
                 self.retries += 1;
                 env.schedule(delay_ms * MS, Event::ClientStart(client));

@@ -2,7 +2,19 @@
 //! state machine code as the daemon.
 
 use super::ClientOp;
-use crate::storage::{Command, Proposal, SessionSeq};
+use crate::storage::{Command, JournalRetention, Proposal, SessionSeq};
+
+/// Small enough that runs truncate the journal (deterministically, on every node alike).
+const JOURNAL_RETENTION: JournalRetention = JournalRetention {
+    bytes_max: 4096,
+    count_max: 200,
+    age_max_ms: 60_000,
+};
+
+/// The journal operation of an append: its value's bytes.
+pub fn append_op(value: u64) -> Vec<u8> {
+    value.to_le_bytes().to_vec()
+}
 
 /// The proposal for `op`, under the client's session for a write.
 pub fn encode(op: ClientOp, session: Option<u64>, time_ms: u64) -> Vec<u8> {
@@ -15,8 +27,14 @@ pub fn encode(op: ClientOp, session: Option<u64>, time_ms: u64) -> Vec<u8> {
             Command::Get { key: key_of(key) }
         }
         ClientOp::Register => Command::RegisterSession { ttl_ms: 60_000 },
+        ClientOp::Append { value, .. } => Command::JournalAppend {
+            ops: vec![append_op(value)],
+            retention: JOURNAL_RETENTION,
+        },
     });
-    if let (ClientOp::Write { seq, .. }, Some(client_id)) = (op, session) {
+    if let (ClientOp::Write { seq, .. } | ClientOp::Append { seq, .. }, Some(client_id)) =
+        (op, session)
+    {
         proposal.session = Some(SessionSeq {
             client_id,
             seq,
