@@ -9,6 +9,7 @@
 //! input gets a 4xx with a JSON error, never a panic or a stall of the driver.
 
 pub mod body;
+pub mod members;
 pub mod metrics;
 mod request;
 mod routes;

@@ -72,7 +72,7 @@ pub async fn handle(
             if let Err(denied) = admin_only(context, caller, "a membership change") {
                 return denied;
             }
-            return members(context, &query).await;
+            return super::members::members(context, &query).await;
         }
         "/v1/admin/reload" if method == Method::POST => {
             if let Err(denied) = admin_only(context, caller, "reload") {
@@ -382,6 +382,9 @@ async fn kv_get(context: &ApiContext, key: Vec<u8>, query: &str) -> HttpResponse
 }
 
 async fn write(context: &ApiContext, options: WriteOptions, command: Command) -> HttpResponse {
+    if let Some(key) = super::members::reserved_write(&command) {
+        return super::members::reserved_refusal(key);
+    }
     let mut proposal = Proposal::new(command);
     proposal.expected_term = options.expected_term;
     proposal.session = options.session;
@@ -416,7 +419,11 @@ async fn txn(context: &ApiContext, query: &str, request: hyper::Request<Incoming
         Ok(parsed) => parsed,
         Err(err) => return error(StatusCode::BAD_REQUEST, "bad_txn", &err, None),
     };
-    let mut proposal = Proposal::new(Command::Txn(parsed));
+    let command = Command::Txn(parsed);
+    if let Some(key) = super::members::reserved_write(&command) {
+        return super::members::reserved_refusal(key);
+    }
+    let mut proposal = Proposal::new(command);
     proposal.expected_term = options.expected_term;
     proposal.session = options.session;
     let (reply, answer) = oneshot::channel();
@@ -461,37 +468,6 @@ fn admin_only(context: &ApiContext, caller: Caller, what: &str) -> Result<(), Ht
         ),
         None,
     ))
-}
-
-/// `POST /v1/admin/members?add=ID` (as a learner), `promote=ID`, `remove=ID`, or `abort`.
-async fn members(context: &ApiContext, query: &str) -> HttpResponse {
-    use crate::raft::{ConfChange, NodeId};
-    let id = |name: &str| {
-        query_param(query, name)
-            .and_then(|v| v.parse::<u64>().ok())
-            .filter(|&v| v > 0)
-    };
-    let change = if let Some(n) = id("add") {
-        Some(ConfChange::AddLearner(NodeId(n)))
-    } else if let Some(n) = id("promote") {
-        Some(ConfChange::Promote(NodeId(n)))
-    } else if let Some(n) = id("remove") {
-        Some(ConfChange::Remove(NodeId(n)))
-    } else if query_param(query, "abort").is_some() {
-        None
-    } else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_parameter",
-            "say add=ID, promote=ID, remove=ID or abort",
-            None,
-        );
-    };
-    let (reply, answer) = oneshot::channel();
-    match ask(context, Request::Members { change, reply }, answer).await {
-        Ok(index) => json_response(StatusCode::OK, &json!({ "index": index.0 })),
-        Err(err) => request_error(err),
-    }
 }
 
 async fn switchover(context: &ApiContext, query: &str) -> HttpResponse {
@@ -568,7 +544,7 @@ pub(super) fn base64_encode(bytes: &[u8]) -> String {
 }
 
 /// Sends a request to the driver and waits (bounded) for its answer.
-async fn ask<T>(
+pub(super) async fn ask<T>(
     context: &ApiContext,
     request: Request,
     answer: oneshot::Receiver<Result<T, RequestError>>,

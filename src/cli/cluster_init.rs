@@ -56,6 +56,13 @@ pub struct InitArgs {
     /// Days the node certificates are valid.
     #[arg(long, default_value_t = CERT_DAYS_DEFAULT)]
     pub days: u32,
+    /// Set up only node ID, a new member joining a running cluster (repeatable): its
+    /// configuration says `join: true` and lists every --node as the members it first
+    /// contacts; its certificate comes from the existing CA in DIR/ca (which must exist); the
+    /// other nodes' directories are not touched. Then, on the leader:
+    /// `regent members add ID HOST:PORT`.
+    #[arg(long, value_name = "ID")]
+    pub join: Vec<u64>,
 }
 
 /// One `--node ID=HOST:PORT`.
@@ -186,12 +193,32 @@ fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
+    for id in &args.join {
+        if !args.nodes.iter().any(|n| n.id.0 == *id) {
+            bail!("--join {id}: node {id} is not among the --node entries (give its address there)");
+        }
+    }
+    // With --join, only the joining nodes are written; the others are the running members.
+    let written: Vec<NodeSpec> = args
+        .nodes
+        .iter()
+        .filter(|n| args.join.is_empty() || args.join.contains(&n.id.0))
+        .cloned()
+        .collect();
+
     files::ensure_dir(&args.dir)?;
     let dir = std::fs::canonicalize(&args.dir)
         .with_context(|| format!("resolving {}", args.dir.display()))?;
+    if !args.join.is_empty() && !files::exists(&CaDir::new(dir.join("ca")).cert_path()) {
+        bail!(
+            "--join needs the cluster's CA in {}: a joining node's certificate must come from \
+             the CA its peers trust (nothing was written)",
+            dir.join("ca").display()
+        );
+    }
     let data_root = args.data_root.as_deref().map(absolute).transpose()?;
     let socket_dir = args.socket_dir.as_deref().map(absolute).transpose()?;
-    for spec in &args.nodes {
+    for spec in &written {
         let node_dir = dir.join(format!("node{}", spec.id.0));
         if files::exists(&node_dir) {
             bail!(
@@ -201,7 +228,7 @@ fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let mut planned = Vec::new();
-    for spec in &args.nodes {
+    for spec in &written {
         let node_dir = dir.join(format!("node{}", spec.id.0));
         let data_dir = match &data_root {
             Some(root) => root.join(format!("node{}", spec.id.0)),
@@ -211,7 +238,7 @@ fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
             Some(sockets) => sockets.join(format!("node{}.sock", spec.id.0)),
             None => node_dir.join("regent.sock"),
         };
-        let yaml = render_config(
+        let mut yaml = render_config(
             &args.cluster,
             spec.id,
             &args.nodes,
@@ -220,6 +247,13 @@ fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
             &data_dir,
             &socket,
         )?;
+        if args.join.contains(&spec.id.0) {
+            yaml.push_str(
+                "# A new member of a running cluster: start as an empty learner and wait for\n\
+                 # the leader to add it (`regent members add`), never bootstrap a new cluster.\n\
+                 join: true\n",
+            );
+        }
         let config = DaemonConfig::parse(&yaml).map_err(|e| {
             anyhow::anyhow!(
                 "the configuration written for node {} would not parse: {e}",
@@ -316,6 +350,12 @@ fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
         println!(
             "  regent run --config {}",
             node.dir.join(NODE_CONFIG_FILE).display()
+        );
+    }
+    for node in planned.iter().filter(|n| args.join.contains(&n.spec.id.0)) {
+        println!(
+            "then, on the leader: regent members add {} {}   (promote it once caught up)",
+            node.spec.id.0, node.address
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -109,9 +109,15 @@ pub struct MembersArgs {
 pub enum MembersCommand {
     /// The configuration in force, as this node sees it.
     List,
-    /// Add a node as a learner (its address must be in every node's `members`; it starts
-    /// with `join: true`). Promote it once it has caught up.
-    Add { id: u64 },
+    /// Add a node as a learner. ADDR (HOST:PORT, where its peers reach it) is first recorded
+    /// in the replicated state, so every running node learns it and dials it; no
+    /// configuration file needs to change. The new node starts with `join: true` (see
+    /// `regent admin cluster init --join`). Promote it once it has caught up.
+    Add {
+        id: u64,
+        /// HOST:PORT of the new node's QUIC endpoint (a host name is resolved here).
+        addr: Option<String>,
+    },
     /// Make a caught-up learner a voter (through a joint configuration).
     Promote { id: u64 },
     /// Remove a member, the leader included (it steps down once the removal commits).
@@ -128,7 +134,21 @@ pub fn members(args: MembersArgs) -> anyhow::Result<ExitCode> {
             print!("{}", status_table(&fetch_status(&socket)?));
             return Ok(ExitCode::SUCCESS);
         }
-        MembersCommand::Add { id } => format!("add={id}"),
+        MembersCommand::Add { id, addr: None } => format!("add={id}"),
+        MembersCommand::Add { id, addr: Some(addr) } => {
+            use std::net::ToSocketAddrs;
+            let resolved = addr
+                .to_socket_addrs()
+                .map_err(|e| anyhow::anyhow!("members add: address {addr:?}: {e}"))?
+                .next()
+                .ok_or_else(|| anyhow::anyhow!("members add: {addr:?} resolves to no address"))?;
+            let encoded = resolved
+                .to_string()
+                .replace('[', "%5B")
+                .replace(']', "%5D")
+                .replace(':', "%3A");
+            format!("add={id}&address={encoded}")
+        }
         MembersCommand::Promote { id } => format!("promote={id}"),
         MembersCommand::Remove { id } => format!("remove={id}"),
         MembersCommand::Abort => "abort".to_string(),

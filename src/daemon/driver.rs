@@ -17,7 +17,9 @@ use super::disk::{Disk, DiskDone, DiskRequest};
 use super::notify::Notifier;
 use crate::api::metrics::Metrics;
 use crate::api::status::{MemberStatus, NodeStatus};
-use crate::api::{HandoverAnswer, ReadAnswer, ReadQuery, Request, RequestError, WriteAnswer};
+use crate::api::{
+    self, HandoverAnswer, ReadAnswer, ReadQuery, Request, RequestError, WriteAnswer,
+};
 use crate::clock;
 use crate::raft::{Message, Nanos, NodeId, ProposeError, ReadError, Role};
 use crate::replica::{Action, ProposalOutcome, Replica, Token};
@@ -35,6 +37,9 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 /// Requests the driver takes from one wake-up before it ticks and writes: bounds the work of
 /// one loop turn (and so the latency of timers) under a flood.
 const DRAIN_MAX: usize = 4096;
+
+/// A learner is promoted only once its log is within this many entries of the leader's.
+pub const PROMOTE_LAG_MAX: u64 = 256;
 
 /// Messages from the driver's own helper tasks.
 enum Internal {
@@ -81,7 +86,8 @@ pub struct DriverParts {
     pub requests: mpsc::Receiver<Request>,
     pub status: watch::Sender<NodeStatus>,
     pub shutdown: watch::Receiver<bool>,
-    /// Every known member's address (from the configuration).
+    /// Every known member's address: the configuration's, overridden by the replicated
+    /// address records (`api::members`) read at start.
     pub addresses: BTreeMap<NodeId, SocketAddr>,
     pub persist_stall_max: Duration,
     /// How long a hand-over may take before it is abandoned (the core's own bound).
@@ -114,6 +120,11 @@ pub struct Driver {
     status: watch::Sender<NodeStatus>,
     shutdown: watch::Receiver<bool>,
     addresses: BTreeMap<NodeId, SocketAddr>,
+    /// The members' address records are re-read (from the state machine) when this is set
+    /// and no read is in flight: on a membership change, and while a member has no address.
+    addresses_due: bool,
+    address_read: Option<Token>,
+    address_read_at: Nanos,
     persist_stall_max: Duration,
     handover_max: Duration,
     notifier: Notifier,
@@ -165,6 +176,9 @@ impl Driver {
             status: parts.status,
             shutdown: parts.shutdown,
             addresses: parts.addresses,
+            addresses_due: false,
+            address_read: None,
+            address_read_at: 0,
             persist_stall_max: parts.persist_stall_max,
             handover_max: parts.handover_max,
             notifier: parts.notifier,
@@ -195,6 +209,7 @@ impl Driver {
     pub async fn run(mut self) -> Result<(), String> {
         self.notifier.notify("READY=1");
         self.next_watchdog = self.notifier.watchdog_interval().map(|_| clock::now());
+        self.sync_peers();
         self.turn(clock::now());
         loop {
             // No fixed tick: sleep until the core's next timer (quinn-proto's poll_timeout).
@@ -374,6 +389,7 @@ impl Driver {
         self.carry_out(&mut actions, now);
         self.actions = actions;
         self.log_membership();
+        self.maybe_read_addresses(now);
         self.check_handovers(now);
         self.publish(now);
     }
@@ -457,6 +473,12 @@ impl Driver {
         let now = clock::now();
         match request {
             Request::Members { change, reply } => {
+                if let Some(crate::raft::ConfChange::Promote(id)) = change {
+                    if let Some(refusal) = self.promotion_refusal(id, now) {
+                        let _ = reply.send(Err(refusal));
+                        return;
+                    }
+                }
                 let result = match change {
                     Some(change) => self.replica.change_membership(change, now),
                     None => self.replica.abort_membership_change(now),
@@ -565,6 +587,28 @@ impl Driver {
         }
     }
 
+    /// A learner is promoted only once caught up (as etcd's `member promote`): a voter that
+    /// lags would count toward the quorum without being able to help it commit, and with a
+    /// member down it could stall the cluster. On the leader: its match index within
+    /// `PROMOTE_LAG_MAX` entries of the leader's last index. Elsewhere the core answers.
+    fn promotion_refusal(&self, id: NodeId, now: Nanos) -> Option<RequestError> {
+        let core = self.replica.core();
+        let status = core.status(now);
+        if status.role != Role::Leader || !core.membership().learners.contains(&id) {
+            return None;
+        }
+        let matched = core.match_index(id).map_or(0, |m| m.0);
+        let lag = status.last_index.0.saturating_sub(matched);
+        (lag > PROMOTE_LAG_MAX).then(|| {
+            RequestError::Members(format!(
+                "learner {id} is not caught up yet (it has {matched}, the leader {}, {lag} \
+                 entries behind, more than {PROMOTE_LAG_MAX}); retry once `regent status` shows \
+                 it close",
+                status.last_index.0
+            ))
+        })
+    }
+
     fn on_internal(&mut self, message: Internal) {
         match message {
             Internal::InstallChunk {
@@ -658,6 +702,10 @@ impl Driver {
                     tracing::warn!(node = %self.id, %index, error = %err, "log compaction failed");
                 }
             },
+            DiskDone::Read { token, result } if self.address_read == Some(token) => {
+                self.address_read = None;
+                self.on_address_records(result);
+            }
             DiskDone::Read { token, result } => {
                 if let Some(Pending::Read { reply, .. }) = self.pending.remove(&token) {
                     let _ = reply.send(result.map_err(|e| RequestError::Storage(e.to_string())));
@@ -873,6 +921,102 @@ impl Driver {
                 "membership changed"
             );
             self.last_membership = current.clone();
+            self.addresses_due = true;
+            self.sync_peers();
+        }
+    }
+
+    // ----- Members' addresses -----
+
+    /// Asks the disk for the members' address records when they are due: after a membership
+    /// change, and (at most once a second) while a member of the configuration has no known
+    /// address — on a follower the record may be applied a little after the change appears.
+    fn maybe_read_addresses(&mut self, now: Nanos) {
+        if self.address_read.is_some() {
+            return;
+        }
+        let missing = self
+            .replica
+            .core()
+            .membership()
+            .members()
+            .into_iter()
+            .any(|id| id != self.id && !self.addresses.contains_key(&id));
+        let due = self.addresses_due
+            || (missing && now.saturating_sub(self.address_read_at) >= 1_000_000_000);
+        if !due {
+            return;
+        }
+        self.addresses_due = false;
+        self.address_read_at = now;
+        let token = self.token();
+        self.address_read = Some(token);
+        self.disk.send(DiskRequest::Read {
+            token,
+            query: ReadQuery::Range {
+                prefix: api::members::MEMBER_ADDRESS_PREFIX.to_vec(),
+                limit: api::members::MEMBER_RECORDS_MAX,
+            },
+        });
+    }
+
+    fn on_address_records(&mut self, result: Result<ReadAnswer, StorageError>) {
+        let kvs = match result {
+            Ok(ReadAnswer::Range { kvs, .. }) => kvs,
+            Ok(_) => return,
+            Err(err) => {
+                tracing::warn!(node = %self.id, error = %err, "reading the members' addresses failed");
+                return;
+            }
+        };
+        for kv in &kvs {
+            match api::members::parse_member_address(kv) {
+                Some((id, addr)) => {
+                    if self.addresses.insert(id, addr) != Some(addr) {
+                        tracing::info!(node = %self.id, member = %id, %addr, "learned a member's address");
+                    }
+                }
+                None => tracing::warn!(
+                    node = %self.id, key = ?String::from_utf8_lossy(&kv.key),
+                    "an address record that does not parse; ignored"
+                ),
+            }
+        }
+        self.sync_peers();
+    }
+
+    /// The transport's peers: every other member of the configuration whose address is known
+    /// (all known addresses while this node has no configuration yet, as a joining node).
+    fn wanted_peers(&self) -> BTreeMap<NodeId, SocketAddr> {
+        let members = self.replica.core().membership().members();
+        let others = self.addresses.iter().filter(|(&id, _)| id != self.id);
+        if members.is_empty() {
+            return others.map(|(&id, &a)| (id, a)).collect();
+        }
+        others
+            .filter(|(id, _)| members.contains(id))
+            .map(|(&id, &a)| (id, a))
+            .collect()
+    }
+
+    fn sync_peers(&mut self) {
+        let wanted = self.wanted_peers();
+        if wanted == self.transport.peers() {
+            return;
+        }
+        match self.transport.set_peers(&wanted) {
+            Ok(changes) => {
+                for (peer, addr) in changes.added {
+                    tracing::info!(node = %self.id, %peer, %addr, "peer added");
+                }
+                for (peer, addr) in changes.removed {
+                    self.link_up.remove(&peer);
+                    tracing::info!(node = %self.id, %peer, %addr, "peer removed");
+                }
+            }
+            Err(err) => {
+                tracing::warn!(node = %self.id, error = %err, "the transport's peers could not be changed")
+            }
         }
     }
 

@@ -62,6 +62,7 @@ async fn run_daemon(config: DaemonConfig) -> anyhow::Result<ExitCode> {
     let rng = Box::new(SplitMix64::new(u64::from_le_bytes(seed)));
     let replica = Replica::new(config.raft_config(), &storage, bootstrap, rng, now)
         .context("restoring the replica from storage")?;
+    let addresses = member_addresses(&config, &storage);
     let state = storage.state().clone();
     tracing::info!(
         node = %id, cluster = %config.cluster,
@@ -115,7 +116,7 @@ async fn run_daemon(config: DaemonConfig) -> anyhow::Result<ExitCode> {
         requests,
         status: status_tx,
         shutdown: shutdown.clone(),
-        addresses: config.members.iter().map(|m| (m.id, m.address)).collect(),
+        addresses,
         persist_stall_max: Duration::from_millis(config.timing.persist_stall_max_ms),
         handover_max: Duration::from_millis(config.timing.election_timeout_min_ms * 2),
         notifier: notify::Notifier::from_env(),
@@ -162,6 +163,37 @@ fn bootstrap(config: &DaemonConfig, storage: &mut RedbStorage) -> anyhow::Result
         .write_batch(&replica::bootstrap_batch(&voters))
         .context("writing the initial configuration")?;
     Ok(Membership::default())
+}
+
+/// Every member's address known at start: the configuration file's `members` (the
+/// bootstrap), overridden by the replicated address records (`api::members`) of members added
+/// at run time. The driver narrows the transport's peers to the configuration in force.
+fn member_addresses(
+    config: &DaemonConfig,
+    storage: &RedbStorage,
+) -> std::collections::BTreeMap<crate::raft::NodeId, std::net::SocketAddr> {
+    let mut addresses: std::collections::BTreeMap<_, _> =
+        config.members.iter().map(|m| (m.id, m.address)).collect();
+    match storage.kv_range(
+        api::members::MEMBER_ADDRESS_PREFIX,
+        api::members::MEMBER_RECORDS_MAX,
+    ) {
+        Ok((kvs, _)) => {
+            for kv in &kvs {
+                match api::members::parse_member_address(kv) {
+                    Some((id, addr)) => {
+                        addresses.insert(id, addr);
+                    }
+                    None => tracing::warn!(
+                        key = ?String::from_utf8_lossy(&kv.key),
+                        "an address record that does not parse; ignored"
+                    ),
+                }
+            }
+        }
+        Err(err) => tracing::warn!(error = %err, "reading the members' addresses failed"),
+    }
+    addresses
 }
 
 /// The thread that turns SIGTERM and SIGINT into a shutdown request, and SIGHUP into a reload.
