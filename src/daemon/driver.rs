@@ -589,8 +589,9 @@ impl Driver {
 
     /// A learner is promoted only once caught up (as etcd's `member promote`): a voter that
     /// lags would count toward the quorum without being able to help it commit, and with a
-    /// member down it could stall the cluster. On the leader: its match index within
-    /// `PROMOTE_LAG_MAX` entries of the leader's last index. Elsewhere the core answers.
+    /// member down it could stall the cluster. On the leader: it has acknowledged entries, and
+    /// its match index is within `PROMOTE_LAG_MAX` entries of the leader's last index.
+    /// Elsewhere the core answers.
     fn promotion_refusal(&self, id: NodeId, now: Nanos) -> Option<RequestError> {
         let core = self.replica.core();
         let status = core.status(now);
@@ -599,7 +600,7 @@ impl Driver {
         }
         let matched = core.match_index(id).map_or(0, |m| m.0);
         let lag = status.last_index.0.saturating_sub(matched);
-        (lag > PROMOTE_LAG_MAX).then(|| {
+        (matched == 0 || lag > PROMOTE_LAG_MAX).then(|| {
             RequestError::Members(format!(
                 "learner {id} is not caught up yet (it has {matched}, the leader {}, {lag} \
                  entries behind, more than {PROMOTE_LAG_MAX}); retry once `regent status` shows \
