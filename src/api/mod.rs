@@ -9,6 +9,7 @@
 //! input gets a 4xx with a JSON error, never a panic or a stall of the driver.
 
 pub mod body;
+mod maintenance;
 pub mod members;
 pub mod metrics;
 mod request;
@@ -17,7 +18,9 @@ pub mod status;
 mod streams;
 mod txn;
 
-pub use request::{HandoverAnswer, ReadAnswer, ReadQuery, Request, RequestError, WriteAnswer};
+pub use request::{
+    HandoverAnswer, ReadAnswer, ReadQuery, Request, RequestError, SnapshotAnswer, WriteAnswer,
+};
 
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};

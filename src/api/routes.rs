@@ -85,6 +85,12 @@ pub async fn handle(
                 Err(err) => request_error(err),
             };
         }
+        "/v1/admin/snapshot" | "/v1/admin/compact" if method == Method::POST => {
+            if let Err(denied) = admin_only(context, caller, "a snapshot or compaction") {
+                return denied;
+            }
+            return super::maintenance::snapshot(context, path == "/v1/admin/compact").await;
+        }
         "/v1/admin/switchover" if method == Method::POST => {
             if let Err(denied) = admin_only(context, caller, "switchover") {
                 return denied;
@@ -99,6 +105,8 @@ pub async fn handle(
         | "/v1/txn"
         | "/v1/admin/switchover"
         | "/v1/admin/reload"
+        | "/v1/admin/snapshot"
+        | "/v1/admin/compact"
         | "/v1/admin/members" => return method_not_allowed("POST"),
         _ => {}
     }

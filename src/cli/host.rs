@@ -165,6 +165,55 @@ pub fn members(args: MembersArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+#[derive(Args, Debug)]
+pub struct MaintenanceArgs {
+    #[command(flatten)]
+    pub socket: SocketArg,
+}
+
+/// `regent snapshot` (`file: false`) and `regent compact` (`file: true`), on any node: each
+/// acts on its own node's storage.
+pub fn maintenance(args: MaintenanceArgs, file: bool) -> anyhow::Result<ExitCode> {
+    let socket = client::socket_path(args.socket.socket);
+    let (path, what) = if file {
+        ("/v1/admin/compact", "compact")
+    } else {
+        ("/v1/admin/snapshot", "snapshot")
+    };
+    // A file compaction of a large database may take a while.
+    let answer = client::request(&socket, "POST", path, b"", Duration::from_secs(120))?;
+    if answer.status != 200 {
+        bail!("{what}: {}", answer.error_text());
+    }
+    let v = answer.json()?;
+    let (previous, index) = (
+        v["previous_index"].as_u64().unwrap_or(0),
+        v["index"].as_u64().unwrap_or(0),
+    );
+    if index > previous {
+        println!("snapshot at index {index}: the log through {index} is compacted (the previous snapshot was at {previous})");
+    } else {
+        println!("snapshot at index {index}: nothing applied since, the log is already compacted");
+    }
+    let f = &v["file"];
+    if !f.is_null() {
+        let mib = |key: &str| f[key].as_u64().unwrap_or(0) as f64 / (1 << 20) as f64;
+        println!(
+            "database file: {:.1} MiB -> {:.1} MiB ({} -> {} bytes; free {:.1} MiB -> {:.1} MiB)",
+            mib("bytes_before"),
+            mib("bytes_after"),
+            f["bytes_before"],
+            f["bytes_after"],
+            mib("free_bytes_before"),
+            mib("free_bytes_after"),
+        );
+        if f["busy"] == true {
+            println!("note: a snapshot being sent to a follower held the file; run compact again once it is done");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `regent switchover`: a planned hand-over, asked of the leader's socket.
 pub fn switchover(args: SwitchoverArgs) -> anyhow::Result<ExitCode> {
     let socket = client::socket_path(args.socket.socket);

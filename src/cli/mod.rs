@@ -39,6 +39,12 @@ pub enum Command {
     Members(host::MembersArgs),
     /// A planned hand-over of leadership (run against the leader's socket).
     Switchover(host::SwitchoverArgs),
+    /// Take a snapshot now on this node: compact its log through the applied index. Prints
+    /// the snapshot's index.
+    Snapshot(host::MaintenanceArgs),
+    /// Snapshot as `regent snapshot`, then compact this node's database file (redb never
+    /// shrinks it on its own). Prints the index and the file's bytes before and after.
+    Compact(host::MaintenanceArgs),
     /// Run a deterministic simulator campaign of the real Raft core under faults.
     Sim(crate::sim::SimArgs),
     /// Certificates: create a CA, issue, inspect and rotate node certificates.
@@ -77,6 +83,8 @@ pub fn main() -> ExitCode {
         Command::Leader(args) => host::leader(args),
         Command::Switchover(args) => host::switchover(args),
         Command::Members(args) => host::members(args),
+        Command::Snapshot(args) => host::maintenance(args, false),
+        Command::Compact(args) => host::maintenance(args, true),
         Command::Sim(args) => crate::sim::run_cli(args),
         Command::Admin(args) => admin::run(args),
         Command::CheckConfig(args) => config_check::check_config(args),

@@ -18,7 +18,8 @@ use super::notify::Notifier;
 use crate::api::metrics::Metrics;
 use crate::api::status::{MemberStatus, NodeStatus};
 use crate::api::{
-    self, HandoverAnswer, ReadAnswer, ReadQuery, Request, RequestError, WriteAnswer,
+    self, HandoverAnswer, ReadAnswer, ReadQuery, Request, RequestError, SnapshotAnswer,
+    WriteAnswer,
 };
 use crate::clock;
 use crate::raft::{Message, Nanos, NodeId, ProposeError, ReadError, Role};
@@ -98,6 +99,14 @@ pub struct DriverParts {
     pub host_health: Option<watch::Receiver<bool>>,
 }
 
+/// An operator's snapshot (or compaction) waiting for the log compaction through `index`.
+struct Maintenance {
+    previous_index: crate::raft::LogIndex,
+    index: crate::raft::LogIndex,
+    file: bool,
+    reply: oneshot::Sender<Result<SnapshotAnswer, RequestError>>,
+}
+
 /// A hand-over this node started as leader.
 struct Handover {
     to: NodeId,
@@ -135,6 +144,8 @@ pub struct Driver {
     certificate_not_after_unix: Option<i64>,
     next_watchdog: Option<Nanos>,
     handovers: Vec<Handover>,
+    /// Snapshots asked by an operator, waiting for their log compaction.
+    maintenance: Vec<Maintenance>,
     /// Stopping: set when shutdown was asked; the loop ends once no hand-over is in progress.
     stopping: bool,
 
@@ -189,6 +200,7 @@ impl Driver {
             link_up: BTreeMap::new(),
             next_watchdog: None,
             handovers: Vec::new(),
+            maintenance: Vec::new(),
             stopping: false,
             pending: BTreeMap::new(),
             next_token: 1,
@@ -517,6 +529,7 @@ impl Driver {
                     let _ = reply.send(outcome);
                 }
             }
+            Request::Snapshot { file, reply } => self.snapshot_now(file, reply, now),
             Request::Transfer { target, reply } => {
                 match self.replica.transfer_leadership(target, now) {
                     Ok(to) => {
@@ -610,6 +623,87 @@ impl Driver {
         })
     }
 
+    /// `regent snapshot` / `regent compact`: compact the log through the applied index now
+    /// (off the commit path: the disk thread runs it after the batch in flight), then, for
+    /// `compact`, the database file.
+    fn snapshot_now(
+        &mut self,
+        file: bool,
+        reply: oneshot::Sender<Result<SnapshotAnswer, RequestError>>,
+        now: Nanos,
+    ) {
+        let previous_index = self.replica.core().snapshot_index();
+        let mut actions = std::mem::take(&mut self.actions);
+        let started = self.replica.compact_now(now, &mut actions);
+        self.carry_out(&mut actions, now);
+        self.actions = actions;
+        let waiting = Maintenance {
+            previous_index,
+            index: previous_index,
+            file,
+            reply,
+        };
+        match started {
+            crate::replica::CompactNow::Started(index)
+            | crate::replica::CompactNow::InFlight(index) => {
+                tracing::info!(node = %self.id, %index, "snapshot asked by an operator");
+                self.maintenance.push(Maintenance { index, ..waiting });
+            }
+            crate::replica::CompactNow::UpToDate(index) => {
+                self.maintenance.push(Maintenance { index, ..waiting });
+                self.finish_maintenance(index, None);
+            }
+        }
+    }
+
+    /// The log compaction through `index` is done (or failed): answers the snapshots that
+    /// waited for it, compacting the file first for those that asked.
+    fn finish_maintenance(&mut self, index: crate::raft::LogIndex, failed: Option<String>) {
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.maintenance)
+            .into_iter()
+            .partition(|m| m.index <= index);
+        self.maintenance = waiting;
+        for m in done {
+            if let Some(err) = &failed {
+                let _ = m.reply.send(Err(RequestError::Storage(format!(
+                    "the log compaction through {index} failed: {err}"
+                ))));
+                continue;
+            }
+            let answer = SnapshotAnswer {
+                previous_index: m.previous_index,
+                index,
+                file: None,
+            };
+            if !m.file {
+                let _ = m.reply.send(Ok(answer));
+                continue;
+            }
+            let (file_reply, file_done) = oneshot::channel();
+            self.disk.send(DiskRequest::CompactFileNow { reply: file_reply });
+            let id = self.id;
+            tokio::spawn(async move {
+                let result = match file_done.await {
+                    Ok(Ok(file)) => {
+                        tracing::info!(
+                            node = %id, bytes_before = file.bytes_before, bytes_after = file.bytes_after,
+                            busy = file.busy, "database file compacted by an operator"
+                        );
+                        Ok(SnapshotAnswer {
+                            file: Some(file),
+                            ..answer
+                        })
+                    }
+                    Ok(Err(err)) => Err(RequestError::Storage(format!(
+                        "compacting the database file: {err}"
+                    ))),
+                    Err(_) => Err(RequestError::ShuttingDown),
+                };
+                let _ = m.reply.send(result);
+            });
+        }
+    }
+
     fn on_internal(&mut self, message: Internal) {
         match message {
             Internal::InstallChunk {
@@ -697,12 +791,15 @@ impl Driver {
                     self.replica.compacted(index);
                     tracing::info!(node = %self.id, %index, "log compacted (the state machine is the snapshot)");
                     self.disk.send(DiskRequest::CompactFile);
+                    self.finish_maintenance(index, None);
                 }
                 Err(err) => {
                     self.replica.compaction_failed();
                     tracing::warn!(node = %self.id, %index, error = %err, "log compaction failed");
+                    self.finish_maintenance(index, Some(err.to_string()));
                 }
             },
+            DiskDone::Answered => {}
             DiskDone::Read { token, result } if self.address_read == Some(token) => {
                 self.address_read = None;
                 self.on_address_records(result);
@@ -1079,6 +1176,9 @@ impl Driver {
                     let _ = reply.send(Err(RequestError::ShuttingDown));
                 }
                 Request::Members { reply, .. } => {
+                    let _ = reply.send(Err(RequestError::ShuttingDown));
+                }
+                Request::Snapshot { reply, .. } => {
                     let _ = reply.send(Err(RequestError::ShuttingDown));
                 }
                 Request::Reload { reply } => {

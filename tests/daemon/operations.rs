@@ -634,3 +634,81 @@ fn replacing_a_failed_machine_under_load_keeps_every_write() {
         "after its restart node 1 never linked to node 4:\n{restarted}"
     );
 }
+
+#[test]
+fn snapshot_and_compact_on_demand() {
+    // The policy would never compact here: only the operator's commands do.
+    let mut c = Cluster::init(
+        3,
+        "compact",
+        "raft:\n  compaction_entries_max: 1000000\nstorage:\n  changes_retained_max: 10\n",
+    );
+    c.start(1);
+    c.start(2);
+    let (leader, _) = c.wait_writable_leader(ELECTION);
+    let value = vec![b'x'; 16 << 10];
+    for i in 0..600 {
+        let a = c.put(leader, &format!("big{i}"), &value).unwrap();
+        assert_eq!(a.status, 200);
+    }
+    for i in 0..600 {
+        if i % 10 != 0 {
+            let socket = &c.nodes[(leader - 1) as usize].socket;
+            let a = crate::support::http(socket, "DELETE", &format!("/v1/kv/big{i}"), b"").unwrap();
+            assert_eq!(a.status, 200);
+        }
+    }
+    let socket = c.nodes[(leader - 1) as usize].socket.clone();
+    let commit = c.status(leader).unwrap()["commit_index"].as_u64().unwrap();
+
+    let (ok, said, err) = regent_at(&socket, &["snapshot"]);
+    assert!(ok, "{said}{err}");
+    eprintln!("{said}");
+    assert!(said.contains("is compacted"), "{said}");
+    let index: u64 = said
+        .split_whitespace()
+        .nth(3)
+        .and_then(|w| w.trim_end_matches(':').parse().ok())
+        .unwrap_or_else(|| panic!("no index in {said:?}"));
+    assert!(index >= commit, "snapshot at {index}, but {commit} was committed");
+    // Nothing applied since: a second snapshot says so.
+    let (ok, said, _) = regent_at(&socket, &["snapshot"]);
+    assert!(ok && said.contains("nothing applied since"), "{said}");
+
+    // compact: the file shrinks (the log's 600 values and the deleted keys were freed).
+    let a = crate::support::http(&socket, "POST", "/v1/admin/compact", b"").unwrap();
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let v = a.json();
+    eprintln!("{v}");
+    let before = v["file"]["bytes_before"].as_u64().unwrap();
+    let after = v["file"]["bytes_after"].as_u64().unwrap();
+    assert!(before > 8 << 20, "{v}");
+    assert!(after * 2 < before, "the file did not shrink: {v}");
+    let (ok, said, err) = regent_at(&socket, &["compact"]);
+    assert!(ok, "{said}{err}");
+    assert!(said.contains("database file:"), "{said}");
+    eprintln!("{said}");
+    // A GET is not allowed; the data is all there.
+    let a = crate::support::http(&socket, "GET", "/v1/admin/snapshot", b"").unwrap();
+    assert_eq!(a.status, 405);
+    for i in (0..600).step_by(10) {
+        let a = c.get(leader, &format!("big{i}"), "linearizable").unwrap();
+        assert_eq!(a.body.len(), value.len());
+    }
+
+    // Node 3, which never saw the log the snapshot replaced, catches up from the snapshot.
+    c.start(3);
+    let started = Instant::now();
+    loop {
+        if let Ok(a) = c.get(3, "big590", "local") {
+            if a.status == 200 {
+                assert_eq!(a.body.len(), value.len());
+                break;
+            }
+        }
+        assert!(started.elapsed() < ELECTION, "node 3 never caught up:\n{}", c.all_logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(c.get(3, "big591", "local").unwrap().status, 404);
+    assert!(c.nodes[2].logs().contains("snapshot installed"));
+}
