@@ -7,6 +7,7 @@ pub mod cluster_init;
 pub mod config_check;
 pub mod demo;
 pub mod host;
+pub mod recover;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -45,6 +46,10 @@ pub enum Command {
     /// Snapshot as `regent snapshot`, then compact this node's database file (redb never
     /// shrinks it on its own). Prints the index and the file's bytes before and after.
     Compact(host::MaintenanceArgs),
+    /// UNSAFE, offline: make a stopped survivor the only voter of its cluster after a
+    /// majority is lost for good (`--force-new-cluster`). Prints what it will do; does it only
+    /// with --i-accept-losing-writes.
+    Recover(recover::RecoverArgs),
     /// Run a deterministic simulator campaign of the real Raft core under faults.
     Sim(crate::sim::SimArgs),
     /// Certificates: create a CA, issue, inspect and rotate node certificates.
@@ -84,6 +89,7 @@ pub fn main() -> ExitCode {
         Command::Switchover(args) => host::switchover(args),
         Command::Members(args) => host::members(args),
         Command::Snapshot(args) => host::maintenance(args, false),
+        Command::Recover(args) => recover::run(args),
         Command::Compact(args) => host::maintenance(args, true),
         Command::Sim(args) => crate::sim::run_cli(args),
         Command::Admin(args) => admin::run(args),

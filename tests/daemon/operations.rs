@@ -712,3 +712,95 @@ fn snapshot_and_compact_on_demand() {
     assert_eq!(c.get(3, "big591", "local").unwrap().status, 404);
     assert!(c.nodes[2].logs().contains("snapshot installed"));
 }
+
+/// Runs `regent ARGS`; returns the exit code, stdout and stderr.
+fn regent(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn recover_force_new_cluster_from_one_survivor() {
+    let mut c = Cluster::init(3, "recover", TEST_SETTINGS);
+    c.start_all();
+    c.wait_writable_leader(ELECTION);
+    let writer = crate::support::Writer::start(&c);
+    std::thread::sleep(Duration::from_millis(700));
+    let (acked, failed) = writer.stop();
+    assert_eq!(failed, 0);
+    assert!(acked.len() > 50);
+    let config1 = c.nodes[0].config.display().to_string();
+
+    // Refused while the daemon runs.
+    let (code, out, err) = regent(&["recover", "--force-new-cluster", "--config", &config1]);
+    assert_ne!(code, Some(0), "{out}");
+    assert!(err.contains("serving on"), "{err}");
+
+    // The majority is lost: every node stops (kill -9, as a crash would).
+    for id in 1..=3 {
+        c.kill(id);
+    }
+    // Without the confirming flag: the plan, exit 2, nothing changed.
+    let (code, out, err) = regent(&["recover", "--force-new-cluster", "--config", &config1]);
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(out.contains("will append at index") && out.contains("nothing was changed"), "{out}");
+    let (code, again, _) = regent(&["recover", "--force-new-cluster", "--config", &config1]);
+    assert_eq!(code, Some(2));
+    assert_eq!(
+        out.lines().nth(1),
+        again.lines().nth(1),
+        "the log changed without confirmation"
+    );
+    // Without --force-new-cluster: refused.
+    let (code, _, err) = regent(&["recover", "--config", &config1, "--i-accept-losing-writes"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("--force-new-cluster"), "{err}");
+
+    let (code, out, err) = regent(&[
+        "recover",
+        "--force-new-cluster",
+        "--config",
+        &config1,
+        "--i-accept-losing-writes",
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    eprintln!("{out}");
+    assert!(out.contains("done: node 1 is the only voter"), "{out}");
+
+    // Node 1 alone: writable, every acknowledged write there.
+    c.start(1);
+    let (leader, took) = c.wait_writable_leader(ELECTION);
+    assert_eq!(leader, 1);
+    eprintln!("node 1 writable alone after {took:?}");
+    assert_eq!(voters(&c, 1), vec![1]);
+    crate::support::assert_all_readable(&c, 1, &acked);
+    assert_eq!(c.put(1, "after-recovery", b"1").unwrap().status, 200);
+
+    // Add a member back (a new id, a fresh data directory).
+    let address = c.add_joining_node(4, TEST_SETTINGS);
+    c.start(4);
+    let socket1 = c.nodes[0].socket.clone();
+    let (ok, said, err) = regent_at(&socket1, &["members", "add", "4", &address.to_string()]);
+    assert!(ok, "{said}{err}");
+    let started = Instant::now();
+    while !regent_at(&socket1, &["members", "promote", "4"]).0 {
+        assert!(started.elapsed() < ELECTION, "node 4 never promoted:\n{}", c.all_logs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let started = Instant::now();
+    while voters(&c, 1) != vec![1, 4] {
+        assert!(started.elapsed() < ELECTION, "voters: {:?}", voters(&c, 1));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(c.put(1, "two-voters", b"1").unwrap().status, 200);
+    let commit = c.status(1).unwrap()["commit_index"].as_u64().unwrap();
+    wait_applied(&c, 4, commit, ELECTION);
+    for i in &acked {
+        let got = c.get(4, &format!("w{i}"), "local").unwrap();
+        assert_eq!(got.body, i.to_string().as_bytes());
+    }
+}
