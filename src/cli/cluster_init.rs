@@ -23,6 +23,11 @@ use std::process::ExitCode;
 
 /// The configuration file written into each node's directory.
 pub const NODE_CONFIG_FILE: &str = "regent.yaml";
+/// The installed layout (`--system-paths`), as `systemd/regent.service` and
+/// `systemd/install.sh` have it.
+pub const SYSTEM_CONFIG_DIR: &str = "/etc/regent";
+pub const SYSTEM_DATA_DIR: &str = "/var/lib/regent";
+pub const SYSTEM_SOCKET: &str = "/run/regent/regent.sock";
 /// The most nodes one `cluster init` sets up (the transport's peer limit plus one).
 pub const NODES_MAX: usize = crate::config::MEMBERS_MAX;
 
@@ -56,6 +61,11 @@ pub struct InitArgs {
     /// Days the node certificates are valid.
     #[arg(long, default_value_t = CERT_DAYS_DEFAULT)]
     pub days: u32,
+    /// Write each configuration for the installed layout of `systemd/install.sh` and the
+    /// unit: certificate, key and bundle in /etc/regent, data_dir /var/lib/regent, socket
+    /// /run/regent/regent.sock. Copy nodeN/ to machine N's /etc/regent (install.sh --node-dir).
+    #[arg(long, conflicts_with_all = ["data_root", "socket_dir"])]
+    pub system_paths: bool,
     /// Set up only node ID, a new member joining a running cluster (repeatable): its
     /// configuration says `join: true` and lists every --node as the members it first
     /// contacts; its certificate comes from the existing CA in DIR/ca (which must exist); the
@@ -232,18 +242,26 @@ fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
         let node_dir = dir.join(format!("node{}", spec.id.0));
         let data_dir = match &data_root {
             Some(root) => root.join(format!("node{}", spec.id.0)),
+            None if args.system_paths => PathBuf::from(SYSTEM_DATA_DIR),
             None => node_dir.join("data"),
         };
         let socket = match &socket_dir {
             Some(sockets) => sockets.join(format!("node{}.sock", spec.id.0)),
+            None if args.system_paths => PathBuf::from(SYSTEM_SOCKET),
             None => node_dir.join("regent.sock"),
+        };
+        // Where the configuration names its certificate, key and bundle.
+        let config_dir = if args.system_paths {
+            PathBuf::from(SYSTEM_CONFIG_DIR)
+        } else {
+            node_dir.clone()
         };
         let mut yaml = render_config(
             &args.cluster,
             spec.id,
             &args.nodes,
             &addresses,
-            &node_dir,
+            &config_dir,
             &data_dir,
             &socket,
         )?;
@@ -335,6 +353,9 @@ fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
         );
         println!("  data_dir {}", node.config.data_dir.display());
         println!("  socket   {}", node.config.socket.display());
+        if args.system_paths {
+            continue; // Its paths are the installed machine's, not this one's.
+        }
         if let Err(e) = DaemonConfig::load(&node.dir.join(NODE_CONFIG_FILE)) {
             notes.push(format!(
                 "note: node {} does not pass check-config on this machine: {e}",
@@ -345,8 +366,20 @@ fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
     for note in notes {
         println!("{note}");
     }
-    println!("start each node (on its own machine, its directory copied there at the same path):");
-    for node in &planned {
+    if args.system_paths {
+        println!("on each machine N, with nodeN/ copied there (as root, from regent's source):");
+        for node in &planned {
+            println!(
+                "  systemd/install.sh --node-dir {}   && systemctl enable --now regent",
+                node.dir.file_name().unwrap_or_default().to_string_lossy()
+            );
+        }
+    } else {
+        println!(
+            "start each node (on its own machine, its directory copied there at the same path):"
+        );
+    }
+    for node in planned.iter().filter(|_| !args.system_paths) {
         println!(
             "  regent run --config {}",
             node.dir.join(NODE_CONFIG_FILE).display()

@@ -804,3 +804,179 @@ fn recover_force_new_cluster_from_one_survivor() {
         assert_eq!(got.body, i.to_string().as_bytes());
     }
 }
+
+#[test]
+fn the_install_script_lays_out_a_debian_machine() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if !is_root {
+        assert!(std::env::var_os("CI").is_none(), "CI runs as root");
+        eprintln!("SKIPPED: install.sh sets owners and needs root");
+        return;
+    }
+    // A temporary root with the few files useradd --prefix edits.
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    std::fs::create_dir_all(r.join("etc")).unwrap();
+    for (file, line) in [
+        ("passwd", "root:x:0:0:root:/root:/bin/bash\n"),
+        ("group", "root:x:0:\n"),
+        ("shadow", "root:*:19000:0:99999:7:::\n"),
+        ("gshadow", "root:*::\n"),
+    ] {
+        std::fs::write(r.join("etc").join(file), line).unwrap();
+    }
+    let work = tempfile::tempdir().unwrap();
+    let cluster = work.path().join("cluster");
+    let (code, out, err) = regent(&[
+        "admin",
+        "cluster",
+        "init",
+        "--dir",
+        cluster.to_str().unwrap(),
+        "--cluster",
+        "prod",
+        "--node",
+        "1=10.0.0.1:7401",
+        "--node",
+        "2=10.0.0.2:7401",
+        "--node",
+        "3=10.0.0.3:7401",
+        "--system-paths",
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("systemd/install.sh --node-dir"), "{out}");
+    let node1 = cluster.join("node1");
+    let yaml = std::fs::read_to_string(node1.join("regent.yaml")).unwrap();
+    for line in [
+        "data_dir: /var/lib/regent",
+        "socket: /run/regent/regent.sock",
+        "cert: /etc/regent/node.pem",
+        "key: /etc/regent/node.key",
+        "ca_bundle: /etc/regent/ca-bundle.pem",
+    ] {
+        assert!(yaml.contains(line), "{line} not in\n{yaml}");
+    }
+
+    let install = |extra: &[&str]| {
+        let out = Command::new("systemd/install.sh")
+            .args(["--root", r.to_str().unwrap(), "--binary", BIN, "--node-dir"])
+            .arg(&node1)
+            .args(extra)
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "install.sh failed:\n{said}");
+        said
+    };
+    let said = install(&[]);
+    eprintln!("{said}");
+    // The user and group, in the root's own files (the host's are not touched).
+    let passwd = std::fs::read_to_string(r.join("etc/passwd")).unwrap();
+    let entry = passwd
+        .lines()
+        .find(|l| l.starts_with("regent:"))
+        .unwrap_or_else(|| panic!("no regent user in\n{passwd}"));
+    let fields: Vec<&str> = entry.split(':').collect();
+    let uid: u32 = fields[2].parse().unwrap();
+    let gid: u32 = fields[3].parse().unwrap();
+    assert!(uid > 0 && uid < 1000, "not a system user: {entry}");
+    assert_eq!(fields[5], "/var/lib/regent");
+    assert_eq!(fields[6], "/usr/sbin/nologin");
+    let group = std::fs::read_to_string(r.join("etc/group")).unwrap();
+    assert!(group.contains(&format!("regent:x:{gid}:")), "{group}");
+
+    for (path, mode, owner, group) in [
+        ("usr/bin/regent", 0o755, 0, 0),
+        ("etc/regent", 0o750, 0, gid),
+        ("var/lib/regent", 0o700, uid, gid),
+        ("etc/systemd/system/regent.service", 0o644, 0, 0),
+        ("etc/systemd/system/regent@.service", 0o644, 0, 0),
+        ("etc/regent/regent.yaml", 0o640, 0, gid),
+        ("etc/regent/node.pem", 0o644, 0, gid),
+        ("etc/regent/ca-bundle.pem", 0o644, 0, gid),
+        ("etc/regent/node.key", 0o600, uid, gid),
+    ] {
+        let meta = std::fs::metadata(r.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert_eq!(meta.permissions().mode() & 0o7777, mode, "{path} mode");
+        assert_eq!((meta.uid(), meta.gid()), (owner, group), "{path} owner");
+    }
+    assert_eq!(
+        std::fs::read(r.join("etc/regent/node.key")).unwrap(),
+        std::fs::read(node1.join("node.key")).unwrap()
+    );
+    assert_eq!(
+        std::fs::read_to_string(r.join("etc/systemd/system/regent.service")).unwrap(),
+        std::fs::read_to_string("systemd/regent.service").unwrap()
+    );
+
+    // The installed unit verifies (against the installed binary).
+    if Command::new("systemd-analyze").arg("--version").output().is_ok() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = std::fs::read_to_string(r.join("etc/systemd/system/regent.service"))
+            .unwrap()
+            .replace("/usr/bin/regent", r.join("usr/bin/regent").to_str().unwrap());
+        let unit = dir.path().join("regent.service");
+        std::fs::write(&unit, text).unwrap();
+        let out = Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(&unit)
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success() && said.trim().is_empty(), "{said}");
+    } else {
+        assert!(std::env::var_os("CI").is_none(), "systemd-analyze missing in CI");
+    }
+
+    // Run again: nothing installed is overwritten, one user.
+    std::fs::write(r.join("etc/regent/regent.yaml"), "# edited by the operator\n").unwrap();
+    let said = install(&[]);
+    assert!(said.contains("exists: kept"), "{said}");
+    assert_eq!(
+        std::fs::read_to_string(r.join("etc/regent/regent.yaml")).unwrap(),
+        "# edited by the operator\n"
+    );
+    let passwd = std::fs::read_to_string(r.join("etc/passwd")).unwrap();
+    assert_eq!(
+        passwd.lines().filter(|l| l.starts_with("regent:")).count(),
+        1,
+        "{passwd}"
+    );
+    // --force replaces it; a config not made for the installed layout is refused.
+    install(&["--force"]);
+    assert_eq!(
+        std::fs::read_to_string(r.join("etc/regent/regent.yaml")).unwrap(),
+        yaml
+    );
+    let (code, _, err) = regent(&[
+        "admin",
+        "cluster",
+        "init",
+        "--dir",
+        work.path().join("plain").to_str().unwrap(),
+        "--cluster",
+        "prod",
+        "--node",
+        "1=10.0.0.1:7401",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let out = Command::new("systemd/install.sh")
+        .args(["--root", r.to_str().unwrap(), "--binary", BIN, "--node-dir"])
+        .arg(work.path().join("plain/node1"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--system-paths"));
+}
