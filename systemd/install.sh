@@ -65,8 +65,12 @@ if [ -n "$node_dir" ]; then
 fi
 
 echo "== the binary"
-install -D -m 0755 -o root -g root "$binary" "$root/usr/bin/regent"
-echo "   $root/usr/bin/regent"
+if [ -e "$root/usr/bin/regent" ] && [ "$binary" -ef "$root/usr/bin/regent" ]; then
+    echo "   $root/usr/bin/regent is already this binary (installed by a package?)"
+else
+    install -D -m 0755 -o root -g root "$binary" "$root/usr/bin/regent"
+    echo "   $root/usr/bin/regent"
+fi
 
 echo "== the user"
 if [ -z "$root" ]; then
@@ -98,9 +102,14 @@ install -d -m 0700 -o "$uid" -g "$gid" "$root/var/lib/regent"
 echo "   $root/etc/regent (root:regent 0750), $root/var/lib/regent (regent:regent 0700)"
 
 echo "== the units"
-install -D -m 0644 -o root -g root "$here/regent.service" "$root/etc/systemd/system/regent.service"
-install -D -m 0644 -o root -g root "$here/regent@.service" "$root/etc/systemd/system/regent@.service"
-echo "   $root/etc/systemd/system/regent.service, regent@.service"
+if [ -f "$here/regent.service" ]; then
+    install -D -m 0644 -o root -g root "$here/regent.service" "$root/etc/systemd/system/regent.service"
+    install -D -m 0644 -o root -g root "$here/regent@.service" "$root/etc/systemd/system/regent@.service"
+    echo "   $root/etc/systemd/system/regent.service, regent@.service"
+else
+    # The Debian package ships the units in /lib/systemd/system and this script beside them.
+    echo "   not beside this script: kept as installed (by the package)"
+fi
 
 # put SRC DEST MODE OWNER GROUP: installs unless DEST exists (then only with --force).
 put() {
