@@ -48,6 +48,12 @@ pub struct ApiOptions {
     pub socket_gid: Option<u32>,
     pub request_bytes_max: usize,
     pub connections_max: usize,
+}
+
+/// The API's settings that a reload (SIGHUP, `POST /v1/admin/reload`) may change while it
+/// serves; the driver publishes them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiveOptions {
     /// The leadership watch warns this long before an unrenewed lease lapses.
     pub lease_warning_ms: u64,
     /// Who may call what changes the cluster (root always may).
@@ -61,6 +67,7 @@ pub struct ApiContext {
     pub metrics: Arc<metrics::Metrics>,
     pub status: watch::Receiver<NodeStatus>,
     pub options: ApiOptions,
+    pub live: watch::Receiver<LiveOptions>,
 }
 
 #[derive(Debug, thiserror::Error)]

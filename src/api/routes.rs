@@ -460,7 +460,7 @@ pub const PUBLIC_PATHS: [&str; 4] = ["/v1/leader", "/v1/replica", "/v1/health", 
 
 /// Calls that change the cluster need root or a uid/gid listed in the configuration.
 fn admin_only(context: &ApiContext, caller: Caller, what: &str) -> Result<(), HttpResponse> {
-    let options = &context.options;
+    let options = context.live.borrow().clone();
     let allowed = caller.uid == Some(0)
         || caller.uid.is_some_and(|u| options.admin_uids.contains(&u))
         || caller.gid.is_some_and(|g| options.admin_gids.contains(&g));

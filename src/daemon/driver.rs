@@ -97,6 +97,11 @@ pub struct DriverParts {
     pub metrics: Arc<Metrics>,
     /// The host's health, when a probe is configured.
     pub host_health: Option<watch::Receiver<bool>>,
+    /// The API settings a reload may change.
+    pub live: watch::Sender<api::LiveOptions>,
+    /// The configuration file, read again on every reload, and what it said last.
+    pub config_path: std::path::PathBuf,
+    pub config: crate::config::DaemonConfig,
 }
 
 /// An operator's snapshot (or compaction) waiting for the log compaction through `index`.
@@ -140,6 +145,9 @@ pub struct Driver {
     metrics: Arc<Metrics>,
     host_health: Option<watch::Receiver<bool>>,
     host_healthy: bool,
+    live: watch::Sender<api::LiveOptions>,
+    config_path: std::path::PathBuf,
+    config: crate::config::DaemonConfig,
     link_up: BTreeMap<NodeId, bool>,
     certificate_not_after_unix: Option<i64>,
     next_watchdog: Option<Nanos>,
@@ -197,6 +205,9 @@ impl Driver {
             metrics: parts.metrics,
             host_health: parts.host_health,
             host_healthy: true,
+            live: parts.live,
+            config_path: parts.config_path,
+            config: parts.config,
             link_up: BTreeMap::new(),
             next_watchdog: None,
             handovers: Vec::new(),
@@ -509,21 +520,7 @@ impl Driver {
             }
             Request::Reload { reply } => {
                 self.notifier.notify("RELOADING=1");
-                let outcome = match self.transport.reload_identity() {
-                    Ok(cert) => {
-                        self.certificate_not_after_unix = Some(cert.not_after_unix);
-                        tracing::info!(node = %self.id, serial = %cert.serial, "reloaded the certificate, key and CA bundle");
-                        Ok(format!(
-                            "certificate {} valid until {}",
-                            cert.serial,
-                            crate::pki::identity::format_unix(cert.not_after_unix)
-                        ))
-                    }
-                    Err(err) => {
-                        tracing::error!(node = %self.id, error = %err, "reload refused; the old certificate stays");
-                        Err(RequestError::Reload(err.to_string()))
-                    }
-                };
+                let outcome = self.reload();
                 self.notifier.notify("READY=1");
                 if let Some(reply) = reply {
                     let _ = reply.send(outcome);
@@ -598,6 +595,85 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// SIGHUP or `POST /v1/admin/reload`: reads the configuration file again and reloads the
+    /// certificate, key and CA bundle; then applies what may change at run time — the log
+    /// filter, the host health probe, who may call admin endpoints, the lease warning. All or
+    /// nothing: a file that does not load, names another node or cluster, or a certificate
+    /// that does not load is refused with the reason, and everything stays as it was. Settings
+    /// that need a restart are named in the answer and the log, and keep their old values.
+    fn reload(&mut self) -> Result<String, RequestError> {
+        let refuse = |what: String| {
+            tracing::error!(node = %self.id, reason = %what, "reload refused; the old configuration and certificate stay");
+            Err(RequestError::Reload(what))
+        };
+        let new = match crate::config::DaemonConfig::load(&self.config_path) {
+            Ok(new) => new,
+            Err(err) => return refuse(err.to_string()),
+        };
+        if new.cluster != self.config.cluster || new.node_id != self.config.node_id {
+            return refuse(format!(
+                "{} is for node {} of cluster {:?}, but this is node {} of cluster {:?}",
+                self.config_path.display(),
+                new.node_id,
+                new.cluster,
+                self.config.node_id,
+                self.config.cluster
+            ));
+        }
+        let cert = match self.transport.reload_identity() {
+            Ok(cert) => cert,
+            Err(err) => return refuse(err.to_string()),
+        };
+        self.certificate_not_after_unix = Some(cert.not_after_unix);
+        let mut applied = Vec::new();
+        if new.log_level != self.config.log_level {
+            match super::logging::set_filter(new.log_level.as_deref()) {
+                Ok(filter) => applied.push(format!("log filter {filter}")),
+                // Validated with the file, so this is not expected; keep going with the rest.
+                Err(err) => tracing::warn!(node = %self.id, error = %err, "log filter not changed"),
+            }
+        }
+        let live = live_options(&new);
+        if live != live_options(&self.config) {
+            self.live.send_replace(live);
+            applied.push("admin_uids, admin_gids, timing.lease_warning_ms".into());
+        }
+        if new.host_health != self.config.host_health {
+            // Dropping the old receiver ends the old probe's task; a new probe starts healthy.
+            self.host_health = new.host_health.clone().map(super::health::start);
+            if !self.host_healthy {
+                self.host_healthy = true;
+                self.replica.hold_campaigns(false);
+            }
+            applied.push(match &new.host_health {
+                Some(_) => "host_health (a new probe, starting from healthy)".to_string(),
+                None => "host_health removed (the host counts as healthy)".to_string(),
+            });
+        }
+        let restart = restart_needed(&self.config, &new);
+        // What was applied is now in force; what needs a restart keeps its old value here.
+        let mut kept = new.clone();
+        revert_restart_only(&mut kept, &self.config);
+        self.config = kept;
+        let mut text = format!(
+            "certificate {} valid until {}",
+            cert.serial,
+            crate::pki::identity::format_unix(cert.not_after_unix)
+        );
+        if !applied.is_empty() {
+            text.push_str(&format!("; applied: {}", applied.join(", ")));
+        }
+        if !restart.is_empty() {
+            text.push_str(&format!(
+                "; changed but applied only at the next restart: {}",
+                restart.join(", ")
+            ));
+            tracing::warn!(node = %self.id, fields = ?restart, "reload: these settings change only at the next restart");
+        }
+        tracing::info!(node = %self.id, serial = %cert.serial, applied = ?applied, "reloaded");
+        Ok(text)
     }
 
     /// A learner is promoted only once caught up (as etcd's `member promote`): a voter that
@@ -1227,6 +1303,57 @@ impl Driver {
             None => Ok(()),
         }
     }
+}
+
+/// The API settings a reload may change, from a configuration.
+pub fn live_options(config: &crate::config::DaemonConfig) -> api::LiveOptions {
+    api::LiveOptions {
+        lease_warning_ms: config.timing.lease_warning_ms,
+        admin_uids: config.admin_uids.clone(),
+        admin_gids: config.admin_gids.clone(),
+    }
+}
+
+/// The settings of `new` that differ from `old` and take effect only at a restart.
+fn restart_needed(
+    old: &crate::config::DaemonConfig,
+    new: &crate::config::DaemonConfig,
+) -> Vec<&'static str> {
+    let mut fields = Vec::new();
+    let mut check = |name: &'static str, differs: bool| {
+        if differs {
+            fields.push(name);
+        }
+    };
+    check("listen", old.listen != new.listen);
+    check("members", old.members != new.members);
+    check("join", old.join != new.join);
+    check("data_dir", old.data_dir != new.data_dir);
+    check("socket", old.socket != new.socket);
+    check("socket_mode", old.socket_mode != new.socket_mode);
+    check("socket_group", old.socket_group != new.socket_group);
+    check("tls (paths)", old.tls != new.tls);
+    let mut timing = new.timing.clone();
+    timing.lease_warning_ms = old.timing.lease_warning_ms;
+    check("timing", old.timing != timing);
+    check("raft", old.raft != new.raft);
+    check("transport", old.transport != new.transport);
+    check("storage", old.storage != new.storage);
+    check("api", old.api != new.api);
+    fields
+}
+
+/// Puts back into `new` the settings that take effect only at a restart.
+fn revert_restart_only(new: &mut crate::config::DaemonConfig, old: &crate::config::DaemonConfig) {
+    let lease_warning_ms = new.timing.lease_warning_ms;
+    let (log_level, host_health) = (new.log_level.clone(), new.host_health.clone());
+    let (admin_uids, admin_gids) = (new.admin_uids.clone(), new.admin_gids.clone());
+    *new = old.clone();
+    new.timing.lease_warning_ms = lease_warning_ms;
+    new.log_level = log_level;
+    new.host_health = host_health;
+    new.admin_uids = admin_uids;
+    new.admin_gids = admin_gids;
 }
 
 /// The next change of the host's health; pending forever without a probe (or once it ends).

@@ -10,6 +10,7 @@
 pub mod disk;
 pub mod driver;
 pub mod health;
+pub mod logging;
 pub mod notify;
 
 use crate::api::{self, status, ApiContext, ApiOptions};
@@ -22,7 +23,7 @@ use crate::transport::Transport;
 use anyhow::Context;
 use disk::Disk;
 use driver::{Driver, DriverParts};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,11 +41,14 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
         .thread_name("regent")
         .build()
         .context("starting the tokio runtime")?;
-    runtime.block_on(run_daemon(config))
+    runtime.block_on(run_daemon(config, config_path.to_path_buf()))
 }
 
-async fn run_daemon(config: DaemonConfig) -> anyhow::Result<ExitCode> {
+async fn run_daemon(config: DaemonConfig, config_path: PathBuf) -> anyhow::Result<ExitCode> {
     let id = config.node_id;
+    if let Some(level) = &config.log_level {
+        logging::set_filter(Some(level)).map_err(|e| anyhow::anyhow!("log_level: {e}"))?;
+    }
     let identity = Identity {
         cluster_id: config.cluster.clone(),
         node_id: id,
@@ -79,10 +83,8 @@ async fn run_daemon(config: DaemonConfig) -> anyhow::Result<ExitCode> {
         socket_gid: config.socket_gid()?,
         request_bytes_max: config.api.request_bytes_max,
         connections_max: config.api.connections_max,
-        lease_warning_ms: config.timing.lease_warning_ms,
-        admin_uids: config.admin_uids.clone(),
-        admin_gids: config.admin_gids.clone(),
     };
+    let (live_tx, live) = watch::channel(driver::live_options(&config));
     let listener = api::bind(&options)?;
 
     let (shutdown_tx, shutdown) = watch::channel(false);
@@ -95,6 +97,7 @@ async fn run_daemon(config: DaemonConfig) -> anyhow::Result<ExitCode> {
         metrics: metrics.clone(),
         status: status_rx,
         options: options.clone(),
+        live,
     });
     let server = tokio::spawn(api::serve(listener, context.clone(), shutdown.clone()));
     if let Some(addr) = config.api.tcp_listen {
@@ -122,6 +125,9 @@ async fn run_daemon(config: DaemonConfig) -> anyhow::Result<ExitCode> {
         notifier: notify::Notifier::from_env(),
         metrics,
         host_health: config.host_health.clone().map(health::start),
+        live: live_tx,
+        config_path,
+        config: config.clone(),
     });
     tracing::info!(node = %id, socket = %options.socket.display(), listen = %config.listen, "serving");
     let outcome = driver.run().await;
@@ -220,7 +226,7 @@ fn watch_signals(
         .spawn(move || {
             for signal in signals.forever() {
                 if signal == SIGHUP {
-                    tracing::info!("SIGHUP: reloading the certificate, key and CA bundle");
+                    tracing::info!("SIGHUP: reloading the configuration, certificate, key and CA bundle");
                     let _ = requests.blocking_send(api::Request::Reload { reply: None });
                     continue;
                 }

@@ -980,3 +980,90 @@ fn the_install_script_lays_out_a_debian_machine() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--system-paths"));
 }
+
+#[test]
+fn reload_applies_run_time_settings_and_refuses_a_bad_file() {
+    let mut c = Cluster::init(3, "reload", TEST_SETTINGS);
+    // Node 3 stays down: node 1 keeps dialing it, which it logs only at debug level.
+    c.start(1);
+    c.start(2);
+    c.wait_writable_leader(ELECTION);
+    let config = c.nodes[0].config.clone();
+    let socket = c.nodes[0].socket.clone();
+    let original = std::fs::read_to_string(&config).unwrap();
+    let reload = || crate::support::http(&socket, "POST", "/v1/admin/reload", b"").unwrap();
+    let debug_lines = |c: &Cluster| {
+        std::fs::read_to_string(c.nodes[0].log_path())
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(" DEBUG "))
+            .count()
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(debug_lines(&c), 0, "debug lines before the reload");
+
+    // Run-time settings: the log filter, who may call admin endpoints, a host probe.
+    let probe = "host_health:\n  exec: exit 1\n  interval_ms: 100\n  timeout_ms: 100\n  failures: 1\n  successes: 1\n";
+    std::fs::write(
+        &config,
+        format!("{original}\nlog_level: debug\nadmin_uids: [4242]\n{probe}"),
+    )
+    .unwrap();
+    let a = reload();
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let said = a.json()["reloaded"].as_str().unwrap().to_string();
+    eprintln!("{said}");
+    assert!(said.contains("applied: log filter debug"), "{said}");
+    assert!(said.contains("admin_uids"), "{said}");
+    assert!(said.contains("host_health"), "{said}");
+    assert!(!said.contains("next restart"), "{said}");
+    let started = Instant::now();
+    while debug_lines(&c) == 0 || c.status(1).unwrap()["host_healthy"] != false {
+        assert!(
+            started.elapsed() < ELECTION,
+            "the new log filter or probe is not in force:\n{}",
+            c.all_logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // A bad file is refused with the reason; everything stays as it was.
+    std::fs::write(&config, format!("{original}\nlog_level: \"[[not a filter\"\n")).unwrap();
+    let a = reload();
+    assert_eq!(a.status, 422, "{}", String::from_utf8_lossy(&a.body));
+    let body = a.json();
+    assert_eq!(body["error"], "reload_refused");
+    assert!(body["message"].as_str().unwrap().contains("log_level"), "{body}");
+    assert_eq!(c.status(1).unwrap()["host_healthy"], false, "the old probe stays");
+    std::fs::write(&config, original.replace("node_id: 1", "node_id: 2")).unwrap();
+    let a = reload();
+    assert_eq!(a.status, 422);
+    assert!(
+        a.json()["message"].as_str().unwrap().contains("node"),
+        "{}",
+        a.json()
+    );
+
+    // Back to the original through SIGHUP: no probe (healthy again), the default filter; a
+    // setting that needs a restart is named, and the daemon keeps serving.
+    let raft_changed = original.replace("raft:\n", "raft:\n  inflight_max: 3\n");
+    std::fs::write(&config, &raft_changed).unwrap();
+    let a = reload();
+    assert_eq!(a.status, 200);
+    let said = a.json()["reloaded"].as_str().unwrap().to_string();
+    assert!(said.contains("next restart: raft"), "{said}");
+    assert!(said.contains("host_health removed"), "{said}");
+    std::fs::write(&config, &original).unwrap();
+    let pid = c.pid(1).unwrap().to_string();
+    let out = Command::new("kill").args(["-HUP", &pid]).status();
+    assert!(out.is_ok_and(|s| s.success()));
+    let started = Instant::now();
+    while !c.nodes[0].logs().contains("SIGHUP: reloading") {
+        assert!(started.elapsed() < ELECTION, "SIGHUP not handled");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(c.status(1).unwrap()["host_healthy"], true);
+    let lines = debug_lines(&c);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(debug_lines(&c), lines, "debug lines after the filter went back");
+}

@@ -296,6 +296,11 @@ impl Cluster {
         }
     }
 
+    /// The process id of node `id`, while it runs.
+    pub fn pid(&self, id: u64) -> Option<u32> {
+        self.nodes[(id - 1) as usize].child.as_ref().map(|c| c.id())
+    }
+
     pub fn status(&self, id: u64) -> Option<Value> {
         let node = &self.nodes[(id - 1) as usize];
         let answer = http(&node.socket, "GET", "/v1/status", b"").ok()?;
