@@ -263,18 +263,18 @@ async fn peers_added_and_removed_at_run_time() {
     let (from, message) = recv_message(&mut node2, WAIT).await;
     assert_eq!((from, seq_of(&message)), (NodeId(1), 7));
     // The same set again changes nothing.
-    assert_eq!(
-        node1.handle.set_peers(&wanted).unwrap(),
-        Default::default()
-    );
+    assert_eq!(node1.handle.set_peers(&wanted).unwrap(), Default::default());
 
     let mut events = node2.handle.subscribe();
     let changes = node1.handle.set_peers(&Default::default()).unwrap();
     assert_eq!(changes.removed, vec![(NodeId(2), addr2)]);
     assert!(node1.handle.send(NodeId(2), &append(1, 2, 8, 10)).is_err());
-    wait_event(&mut events, WAIT, "node 1's link down on node 2", |e| {
-        matches!(e, LinkEvent::Down { peer, .. } if *peer == NodeId(1))
-    })
+    wait_event(
+        &mut events,
+        WAIT,
+        "node 1's link down on node 2",
+        |e| matches!(e, LinkEvent::Down { peer, .. } if *peer == NodeId(1)),
+    )
     .await;
     // Node 1 itself is refused as a peer, and a bad set is an error that changes nothing.
     let bad = [(NodeId(1), addr1)].into_iter().collect();

@@ -164,7 +164,10 @@ mod tests {
             parse_member_address(&kv(b"\0regent/member/0".to_vec(), "10.0.0.4:1")),
             None
         );
-        assert_eq!(parse_member_address(&kv(b"w1".to_vec(), "10.0.0.4:1")), None);
+        assert_eq!(
+            parse_member_address(&kv(b"w1".to_vec(), "10.0.0.4:1")),
+            None
+        );
     }
 
     #[test]

@@ -205,7 +205,9 @@ fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
 
     for id in &args.join {
         if !args.nodes.iter().any(|n| n.id.0 == *id) {
-            bail!("--join {id}: node {id} is not among the --node entries (give its address there)");
+            bail!(
+                "--join {id}: node {id} is not among the --node entries (give its address there)"
+            );
         }
     }
     // With --join, only the joining nodes are written; the others are the running members.

@@ -135,7 +135,10 @@ pub fn members(args: MembersArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         MembersCommand::Add { id, addr: None } => format!("add={id}"),
-        MembersCommand::Add { id, addr: Some(addr) } => {
+        MembersCommand::Add {
+            id,
+            addr: Some(addr),
+        } => {
             use std::net::ToSocketAddrs;
             let resolved = addr
                 .to_socket_addrs()

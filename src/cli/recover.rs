@@ -95,7 +95,11 @@ pub fn run(args: RecoverArgs) -> anyhow::Result<ExitCode> {
         if membership.is_joint() {
             format!(
                 " (joint, leaving {:?})",
-                membership.voters_outgoing.iter().map(|v| v.0).collect::<Vec<_>>()
+                membership
+                    .voters_outgoing
+                    .iter()
+                    .map(|v| v.0)
+                    .collect::<Vec<_>>()
             )
         } else {
             String::new()
@@ -150,7 +154,9 @@ pub fn run(args: RecoverArgs) -> anyhow::Result<ExitCode> {
         .write_batch(&batch)
         .context("writing the new configuration")?;
     // Pair check: what a restart will read is what was meant.
-    let back = storage.reload().context("reading the data directory back")?;
+    let back = storage
+        .reload()
+        .context("reading the data directory back")?;
     let (now, at) = back.latest_membership();
     if *now != only_me || at != index || back.state.hard_state.commit != index {
         bail!(

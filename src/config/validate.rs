@@ -74,7 +74,7 @@ impl DaemonConfig {
                 .map_err(|e| {
                     invalid(
                         "log_level",
-                        &format!("{level:?} is not a log filter ({e}); say e.g. info or warn,regent::daemon=debug"),
+                        format!("{level:?} is not a log filter ({e}); say e.g. info or warn,regent::daemon=debug"),
                     )
                 })?;
         }

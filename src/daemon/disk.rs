@@ -11,8 +11,7 @@ use crate::api::{ReadAnswer, ReadQuery};
 use crate::raft::{LogIndex, NodeId};
 use crate::replica::{Persist, Token};
 use crate::storage::{
-    Applied, FileCompaction, InstallProgress, LogStorage, RedbStorage, SnapshotSource,
-    StorageError,
+    Applied, FileCompaction, InstallProgress, LogStorage, RedbStorage, SnapshotSource, StorageError,
 };
 use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;

@@ -18,8 +18,7 @@ use super::notify::Notifier;
 use crate::api::metrics::Metrics;
 use crate::api::status::{MemberStatus, NodeStatus};
 use crate::api::{
-    self, HandoverAnswer, ReadAnswer, ReadQuery, Request, RequestError, SnapshotAnswer,
-    WriteAnswer,
+    self, HandoverAnswer, ReadAnswer, ReadQuery, Request, RequestError, SnapshotAnswer, WriteAnswer,
 };
 use crate::clock;
 use crate::raft::{Message, Nanos, NodeId, ProposeError, ReadError, Role};
@@ -756,7 +755,8 @@ impl Driver {
                 continue;
             }
             let (file_reply, file_done) = oneshot::channel();
-            self.disk.send(DiskRequest::CompactFileNow { reply: file_reply });
+            self.disk
+                .send(DiskRequest::CompactFileNow { reply: file_reply });
             let id = self.id;
             tokio::spawn(async move {
                 let result = match file_done.await {

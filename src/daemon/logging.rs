@@ -37,9 +37,11 @@ fn env_filter() -> EnvFilter {
 /// Checks a `log_level` value: `EnvFilter` directives such as `info` or
 /// `warn,regent::daemon=debug`.
 pub fn parse(directives: &str) -> Result<EnvFilter, String> {
-    EnvFilter::builder()
-        .parse(directives)
-        .map_err(|e| format!("{directives:?} is not a log filter ({e}); say e.g. info or warn,regent::daemon=debug"))
+    EnvFilter::builder().parse(directives).map_err(|e| {
+        format!(
+            "{directives:?} is not a log filter ({e}); say e.g. info or warn,regent::daemon=debug"
+        )
+    })
 }
 
 /// Makes `directives` the filter (`None`: back to `REGENT_LOG` or the default). Returns the

@@ -226,7 +226,9 @@ fn watch_signals(
         .spawn(move || {
             for signal in signals.forever() {
                 if signal == SIGHUP {
-                    tracing::info!("SIGHUP: reloading the configuration, certificate, key and CA bundle");
+                    tracing::info!(
+                        "SIGHUP: reloading the configuration, certificate, key and CA bundle"
+                    );
                     let _ = requests.blocking_send(api::Request::Reload { reply: None });
                     continue;
                 }

@@ -534,7 +534,8 @@ impl<T: WireMessage> TransportHandle<T> {
         shared.gate.set_peers(wanted.values().copied());
         {
             let material = shared.material();
-            let crypto = tls::server_crypto(&material, &shared.config.cluster_name, self.peer_ids())?;
+            let crypto =
+                tls::server_crypto(&material, &shared.config.cluster_name, self.peer_ids())?;
             let mut server = shared.server.lock().unwrap_or_else(|p| p.into_inner());
             server.crypto = crypto;
             shared.endpoint.set_server_config(Some(server.clone()));

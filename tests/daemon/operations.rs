@@ -542,7 +542,10 @@ fn replacing_a_failed_machine_under_load_keeps_every_write() {
     // A new machine: its own configuration and certificate from the same CA, joining.
     let address = c.add_joining_node(4, TEST_SETTINGS);
     c.start(4);
-    let (ok, said, err) = regent_at(&leader_socket, &["members", "add", "4", &address.to_string()]);
+    let (ok, said, err) = regent_at(
+        &leader_socket,
+        &["members", "add", "4", &address.to_string()],
+    );
     assert!(ok, "members add: {said}{err}\n{}", c.all_logs());
     // No configuration file of the running nodes names node 4: they learn its address from
     // the replicated record and dial it.
@@ -603,7 +606,11 @@ fn replacing_a_failed_machine_under_load_keeps_every_write() {
     wait_applied(&c, 4, commit, ELECTION);
     for i in &acked {
         let got = c.get(4, &format!("w{i}"), "local").unwrap();
-        assert_eq!(got.body, i.to_string().as_bytes(), "acknowledged w{i} missing on node 4");
+        assert_eq!(
+            got.body,
+            i.to_string().as_bytes(),
+            "acknowledged w{i} missing on node 4"
+        );
     }
     eprintln!("{} acknowledged writes, all on node 4", acked.len());
 
@@ -617,7 +624,9 @@ fn replacing_a_failed_machine_under_load_keeps_every_write() {
     let mut written = false;
     while !written {
         for id in [1, 4] {
-            if c.put(id, "after-replacement", b"yes").is_ok_and(|a| a.status == 200) {
+            if c.put(id, "after-replacement", b"yes")
+                .is_ok_and(|a| a.status == 200)
+            {
                 written = true;
             }
         }
@@ -670,7 +679,10 @@ fn snapshot_and_compact_on_demand() {
         .nth(3)
         .and_then(|w| w.trim_end_matches(':').parse().ok())
         .unwrap_or_else(|| panic!("no index in {said:?}"));
-    assert!(index >= commit, "snapshot at {index}, but {commit} was committed");
+    assert!(
+        index >= commit,
+        "snapshot at {index}, but {commit} was committed"
+    );
     // Nothing applied since: a second snapshot says so.
     let (ok, said, _) = regent_at(&socket, &["snapshot"]);
     assert!(ok && said.contains("nothing applied since"), "{said}");
@@ -706,7 +718,11 @@ fn snapshot_and_compact_on_demand() {
                 break;
             }
         }
-        assert!(started.elapsed() < ELECTION, "node 3 never caught up:\n{}", c.all_logs());
+        assert!(
+            started.elapsed() < ELECTION,
+            "node 3 never caught up:\n{}",
+            c.all_logs()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(c.get(3, "big591", "local").unwrap().status, 404);
@@ -747,7 +763,10 @@ fn recover_force_new_cluster_from_one_survivor() {
     // Without the confirming flag: the plan, exit 2, nothing changed.
     let (code, out, err) = regent(&["recover", "--force-new-cluster", "--config", &config1]);
     assert_eq!(code, Some(2), "{out}{err}");
-    assert!(out.contains("will append at index") && out.contains("nothing was changed"), "{out}");
+    assert!(
+        out.contains("will append at index") && out.contains("nothing was changed"),
+        "{out}"
+    );
     let (code, again, _) = regent(&["recover", "--force-new-cluster", "--config", &config1]);
     assert_eq!(code, Some(2));
     assert_eq!(
@@ -788,7 +807,11 @@ fn recover_force_new_cluster_from_one_survivor() {
     assert!(ok, "{said}{err}");
     let started = Instant::now();
     while !regent_at(&socket1, &["members", "promote", "4"]).0 {
-        assert!(started.elapsed() < ELECTION, "node 4 never promoted:\n{}", c.all_logs());
+        assert!(
+            started.elapsed() < ELECTION,
+            "node 4 never promoted:\n{}",
+            c.all_logs()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let started = Instant::now();
@@ -918,11 +941,18 @@ fn the_install_script_lays_out_a_debian_machine() {
     );
 
     // The installed unit verifies (against the installed binary).
-    if Command::new("systemd-analyze").arg("--version").output().is_ok() {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
         let dir = tempfile::tempdir().unwrap();
         let text = std::fs::read_to_string(r.join("etc/systemd/system/regent.service"))
             .unwrap()
-            .replace("/usr/bin/regent", r.join("usr/bin/regent").to_str().unwrap());
+            .replace(
+                "/usr/bin/regent",
+                r.join("usr/bin/regent").to_str().unwrap(),
+            );
         let unit = dir.path().join("regent.service");
         std::fs::write(&unit, text).unwrap();
         let out = Command::new("systemd-analyze")
@@ -937,11 +967,18 @@ fn the_install_script_lays_out_a_debian_machine() {
         );
         assert!(out.status.success() && said.trim().is_empty(), "{said}");
     } else {
-        assert!(std::env::var_os("CI").is_none(), "systemd-analyze missing in CI");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "systemd-analyze missing in CI"
+        );
     }
 
     // Run again: nothing installed is overwritten, one user.
-    std::fs::write(r.join("etc/regent/regent.yaml"), "# edited by the operator\n").unwrap();
+    std::fs::write(
+        r.join("etc/regent/regent.yaml"),
+        "# edited by the operator\n",
+    )
+    .unwrap();
     let said = install(&[]);
     assert!(said.contains("exists: kept"), "{said}");
     assert_eq!(
@@ -1028,13 +1065,24 @@ fn reload_applies_run_time_settings_and_refuses_a_bad_file() {
     }
 
     // A bad file is refused with the reason; everything stays as it was.
-    std::fs::write(&config, format!("{original}\nlog_level: \"[[not a filter\"\n")).unwrap();
+    std::fs::write(
+        &config,
+        format!("{original}\nlog_level: \"[[not a filter\"\n"),
+    )
+    .unwrap();
     let a = reload();
     assert_eq!(a.status, 422, "{}", String::from_utf8_lossy(&a.body));
     let body = a.json();
     assert_eq!(body["error"], "reload_refused");
-    assert!(body["message"].as_str().unwrap().contains("log_level"), "{body}");
-    assert_eq!(c.status(1).unwrap()["host_healthy"], false, "the old probe stays");
+    assert!(
+        body["message"].as_str().unwrap().contains("log_level"),
+        "{body}"
+    );
+    assert_eq!(
+        c.status(1).unwrap()["host_healthy"],
+        false,
+        "the old probe stays"
+    );
     std::fs::write(&config, original.replace("node_id: 1", "node_id: 2")).unwrap();
     let a = reload();
     assert_eq!(a.status, 422);
@@ -1065,5 +1113,9 @@ fn reload_applies_run_time_settings_and_refuses_a_bad_file() {
     assert_eq!(c.status(1).unwrap()["host_healthy"], true);
     let lines = debug_lines(&c);
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(debug_lines(&c), lines, "debug lines after the filter went back");
+    assert_eq!(
+        debug_lines(&c),
+        lines,
+        "debug lines after the filter went back"
+    );
 }

@@ -192,8 +192,7 @@ impl Cluster {
         assert_eq!(id as usize, self.nodes.len() + 1, "node ids follow on");
         let dir = self._root.path().join("cluster");
         let first: serde_yaml::Value =
-            serde_yaml::from_str(&std::fs::read_to_string(&self.nodes[0].config).unwrap())
-                .unwrap();
+            serde_yaml::from_str(&std::fs::read_to_string(&self.nodes[0].config).unwrap()).unwrap();
         let address: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let mut args: Vec<String> = vec![
             "admin".into(),
