@@ -547,6 +547,12 @@ fn replacing_a_failed_machine_under_load_keeps_every_write() {
         &["members", "add", "4", &address.to_string()],
     );
     assert!(ok, "members add: {said}{err}\n{}", c.all_logs());
+    // The record is readable, not writable by clients.
+    let record = c.get(leader, "%00regent/member/4", "linearizable").unwrap();
+    assert_eq!(record.body, address.to_string().as_bytes());
+    let forged = c.put(leader, "%00regent/member/4", b"10.9.9.9:1").unwrap();
+    assert_eq!(forged.status, 400);
+    assert_eq!(forged.json()["error"], "bad_key");
     // No configuration file of the running nodes names node 4: they learn its address from
     // the replicated record and dial it.
     for id in 1..=3 {
