@@ -521,6 +521,8 @@ impl Driver {
                 self.notifier.notify("RELOADING=1");
                 let outcome = self.reload();
                 self.notifier.notify("READY=1");
+                // Publish first: whoever asked then reads the new certificate in the status.
+                self.publish(now);
                 if let Some(reply) = reply {
                     let _ = reply.send(outcome);
                 }
