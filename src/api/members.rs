@@ -74,9 +74,9 @@ pub fn reserved_refusal(key: &[u8]) -> HttpResponse {
     )
 }
 
-/// `POST /v1/admin/members?add=ID[&address=HOST:PORT]` (as a learner), `promote=ID`,
-/// `remove=ID`, or `abort`. Answered with the configuration entry's index once the leader
-/// appended it.
+/// `POST /v1/admin/members?add=ID[&address=IP:PORT]` (as a learner), `update=ID&address=
+/// IP:PORT` (a member moved), `promote=ID`, `remove=ID`, or `abort`. Answered with the
+/// configuration entry's index once the leader appended it (for `update`, the record's).
 pub async fn members(context: &ApiContext, query: &str) -> HttpResponse {
     let id = |name: &str| {
         query_param(query, name)
@@ -93,11 +93,28 @@ pub async fn members(context: &ApiContext, query: &str) -> HttpResponse {
                     None,
                 );
             };
-            if let Err(err) = record_address(context, NodeId(n), address).await {
+            if let Err(err) = record_address(context, NodeId(n), address)
+                .await
+                .map(|_| ())
+            {
                 return request_error(err);
             }
         }
         Some(ConfChange::AddLearner(NodeId(n)))
+    } else if let Some(n) = id("update") {
+        // A member moved: only its address record changes (etcd's `member update`).
+        let Some(address) = query_param(query, "address").and_then(|t| t.parse().ok()) else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_parameter",
+                "update=ID needs address=IP:PORT",
+                None,
+            );
+        };
+        return match record_address(context, NodeId(n), address).await {
+            Ok(index) => json_response(StatusCode::OK, &json!({ "index": index.0 })),
+            Err(err) => request_error(err),
+        };
     } else if let Some(n) = id("promote") {
         Some(ConfChange::Promote(NodeId(n)))
     } else if let Some(n) = id("remove") {
@@ -108,7 +125,7 @@ pub async fn members(context: &ApiContext, query: &str) -> HttpResponse {
         return error(
             StatusCode::BAD_REQUEST,
             "bad_parameter",
-            "say add=ID (with address=IP:PORT), promote=ID, remove=ID or abort",
+            "say add=ID (with address=IP:PORT), update=ID&address=IP:PORT, promote=ID, remove=ID or abort",
             None,
         );
     };
@@ -119,12 +136,13 @@ pub async fn members(context: &ApiContext, query: &str) -> HttpResponse {
     }
 }
 
-/// Writes `id`'s address record through the log and waits until it is applied here.
+/// Writes `id`'s address record through the log and waits until it is applied here; answers
+/// the record's index.
 async fn record_address(
     context: &ApiContext,
     id: NodeId,
     address: SocketAddr,
-) -> Result<(), RequestError> {
+) -> Result<crate::raft::LogIndex, RequestError> {
     let proposal = Proposal::new(Command::Put {
         key: member_address_key(id),
         value: address.to_string().into_bytes(),
@@ -132,7 +150,7 @@ async fn record_address(
     let (reply, answer) = oneshot::channel();
     let written = super::routes::ask(context, Request::Propose { proposal, reply }, answer).await?;
     tracing::info!(node = %id, %address, index = %written.index, "member address recorded");
-    Ok(())
+    Ok(written.index)
 }
 
 #[cfg(test)]

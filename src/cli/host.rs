@@ -118,6 +118,9 @@ pub enum MembersCommand {
         /// HOST:PORT of the new node's QUIC endpoint (a host name is resolved here).
         addr: Option<String>,
     },
+    /// A member moved to a new address: record ADDR (HOST:PORT) in the replicated state; every
+    /// node dials it there within seconds. Restart the member on its new address first.
+    Update { id: u64, addr: String },
     /// Make a caught-up learner a voter (through a joint configuration).
     Promote { id: u64 },
     /// Remove a member, the leader included (it steps down once the removal commits).
@@ -138,31 +141,27 @@ pub fn members(args: MembersArgs) -> anyhow::Result<ExitCode> {
         MembersCommand::Add {
             id,
             addr: Some(addr),
-        } => {
-            use std::net::ToSocketAddrs;
-            let resolved = addr
-                .to_socket_addrs()
-                .map_err(|e| anyhow::anyhow!("members add: address {addr:?}: {e}"))?
-                .next()
-                .ok_or_else(|| anyhow::anyhow!("members add: {addr:?} resolves to no address"))?;
-            let encoded = resolved
-                .to_string()
-                .replace('[', "%5B")
-                .replace(']', "%5D")
-                .replace(':', "%3A");
-            format!("add={id}&address={encoded}")
+        } => format!("add={id}&address={}", query_address(&addr)?),
+        MembersCommand::Update { id, addr } => {
+            format!("update={id}&address={}", query_address(&addr)?)
         }
         MembersCommand::Promote { id } => format!("promote={id}"),
         MembersCommand::Remove { id } => format!("remove={id}"),
         MembersCommand::Abort => "abort".to_string(),
     };
+    let is_update = query.starts_with("update=");
     let path = format!("/v1/admin/members?{query}");
     let answer = client::request(&socket, "POST", &path, b"", TIMEOUT)?;
     if answer.status != 200 {
         bail!("members: {}", answer.error_text());
     }
     println!(
-        "configuration change proposed at index {}",
+        "{} at index {}",
+        if is_update {
+            "address recorded"
+        } else {
+            "configuration change proposed"
+        },
         answer.json()?["index"]
     );
     Ok(ExitCode::SUCCESS)
@@ -215,6 +214,21 @@ pub fn maintenance(args: MaintenanceArgs, file: bool) -> anyhow::Result<ExitCode
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// HOST:PORT resolved to one socket address, percent-encoded for a query.
+fn query_address(addr: &str) -> anyhow::Result<String> {
+    use std::net::ToSocketAddrs;
+    let resolved = addr
+        .to_socket_addrs()
+        .map_err(|e| anyhow::anyhow!("members: address {addr:?}: {e}"))?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("members: {addr:?} resolves to no address"))?;
+    Ok(resolved
+        .to_string()
+        .replace('[', "%5B")
+        .replace(']', "%5D")
+        .replace(':', "%3A"))
 }
 
 /// `regent switchover`: a planned hand-over, asked of the leader's socket.

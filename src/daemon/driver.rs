@@ -38,6 +38,9 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 /// one loop turn (and so the latency of timers) under a flood.
 const DRAIN_MAX: usize = 4096;
 
+/// The members' address records are read again at least this often.
+const ADDRESS_REREAD: Duration = Duration::from_secs(5);
+
 /// A learner is promoted only once its log is within this many entries of the leader's.
 pub const PROMOTE_LAG_MAX: u64 = 256;
 
@@ -134,7 +137,8 @@ pub struct Driver {
     shutdown: watch::Receiver<bool>,
     addresses: BTreeMap<NodeId, SocketAddr>,
     /// The members' address records are re-read (from the state machine) when this is set
-    /// and no read is in flight: on a membership change, and while a member has no address.
+    /// and no read is in flight: on a membership change, while a member has no address (at
+    /// most every second), and every `ADDRESS_REREAD`.
     addresses_due: bool,
     address_read: Option<Token>,
     address_read_at: Nanos,
@@ -1118,8 +1122,12 @@ impl Driver {
             .members()
             .into_iter()
             .any(|id| id != self.id && !self.addresses.contains_key(&id));
+        // Also every ADDRESS_REREAD: a member moved with `regent members update` is found
+        // there without a configuration change.
+        let since = now.saturating_sub(self.address_read_at);
         let due = self.addresses_due
-            || (missing && now.saturating_sub(self.address_read_at) >= 1_000_000_000);
+            || (missing && since >= 1_000_000_000)
+            || since >= ADDRESS_REREAD.as_nanos() as u64;
         if !due {
             return;
         }

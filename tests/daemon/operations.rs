@@ -1125,3 +1125,46 @@ fn reload_applies_run_time_settings_and_refuses_a_bad_file() {
         "debug lines after the filter went back"
     );
 }
+
+#[test]
+fn a_member_moved_to_a_new_address_is_found_there() {
+    let mut c = Cluster::init(3, "moved", TEST_SETTINGS);
+    c.start_all();
+    c.wait_writable_leader(ELECTION);
+    // Node 3 moves: stopped, its own file says the new address, the others' files do not.
+    assert_eq!(c.stop(3), Some(0));
+    let leader = c.wait_writable_other_than(3, ELECTION);
+    let yaml = std::fs::read_to_string(&c.nodes[2].config).unwrap();
+    let config: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
+    let old = config["listen"].as_str().unwrap().to_string();
+    let new = format!("127.0.0.1:{}", crate::support::free_port());
+    std::fs::write(&c.nodes[2].config, yaml.replace(&old, &new)).unwrap();
+    let socket = c.nodes[(leader - 1) as usize].socket.clone();
+    let (ok, said, err) = regent_at(&socket, &["members", "update", "3", &new]);
+    assert!(ok, "{said}{err}");
+    assert!(said.contains("address recorded"), "{said}");
+    let (ok, _, err) = regent_at(&socket, &["members", "update", "3", "nowhere"]);
+    assert!(!ok && err.contains("nowhere"), "{err}");
+    c.start(3);
+    assert_eq!(c.put(leader, "after-move", b"1").unwrap().status, 200);
+    let started = Instant::now();
+    while c
+        .get(3, "after-move", "local")
+        .map_or(true, |a| a.status != 200)
+    {
+        assert!(
+            started.elapsed() < ELECTION,
+            "node 3 was not reached at its new address:\n{}",
+            c.all_logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = c.status(leader).unwrap();
+    let listed = status["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == 3)
+        .map(|m| m["address"].clone());
+    assert_eq!(listed, Some(serde_json::json!(new)), "{status}");
+}
