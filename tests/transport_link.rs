@@ -239,3 +239,47 @@ fn heartbeat(from: u64, to: u64, round: u64) -> Message {
         },
     }
 }
+
+/// A peer added at run time is dialed and accepted, its certificate now passes the verifier;
+/// a removed peer's link closes and its id is refused again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_added_and_removed_at_run_time() {
+    let pki = Pki::new();
+    let (socket1, addr1) = bind();
+    let (socket2, addr2) = bind();
+    let paths1 = pki.node("n1", 1);
+    let paths2 = pki.node("n2", 2);
+    // Node 1 starts knowing nobody; node 2 knows node 1 (it waits to be dialed).
+    let node1 = start(config(1, addr1, &[], &paths1), socket1);
+    let mut node2 = start(config(2, addr2, &[(1, addr1)], &paths2), socket2);
+    assert!(node1.handle.send(NodeId(2), &append(1, 2, 0, 10)).is_err());
+
+    let wanted = [(NodeId(2), addr2)].into_iter().collect();
+    let changes = node1.handle.set_peers(&wanted).unwrap();
+    assert_eq!(changes.added, vec![(NodeId(2), addr2)]);
+    assert_eq!(node1.handle.peers(), wanted);
+    assert!(node1.handle.wait_connected(NodeId(2), WAIT).await);
+    node1.handle.send(NodeId(2), &append(1, 2, 7, 10)).unwrap();
+    let (from, message) = recv_message(&mut node2, WAIT).await;
+    assert_eq!((from, seq_of(&message)), (NodeId(1), 7));
+    // The same set again changes nothing.
+    assert_eq!(node1.handle.set_peers(&wanted).unwrap(), Default::default());
+
+    let mut events = node2.handle.subscribe();
+    let changes = node1.handle.set_peers(&Default::default()).unwrap();
+    assert_eq!(changes.removed, vec![(NodeId(2), addr2)]);
+    assert!(node1.handle.send(NodeId(2), &append(1, 2, 8, 10)).is_err());
+    wait_event(
+        &mut events,
+        WAIT,
+        "node 1's link down on node 2",
+        |e| matches!(e, LinkEvent::Down { peer, .. } if *peer == NodeId(1)),
+    )
+    .await;
+    // Node 1 itself is refused as a peer, and a bad set is an error that changes nothing.
+    let bad = [(NodeId(1), addr1)].into_iter().collect();
+    assert!(node1.handle.set_peers(&bad).is_err());
+    assert!(node1.handle.peers().is_empty());
+    node1.shutdown().await;
+    node2.shutdown().await;
+}

@@ -198,7 +198,7 @@ async fn append(
     let count = ops.len();
     let mut proposal = Proposal::new(Command::JournalAppend {
         ops,
-        retention: context.options.journal_retention,
+        retention: context.live.borrow().journal_retention,
     });
     proposal.expected_term = options.expected_term;
     proposal.session = options.session;
@@ -254,7 +254,7 @@ async fn report(
         node,
         applied: (!checkpoint).then_some(index),
         checkpoint: checkpoint.then_some(index),
-        retention: context.options.journal_retention,
+        retention: context.live.borrow().journal_retention,
     };
     let (reply, answer) = oneshot::channel();
     let proposal = Proposal::new(command);
@@ -426,6 +426,7 @@ async fn tail(context: &ApiContext, query: &str) -> HttpResponse {
         metrics: context.metrics.clone(),
         status: status.clone(),
         options: context.options.clone(),
+        live: context.live.clone(),
     };
     tokio::spawn(async move {
         let mut current = first;

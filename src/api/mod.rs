@@ -10,6 +10,8 @@
 
 pub mod body;
 pub mod journal;
+mod maintenance;
+pub mod members;
 pub mod metrics;
 mod request;
 mod routes;
@@ -17,7 +19,9 @@ pub mod status;
 mod streams;
 mod txn;
 
-pub use request::{HandoverAnswer, ReadAnswer, ReadQuery, Request, RequestError, WriteAnswer};
+pub use request::{
+    HandoverAnswer, ReadAnswer, ReadQuery, Request, RequestError, SnapshotAnswer, WriteAnswer,
+};
 
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -45,6 +49,12 @@ pub struct ApiOptions {
     pub socket_gid: Option<u32>,
     pub request_bytes_max: usize,
     pub connections_max: usize,
+}
+
+/// The API's settings that a reload (SIGHUP, `POST /v1/admin/reload`) may change while it
+/// serves; the driver publishes them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiveOptions {
     /// The leadership watch warns this long before an unrenewed lease lapses.
     pub lease_warning_ms: u64,
     /// Who may call what changes the cluster (root always may).
@@ -60,6 +70,7 @@ pub struct ApiContext {
     pub metrics: Arc<metrics::Metrics>,
     pub status: watch::Receiver<NodeStatus>,
     pub options: ApiOptions,
+    pub live: watch::Receiver<LiveOptions>,
 }
 
 #[derive(Debug, thiserror::Error)]

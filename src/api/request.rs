@@ -68,6 +68,13 @@ pub enum Request {
     Reload {
         reply: Option<oneshot::Sender<Result<String, RequestError>>>,
     },
+    /// Take a snapshot now: compact the log through the applied index (the state machine at
+    /// that index is the snapshot); with `file`, then compact the database file too. Answered
+    /// once done.
+    Snapshot {
+        file: bool,
+        reply: oneshot::Sender<Result<SnapshotAnswer, RequestError>>,
+    },
     /// Read the state machine: after confirming leadership (`Some(Index)`, `Some(Lease)`), or
     /// this node's applied state as it is (`None`: may be stale on a follower).
     Read {
@@ -75,6 +82,16 @@ pub enum Request {
         mode: Option<ReadMode>,
         reply: oneshot::Sender<Result<ReadAnswer, RequestError>>,
     },
+}
+
+/// What `regent snapshot` / `regent compact` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotAnswer {
+    /// The snapshot's index before and after (equal when nothing was applied since).
+    pub previous_index: LogIndex,
+    pub index: LogIndex,
+    /// The database file's bytes and free bytes before and after, when it was compacted.
+    pub file: Option<crate::storage::FileCompaction>,
 }
 
 /// The outcome of a leadership hand-over.

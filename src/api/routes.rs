@@ -75,7 +75,7 @@ pub async fn handle(
             if let Err(denied) = admin_only(context, caller, "a membership change") {
                 return denied;
             }
-            return members(context, &query).await;
+            return super::members::members(context, &query).await;
         }
         "/v1/admin/reload" if method == Method::POST => {
             if let Err(denied) = admin_only(context, caller, "reload") {
@@ -87,6 +87,12 @@ pub async fn handle(
                 Ok(text) => json_response(StatusCode::OK, &json!({ "reloaded": text })),
                 Err(err) => request_error(err),
             };
+        }
+        "/v1/admin/snapshot" | "/v1/admin/compact" if method == Method::POST => {
+            if let Err(denied) = admin_only(context, caller, "a snapshot or compaction") {
+                return denied;
+            }
+            return super::maintenance::snapshot(context, path == "/v1/admin/compact").await;
         }
         "/v1/admin/switchover" if method == Method::POST => {
             if let Err(denied) = admin_only(context, caller, "switchover") {
@@ -102,6 +108,8 @@ pub async fn handle(
         | "/v1/txn"
         | "/v1/admin/switchover"
         | "/v1/admin/reload"
+        | "/v1/admin/snapshot"
+        | "/v1/admin/compact"
         | "/v1/admin/members" => return method_not_allowed("POST"),
         _ => {}
     }
@@ -392,6 +400,9 @@ async fn kv_get(context: &ApiContext, key: Vec<u8>, query: &str) -> HttpResponse
 }
 
 async fn write(context: &ApiContext, options: WriteOptions, command: Command) -> HttpResponse {
+    if let Some(key) = super::members::reserved_write(&command) {
+        return super::members::reserved_refusal(key);
+    }
     let mut proposal = Proposal::new(command);
     proposal.expected_term = options.expected_term;
     proposal.session = options.session;
@@ -426,7 +437,11 @@ async fn txn(context: &ApiContext, query: &str, request: hyper::Request<Incoming
         Ok(parsed) => parsed,
         Err(err) => return error(StatusCode::BAD_REQUEST, "bad_txn", &err, None),
     };
-    let mut proposal = Proposal::new(Command::Txn(parsed));
+    let command = Command::Txn(parsed);
+    if let Some(key) = super::members::reserved_write(&command) {
+        return super::members::reserved_refusal(key);
+    }
+    let mut proposal = Proposal::new(command);
     proposal.expected_term = options.expected_term;
     proposal.session = options.session;
     let (reply, answer) = oneshot::channel();
@@ -455,7 +470,7 @@ pub const PUBLIC_PATHS: [&str; 4] = ["/v1/leader", "/v1/replica", "/v1/health", 
 
 /// Calls that change the cluster need root or a uid/gid listed in the configuration.
 fn admin_only(context: &ApiContext, caller: Caller, what: &str) -> Result<(), HttpResponse> {
-    let options = &context.options;
+    let options = context.live.borrow().clone();
     let allowed = caller.uid == Some(0)
         || caller.uid.is_some_and(|u| options.admin_uids.contains(&u))
         || caller.gid.is_some_and(|g| options.admin_gids.contains(&g));
@@ -471,37 +486,6 @@ fn admin_only(context: &ApiContext, caller: Caller, what: &str) -> Result<(), Ht
         ),
         None,
     ))
-}
-
-/// `POST /v1/admin/members?add=ID` (as a learner), `promote=ID`, `remove=ID`, or `abort`.
-async fn members(context: &ApiContext, query: &str) -> HttpResponse {
-    use crate::raft::{ConfChange, NodeId};
-    let id = |name: &str| {
-        query_param(query, name)
-            .and_then(|v| v.parse::<u64>().ok())
-            .filter(|&v| v > 0)
-    };
-    let change = if let Some(n) = id("add") {
-        Some(ConfChange::AddLearner(NodeId(n)))
-    } else if let Some(n) = id("promote") {
-        Some(ConfChange::Promote(NodeId(n)))
-    } else if let Some(n) = id("remove") {
-        Some(ConfChange::Remove(NodeId(n)))
-    } else if query_param(query, "abort").is_some() {
-        None
-    } else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_parameter",
-            "say add=ID, promote=ID, remove=ID or abort",
-            None,
-        );
-    };
-    let (reply, answer) = oneshot::channel();
-    match ask(context, Request::Members { change, reply }, answer).await {
-        Ok(index) => json_response(StatusCode::OK, &json!({ "index": index.0 })),
-        Err(err) => request_error(err),
-    }
 }
 
 async fn switchover(context: &ApiContext, query: &str) -> HttpResponse {

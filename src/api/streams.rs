@@ -40,7 +40,7 @@ struct Leadership {
 pub fn leadership(context: &ApiContext) -> HttpResponse {
     let (tx, body) = Body::channel();
     let mut status = context.status.clone();
-    let warning_ns = context.options.lease_warning_ms * 1_000_000;
+    let live = context.live.clone();
     tokio::spawn(async move {
         let mut last: Option<Leadership> = None;
         // The lease deadline already warned about (one warning per deadline).
@@ -63,7 +63,9 @@ pub fn leadership(context: &ApiContext) -> HttpResponse {
                 }
                 last = Some(current);
             }
-            // While writable: wake at the warning point and at the deadline itself.
+            // While writable: wake at the warning point and at the deadline itself. The warning
+            // period is read each time: a reload may change it.
+            let warning_ns = live.borrow().lease_warning_ms * 1_000_000;
             let wake = match s.lease_deadline_ns.filter(|_| current.writable) {
                 Some(deadline) if warned != Some(deadline) => {
                     Some((deadline.saturating_sub(warning_ns), Some(deadline)))
@@ -153,6 +155,7 @@ pub async fn changes(context: &ApiContext, query: &str) -> HttpResponse {
     let mut status = context.status.clone();
     let requests = context.requests.clone();
     let options = context.options.clone();
+    let live = context.live.clone();
     let metrics = context.metrics.clone();
     tokio::spawn(async move {
         let context = ApiContext {
@@ -160,6 +163,7 @@ pub async fn changes(context: &ApiContext, query: &str) -> HttpResponse {
             metrics,
             status: status.clone(),
             options,
+            live,
         };
         let mut changes = first;
         loop {

@@ -23,6 +23,11 @@ use std::process::ExitCode;
 
 /// The configuration file written into each node's directory.
 pub const NODE_CONFIG_FILE: &str = "regent.yaml";
+/// The installed layout (`--system-paths`), as `systemd/regent.service` and
+/// `systemd/install.sh` have it.
+pub const SYSTEM_CONFIG_DIR: &str = "/etc/regent";
+pub const SYSTEM_DATA_DIR: &str = "/var/lib/regent";
+pub const SYSTEM_SOCKET: &str = "/run/regent/regent.sock";
 /// The most nodes one `cluster init` sets up (the transport's peer limit plus one).
 pub const NODES_MAX: usize = crate::config::MEMBERS_MAX;
 
@@ -56,6 +61,18 @@ pub struct InitArgs {
     /// Days the node certificates are valid.
     #[arg(long, default_value_t = CERT_DAYS_DEFAULT)]
     pub days: u32,
+    /// Write each configuration for the installed layout of `systemd/install.sh` and the
+    /// unit: certificate, key and bundle in /etc/regent, data_dir /var/lib/regent, socket
+    /// /run/regent/regent.sock. Copy nodeN/ to machine N's /etc/regent (install.sh --node-dir).
+    #[arg(long, conflicts_with_all = ["data_root", "socket_dir"])]
+    pub system_paths: bool,
+    /// Set up only node ID, a new member joining a running cluster (repeatable): its
+    /// configuration says `join: true` and lists every --node as the members it first
+    /// contacts; its certificate comes from the existing CA in DIR/ca (which must exist); the
+    /// other nodes' directories are not touched. Then, on the leader:
+    /// `regent members add ID HOST:PORT`.
+    #[arg(long, value_name = "ID")]
+    pub join: Vec<u64>,
 }
 
 /// One `--node ID=HOST:PORT`.
@@ -186,12 +203,34 @@ fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
+    for id in &args.join {
+        if !args.nodes.iter().any(|n| n.id.0 == *id) {
+            bail!(
+                "--join {id}: node {id} is not among the --node entries (give its address there)"
+            );
+        }
+    }
+    // With --join, only the joining nodes are written; the others are the running members.
+    let written: Vec<NodeSpec> = args
+        .nodes
+        .iter()
+        .filter(|n| args.join.is_empty() || args.join.contains(&n.id.0))
+        .cloned()
+        .collect();
+
     files::ensure_dir(&args.dir)?;
     let dir = std::fs::canonicalize(&args.dir)
         .with_context(|| format!("resolving {}", args.dir.display()))?;
+    if !args.join.is_empty() && !files::exists(&CaDir::new(dir.join("ca")).cert_path()) {
+        bail!(
+            "--join needs the cluster's CA in {}: a joining node's certificate must come from \
+             the CA its peers trust (nothing was written)",
+            dir.join("ca").display()
+        );
+    }
     let data_root = args.data_root.as_deref().map(absolute).transpose()?;
     let socket_dir = args.socket_dir.as_deref().map(absolute).transpose()?;
-    for spec in &args.nodes {
+    for spec in &written {
         let node_dir = dir.join(format!("node{}", spec.id.0));
         if files::exists(&node_dir) {
             bail!(
@@ -201,25 +240,40 @@ fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let mut planned = Vec::new();
-    for spec in &args.nodes {
+    for spec in &written {
         let node_dir = dir.join(format!("node{}", spec.id.0));
         let data_dir = match &data_root {
             Some(root) => root.join(format!("node{}", spec.id.0)),
+            None if args.system_paths => PathBuf::from(SYSTEM_DATA_DIR),
             None => node_dir.join("data"),
         };
         let socket = match &socket_dir {
             Some(sockets) => sockets.join(format!("node{}.sock", spec.id.0)),
+            None if args.system_paths => PathBuf::from(SYSTEM_SOCKET),
             None => node_dir.join("regent.sock"),
         };
-        let yaml = render_config(
+        // Where the configuration names its certificate, key and bundle.
+        let config_dir = if args.system_paths {
+            PathBuf::from(SYSTEM_CONFIG_DIR)
+        } else {
+            node_dir.clone()
+        };
+        let mut yaml = render_config(
             &args.cluster,
             spec.id,
             &args.nodes,
             &addresses,
-            &node_dir,
+            &config_dir,
             &data_dir,
             &socket,
         )?;
+        if args.join.contains(&spec.id.0) {
+            yaml.push_str(
+                "# A new member of a running cluster: start as an empty learner and wait for\n\
+                 # the leader to add it (`regent members add`), never bootstrap a new cluster.\n\
+                 join: true\n",
+            );
+        }
         let config = DaemonConfig::parse(&yaml).map_err(|e| {
             anyhow::anyhow!(
                 "the configuration written for node {} would not parse: {e}",
@@ -301,6 +355,9 @@ fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
         );
         println!("  data_dir {}", node.config.data_dir.display());
         println!("  socket   {}", node.config.socket.display());
+        if args.system_paths {
+            continue; // Its paths are the installed machine's, not this one's.
+        }
         if let Err(e) = DaemonConfig::load(&node.dir.join(NODE_CONFIG_FILE)) {
             notes.push(format!(
                 "note: node {} does not pass check-config on this machine: {e}",
@@ -311,11 +368,29 @@ fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
     for note in notes {
         println!("{note}");
     }
-    println!("start each node (on its own machine, its directory copied there at the same path):");
-    for node in &planned {
+    if args.system_paths {
+        println!("on each machine N, with nodeN/ copied there (as root, from regent's source):");
+        for node in &planned {
+            println!(
+                "  systemd/install.sh --node-dir {}   && systemctl enable --now regent",
+                node.dir.file_name().unwrap_or_default().to_string_lossy()
+            );
+        }
+    } else {
+        println!(
+            "start each node (on its own machine, its directory copied there at the same path):"
+        );
+    }
+    for node in planned.iter().filter(|_| !args.system_paths) {
         println!(
             "  regent run --config {}",
             node.dir.join(NODE_CONFIG_FILE).display()
+        );
+    }
+    for node in planned.iter().filter(|n| args.join.contains(&n.spec.id.0)) {
+        println!(
+            "then, on the leader: regent members add {} {}   (promote it once caught up)",
+            node.spec.id.0, node.address
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -109,9 +109,18 @@ pub struct MembersArgs {
 pub enum MembersCommand {
     /// The configuration in force, as this node sees it.
     List,
-    /// Add a node as a learner (its address must be in every node's `members`; it starts
-    /// with `join: true`). Promote it once it has caught up.
-    Add { id: u64 },
+    /// Add a node as a learner. ADDR (HOST:PORT, where its peers reach it) is first recorded
+    /// in the replicated state, so every running node learns it and dials it; no
+    /// configuration file needs to change. The new node starts with `join: true` (see
+    /// `regent admin cluster init --join`). Promote it once it has caught up.
+    Add {
+        id: u64,
+        /// HOST:PORT of the new node's QUIC endpoint (a host name is resolved here).
+        addr: Option<String>,
+    },
+    /// A member moved to a new address: record ADDR (HOST:PORT) in the replicated state; every
+    /// node dials it there within seconds. Restart the member on its new address first.
+    Update { id: u64, addr: String },
     /// Make a caught-up learner a voter (through a joint configuration).
     Promote { id: u64 },
     /// Remove a member, the leader included (it steps down once the removal commits).
@@ -128,21 +137,98 @@ pub fn members(args: MembersArgs) -> anyhow::Result<ExitCode> {
             print!("{}", status_table(&fetch_status(&socket)?));
             return Ok(ExitCode::SUCCESS);
         }
-        MembersCommand::Add { id } => format!("add={id}"),
+        MembersCommand::Add { id, addr: None } => format!("add={id}"),
+        MembersCommand::Add {
+            id,
+            addr: Some(addr),
+        } => format!("add={id}&address={}", query_address(&addr)?),
+        MembersCommand::Update { id, addr } => {
+            format!("update={id}&address={}", query_address(&addr)?)
+        }
         MembersCommand::Promote { id } => format!("promote={id}"),
         MembersCommand::Remove { id } => format!("remove={id}"),
         MembersCommand::Abort => "abort".to_string(),
     };
+    let is_update = query.starts_with("update=");
     let path = format!("/v1/admin/members?{query}");
     let answer = client::request(&socket, "POST", &path, b"", TIMEOUT)?;
     if answer.status != 200 {
         bail!("members: {}", answer.error_text());
     }
     println!(
-        "configuration change proposed at index {}",
+        "{} at index {}",
+        if is_update {
+            "address recorded"
+        } else {
+            "configuration change proposed"
+        },
         answer.json()?["index"]
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args, Debug)]
+pub struct MaintenanceArgs {
+    #[command(flatten)]
+    pub socket: SocketArg,
+}
+
+/// `regent snapshot` (`file: false`) and `regent compact` (`file: true`), on any node: each
+/// acts on its own node's storage.
+pub fn maintenance(args: MaintenanceArgs, file: bool) -> anyhow::Result<ExitCode> {
+    let socket = client::socket_path(args.socket.socket);
+    let (path, what) = if file {
+        ("/v1/admin/compact", "compact")
+    } else {
+        ("/v1/admin/snapshot", "snapshot")
+    };
+    // A file compaction of a large database may take a while.
+    let answer = client::request(&socket, "POST", path, b"", Duration::from_secs(120))?;
+    if answer.status != 200 {
+        bail!("{what}: {}", answer.error_text());
+    }
+    let v = answer.json()?;
+    let (previous, index) = (
+        v["previous_index"].as_u64().unwrap_or(0),
+        v["index"].as_u64().unwrap_or(0),
+    );
+    if index > previous {
+        println!("snapshot at index {index}: the log through {index} is compacted (the previous snapshot was at {previous})");
+    } else {
+        println!("snapshot at index {index}: nothing applied since, the log is already compacted");
+    }
+    let f = &v["file"];
+    if !f.is_null() {
+        let mib = |key: &str| f[key].as_u64().unwrap_or(0) as f64 / (1 << 20) as f64;
+        println!(
+            "database file: {:.1} MiB -> {:.1} MiB ({} -> {} bytes; free {:.1} MiB -> {:.1} MiB)",
+            mib("bytes_before"),
+            mib("bytes_after"),
+            f["bytes_before"],
+            f["bytes_after"],
+            mib("free_bytes_before"),
+            mib("free_bytes_after"),
+        );
+        if f["busy"] == true {
+            println!("note: a snapshot being sent to a follower held the file; run compact again once it is done");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// HOST:PORT resolved to one socket address, percent-encoded for a query.
+fn query_address(addr: &str) -> anyhow::Result<String> {
+    use std::net::ToSocketAddrs;
+    let resolved = addr
+        .to_socket_addrs()
+        .map_err(|e| anyhow::anyhow!("members: address {addr:?}: {e}"))?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("members: {addr:?} resolves to no address"))?;
+    Ok(resolved
+        .to_string()
+        .replace('[', "%5B")
+        .replace(']', "%5D")
+        .replace(':', "%3A"))
 }
 
 /// `regent switchover`: a planned hand-over, asked of the leader's socket.

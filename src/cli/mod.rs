@@ -8,6 +8,7 @@ pub mod config_check;
 pub mod demo;
 pub mod host;
 pub mod journal;
+pub mod recover;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -42,6 +43,16 @@ pub enum Command {
     Members(host::MembersArgs),
     /// A planned hand-over of leadership (run against the leader's socket).
     Switchover(host::SwitchoverArgs),
+    /// Take a snapshot now on this node: compact its log through the applied index. Prints
+    /// the snapshot's index.
+    Snapshot(host::MaintenanceArgs),
+    /// Snapshot as `regent snapshot`, then compact this node's database file (redb never
+    /// shrinks it on its own). Prints the index and the file's bytes before and after.
+    Compact(host::MaintenanceArgs),
+    /// UNSAFE, offline: make a stopped survivor the only voter of its cluster after a
+    /// majority is lost for good (`--force-new-cluster`). Prints what it will do; does it only
+    /// with --i-accept-losing-writes.
+    Recover(recover::RecoverArgs),
     /// Run a deterministic simulator campaign of the real Raft core under faults.
     Sim(crate::sim::SimArgs),
     /// Certificates: create a CA, issue, inspect and rotate node certificates.
@@ -81,6 +92,9 @@ pub fn main() -> ExitCode {
         Command::Leader(args) => host::leader(args),
         Command::Switchover(args) => host::switchover(args),
         Command::Members(args) => host::members(args),
+        Command::Snapshot(args) => host::maintenance(args, false),
+        Command::Recover(args) => recover::run(args),
+        Command::Compact(args) => host::maintenance(args, true),
         Command::Sim(args) => crate::sim::run_cli(args),
         Command::Admin(args) => admin::run(args),
         Command::CheckConfig(args) => config_check::check_config(args),
@@ -101,11 +115,5 @@ pub fn main() -> ExitCode {
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("REGENT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+    crate::daemon::logging::init();
 }

@@ -98,6 +98,10 @@ pub struct DaemonConfig {
     /// A probe of the master beside regent; without it the host counts as always healthy.
     #[serde(default)]
     pub host_health: Option<ProbeConfig>,
+    /// The log filter (`info`, `warn,regent::daemon=debug`, ...). None: the `REGENT_LOG`
+    /// environment variable, else `warn`. A reload applies a change.
+    #[serde(default)]
+    pub log_level: Option<String>,
 }
 
 /// One node of the cluster and the UDP address its peers dial.

@@ -68,6 +68,16 @@ impl DaemonConfig {
                 invalid(field, rule)
             })?;
         }
+        if let Some(level) = &self.log_level {
+            tracing_subscriber::EnvFilter::builder()
+                .parse(level)
+                .map_err(|e| {
+                    invalid(
+                        "log_level",
+                        format!("{level:?} is not a log filter ({e}); say e.g. info or warn,regent::daemon=debug"),
+                    )
+                })?;
+        }
         self.validate_listen()?;
         self.validate_timing()?;
         self.raft_config().validate().map_err(raft_error)?;

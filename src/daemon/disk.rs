@@ -11,12 +11,12 @@ use crate::api::{ReadAnswer, ReadQuery};
 use crate::raft::{LogIndex, NodeId};
 use crate::replica::{Persist, Token};
 use crate::storage::{
-    Applied, InstallProgress, LogStorage, RedbStorage, SnapshotSource, StorageError,
+    Applied, FileCompaction, InstallProgress, LogStorage, RedbStorage, SnapshotSource, StorageError,
 };
 use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 use std::time::Instant;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// A journal page stops after the operation that passes this many bytes.
 const JOURNAL_PAGE_BYTES_MAX: usize = 4 << 20;
@@ -38,6 +38,10 @@ pub enum DiskRequest {
     /// Compact the file when much of it is free (off the commit path: queued like any request,
     /// sent by the driver only when nothing is in flight).
     CompactFile,
+    /// Compact the file now, whatever is free (`regent compact`); answered on `reply`.
+    CompactFileNow {
+        reply: oneshot::Sender<Result<FileCompaction, StorageError>>,
+    },
 }
 
 /// What the disk thread did.
@@ -73,6 +77,8 @@ pub enum DiskDone {
     /// An install in progress was abandoned.
     InstallAborted,
     FileCompacted(Result<bool, StorageError>),
+    /// A request answered on its own channel; nothing for the driver to do.
+    Answered,
 }
 
 /// The driver's handle on the disk thread.
@@ -158,6 +164,10 @@ fn carry_out(storage: &mut RedbStorage, request: DiskRequest) -> DiskDone {
             DiskDone::InstallAborted
         }
         DiskRequest::CompactFile => DiskDone::FileCompacted(storage.maybe_compact_file()),
+        DiskRequest::CompactFileNow { reply } => {
+            let _ = reply.send(storage.compact_file());
+            DiskDone::Answered
+        }
     }
 }
 

@@ -18,7 +18,9 @@ use super::notify::Notifier;
 use super::wire::PeerMessage;
 use crate::api::metrics::Metrics;
 use crate::api::status::{MemberStatus, NodeStatus};
-use crate::api::{HandoverAnswer, ReadAnswer, ReadQuery, Request, RequestError, WriteAnswer};
+use crate::api::{
+    self, HandoverAnswer, ReadAnswer, ReadQuery, Request, RequestError, SnapshotAnswer, WriteAnswer,
+};
 use crate::clock;
 use crate::raft::{Message, Nanos, NodeId, ProposeError, ReadError, Role};
 use crate::replica::{Action, ProposalOutcome, Replica, Token};
@@ -36,6 +38,12 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 /// Requests the driver takes from one wake-up before it ticks and writes: bounds the work of
 /// one loop turn (and so the latency of timers) under a flood.
 const DRAIN_MAX: usize = 4096;
+
+/// The members' address records are read again at least this often.
+const ADDRESS_REREAD: Duration = Duration::from_secs(5);
+
+/// A learner is promoted only once its log is within this many entries of the leader's.
+pub const PROMOTE_LAG_MAX: u64 = 256;
 
 /// Messages from the driver's own helper tasks.
 enum Internal {
@@ -82,7 +90,8 @@ pub struct DriverParts {
     pub requests: mpsc::Receiver<Request>,
     pub status: watch::Sender<NodeStatus>,
     pub shutdown: watch::Receiver<bool>,
-    /// Every known member's address (from the configuration).
+    /// Every known member's address: the configuration's, overridden by the replicated
+    /// address records (`api::members`) read at start.
     pub addresses: BTreeMap<NodeId, SocketAddr>,
     pub persist_stall_max: Duration,
     /// How long a hand-over may take before it is abandoned (the core's own bound).
@@ -91,8 +100,19 @@ pub struct DriverParts {
     pub metrics: Arc<Metrics>,
     /// The host's health, when a probe is configured.
     pub host_health: Option<watch::Receiver<bool>>,
-    /// The journal's retention bounds, for the host reports this node proposes as leader.
-    pub journal_retention: crate::storage::JournalRetention,
+    /// The API settings a reload may change.
+    pub live: watch::Sender<api::LiveOptions>,
+    /// The configuration file, read again on every reload, and what it said last.
+    pub config_path: std::path::PathBuf,
+    pub config: crate::config::DaemonConfig,
+}
+
+/// An operator's snapshot (or compaction) waiting for the log compaction through `index`.
+struct Maintenance {
+    previous_index: crate::raft::LogIndex,
+    index: crate::raft::LogIndex,
+    file: bool,
+    reply: oneshot::Sender<Result<SnapshotAnswer, RequestError>>,
 }
 
 /// A hand-over this node started as leader.
@@ -117,16 +137,27 @@ pub struct Driver {
     status: watch::Sender<NodeStatus>,
     shutdown: watch::Receiver<bool>,
     addresses: BTreeMap<NodeId, SocketAddr>,
+    /// The members' address records are re-read (from the state machine) when this is set
+    /// and no read is in flight: on a membership change, while a member has no address (at
+    /// most every second), and every `ADDRESS_REREAD`.
+    addresses_due: bool,
+    address_read: Option<Token>,
+    address_read_at: Nanos,
     persist_stall_max: Duration,
     handover_max: Duration,
     notifier: Notifier,
     metrics: Arc<Metrics>,
     host_health: Option<watch::Receiver<bool>>,
     host_healthy: bool,
+    live: watch::Sender<api::LiveOptions>,
+    config_path: std::path::PathBuf,
+    config: crate::config::DaemonConfig,
     link_up: BTreeMap<NodeId, bool>,
     certificate_not_after_unix: Option<i64>,
     next_watchdog: Option<Nanos>,
     handovers: Vec<Handover>,
+    /// Snapshots asked by an operator, waiting for their log compaction.
+    maintenance: Vec<Maintenance>,
     /// Stopping: set when shutdown was asked; the loop ends once no hand-over is in progress.
     stopping: bool,
 
@@ -149,7 +180,6 @@ pub struct Driver {
     /// applied (with the term it was reported in: the hand-over ack is per term).
     journal: crate::storage::JournalState,
     host_applied: (crate::raft::Term, u64),
-    journal_retention: crate::storage::JournalRetention,
     fatal: Option<String>,
 }
 
@@ -173,6 +203,9 @@ impl Driver {
             status: parts.status,
             shutdown: parts.shutdown,
             addresses: parts.addresses,
+            addresses_due: false,
+            address_read: None,
+            address_read_at: 0,
             persist_stall_max: parts.persist_stall_max,
             handover_max: parts.handover_max,
             notifier: parts.notifier,
@@ -180,9 +213,13 @@ impl Driver {
             metrics: parts.metrics,
             host_health: parts.host_health,
             host_healthy: true,
+            live: parts.live,
+            config_path: parts.config_path,
+            config: parts.config,
             link_up: BTreeMap::new(),
             next_watchdog: None,
             handovers: Vec::new(),
+            maintenance: Vec::new(),
             stopping: false,
             pending: BTreeMap::new(),
             next_token: 1,
@@ -197,7 +234,6 @@ impl Driver {
             revision: 0,
             journal: Default::default(),
             host_applied: Default::default(),
-            journal_retention: parts.journal_retention,
             fatal: None,
         }
     }
@@ -206,6 +242,7 @@ impl Driver {
     pub async fn run(mut self) -> Result<(), String> {
         self.notifier.notify("READY=1");
         self.next_watchdog = self.notifier.watchdog_interval().map(|_| clock::now());
+        self.sync_peers();
         self.turn(clock::now());
         loop {
             // No fixed tick: sleep until the core's next timer (quinn-proto's poll_timeout).
@@ -385,6 +422,7 @@ impl Driver {
         self.carry_out(&mut actions, now);
         self.actions = actions;
         self.log_membership();
+        self.maybe_read_addresses(now);
         self.check_handovers(now);
         self.publish(now);
     }
@@ -479,6 +517,12 @@ impl Driver {
         let now = clock::now();
         match request {
             Request::Members { change, reply } => {
+                if let Some(crate::raft::ConfChange::Promote(id)) = change {
+                    if let Some(refusal) = self.promotion_refusal(id, now) {
+                        let _ = reply.send(Err(refusal));
+                        return;
+                    }
+                }
                 let result = match change {
                     Some(change) => self.replica.change_membership(change, now),
                     None => self.replica.abort_membership_change(now),
@@ -497,26 +541,15 @@ impl Driver {
             }
             Request::Reload { reply } => {
                 self.notifier.notify("RELOADING=1");
-                let outcome = match self.transport.reload_identity() {
-                    Ok(cert) => {
-                        self.certificate_not_after_unix = Some(cert.not_after_unix);
-                        tracing::info!(node = %self.id, serial = %cert.serial, "reloaded the certificate, key and CA bundle");
-                        Ok(format!(
-                            "certificate {} valid until {}",
-                            cert.serial,
-                            crate::pki::identity::format_unix(cert.not_after_unix)
-                        ))
-                    }
-                    Err(err) => {
-                        tracing::error!(node = %self.id, error = %err, "reload refused; the old certificate stays");
-                        Err(RequestError::Reload(err.to_string()))
-                    }
-                };
+                let outcome = self.reload();
                 self.notifier.notify("READY=1");
+                // Publish first: whoever asked then reads the new certificate in the status.
+                self.publish(now);
                 if let Some(reply) = reply {
                     let _ = reply.send(outcome);
                 }
             }
+            Request::Snapshot { file, reply } => self.snapshot_now(file, reply, now),
             Request::Transfer { target, reply } => {
                 match self.replica.transfer_leadership(target, now) {
                     Ok(to) => {
@@ -625,13 +658,197 @@ impl Driver {
             node: from.0,
             applied,
             checkpoint,
-            retention: self.journal_retention,
+            retention: self.config.journal.retention(),
         });
         proposal.time_ms = clock::unix_ms();
         // Nobody waits for the answer: the token is never pending.
         let token = self.token();
         if let Err(err) = self.replica.propose(token, proposal.encode(), now) {
             tracing::debug!(node = %self.id, peer = %from, error = %err, "host report not logged");
+        }
+    }
+
+    /// SIGHUP or `POST /v1/admin/reload`: reads the configuration file again and reloads the
+    /// certificate, key and CA bundle; then applies what may change at run time — the log
+    /// filter, the host health probe, who may call admin endpoints, the lease warning. All or
+    /// nothing: a file that does not load, names another node or cluster, or a certificate
+    /// that does not load is refused with the reason, and everything stays as it was. Settings
+    /// that need a restart are named in the answer and the log, and keep their old values.
+    fn reload(&mut self) -> Result<String, RequestError> {
+        let refuse = |what: String| {
+            tracing::error!(node = %self.id, reason = %what, "reload refused; the old configuration and certificate stay");
+            Err(RequestError::Reload(what))
+        };
+        let new = match crate::config::DaemonConfig::load(&self.config_path) {
+            Ok(new) => new,
+            Err(err) => return refuse(err.to_string()),
+        };
+        if new.cluster != self.config.cluster || new.node_id != self.config.node_id {
+            return refuse(format!(
+                "{} is for node {} of cluster {:?}, but this is node {} of cluster {:?}",
+                self.config_path.display(),
+                new.node_id,
+                new.cluster,
+                self.config.node_id,
+                self.config.cluster
+            ));
+        }
+        let cert = match self.transport.reload_identity() {
+            Ok(cert) => cert,
+            Err(err) => return refuse(err.to_string()),
+        };
+        self.certificate_not_after_unix = Some(cert.not_after_unix);
+        let mut applied = Vec::new();
+        if new.log_level != self.config.log_level {
+            match super::logging::set_filter(new.log_level.as_deref()) {
+                Ok(filter) => applied.push(format!("log filter {filter}")),
+                // Validated with the file, so this is not expected; keep going with the rest.
+                Err(err) => tracing::warn!(node = %self.id, error = %err, "log filter not changed"),
+            }
+        }
+        let live = live_options(&new);
+        if live != live_options(&self.config) {
+            self.live.send_replace(live);
+            applied.push("admin_uids, admin_gids, timing.lease_warning_ms, journal".into());
+        }
+        if new.host_health != self.config.host_health {
+            // Dropping the old receiver ends the old probe's task; a new probe starts healthy.
+            self.host_health = new.host_health.clone().map(super::health::start);
+            if !self.host_healthy {
+                self.host_healthy = true;
+                self.replica.hold_campaigns(false);
+            }
+            applied.push(match &new.host_health {
+                Some(_) => "host_health (a new probe, starting from healthy)".to_string(),
+                None => "host_health removed (the host counts as healthy)".to_string(),
+            });
+        }
+        let restart = restart_needed(&self.config, &new);
+        // What was applied is now in force; what needs a restart keeps its old value here.
+        let mut kept = new.clone();
+        revert_restart_only(&mut kept, &self.config);
+        self.config = kept;
+        let mut text = format!(
+            "certificate {} valid until {}",
+            cert.serial,
+            crate::pki::identity::format_unix(cert.not_after_unix)
+        );
+        if !applied.is_empty() {
+            text.push_str(&format!("; applied: {}", applied.join(", ")));
+        }
+        if !restart.is_empty() {
+            text.push_str(&format!(
+                "; changed but applied only at the next restart: {}",
+                restart.join(", ")
+            ));
+            tracing::warn!(node = %self.id, fields = ?restart, "reload: these settings change only at the next restart");
+        }
+        tracing::info!(node = %self.id, serial = %cert.serial, applied = ?applied, "reloaded");
+        Ok(text)
+    }
+
+    /// A learner is promoted only once caught up (as etcd's `member promote`): a voter that
+    /// lags would count toward the quorum without being able to help it commit, and with a
+    /// member down it could stall the cluster. On the leader: it has acknowledged entries, and
+    /// its match index is within `PROMOTE_LAG_MAX` entries of the leader's last index.
+    /// Elsewhere the core answers.
+    fn promotion_refusal(&self, id: NodeId, now: Nanos) -> Option<RequestError> {
+        let core = self.replica.core();
+        let status = core.status(now);
+        if status.role != Role::Leader || !core.membership().learners.contains(&id) {
+            return None;
+        }
+        let matched = core.match_index(id).map_or(0, |m| m.0);
+        let lag = status.last_index.0.saturating_sub(matched);
+        (matched == 0 || lag > PROMOTE_LAG_MAX).then(|| {
+            RequestError::Members(format!(
+                "learner {id} is not caught up yet (it has {matched}, the leader {}, {lag} \
+                 entries behind, more than {PROMOTE_LAG_MAX}); retry once `regent status` shows \
+                 it close",
+                status.last_index.0
+            ))
+        })
+    }
+
+    /// `regent snapshot` / `regent compact`: compact the log through the applied index now
+    /// (off the commit path: the disk thread runs it after the batch in flight), then, for
+    /// `compact`, the database file.
+    fn snapshot_now(
+        &mut self,
+        file: bool,
+        reply: oneshot::Sender<Result<SnapshotAnswer, RequestError>>,
+        now: Nanos,
+    ) {
+        let previous_index = self.replica.core().snapshot_index();
+        let mut actions = std::mem::take(&mut self.actions);
+        let started = self.replica.compact_now(now, &mut actions);
+        self.carry_out(&mut actions, now);
+        self.actions = actions;
+        let waiting = Maintenance {
+            previous_index,
+            index: previous_index,
+            file,
+            reply,
+        };
+        match started {
+            crate::replica::CompactNow::Started(index)
+            | crate::replica::CompactNow::InFlight(index) => {
+                tracing::info!(node = %self.id, %index, "snapshot asked by an operator");
+                self.maintenance.push(Maintenance { index, ..waiting });
+            }
+            crate::replica::CompactNow::UpToDate(index) => {
+                self.maintenance.push(Maintenance { index, ..waiting });
+                self.finish_maintenance(index, None);
+            }
+        }
+    }
+
+    /// The log compaction through `index` is done (or failed): answers the snapshots that
+    /// waited for it, compacting the file first for those that asked.
+    fn finish_maintenance(&mut self, index: crate::raft::LogIndex, failed: Option<String>) {
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.maintenance)
+            .into_iter()
+            .partition(|m| m.index <= index);
+        self.maintenance = waiting;
+        for m in done {
+            if let Some(err) = &failed {
+                let _ = m.reply.send(Err(RequestError::Storage(format!(
+                    "the log compaction through {index} failed: {err}"
+                ))));
+                continue;
+            }
+            let answer = SnapshotAnswer {
+                previous_index: m.previous_index,
+                index,
+                file: None,
+            };
+            if !m.file {
+                let _ = m.reply.send(Ok(answer));
+                continue;
+            }
+            let (file_reply, file_done) = oneshot::channel();
+            self.disk
+                .send(DiskRequest::CompactFileNow { reply: file_reply });
+            let id = self.id;
+            tokio::spawn(async move {
+                let result = match file_done.await {
+                    Ok(Ok(file)) => {
+                        tracing::info!(
+                            node = %id, bytes_before = file.bytes_before, bytes_after = file.bytes_after,
+                            busy = file.busy, "database file compacted by an operator"
+                        );
+                        Ok(SnapshotAnswer {
+                            file: Some(file),
+                            ..answer
+                        })
+                    }
+                    Ok(Err(err)) => Err(RequestError::Storage(format!(
+                        "compacting the database file: {err}"
+                    ))),
+                    Err(_) => Err(RequestError::ShuttingDown),
+                };
+                let _ = m.reply.send(result);
+            });
         }
     }
 
@@ -724,12 +941,19 @@ impl Driver {
                     self.replica.compacted(index);
                     tracing::info!(node = %self.id, %index, "log compacted (the state machine is the snapshot)");
                     self.disk.send(DiskRequest::CompactFile);
+                    self.finish_maintenance(index, None);
                 }
                 Err(err) => {
                     self.replica.compaction_failed();
                     tracing::warn!(node = %self.id, %index, error = %err, "log compaction failed");
+                    self.finish_maintenance(index, Some(err.to_string()));
                 }
             },
+            DiskDone::Answered => {}
+            DiskDone::Read { token, result } if self.address_read == Some(token) => {
+                self.address_read = None;
+                self.on_address_records(result);
+            }
             DiskDone::Read { token, result } => {
                 if let Some(Pending::Read { reply, .. }) = self.pending.remove(&token) {
                     let _ = reply.send(result.map_err(|e| RequestError::Storage(e.to_string())));
@@ -946,6 +1170,106 @@ impl Driver {
                 "membership changed"
             );
             self.last_membership = current.clone();
+            self.addresses_due = true;
+            self.sync_peers();
+        }
+    }
+
+    // ----- Members' addresses -----
+
+    /// Asks the disk for the members' address records when they are due: after a membership
+    /// change, and (at most once a second) while a member of the configuration has no known
+    /// address — on a follower the record may be applied a little after the change appears.
+    fn maybe_read_addresses(&mut self, now: Nanos) {
+        if self.address_read.is_some() {
+            return;
+        }
+        let missing = self
+            .replica
+            .core()
+            .membership()
+            .members()
+            .into_iter()
+            .any(|id| id != self.id && !self.addresses.contains_key(&id));
+        // Also every ADDRESS_REREAD: a member moved with `regent members update` is found
+        // there without a configuration change.
+        let since = now.saturating_sub(self.address_read_at);
+        let due = self.addresses_due
+            || (missing && since >= 1_000_000_000)
+            || since >= ADDRESS_REREAD.as_nanos() as u64;
+        if !due {
+            return;
+        }
+        self.addresses_due = false;
+        self.address_read_at = now;
+        let token = self.token();
+        self.address_read = Some(token);
+        self.disk.send(DiskRequest::Read {
+            token,
+            query: ReadQuery::Range {
+                prefix: api::members::MEMBER_ADDRESS_PREFIX.to_vec(),
+                limit: api::members::MEMBER_RECORDS_MAX,
+            },
+        });
+    }
+
+    fn on_address_records(&mut self, result: Result<ReadAnswer, StorageError>) {
+        let kvs = match result {
+            Ok(ReadAnswer::Range { kvs, .. }) => kvs,
+            Ok(_) => return,
+            Err(err) => {
+                tracing::warn!(node = %self.id, error = %err, "reading the members' addresses failed");
+                return;
+            }
+        };
+        for kv in &kvs {
+            match api::members::parse_member_address(kv) {
+                Some((id, addr)) => {
+                    if self.addresses.insert(id, addr) != Some(addr) {
+                        tracing::info!(node = %self.id, member = %id, %addr, "learned a member's address");
+                    }
+                }
+                None => tracing::warn!(
+                    node = %self.id, key = ?String::from_utf8_lossy(&kv.key),
+                    "an address record that does not parse; ignored"
+                ),
+            }
+        }
+        self.sync_peers();
+    }
+
+    /// The transport's peers: every other member of the configuration whose address is known
+    /// (all known addresses while this node has no configuration yet, as a joining node).
+    fn wanted_peers(&self) -> BTreeMap<NodeId, SocketAddr> {
+        let members = self.replica.core().membership().members();
+        let others = self.addresses.iter().filter(|(&id, _)| id != self.id);
+        if members.is_empty() {
+            return others.map(|(&id, &a)| (id, a)).collect();
+        }
+        others
+            .filter(|(id, _)| members.contains(id))
+            .map(|(&id, &a)| (id, a))
+            .collect()
+    }
+
+    fn sync_peers(&mut self) {
+        let wanted = self.wanted_peers();
+        if wanted == self.transport.peers() {
+            return;
+        }
+        match self.transport.set_peers(&wanted) {
+            Ok(changes) => {
+                for (peer, addr) in changes.added {
+                    tracing::info!(node = %self.id, %peer, %addr, "peer added");
+                }
+                for (peer, addr) in changes.removed {
+                    self.link_up.remove(&peer);
+                    tracing::info!(node = %self.id, %peer, %addr, "peer removed");
+                }
+            }
+            Err(err) => {
+                tracing::warn!(node = %self.id, error = %err, "the transport's peers could not be changed")
+            }
         }
     }
 
@@ -1023,6 +1347,9 @@ impl Driver {
                 Request::Members { reply, .. } => {
                     let _ = reply.send(Err(RequestError::ShuttingDown));
                 }
+                Request::Snapshot { reply, .. } => {
+                    let _ = reply.send(Err(RequestError::ShuttingDown));
+                }
                 Request::Reload { reply } => {
                     if let Some(reply) = reply {
                         let _ = reply.send(Err(RequestError::ShuttingDown));
@@ -1069,6 +1396,60 @@ impl Driver {
             None => Ok(()),
         }
     }
+}
+
+/// The API settings a reload may change, from a configuration.
+pub fn live_options(config: &crate::config::DaemonConfig) -> api::LiveOptions {
+    api::LiveOptions {
+        lease_warning_ms: config.timing.lease_warning_ms,
+        admin_uids: config.admin_uids.clone(),
+        admin_gids: config.admin_gids.clone(),
+        journal_retention: config.journal.retention(),
+    }
+}
+
+/// The settings of `new` that differ from `old` and take effect only at a restart.
+fn restart_needed(
+    old: &crate::config::DaemonConfig,
+    new: &crate::config::DaemonConfig,
+) -> Vec<&'static str> {
+    let mut fields = Vec::new();
+    let mut check = |name: &'static str, differs: bool| {
+        if differs {
+            fields.push(name);
+        }
+    };
+    check("listen", old.listen != new.listen);
+    check("members", old.members != new.members);
+    check("join", old.join != new.join);
+    check("data_dir", old.data_dir != new.data_dir);
+    check("socket", old.socket != new.socket);
+    check("socket_mode", old.socket_mode != new.socket_mode);
+    check("socket_group", old.socket_group != new.socket_group);
+    check("tls (paths)", old.tls != new.tls);
+    let mut timing = new.timing.clone();
+    timing.lease_warning_ms = old.timing.lease_warning_ms;
+    check("timing", old.timing != timing);
+    check("raft", old.raft != new.raft);
+    check("transport", old.transport != new.transport);
+    check("storage", old.storage != new.storage);
+    check("api", old.api != new.api);
+    fields
+}
+
+/// Puts back into `new` the settings that take effect only at a restart.
+fn revert_restart_only(new: &mut crate::config::DaemonConfig, old: &crate::config::DaemonConfig) {
+    let lease_warning_ms = new.timing.lease_warning_ms;
+    let (log_level, host_health) = (new.log_level.clone(), new.host_health.clone());
+    let (admin_uids, admin_gids) = (new.admin_uids.clone(), new.admin_gids.clone());
+    let journal = new.journal.clone();
+    *new = old.clone();
+    new.journal = journal;
+    new.timing.lease_warning_ms = lease_warning_ms;
+    new.log_level = log_level;
+    new.host_health = host_health;
+    new.admin_uids = admin_uids;
+    new.admin_gids = admin_gids;
 }
 
 /// The next change of the host's health; pending forever without a probe (or once it ends).

@@ -10,6 +10,7 @@
 pub mod disk;
 pub mod driver;
 pub mod health;
+pub mod logging;
 pub mod notify;
 pub mod wire;
 
@@ -23,7 +24,7 @@ use crate::transport::Transport;
 use anyhow::Context;
 use disk::Disk;
 use driver::{Driver, DriverParts};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,11 +42,14 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
         .thread_name("regent")
         .build()
         .context("starting the tokio runtime")?;
-    runtime.block_on(run_daemon(config))
+    runtime.block_on(run_daemon(config, config_path.to_path_buf()))
 }
 
-async fn run_daemon(config: DaemonConfig) -> anyhow::Result<ExitCode> {
+async fn run_daemon(config: DaemonConfig, config_path: PathBuf) -> anyhow::Result<ExitCode> {
     let id = config.node_id;
+    if let Some(level) = &config.log_level {
+        logging::set_filter(Some(level)).map_err(|e| anyhow::anyhow!("log_level: {e}"))?;
+    }
     let identity = Identity {
         cluster_id: config.cluster.clone(),
         node_id: id,
@@ -63,6 +67,7 @@ async fn run_daemon(config: DaemonConfig) -> anyhow::Result<ExitCode> {
     let rng = Box::new(SplitMix64::new(u64::from_le_bytes(seed)));
     let replica = Replica::new(config.raft_config(), &storage, bootstrap, rng, now)
         .context("restoring the replica from storage")?;
+    let addresses = member_addresses(&config, &storage);
     let state = storage.state().clone();
     tracing::info!(
         node = %id, cluster = %config.cluster,
@@ -79,11 +84,8 @@ async fn run_daemon(config: DaemonConfig) -> anyhow::Result<ExitCode> {
         socket_gid: config.socket_gid()?,
         request_bytes_max: config.api.request_bytes_max,
         connections_max: config.api.connections_max,
-        lease_warning_ms: config.timing.lease_warning_ms,
-        admin_uids: config.admin_uids.clone(),
-        admin_gids: config.admin_gids.clone(),
-        journal_retention: config.journal.retention(),
     };
+    let (live_tx, live) = watch::channel(driver::live_options(&config));
     let listener = api::bind(&options)?;
 
     let (shutdown_tx, shutdown) = watch::channel(false);
@@ -96,6 +98,7 @@ async fn run_daemon(config: DaemonConfig) -> anyhow::Result<ExitCode> {
         metrics: metrics.clone(),
         status: status_rx,
         options: options.clone(),
+        live,
     });
     let server = tokio::spawn(api::serve(listener, context.clone(), shutdown.clone()));
     if let Some(addr) = config.api.tcp_listen {
@@ -117,13 +120,15 @@ async fn run_daemon(config: DaemonConfig) -> anyhow::Result<ExitCode> {
         requests,
         status: status_tx,
         shutdown: shutdown.clone(),
-        addresses: config.members.iter().map(|m| (m.id, m.address)).collect(),
+        addresses,
         persist_stall_max: Duration::from_millis(config.timing.persist_stall_max_ms),
         handover_max: Duration::from_millis(config.timing.election_timeout_min_ms * 2),
         notifier: notify::Notifier::from_env(),
         metrics,
         host_health: config.host_health.clone().map(health::start),
-        journal_retention: config.journal.retention(),
+        live: live_tx,
+        config_path,
+        config: config.clone(),
     });
     tracing::info!(node = %id, socket = %options.socket.display(), listen = %config.listen, "serving");
     let outcome = driver.run().await;
@@ -167,6 +172,37 @@ fn bootstrap(config: &DaemonConfig, storage: &mut RedbStorage) -> anyhow::Result
     Ok(Membership::default())
 }
 
+/// Every member's address known at start: the configuration file's `members` (the
+/// bootstrap), overridden by the replicated address records (`api::members`) of members added
+/// at run time. The driver narrows the transport's peers to the configuration in force.
+fn member_addresses(
+    config: &DaemonConfig,
+    storage: &RedbStorage,
+) -> std::collections::BTreeMap<crate::raft::NodeId, std::net::SocketAddr> {
+    let mut addresses: std::collections::BTreeMap<_, _> =
+        config.members.iter().map(|m| (m.id, m.address)).collect();
+    match storage.kv_range(
+        api::members::MEMBER_ADDRESS_PREFIX,
+        api::members::MEMBER_RECORDS_MAX,
+    ) {
+        Ok((kvs, _)) => {
+            for kv in &kvs {
+                match api::members::parse_member_address(kv) {
+                    Some((id, addr)) => {
+                        addresses.insert(id, addr);
+                    }
+                    None => tracing::warn!(
+                        key = ?String::from_utf8_lossy(&kv.key),
+                        "an address record that does not parse; ignored"
+                    ),
+                }
+            }
+        }
+        Err(err) => tracing::warn!(error = %err, "reading the members' addresses failed"),
+    }
+    addresses
+}
+
 /// The thread that turns SIGTERM and SIGINT into a shutdown request, and SIGHUP into a reload.
 struct SignalWatch {
     handle: signal_hook::iterator::Handle,
@@ -191,7 +227,9 @@ fn watch_signals(
         .spawn(move || {
             for signal in signals.forever() {
                 if signal == SIGHUP {
-                    tracing::info!("SIGHUP: reloading the certificate, key and CA bundle");
+                    tracing::info!(
+                        "SIGHUP: reloading the configuration, certificate, key and CA bundle"
+                    );
                     let _ = requests.blocking_send(api::Request::Reload { reply: None });
                     continue;
                 }

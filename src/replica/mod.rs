@@ -54,6 +54,17 @@ pub struct Persist {
     pub batch: Batch,
 }
 
+/// What [`Replica::compact_now`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompactNow {
+    /// An `Action::Compact` through this index was appended.
+    Started(LogIndex),
+    /// A compaction through this index is already in flight.
+    InFlight(LogIndex),
+    /// Nothing was applied since the snapshot at this index.
+    UpToDate(LogIndex),
+}
+
 /// A side effect the caller carries out, in the order given.
 #[derive(Debug)]
 pub enum Action {
@@ -313,6 +324,24 @@ impl Replica {
             "an unrequested compaction"
         );
         self.core.compact(index);
+    }
+
+    /// An operator's `regent snapshot`: compact the log through the applied (and durable)
+    /// index now, rather than when the policy says. Appends the `Action::Compact` it starts;
+    /// answers the index a compaction in flight will reach, or the snapshot's index when
+    /// nothing was applied since.
+    pub fn compact_now(&mut self, now: Nanos, out: &mut Vec<Action>) -> CompactNow {
+        if let Some(index) = self.compacting {
+            return CompactNow::InFlight(index);
+        }
+        let applied = self.core.status(now).applied_index;
+        let index = applied.min(self.core.persisted_index());
+        if index <= self.core.snapshot_index() {
+            return CompactNow::UpToDate(self.core.snapshot_index());
+        }
+        self.compacting = Some(index);
+        out.push(Action::Compact(index));
+        CompactNow::Started(index)
     }
 
     /// A compaction failed in storage: the core keeps its log, and the policy may ask again.

@@ -41,7 +41,7 @@ pub use error::{StorageError, MEMORY_PATH};
 pub use journal::{JournalMember, JournalOp, JournalPage, JournalState};
 pub use kv::{Change, ChangeKind};
 pub use mem::{MemFault, MemStorage};
-pub use redb::{RedbStorage, DB_FILE_NAME, STORAGE_FORMAT_VERSION};
+pub use redb::{FileCompaction, RedbStorage, DB_FILE_NAME, STORAGE_FORMAT_VERSION};
 pub use session::{
     SessionRecord, SESSIONS_MAX, SESSION_RESULTS_MAX, SESSION_SWEEP_INTERVAL_MS,
     SESSION_TTL_MAX_MS, SESSION_TTL_MIN_MS,

@@ -133,6 +133,41 @@ impl RedbStorage {
         Ok((len, len.saturating_sub(used)))
     }
 
+    /// Compacts the file now, whatever share of it is free (an operator's `regent compact`).
+    /// Slow: call it off the commit path. A snapshot being streamed holds a read transaction,
+    /// which redb's compaction cannot run past: `busy` says so, and nothing changed.
+    pub fn compact_file(&mut self) -> Result<FileCompaction, StorageError> {
+        let (before, free_before) = self.file_usage()?;
+        let path = self.path.clone();
+        let Some(db) = self.db.as_mut() else {
+            return Err(StorageError::ReloadRequired { path });
+        };
+        let mut busy = false;
+        // redb compacts a step at a time; a bound keeps a pathological file from looping.
+        for _ in 0..64 {
+            match db.compact() {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(redb::CompactionError::TransactionInProgress) => {
+                    busy = true;
+                    break;
+                }
+                Err(err) => {
+                    self.db = None;
+                    return Err(StorageError::redb(&path, "compact the file", err));
+                }
+            }
+        }
+        let (after, free_after) = self.file_usage()?;
+        Ok(FileCompaction {
+            bytes_before: before,
+            bytes_after: after,
+            free_bytes_before: free_before,
+            free_bytes_after: free_after,
+            busy,
+        })
+    }
+
     fn db(&self) -> Result<&Database, StorageError> {
         self.db
             .as_ref()
@@ -676,6 +711,17 @@ impl LogStorage for RedbStorage {
         }
         Ok(compacted)
     }
+}
+
+/// What `RedbStorage::compact_file` did: the file's length and free bytes before and after.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileCompaction {
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    pub free_bytes_before: u64,
+    pub free_bytes_after: u64,
+    /// A read transaction (a snapshot being streamed) kept redb from compacting.
+    pub busy: bool,
 }
 
 /// Answers the terms that need no table (index 0, the snapshot's index).

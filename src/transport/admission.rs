@@ -70,8 +70,9 @@ impl Source {
 /// The handshake budgets of one endpoint.
 #[derive(Debug)]
 pub struct Gate {
-    /// The configured peers' addresses, canonical (an IPv4-mapped IPv6 address as IPv4).
-    peers: HashSet<SocketAddr>,
+    /// The configured peers' addresses, canonical (an IPv4-mapped IPv6 address as IPv4);
+    /// replaced when the peers change at run time.
+    peers: std::sync::RwLock<HashSet<SocketAddr>>,
     counts: Mutex<Counts>,
 }
 
@@ -105,9 +106,15 @@ fn canonical(addr: SocketAddr) -> SocketAddr {
 impl Gate {
     pub fn new(peer_addrs: impl IntoIterator<Item = SocketAddr>) -> Arc<Gate> {
         Arc::new(Gate {
-            peers: peer_addrs.into_iter().map(canonical).collect(),
+            peers: std::sync::RwLock::new(peer_addrs.into_iter().map(canonical).collect()),
             counts: Mutex::new(Counts::default()),
         })
+    }
+
+    /// Replaces the peers' addresses (slots already held stay counted where they were taken).
+    pub fn set_peers(&self, peer_addrs: impl IntoIterator<Item = SocketAddr>) {
+        *self.peers.write().unwrap_or_else(|p| p.into_inner()) =
+            peer_addrs.into_iter().map(canonical).collect();
     }
 
     /// Decides about an attempt from `remote`; `validated` says whether it carried a valid
@@ -118,7 +125,12 @@ impl Gate {
         }
         let remote = canonical(remote);
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        let held = if self.peers.contains(&remote) {
+        let is_peer = self
+            .peers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&remote);
+        let held = if is_peer {
             let n = counts.per_peer.entry(remote).or_insert(0);
             if *n >= PEER_HANDSHAKES_MAX {
                 return Decision::Refuse(Refusal::PeerAddressBusy);

@@ -339,6 +339,13 @@ pub struct PeerStatus {
     pub links_up: u64,
 }
 
+/// What `TransportHandle::set_peers` changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerChanges {
+    pub added: Vec<(NodeId, SocketAddr)>,
+    pub removed: Vec<(NodeId, SocketAddr)>,
+}
+
 /// Extra inputs of `Transport::start_with`.
 #[derive(Default)]
 pub struct StartOptions {
@@ -421,7 +428,7 @@ impl Transport {
             endpoint,
             material: RwLock::new(material),
             quic,
-            peers,
+            peers: RwLock::new(peers),
             inbound: inbound_tx,
             events,
             shutdown,
@@ -475,6 +482,72 @@ impl<T> Clone for TransportHandle<T> {
 }
 
 impl<T: WireMessage> TransportHandle<T> {
+    /// Makes `wanted` the peers: starts a task for each new peer (dialing it when this node's
+    /// id is lower), ends the task of each peer no longer wanted (closing its link), and
+    /// restarts a peer whose address changed. The TLS verifier of incoming connections and
+    /// the handshake budgets follow. Returns what changed, for the log.
+    ///
+    /// The daemon calls this when the replicated configuration or the members' recorded
+    /// addresses change, so a member added at run time is reached without a restart.
+    pub fn set_peers(
+        &self,
+        wanted: &BTreeMap<NodeId, SocketAddr>,
+    ) -> Result<PeerChanges, TransportError> {
+        let shared = &self.shared;
+        if shared.is_shut_down() {
+            return Err(TransportError::Shutdown);
+        }
+        let mut check = shared.config.clone();
+        check.peers = wanted.clone();
+        check.validate()?;
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|_| TransportError::NoRuntime)?;
+        let mut changes = PeerChanges::default();
+        let mut started = Vec::new();
+        {
+            let mut peers = shared.peers.write().unwrap_or_else(|p| p.into_inner());
+            let gone: Vec<NodeId> = peers
+                .iter()
+                .filter(|(id, p)| wanted.get(id) != Some(&p.addr))
+                .map(|(id, _)| *id)
+                .collect();
+            for id in gone {
+                if let Some(peer) = peers.remove(&id) {
+                    peer.remove();
+                    changes.removed.push((id, peer.addr));
+                }
+            }
+            for (&id, &addr) in wanted {
+                if peers.contains_key(&id) {
+                    continue;
+                }
+                let (peer, rx) = peer::Peer::new(id, addr, &shared.config);
+                let peer = Arc::new(peer);
+                peers.insert(id, peer.clone());
+                started.push((peer, rx));
+                changes.added.push((id, addr));
+            }
+        }
+        if changes.added.is_empty() && changes.removed.is_empty() {
+            return Ok(changes);
+        }
+        shared.gate.set_peers(wanted.values().copied());
+        {
+            let material = shared.material();
+            let crypto =
+                tls::server_crypto(&material, &shared.config.cluster_name, self.peer_ids())?;
+            let mut server = shared.server.lock().unwrap_or_else(|p| p.into_inner());
+            server.crypto = crypto;
+            shared.endpoint.set_server_config(Some(server.clone()));
+        }
+        let mut tasks = shared.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.retain(|t| !t.is_finished());
+        for (peer, rx) in started {
+            tasks.push(runtime.spawn(peer::peer_task::<T>(shared.clone(), peer, rx)));
+        }
+        Ok(changes)
+    }
+
     /// Queues `message` for `to` and returns at once; never waits on the network.
     ///
     /// When the peer's queue is full the oldest queued frames are dropped; a message with a
@@ -487,8 +560,7 @@ impl<T: WireMessage> TransportHandle<T> {
         }
         let peer = self
             .shared
-            .peers
-            .get(&to)
+            .peer(to)
             .ok_or(TransportError::UnknownPeer(to))?;
         let mut frame = Vec::new();
         frame::encode(
@@ -519,8 +591,7 @@ impl<T> TransportHandle<T> {
     pub fn reload_identity(&self) -> Result<CertInfo, TransportError> {
         let shared = &self.shared;
         let material = NodeMaterial::load(&shared.config.tls, &shared.identity)?;
-        let peer_ids: BTreeSet<NodeId> = shared.peers.keys().copied().collect();
-        let crypto = tls::server_crypto(&material, &shared.config.cluster_name, peer_ids)?;
+        let crypto = tls::server_crypto(&material, &shared.config.cluster_name, self.peer_ids())?;
         // Build a client config too, so a reload that could not dial is refused here.
         tls::client_config(&material, shared.identity.clone(), shared.quic.clone())?;
         let cert = material.cert_info.clone();
@@ -548,7 +619,7 @@ impl<T> TransportHandle<T> {
     /// after its backoff). Frames in flight on the closed connections are lost. Use after a
     /// CA drop, so no link authenticated by the dropped CA stays up.
     pub fn reset_links(&self) {
-        for peer in self.shared.peers.values() {
+        for peer in self.shared.peer_list() {
             // notify_waiters stores no permit: a reset asked while a peer has no link must
             // not tear down the next link the moment it comes up.
             peer.reset.notify_waiters();
@@ -561,15 +632,26 @@ impl<T> TransportHandle<T> {
     }
 
     pub fn peer_status(&self, peer: NodeId) -> Option<PeerStatus> {
+        self.shared.peer(peer).map(|p| p.status.borrow().clone())
+    }
+
+    /// The current peers' ids.
+    pub fn peer_ids(&self) -> BTreeSet<NodeId> {
+        self.shared.peer_list().iter().map(|p| p.id).collect()
+    }
+
+    /// The current peers and their addresses.
+    pub fn peers(&self) -> BTreeMap<NodeId, SocketAddr> {
         self.shared
-            .peers
-            .get(&peer)
-            .map(|p| p.status.borrow().clone())
+            .peer_list()
+            .iter()
+            .map(|p| (p.id, p.addr))
+            .collect()
     }
 
     /// A watch of one peer's status, to wait for a change.
     pub fn watch_peer(&self, peer: NodeId) -> Option<watch::Receiver<PeerStatus>> {
-        self.shared.peers.get(&peer).map(|p| p.status.subscribe())
+        self.shared.peer(peer).map(|p| p.status.subscribe())
     }
 
     /// Waits until the link to `peer` is up, or `timeout`. Returns whether it is up.
@@ -584,7 +666,7 @@ impl<T> TransportHandle<T> {
     }
 
     pub fn queue_stats(&self, peer: NodeId) -> Option<QueueStats> {
-        self.shared.peers.get(&peer).map(|p| p.queue.stats())
+        self.shared.peer(peer).map(|p| p.queue.stats())
     }
 
     /// Opens a snapshot stream to `peer` over the current link. `header` is the caller's

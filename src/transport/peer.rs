@@ -70,7 +70,9 @@ pub struct Shared<T> {
     pub endpoint: quinn::Endpoint,
     pub material: RwLock<NodeMaterial>,
     pub quic: Arc<quinn::TransportConfig>,
-    pub peers: BTreeMap<NodeId, Arc<Peer>>,
+    /// The current peers. Changed at run time by `TransportHandle::set_peers` (members added
+    /// or removed through the replicated configuration); a removed peer's task ends.
+    pub peers: RwLock<BTreeMap<NodeId, Arc<Peer>>>,
     pub inbound: mpsc::Sender<Inbound<T>>,
     pub events: broadcast::Sender<LinkEvent>,
     pub shutdown: watch::Sender<bool>,
@@ -83,6 +85,25 @@ pub struct Shared<T> {
 }
 
 impl<T> Shared<T> {
+    /// The peer `id`, if it is one now.
+    pub fn peer(&self, id: NodeId) -> Option<Arc<Peer>> {
+        self.peers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    /// Every current peer.
+    pub fn peer_list(&self) -> Vec<Arc<Peer>> {
+        self.peers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
     /// The material new connections use.
     pub fn material(&self) -> NodeMaterial {
         self.material
@@ -147,6 +168,8 @@ pub struct Peer {
     pub current: Mutex<Option<quinn::Connection>>,
     /// Authenticated incoming connections of this peer waiting for their hello.
     hellos: Arc<Semaphore>,
+    /// Set when the peer is removed at run time: its task closes the link and ends.
+    removed: watch::Sender<bool>,
 }
 
 impl Peer {
@@ -165,6 +188,7 @@ impl Peer {
             reset: Notify::new(),
             current: Mutex::new(None),
             hellos: Arc::new(Semaphore::new(super::HELLOS_PER_PEER_MAX)),
+            removed: watch::channel(false).0,
         };
         (peer, rx)
     }
@@ -174,6 +198,20 @@ impl Peer {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Ends the peer's task (its link is closed); queued frames are dropped.
+    pub fn remove(&self) {
+        self.removed.send_replace(true);
+    }
+
+    /// Resolves once the transport shuts down or this peer is removed.
+    async fn ended<T>(&self, shared: &Shared<T>) {
+        let mut removed = self.removed.subscribe();
+        tokio::select! {
+            _ = shared.shutdown_signal() => {}
+            _ = removed.wait_for(|r| *r) => {}
+        }
     }
 
     fn set_connection(&self, conn: Option<quinn::Connection>) {
@@ -281,7 +319,7 @@ async fn accept_one<T: WireMessage>(
         refuse_hello(shared, &conn, None, "no certificate naming a node".into());
         return;
     };
-    let Some(peer) = shared.peers.get(&peer_id).cloned() else {
+    let Some(peer) = shared.peer(peer_id) else {
         refuse_hello(
             shared,
             &conn,
@@ -632,7 +670,7 @@ pub async fn peer_task<T: WireMessage>(
                 let result = tokio::select! {
                     r = dial(&shared, &peer) => r,
                     Some(link) = accepted.recv() => Ok(link),
-                    _ = shared.shutdown_signal() => return,
+                    _ = peer.ended(&shared) => return,
                 };
                 match result {
                     Ok(link) => link,
@@ -660,7 +698,7 @@ pub async fn peer_task<T: WireMessage>(
                         tokio::select! {
                             _ = tokio::time::sleep(delay) => {}
                             Some(link) = accepted.recv() => next = Some(link),
-                            _ = shared.shutdown_signal() => return,
+                            _ = peer.ended(&shared) => return,
                         }
                         continue;
                     }
@@ -668,7 +706,7 @@ pub async fn peer_task<T: WireMessage>(
             }
             None => tokio::select! {
                 Some(link) = accepted.recv() => link,
-                _ = shared.shutdown_signal() => return,
+                _ = peer.ended(&shared) => return,
             },
         };
         backoff.reset();
@@ -691,7 +729,7 @@ pub async fn peer_task<T: WireMessage>(
             reason = run_link(&shared, &peer, link) => LinkEnd::Failed(reason),
             Some(newer) = accepted.recv() => LinkEnd::Replaced(Box::new(newer)),
             _ = peer.reset.notified() => LinkEnd::Reset,
-            _ = shared.shutdown_signal() => LinkEnd::Shutdown,
+            _ = peer.ended(&shared) => LinkEnd::Shutdown,
         };
         peer.set_connection(None);
         let reason = match end {
@@ -706,7 +744,7 @@ pub async fn peer_task<T: WireMessage>(
                 "link reset".to_string()
             }
             LinkEnd::Shutdown => {
-                close(&conn, CLOSE_SHUTDOWN, "transport shut down");
+                close(&conn, CLOSE_SHUTDOWN, "transport shut down or peer removed");
                 peer.status.send_modify(|s| s.connected = false);
                 return;
             }
@@ -725,7 +763,7 @@ pub async fn peer_task<T: WireMessage>(
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 Some(link) = accepted.recv() => next = Some(link),
-                _ = shared.shutdown_signal() => return,
+                _ = peer.ended(&shared) => return,
             }
         }
     }

@@ -67,8 +67,7 @@ pub(super) async fn open<T>(
     header: &[u8],
 ) -> Result<SnapshotSender, TransportError> {
     let conn = shared
-        .peers
-        .get(&peer)
+        .peer(peer)
         .ok_or(TransportError::UnknownPeer(peer))?
         .connection()
         .ok_or(TransportError::NotConnected(peer))?;

@@ -185,6 +185,60 @@ impl Cluster {
         relay
     }
 
+    /// Sets up node `id` as a new member joining the running cluster: `regent admin cluster
+    /// init --join ID` with the existing CA, the members of node 1's configuration and a free
+    /// port. Returns its address; start it with `start(id)`. Ids must follow on.
+    pub fn add_joining_node(&mut self, id: u64, extra: &str) -> std::net::SocketAddr {
+        assert_eq!(id as usize, self.nodes.len() + 1, "node ids follow on");
+        let dir = self._root.path().join("cluster");
+        let first: serde_yaml::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(&self.nodes[0].config).unwrap()).unwrap();
+        let address: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut args: Vec<String> = vec![
+            "admin".into(),
+            "cluster".into(),
+            "init".into(),
+            "--dir".into(),
+            dir.display().to_string(),
+            "--cluster".into(),
+            first["cluster"].as_str().unwrap().into(),
+            "--join".into(),
+            id.to_string(),
+            "--node".into(),
+            format!("{id}={address}"),
+        ];
+        for m in first["members"].as_sequence().unwrap() {
+            args.push("--node".into());
+            args.push(format!(
+                "{}={}",
+                m["id"].as_u64().unwrap(),
+                m["address"].as_str().unwrap()
+            ));
+        }
+        let out = Command::new(BIN).args(&args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "cluster init --join failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let node_dir = dir.join(format!("node{id}"));
+        let config = node_dir.join("regent.yaml");
+        let mut yaml = std::fs::read_to_string(&config).unwrap();
+        assert!(yaml.contains("join: true"), "{yaml}");
+        yaml.push('\n');
+        yaml.push_str(extra);
+        std::fs::write(&config, yaml).unwrap();
+        self.nodes.push(Node {
+            id,
+            socket: node_dir.join("regent.sock"),
+            dir: node_dir,
+            config,
+            child: None,
+            runs: 0,
+        });
+        address
+    }
+
     pub fn node(&mut self, id: u64) -> &mut Node {
         &mut self.nodes[(id - 1) as usize]
     }
@@ -239,6 +293,11 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The process id of node `id`, while it runs.
+    pub fn pid(&self, id: u64) -> Option<u32> {
+        self.nodes[(id - 1) as usize].child.as_ref().map(|c| c.id())
     }
 
     pub fn status(&self, id: u64) -> Option<Value> {
