@@ -7,6 +7,7 @@ pub mod cluster_init;
 pub mod config_check;
 pub mod demo;
 pub mod host;
+mod load;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
