@@ -133,8 +133,13 @@ pub(super) fn print_result(result: &LoadResult, json: bool) {
     if json {
         println!("{}", result.json());
     } else {
+        let refused = if result.refused > 0 {
+            format!("  ({} writes refused or failed, retried)", result.refused)
+        } else {
+            String::new()
+        };
         println!(
-            "{:>8} {:>12.0} {:>9.2} {:>9.2} {:>9.2}",
+            "{:>8} {:>12.0} {:>9.2} {:>9.2} {:>9.2}{refused}",
             result.clients,
             result.writes_per_sec,
             result.percentile_ms(0.50),

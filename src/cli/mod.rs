@@ -8,6 +8,7 @@ pub mod config_check;
 pub mod demo;
 pub mod host;
 mod load;
+pub mod peers;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -64,6 +65,9 @@ pub enum BenchCommand {
     /// A three-node cluster of real processes: writes/s and latency per client count, reads/s,
     /// failover and switchover.
     Cluster(bench::ClusterBenchArgs),
+    /// The cluster bench's write workload against regent, etcd and ZooKeeper side by side
+    /// (bench/peers.sh installs the latter two).
+    Peers(peers::PeersBenchArgs),
 }
 
 /// Parses the command line and runs the chosen command.
@@ -86,6 +90,7 @@ pub fn main() -> ExitCode {
             BenchCommand::Storage(args) => crate::storage::bench::run(args),
             BenchCommand::Transport(args) => crate::transport::bench::run(args),
             BenchCommand::Cluster(args) => bench::run(args),
+            BenchCommand::Peers(args) => peers::run(args),
         },
     };
     match result {
