@@ -471,6 +471,15 @@ fn keep_whole_log(config_path: &Path, entries: u64) -> anyhow::Result<()> {
         (entries.saturating_mul(2) + 1000).into(),
     );
     raft.insert("compaction_bytes_max".into(), (1u64 << 40).into());
+    if std::env::var_os("REGENT_BENCH_NOVERIFY").is_some() {
+        let storage = map
+            .entry("storage".into())
+            .or_insert_with(|| serde_yaml::Value::Mapping(Default::default()));
+        storage
+            .as_mapping_mut()
+            .context("storage")?
+            .insert("verify_on_open".into(), false.into());
+    }
     std::fs::write(config_path, serde_yaml::to_string(&yaml)?)?;
     Ok(())
 }

@@ -46,6 +46,21 @@ pub use snapshot::{SnapshotSource, SNAPSHOT_CHUNK_BYTES_MAX, SNAPSHOT_FORMAT_VER
 
 pub use crate::raft::Batch;
 
+/// Whether `batch` must be made durable before it is acknowledged: it appends or truncates
+/// entries, or changes the term or the vote. A batch that only moves the commit index and
+/// applies committed entries need not be (etcd's `MustSync`): the commit index is volatile in
+/// Raft (a restarted node learns it again; `HardState::commit` is kept only to apply sooner),
+/// and the entries it applies are already durable in this log and on a quorum, so an apply
+/// lost in a crash is redone from the log with the same results. Such a batch is committed
+/// without an fsync, and the next durable commit makes it durable with everything before it.
+pub fn batch_must_sync(state: &LogState, batch: &Batch) -> bool {
+    !batch.entries.is_empty()
+        || batch.truncate_from.is_some()
+        || batch.hard_state.as_ref().is_some_and(|h| {
+            h.term != state.hard_state.term || h.vote != state.hard_state.vote
+        })
+}
+
 use crate::raft::{Entry, HardState, LogIndex, Membership, NodeId, Term};
 use serde::{Deserialize, Serialize};
 use std::fmt;
