@@ -63,6 +63,8 @@ struct Restart {
     serving: Duration,
     /// Process start → writable (adds the election a restarted single node waits for).
     writable: Duration,
+    /// Process start → serving, with `storage.verify_on_open: false`.
+    serving_unverified: Duration,
 }
 
 pub fn run(args: ClusterBenchArgs) -> anyhow::Result<ExitCode> {
@@ -168,6 +170,7 @@ fn print_others(o: &mut Others, json: bool) {
                 "restart_entries": o.restart.as_ref().map(|r| r.entries),
                 "restart_ms": o.restart.as_ref().map(|r| round3(r.serving.as_secs_f64() * 1e3)),
                 "restart_writable_ms": o.restart.as_ref().map(|r| round3(r.writable.as_secs_f64() * 1e3)),
+                "restart_unverified_ms": o.restart.as_ref().map(|r| round3(r.serving_unverified.as_secs_f64() * 1e3)),
                 "idle_rss_mib": mib(o.idle_rss_kib),
                 "loaded_rss_mib": mib(o.loaded_rss_kib),
             })
@@ -188,11 +191,12 @@ fn print_others(o: &mut Others, json: bool) {
     );
     if let Some(r) = &o.restart {
         println!(
-            "restart with {} log entries ({} MiB file): serving after {:.0} ms, writable after {:.0} ms",
+            "restart with {} log entries ({} MiB file): serving after {:.0} ms, writable after {:.0} ms; serving after {:.0} ms without redb's page check on open (verify_on_open: false)",
             r.entries,
             r.file_bytes >> 20,
             r.serving.as_secs_f64() * 1e3,
-            r.writable.as_secs_f64() * 1e3
+            r.writable.as_secs_f64() * 1e3,
+            r.serving_unverified.as_secs_f64() * 1e3
         );
     }
     let show = |kib: Option<u64>| kib.map_or("?".to_string(), |k| format!("{:.1}", k as f64 / 1024.0));
@@ -445,11 +449,21 @@ fn restart(dir: &Path, entries: u64, json: bool) -> anyhow::Result<Restart> {
     wait_socket(&config.socket, true, deadline)?;
     let writable = started.elapsed();
     node.stop();
+
+    // Again without redb's check of every page on open (`storage.verify_on_open: false`), to
+    // show what that check costs.
+    set_verify_on_open(&config_path, false)?;
+    let started = Instant::now();
+    let mut node = spawn_node(&config_path, &log)?;
+    wait_socket(&config.socket, false, started + Duration::from_secs(120))?;
+    let serving_unverified = started.elapsed();
+    node.stop();
     Ok(Restart {
         entries,
         file_bytes,
         serving,
         writable,
+        serving_unverified,
     })
 }
 
@@ -471,15 +485,23 @@ fn keep_whole_log(config_path: &Path, entries: u64) -> anyhow::Result<()> {
         (entries.saturating_mul(2) + 1000).into(),
     );
     raft.insert("compaction_bytes_max".into(), (1u64 << 40).into());
-    if std::env::var_os("REGENT_BENCH_NOVERIFY").is_some() {
-        let storage = map
-            .entry("storage".into())
-            .or_insert_with(|| serde_yaml::Value::Mapping(Default::default()));
-        storage
-            .as_mapping_mut()
-            .context("storage")?
-            .insert("verify_on_open".into(), false.into());
-    }
+    std::fs::write(config_path, serde_yaml::to_string(&yaml)?)?;
+    Ok(())
+}
+
+/// Sets `storage.verify_on_open` in the node's configuration.
+fn set_verify_on_open(config_path: &Path, verify: bool) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(config_path)?;
+    let mut yaml: serde_yaml::Value = serde_yaml::from_str(&text)?;
+    let storage = yaml
+        .as_mapping_mut()
+        .context("the generated regent.yaml is not a mapping")?
+        .entry("storage".into())
+        .or_insert_with(|| serde_yaml::Value::Mapping(Default::default()));
+    storage
+        .as_mapping_mut()
+        .context("storage: in the generated regent.yaml is not a mapping")?
+        .insert("verify_on_open".into(), verify.into());
     std::fs::write(config_path, serde_yaml::to_string(&yaml)?)?;
     Ok(())
 }
