@@ -199,7 +199,8 @@ fn print_others(o: &mut Others, json: bool) {
             r.serving_unverified.as_secs_f64() * 1e3
         );
     }
-    let show = |kib: Option<u64>| kib.map_or("?".to_string(), |k| format!("{:.1}", k as f64 / 1024.0));
+    let show =
+        |kib: Option<u64>| kib.map_or("?".to_string(), |k| format!("{:.1}", k as f64 / 1024.0));
     println!(
         "RSS: idle (largest of the three nodes) {} MiB; leader after the runs {} MiB",
         show(o.idle_rss_kib),
@@ -436,7 +437,11 @@ fn restart(dir: &Path, entries: u64, json: bool) -> anyhow::Result<Restart> {
     let log = dir.join("node1/regent.log");
 
     let mut node = spawn_node(&config_path, &log)?;
-    wait_socket(&config.socket, true, Instant::now() + Duration::from_secs(30))?;
+    wait_socket(
+        &config.socket,
+        true,
+        Instant::now() + Duration::from_secs(30),
+    )?;
     node.stop();
 
     let file_bytes = fill_log(&config, entries)?;
@@ -516,7 +521,7 @@ fn fill_log(config: &DaemonConfig, entries: u64) -> anyhow::Result<u64> {
     };
     let (mut storage, _) = RedbStorage::open(&config.data_dir, &identity, config.storage_options())
         .context("opening the restart node's storage")?;
-    let hard = storage.state().hard_state.clone();
+    let hard = storage.state().hard_state;
     let mut written = 0u64;
     while written < entries {
         let last = storage.state().last_index.0;
@@ -540,7 +545,7 @@ fn fill_log(config: &DaemonConfig, entries: u64) -> anyhow::Result<u64> {
         let batch = Batch {
             hard_state: Some(HardState {
                 commit: LogIndex(last + n),
-                ..hard.clone()
+                ..hard
             }),
             truncate_from: None,
             committed: batch_entries.clone(),

@@ -70,7 +70,10 @@ pub fn run(args: PeersBenchArgs) -> anyhow::Result<ExitCode> {
     if !args.json {
         println!("regent bench peers: regent, etcd and ZooKeeper, 3 nodes each on loopback, {}-byte values, unique keys, {} s per run",
             load::VALUE_BYTES, args.seconds);
-        println!("starting the three clusters in {} ...", temp.path().display());
+        println!(
+            "starting the three clusters in {} ...",
+            temp.path().display()
+        );
         println!(
             "{:>10}{:>8} {:>12} {:>9} {:>9} {:>9}",
             "system", "clients", "writes/s", "p50 ms", "p99 ms", "p999 ms"
@@ -127,13 +130,8 @@ fn print_table(rows: &[(LoadResult, LoadResult, LoadResult)]) {
         } else {
             z
         };
-        let lat = |x: &LoadResult| {
-            format!(
-                "{:.2} / {:.2}",
-                x.percentile_ms(0.5),
-                x.percentile_ms(0.99)
-            )
-        };
+        let lat =
+            |x: &LoadResult| format!("{:.2} / {:.2}", x.percentile_ms(0.5), x.percentile_ms(0.99));
         println!(
             "| {} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {:.2}× ({}) | {:.2}× |",
             r.clients,
@@ -144,7 +142,11 @@ fn print_table(rows: &[(LoadResult, LoadResult, LoadResult)]) {
             lat(e),
             lat(z),
             r.writes_per_sec / best.writes_per_sec,
-            if std::ptr::eq(best, e) { "etcd" } else { "ZooKeeper" },
+            if std::ptr::eq(best, e) {
+                "etcd"
+            } else {
+                "ZooKeeper"
+            },
             round3(r.percentile_ms(0.99) / best.percentile_ms(0.99)),
         );
     }
@@ -237,7 +239,9 @@ impl Etcd {
                 .arg(format!("--listen-client-urls=http://127.0.0.1:{client}"))
                 .arg(format!("--advertise-client-urls=http://127.0.0.1:{client}"))
                 .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
-                .arg(format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"))
+                .arg(format!(
+                    "--initial-advertise-peer-urls=http://127.0.0.1:{peer}"
+                ))
                 .arg(format!("--initial-cluster={}", initial.join(",")))
                 .arg("--initial-cluster-state=new")
                 .arg("--initial-cluster-token=regent-bench");
@@ -257,7 +261,10 @@ impl Etcd {
                 }
             }
             if Instant::now() > deadline {
-                bail!("etcd elected no leader within 60 s; see the logs in {}", dir.display());
+                bail!(
+                    "etcd elected no leader within 60 s; see the logs in {}",
+                    dir.display()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -299,8 +306,7 @@ impl Writer for EtcdWriter {
 
 /// Standard base64 with padding (what etcd's gateway expects for `bytes` fields).
 fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
         let b = [
@@ -456,7 +462,10 @@ impl ZkWriter {
         // ConnectResponse: protocolVersion, timeOut, sessionId, passwd[, readOnly].
         writer.receive()?;
         if writer.frame.len() < 16 {
-            bail!("ZooKeeper refused the session (a {}-byte answer)", writer.frame.len());
+            bail!(
+                "ZooKeeper refused the session (a {}-byte answer)",
+                writer.frame.len()
+            );
         }
         let timeout = i32::from_be_bytes(writer.frame[4..8].try_into().expect("4 bytes"));
         if timeout <= 0 {
