@@ -11,7 +11,8 @@
 //! only its JSON translation); ZooKeeper's binary protocol on TCP (connect, then `create` of a
 //! new znode per write: the few messages needed are written here from the protocol's record
 //! definitions, rather than pulling a client crate with its own threads and event loop into the
-//! measurement). Their runs alternate by client count, so load from other processes on the
+//! measurement). Each system is warmed up first (uncounted); then their runs alternate for each
+//! client count, in an order that turns every count, so that load from other processes on the
 //! machine falls on all three alike. regent runs with mutual TLS between nodes, etcd and
 //! ZooKeeper in plaintext (their defaults); every system fsyncs each write before answering.
 //!
@@ -89,12 +90,28 @@ pub fn run(args: PeersBenchArgs) -> anyhow::Result<ExitCode> {
             zk.version()
         );
     }
+    // A warm-up of each system first (ZooKeeper's JIT, every system's caches and connections),
+    // not counted.
+    regent.writes(16, 1.0, "warmup");
+    etcd.writes(16, 1.0, "warmup");
+    zk.writes(16, 1.0, "warmup");
     let mut rows = Vec::new();
     for (round, &clients) in args.clients.iter().enumerate() {
         let prefix = format!("peers-{round}");
-        let r = regent.writes(clients, args.seconds, &prefix);
-        let e = etcd.writes(clients, args.seconds, &prefix);
-        let z = zk.writes(clients, args.seconds, &prefix);
+        // The order turns each round, so that no system always runs right after another.
+        let (mut r, mut e, mut z) = (None, None, None);
+        for turn in 0..3 {
+            match (round + turn) % 3 {
+                0 => r = Some(regent.writes(clients, args.seconds, &prefix)),
+                1 => e = Some(etcd.writes(clients, args.seconds, &prefix)),
+                _ => z = Some(zk.writes(clients, args.seconds, &prefix)),
+            }
+        }
+        let (r, e, z) = (
+            r.expect("regent ran"),
+            e.expect("etcd ran"),
+            z.expect("ZooKeeper ran"),
+        );
         if args.json {
             for (system, result) in [("regent", &r), ("etcd", &e), ("zookeeper", &z)] {
                 let mut line = result.json();
