@@ -136,7 +136,11 @@ pub(super) fn print_result(result: &LoadResult, json: bool) {
         println!("{}", result.json());
     } else {
         let refused = if result.refused > 0 {
-            format!("  ({} writes refused or failed, retried)", result.refused)
+            format!(
+                "  ({} writes refused or failed, retried; first: {})",
+                result.refused,
+                result.first_error.as_deref().unwrap_or("refused")
+            )
         } else {
             String::new()
         };
@@ -330,7 +334,7 @@ fn read_load(socket: &Path, clients: usize, seconds: f64, consistency: &str) -> 
     let stop = AtomicBool::new(false);
     let path = format!("/v1/kv/bench-read?consistency={consistency}");
     let (stop_ref, path_ref) = (&stop, &path);
-    let mut started = Instant::now();
+    let mut elapsed = Duration::ZERO;
     let total: u64 = std::thread::scope(|scope| {
         let threads: Vec<_> = (0..clients)
             .map(|_| {
@@ -350,12 +354,13 @@ fn read_load(socket: &Path, clients: usize, seconds: f64, consistency: &str) -> 
                 })
             })
             .collect();
-        started = Instant::now();
+        let started = Instant::now();
         std::thread::sleep(Duration::from_secs_f64(seconds));
         stop_ref.store(true, Ordering::Relaxed);
+        elapsed = started.elapsed();
         threads.into_iter().map(|t| t.join().unwrap_or(0)).sum()
     });
-    total as f64 / started.elapsed().as_secs_f64()
+    total as f64 / elapsed.as_secs_f64()
 }
 
 /// Kills the child when dropped.

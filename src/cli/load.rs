@@ -2,8 +2,10 @@
 //! same threads, the same keys, the same clock and the same percentiles for every system
 //! measured, so that only the system under test differs.
 //!
-//! Invariant: a latency is recorded only for a write the system acknowledged; a refused or
-//! failed write is counted apart and never enters the percentiles.
+//! Invariant: a latency is recorded only for a write the system acknowledged within the run
+//! (answers after its end are dropped, and the rate is over the run's length, so a client stuck
+//! past the end cannot stretch it); a refused or failed write is counted apart and never enters
+//! the percentiles.
 
 use anyhow::Context;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -31,6 +33,8 @@ pub(super) struct LoadResult {
     pub latencies: Vec<Duration>,
     /// Writes refused or failed (retried after a short pause).
     pub refused: u64,
+    /// The first failure, to say what went wrong.
+    pub first_error: Option<String>,
 }
 
 impl LoadResult {
@@ -68,13 +72,14 @@ where
     let stop = AtomicBool::new(false);
     let value = vec![b'v'; VALUE_BYTES];
     let (open, stop_ref, value_ref) = (&open, &stop, &value);
-    let mut started = Instant::now();
-    let outcomes: Vec<(Vec<Duration>, u64)> = std::thread::scope(|scope| {
+    let mut elapsed = Duration::ZERO;
+    let outcomes: Vec<(Vec<Duration>, u64, Option<String>)> = std::thread::scope(|scope| {
         let threads: Vec<_> = (0..clients)
             .map(|c| {
                 scope.spawn(move || {
                     let mut latencies = Vec::with_capacity(4096);
                     let mut refused = 0u64;
+                    let mut first_error = None;
                     let mut conn = None;
                     let mut i = 0u64;
                     while !stop_ref.load(Ordering::Relaxed) {
@@ -82,8 +87,9 @@ where
                             Some(w) => w,
                             None => match open() {
                                 Ok(w) => conn.insert(w),
-                                Err(_) => {
+                                Err(err) => {
                                     refused += 1;
+                                    first_error.get_or_insert(format!("connecting: {err:#}"));
                                     std::thread::sleep(Duration::from_millis(10));
                                     continue;
                                 }
@@ -92,39 +98,51 @@ where
                         i += 1;
                         let key = format!("{prefix}-{c}-{i}");
                         let t = Instant::now();
-                        match writer.put(&key, value_ref) {
+                        let outcome = writer.put(&key, value_ref);
+                        if stop_ref.load(Ordering::Relaxed) {
+                            // Answered after the run's end: not part of the run.
+                            break;
+                        }
+                        match outcome {
                             Ok(true) => latencies.push(t.elapsed()),
                             Ok(false) => {
                                 refused += 1;
                                 std::thread::sleep(Duration::from_millis(1));
                             }
-                            Err(_) => {
+                            Err(err) => {
                                 refused += 1;
+                                first_error.get_or_insert(format!(
+                                    "after {:.1} ms: {err:#}",
+                                    t.elapsed().as_secs_f64() * 1e3
+                                ));
                                 conn = None;
                             }
                         }
                     }
-                    (latencies, refused)
+                    (latencies, refused, first_error)
                 })
             })
             .collect();
-        started = Instant::now();
+        let started = Instant::now();
         std::thread::sleep(Duration::from_secs_f64(seconds));
         stop_ref.store(true, Ordering::Relaxed);
+        elapsed = started.elapsed();
         threads
             .into_iter()
-            .map(|t| t.join().unwrap_or_default())
+            .map(|t| t.join().unwrap_or((Vec::new(), 0, None)))
             .collect()
     });
-    let elapsed = started.elapsed().as_secs_f64();
-    let refused = outcomes.iter().map(|(_, r)| r).sum();
-    let mut latencies: Vec<Duration> = outcomes.into_iter().flat_map(|(l, _)| l).collect();
+    let elapsed = elapsed.as_secs_f64();
+    let refused = outcomes.iter().map(|(_, r, _)| r).sum();
+    let first_error = outcomes.iter().find_map(|(_, _, e)| e.clone());
+    let mut latencies: Vec<Duration> = outcomes.into_iter().flat_map(|(l, _, _)| l).collect();
     latencies.sort_unstable();
     LoadResult {
         clients,
         writes_per_sec: latencies.len() as f64 / elapsed,
         latencies,
         refused,
+        first_error,
     }
 }
 
