@@ -8,6 +8,8 @@ pub mod config_check;
 pub mod demo;
 pub mod host;
 pub mod journal;
+mod load;
+pub mod peers;
 pub mod recover;
 
 use clap::{Parser, Subcommand};
@@ -77,6 +79,9 @@ pub enum BenchCommand {
     /// A three-node cluster of real processes: writes/s and latency per client count, reads/s,
     /// failover and switchover.
     Cluster(bench::ClusterBenchArgs),
+    /// The cluster bench's write workload against regent, etcd and ZooKeeper side by side
+    /// (bench/peers.sh installs the latter two).
+    Peers(peers::PeersBenchArgs),
 }
 
 /// Parses the command line and runs the chosen command.
@@ -103,6 +108,7 @@ pub fn main() -> ExitCode {
             BenchCommand::Storage(args) => crate::storage::bench::run(args),
             BenchCommand::Transport(args) => crate::transport::bench::run(args),
             BenchCommand::Cluster(args) => bench::run(args),
+            BenchCommand::Peers(args) => peers::run(args),
         },
     };
     match result {

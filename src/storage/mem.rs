@@ -60,6 +60,10 @@ pub struct MemStorage {
     fault: Option<MemFault>,
     /// Set by a failed write, as redb refuses writes after a failed commit until reopened.
     reload_required: bool,
+    /// The state as of the last durable write, kept while later writes were not durable
+    /// (`batch_must_sync` false): `reload`, the simulator's crash, goes back to it, as redb
+    /// rolls a crashed file back to its last durable commit.
+    durable: Option<MemState>,
 }
 
 struct MemInstall {
@@ -84,6 +88,7 @@ impl MemStorage {
             install: None,
             fault: None,
             reload_required: false,
+            durable: None,
         };
         let recovered = storage.reload()?;
         Ok((storage, recovered))
@@ -152,17 +157,27 @@ impl LogStorage for MemStorage {
     fn write_batch(&mut self, batch: &Batch) -> Result<Vec<Applied>, StorageError> {
         let cached = self.cached.clone();
         let options = self.options.clone();
+        let sync = super::batch_must_sync(&cached, batch);
+        let before = (!sync && self.durable.is_none()).then(|| self.state.clone());
         let (applied, next) = self.write(|txn| {
             engine::validate(txn, &cached, batch, &options)?;
             let next = engine::write_log(txn, &cached, batch)?;
             engine::apply(txn, &next, &batch.committed, &options)
         })?;
+        if sync {
+            self.durable = None;
+        } else if self.durable.is_none() {
+            self.durable = before;
+        }
         self.cached = next;
         Ok(applied)
     }
 
     fn reload(&mut self) -> Result<Recovered, StorageError> {
         self.install = None;
+        if let Some(durable) = self.durable.take() {
+            self.state = durable;
+        }
         let recovered = recovery::recover(&mut MemRead(&self.state), &self.identity)?;
         self.cached = recovered.state.clone();
         self.reload_required = false;
@@ -185,6 +200,7 @@ impl LogStorage for MemStorage {
     fn compact_log(&mut self, through: LogIndex) -> Result<(), StorageError> {
         let cached = self.cached.clone();
         self.cached = self.write(|txn| engine::compact_log(txn, &cached, through))?;
+        self.durable = None;
         Ok(())
     }
 
@@ -289,6 +305,7 @@ impl LogStorage for MemStorage {
                     Ok(next)
                 })?;
                 self.cached = next.clone();
+                self.durable = None;
                 return Ok(InstallProgress::Installed(Box::new(next)));
             }
         }

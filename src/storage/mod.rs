@@ -50,6 +50,22 @@ pub use snapshot::{SnapshotSource, SNAPSHOT_CHUNK_BYTES_MAX, SNAPSHOT_FORMAT_VER
 
 pub use crate::raft::Batch;
 
+/// Whether `batch` must be made durable before it is acknowledged: it appends or truncates
+/// entries, or changes the term or the vote. A batch that only moves the commit index and
+/// applies committed entries need not be (etcd's `MustSync`): the commit index is volatile in
+/// Raft (a restarted node learns it again; `HardState::commit` is kept only to apply sooner),
+/// and the entries it applies are already durable in this log and on a quorum, so an apply
+/// lost in a crash is redone from the log with the same results. Such a batch is committed
+/// without an fsync, and the next durable commit makes it durable with everything before it.
+pub fn batch_must_sync(state: &LogState, batch: &Batch) -> bool {
+    !batch.entries.is_empty()
+        || batch.truncate_from.is_some()
+        || batch
+            .hard_state
+            .as_ref()
+            .is_some_and(|h| h.term != state.hard_state.term || h.vote != state.hard_state.vote)
+}
+
 use crate::raft::{Entry, HardState, LogIndex, Membership, NodeId, Term};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -330,5 +346,131 @@ pub trait LogStorage {
     /// off the commit path. Returns whether it compacted.
     fn maybe_compact_file(&mut self) -> Result<bool, StorageError> {
         Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod must_sync_tests {
+    use super::*;
+    use crate::raft::{Entry, EntryPayload, NodeId};
+
+    fn put(index: u64, key: &str) -> Entry {
+        Entry {
+            term: Term(1),
+            index: LogIndex(index),
+            payload: EntryPayload::Normal(
+                Proposal::new(Command::Put {
+                    key: key.as_bytes().to_vec(),
+                    value: b"v".to_vec(),
+                })
+                .encode(),
+            ),
+        }
+    }
+
+    fn hard(commit: u64) -> Option<HardState> {
+        Some(HardState {
+            term: Term(1),
+            vote: Some(NodeId(1)),
+            commit: LogIndex(commit),
+        })
+    }
+
+    fn store() -> MemStorage {
+        let identity = Identity {
+            cluster_id: "t".into(),
+            node_id: NodeId(1),
+        };
+        MemStorage::new(identity, StorageOptions::default())
+            .unwrap()
+            .0
+    }
+
+    fn append(s: &mut MemStorage, entries: Vec<Entry>, commit: u64, committed: Vec<Entry>) {
+        let batch = Batch {
+            hard_state: hard(commit),
+            truncate_from: None,
+            entries,
+            committed,
+        };
+        s.write_batch(&batch).unwrap();
+    }
+
+    #[test]
+    fn only_entries_truncations_terms_and_votes_need_an_fsync() {
+        let s = store();
+        let state = s.state().clone();
+        let commit_only = Batch {
+            hard_state: Some(HardState {
+                commit: LogIndex(0),
+                ..state.hard_state
+            }),
+            truncate_from: None,
+            entries: Vec::new(),
+            committed: Vec::new(),
+        };
+        assert!(!batch_must_sync(&state, &commit_only));
+        let nothing = Batch {
+            hard_state: None,
+            ..commit_only.clone()
+        };
+        assert!(!batch_must_sync(&state, &nothing));
+        let new_term = Batch {
+            hard_state: hard(0),
+            ..commit_only.clone()
+        };
+        assert!(batch_must_sync(&state, &new_term), "term and vote change");
+        let entries = Batch {
+            hard_state: None,
+            entries: vec![put(1, "a")],
+            ..commit_only.clone()
+        };
+        assert!(batch_must_sync(&state, &entries));
+        let truncation = Batch {
+            hard_state: None,
+            truncate_from: Some(LogIndex(1)),
+            ..commit_only
+        };
+        assert!(batch_must_sync(&state, &truncation));
+    }
+
+    /// A crash loses an apply that was not made durable; the log keeps the entries, and
+    /// applying them again gives the same results. A later durable batch keeps everything.
+    #[test]
+    fn a_crash_loses_only_the_commit_only_batch_and_it_applies_again_the_same() {
+        let mut s = store();
+        append(&mut s, vec![put(1, "a"), put(2, "b")], 0, Vec::new());
+        let apply = Batch {
+            hard_state: hard(2),
+            truncate_from: None,
+            entries: Vec::new(),
+            committed: vec![put(1, "a"), put(2, "b")],
+        };
+        assert!(!batch_must_sync(s.state(), &apply));
+        let first = s.write_batch(&apply).unwrap();
+        assert_eq!(s.state().applied, LogIndex(2));
+        assert!(s.kv_get(b"b").unwrap().is_some());
+
+        let recovered = s.reload().unwrap();
+        assert_eq!(
+            recovered.state.applied,
+            LogIndex(0),
+            "the apply was not durable"
+        );
+        assert_eq!(recovered.state.hard_state.commit, LogIndex(0));
+        assert_eq!(recovered.state.last_index, LogIndex(2), "the entries were");
+        assert!(s.kv_get(b"b").unwrap().is_none());
+
+        let again = s.write_batch(&apply).unwrap();
+        assert_eq!(first, again, "the same results the second time");
+        append(&mut s, vec![put(3, "c")], 2, Vec::new());
+        let recovered = s.reload().unwrap();
+        assert_eq!(
+            recovered.state.applied,
+            LogIndex(2),
+            "made durable by the next batch"
+        );
+        assert_eq!(recovered.state.last_index, LogIndex(3));
+        assert_eq!(s.kv_get(b"b").unwrap().unwrap().value, b"v");
     }
 }

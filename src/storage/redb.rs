@@ -437,9 +437,14 @@ impl LogStorage for RedbStorage {
     fn write_batch(&mut self, batch: &Batch) -> Result<Vec<Applied>, StorageError> {
         let cached = self.cached.clone();
         let options = self.options.clone();
+        let durability = if super::batch_must_sync(&cached, batch) {
+            Durability::Immediate
+        } else {
+            Durability::None
+        };
         match options.apply_mode {
             ApplyMode::WithLog => {
-                let (applied, next) = self.write_txn(Durability::Immediate, |txn, path| {
+                let (applied, next) = self.write_txn(durability, |txn, path| {
                     let mut store = RedbStore::new(txn, path);
                     engine::validate(&mut store, &cached, batch, &options)?;
                     let next = engine::write_log(&mut store, &cached, batch)?;
@@ -449,7 +454,7 @@ impl LogStorage for RedbStorage {
                 Ok(applied)
             }
             ApplyMode::Deferred => {
-                let next = self.write_txn(Durability::Immediate, |txn, path| {
+                let next = self.write_txn(durability, |txn, path| {
                     let mut store = RedbStore::new(txn, path);
                     engine::validate(&mut store, &cached, batch, &options)?;
                     engine::write_log(&mut store, &cached, batch)

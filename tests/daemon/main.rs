@@ -3,6 +3,7 @@
 //! module is shared without dead code.
 
 mod api;
+mod bench;
 mod cluster;
 mod journal;
 mod operations;
