@@ -102,6 +102,9 @@ pub enum ReadQuery {
         revision: u64,
         limit: usize,
     },
+    /// A digest of the whole state machine as applied here (a full scan: for checks, not for
+    /// the hot path).
+    Digest,
 }
 
 /// The answer to a `ReadQuery`.
@@ -110,4 +113,5 @@ pub enum ReadAnswer {
     Get(Option<KeyValue>),
     Range { kvs: Vec<KeyValue>, more: bool },
     Changes(Result<ChangePage, crate::storage::StorageError>),
+    Digest(crate::storage::StateDigest),
 }

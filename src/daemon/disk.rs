@@ -167,5 +167,6 @@ fn read(storage: &RedbStorage, query: ReadQuery) -> Result<ReadAnswer, StorageEr
         ReadQuery::Changes { revision, limit } => {
             ReadAnswer::Changes(storage.changes_after(revision, limit))
         }
+        ReadQuery::Digest => ReadAnswer::Digest(storage.digest()?),
     })
 }
