@@ -151,9 +151,25 @@ impl Cluster {
         }
     }
 
-    pub fn pause(&mut self, id: u64) {
+    /// SIGSTOP; returns the CLOCK_MONOTONIC time read once the process was seen stopped (so
+    /// nothing it did is later than that).
+    pub fn pause(&mut self, id: u64) -> u64 {
         self.signal(id, libc::SIGSTOP);
         self.paused[(id - 1) as usize] = true;
+        if let Some(child) = &self.children[(id - 1) as usize] {
+            let stat = format!("/proc/{}/stat", child.id());
+            let until = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < until {
+                let text = std::fs::read_to_string(&stat).unwrap_or_default();
+                // The state follows the ")" that ends the command name.
+                let state = text.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
+                if matches!(state, Some('T') | Some('t') | None) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+        crate::clock::now()
     }
 
     pub fn resume(&mut self, id: u64) {

@@ -149,6 +149,7 @@ fn yes_no(b: bool) -> &'static str {
 /// One episode as it happened (CLOCK_MONOTONIC ns).
 struct Happened {
     faults: Vec<Fault>,
+    pauses: Vec<watch::Pause>,
     leader: Option<u64>,
     at: u64,
     healed: u64,
@@ -162,10 +163,9 @@ fn one_run(args: &ChaosArgs, bin: &std::path::Path, seed: u64, seconds: u64, num
     let mut c = Cluster::init(&dir, bin, args.nodes, net, NODE_SETTINGS)?;
     let disk_node = args.nodes;
     let tmpfs = matches!(c.net, Net::Namespaces(_)) && c.mount_tmpfs(disk_node).is_ok();
-    let bound_ms = crate::config::DaemonConfig::load_unvalidated(&c.config(1))?
-        .explain_timing()
-        .failover_worst_ms()
-        .ceil() as u64;
+    let config = crate::config::DaemonConfig::load_unvalidated(&c.config(1))?;
+    let bound_ms = config.explain_timing().failover_worst_ms().ceil() as u64;
+    let lease_ns = config.timing.lease_ns();
     println!("chaos: run {number}: {} nodes on {network}, failover bound {bound_ms} ms (explain-timing), seed {seed}", args.nodes);
     for id in 1..=args.nodes {
         c.start(id)?;
@@ -220,7 +220,7 @@ fn one_run(args: &ChaosArgs, bin: &std::path::Path, seed: u64, seconds: u64, num
     // The streams end when the nodes do.
     c.kill_all();
     let events = watchers.finish();
-    check_leadership(&events, &happened, bound_ms, &mut outcome);
+    check_leadership(&events, &happened, lease_ns, bound_ms, &mut outcome);
     if let Some(keep) = &args.keep {
         let target = keep.join(format!("run{number}-seed{seed}"));
         std::fs::create_dir_all(keep)?;
@@ -274,8 +274,8 @@ fn run_episode(
                 killed.push(f);
             }
             Fault::PauseLeader => {
-                c.pause(victim_leader);
-                paused.push(victim_leader);
+                let stopped = c.pause(victim_leader);
+                paused.push((victim_leader, stopped));
             }
             Fault::PartitionLeader => {
                 for id in (1..=n).filter(|&id| id != victim_leader) {
@@ -353,8 +353,11 @@ fn run_episode(
     }
     std::thread::sleep(Duration::from_millis(episode.hold_ms));
     // Heal.
-    for id in paused {
-        c.resume(id);
+    let mut pauses = Vec::new();
+    for (node, stopped) in paused {
+        let resumed = crate::clock::now();
+        c.resume(node);
+        pauses.push(watch::Pause { node, stopped, resumed });
     }
     c.net.heal()?;
     if let Some(filler) = filler {
@@ -376,7 +379,7 @@ fn run_episode(
     let healed = crate::clock::now();
     wait_writable(watchers, Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(episode.rest_ms));
-    Ok(Happened { faults: episode.faults.clone(), leader, at, healed })
+    Ok(Happened { faults: episode.faults.clone(), pauses, leader, at, healed })
 }
 
 /// The clients' history through the simulator's WGL checker.
@@ -467,9 +470,10 @@ fn check_digests_and_writes(c: &Cluster, history: &[Record], outcome: &mut RunOu
 
 /// Never two writable at once; a writable leader within the bound after each heal (and after
 /// a kill or pause of the leader when that was the only fault).
-fn check_leadership(events: &[watch::Event], happened: &[Happened], bound_ms: u64, outcome: &mut RunOutcome) {
+fn check_leadership(events: &[watch::Event], happened: &[Happened], lease_ns: u64, bound_ms: u64, outcome: &mut RunOutcome) {
     let now = crate::clock::now();
-    let intervals = watch::intervals(events, now);
+    let pauses: Vec<watch::Pause> = happened.iter().flat_map(|h| h.pauses.iter().copied()).collect();
+    let intervals = watch::intervals(events, &pauses, lease_ns, now);
     let overlaps = watch::overlaps(&intervals);
     outcome.double_writable = overlaps.len() as u64;
     for (a, b) in overlaps.iter().take(5) {

@@ -52,7 +52,8 @@ impl Net {
 
     pub fn name(&self) -> &'static str {
         match self {
-            Net::Namespaces(_) => "namespaces",
+            Net::Namespaces(ns) if ns.relay.is_some() => "namespaces+relay (no tc netem here)",
+            Net::Namespaces(_) => "namespaces+netem",
             Net::Loopback(_) => "loopback+relay",
         }
     }
@@ -69,15 +70,24 @@ impl Net {
     pub fn peer_address(&self, from: u64, to: u64) -> SocketAddr {
         let _ = from;
         match self {
-            Net::Namespaces(ns) => ns.address(to),
+            Net::Namespaces(ns) => match &ns.relay {
+                Some(relay) => relay.fronts[&to],
+                None => ns.address(to),
+            },
             Net::Loopback(lo) => lo.relay.as_ref().expect("relay started").fronts[&to],
         }
     }
 
     /// Starts forwarding (loopback: the relay, once the real addresses are fixed).
     pub fn start(&mut self) {
-        if let Net::Loopback(lo) = self {
-            lo.relay = Some(Relay::start(&lo.real));
+        match self {
+            Net::Loopback(lo) => lo.relay = Some(Relay::start(&lo.real)),
+            Net::Namespaces(ns) if !ns.netem_available => {
+                let real = (1..=ns.n).map(|id| (id, ns.address(id))).collect();
+                let [a, b] = ns.subnet;
+                ns.relay = Some(Relay::start_on([10, a, b, 254].into(), &real));
+            }
+            Net::Namespaces(_) => {}
         }
     }
 
@@ -156,6 +166,10 @@ pub struct Namespaces {
     netem_on: bool,
     made_bridge: bool,
     made: Vec<u64>,
+    /// Whether `tc netem` works here (probed once).
+    netem_available: bool,
+    /// The relay the nodes talk through when it does not.
+    relay: Option<Relay>,
 }
 
 fn ip(args: &[&str]) -> anyhow::Result<()> {
@@ -193,6 +207,8 @@ impl Namespaces {
             netem_on: false,
             made_bridge: false,
             made: Vec::new(),
+            netem_available: false,
+            relay: None,
         };
         ns.build().context("setting up network namespaces")?;
         Ok(ns)
@@ -220,6 +236,8 @@ impl Namespaces {
         ip(&["link", "add", &bridge, "type", "bridge"])?;
         self.made_bridge = true;
         ip(&["link", "set", &bridge, "up"])?;
+        let [a, b] = self.subnet;
+        ip(&["addr", "add", &format!("10.{a}.{b}.254/24"), "dev", &bridge])?;
         for id in 1..=self.n {
             let (netns, veth) = (self.netns(id), self.host_veth(id));
             let peer = format!("rc{}p{id}", self.tag);
@@ -235,10 +253,19 @@ impl Namespaces {
             ip(&["-n", &netns, "link", "set", "eth0", "up"])?;
             ip(&["-n", &netns, "link", "set", "lo", "up"])?;
         }
+        let probe = ["-n", &self.netns(1), "qdisc", "add", "dev", "eth0", "root", "netem", "delay", "1ms"];
+        self.netem_available = run("tc", &probe).is_ok();
+        if self.netem_available {
+            run("tc", &["-n", &self.netns(1), "qdisc", "del", "dev", "eth0", "root"])?;
+        }
         Ok(())
     }
 
     fn cut(&mut self, from: u64, to: u64) -> anyhow::Result<()> {
+        if let Some(relay) = &self.relay {
+            relay.cut(from, to);
+            return Ok(());
+        }
         if self.cuts.insert((from, to)) {
             let target = format!("{}/32", self.address(to).ip());
             ip(&["-n", &self.netns(from), "route", "add", "blackhole", &target])?;
@@ -247,6 +274,10 @@ impl Namespaces {
     }
 
     fn netem(&mut self, netem: Netem) -> anyhow::Result<()> {
+        if let Some(relay) = &self.relay {
+            relay.set_netem(Some(netem));
+            return Ok(());
+        }
         for id in 1..=self.n {
             let mut args: Vec<String> = ["-n", &self.netns(id), "qdisc", "replace", "dev"]
                 .iter()
@@ -262,6 +293,10 @@ impl Namespaces {
     }
 
     fn heal(&mut self) -> anyhow::Result<()> {
+        if let Some(relay) = &self.relay {
+            relay.heal_all();
+            relay.set_netem(None);
+        }
         for (from, to) in std::mem::take(&mut self.cuts) {
             let target = format!("{}/32", self.address(to).ip());
             ip(&["-n", &self.netns(from), "route", "del", "blackhole", &target])?;
@@ -280,6 +315,7 @@ impl Namespaces {
 
 impl Drop for Namespaces {
     fn drop(&mut self) {
+        self.relay = None;
         for &id in &self.made {
             let _ = ip(&["netns", "del", &self.netns(id)]);
             let _ = ip(&["link", "del", &self.host_veth(id)]);

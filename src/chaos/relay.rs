@@ -125,6 +125,12 @@ pub struct Relay {
 impl Relay {
     /// Starts one front per node; `real` maps each node id to its real listen address.
     pub fn start(real: &BTreeMap<u64, SocketAddr>) -> Relay {
+        Relay::start_on(std::net::IpAddr::from([127, 0, 0, 1]), real)
+    }
+
+    /// Starts one front per node on `ip` (loopback, or the bridge's address in the root
+    /// namespace).
+    pub fn start_on(ip: std::net::IpAddr, real: &BTreeMap<u64, SocketAddr>) -> Relay {
         let shared = Arc::new(Shared {
             cut: Mutex::new(BTreeSet::new()),
             netem: Mutex::new(None),
@@ -137,7 +143,7 @@ impl Relay {
             Arc::new(real.iter().map(|(&id, &addr)| (addr, id)).collect());
         let mut fronts = BTreeMap::new();
         for (&id, &target) in real {
-            let front = Arc::new(UdpSocket::bind("127.0.0.1:0").expect("a loopback UDP port"));
+            let front = Arc::new(UdpSocket::bind((ip, 0)).expect("a UDP port for the relay"));
             front.set_read_timeout(Some(POLL)).expect("a read timeout");
             fronts.insert(id, front.local_addr().expect("bound"));
             let (shared, by_addr) = (shared.clone(), by_addr.clone());
@@ -205,7 +211,7 @@ fn serve_front(
         };
         let sender_id = by_addr.get(&sender).copied();
         let upstream = upstreams.entry(sender).or_insert_with(|| {
-            let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").expect("a loopback UDP port"));
+            let socket = Arc::new(UdpSocket::bind((front.local_addr().expect("bound").ip(), 0)).expect("a UDP port for the relay"));
             socket.set_read_timeout(Some(POLL)).expect("a read timeout");
             let (socket2, front2, shared2) = (socket.clone(), front.clone(), shared.clone());
             std::thread::spawn(move || {

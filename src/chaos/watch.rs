@@ -106,17 +106,80 @@ pub struct Interval {
     pub end: u64,
 }
 
-/// Every writable interval, from the events (in any order).
-pub fn intervals(events: &[Event], open_until: u64) -> Vec<Interval> {
-    let mut by_node: std::collections::BTreeMap<u64, Vec<&Event>> = Default::default();
+/// A SIGSTOP of `node` (at `stopped`, read once the process was seen stopped) and its SIGCONT
+/// (at `resumed`, read before the signal was sent).
+#[derive(Clone, Copy, Debug)]
+pub struct Pause {
+    pub node: u64,
+    pub stopped: u64,
+    pub resumed: u64,
+}
+
+enum Obs<'a> {
+    Event(&'a Event),
+    Stopped(u64),
+    Resumed(u64),
+}
+
+impl Obs<'_> {
+    fn time(&self) -> u64 {
+        match self {
+            Obs::Event(e) => e.monotonic_ns,
+            Obs::Stopped(t) | Obs::Resumed(t) => *t,
+        }
+    }
+}
+
+/// Every writable interval, from the events (in any order) and the pauses.
+///
+/// A paused process starts no heartbeat round, so its lease ends at most `lease_ns` after it
+/// stopped: an interval open at a pause ends there. When it wakes, it is writable again from
+/// the wake-up only if its stream's first word after it says so (or it says nothing at all,
+/// which means it still judges itself writable).
+pub fn intervals(events: &[Event], pauses: &[Pause], lease_ns: u64, open_until: u64) -> Vec<Interval> {
+    let mut by_node: std::collections::BTreeMap<u64, Vec<Obs<'_>>> = Default::default();
     for e in events {
-        by_node.entry(e.node).or_default().push(e);
+        by_node.entry(e.node).or_default().push(Obs::Event(e));
+    }
+    for p in pauses {
+        let list = by_node.entry(p.node).or_default();
+        list.push(Obs::Stopped(p.stopped));
+        list.push(Obs::Resumed(p.resumed));
     }
     let mut out = Vec::new();
     for (node, mut list) in by_node {
-        list.sort_by_key(|e| e.monotonic_ns);
+        list.sort_by_key(Obs::time);
         let mut open: Option<(u64, u64)> = None; // (start, term)
-        for e in list {
+        let mut last_term = 0;
+        let mut writable_at_stop = false;
+        let mut first_after_wake = false;
+        for o in list {
+            let e = match o {
+                Obs::Stopped(t) => {
+                    writable_at_stop = open.is_some();
+                    if let Some((start, term)) = open.take() {
+                        let end = t.saturating_add(lease_ns).max(start);
+                        out.push(Interval { node, term, start, end });
+                    }
+                    continue;
+                }
+                Obs::Resumed(t) => {
+                    if std::mem::take(&mut writable_at_stop) {
+                        open = Some((t, last_term));
+                        first_after_wake = true;
+                    }
+                    continue;
+                }
+                Obs::Event(e) => e,
+            };
+            if e.term > 0 {
+                last_term = e.term;
+            }
+            if std::mem::take(&mut first_after_wake) && !e.writable && !e.closed {
+                // Its first judgement after waking: not writable (its lease had run out).
+                open = None;
+                continue;
+            }
             match (open, e.writable) {
                 (None, true) => open = Some((e.monotonic_ns, e.term)),
                 (Some((start, term)), false) => {
@@ -180,16 +243,37 @@ mod tests {
             ev(1, 2000, false, Some(600)),
             ev(2, 1500, true, Some(2000)),
         ];
-        let iv = intervals(&events, 3000);
+        let iv = intervals(&events, &[], 1000, 3000);
         assert_eq!(iv[0], Interval { node: 1, term: 1, start: 100, end: 600 });
         assert!(overlaps(&iv).is_empty());
         assert_eq!(writable_after(&iv, 700, Some(1)), Some(800));
     }
 
     #[test]
+    fn a_paused_leader_that_wakes_stepped_down_ends_a_lease_after_its_stop() {
+        let pause = Pause { node: 1, stopped: 1000, resumed: 5000 };
+        let events = vec![
+            ev(1, 100, true, Some(600)),
+            // Woke up and stepped down: no deadline in its status any more.
+            ev(1, 5001, false, None),
+            ev(2, 1600, true, None),
+        ];
+        let iv = intervals(&events, &[pause], 500, 9000);
+        assert_eq!(iv[0], Interval { node: 1, term: 1, start: 100, end: 1500 });
+        assert!(overlaps(&iv).is_empty());
+        // A leader that wakes and still says it may write (no word at all) overlaps.
+        let iv = intervals(&events[..1], &[pause], 500, 9000);
+        assert_eq!(iv.len(), 2);
+        assert_eq!(iv[1].start, 5000);
+        let mut both = iv.clone();
+        both.extend(intervals(&events[2..], &[], 500, 9000));
+        assert_eq!(overlaps(&both).len(), 1);
+    }
+
+    #[test]
     fn two_writable_at_once_is_found() {
         let events = vec![ev(1, 100, true, Some(5000)), ev(2, 200, true, Some(700))];
-        let iv = intervals(&events, 1000);
+        let iv = intervals(&events, &[], 1000, 1000);
         assert_eq!(overlaps(&iv).len(), 1);
     }
 
@@ -198,7 +282,7 @@ mod tests {
         let mut close = ev(1, 900, false, None);
         close.closed = true;
         let events = vec![ev(1, 100, true, Some(300)), close, ev(2, 950, true, None)];
-        let iv = intervals(&events, 2000);
+        let iv = intervals(&events, &[], 1000, 2000);
         assert_eq!(iv[0].end, 900);
         assert!(overlaps(&iv).is_empty());
         assert_eq!(writable_after(&iv, 500, None), Some(0));
