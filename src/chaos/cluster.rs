@@ -30,21 +30,35 @@ pub struct Cluster {
 
 impl Cluster {
     /// Makes the cluster's files (certificates and configurations) in `dir` for `net`.
-    pub fn init(dir: &Path, bin: &Path, n: u64, mut net: Net, timing_yaml: &str) -> anyhow::Result<Cluster> {
+    pub fn init(
+        dir: &Path,
+        bin: &Path,
+        n: u64,
+        mut net: Net,
+        timing_yaml: &str,
+    ) -> anyhow::Result<Cluster> {
         let mut command = std::process::Command::new(bin);
         command.args(["admin", "cluster", "init", "--dir"]).arg(dir);
         command.args(["--cluster", "chaos"]);
         for id in 1..=n {
-            command.arg("--node").arg(format!("{id}={}", net.listen_address(id)));
+            command
+                .arg("--node")
+                .arg(format!("{id}={}", net.listen_address(id)));
         }
-        let out = command.output().context("running regent admin cluster init")?;
+        let out = command
+            .output()
+            .context("running regent admin cluster init")?;
         if !out.status.success() {
-            bail!("regent admin cluster init failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "regent admin cluster init failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         net.start();
         for id in 1..=n {
             let config = dir.join(format!("node{id}/regent.yaml"));
-            let mut yaml: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(&config)?)?;
+            let mut yaml: serde_yaml::Value =
+                serde_yaml::from_str(&std::fs::read_to_string(&config)?)?;
             for member in yaml["members"].as_sequence_mut().context("members")? {
                 let peer = member["id"].as_u64().context("member id")?;
                 if peer != id {
@@ -95,7 +109,11 @@ impl Cluster {
             .output()
             .context("running mount")?;
         if !out.status.success() {
-            bail!("mount tmpfs on {}: {}", data.display(), String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "mount tmpfs on {}: {}",
+                data.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         std::fs::set_permissions(&data, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
         self.tmpfs = Some((id, data));
@@ -108,7 +126,8 @@ impl Cluster {
             bail!("n{id} is already running");
         }
         self.runs[i] += 1;
-        let log = std::fs::File::create(self.node_dir(id).join(format!("run{}.log", self.runs[i])))?;
+        let log =
+            std::fs::File::create(self.node_dir(id).join(format!("run{}.log", self.runs[i])))?;
         let mut command = self.net.command(id, &self.bin);
         command
             .arg("run")
@@ -162,7 +181,9 @@ impl Cluster {
             while Instant::now() < until {
                 let text = std::fs::read_to_string(&stat).unwrap_or_default();
                 // The state follows the ")" that ends the command name.
-                let state = text.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
+                let state = text
+                    .rsplit_once(')')
+                    .and_then(|(_, rest)| rest.trim_start().chars().next());
                 if matches!(state, Some('T') | Some('t') | None) {
                     break;
                 }
@@ -198,8 +219,14 @@ impl Cluster {
     pub fn wait_socket(&self, id: u64, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if crate::cli::client::request(&self.socket(id), "GET", "/v1/status", b"", Duration::from_secs(1))
-                .is_ok_and(|a| a.status == 200)
+            if crate::cli::client::request(
+                &self.socket(id),
+                "GET",
+                "/v1/status",
+                b"",
+                Duration::from_secs(1),
+            )
+            .is_ok_and(|a| a.status == 200)
             {
                 return true;
             }
@@ -211,7 +238,10 @@ impl Cluster {
     /// Everything node `id` logged, all runs.
     pub fn logs(&self, id: u64) -> String {
         (1..=self.runs[(id - 1) as usize])
-            .map(|r| std::fs::read_to_string(self.node_dir(id).join(format!("run{r}.log"))).unwrap_or_default())
+            .map(|r| {
+                std::fs::read_to_string(self.node_dir(id).join(format!("run{r}.log")))
+                    .unwrap_or_default()
+            })
             .collect::<Vec<_>>()
             .join("\n")
     }
@@ -229,7 +259,10 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.kill_all();
         if let Some((_, data)) = self.tmpfs.take() {
-            let _ = std::process::Command::new("umount").arg("-l").arg(&data).output();
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&data)
+                .output();
         }
     }
 }

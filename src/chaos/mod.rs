@@ -82,19 +82,31 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--nodes 4: a chaos cluster has 3 or 5 nodes");
     }
     let bin = std::env::current_exe().context("finding the regent binary")?;
-    let seed = args.seed.unwrap_or_else(|| crate::clock::now() ^ ((std::process::id() as u64) << 32));
+    let seed = args
+        .seed
+        .unwrap_or_else(|| crate::clock::now() ^ ((std::process::id() as u64) << 32));
     let started = Instant::now();
-    let mut total = RunOutcome { linearizable: true, ..Default::default() };
+    let mut total = RunOutcome {
+        linearizable: true,
+        ..Default::default()
+    };
     let mut runs = 0u64;
     let mut failed_seeds = Vec::new();
-    println!("chaos: seed {seed}, {} nodes, {} s", args.nodes, args.seconds);
+    println!(
+        "chaos: seed {seed}, {} nodes, {} s",
+        args.nodes, args.seconds
+    );
     loop {
         let left = args.seconds.saturating_sub(started.elapsed().as_secs());
         if runs > 0 && left < 15 {
             break;
         }
         let seconds = left.clamp(10, RUN_SECONDS_MAX);
-        let run_seed = if runs == 0 { seed } else { SplitMix64::new(seed ^ runs).next_u64() };
+        let run_seed = if runs == 0 {
+            seed
+        } else {
+            SplitMix64::new(seed ^ runs).next_u64()
+        };
         runs += 1;
         let outcome = match one_run(&args, &bin, run_seed, seconds, runs) {
             Ok(o) => o,
@@ -133,7 +145,10 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
     if total.violations.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {
-        println!("chaos: {} violation(s); failing seeds: {failed_seeds:?}", total.violations.len());
+        println!(
+            "chaos: {} violation(s); failing seeds: {failed_seeds:?}",
+            total.violations.len()
+        );
         Ok(ExitCode::FAILURE)
     }
 }
@@ -155,23 +170,37 @@ struct Happened {
     healed: u64,
 }
 
-fn one_run(args: &ChaosArgs, bin: &std::path::Path, seed: u64, seconds: u64, number: u64) -> anyhow::Result<RunOutcome> {
+fn one_run(
+    args: &ChaosArgs,
+    bin: &std::path::Path,
+    seed: u64,
+    seconds: u64,
+    number: u64,
+) -> anyhow::Result<RunOutcome> {
     let temp = tempfile::Builder::new().prefix("regent-chaos-").tempdir()?;
     let dir = temp.path().join("cluster");
     let net = Net::setup(args.nodes, args.network)?;
-    let network = net.name();
     let mut c = Cluster::init(&dir, bin, args.nodes, net, NODE_SETTINGS)?;
     let disk_node = args.nodes;
     let tmpfs = matches!(c.net, Net::Namespaces(_)) && c.mount_tmpfs(disk_node).is_ok();
+    let network = c.net.name();
     let config = crate::config::DaemonConfig::load_unvalidated(&c.config(1))?;
     let bound_ms = config.explain_timing().failover_worst_ms().ceil() as u64;
     let lease_ns = config.timing.lease_ns();
     println!("chaos: run {number}: {} nodes on {network}, failover bound {bound_ms} ms (explain-timing), seed {seed}", args.nodes);
+    if let Some(tag) = c.net.tag() {
+        println!(
+            "chaos: run {number}: namespaces, bridge and veths named rc{tag}*, network tag {tag}"
+        );
+    }
     for id in 1..=args.nodes {
         c.start(id)?;
     }
     let watchers = watch::Watchers::start((1..=args.nodes).map(|id| (id, c.socket(id))).collect());
-    let mut outcome = RunOutcome { linearizable: true, ..Default::default() };
+    let mut outcome = RunOutcome {
+        linearizable: true,
+        ..Default::default()
+    };
     if wait_writable(&watchers, Duration::from_secs(30)).is_none() {
         anyhow::bail!("no writable leader within 30 s of the start");
     }
@@ -182,7 +211,8 @@ fn one_run(args: &ChaosArgs, bin: &std::path::Path, seed: u64, seconds: u64, num
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut happened = Vec::new();
     let mut i = 0;
-    while Instant::now() < deadline {
+    // Every fault kind once alone, however short the run; then random ones until the deadline.
+    while Instant::now() < deadline || i < order.len() {
         let mut episode = faults::episode(&mut rng, i, &order);
         i += 1;
         if !tmpfs {
@@ -191,7 +221,13 @@ fn one_run(args: &ChaosArgs, bin: &std::path::Path, seed: u64, seconds: u64, num
                 episode.faults.push(Fault::KillFollower);
             }
         }
-        let h = run_episode(&mut c, &watchers, &episode, &mut rng, &mut outcome.violations)?;
+        let h = run_episode(
+            &mut c,
+            &watchers,
+            &episode,
+            &mut rng,
+            &mut outcome.violations,
+        )?;
         outcome.faults += h.faults.len() as u64;
         happened.push(h);
     }
@@ -200,7 +236,9 @@ fn one_run(args: &ChaosArgs, bin: &std::path::Path, seed: u64, seconds: u64, num
     c.reap_and_restart()?;
     let leader = wait_writable(&watchers, Duration::from_secs(20));
     let Some(leader) = leader else {
-        outcome.violations.push("no writable leader after the last heal".into());
+        outcome
+            .violations
+            .push("no writable leader after the last heal".into());
         c.kill_all();
         watchers.finish();
         return Ok(outcome);
@@ -211,7 +249,9 @@ fn one_run(args: &ChaosArgs, bin: &std::path::Path, seed: u64, seconds: u64, num
     check_digests_and_writes(&c, &history, &mut outcome);
     for id in 1..=args.nodes {
         if c.logs(id).contains("panicked at") {
-            outcome.violations.push(format!("n{id} panicked; see its log"));
+            outcome
+                .violations
+                .push(format!("n{id} panicked; see its log"));
         }
     }
     for (id, status) in &c.unexpected_exits {
@@ -224,7 +264,11 @@ fn one_run(args: &ChaosArgs, bin: &std::path::Path, seed: u64, seconds: u64, num
     if let Some(keep) = &args.keep {
         let target = keep.join(format!("run{number}-seed{seed}"));
         std::fs::create_dir_all(keep)?;
-        let _ = std::process::Command::new("cp").arg("-a").arg(&dir).arg(&target).output();
+        let _ = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&dir)
+            .arg(&target)
+            .output();
     }
     drop(c);
     Ok(outcome)
@@ -261,7 +305,11 @@ fn run_episode(
     let mut filler = None;
     let mut restart_all = false;
     let names: Vec<&str> = episode.faults.iter().map(|f| f.name()).collect();
-    println!("chaos:   episode: {} (leader {leader:?}, hold {} ms)", names.join(" + "), episode.hold_ms);
+    println!(
+        "chaos:   episode: {} (leader {leader:?}, hold {} ms)",
+        names.join(" + "),
+        episode.hold_ms
+    );
     for fault in &episode.faults {
         match fault {
             Fault::KillLeader => {
@@ -300,7 +348,12 @@ fn run_episode(
             }
             Fault::Netem => {
                 let (loss_percent, delay_ms, jitter_ms, reorder_percent) = episode.netem;
-                c.net.netem(relay::Netem { loss_percent, delay_ms, jitter_ms, reorder_percent })?;
+                c.net.netem(relay::Netem {
+                    loss_percent,
+                    delay_ms,
+                    jitter_ms,
+                    reorder_percent,
+                })?;
             }
             Fault::RestartAll => {
                 c.kill_all();
@@ -357,7 +410,11 @@ fn run_episode(
     for (node, stopped) in paused {
         let resumed = crate::clock::now();
         c.resume(node);
-        pauses.push(watch::Pause { node, stopped, resumed });
+        pauses.push(watch::Pause {
+            node,
+            stopped,
+            resumed,
+        });
     }
     c.net.heal()?;
     if let Some(filler) = filler {
@@ -379,7 +436,13 @@ fn run_episode(
     let healed = crate::clock::now();
     wait_writable(watchers, Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(episode.rest_ms));
-    Ok(Happened { faults: episode.faults.clone(), pauses, leader, at, healed })
+    Ok(Happened {
+        faults: episode.faults.clone(),
+        pauses,
+        leader,
+        at,
+        healed,
+    })
 }
 
 /// The clients' history through the simulator's WGL checker.
@@ -391,11 +454,23 @@ fn check_history(history: &[Record], outcome: &mut RunOutcome) {
                 if r.complete.is_some() {
                     outcome.acked += 1;
                 }
-                ops.push(lin::Operation { client: r.client, key, kind: lin::OpKind::Write { value }, invoke: r.invoke, complete: r.complete });
+                ops.push(lin::Operation {
+                    client: r.client,
+                    key,
+                    kind: lin::OpKind::Write { value },
+                    invoke: r.invoke,
+                    complete: r.complete,
+                });
             }
             OpKind::Read { key, observed, .. } => {
                 if r.complete.is_some() {
-                    ops.push(lin::Operation { client: r.client, key, kind: lin::OpKind::Read { observed }, invoke: r.invoke, complete: r.complete });
+                    ops.push(lin::Operation {
+                        client: r.client,
+                        key,
+                        kind: lin::OpKind::Read { observed },
+                        invoke: r.invoke,
+                        complete: r.complete,
+                    });
                 }
             }
             OpKind::Unique { .. } => {
@@ -409,7 +484,10 @@ fn check_history(history: &[Record], outcome: &mut RunOutcome) {
         Verdict::Linearizable => {}
         Verdict::Violation { key, explanation } => {
             outcome.linearizable = false;
-            outcome.violations.push(format!("linearizability, key {}: {explanation}", workload::register_key(key)));
+            outcome.violations.push(format!(
+                "linearizability, key {}: {explanation}",
+                workload::register_key(key)
+            ));
         }
         Verdict::Inconclusive { key } => {
             outcome.linearizable = false;
@@ -430,11 +508,17 @@ fn check_digests_and_writes(c: &Cluster, history: &[Record], outcome: &mut RunOu
     while Instant::now() < until {
         last = (1..=c.n)
             .map(|id| {
-                crate::cli::client::request(&c.socket(id), "GET", "/v1/status?digest=true", b"", Duration::from_secs(5))
-                    .ok()
-                    .filter(|a| a.status == 200)
-                    .and_then(|a| a.json().ok())
-                    .map(|v| v["digest"].clone())
+                crate::cli::client::request(
+                    &c.socket(id),
+                    "GET",
+                    "/v1/status?digest=true",
+                    b"",
+                    Duration::from_secs(5),
+                )
+                .ok()
+                .filter(|a| a.status == 200)
+                .and_then(|a| a.json().ok())
+                .map(|v| v["digest"].clone())
             })
             .collect::<Vec<_>>();
         if last.iter().all(Option::is_some) && last.windows(2).all(|w| w[0] == w[1]) {
@@ -444,7 +528,9 @@ fn check_digests_and_writes(c: &Cluster, history: &[Record], outcome: &mut RunOu
         std::thread::sleep(Duration::from_millis(200));
     }
     if !settled {
-        outcome.violations.push(format!("the nodes' state digests differ after settling for 30 s: {last:?}"));
+        outcome.violations.push(format!(
+            "the nodes' state digests differ after settling for 30 s: {last:?}"
+        ));
     }
     let mut lost = 0;
     for r in history {
@@ -455,7 +541,9 @@ fn check_digests_and_writes(c: &Cluster, history: &[Record], outcome: &mut RunOu
                 if got != Some(Some(value.to_string().into_bytes())) {
                     lost += 1;
                     if lost <= 5 {
-                        outcome.violations.push(format!("acknowledged write {key}={value} missing on n{id} (read {got:?})"));
+                        outcome.violations.push(format!(
+                            "acknowledged write {key}={value} missing on n{id} (read {got:?})"
+                        ));
                     }
                     break;
                 }
@@ -464,15 +552,26 @@ fn check_digests_and_writes(c: &Cluster, history: &[Record], outcome: &mut RunOu
     }
     outcome.lost = lost;
     if lost > 5 {
-        outcome.violations.push(format!("{lost} acknowledged writes lost in all"));
+        outcome
+            .violations
+            .push(format!("{lost} acknowledged writes lost in all"));
     }
 }
 
 /// Never two writable at once; a writable leader within the bound after each heal (and after
 /// a kill or pause of the leader when that was the only fault).
-fn check_leadership(events: &[watch::Event], happened: &[Happened], lease_ns: u64, bound_ms: u64, outcome: &mut RunOutcome) {
+fn check_leadership(
+    events: &[watch::Event],
+    happened: &[Happened],
+    lease_ns: u64,
+    bound_ms: u64,
+    outcome: &mut RunOutcome,
+) {
     let now = crate::clock::now();
-    let pauses: Vec<watch::Pause> = happened.iter().flat_map(|h| h.pauses.iter().copied()).collect();
+    let pauses: Vec<watch::Pause> = happened
+        .iter()
+        .flat_map(|h| h.pauses.iter().copied())
+        .collect();
     let intervals = watch::intervals(events, &pauses, lease_ns, now);
     let overlaps = watch::overlaps(&intervals);
     outcome.double_writable = overlaps.len() as u64;
@@ -484,7 +583,9 @@ fn check_leadership(events: &[watch::Event], happened: &[Happened], lease_ns: u6
     }
     for h in happened {
         let names: Vec<&str> = h.faults.iter().map(|f| f.name()).collect();
-        let mut check = |what: &str, from: u64, except: Option<u64>| match watch::writable_after(&intervals, from, except) {
+        let mut check = |what: &str, from: u64, except: Option<u64>| match watch::writable_after(
+            &intervals, from, except,
+        ) {
             Some(ns) => {
                 let ms = ns.div_ceil(1_000_000);
                 outcome.max_failover_ms = outcome.max_failover_ms.max(ms);
@@ -495,10 +596,16 @@ fn check_leadership(events: &[watch::Event], happened: &[Happened], lease_ns: u6
                     ));
                 }
             }
-            None => outcome.violations.push(format!("{}: no writable leader after {what}", names.join(" + "))),
+            None => outcome.violations.push(format!(
+                "{}: no writable leader after {what}",
+                names.join(" + ")
+            )),
         };
         check("the heal", h.healed, None);
-        if h.faults.len() == 1 && matches!(h.faults[0], Fault::KillLeader | Fault::PauseLeader) && h.leader.is_some() {
+        if h.faults.len() == 1
+            && matches!(h.faults[0], Fault::KillLeader | Fault::PauseLeader)
+            && h.leader.is_some()
+        {
             check("the leader's kill or pause", h.at, h.leader);
         }
     }

@@ -58,6 +58,14 @@ impl Net {
         }
     }
 
+    /// The run's unique tag in interface and namespace names (`rc<tag>...`), if any.
+    pub fn tag(&self) -> Option<&str> {
+        match self {
+            Net::Namespaces(ns) => Some(&ns.tag),
+            Net::Loopback(_) => None,
+        }
+    }
+
     /// The address node `id` listens on (what `cluster init` puts in its configuration).
     pub fn listen_address(&self, id: u64) -> SocketAddr {
         match self {
@@ -119,7 +127,10 @@ impl Net {
         match self {
             Net::Namespaces(ns) => ns.netem(netem),
             Net::Loopback(lo) => {
-                lo.relay.as_ref().expect("relay started").set_netem(Some(netem));
+                lo.relay
+                    .as_ref()
+                    .expect("relay started")
+                    .set_netem(Some(netem));
                 Ok(())
             }
         }
@@ -149,7 +160,9 @@ impl LoopbackNet {
     fn new(n: u64) -> anyhow::Result<LoopbackNet> {
         let mut real = BTreeMap::new();
         for id in 1..=n {
-            let port = std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port();
+            let port = std::net::UdpSocket::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port();
             real.insert(id, SocketAddr::from(([127, 0, 0, 1], port)));
         }
         Ok(LoopbackNet { real, relay: None })
@@ -253,10 +266,24 @@ impl Namespaces {
             ip(&["-n", &netns, "link", "set", "eth0", "up"])?;
             ip(&["-n", &netns, "link", "set", "lo", "up"])?;
         }
-        let probe = ["-n", &self.netns(1), "qdisc", "add", "dev", "eth0", "root", "netem", "delay", "1ms"];
+        let probe = [
+            "-n",
+            &self.netns(1),
+            "qdisc",
+            "add",
+            "dev",
+            "eth0",
+            "root",
+            "netem",
+            "delay",
+            "1ms",
+        ];
         self.netem_available = run("tc", &probe).is_ok();
         if self.netem_available {
-            run("tc", &["-n", &self.netns(1), "qdisc", "del", "dev", "eth0", "root"])?;
+            run(
+                "tc",
+                &["-n", &self.netns(1), "qdisc", "del", "dev", "eth0", "root"],
+            )?;
         }
         Ok(())
     }
@@ -268,7 +295,14 @@ impl Namespaces {
         }
         if self.cuts.insert((from, to)) {
             let target = format!("{}/32", self.address(to).ip());
-            ip(&["-n", &self.netns(from), "route", "add", "blackhole", &target])?;
+            ip(&[
+                "-n",
+                &self.netns(from),
+                "route",
+                "add",
+                "blackhole",
+                &target,
+            ])?;
         }
         Ok(())
     }
@@ -299,7 +333,14 @@ impl Namespaces {
         }
         for (from, to) in std::mem::take(&mut self.cuts) {
             let target = format!("{}/32", self.address(to).ip());
-            ip(&["-n", &self.netns(from), "route", "del", "blackhole", &target])?;
+            ip(&[
+                "-n",
+                &self.netns(from),
+                "route",
+                "del",
+                "blackhole",
+                &target,
+            ])?;
         }
         if std::mem::take(&mut self.netem_on) {
             for id in 1..=self.n {

@@ -6,11 +6,11 @@
 //! Invariant: a direction (from, to) is cut exactly while it is in the cut set; every thread
 //! ends within one poll interval of the relay being dropped.
 
+use crate::raft::RaftRng;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use crate::raft::RaftRng;
 use std::time::{Duration, Instant};
 
 const POLL: Duration = Duration::from_millis(50);
@@ -79,7 +79,14 @@ impl Ord for Delayed {
 
 impl Shared {
     /// Sends now, later, or never, as the faults say.
-    fn forward(&self, from: Option<u64>, to: Option<u64>, socket: &Arc<UdpSocket>, dest: SocketAddr, bytes: &[u8]) {
+    fn forward(
+        &self,
+        from: Option<u64>,
+        to: Option<u64>,
+        socket: &Arc<UdpSocket>,
+        dest: SocketAddr,
+        bytes: &[u8],
+    ) {
         if let (Some(f), Some(t)) = (from, to) {
             if self.cut.lock().unwrap().contains(&(f, t)) {
                 return;
@@ -94,14 +101,22 @@ impl Shared {
             let mut rng = self.rng.lock().unwrap();
             let lost = (rng.below(1_000_000) as f64) < netem.loss_percent * 10_000.0;
             let reorder = (rng.below(1_000_000) as f64) < netem.reorder_percent * 10_000.0;
-            let jitter = if netem.jitter_ms > 0 { rng.below(2 * netem.jitter_ms + 1) } else { 0 };
+            let jitter = if netem.jitter_ms > 0 {
+                rng.below(2 * netem.jitter_ms + 1)
+            } else {
+                0
+            };
             let _ = rng.next_u64();
             (lost, reorder, jitter)
         };
         if lost {
             return;
         }
-        let delay_ms = if reorder { 0 } else { (netem.delay_ms + jitter).saturating_sub(netem.jitter_ms) };
+        let delay_ms = if reorder {
+            0
+        } else {
+            (netem.delay_ms + jitter).saturating_sub(netem.jitter_ms)
+        };
         if delay_ms == 0 {
             let _ = socket.send_to(bytes, dest);
             return;
@@ -211,7 +226,10 @@ fn serve_front(
         };
         let sender_id = by_addr.get(&sender).copied();
         let upstream = upstreams.entry(sender).or_insert_with(|| {
-            let socket = Arc::new(UdpSocket::bind((front.local_addr().expect("bound").ip(), 0)).expect("a UDP port for the relay"));
+            let socket = Arc::new(
+                UdpSocket::bind((front.local_addr().expect("bound").ip(), 0))
+                    .expect("a UDP port for the relay"),
+            );
             socket.set_read_timeout(Some(POLL)).expect("a read timeout");
             let (socket2, front2, shared2) = (socket.clone(), front.clone(), shared.clone());
             std::thread::spawn(move || {

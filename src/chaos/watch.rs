@@ -43,20 +43,22 @@ impl Watchers {
                 std::thread::spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
                         let mut saw_any = false;
-                        let _ = crate::cli::client::stream(&socket, "/v1/leadership/watch", |line| {
-                            if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
-                                saw_any = true;
-                                events.lock().unwrap().push(Event {
-                                    node,
-                                    monotonic_ns: v["monotonic_ns"].as_u64().unwrap_or(0),
-                                    writable: v["writable"].as_bool() == Some(true),
-                                    term: v["term"].as_u64().unwrap_or(0),
-                                    lease_deadline_ns: v["lease"]["deadline_monotonic_ns"].as_u64(),
-                                    closed: false,
-                                });
-                            }
-                            !stop.load(Ordering::Relaxed)
-                        });
+                        let _ =
+                            crate::cli::client::stream(&socket, "/v1/leadership/watch", |line| {
+                                if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+                                    saw_any = true;
+                                    events.lock().unwrap().push(Event {
+                                        node,
+                                        monotonic_ns: v["monotonic_ns"].as_u64().unwrap_or(0),
+                                        writable: v["writable"].as_bool() == Some(true),
+                                        term: v["term"].as_u64().unwrap_or(0),
+                                        lease_deadline_ns: v["lease"]["deadline_monotonic_ns"]
+                                            .as_u64(),
+                                        closed: false,
+                                    });
+                                }
+                                !stop.load(Ordering::Relaxed)
+                            });
                         if saw_any {
                             events.lock().unwrap().push(Event {
                                 node,
@@ -72,7 +74,11 @@ impl Watchers {
                 })
             })
             .collect();
-        Watchers { events, stop, threads }
+        Watchers {
+            events,
+            stop,
+            threads,
+        }
     }
 
     /// Whether some node's latest event says it is writable (and its stream is open).
@@ -82,7 +88,10 @@ impl Watchers {
         for e in events.iter() {
             latest.insert(e.node, e);
         }
-        latest.values().find(|e| e.writable && !e.closed).map(|e| e.node)
+        latest
+            .values()
+            .find(|e| e.writable && !e.closed)
+            .map(|e| e.node)
     }
 
     /// Stops the threads (they end when their node's stream ends: kill the nodes first, or
@@ -136,7 +145,12 @@ impl Obs<'_> {
 /// stopped: an interval open at a pause ends there. When it wakes, it is writable again from
 /// the wake-up only if its stream's first word after it says so (or it says nothing at all,
 /// which means it still judges itself writable).
-pub fn intervals(events: &[Event], pauses: &[Pause], lease_ns: u64, open_until: u64) -> Vec<Interval> {
+pub fn intervals(
+    events: &[Event],
+    pauses: &[Pause],
+    lease_ns: u64,
+    open_until: u64,
+) -> Vec<Interval> {
     let mut by_node: std::collections::BTreeMap<u64, Vec<Obs<'_>>> = Default::default();
     for e in events {
         by_node.entry(e.node).or_default().push(Obs::Event(e));
@@ -159,7 +173,12 @@ pub fn intervals(events: &[Event], pauses: &[Pause], lease_ns: u64, open_until: 
                     writable_at_stop = open.is_some();
                     if let Some((start, term)) = open.take() {
                         let end = t.saturating_add(lease_ns).max(start);
-                        out.push(Interval { node, term, start, end });
+                        out.push(Interval {
+                            node,
+                            term,
+                            start,
+                            end,
+                        });
                     }
                     continue;
                 }
@@ -187,14 +206,24 @@ pub fn intervals(events: &[Event], pauses: &[Pause], lease_ns: u64, open_until: 
                         Some(d) if !e.closed && d >= start => d.min(e.monotonic_ns),
                         _ => e.monotonic_ns,
                     };
-                    out.push(Interval { node, term, start, end });
+                    out.push(Interval {
+                        node,
+                        term,
+                        start,
+                        end,
+                    });
                     open = None;
                 }
                 _ => {}
             }
         }
         if let Some((start, term)) = open {
-            out.push(Interval { node, term, start, end: open_until.max(start) });
+            out.push(Interval {
+                node,
+                term,
+                start,
+                end: open_until.max(start),
+            });
         }
     }
     out.sort_by_key(|i| i.start);
@@ -232,7 +261,14 @@ mod tests {
     use super::*;
 
     fn ev(node: u64, t: u64, writable: bool, deadline: Option<u64>) -> Event {
-        Event { node, monotonic_ns: t, writable, term: 1, lease_deadline_ns: deadline, closed: false }
+        Event {
+            node,
+            monotonic_ns: t,
+            writable,
+            term: 1,
+            lease_deadline_ns: deadline,
+            closed: false,
+        }
     }
 
     #[test]
@@ -244,14 +280,26 @@ mod tests {
             ev(2, 1500, true, Some(2000)),
         ];
         let iv = intervals(&events, &[], 1000, 3000);
-        assert_eq!(iv[0], Interval { node: 1, term: 1, start: 100, end: 600 });
+        assert_eq!(
+            iv[0],
+            Interval {
+                node: 1,
+                term: 1,
+                start: 100,
+                end: 600
+            }
+        );
         assert!(overlaps(&iv).is_empty());
         assert_eq!(writable_after(&iv, 700, Some(1)), Some(800));
     }
 
     #[test]
     fn a_paused_leader_that_wakes_stepped_down_ends_a_lease_after_its_stop() {
-        let pause = Pause { node: 1, stopped: 1000, resumed: 5000 };
+        let pause = Pause {
+            node: 1,
+            stopped: 1000,
+            resumed: 5000,
+        };
         let events = vec![
             ev(1, 100, true, Some(600)),
             // Woke up and stepped down: no deadline in its status any more.
@@ -259,7 +307,15 @@ mod tests {
             ev(2, 1600, true, None),
         ];
         let iv = intervals(&events, &[pause], 500, 9000);
-        assert_eq!(iv[0], Interval { node: 1, term: 1, start: 100, end: 1500 });
+        assert_eq!(
+            iv[0],
+            Interval {
+                node: 1,
+                term: 1,
+                start: 100,
+                end: 1500
+            }
+        );
         assert!(overlaps(&iv).is_empty());
         // A leader that wakes and still says it may write (no word at all) overlaps.
         let iv = intervals(&events[..1], &[pause], 500, 9000);

@@ -42,7 +42,11 @@ pub enum OpKind {
     /// Write `value` to register `key`.
     Write { key: u64, value: u64 },
     /// Read register `key`; `observed` None for absent. `lease` for a lease read.
-    Read { key: u64, observed: Option<u64>, lease: bool },
+    Read {
+        key: u64,
+        observed: Option<u64>,
+        lease: bool,
+    },
     /// Write `value` under the client's own key `unique_key(client, n)`.
     Unique { n: u64, value: u64 },
 }
@@ -69,7 +73,11 @@ impl Workload {
             .map(|c| {
                 let (sockets, stop) = (sockets.clone(), stop.clone());
                 std::thread::spawn(move || {
-                    let mut client = Client::new(c, sockets, seed ^ (c + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                    let mut client = Client::new(
+                        c,
+                        sockets,
+                        seed ^ (c + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                    );
                     while !stop.load(Ordering::Relaxed) {
                         client.one();
                     }
@@ -82,7 +90,10 @@ impl Workload {
 
     pub fn stop(self) -> Vec<Record> {
         self.stop.store(true, Ordering::Relaxed);
-        self.threads.into_iter().flat_map(|t| t.join().unwrap_or_default()).collect()
+        self.threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap_or_default())
+            .collect()
     }
 }
 
@@ -100,7 +111,16 @@ struct Client {
 
 impl Client {
     fn new(id: u64, sockets: Vec<PathBuf>, seed: u64) -> Client {
-        Client { id, sockets, rng: SplitMix64::new(seed), session: None, seq: 0, counter: 0, target: 0, history: Vec::new() }
+        Client {
+            id,
+            sockets,
+            rng: SplitMix64::new(seed),
+            session: None,
+            seq: 0,
+            counter: 0,
+            target: 0,
+            history: Vec::new(),
+        }
     }
 
     fn next_value(&mut self) -> u64 {
@@ -128,7 +148,11 @@ impl Client {
     fn follow(&mut self, answer: &Answer) {
         let leader = answer.json().ok().and_then(|v| v["leader_id"].as_u64());
         match leader {
-            Some(l) if l >= 1 && (l as usize) <= self.sockets.len() && (l - 1) as usize != self.target => {
+            Some(l)
+                if l >= 1
+                    && (l as usize) <= self.sockets.len()
+                    && (l - 1) as usize != self.target =>
+            {
                 self.target = (l - 1) as usize
             }
             _ => {
@@ -140,7 +164,13 @@ impl Client {
 
     fn open_session(&mut self, until: std::time::Instant) -> Option<u64> {
         while std::time::Instant::now() < until {
-            match client::request(&self.sockets[self.target], "POST", "/v1/session", br#"{"ttl_ms": 600000}"#, REQUEST_TIMEOUT) {
+            match client::request(
+                &self.sockets[self.target],
+                "POST",
+                "/v1/session",
+                br#"{"ttl_ms": 600000}"#,
+                REQUEST_TIMEOUT,
+            ) {
                 Ok(a) if a.status == 200 => {
                     let id = a.json().ok()?["client_id"].as_u64()?;
                     self.session = Some(id);
@@ -161,7 +191,12 @@ impl Client {
         let invoke = crate::clock::now();
         let until = std::time::Instant::now() + WRITE_RETRY;
         let complete = self.write_until(key, value, until);
-        self.history.push(Record { client: self.id, kind, invoke, complete });
+        self.history.push(Record {
+            client: self.id,
+            kind,
+            invoke,
+            complete,
+        });
     }
 
     /// Retries one write (one seq) until acknowledged or `until`.
@@ -174,7 +209,13 @@ impl Client {
         let path = format!("/v1/kv/{}?client_id={session}&seq={}", key, self.seq);
         let body = value.to_string();
         while std::time::Instant::now() < until {
-            match client::request(&self.sockets[self.target], "PUT", &path, body.as_bytes(), REQUEST_TIMEOUT) {
+            match client::request(
+                &self.sockets[self.target],
+                "PUT",
+                &path,
+                body.as_bytes(),
+                REQUEST_TIMEOUT,
+            ) {
                 Ok(a) if a.status == 200 => return Some(crate::clock::now()),
                 Ok(a) if a.status == 400 => {
                     // The session is unknown (expired): the write was not applied under it.
@@ -193,7 +234,11 @@ impl Client {
     }
 
     fn read(&mut self, key: u64, lease: bool) {
-        let node = if lease { self.target } else { self.rng.below(self.sockets.len() as u64) as usize };
+        let node = if lease {
+            self.target
+        } else {
+            self.rng.below(self.sockets.len() as u64) as usize
+        };
         let consistency = if lease { "lease" } else { "linearizable" };
         let path = format!("/v1/kv/{}?consistency={consistency}", register_key(key));
         let invoke = crate::clock::now();
@@ -202,7 +247,9 @@ impl Client {
         // A body that is not one of our values reads as u64::MAX, which no write produces.
         let (observed, complete) = match &answer {
             Ok(a) if a.status == 200 => (Some(parse_value(&a.body)), Some(done)),
-            Ok(a) if a.status == 404 && a.json().is_ok_and(|v| v["error"] == "key_not_found") => (None, Some(done)),
+            Ok(a) if a.status == 404 && a.json().is_ok_and(|v| v["error"] == "key_not_found") => {
+                (None, Some(done))
+            }
             Ok(a) => {
                 if lease {
                     self.follow(a);
@@ -211,7 +258,16 @@ impl Client {
             }
             Err(_) => (None, None),
         };
-        self.history.push(Record { client: self.id, kind: OpKind::Read { key, observed, lease }, invoke, complete });
+        self.history.push(Record {
+            client: self.id,
+            kind: OpKind::Read {
+                key,
+                observed,
+                lease,
+            },
+            invoke,
+            complete,
+        });
     }
 }
 
@@ -229,14 +285,27 @@ pub fn final_reads(socket: &std::path::Path, client: u64) -> Vec<Record> {
                 404 => None,
                 _ => continue,
             };
-            out.push(Record { client, kind: OpKind::Read { key, observed, lease: false }, invoke, complete: Some(done) });
+            out.push(Record {
+                client,
+                kind: OpKind::Read {
+                    key,
+                    observed,
+                    lease: false,
+                },
+                invoke,
+                complete: Some(done),
+            });
         }
     }
     out
 }
 
 /// Reads `key` on `socket` with `consistency`; Some(None) when absent, None on failure.
-pub fn read_value(socket: &std::path::Path, key: &str, consistency: &str) -> Option<Option<Vec<u8>>> {
+pub fn read_value(
+    socket: &std::path::Path,
+    key: &str,
+    consistency: &str,
+) -> Option<Option<Vec<u8>>> {
     let path = format!("/v1/kv/{key}?consistency={consistency}");
     let a = client::request(socket, "GET", &path, b"", REQUEST_TIMEOUT).ok()?;
     match a.status {
@@ -247,5 +316,8 @@ pub fn read_value(socket: &std::path::Path, key: &str, consistency: &str) -> Opt
 }
 
 fn parse_value(body: &[u8]) -> u64 {
-    std::str::from_utf8(body).ok().and_then(|s| s.parse().ok()).unwrap_or(u64::MAX)
+    std::str::from_utf8(body)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(u64::MAX)
 }
