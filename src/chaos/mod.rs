@@ -519,6 +519,7 @@ fn check_digests_and_writes(c: &Cluster, history: &[Record], outcome: &mut RunOu
                 .filter(|a| a.status == 200)
                 .and_then(|a| a.json().ok())
                 .map(|v| v["digest"].clone())
+                .filter(serde_json::Value::is_object)
             })
             .collect::<Vec<_>>();
         if last.iter().all(Option::is_some) && last.windows(2).all(|w| w[0] == w[1]) {
