@@ -138,6 +138,16 @@ impl Cluster {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
+        // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill -9 the node if
+        // the thread that started it (the campaign's main thread) dies, so no node outlives an
+        // interrupted campaign.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
         self.children[i] = Some(command.spawn().context("starting regent run")?);
         self.paused[i] = false;
         Ok(())

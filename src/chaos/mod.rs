@@ -36,6 +36,13 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use workload::{OpKind, Record, Workload};
 
+static INTERRUPTED: std::sync::LazyLock<std::sync::Arc<std::sync::atomic::AtomicBool>> =
+    std::sync::LazyLock::new(Default::default);
+
+fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The longest run of a campaign; longer campaigns are several runs.
 const RUN_SECONDS_MAX: u64 = 60;
 /// WGL search steps per key.
@@ -81,6 +88,9 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
     if args.nodes == 4 {
         anyhow::bail!("--nodes 4: a chaos cluster has 3 or 5 nodes");
     }
+    // SIGINT/SIGTERM end the campaign through its Drop guards (processes, namespaces, tmpfs).
+    signal_hook::flag::register(signal_hook::consts::SIGINT, INTERRUPTED.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, INTERRUPTED.clone())?;
     let bin = std::env::current_exe().context("finding the regent binary")?;
     let seed = args
         .seed
@@ -98,6 +108,12 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
     );
     loop {
         let left = args.seconds.saturating_sub(started.elapsed().as_secs());
+        if interrupted() {
+            total
+                .violations
+                .push("interrupted (SIGINT or SIGTERM)".into());
+            break;
+        }
         if runs > 0 && left < 15 {
             break;
         }
@@ -212,7 +228,7 @@ fn one_run(
     let mut happened = Vec::new();
     let mut i = 0;
     // Every fault kind once alone, however short the run; then random ones until the deadline.
-    while Instant::now() < deadline || i < order.len() {
+    while (Instant::now() < deadline || i < order.len()) && !interrupted() {
         let mut episode = faults::episode(&mut rng, i, &order);
         i += 1;
         if !tmpfs {
