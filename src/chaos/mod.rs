@@ -627,3 +627,58 @@ fn check_leadership(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(client: u64, kind: OpKind, invoke: u64, complete: Option<u64>) -> Record {
+        Record {
+            client,
+            kind,
+            invoke,
+            complete,
+        }
+    }
+
+    #[test]
+    fn a_stale_read_fails_the_history_check() {
+        let write = |v, i, c| record(0, OpKind::Write { key: 1, value: v }, i, c);
+        let read = |v, i, c| {
+            let kind = OpKind::Read {
+                key: 1,
+                observed: Some(v),
+                lease: true,
+            };
+            record(1, kind, i, c)
+        };
+        // 2 overwrote 1 before the read began, yet the read saw 1.
+        let stale = vec![
+            write(1, 0, Some(10)),
+            write(2, 20, Some(30)),
+            read(1, 40, Some(50)),
+        ];
+        let mut outcome = RunOutcome {
+            linearizable: true,
+            ..Default::default()
+        };
+        check_history(&stale, &mut outcome);
+        assert!(!outcome.linearizable);
+        assert_eq!(outcome.acked, 2);
+        assert!(outcome.violations[0].contains("chaos-r1"));
+        // The same read overlapping the second write is fine, and so is an unknown write.
+        let fine = vec![
+            write(1, 0, Some(10)),
+            write(2, 20, None),
+            read(1, 25, Some(50)),
+            read(2, 60, Some(70)),
+        ];
+        let mut outcome = RunOutcome {
+            linearizable: true,
+            ..Default::default()
+        };
+        check_history(&fine, &mut outcome);
+        assert!(outcome.linearizable, "{:?}", outcome.violations);
+        assert_eq!(outcome.acked, 1);
+    }
+}
