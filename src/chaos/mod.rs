@@ -606,6 +606,12 @@ fn check_leadership(
             Some(ns) => {
                 let ms = ns.div_ceil(1_000_000);
                 outcome.max_failover_ms = outcome.max_failover_ms.max(ms);
+                if ms * 2 > bound_ms {
+                    println!(
+                        "chaos:   {}: a writable leader {ms} ms after {what}",
+                        names.join(" + ")
+                    );
+                }
                 if ms > bound_ms {
                     outcome.violations.push(format!(
                         "{}: a writable leader {ms} ms after {what}, over the bound of {bound_ms} ms",
