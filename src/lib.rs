@@ -7,6 +7,7 @@
 //! `sim` runs the real core in a deterministic, seeded cluster simulator.
 
 pub mod api;
+pub mod chaos;
 pub mod cli;
 pub mod clock;
 pub mod config;

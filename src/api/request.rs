@@ -124,6 +124,9 @@ pub enum ReadQuery {
         from: u64,
         limit: usize,
     },
+    /// A digest of the whole state machine as applied here (a full scan: for checks, not for
+    /// the hot path).
+    Digest,
 }
 
 /// The answer to a `ReadQuery`.
@@ -133,4 +136,5 @@ pub enum ReadAnswer {
     Range { kvs: Vec<KeyValue>, more: bool },
     Changes(Result<ChangePage, crate::storage::StorageError>),
     Journal(Result<crate::storage::JournalPage, crate::storage::StorageError>),
+    Digest(crate::storage::StateDigest),
 }

@@ -41,7 +41,18 @@ pub async fn handle(
         );
     }
     match path.as_str() {
-        "/v1/status" if head_or_get => return status(context),
+        "/v1/status" if head_or_get => {
+            return match query_param(&query, "digest").as_deref() {
+                None | Some("false") => status(context),
+                Some("true") => status_with_digest(context).await,
+                Some(_) => error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_parameter",
+                    "digest must be true or false",
+                    None,
+                ),
+            }
+        }
         "/metrics" if head_or_get => {
             let s = context.status.borrow().clone();
             let text = super::metrics::render(
@@ -333,6 +344,30 @@ async fn kv_range(context: &ApiContext, query: &str) -> HttpResponse {
 fn status(context: &ApiContext) -> HttpResponse {
     let s = context.status.borrow().clone();
     json_response(StatusCode::OK, &status_json(&s, clock::now()))
+}
+
+/// `GET /v1/status?digest=true`: the status plus a digest of the state machine as applied
+/// here (read on the disk thread; equal on nodes that applied the same index).
+async fn status_with_digest(context: &ApiContext) -> HttpResponse {
+    match read(context, ReadQuery::Digest, None).await {
+        Ok(ReadAnswer::Digest(d)) => {
+            let s = context.status.borrow().clone();
+            let mut body = status_json(&s, clock::now());
+            body["digest"] = json!({
+                "applied_index": d.applied.0,
+                "revision": d.revision,
+                "kv_count": d.kv_count,
+                "kv_crc32c": d.kv_crc,
+                "session_count": d.session_count,
+                "session_crc32c": d.session_crc,
+                "journal_count": d.journal_count,
+                "journal_crc32c": d.journal_crc,
+            });
+            json_response(StatusCode::OK, &body)
+        }
+        Ok(_) => unreachable_answer(),
+        Err(err) => request_error(err),
+    }
 }
 
 pub(super) fn status_json(s: &NodeStatus, now: u64) -> Value {

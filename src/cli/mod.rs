@@ -63,6 +63,9 @@ pub enum Command {
     CheckConfig(config_check::CheckConfigArgs),
     /// Print what a configuration's timing means: lease, failover and switchover times.
     ExplainTiming(config_check::ExplainTimingArgs),
+    /// A chaos campaign on real processes: faults from a seed, then linearizability, lost
+    /// writes, state digests, double leadership and failover time checked (docs/chaos.md).
+    Chaos(crate::chaos::ChaosArgs),
     /// Benchmarks that print figures.
     Bench {
         #[command(subcommand)]
@@ -101,6 +104,7 @@ pub fn main() -> ExitCode {
         Command::Recover(args) => recover::run(args),
         Command::Compact(args) => host::maintenance(args, true),
         Command::Sim(args) => crate::sim::run_cli(args),
+        Command::Chaos(args) => crate::chaos::run(args),
         Command::Admin(args) => admin::run(args),
         Command::CheckConfig(args) => config_check::check_config(args),
         Command::ExplainTiming(args) => config_check::explain_timing(args),

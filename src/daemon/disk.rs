@@ -187,5 +187,6 @@ fn read(storage: &RedbStorage, query: ReadQuery) -> Result<ReadAnswer, StorageEr
         ReadQuery::Journal { from, limit } => {
             ReadAnswer::Journal(storage.journal_page(from, limit, JOURNAL_PAGE_BYTES_MAX))
         }
+        ReadQuery::Digest => ReadAnswer::Digest(storage.digest()?),
     })
 }
