@@ -351,8 +351,30 @@ impl Driver {
     }
 
     /// Answers hand-overs that completed (this node sees the target lead) or ran out of time.
+    ///
+    /// The core abandons a hand-over whose target has not campaigned within a minimum election
+    /// timeout (a target slowed by a loaded machine, a lost TimeoutNow) and resumes leading;
+    /// until the hand-over's own deadline the driver then asks again, so one slow round does
+    /// not fail a switchover or turn a clean stop into an election.
     fn check_handovers(&mut self, now: Nanos) {
         let status = self.replica.core().status(now);
+        if status.role == Role::Leader && self.replica.core().transfer_target().is_none() {
+            let retry = self
+                .handovers
+                .iter()
+                .find(|h| now < h.deadline)
+                .map(|h| h.to);
+            if let Some(to) = retry {
+                match self.replica.transfer_leadership(Some(to), now) {
+                    Ok(_) => {
+                        tracing::info!(node = %self.id, %to, "hand-over round timed out; asking again")
+                    }
+                    Err(err) => {
+                        tracing::warn!(node = %self.id, %to, reason = %err, "hand-over cannot be asked again")
+                    }
+                }
+            }
+        }
         let id = self.id;
         self.handovers.retain_mut(|h| {
             let done = status.role != Role::Leader && status.leader == Some(h.to);

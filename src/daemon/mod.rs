@@ -122,7 +122,7 @@ async fn run_daemon(config: DaemonConfig, config_path: PathBuf) -> anyhow::Resul
         shutdown: shutdown.clone(),
         addresses,
         persist_stall_max: Duration::from_millis(config.timing.persist_stall_max_ms),
-        handover_max: Duration::from_millis(config.timing.election_timeout_min_ms * 2),
+        handover_max: Duration::from_millis(config.timing.election_timeout_min_ms * 3),
         notifier: notify::Notifier::from_env(),
         metrics,
         host_health: config.host_health.clone().map(health::start),

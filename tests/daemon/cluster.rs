@@ -220,8 +220,17 @@ fn foreign_nodes_never_join() {
 fn a_data_directory_of_another_node_is_refused() {
     let mut c = Cluster::init(3, "gamma", TEST_SETTINGS);
     c.start(1);
-    // Node 1 created its data directory; node 2 pointed at it must refuse to start.
-    std::thread::sleep(Duration::from_millis(500));
+    // Node 1 created its data directory; node 2 pointed at it must refuse to start. Node 1
+    // answers on its socket once recovered, bound and watching for signals.
+    let up = std::time::Instant::now();
+    while c.status(1).is_none() {
+        assert!(
+            up.elapsed() < ELECTION,
+            "n1 did not serve:\n{}",
+            c.all_logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(c.stop(1).is_some());
     let yaml = std::fs::read_to_string(&c.nodes[1].config).unwrap();
     let own = c.nodes[1].dir.join("data").display().to_string();

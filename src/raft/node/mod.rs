@@ -894,6 +894,15 @@ impl RaftNode {
         self.count_own_vote();
     }
 
+    /// The target of the leadership hand-over in progress, if this node leads and is handing
+    /// over. `None` again once the target took over or the hand-over was abandoned.
+    pub fn transfer_target(&self) -> Option<NodeId> {
+        self.leader_state
+            .as_ref()
+            .and_then(|l| l.transfer)
+            .map(|t| t.target)
+    }
+
     pub fn status(&self, now: Nanos) -> Status {
         let lease = self
             .leader_state
