@@ -56,7 +56,9 @@ enum Internal {
         reply: oneshot::Sender<Result<bool, String>>,
     },
     /// A snapshot stream to `to` ended (sent or failed).
-    SnapshotSent { to: NodeId },
+    SnapshotSent { to: NodeId, sent: bool },
+    /// A snapshot stream to `to` is moving (chunks written within the flow-control window).
+    SnapshotProgress { to: NodeId },
 }
 
 /// A request waiting for the replica or the disk.
@@ -887,9 +889,13 @@ impl Driver {
                 chunk,
                 reply,
             }),
-            Internal::SnapshotSent { to } => {
+            Internal::SnapshotSent { to, sent } => {
                 self.snapshot_sends.remove(&to);
+                if !sent {
+                    self.replica.snapshot_failed(to, clock::now());
+                }
             }
+            Internal::SnapshotProgress { to } => self.replica.snapshot_progress(to, clock::now()),
         }
     }
 
@@ -990,6 +996,7 @@ impl Driver {
                 }
                 Err(err) => {
                     self.snapshot_sends.remove(&to);
+                    self.replica.snapshot_failed(to, now);
                     tracing::warn!(node = %self.id, peer = %to, error = %err, "snapshot could not be opened");
                 }
             },
@@ -1053,6 +1060,14 @@ impl Driver {
                 self.replica
                     .snapshot_installed(from, state.snapshot.clone(), now);
                 let _ = reply.send(Ok(true));
+            }
+            Err(err) if err.requires_reload() => {
+                // The store refuses writes until it is reloaded (a full disk, an I/O error):
+                // every later chunk and batch would fail the same way, and the follower would
+                // wait forever. Stop as a failed batch does; the restart reloads what is durable
+                // (the committed state, untouched: the install writes only staging tables).
+                let _ = reply.send(Err(err.to_string()));
+                self.fatal = Some(format!("a snapshot install failed: {err}"));
             }
             Err(err) => {
                 if meta.last_included_index <= applied {
@@ -1494,6 +1509,10 @@ fn encode_header(meta: &SnapshotMeta) -> Vec<u8> {
     postcard::to_stdvec(meta).expect("a snapshot header encodes")
 }
 
+/// How often a snapshot stream that keeps moving tells the core so (which restarts its
+/// snapshot timeout).
+const SNAPSHOT_PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
 /// Streams a storage snapshot to a follower over the transport's snapshot streams.
 async fn send_snapshot(
     transport: TransportHandle<PeerMessage>,
@@ -1508,6 +1527,7 @@ async fn send_snapshot(
             .open_snapshot(to, &encode_header(&meta))
             .await
             .map_err(|e| e.to_string())?;
+        let mut reported = Instant::now();
         loop {
             // Reading a chunk is a bounded redb read (at most a chunk's worth of records).
             let chunk =
@@ -1517,10 +1537,17 @@ async fn send_snapshot(
                 .write_chunk(&chunk)
                 .await
                 .map_err(|e| e.to_string())?;
+            // A chunk written means the receiver consumed the flow-control window: the stream
+            // is alive, however long the whole snapshot takes (at most one report a second).
+            if reported.elapsed() >= SNAPSHOT_PROGRESS_EVERY {
+                reported = Instant::now();
+                let _ = internal.send(Internal::SnapshotProgress { to });
+            }
         }
         sender.finish().await.map_err(|e| e.to_string())
     }
     .await;
+    let sent = result.is_ok();
     match result {
         Ok(bytes) => {
             metrics.snapshots_sent.fetch_add(1, Relaxed);
@@ -1532,7 +1559,7 @@ async fn send_snapshot(
         }
         Err(err) => tracing::warn!(peer = %to, error = %err, "snapshot not sent"),
     }
-    let _ = internal.send(Internal::SnapshotSent { to });
+    let _ = internal.send(Internal::SnapshotSent { to, sent });
 }
 
 /// Receives a snapshot stream and feeds its chunks, one at a time, to the driver.

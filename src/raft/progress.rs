@@ -15,9 +15,10 @@ pub enum ProgressState {
     /// The follower's log matches up to `match_index`: appends are pipelined.
     Replicate,
     /// The follower needs entries the leader compacted away: a snapshot covering at least
-    /// `index` was asked for at `since`, or its stream last made progress then; appends wait
-    /// for it (or for its timeout, which runs from `since`).
-    Snapshot { index: LogIndex, since: Nanos },
+    /// `index` was asked for; appends wait for it until `retry_at` (the snapshot timeout after
+    /// the request or the stream's last progress, sooner after a failed stream), when the
+    /// leader probes and asks again.
+    Snapshot { index: LogIndex, retry_at: Nanos },
 }
 
 #[derive(Clone, Debug)]
@@ -57,8 +58,8 @@ impl Progress {
         }
     }
 
-    pub fn become_snapshot(&mut self, index: LogIndex, now: Nanos) {
-        self.state = ProgressState::Snapshot { index, since: now };
+    pub fn become_snapshot(&mut self, index: LogIndex, retry_at: Nanos) {
+        self.state = ProgressState::Snapshot { index, retry_at };
         self.inflight.clear();
         self.probe_sent = false;
     }

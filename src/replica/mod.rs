@@ -246,6 +246,12 @@ impl Replica {
         self.core.snapshot_progress(to, now);
     }
 
+    /// The snapshot stream to `to` failed: a new one is asked for soon (see
+    /// [`RaftNode::snapshot_failed`]).
+    pub fn snapshot_failed(&mut self, to: NodeId, now: Nanos) {
+        self.core.snapshot_failed(to, now);
+    }
+
     // ----- Outputs -----
 
     /// Appends the actions due now to `out`, in the order to carry them out: read answers,

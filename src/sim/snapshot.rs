@@ -181,6 +181,14 @@ impl SnapshotStreams {
                 nodes[to].disk.store.install_abort();
                 let s = self.streams.remove(&id).expect("checked above");
                 if s.meta.last_included_index > nodes[to].disk.store.state().applied {
+                    // Refused: the stream ends, which the sender sees (as the daemon's QUIC
+                    // stream does) and reports, so that its core asks again soon.
+                    if s.ends_alive(nodes) {
+                        let receiver = nodes[to].id;
+                        if let Some(now) = nodes[from].local_now(env.now()) {
+                            nodes[from].live().snapshot_failed(receiver, now);
+                        }
+                    }
                     return ChunkArrival::Nothing;
                 }
                 // Stale: the core tells the leader where to resume.

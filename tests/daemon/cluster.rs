@@ -289,3 +289,97 @@ fn a_node_restarted_at_once_is_reconnected_at_once() {
     );
     assert_readable(&c, 3, &written);
 }
+
+/// Unmounts a tmpfs when dropped, whichever way the test ends.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(path: &std::path::Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(path).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mount: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs(path.to_path_buf())
+    }
+
+    fn resize(&self, size: &str) {
+        let out = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "remount: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A follower whose disk fills up while it installs a snapshot stops, as after any failed
+/// durable write, instead of waiting for ever beside a store that refuses every write; given
+/// space and restarted, it installs the snapshot and serves everything. Root only (a tmpfs).
+#[test]
+fn a_snapshot_install_that_fills_the_disk_stops_the_follower() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    let mut c = Cluster::init(3, "fulldisk", TEST_SETTINGS);
+    let disk = Tmpfs::mount(&c.node(3).dir.join("data"), "4m");
+    c.start(1);
+    c.start(2);
+    c.wait_writable_leader(ELECTION);
+    // About 10 MiB of state, and far more entries than the compaction threshold: n3 (never
+    // started) can only catch up by a snapshot larger than its disk.
+    let value = vec![b'v'; 32 << 10];
+    for i in 0..320 {
+        c.put_anywhere(&format!("big-{i}"), &value, ELECTION);
+    }
+    c.start(3);
+    let mut stopped = false;
+    for _ in 0..3000 {
+        if !c.node(3).is_running() {
+            stopped = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let logs = c.nodes[2].logs();
+    assert!(stopped, "n3 kept running with a full disk; logs:\n{logs}");
+    assert!(
+        logs.contains("a snapshot install failed") && logs.contains("disk is full"),
+        "n3 stopped for another reason; logs:\n{logs}"
+    );
+
+    // Space freed, restarted: the snapshot installs and every write reads back on n3.
+    disk.resize("256m");
+    let last = c.status(1).or_else(|| c.status(2)).unwrap()["commit_index"]
+        .as_u64()
+        .unwrap();
+    c.start(3);
+    wait_applied(&c, 3, last);
+    assert!(c.nodes[2].logs().contains("snapshot installed"));
+    for i in (0..320).step_by(37) {
+        let answer = c.get(3, &format!("big-{i}"), "local").unwrap();
+        assert_eq!(answer.status, 200, "big-{i} missing on n3");
+        assert_eq!(answer.body, value);
+    }
+}

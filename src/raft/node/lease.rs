@@ -11,11 +11,10 @@ impl RaftNode {
     pub(super) fn tick_leader(&mut self) {
         // A snapshot stream that made no progress in time is asked for again (hashicorp/raft
         // #212, dgraph #2707: no follower stays in the snapshot state forever).
-        let timeout = self.config.snapshot_timeout_ns();
         let now = self.now;
         for p in self.lead_mut().progress.values_mut() {
-            if let ProgressState::Snapshot { since, .. } = p.state {
-                if now.saturating_sub(since) > timeout {
+            if let ProgressState::Snapshot { retry_at, .. } = p.state {
+                if now > retry_at {
                     p.become_probe(p.match_index.next());
                 }
             }
@@ -71,10 +70,9 @@ impl RaftNode {
         let lead = self.lead();
         let after = |since: Nanos, limit: Nanos| since.saturating_add(limit).saturating_add(1);
         let mut next = lead.next_heartbeat_at;
-        let snapshot_timeout = self.config.snapshot_timeout_ns();
         for p in lead.progress.values() {
-            if let ProgressState::Snapshot { since, .. } = p.state {
-                next = next.min(after(since, snapshot_timeout));
+            if let ProgressState::Snapshot { retry_at, .. } = p.state {
+                next = next.min(retry_at.saturating_add(1));
             }
         }
         if self.config.check_quorum {

@@ -693,6 +693,7 @@ impl RaftNode {
     pub fn snapshot_progress(&mut self, to: NodeId, now: Nanos) {
         self.observe(now);
         let now = self.now;
+        let timeout = self.config.snapshot_timeout_ns();
         let Some(p) = self
             .leader_state
             .as_mut()
@@ -700,8 +701,30 @@ impl RaftNode {
         else {
             return;
         };
-        if let ProgressState::Snapshot { since, .. } = &mut p.state {
-            *since = now;
+        if let ProgressState::Snapshot { retry_at, .. } = &mut p.state {
+            *retry_at = now.saturating_add(timeout);
+        }
+    }
+
+    /// The snapshot stream to `to` failed (the link dropped, the follower refused the install):
+    /// a new one is asked for one minimum election timeout from now (raft-rs'
+    /// `report_snapshot(Failure)`), not a whole snapshot timeout after the last progress.
+    /// The delay keeps a follower that refuses every install (a full disk) from being sent a
+    /// snapshot in a loop. Does nothing unless this node leads and waits for a snapshot to
+    /// reach `to`.
+    pub fn snapshot_failed(&mut self, to: NodeId, now: Nanos) {
+        self.observe(now);
+        let now = self.now;
+        let retry = now.saturating_add(self.config.election_timeout_min_ns());
+        let Some(p) = self
+            .leader_state
+            .as_mut()
+            .and_then(|l| l.progress.get_mut(&to))
+        else {
+            return;
+        };
+        if let ProgressState::Snapshot { retry_at, .. } = &mut p.state {
+            *retry_at = (*retry_at).min(retry);
         }
     }
 

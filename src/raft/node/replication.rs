@@ -195,7 +195,8 @@ impl RaftNode {
         let Some(prev_term) = self.log.term(prev) else {
             // The entries this follower needs were compacted away: it needs a snapshot.
             let at_least = self.log.snapshot_index();
-            p.become_snapshot(at_least, self.now);
+            let retry_at = self.now.saturating_add(self.config.snapshot_timeout_ns());
+            p.become_snapshot(at_least, retry_at);
             self.snapshot_sends.push(SnapshotRequest { to, at_least });
             return;
         };

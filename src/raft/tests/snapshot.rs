@@ -118,6 +118,52 @@ fn a_stream_that_keeps_making_progress_is_not_started_again() {
 }
 
 #[test]
+fn a_failed_stream_is_asked_again_after_one_election_timeout_not_the_snapshot_timeout() {
+    // The stream ended in an error (link lost, the follower refused the install): the leader
+    // asks again soon, but not at once (a follower that refuses every install is not flooded).
+    let mut c = config_without_pre_vote(1);
+    c.snapshot_timeout_ms = 60_000;
+    let election = c.election_timeout_min_ms * MS;
+    let mut node = leader_with(c, 3, 2, &[1, 1, 1]);
+    let now = AFTER_TIMEOUT;
+    step(&mut node, msg(2, 1, 2, append_ok(4)), now);
+    persist(&mut node);
+    node.compact(i(4));
+    step(&mut node, msg(3, 1, 2, append_rejected(3, None, 1)), now);
+    persist(&mut node);
+    assert_eq!(node.take_snapshot_requests().len(), 1);
+    let failed = now + 10 * MS;
+    node.snapshot_failed(n(3), failed);
+    assert!(
+        node.next_deadline() <= failed + election + 1,
+        "the retry is not timed"
+    );
+    // Before the election timeout: still waiting, nothing asked.
+    let early = failed + election / 2;
+    node.tick(early);
+    step(&mut node, msg(2, 1, 2, heartbeat_response(1)), early);
+    step(&mut node, msg(3, 1, 2, heartbeat_response(1)), early);
+    persist(&mut node);
+    assert!(
+        node.take_snapshot_requests().is_empty(),
+        "asked again at once"
+    );
+    // After it: the leader probes n3 and asks for a snapshot again.
+    let later = failed + election + MS;
+    node.tick(later);
+    persist(&mut node);
+    step(&mut node, msg(3, 1, 2, heartbeat_response(1)), later + MS);
+    persist(&mut node);
+    assert_eq!(
+        node.take_snapshot_requests().len(),
+        1,
+        "a failed stream waited for the whole snapshot timeout"
+    );
+    // A failure reported for a follower that is not waiting for a snapshot changes nothing.
+    node.snapshot_failed(n(2), later + 2 * MS);
+}
+
+#[test]
 fn an_install_keeps_the_matching_durable_suffix_and_nothing_else() {
     // A follower whose log holds the snapshot's last entry keeps what follows it.
     let mut node = follower(3, 2, &[1, 1, 2, 2, 2]);
