@@ -9,6 +9,8 @@
 //!   `sim::checker::linearizability`);
 //! - no acknowledged write is lost (each read back on every node);
 //! - every node ends with the same state digest (`GET /v1/status?digest=true`);
+//! - every node's journal holds the same dense sequence, in which every acknowledged append
+//!   appears exactly once at the index it was answered with, and nothing twice ([`journal`]);
 //! - never two hosts writable at once (every node's leadership watch stream, one clock, the
 //!   lease deadlines: [`watch`]);
 //! - a writable leader within the `explain-timing` failover bound after each heal (and after
@@ -20,6 +22,7 @@
 
 mod cluster;
 mod faults;
+mod journal;
 mod net;
 mod relay;
 mod watch;
@@ -86,6 +89,8 @@ struct RunOutcome {
     linearizable: bool,
     double_writable: u64,
     max_failover_ms: u64,
+    journal_acked: u64,
+    journal_ok: bool,
     violations: Vec<String>,
 }
 
@@ -103,6 +108,7 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let mut total = RunOutcome {
         linearizable: true,
+        journal_ok: true,
         ..Default::default()
     };
     let mut runs = 0u64;
@@ -133,13 +139,14 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
             Ok(o) => o,
             Err(err) => RunOutcome {
                 linearizable: true,
+                journal_ok: true,
                 violations: vec![format!("the run could not be carried out: {err:#}")],
                 ..Default::default()
             },
         };
         println!(
-            "chaos: run {runs} seed {run_seed}: faults={} acked={} lost={} linearizable={} double_writable={} max_failover_ms={}",
-            outcome.faults, outcome.acked, outcome.lost, yes_no(outcome.linearizable), outcome.double_writable, outcome.max_failover_ms
+            "chaos: run {runs} seed {run_seed}: faults={} acked={} lost={} linearizable={} double_writable={} max_failover_ms={} journal_acked={} journal_ok={}",
+            outcome.faults, outcome.acked, outcome.lost, yes_no(outcome.linearizable), outcome.double_writable, outcome.max_failover_ms, outcome.journal_acked, yes_no(outcome.journal_ok)
         );
         if !outcome.violations.is_empty() {
             for v in &outcome.violations {
@@ -157,11 +164,13 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
         total.linearizable &= outcome.linearizable;
         total.double_writable += outcome.double_writable;
         total.max_failover_ms = total.max_failover_ms.max(outcome.max_failover_ms);
+        total.journal_acked += outcome.journal_acked;
+        total.journal_ok &= outcome.journal_ok;
         total.violations.extend(outcome.violations);
     }
     println!(
-        "chaos: runs={runs} faults={} acked={} lost={} linearizable={} double_writable={} max_failover_ms={}",
-        total.faults, total.acked, total.lost, yes_no(total.linearizable), total.double_writable, total.max_failover_ms
+        "chaos: runs={runs} faults={} acked={} lost={} linearizable={} double_writable={} max_failover_ms={} journal_acked={} journal_ok={}",
+        total.faults, total.acked, total.lost, yes_no(total.linearizable), total.double_writable, total.max_failover_ms, total.journal_acked, yes_no(total.journal_ok)
     );
     if total.violations.is_empty() {
         Ok(ExitCode::SUCCESS)
@@ -220,6 +229,7 @@ fn one_run(
     let watchers = watch::Watchers::start((1..=args.nodes).map(|id| (id, c.socket(id))).collect());
     let mut outcome = RunOutcome {
         linearizable: true,
+        journal_ok: true,
         ..Default::default()
     };
     if wait_writable(&watchers, Duration::from_secs(30)).is_none() {
@@ -268,6 +278,7 @@ fn one_run(
     history.extend(workload::final_reads(&c.socket(leader), args.clients));
     check_history(&history, &mut outcome);
     check_digests_and_writes(&c, &history, &mut outcome);
+    check_journal(&c, &history, &mut outcome);
     for id in 1..=args.nodes {
         if c.logs(id).contains("panicked at") {
             outcome
@@ -506,6 +517,8 @@ fn check_history(history: &[Record], outcome: &mut RunOutcome) {
                     outcome.acked += 1;
                 }
             }
+            // Counted and checked by `check_journal`.
+            OpKind::Append { .. } => {}
         }
     }
     match lin::check(&ops, SEARCH_STEPS_MAX) {
@@ -584,6 +597,44 @@ fn check_digests_and_writes(c: &Cluster, history: &[Record], outcome: &mut RunOu
         outcome
             .violations
             .push(format!("{lost} acknowledged writes lost in all"));
+    }
+}
+
+/// Reads every node's journal (after `check_digests_and_writes` let the nodes settle) and
+/// checks it against the others and the clients' appends.
+fn check_journal(c: &Cluster, history: &[Record], outcome: &mut RunOutcome) {
+    let appends = journal::appends(history);
+    outcome.journal_acked = appends.iter().filter(|a| a.ack.is_some()).count() as u64;
+    let mut tails = Vec::new();
+    for id in 1..=c.n {
+        match journal::read_tail(id, &c.socket(id)) {
+            Ok(tail) => tails.push(tail),
+            Err(err) => {
+                outcome.journal_ok = false;
+                outcome.violations.push(format!("journal: {err}"));
+            }
+        }
+    }
+    let report = journal::check(&tails, &appends);
+    assert_eq!(report.acked, outcome.journal_acked);
+    println!(
+        "chaos:   journal: {} operations held, {} appends acknowledged, {} of them compacted away",
+        report.held, report.acked, report.compacted
+    );
+    for note in report.notes.iter().take(3) {
+        println!("chaos:   journal note: {note}");
+    }
+    if report.notes.len() > 3 {
+        println!(
+            "chaos:   journal note: and {} more like it",
+            report.notes.len() - 3
+        );
+    }
+    if !report.ok() {
+        outcome.journal_ok = false;
+        outcome
+            .violations
+            .extend(report.problems.into_iter().map(|p| format!("journal: {p}")));
     }
 }
 
@@ -679,6 +730,7 @@ mod tests {
         ];
         let mut outcome = RunOutcome {
             linearizable: true,
+            journal_ok: true,
             ..Default::default()
         };
         check_history(&stale, &mut outcome);
@@ -694,6 +746,7 @@ mod tests {
         ];
         let mut outcome = RunOutcome {
             linearizable: true,
+            journal_ok: true,
             ..Default::default()
         };
         check_history(&fine, &mut outcome);
