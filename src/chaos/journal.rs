@@ -112,18 +112,13 @@ pub fn check(tails: &[NodeTail], appends: &[Append]) -> Report {
     let mut notes = Vec::new();
     // Each node's sequence is dense from where it was read.
     for t in tails {
-        let mut expected = t.first;
-        for op in &t.ops {
-            if op.index != expected {
-                problems.push(format!(
-                    "n{}: index {} (payload {}) where index {expected} was due: the sequence is not dense",
-                    t.node,
-                    op.index,
-                    show(&op.op)
-                ));
-                break;
-            }
-            expected += 1;
+        if let Some((expected, op)) = first_gap(t.first, &t.ops) {
+            problems.push(format!(
+                "n{}: index {} (payload {}) where index {expected} was due: the sequence is not dense",
+                t.node,
+                op.index,
+                show(&op.op)
+            ));
         }
     }
     // Every node holds the same sequence: the same operation at every index two nodes hold, and
@@ -250,6 +245,14 @@ pub fn check(tails: &[NodeTail], appends: &[Append]) -> Report {
         problems: problems.listed,
         notes,
     }
+}
+
+/// The first operation of `ops` that is not at the index due (`first`, then one more each),
+/// with that index.
+fn first_gap(first: u64, ops: &[TailOp]) -> Option<(u64, &TailOp)> {
+    (first..)
+        .zip(ops)
+        .find(|(expected, op)| op.index != *expected)
 }
 
 /// Parses an NDJSON tail body read from `first`; an error line (the journal was truncated
