@@ -3,8 +3,12 @@
 //! acknowledged append appears exactly once, at the index its answer named, and no operation
 //! appears twice (a retried append applied once) or comes from nowhere.
 //!
-//! The checking is pure ([`check`]: tails and appends in, problems out) so that its cases are
-//! unit tests; [`read_tail`] is the I/O. A node's journal may start past index 1 if retention
+//! During the run, [`Followers`] keep a live tail (`follow=true`) open on every node,
+//! reconnecting from the next index after a restart; what each saw must be a dense sequence
+//! from index 1 that agrees with the final journal at every index ([`check_live`]).
+//!
+//! The checking is pure ([`check`], [`check_live`]: tails and appends in, problems out) so that
+//! its cases are unit tests; [`read_tail`] and [`Followers`] are the I/O. A node's journal may start past index 1 if retention
 //! dropped a prefix (the default bounds keep a run's operations): then only the indexes the
 //! nodes still hold are compared, and an acknowledged append below every node's first index
 //! cannot be checked (it is counted, not failed).
@@ -12,7 +16,9 @@
 use super::workload::{self, JournalAck, OpKind, Record};
 use crate::cli::client;
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Problems listed one by one; the rest are counted.
@@ -247,6 +253,156 @@ pub fn check(tails: &[NodeTail], appends: &[Append]) -> Report {
     }
 }
 
+/// Checks the live tails against the final journal (`reference`, every node's tail read after
+/// the heal): each live sequence is dense from where it started, and every operation it saw is
+/// the one the journal holds at that index (below the journal's retained range, unchecked).
+pub fn check_live(live: &[NodeTail], reference: &[NodeTail]) -> Vec<String> {
+    let mut union: BTreeMap<u64, &TailOp> = BTreeMap::new();
+    for t in reference {
+        for op in &t.ops {
+            union.entry(op.index).or_insert(op);
+        }
+    }
+    let retained_from = reference.iter().map(|t| t.first).min().unwrap_or(1);
+    let mut problems = Problems {
+        listed: Vec::new(),
+        more: 0,
+    };
+    for t in live {
+        if let Some((expected, op)) = first_gap(t.first, &t.ops) {
+            problems.push(format!(
+                "n{}'s live tail: index {} (payload {}) where index {expected} was due",
+                t.node,
+                op.index,
+                show(&op.op)
+            ));
+        }
+        let differing = t.ops.iter().find(|op| match union.get(&op.index) {
+            Some(held) => (held.term, &held.op) != (op.term, &op.op),
+            None => op.index >= retained_from,
+        });
+        if let Some(op) = differing {
+            let held = union
+                .get(&op.index)
+                .map(|h| format!("{} (term {})", show(&h.op), h.term));
+            problems.push(format!(
+                "n{}'s live tail saw {} (term {}) at index {}; the journal holds {} there",
+                t.node,
+                show(&op.op),
+                op.term,
+                op.index,
+                held.unwrap_or_else(|| "nothing".into())
+            ));
+        }
+    }
+    if problems.more > 0 {
+        problems
+            .listed
+            .push(format!("and {} more live tail problems", problems.more));
+    }
+    problems.listed
+}
+
+/// Live tails (`GET /v1/journal?from=N&format=ndjson`, following) on every node for the whole
+/// run, one thread each, reconnecting from the next index after the stream ends (a restart).
+pub struct Followers {
+    tails: Vec<Arc<Mutex<NodeTail>>>,
+    /// Per node: why a tail could not go on (a 410: the next index was truncated).
+    ended: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Followers {
+    pub fn start(sockets: Vec<(u64, PathBuf)>) -> Followers {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ended = Arc::new(Mutex::new(Vec::new()));
+        let mut tails = Vec::new();
+        let mut threads = Vec::new();
+        for (node, socket) in sockets {
+            let tail = Arc::new(Mutex::new(NodeTail {
+                node,
+                first: 1,
+                ops: Vec::new(),
+            }));
+            tails.push(tail.clone());
+            let (stop, ended) = (stop.clone(), ended.clone());
+            threads.push(std::thread::spawn(move || {
+                follow(node, &socket, &tail, &ended, &stop)
+            }));
+        }
+        Followers {
+            tails,
+            ended,
+            stop,
+            threads,
+        }
+    }
+
+    /// Stops the threads (they end when their node's stream ends: kill the nodes first) and
+    /// returns what each saw, and why a tail stopped early if one did.
+    pub fn finish(mut self) -> (Vec<NodeTail>, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in std::mem::take(&mut self.threads) {
+            let _ = t.join();
+        }
+        let tails = self
+            .tails
+            .iter()
+            .map(|t| t.lock().unwrap().clone())
+            .collect();
+        let ended = self.ended.lock().unwrap().clone();
+        (tails, ended)
+    }
+}
+
+impl Drop for Followers {
+    /// A run that ends early leaves no thread reconnecting to sockets that are gone.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// One node's live tail until `stop`. Every line is recorded as it came (the check finds a gap
+/// or a repeat); a reconnection asks for the index after the last one seen.
+fn follow(
+    node: u64,
+    socket: &Path,
+    tail: &Mutex<NodeTail>,
+    ended: &Mutex<Vec<String>>,
+    stop: &AtomicBool,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        let next = tail.lock().unwrap().ops.last().map_or(1, |op| op.index + 1);
+        let path = format!("/v1/journal?from={next}&format=ndjson");
+        let mut failed = None;
+        let streamed = client::stream(socket, &path, |line| {
+            match parse_tail(node, next, line.as_bytes()) {
+                Ok(t) => tail.lock().unwrap().ops.extend(t.ops),
+                Err(err) => {
+                    failed = Some(err);
+                    return false;
+                }
+            }
+            !stop.load(Ordering::Relaxed)
+        });
+        let gone = match (&failed, &streamed) {
+            (Some(err), _) => Some(err.clone()),
+            (None, Err(err)) if format!("{err:#}").contains("journal_compacted") => {
+                Some(format!("n{node}: {err:#}"))
+            }
+            _ => None,
+        };
+        if let Some(reason) = gone {
+            ended.lock().unwrap().push(format!(
+                "n{node}'s live tail stopped at index {next}: {reason}"
+            ));
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The first operation of `ops` that is not at the index due (`first`, then one more each),
 /// with that index.
 fn first_gap(first: u64, ops: &[TailOp]) -> Option<(u64, &TailOp)> {
@@ -462,6 +618,43 @@ mod tests {
         let report = check(&[tail(1, GOOD)], &appends);
         assert!(report.ok(), "{:?}", report.problems);
         assert_eq!(report.notes.len(), 1, "{:?}", report.notes);
+    }
+
+    #[test]
+    fn live_tails_that_are_prefixes_of_the_journal_pass() {
+        let reference = [tail(1, GOOD), tail(2, GOOD)];
+        let live = [tail(1, &GOOD[..2]), tail(2, GOOD), tail(3, &[])];
+        assert_eq!(check_live(&live, &reference), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_live_tail_with_a_gap_a_repeat_or_another_operation_fails() {
+        let reference = [tail(1, GOOD)];
+        let gap = [tail(2, &[(1, 2, "a"), (3, 3, "c")])];
+        let text = check_live(&gap, &reference).join("\n");
+        assert!(
+            text.contains("n2's live tail: index 3 (payload \"c\") where index 2 was due"),
+            "{text}"
+        );
+        // A reconnection that sent an index again.
+        let repeat = [tail(2, &[(1, 2, "a"), (2, 2, "b"), (2, 2, "b")])];
+        assert!(check_live(&repeat, &reference)[0].contains("where index 3 was due"));
+        let other = [tail(2, &[(1, 2, "a"), (2, 2, "x")])];
+        let text = check_live(&other, &reference).join("\n");
+        assert!(
+            text.contains("n2's live tail saw \"x\" (term 2) at index 2; the journal holds \"b\" (term 2) there"),
+            "{text}"
+        );
+        // Seen live, then gone from the final journal.
+        let beyond = [tail(
+            2,
+            &[(1, 2, "a"), (2, 2, "b"), (3, 3, "c"), (4, 3, "d")],
+        )];
+        let text = check_live(&beyond, &reference).join("\n");
+        assert!(
+            text.contains("at index 4; the journal holds nothing there"),
+            "{text}"
+        );
     }
 
     #[test]

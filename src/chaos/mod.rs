@@ -10,7 +10,8 @@
 //! - no acknowledged write is lost (each read back on every node);
 //! - every node ends with the same state digest (`GET /v1/status?digest=true`);
 //! - every node's journal holds the same dense sequence, in which every acknowledged append
-//!   appears exactly once at the index it was answered with, and nothing twice ([`journal`]);
+//!   appears exactly once at the index it was answered with, and nothing twice; every node's
+//!   live tail, kept open through the faults, saw a dense prefix of it ([`journal`]);
 //! - never two hosts writable at once (every node's leadership watch stream, one clock, the
 //!   lease deadlines: [`watch`]);
 //! - a writable leader within the `explain-timing` failover bound after each heal (and after
@@ -236,6 +237,8 @@ fn one_run(
         anyhow::bail!("no writable leader within 30 s of the start");
     }
     let sockets: Vec<_> = (1..=args.nodes).map(|id| c.socket(id)).collect();
+    let followers =
+        journal::Followers::start((1..=args.nodes).map(|id| (id, c.socket(id))).collect());
     let load = Workload::start(sockets.clone(), args.clients, seed);
     let mut rng = SplitMix64::new(seed);
     let order = faults::alone_order(&mut rng);
@@ -272,13 +275,14 @@ fn one_run(
             .push("no writable leader after the last heal".into());
         c.kill_all();
         watchers.finish();
+        followers.finish();
         return Ok(outcome);
     };
     let mut history = history;
     history.extend(workload::final_reads(&c.socket(leader), args.clients));
     check_history(&history, &mut outcome);
     check_digests_and_writes(&c, &history, &mut outcome);
-    check_journal(&c, &history, &mut outcome);
+    let journal = check_journal(&c, &history, &mut outcome);
     for id in 1..=args.nodes {
         if c.logs(id).contains("panicked at") {
             outcome
@@ -292,6 +296,7 @@ fn one_run(
     // The streams end when the nodes do.
     c.kill_all();
     let events = watchers.finish();
+    check_live_tails(followers, &journal, &mut outcome);
     check_leadership(
         &events,
         &happened,
@@ -601,8 +606,12 @@ fn check_digests_and_writes(c: &Cluster, history: &[Record], outcome: &mut RunOu
 }
 
 /// Reads every node's journal (after `check_digests_and_writes` let the nodes settle) and
-/// checks it against the others and the clients' appends.
-fn check_journal(c: &Cluster, history: &[Record], outcome: &mut RunOutcome) {
+/// checks it against the others and the clients' appends. Returns the tails read.
+fn check_journal(
+    c: &Cluster,
+    history: &[Record],
+    outcome: &mut RunOutcome,
+) -> Vec<journal::NodeTail> {
     let appends = journal::appends(history);
     outcome.journal_acked = appends.iter().filter(|a| a.ack.is_some()).count() as u64;
     let mut tails = Vec::new();
@@ -635,6 +644,35 @@ fn check_journal(c: &Cluster, history: &[Record], outcome: &mut RunOutcome) {
         outcome
             .violations
             .extend(report.problems.into_iter().map(|p| format!("journal: {p}")));
+    }
+    tails
+}
+
+/// What the live tails saw (stopped once the nodes are killed) against the final journal.
+fn check_live_tails(
+    followers: journal::Followers,
+    journal: &[journal::NodeTail],
+    outcome: &mut RunOutcome,
+) {
+    let (live, ended) = followers.finish();
+    let seen: Vec<String> = live
+        .iter()
+        .map(|t| format!("n{} {}", t.node, t.ops.len()))
+        .collect();
+    println!(
+        "chaos:   journal: the live tails saw {} operations",
+        seen.join(", ")
+    );
+    // A tail ends early only when retention truncated the index it needed next.
+    for e in ended {
+        println!("chaos:   journal note: {e}");
+    }
+    let problems = journal::check_live(&live, journal);
+    if !problems.is_empty() {
+        outcome.journal_ok = false;
+        outcome
+            .violations
+            .extend(problems.into_iter().map(|p| format!("journal: {p}")));
     }
 }
 
