@@ -44,6 +44,7 @@ fn a_short_campaign_finds_no_violation() {
         .lines()
         .find(|l| l.starts_with("chaos: runs="))
         .unwrap_or_else(|| panic!("no summary line; {context}"));
+    println!("seed {seed}: {summary}");
     assert!(out.status.success(), "chaos found a violation; {context}");
     assert_eq!(field(summary, "lost"), "0", "{context}");
     assert_eq!(field(summary, "linearizable"), "yes", "{context}");
