@@ -25,6 +25,8 @@ use std::time::Duration;
 const PROBLEMS_LISTED_MAX: usize = 20;
 /// One tail read's time limit.
 const TAIL_TIMEOUT: Duration = Duration::from_secs(20);
+/// Operations a live tail records at most (a 60 s run appends some tens of thousands).
+const LIVE_OPS_MAX: usize = 4_000_000;
 
 /// One operation as a tail carried it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -373,18 +375,30 @@ fn follow(
     stop: &AtomicBool,
 ) {
     while !stop.load(Ordering::Relaxed) {
-        let next = tail.lock().unwrap().ops.last().map_or(1, |op| op.index + 1);
+        let (next, held) = {
+            let t = tail.lock().unwrap();
+            (t.ops.last().map_or(1, |op| op.index + 1), t.ops.len())
+        };
+        if held >= LIVE_OPS_MAX {
+            ended.lock().unwrap().push(format!(
+                "n{node}'s live tail stopped at index {next}: {LIVE_OPS_MAX} operations recorded"
+            ));
+            return;
+        }
         let path = format!("/v1/journal?from={next}&format=ndjson");
         let mut failed = None;
         let streamed = client::stream(socket, &path, |line| {
             match parse_tail(node, next, line.as_bytes()) {
-                Ok(t) => tail.lock().unwrap().ops.extend(t.ops),
+                Ok(t) => {
+                    let mut held = tail.lock().unwrap();
+                    held.ops.extend(t.ops);
+                    held.ops.len() < LIVE_OPS_MAX && !stop.load(Ordering::Relaxed)
+                }
                 Err(err) => {
                     failed = Some(err);
-                    return false;
+                    false
                 }
             }
-            !stop.load(Ordering::Relaxed)
         });
         let gone = match (&failed, &streamed) {
             (Some(err), _) => Some(err.clone()),
