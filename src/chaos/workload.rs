@@ -151,6 +151,7 @@ impl Client {
             let n = self.counter;
             self.write(OpKind::Unique { n, value }, &unique_key(self.id, n), value);
         } else if roll < 65 {
+            // The value counter numbers the appends too: a payload is unique for the client.
             self.next_value();
             let n = self.counter;
             self.append(n);
