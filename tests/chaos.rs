@@ -1,6 +1,6 @@
 //! A short chaos campaign on real processes (`regent chaos`): three nodes in network
 //! namespaces (loopback and the relay where they are missing), every fault kind once alone and
-//! then mixed, and the summary must show no violation.
+//! then mixed, and the summary must show no violation (the journal's check included).
 
 use std::process::Command;
 
@@ -44,6 +44,7 @@ fn a_short_campaign_finds_no_violation() {
         .lines()
         .find(|l| l.starts_with("chaos: runs="))
         .unwrap_or_else(|| panic!("no summary line; {context}"));
+    println!("seed {seed}: {summary}");
     assert!(out.status.success(), "chaos found a violation; {context}");
     assert_eq!(field(summary, "lost"), "0", "{context}");
     assert_eq!(field(summary, "linearizable"), "yes", "{context}");
@@ -53,6 +54,13 @@ fn a_short_campaign_finds_no_violation() {
     assert!(faults >= 12, "only {faults} faults; {context}");
     let acked: u64 = field(summary, "acked").parse().unwrap();
     assert!(acked > 1000, "only {acked} acknowledged writes; {context}");
+    // The journal: every node's tail holds each acknowledged append once, in one order.
+    assert_eq!(field(summary, "journal_ok"), "yes", "{context}");
+    let journal_acked: u64 = field(summary, "journal_acked").parse().unwrap();
+    assert!(
+        journal_acked > 100,
+        "only {journal_acked} acknowledged journal appends; {context}"
+    );
     for kind in [
         "kill-leader",
         "kill-follower",

@@ -9,6 +9,9 @@
 //!   `sim::checker::linearizability`);
 //! - no acknowledged write is lost (each read back on every node);
 //! - every node ends with the same state digest (`GET /v1/status?digest=true`);
+//! - every node's journal holds the same dense sequence, in which every acknowledged append
+//!   appears exactly once at the index it was answered with, and nothing twice; every node's
+//!   live tail, kept open through the faults, saw a dense prefix of it ([`journal`]);
 //! - never two hosts writable at once (every node's leadership watch stream, one clock, the
 //!   lease deadlines: [`watch`]);
 //! - a writable leader within the `explain-timing` failover bound after each heal (and after
@@ -20,6 +23,7 @@
 
 mod cluster;
 mod faults;
+mod journal;
 mod net;
 mod relay;
 mod watch;
@@ -86,6 +90,8 @@ struct RunOutcome {
     linearizable: bool,
     double_writable: u64,
     max_failover_ms: u64,
+    journal_acked: u64,
+    journal_ok: bool,
     violations: Vec<String>,
 }
 
@@ -103,6 +109,7 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let mut total = RunOutcome {
         linearizable: true,
+        journal_ok: true,
         ..Default::default()
     };
     let mut runs = 0u64;
@@ -133,13 +140,14 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
             Ok(o) => o,
             Err(err) => RunOutcome {
                 linearizable: true,
+                journal_ok: true,
                 violations: vec![format!("the run could not be carried out: {err:#}")],
                 ..Default::default()
             },
         };
         println!(
-            "chaos: run {runs} seed {run_seed}: faults={} acked={} lost={} linearizable={} double_writable={} max_failover_ms={}",
-            outcome.faults, outcome.acked, outcome.lost, yes_no(outcome.linearizable), outcome.double_writable, outcome.max_failover_ms
+            "chaos: run {runs} seed {run_seed}: faults={} acked={} lost={} linearizable={} double_writable={} max_failover_ms={} journal_acked={} journal_ok={}",
+            outcome.faults, outcome.acked, outcome.lost, yes_no(outcome.linearizable), outcome.double_writable, outcome.max_failover_ms, outcome.journal_acked, yes_no(outcome.journal_ok)
         );
         if !outcome.violations.is_empty() {
             for v in &outcome.violations {
@@ -157,11 +165,13 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
         total.linearizable &= outcome.linearizable;
         total.double_writable += outcome.double_writable;
         total.max_failover_ms = total.max_failover_ms.max(outcome.max_failover_ms);
+        total.journal_acked += outcome.journal_acked;
+        total.journal_ok &= outcome.journal_ok;
         total.violations.extend(outcome.violations);
     }
     println!(
-        "chaos: runs={runs} faults={} acked={} lost={} linearizable={} double_writable={} max_failover_ms={}",
-        total.faults, total.acked, total.lost, yes_no(total.linearizable), total.double_writable, total.max_failover_ms
+        "chaos: runs={runs} faults={} acked={} lost={} linearizable={} double_writable={} max_failover_ms={} journal_acked={} journal_ok={}",
+        total.faults, total.acked, total.lost, yes_no(total.linearizable), total.double_writable, total.max_failover_ms, total.journal_acked, yes_no(total.journal_ok)
     );
     if total.violations.is_empty() {
         Ok(ExitCode::SUCCESS)
@@ -220,12 +230,15 @@ fn one_run(
     let watchers = watch::Watchers::start((1..=args.nodes).map(|id| (id, c.socket(id))).collect());
     let mut outcome = RunOutcome {
         linearizable: true,
+        journal_ok: true,
         ..Default::default()
     };
     if wait_writable(&watchers, Duration::from_secs(30)).is_none() {
         anyhow::bail!("no writable leader within 30 s of the start");
     }
     let sockets: Vec<_> = (1..=args.nodes).map(|id| c.socket(id)).collect();
+    let followers =
+        journal::Followers::start((1..=args.nodes).map(|id| (id, c.socket(id))).collect());
     let load = Workload::start(sockets.clone(), args.clients, seed);
     let mut rng = SplitMix64::new(seed);
     let order = faults::alone_order(&mut rng);
@@ -262,12 +275,14 @@ fn one_run(
             .push("no writable leader after the last heal".into());
         c.kill_all();
         watchers.finish();
+        followers.finish();
         return Ok(outcome);
     };
     let mut history = history;
     history.extend(workload::final_reads(&c.socket(leader), args.clients));
     check_history(&history, &mut outcome);
     check_digests_and_writes(&c, &history, &mut outcome);
+    let journal = check_journal(&c, &history, &mut outcome);
     for id in 1..=args.nodes {
         if c.logs(id).contains("panicked at") {
             outcome
@@ -281,6 +296,7 @@ fn one_run(
     // The streams end when the nodes do.
     c.kill_all();
     let events = watchers.finish();
+    check_live_tails(followers, &journal, &mut outcome);
     check_leadership(
         &events,
         &happened,
@@ -506,6 +522,8 @@ fn check_history(history: &[Record], outcome: &mut RunOutcome) {
                     outcome.acked += 1;
                 }
             }
+            // Counted and checked by `check_journal`.
+            OpKind::Append { .. } => {}
         }
     }
     match lin::check(&ops, SEARCH_STEPS_MAX) {
@@ -584,6 +602,77 @@ fn check_digests_and_writes(c: &Cluster, history: &[Record], outcome: &mut RunOu
         outcome
             .violations
             .push(format!("{lost} acknowledged writes lost in all"));
+    }
+}
+
+/// Reads every node's journal (after `check_digests_and_writes` let the nodes settle) and
+/// checks it against the others and the clients' appends. Returns the tails read.
+fn check_journal(
+    c: &Cluster,
+    history: &[Record],
+    outcome: &mut RunOutcome,
+) -> Vec<journal::NodeTail> {
+    let appends = journal::appends(history);
+    outcome.journal_acked = appends.iter().filter(|a| a.ack.is_some()).count() as u64;
+    let mut tails = Vec::new();
+    for id in 1..=c.n {
+        match journal::read_tail(id, &c.socket(id)) {
+            Ok(tail) => tails.push(tail),
+            Err(err) => {
+                outcome.journal_ok = false;
+                outcome.violations.push(format!("journal: {err}"));
+            }
+        }
+    }
+    let report = journal::check(&tails, &appends);
+    assert_eq!(report.acked, outcome.journal_acked);
+    println!(
+        "chaos:   journal: {} operations held, {} appends acknowledged, {} of them compacted away",
+        report.held, report.acked, report.compacted
+    );
+    for note in report.notes.iter().take(3) {
+        println!("chaos:   journal note: {note}");
+    }
+    if report.notes.len() > 3 {
+        println!(
+            "chaos:   journal note: and {} more like it",
+            report.notes.len() - 3
+        );
+    }
+    if !report.ok() {
+        outcome.journal_ok = false;
+        outcome
+            .violations
+            .extend(report.problems.into_iter().map(|p| format!("journal: {p}")));
+    }
+    tails
+}
+
+/// What the live tails saw (stopped once the nodes are killed) against the final journal.
+fn check_live_tails(
+    followers: journal::Followers,
+    journal: &[journal::NodeTail],
+    outcome: &mut RunOutcome,
+) {
+    let (live, ended) = followers.finish();
+    let seen: Vec<String> = live
+        .iter()
+        .map(|t| format!("n{} {}", t.node, t.ops.len()))
+        .collect();
+    println!(
+        "chaos:   journal: the live tails saw {} operations",
+        seen.join(", ")
+    );
+    // A tail ends early only when retention truncated the index it needed next.
+    for e in ended {
+        println!("chaos:   journal note: {e}");
+    }
+    let problems = journal::check_live(&live, journal);
+    if !problems.is_empty() {
+        outcome.journal_ok = false;
+        outcome
+            .violations
+            .extend(problems.into_iter().map(|p| format!("journal: {p}")));
     }
 }
 
@@ -679,6 +768,7 @@ mod tests {
         ];
         let mut outcome = RunOutcome {
             linearizable: true,
+            journal_ok: true,
             ..Default::default()
         };
         check_history(&stale, &mut outcome);
@@ -694,6 +784,7 @@ mod tests {
         ];
         let mut outcome = RunOutcome {
             linearizable: true,
+            journal_ok: true,
             ..Default::default()
         };
         check_history(&fine, &mut outcome);

@@ -4,15 +4,12 @@
 //!
 //! Operation kinds ([`OpKind`]): a write of a register key (a few keys, so that clients
 //! contend), a read of one (linearizable on any node, or lease on the node believed to lead),
-//! and a write of a key of its own that is never overwritten (for the "no acknowledged write
-//! lost" check). Writes carry `client_id`/`seq` from `POST /v1/session` and are retried with the
-//! same `seq` (other node, after `not_leader`, `busy`, `superseded`, a timeout) until acknowledged
-//! or the retry budget is spent; then their outcome is unknown and the checker treats them so.
-//!
-//! TODO(journal): appends (`POST /v1/journal`) and tails (`GET /v1/journal?from=N`) go in as one
-//! more [`OpKind`] here (an append is a write with a unique value and a session; a tail is a
-//! read of the sequence), with their check in `checks.rs` (acknowledged appends exactly once, in
-//! one order, on every node's tail).
+//! a write of a key of its own that is never overwritten (for the "no acknowledged write
+//! lost" check), and an append to the host's operation journal of a payload unique in the run
+//! (for the journal check, [`super::journal`]). Writes and appends carry `client_id`/`seq` from
+//! `POST /v1/session` and are retried with the same `seq` (other node, after `not_leader`,
+//! `busy`, `superseded`, a timeout) until acknowledged or the retry budget is spent; then their
+//! outcome is unknown and the checkers treat them so.
 
 use crate::cli::client::{self, Answer};
 use crate::raft::SplitMix64;
@@ -36,6 +33,11 @@ pub fn unique_key(client: u64, n: u64) -> String {
     format!("chaos-u{client}-{n}")
 }
 
+/// The operation a client's `n`th value appends to the journal: unique in the run.
+pub fn journal_payload(client: u64, n: u64) -> Vec<u8> {
+    format!("c{client}-n{n}").into_bytes()
+}
+
 /// What an operation did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OpKind {
@@ -49,6 +51,16 @@ pub enum OpKind {
     },
     /// Write `value` under the client's own key `unique_key(client, n)`.
     Unique { n: u64, value: u64 },
+    /// Append `journal_payload(client, n)` to the journal; `ack` is what the 200 answer said
+    /// (None while the outcome is unknown).
+    Append { n: u64, ack: Option<JournalAck> },
+}
+
+/// The journal position an acknowledged append was answered with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JournalAck {
+    pub index: u64,
+    pub term: u64,
 }
 
 /// One operation as the client saw it.
@@ -130,14 +142,19 @@ impl Client {
 
     fn one(&mut self) {
         let roll = self.rng.below(100);
-        if roll < 40 {
+        if roll < 35 {
             let key = self.rng.below(REGISTER_KEYS);
             let value = self.next_value();
             self.write(OpKind::Write { key, value }, &register_key(key), value);
-        } else if roll < 60 {
+        } else if roll < 50 {
             let value = self.next_value();
             let n = self.counter;
             self.write(OpKind::Unique { n, value }, &unique_key(self.id, n), value);
+        } else if roll < 65 {
+            // The value counter numbers the appends too: a payload is unique for the client.
+            self.next_value();
+            let n = self.counter;
+            self.append(n);
         } else {
             let key = self.rng.below(REGISTER_KEYS);
             let lease = roll >= 90;
@@ -190,7 +207,10 @@ impl Client {
     fn write(&mut self, kind: OpKind, key: &str, value: u64) {
         let invoke = crate::clock::now();
         let until = std::time::Instant::now() + WRITE_RETRY;
-        let complete = self.write_until(key, value, until);
+        let path = format!("/v1/kv/{key}");
+        let complete = self
+            .submit_until("PUT", &path, value.to_string().as_bytes(), until)
+            .map(|(done, _)| done);
         self.history.push(Record {
             client: self.id,
             kind,
@@ -199,27 +219,60 @@ impl Client {
         });
     }
 
-    /// Retries one write (one seq) until acknowledged or `until`.
-    fn write_until(&mut self, key: &str, value: u64, until: std::time::Instant) -> Option<u64> {
+    /// Appends `journal_payload(self.id, n)`, recording the index and term it was answered
+    /// with. A 200 answer without them is recorded with index 0, which no append takes, so
+    /// that the journal check reports it.
+    fn append(&mut self, n: u64) {
+        let invoke = crate::clock::now();
+        let until = std::time::Instant::now() + WRITE_RETRY;
+        let payload = journal_payload(self.id, n);
+        let answered = self.submit_until("POST", "/v1/journal", &payload, until);
+        let (complete, ack) = match answered {
+            Some((done, answer)) => {
+                let v = answer.json().unwrap_or_default();
+                let ack = JournalAck {
+                    index: v["index"].as_u64().unwrap_or(0),
+                    term: v["term"].as_u64().unwrap_or(0),
+                };
+                (Some(done), Some(ack))
+            }
+            None => (None, None),
+        };
+        self.history.push(Record {
+            client: self.id,
+            kind: OpKind::Append { n, ack },
+            invoke,
+            complete,
+        });
+    }
+
+    /// Retries one session command (one seq) to `path` until acknowledged or `until`; the
+    /// completion time and the 200 answer.
+    fn submit_until(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        until: std::time::Instant,
+    ) -> Option<(u64, Answer)> {
         let session = match self.session {
             Some(s) => s,
             None => self.open_session(until)?,
         };
         self.seq += 1;
-        let path = format!("/v1/kv/{}?client_id={session}&seq={}", key, self.seq);
-        let body = value.to_string();
+        let path = format!("{path}?client_id={session}&seq={}", self.seq);
         while std::time::Instant::now() < until {
             match client::request(
                 &self.sockets[self.target],
-                "PUT",
+                method,
                 &path,
-                body.as_bytes(),
+                body,
                 REQUEST_TIMEOUT,
             ) {
-                Ok(a) if a.status == 200 => return Some(crate::clock::now()),
+                Ok(a) if a.status == 200 => return Some((crate::clock::now(), a)),
                 Ok(a) if a.status == 400 => {
-                    // The session is unknown (expired): the write was not applied under it.
-                    // Its outcome is left unknown; the next write opens a new session.
+                    // The session is unknown (expired): the command was not applied under it.
+                    // Its outcome is left unknown; the next command opens a new session.
                     self.session = None;
                     return None;
                 }
