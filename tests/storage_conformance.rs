@@ -1235,9 +1235,23 @@ fn journal_appends_are_dense_fenced_and_exactly_once<H: Harness>(h: &mut H) {
         acked_below: 0,
     });
     let first = commit_payloads(&mut s, 3, vec![normal(&once)]);
-    let retry = commit_payloads(&mut s, 3, vec![normal(&once)]);
-    assert_eq!(outcome(&first[0]), outcome(&retry[0]));
+    assert_eq!(
+        outcome(&first[0]),
+        &Ok(Response::JournalAppended { first: 5, last: 5 })
+    );
+    // The retry arrives in a later term: its answer names the term the operation was stored
+    // with (3), not the term of the entry that carried the retry.
+    let retry = commit_payloads(&mut s, 4, vec![normal(&once)]);
+    assert_eq!(
+        outcome(&retry[0]),
+        &Ok(Response::JournalRetried {
+            first: 5,
+            last: 5,
+            term: Some(3)
+        })
+    );
     assert_eq!(s.state().journal.last, 5);
+    assert_eq!(journal_ops(&s, 5), vec![(5, 3, "mkdir /b".to_string())]);
     // Bad journal commands are refused deterministically and change nothing.
     for bad in [
         journal_append(&[], WIDE),

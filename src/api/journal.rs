@@ -204,25 +204,35 @@ async fn append(
     proposal.session = options.session;
     let (reply, answer) = oneshot::channel();
     match ask(context, Request::Propose { proposal, reply }, answer).await {
-        Ok(answer) => match answer.response {
-            KvResponse::JournalAppended { first, last } => json_response(
+        Ok(answer) => {
+            // A retry answered from its session names the term its operations were stored
+            // with; `log_index` is the entry that carried this request either way.
+            let (first, last, term) = match answer.response {
+                KvResponse::JournalAppended { first, last } => (first, last, answer.term.0),
+                KvResponse::JournalRetried { first, last, term } => {
+                    (first, last, term.unwrap_or(answer.term.0))
+                }
+                other => {
+                    return error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "storage_error",
+                        &format!("a journal append of {count} operations answered {other:?}"),
+                        None,
+                    )
+                }
+            };
+            json_response(
                 StatusCode::OK,
                 &json!({
                     "index": last,
-                    "term": answer.term.0,
+                    "term": term,
                     "first_index": first,
                     "last_index": last,
                     "count": last + 1 - first,
                     "log_index": answer.index.0,
                 }),
-            ),
-            other => error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "storage_error",
-                &format!("a journal append of {count} operations answered {other:?}"),
-                None,
-            ),
-        },
+            )
+        }
         Err(err) => request_error(err),
     }
 }

@@ -184,7 +184,9 @@ pub fn response_json(response: &Response) -> Value {
                         "prev_key": prev.as_ref().map(|p| bytes_json(&p.key)) }
         }),
         Response::SessionRegistered { client_id } => json!({ "client_id": client_id }),
-        Response::JournalAppended { first, last } | Response::JournalReported { first, last } => {
+        Response::JournalAppended { first, last }
+        | Response::JournalReported { first, last }
+        | Response::JournalRetried { first, last, .. } => {
             json!({ "journal": { "first": first, "last": last } })
         }
     }

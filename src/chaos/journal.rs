@@ -66,9 +66,6 @@ pub struct Report {
     /// Violations, each naming the node, the index and the payload; at most
     /// `PROBLEMS_LISTED_MAX`, then one line with the count of the others.
     pub problems: Vec<String>,
-    /// Not violations, but worth a look (an answer's term that is not the term the operation
-    /// carries, as a retried append's answer may name its retry's term).
-    pub notes: Vec<String>,
 }
 
 impl Report {
@@ -117,7 +114,6 @@ pub fn check(tails: &[NodeTail], appends: &[Append]) -> Report {
         listed: Vec::new(),
         more: 0,
     };
-    let mut notes = Vec::new();
     // Each node's sequence is dense from where it was read.
     for t in tails {
         if let Some((expected, op)) = first_gap(t.first, &t.ops) {
@@ -214,8 +210,9 @@ pub fn check(tails: &[NodeTail], appends: &[Append]) -> Report {
         let found = at.get(a.payload.as_slice());
         match (union.get(&ack.index), found) {
             (Some((_, op)), _) if op.op == a.payload => {
+                // A retry answered from its session names the stored term too.
                 if op.term != ack.term {
-                    notes.push(format!(
+                    problems.push(format!(
                         "{} was answered with index {} term {}; the operation there carries term {}",
                         show(&a.payload),
                         ack.index,
@@ -251,7 +248,6 @@ pub fn check(tails: &[NodeTail], appends: &[Append]) -> Report {
         compacted,
         held: union.len() as u64,
         problems: problems.listed,
-        notes,
     }
 }
 
@@ -530,7 +526,6 @@ mod tests {
         let report = check(&tails, &good_appends());
         assert!(report.ok(), "{:?}", report.problems);
         assert_eq!((report.acked, report.held, report.compacted), (2, 3, 0));
-        assert!(report.notes.is_empty());
     }
 
     #[test]
@@ -627,11 +622,16 @@ mod tests {
     }
 
     #[test]
-    fn a_term_that_differs_from_the_answer_is_a_note() {
+    fn a_term_that_differs_from_the_answer_fails() {
         let appends = vec![acked("a", 1, 5), unknown("b"), acked("c", 3, 3)];
         let report = check(&[tail(1, GOOD)], &appends);
-        assert!(report.ok(), "{:?}", report.problems);
-        assert_eq!(report.notes.len(), 1, "{:?}", report.notes);
+        assert!(!report.ok());
+        assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+        assert!(
+            report.problems[0].contains("answered with index 1 term 5"),
+            "{:?}",
+            report.problems
+        );
     }
 
     #[test]

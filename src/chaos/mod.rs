@@ -630,15 +630,6 @@ fn check_journal(
         "chaos:   journal: {} operations held, {} appends acknowledged, {} of them compacted away",
         report.held, report.acked, report.compacted
     );
-    for note in report.notes.iter().take(3) {
-        println!("chaos:   journal note: {note}");
-    }
-    if report.notes.len() > 3 {
-        println!(
-            "chaos:   journal note: and {} more like it",
-            report.notes.len() - 3
-        );
-    }
     if !report.ok() {
         outcome.journal_ok = false;
         outcome

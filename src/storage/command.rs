@@ -202,6 +202,15 @@ pub enum Response {
         first: u64,
         last: u64,
     },
+    /// A retried append (same session and seq), answered with its first outcome: the indexes
+    /// it took and the term its operations were stored with (`None` once the journal no
+    /// longer holds them). Only ever an answer: a session records the first
+    /// `JournalAppended`, and this is made from it and the journal when the retry applies.
+    JournalRetried {
+        first: u64,
+        last: u64,
+        term: Option<u64>,
+    },
 }
 
 /// Why a command was refused. It is a deterministic result of the log, the same on every

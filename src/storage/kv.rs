@@ -168,6 +168,16 @@ fn apply_proposal(
         return execute(store, meta, entry, &proposal.command, options);
     };
     match session::check(store, meta, seq)? {
+        session::Check::Duplicate(Ok(Response::JournalAppended { first, last })) => {
+            // The entry carrying the retry has a term of its own: answer with the one the
+            // operations were stored with, as the first answer did.
+            let term = store
+                .journal_range(last, 1, 0)?
+                .into_iter()
+                .find(|(index, _)| *index == last)
+                .map(|(_, record)| record.term);
+            Ok(Ok(Response::JournalRetried { first, last, term }))
+        }
         session::Check::Duplicate(outcome) => Ok(outcome),
         session::Check::Rejected(err) => Ok(Err(err)),
         session::Check::Fresh(record) => {

@@ -60,7 +60,11 @@ impl Workload {
         self.history[op].complete = Some(env.now());
         match &mut self.history[op].kind {
             OpKind::Write { value } => {
-                if let ApplyResult::Command(Ok(Response::JournalAppended { first, .. })) = result {
+                if let ApplyResult::Command(Ok(
+                    Response::JournalAppended { first, .. }
+                    | Response::JournalRetried { first, .. },
+                )) = result
+                {
                     self.acked_appends
                         .push((super::encode::append_op(*value), first));
                 }
