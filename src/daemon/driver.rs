@@ -56,7 +56,11 @@ enum Internal {
         reply: oneshot::Sender<Result<bool, String>>,
     },
     /// A snapshot stream to `to` ended (sent or failed).
-    SnapshotSent { to: NodeId, sent: bool },
+    /// `installed`: the index the follower acknowledged installing through (None: failed).
+    SnapshotSent {
+        to: NodeId,
+        installed: Option<crate::raft::LogIndex>,
+    },
     /// A snapshot stream to `to` is moving (chunks written within the flow-control window).
     SnapshotProgress { to: NodeId },
 }
@@ -889,10 +893,11 @@ impl Driver {
                 chunk,
                 reply,
             }),
-            Internal::SnapshotSent { to, sent } => {
+            Internal::SnapshotSent { to, installed } => {
                 self.snapshot_sends.remove(&to);
-                if !sent {
-                    self.replica.snapshot_failed(to, clock::now());
+                match installed {
+                    Some(index) => self.replica.snapshot_sent(to, index, clock::now()),
+                    None => self.replica.snapshot_failed(to, clock::now()),
                 }
             }
             Internal::SnapshotProgress { to } => self.replica.snapshot_progress(to, clock::now()),
@@ -1547,7 +1552,7 @@ async fn send_snapshot(
         sender.finish().await.map_err(|e| e.to_string())
     }
     .await;
-    let sent = result.is_ok();
+    let installed = result.is_ok().then_some(meta.last_included_index);
     match result {
         Ok(bytes) => {
             metrics.snapshots_sent.fetch_add(1, Relaxed);
@@ -1559,7 +1564,7 @@ async fn send_snapshot(
         }
         Err(err) => tracing::warn!(peer = %to, error = %err, "snapshot not sent"),
     }
-    let _ = internal.send(Internal::SnapshotSent { to, sent });
+    let _ = internal.send(Internal::SnapshotSent { to, installed });
 }
 
 /// Receives a snapshot stream and feeds its chunks, one at a time, to the driver.

@@ -246,6 +246,12 @@ impl Replica {
         self.core.snapshot_progress(to, now);
     }
 
+    /// The snapshot stream to `to` ended with the follower's acknowledgement of an install
+    /// through `index` (see [`RaftNode::snapshot_sent`]).
+    pub fn snapshot_sent(&mut self, to: NodeId, index: LogIndex, now: Nanos) {
+        self.core.snapshot_sent(to, index, now);
+    }
+
     /// The snapshot stream to `to` failed: a new one is asked for soon (see
     /// [`RaftNode::snapshot_failed`]).
     pub fn snapshot_failed(&mut self, to: NodeId, now: Nanos) {

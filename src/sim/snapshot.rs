@@ -3,7 +3,9 @@
 //!
 //! Invariant: a stream dies with either end (a crash changes the incarnation) and with any lost
 //! chunk or acknowledgement; every acknowledged chunk is reported to the leader's core as
-//! progress, and the core asks again once its snapshot timeout passes without any.
+//! progress, the last one's acknowledgement (the install done) as `snapshot_sent`, a refused
+//! install as `snapshot_failed`; the core asks again once its snapshot timeout passes without
+//! progress.
 
 use super::checker::{Finding, ViolationKind};
 use super::env::Env;
@@ -110,12 +112,22 @@ impl SnapshotStreams {
         let Some(s) = self.streams.get(&id) else {
             return;
         };
-        if !s.ends_alive(nodes) || k + 1 >= s.chunks.len() {
+        if !s.ends_alive(nodes) {
             self.streams.remove(&id);
             return;
         }
         let (from, to) = (s.from, s.to);
         let receiver = nodes[to].id;
+        if k + 1 >= s.chunks.len() {
+            // The last chunk's acknowledgement: the follower installed the snapshot (the
+            // stream's own ack, which arrives even when its SnapshotInstalled message is lost).
+            let index = s.meta.last_included_index;
+            self.streams.remove(&id);
+            if let Some(now) = nodes[from].local_now(env.now()) {
+                nodes[from].live().snapshot_sent(receiver, index, now);
+            }
+            return;
+        }
         if let Some(now) = nodes[from].local_now(env.now()) {
             nodes[from].live().snapshot_progress(receiver, now);
         }
@@ -160,7 +172,8 @@ impl SnapshotStreams {
                 ChunkArrival::Nothing
             }
             Ok(InstallProgress::Installed(state)) => {
-                self.streams.remove(&id);
+                // The stream stays for its last acknowledgement.
+                self.ship(env, network, id, to, from, Event::SnapshotAck { id, k });
                 self.installed += 1;
                 let meta = state.snapshot.clone();
                 env.note(format!(

@@ -706,6 +706,27 @@ impl RaftNode {
         }
     }
 
+    /// The snapshot stream to `to` ended with the follower's acknowledgement that it installed
+    /// the snapshot through `index` durably (the stream's own ack, which the caller sees even
+    /// when the follower's `SnapshotInstalled` message is lost). Appends resume with a probe
+    /// just after `index` instead of waiting for the snapshot timeout. Does nothing unless
+    /// this node leads and waits for a snapshot to reach `to`.
+    pub fn snapshot_sent(&mut self, to: NodeId, index: LogIndex, now: Nanos) {
+        self.observe(now);
+        let Some(p) = self
+            .leader_state
+            .as_mut()
+            .and_then(|l| l.progress.get_mut(&to))
+        else {
+            return;
+        };
+        if matches!(p.state, ProgressState::Snapshot { .. }) {
+            // A probe, not an acknowledgement: the follower's answer confirms the match.
+            p.become_probe(index.next());
+            self.send_append(to);
+        }
+    }
+
     /// The snapshot stream to `to` failed (the link dropped, the follower refused the install):
     /// a new one is asked for one minimum election timeout from now (raft-rs'
     /// `report_snapshot(Failure)`), not a whole snapshot timeout after the last progress.

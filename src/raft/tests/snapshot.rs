@@ -164,6 +164,44 @@ fn a_failed_stream_is_asked_again_after_one_election_timeout_not_the_snapshot_ti
 }
 
 #[test]
+fn a_stream_acknowledged_by_the_follower_resumes_appends_without_its_message() {
+    // The follower's SnapshotInstalled message is lost, but the stream's own acknowledgement
+    // reached the caller: the leader probes after the snapshot at once, not after the timeout.
+    let mut c = config_without_pre_vote(1);
+    c.snapshot_timeout_ms = 60_000;
+    let mut node = leader_with(c, 3, 2, &[1, 1, 1]);
+    let now = AFTER_TIMEOUT;
+    step(&mut node, msg(2, 1, 2, append_ok(4)), now);
+    persist(&mut node);
+    node.compact(i(4));
+    step(&mut node, msg(3, 1, 2, append_rejected(3, None, 1)), now);
+    persist(&mut node);
+    assert_eq!(node.take_snapshot_requests().len(), 1);
+    node.snapshot_sent(n(3), i(4), now + MS);
+    let out = persist(&mut node);
+    let probes_after_the_snapshot = |m: &Message| match m.body {
+        MessageBody::AppendEntries { prev_log_index, .. } => m.to == n(3) && prev_log_index == i(4),
+        _ => false,
+    };
+    assert!(
+        out.iter().any(probes_after_the_snapshot),
+        "no probe after the snapshot: {out:?}"
+    );
+    assert!(node.take_snapshot_requests().is_empty());
+    // Its answer confirms the match; appends are pipelined again.
+    step(&mut node, msg(3, 1, 2, append_ok(4)), now + 2 * MS);
+    persist(&mut node);
+    node.propose(vec![7], now + 3 * MS).unwrap();
+    let out = persist(&mut node);
+    assert!(out.iter().any(probes_after_the_snapshot));
+    // An acknowledgement for a follower not waiting for a snapshot changes nothing.
+    node.snapshot_sent(n(2), i(4), now + 4 * MS);
+    assert!(persist(&mut node)
+        .iter()
+        .all(|m| !matches!(m.body, MessageBody::AppendEntries { .. }) || m.to != n(2)));
+}
+
+#[test]
 fn an_install_keeps_the_matching_durable_suffix_and_nothing_else() {
     // A follower whose log holds the snapshot's last entry keeps what follows it.
     let mut node = follower(3, 2, &[1, 1, 2, 2, 2]);
