@@ -397,6 +397,9 @@ fn follow(
             }
         });
         let gone = match (&failed, &streamed) {
+            // A node whose disk failed (the full-disk fault) stops and is restarted: its
+            // stream ends with a storage error, and the tail reconnects like after a kill.
+            (Some(err), _) if err.contains("\"storage_error\"") => None,
             (Some(err), _) => Some(err.clone()),
             (None, Err(err)) if format!("{err:#}").contains("journal_compacted") => {
                 Some(format!("n{node}: {err:#}"))
