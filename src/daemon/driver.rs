@@ -464,6 +464,9 @@ impl Driver {
                     self.disk.send(DiskRequest::Persist(persist));
                 }
                 Action::SendSnapshot { to } => {
+                    // While a stream to `to` is still finishing, a new request is not started:
+                    // the core asks again once that stream's end is reported to it
+                    // (`snapshot_sent` probes, `snapshot_failed` retries).
                     if self.snapshot_sends.insert(to) {
                         self.disk.send(DiskRequest::Snapshot { to });
                     }
