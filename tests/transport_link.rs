@@ -9,9 +9,12 @@ mod transport_support {
     pub mod traffic;
 }
 
+use regent::chaos::Relay;
 use regent::raft::{LogIndex, Message, MessageBody, NodeId, Term};
 use regent::transport::{Inbound, LinkEvent};
+use std::collections::BTreeMap;
 use std::time::Duration;
+use std::time::Instant;
 use transport_support::{cluster::*, node::*, pki::*, restart::*, traffic::*};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -282,4 +285,114 @@ async fn peers_added_and_removed_at_run_time() {
     assert!(node1.handle.peers().is_empty());
     node1.shutdown().await;
     node2.shutdown().await;
+}
+
+// A link that lives through a network blackout (a partition shorter than the idle timeout)
+// carries messages again soon after the heal, in both directions: QUIC's probe-timeout
+// backoff grows through the blackout, and a connection left to it stays silent for up to about
+// the blackout's length after the heal (1.7 s after a 6 s blackout before the fix).
+
+const BLACKOUT_WAIT: Duration = Duration::from_secs(20);
+
+/// Two nodes that reach each other only through the relay, with the daemon's default idle
+/// timeout (10 s, keep-alives every few seconds).
+fn start_pair(pki: &Pki) -> (Vec<Node>, Relay) {
+    let (s1, a1) = bind();
+    let (s2, a2) = bind();
+    let relay = Relay::start(&BTreeMap::from([(1, a1), (2, a2)]));
+    let mut nodes = Vec::new();
+    for (id, socket, addr, peer) in [(1, s1, a1, 2u64), (2, s2, a2, 1u64)] {
+        let paths = pki.node(&format!("n{id}"), id);
+        let mut config = config(id, addr, &[(peer, relay.fronts[&peer])], &paths);
+        config.idle_timeout_ms = 10_000;
+        config.reconnect_backoff_max_ms = 2000;
+        config.handshake_timeout_ms = 5000;
+        nodes.push(start(config, socket));
+    }
+    (nodes, relay)
+}
+
+/// Sends one message from `from` and times its arrival at `to`, skipping older messages
+/// still arriving.
+async fn one_way(nodes: &mut [Node], from: usize, to: usize, seq: u64) -> Duration {
+    let started = Instant::now();
+    let (f, t) = (from as u64 + 1, to as u64 + 1);
+    nodes[from]
+        .handle
+        .send(NodeId(t), &append(f, t, seq, 16))
+        .unwrap();
+    loop {
+        let (sender, message) = recv_message(&mut nodes[to], BLACKOUT_WAIT).await;
+        assert_eq!(sender, NodeId(f));
+        if seq_of(&message) == seq {
+            return started.elapsed();
+        }
+    }
+}
+
+/// Connects the pair, blacks the network out for six seconds (shorter than the idle timeout,
+/// so the connection outlives it, long enough for the probe timeout to back off for seconds)
+/// while the `senders` (from, to) keep sending, as a leader cut off from its followers does
+/// (the frames lost in the blackout fill the congestion window, so nothing new leaves before
+/// a probe), heals it, and times a message each way after the heal: node 2 (which never
+/// dials) first, as a follower's vote request to a peer, then node 1.
+async fn through_a_blackout(senders: &[(u64, u64)]) -> (Duration, Duration) {
+    let pki = Pki::new();
+    let (mut nodes, relay) = start_pair(&pki);
+    assert!(
+        nodes[0]
+            .handle
+            .wait_connected(NodeId(2), BLACKOUT_WAIT)
+            .await
+    );
+    one_way(&mut nodes, 0, 1, 1).await;
+    one_way(&mut nodes, 1, 0, 1).await;
+
+    relay.cut(1, 2);
+    relay.cut(2, 1);
+    let blackout = Instant::now();
+    let mut seq = 100;
+    while blackout.elapsed() < Duration::from_secs(6) {
+        for &(from, to) in senders {
+            let _ = nodes[from as usize - 1]
+                .handle
+                .send(NodeId(to), &append(from, to, seq, 1024));
+        }
+        seq += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    relay.heal_all();
+
+    let up = one_way(&mut nodes, 1, 0, 1_000_000).await;
+    let down = one_way(&mut nodes, 0, 1, 1_000_000).await;
+    println!("senders {senders:?}: after the heal 2 -> 1 in {up:?}, then 1 -> 2 in {down:?}");
+    for node in nodes {
+        node.shutdown().await;
+    }
+    (up, down)
+}
+
+/// Within a second of the heal plus one probe-free handshake retry.
+const BOUND: Duration = Duration::from_millis(1500);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_both_sides_sent_on_through_a_blackout_carries_messages_soon_after_the_heal() {
+    let (up, down) = through_a_blackout(&[(1, 2), (2, 1)]).await;
+    assert!(up < BOUND, "2 -> 1 took {up:?} after the heal");
+    assert!(down < BOUND, "1 -> 2 took {down:?} after the heal");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_only_the_acceptor_sent_on_through_a_blackout_carries_messages_soon_after_the_heal()
+{
+    let (up, down) = through_a_blackout(&[(2, 1)]).await;
+    assert!(up < BOUND, "2 -> 1 took {up:?} after the heal");
+    assert!(down < BOUND, "1 -> 2 took {down:?} after the heal");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_idle_through_a_blackout_carries_messages_soon_after_the_heal() {
+    let (up, down) = through_a_blackout(&[]).await;
+    assert!(up < BOUND, "2 -> 1 took {up:?} after the heal");
+    assert!(down < BOUND, "1 -> 2 took {down:?} after the heal");
 }

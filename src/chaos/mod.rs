@@ -29,6 +29,9 @@ mod relay;
 mod watch;
 mod workload;
 
+/// The fault-injecting UDP relay, also used by the transport's own tests.
+pub use relay::{Netem, Relay};
+
 use crate::raft::{RaftRng, SplitMix64};
 use crate::sim::checker::linearizability::{self as lin, Verdict};
 use anyhow::Context;
@@ -392,7 +395,7 @@ fn run_episode(
             }
             Fault::Netem => {
                 let (loss_percent, delay_ms, jitter_ms, reorder_percent) = episode.netem;
-                c.net.netem(relay::Netem {
+                c.net.netem(Netem {
                     loss_percent,
                     delay_ms,
                     jitter_ms,

@@ -21,6 +21,7 @@ use crate::raft::NodeId;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, watch, Notify, Semaphore};
@@ -32,6 +33,7 @@ pub const CLOSE_HELLO_REFUSED: u32 = 2;
 pub const CLOSE_RESET: u32 = 3;
 pub const CLOSE_REPLACED: u32 = 4;
 pub const CLOSE_LINK_ERROR: u32 = 5;
+pub const CLOSE_STALE: u32 = 6;
 
 /// The message stream is sent before snapshot streams when both have data.
 pub const MESSAGE_STREAM_PRIORITY: i32 = 10;
@@ -44,6 +46,20 @@ const READ_CHUNK_BYTES_MAX: usize = 64 << 10;
 const CLOSE_REASON_BYTES_MAX: usize = 512;
 /// Accepted links waiting for their peer task.
 const ACCEPTED_QUEUE_MAX: usize = 4;
+
+/// How often a link checks that datagrams still arrive from its peer.
+const SILENCE_TICK: Duration = Duration::from_millis(100);
+/// Ticks in a row without a datagram after which a link is *silent*. On a healthy link the
+/// keep-alives (at most `KEEP_ALIVE_MAX` apart) and their acknowledgements arrive several
+/// times within it; ticks are counted, not time, so a node that was itself paused or starved
+/// does not take its own stall for the peer's silence.
+pub const SILENT_TICKS: u32 = 10;
+/// The longest keep-alive interval: a link idle for this long sends a PING.
+pub const KEEP_ALIVE_MAX: Duration = Duration::from_millis(250);
+/// The round-trip estimate a new connection starts with.
+pub const INITIAL_RTT: Duration = Duration::from_millis(100);
+/// `Peer::silent_ticks` while the peer has no link.
+const NO_LINK: u32 = u32::MAX;
 
 /// The dialer's first frame: who it is and whom it dialed.
 #[derive(Debug, Serialize, Deserialize)]
@@ -164,6 +180,11 @@ pub struct Peer {
     pub status: watch::Sender<PeerStatus>,
     accepted: mpsc::Sender<Link>,
     pub reset: Notify,
+    /// Asks the peer's task to replace a silent link, or to restart a dial that has been
+    /// waiting for a handshake for a while (see `nudge`).
+    stale: Notify,
+    /// Ticks in a row in which the live link received no datagram; `NO_LINK` without one.
+    silent_ticks: AtomicU32,
     /// The connection of the live link, for snapshot streams.
     pub current: Mutex<Option<quinn::Connection>>,
     /// Authenticated incoming connections of this peer waiting for their hello.
@@ -186,6 +207,8 @@ impl Peer {
             status: watch::channel(PeerStatus::default()).0,
             accepted,
             reset: Notify::new(),
+            stale: Notify::new(),
+            silent_ticks: AtomicU32::new(NO_LINK),
             current: Mutex::new(None),
             hellos: Arc::new(Semaphore::new(super::HELLOS_PER_PEER_MAX)),
             removed: watch::channel(false).0,
@@ -198,6 +221,20 @@ impl Peer {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Called before a frame is queued for this peer. A peer that has been silent for
+    /// `SILENT_TICKS` while this node has something to say gets a fresh connection: one that
+    /// lived through a blackout with data in flight waits, after the heal, for QUIC's probe
+    /// timeout, which doubles for every probe lost in the blackout (seconds after a few
+    /// seconds of partition), whereas a new connection starts with fresh loss-recovery state
+    /// and carries the frame one handshake later. Without a link, a dial older than the same
+    /// span is restarted (a handshake's own retransmissions back off too). The frame stays
+    /// queued and goes out on the new link. Costs one atomic load when the link is healthy.
+    pub fn nudge(&self) {
+        if self.silent_ticks.load(Ordering::Relaxed) >= SILENT_TICKS {
+            self.stale.notify_waiters();
+        }
     }
 
     /// Ends the peer's task (its link is closed); queued frames are dropped.
@@ -641,6 +678,7 @@ enum LinkEnd {
     Failed(String),
     Replaced(Box<Link>),
     Reset,
+    Stale,
     Shutdown,
 }
 
@@ -667,10 +705,24 @@ pub async fn peer_task<T: WireMessage>(
         let link = match next.take() {
             Some(link) => link,
             None if dials => {
-                let result = tokio::select! {
-                    r = dial(&shared, &peer) => r,
-                    Some(link) = accepted.recv() => Ok(link),
-                    _ = peer.ended(&shared) => return,
+                let dialing = dial(&shared, &peer);
+                tokio::pin!(dialing);
+                let started = Instant::now();
+                let result = loop {
+                    // A dial is restarted only once it has waited as long as a link may be
+                    // silent: that also bounds how often a partition is redialed.
+                    let restartable = started.elapsed() >= SILENCE_TICK * SILENT_TICKS;
+                    tokio::select! {
+                        r = &mut dialing => break Some(r),
+                        Some(link) = accepted.recv() => break Some(Ok(link)),
+                        _ = peer.stale.notified(), if restartable => break None,
+                        _ = peer.stale.notified(), if !restartable => {}
+                        _ = peer.ended(&shared) => return,
+                    }
+                };
+                let Some(result) = result else {
+                    tracing::debug!(peer = %peer.id, "restarting a dial that has waited a while");
+                    continue;
                 };
                 match result {
                     Ok(link) => link,
@@ -698,6 +750,8 @@ pub async fn peer_task<T: WireMessage>(
                         tokio::select! {
                             _ = tokio::time::sleep(delay) => {}
                             Some(link) = accepted.recv() => next = Some(link),
+                            // Something waits to be sent: dial now rather than after the backoff.
+                            _ = peer.stale.notified() => {}
                             _ = peer.ended(&shared) => return,
                         }
                         continue;
@@ -714,6 +768,7 @@ pub async fn peer_task<T: WireMessage>(
         let peer_cert = link.peer_cert.clone();
         let dialed = link.dialed;
         peer.set_connection(Some(conn.clone()));
+        peer.silent_ticks.store(0, Ordering::Relaxed);
         peer.status.send_modify(|s| {
             s.connected = true;
             s.dialed = dialed;
@@ -725,13 +780,18 @@ pub async fn peer_task<T: WireMessage>(
             dialed,
             peer_cert,
         });
+        // Biased, resets first: a frame queued together with a nudge must stay queued for
+        // the next link rather than be handed to the silent one.
         let end = tokio::select! {
-            reason = run_link(&shared, &peer, link) => LinkEnd::Failed(reason),
-            Some(newer) = accepted.recv() => LinkEnd::Replaced(Box::new(newer)),
-            _ = peer.reset.notified() => LinkEnd::Reset,
+            biased;
             _ = peer.ended(&shared) => LinkEnd::Shutdown,
+            _ = peer.reset.notified() => LinkEnd::Reset,
+            _ = peer.stale.notified() => LinkEnd::Stale,
+            Some(newer) = accepted.recv() => LinkEnd::Replaced(Box::new(newer)),
+            reason = run_link(&shared, &peer, link) => LinkEnd::Failed(reason),
         };
         peer.set_connection(None);
+        peer.silent_ticks.store(NO_LINK, Ordering::Relaxed);
         let reason = match end {
             LinkEnd::Failed(reason) => reason,
             LinkEnd::Replaced(newer) => {
@@ -742,6 +802,17 @@ pub async fn peer_task<T: WireMessage>(
             LinkEnd::Reset => {
                 close(&conn, CLOSE_RESET, "link reset to re-authenticate");
                 "link reset".to_string()
+            }
+            LinkEnd::Stale => {
+                // The close goes out at once, whatever the congestion window: an acceptor's
+                // close makes the dialer redial as soon as the network carries it.
+                let reason = format!(
+                    "nothing heard from {} for {} ms with frames to send: reconnecting",
+                    peer.id,
+                    (SILENCE_TICK * SILENT_TICKS).as_millis()
+                );
+                close(&conn, CLOSE_STALE, &reason);
+                reason
             }
             LinkEnd::Shutdown => {
                 close(&conn, CLOSE_SHUTDOWN, "transport shut down or peer removed");
@@ -838,10 +909,48 @@ async fn run_link<T: WireMessage>(shared: &Arc<Shared<T>>, peer: &Arc<Peer>, lin
             }
         }
     };
+    // Counts the ticks without a datagram for `nudge`, and replaces a link that hears from
+    // its peer again after a silence: the peer's first probe after a blackout shows that the
+    // network is back while this side's own data may still wait for its backed-off probe
+    // timeout. The dialing side also gives up a link silent for `SILENT_TICKS` and redials,
+    // with or without frames to send: an acceptor can only wait for it.
+    let dials = shared.identity.node_id < peer.id;
+    let silence = async {
+        let mut ticker = tokio::time::interval(SILENCE_TICK);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut seen = conn.stats().udp_rx.datagrams;
+        let mut silent = 0u32;
+        loop {
+            ticker.tick().await;
+            let now = conn.stats().udp_rx.datagrams;
+            if now == seen {
+                silent = silent.saturating_add(1);
+                peer.silent_ticks.store(silent, Ordering::Relaxed);
+                if dials && silent == SILENT_TICKS {
+                    return LinkFail::Closed(format!(
+                        "nothing heard for {} ms: redialing",
+                        (SILENCE_TICK * silent).as_millis()
+                    ));
+                }
+                continue;
+            }
+            seen = now;
+            if silent >= SILENT_TICKS {
+                return LinkFail::Closed(format!(
+                    "heard from again after {} ms of silence: reconnecting to leave the \
+                     backed-off probe timeout",
+                    (SILENCE_TICK * silent).as_millis()
+                ));
+            }
+            silent = 0;
+            peer.silent_ticks.store(0, Ordering::Relaxed);
+        }
+    };
     let fail = tokio::select! {
         f = writer => f,
         f = reader => f,
         f = snapshots => f,
+        f = silence => f,
     };
     let reason = format!("{}: {fail}", peer.id);
     let code = match fail {
