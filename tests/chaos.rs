@@ -21,11 +21,8 @@ fn a_short_campaign_finds_no_violation() {
         .unwrap()
         .as_nanos() as u64;
     let out = Command::new(BIN)
-        // Safety is checked strictly; liveness gets 5 s past the failover bound: a QUIC
-        // connection between two followers that lived through a multi-second blackout sends its
-        // next probe only when its backed-off PTO fires (up to about the blackout's length
-        // later), and if the leader fails meanwhile their pre-votes wait for it (seen: 3.1 to
-        // 3.9 s; docs/chaos.md, Known limits). The long campaigns run without slack.
+        // Safety is checked strictly; liveness gets 2 s past the failover bound, for a CI
+        // machine busy with other work (the long campaigns run without slack).
         .args([
             "chaos",
             "--seconds",
@@ -33,7 +30,7 @@ fn a_short_campaign_finds_no_violation() {
             "--nodes",
             "3",
             "--failover-slack-ms",
-            "5000",
+            "2000",
         ])
         .arg("--seed")
         .arg(seed.to_string())
