@@ -237,6 +237,18 @@ impl Peer {
         }
     }
 
+    /// Resolves on the first nudge that comes a silent span (`SILENT_TICKS`) or more after
+    /// `since`: a dial or a backoff is cut short at most that often, whatever the rate of
+    /// frames queued for a peer that is down.
+    async fn nudged_since(&self, since: Instant) {
+        loop {
+            self.stale.notified().await;
+            if since.elapsed() >= SILENCE_TICK * SILENT_TICKS {
+                return;
+            }
+        }
+    }
+
     /// Ends the peer's task (its link is closed); queued frames are dropped.
     pub fn remove(&self) {
         self.removed.send_replace(true);
@@ -705,24 +717,15 @@ pub async fn peer_task<T: WireMessage>(
         let link = match next.take() {
             Some(link) => link,
             None if dials => {
-                let dialing = dial(&shared, &peer);
-                tokio::pin!(dialing);
                 let started = Instant::now();
-                let result = loop {
-                    // A dial is restarted only once it has waited as long as a link may be
-                    // silent: that also bounds how often a partition is redialed.
-                    let restartable = started.elapsed() >= SILENCE_TICK * SILENT_TICKS;
-                    tokio::select! {
-                        r = &mut dialing => break Some(r),
-                        Some(link) = accepted.recv() => break Some(Ok(link)),
-                        _ = peer.stale.notified(), if restartable => break None,
-                        _ = peer.stale.notified(), if !restartable => {}
-                        _ = peer.ended(&shared) => return,
+                let result = tokio::select! {
+                    r = dial(&shared, &peer) => r,
+                    Some(link) = accepted.recv() => Ok(link),
+                    _ = peer.nudged_since(started) => {
+                        tracing::debug!(peer = %peer.id, "restarting a dial that has waited a while");
+                        continue;
                     }
-                };
-                let Some(result) = result else {
-                    tracing::debug!(peer = %peer.id, "restarting a dial that has waited a while");
-                    continue;
+                    _ = peer.ended(&shared) => return,
                 };
                 match result {
                     Ok(link) => link,
@@ -747,11 +750,12 @@ pub async fn peer_task<T: WireMessage>(
                         };
                         peer.status.send_modify(|s| s.last_error = Some(reason));
                         let delay = backoff.next_delay();
+                        let started = Instant::now();
                         tokio::select! {
                             _ = tokio::time::sleep(delay) => {}
                             Some(link) = accepted.recv() => next = Some(link),
                             // Something waits to be sent: dial now rather than after the backoff.
-                            _ = peer.stale.notified() => {}
+                            _ = peer.nudged_since(started) => {}
                             _ = peer.ended(&shared) => return,
                         }
                         continue;
