@@ -174,6 +174,25 @@ impl Relay {
         self.shared.cut.lock().unwrap().insert((from, to));
     }
 
+    /// Drops every datagram to or from node `id`: a partition of that one node whose socket
+    /// still answers.
+    pub fn isolate(&self, id: u64) {
+        let mut cut = self.shared.cut.lock().unwrap();
+        for &other in self.fronts.keys().filter(|&&other| other != id) {
+            cut.insert((id, other));
+            cut.insert((other, id));
+        }
+    }
+
+    /// Undoes `isolate`: every direction to or from node `id` carries datagrams again.
+    pub fn rejoin(&self, id: u64) {
+        self.shared
+            .cut
+            .lock()
+            .unwrap()
+            .retain(|&(from, to)| from != id && to != id);
+    }
+
     pub fn heal_all(&self) {
         self.shared.cut.lock().unwrap().clear();
     }

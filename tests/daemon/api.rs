@@ -285,7 +285,7 @@ fn a_deposed_leaders_host_cannot_write() {
     assert_eq!(ok.status, 200);
 
     // Cut the leader's regent off; its socket still answers.
-    relay.cut(old);
+    relay.isolate(old);
     let started = Instant::now();
     let new = loop {
         let found = (1..=3).filter(|&id| id != old).find(|&id| {
@@ -341,7 +341,7 @@ fn a_deposed_leaders_host_cannot_write() {
         "told at {told_at}, lease ended at {last_deadline}"
     );
 
-    relay.heal(old);
+    relay.rejoin(old);
     std::thread::sleep(Duration::from_secs(1));
     for id in 1..=3 {
         let got = c.get(id, "k", "linearizable").unwrap();

@@ -373,7 +373,7 @@ fn a_deposed_leaders_host_cannot_append_with_its_old_term() {
     let first = http(&old_socket, "POST", &path, b"before").unwrap();
     assert_eq!(first.status, 200, "{:?}", first.json());
 
-    relay.cut(old);
+    relay.isolate(old);
     // The old host keeps its term and tries again on its own regent (in the background: a
     // leader cut off answers only once it gives up).
     let stale_old = std::thread::spawn({
@@ -411,7 +411,7 @@ fn a_deposed_leaders_host_cannot_append_with_its_old_term() {
     let stale_old = stale_old.join().unwrap();
     assert_ne!(stale_old.status, 200, "{:?}", stale_old.json());
 
-    relay.heal(old);
+    relay.rejoin(old);
     let last = fresh.json()["index"].as_u64().unwrap();
     let started = Instant::now();
     for id in 1..=3 {
