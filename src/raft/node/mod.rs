@@ -694,11 +694,7 @@ impl RaftNode {
         self.observe(now);
         let now = self.now;
         let timeout = self.config.snapshot_timeout_ns();
-        let Some(p) = self
-            .leader_state
-            .as_mut()
-            .and_then(|l| l.progress.get_mut(&to))
-        else {
+        let Some(p) = self.progress_mut(to) else {
             return;
         };
         if let ProgressState::Snapshot { retry_at, .. } = &mut p.state {
@@ -713,11 +709,7 @@ impl RaftNode {
     /// this node leads and waits for a snapshot to reach `to`.
     pub fn snapshot_sent(&mut self, to: NodeId, index: LogIndex, now: Nanos) {
         self.observe(now);
-        let Some(p) = self
-            .leader_state
-            .as_mut()
-            .and_then(|l| l.progress.get_mut(&to))
-        else {
+        let Some(p) = self.progress_mut(to) else {
             return;
         };
         if matches!(p.state, ProgressState::Snapshot { .. }) {
@@ -737,11 +729,7 @@ impl RaftNode {
         self.observe(now);
         let now = self.now;
         let retry = now.saturating_add(self.config.election_timeout_min_ns());
-        let Some(p) = self
-            .leader_state
-            .as_mut()
-            .and_then(|l| l.progress.get_mut(&to))
-        else {
+        let Some(p) = self.progress_mut(to) else {
             return;
         };
         if let ProgressState::Snapshot { retry_at, .. } = &mut p.state {
@@ -1040,6 +1028,13 @@ impl RaftNode {
     }
 
     // ----- Plumbing -----
+
+    /// The replication progress of `id`, while this node leads.
+    fn progress_mut(&mut self, id: NodeId) -> Option<&mut Progress> {
+        self.leader_state
+            .as_mut()
+            .and_then(|l| l.progress.get_mut(&id))
+    }
 
     fn observe(&mut self, now: Nanos) {
         // The caller's clock is monotonic; tolerate equal readings.

@@ -84,14 +84,7 @@ fn a_stream_that_keeps_making_progress_is_not_started_again() {
     // acknowledged runs for many timeouts, and the leader neither probes nor asks again.
     let mut c = config_without_pre_vote(1);
     c.snapshot_timeout_ms = 50;
-    let mut node = leader_with(c, 3, 2, &[1, 1, 1]);
-    let now = AFTER_TIMEOUT;
-    step(&mut node, msg(2, 1, 2, append_ok(4)), now);
-    persist(&mut node);
-    node.compact(i(4));
-    step(&mut node, msg(3, 1, 2, append_rejected(3, None, 1)), now);
-    persist(&mut node);
-    assert_eq!(node.take_snapshot_requests().len(), 1);
+    let (mut node, now) = streaming_a_snapshot_to_n3(c);
     let mut at = now;
     for _ in 0..20 {
         at += 30 * MS;
@@ -124,14 +117,7 @@ fn a_failed_stream_is_asked_again_after_one_election_timeout_not_the_snapshot_ti
     let mut c = config_without_pre_vote(1);
     c.snapshot_timeout_ms = 60_000;
     let election = c.election_timeout_min_ms * MS;
-    let mut node = leader_with(c, 3, 2, &[1, 1, 1]);
-    let now = AFTER_TIMEOUT;
-    step(&mut node, msg(2, 1, 2, append_ok(4)), now);
-    persist(&mut node);
-    node.compact(i(4));
-    step(&mut node, msg(3, 1, 2, append_rejected(3, None, 1)), now);
-    persist(&mut node);
-    assert_eq!(node.take_snapshot_requests().len(), 1);
+    let (mut node, now) = streaming_a_snapshot_to_n3(c);
     let failed = now + 10 * MS;
     node.snapshot_failed(n(3), failed);
     assert!(
@@ -169,14 +155,7 @@ fn a_stream_acknowledged_by_the_follower_resumes_appends_without_its_message() {
     // reached the caller: the leader probes after the snapshot at once, not after the timeout.
     let mut c = config_without_pre_vote(1);
     c.snapshot_timeout_ms = 60_000;
-    let mut node = leader_with(c, 3, 2, &[1, 1, 1]);
-    let now = AFTER_TIMEOUT;
-    step(&mut node, msg(2, 1, 2, append_ok(4)), now);
-    persist(&mut node);
-    node.compact(i(4));
-    step(&mut node, msg(3, 1, 2, append_rejected(3, None, 1)), now);
-    persist(&mut node);
-    assert_eq!(node.take_snapshot_requests().len(), 1);
+    let (mut node, now) = streaming_a_snapshot_to_n3(c);
     node.snapshot_sent(n(3), i(4), now + MS);
     let out = persist(&mut node);
     let probes_after_the_snapshot = |m: &Message| match m.body {
@@ -224,4 +203,19 @@ fn an_install_keeps_the_matching_durable_suffix_and_nothing_else() {
     assert!(out
         .iter()
         .any(|m| m.body == MessageBody::SnapshotInstalled { last_index: i(3) }));
+}
+
+/// A leader of three (`c` for node 1) that compacted past what n3 holds, once n2 has it all,
+/// and has asked for a snapshot stream to n3; and the time it did.
+fn streaming_a_snapshot_to_n3(c: Config) -> (RaftNode, Nanos) {
+    let mut node = leader_with(c, 3, 2, &[1, 1, 1]);
+    let now = AFTER_TIMEOUT;
+    step(&mut node, msg(2, 1, 2, append_ok(4)), now);
+    persist(&mut node);
+    node.compact(i(4));
+    // n3 says its log is empty: the entries it needs are gone.
+    step(&mut node, msg(3, 1, 2, append_rejected(3, None, 1)), now);
+    persist(&mut node);
+    assert_eq!(node.take_snapshot_requests().len(), 1);
+    (node, now)
 }
