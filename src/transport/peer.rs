@@ -694,6 +694,11 @@ enum LinkEnd {
     Shutdown,
 }
 
+/// Whether this node dials `peer`: the lower id dials, the higher only accepts.
+fn is_dialer<T>(shared: &Shared<T>, peer: &Peer) -> bool {
+    shared.identity.node_id < peer.id
+}
+
 /// The task of one peer: obtains links (dialing if this node's id is lower, else waiting for
 /// accepted ones), runs each until it fails, and redials with backoff.
 pub async fn peer_task<T: WireMessage>(
@@ -701,7 +706,7 @@ pub async fn peer_task<T: WireMessage>(
     peer: Arc<Peer>,
     mut accepted: mpsc::Receiver<Link>,
 ) {
-    let dials = shared.identity.node_id < peer.id;
+    let dials = is_dialer(&shared, &peer);
     let seed = {
         let mut bytes = [0u8; 8];
         let _ = crate::pki::fill_random(&mut bytes);
@@ -918,7 +923,7 @@ async fn run_link<T: WireMessage>(shared: &Arc<Shared<T>>, peer: &Arc<Peer>, lin
     // network is back while this side's own data may still wait for its backed-off probe
     // timeout. The dialing side also gives up a link silent for `SILENT_TICKS` and redials,
     // with or without frames to send: an acceptor can only wait for it.
-    let dials = shared.identity.node_id < peer.id;
+    let dials = is_dialer(shared, peer);
     let silence = async {
         let mut ticker = tokio::time::interval(SILENCE_TICK);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -36,18 +36,7 @@ fn the_policy_asks_for_a_snapshot_and_compact_drops_the_prefix() {
 fn a_follower_behind_it_gets_one_and_is_asked_again_after_a_timeout() {
     let mut c = config_without_pre_vote(1);
     c.snapshot_timeout_ms = 50;
-    let mut node = leader_with(c, 3, 2, &[1, 1, 1]);
-    let now = AFTER_TIMEOUT;
-    // n2 holds everything; the leader compacts past what n3 has.
-    step(&mut node, msg(2, 1, 2, append_ok(4)), now);
-    persist(&mut node);
-    node.compact(i(4));
-    // n3 says its log is empty: the entries it needs are gone.
-    step(&mut node, msg(3, 1, 2, append_rejected(3, None, 1)), now);
-    persist(&mut node);
-    let requests = node.take_snapshot_requests();
-    assert_eq!(requests.len(), 1);
-    assert_eq!((requests[0].to, requests[0].at_least), (n(3), i(4)));
+    let (mut node, now) = streaming_a_snapshot_to_n3(c);
     // Nothing comes back: after the timeout the leader probes, and asks again.
     node.tick(now + 60 * MS);
     persist(&mut node);
@@ -206,16 +195,19 @@ fn an_install_keeps_the_matching_durable_suffix_and_nothing_else() {
 }
 
 /// A leader of three (`c` for node 1) that compacted past what n3 holds, once n2 has it all,
-/// and has asked for a snapshot stream to n3; and the time it did.
+/// and has asked for one snapshot stream to n3, of at least index 4; and the time it did.
 fn streaming_a_snapshot_to_n3(c: Config) -> (RaftNode, Nanos) {
     let mut node = leader_with(c, 3, 2, &[1, 1, 1]);
     let now = AFTER_TIMEOUT;
+    // n2 holds everything; the leader compacts past what n3 has.
     step(&mut node, msg(2, 1, 2, append_ok(4)), now);
     persist(&mut node);
     node.compact(i(4));
     // n3 says its log is empty: the entries it needs are gone.
     step(&mut node, msg(3, 1, 2, append_rejected(3, None, 1)), now);
     persist(&mut node);
-    assert_eq!(node.take_snapshot_requests().len(), 1);
+    let requests = node.take_snapshot_requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!((requests[0].to, requests[0].at_least), (n(3), i(4)));
     (node, now)
 }
