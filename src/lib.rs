@@ -1,20 +1,6 @@
-//! regent: a sidecar daemon that makes a single-master process highly available.
-//!
-//! Layers, each a module; dependencies point down only:
-//! `cli` → `daemon` → `api` → `config`, `replica`, `transport`, `pki` → `storage` → `raft`.
-//! `config` reads the daemon's YAML file and turns it into each layer's own configuration.
-//! `raft` is the pure consensus core: no I/O, no clock, no runtime, no randomness of its own.
-//! `sim` runs the real core in a deterministic, seeded cluster simulator.
+//! regent's command line, over the layer crates (see the workspace in Cargo.toml):
+//! `regent-raft` (the pure core) ← `regent-storage` ← `regent-transport` (+ PKI) ←
+//! `regent-replica` ← `regent-daemon` (+ API, configuration) ← this crate. The harnesses
+//! (`regent-sim`, `regent-chaos`, `regent-bench`) are linked in with the `harness` feature.
 
-pub mod api;
-pub mod chaos;
 pub mod cli;
-pub mod clock;
-pub mod config;
-pub mod daemon;
-pub mod pki;
-pub mod raft;
-pub mod replica;
-pub mod sim;
-pub mod storage;
-pub mod transport;

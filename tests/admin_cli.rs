@@ -1,8 +1,8 @@
 //! `regent admin` as an operator runs it: the real binary in temp dirs.
 
-use regent::pki::identity::unix_now;
-use regent::pki::{files, CertInfo, NodeIdentity, NodeMaterial, TlsPaths};
-use regent::raft::NodeId;
+use regent_raft::NodeId;
+use regent_transport::pki::identity::unix_now;
+use regent_transport::pki::{files, CertInfo, NodeIdentity, NodeMaterial, TlsPaths};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, ExitStatus};

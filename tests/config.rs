@@ -2,10 +2,10 @@
 //! of broken files with the error each must produce, and `check-config`, `explain-timing` and
 //! `admin cluster init` run as an operator runs them (the real binary in temp dirs).
 
-use regent::config::{ConfigError, DaemonConfig, TimingConfig};
-use regent::pki::ca::CaDir;
-use regent::pki::{files, issue, CertInfo, IssueRequest, NodeIdentity};
-use regent::raft::NodeId;
+use regent_daemon::config::{ConfigError, DaemonConfig, TimingConfig};
+use regent_raft::NodeId;
+use regent_transport::pki::ca::CaDir;
+use regent_transport::pki::{files, issue, CertInfo, IssueRequest, NodeIdentity};
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -695,7 +695,7 @@ fn cluster_init_places_data_and_sockets_where_asked_and_checks_before_writing() 
     assert_eq!(config.socket, run.join("node7.sock"));
     assert_eq!(config.listen, "[::1]:7407".parse().unwrap());
     let info = cert_info(&dir.join("node7/node.pem"));
-    assert!(info.days_left(regent::pki::identity::unix_now()) <= 10);
+    assert!(info.days_left(regent_transport::pki::identity::unix_now()) <= 10);
 
     // A socket path too long for sun_path is refused before anything is written.
     let long = base.join("s".repeat(120));

@@ -6,8 +6,8 @@ mod transport_support {
     pub mod validity;
 }
 
-use regent::pki::{NodeIdentity, NodeMaterial, PkiError, TlsPaths};
-use regent::raft::NodeId;
+use regent_raft::NodeId;
+use regent_transport::pki::{NodeIdentity, NodeMaterial, PkiError, TlsPaths};
 use std::os::unix::fs::PermissionsExt;
 use transport_support::pki::{Pki, CLUSTER};
 

@@ -3,7 +3,7 @@
 //! lose unwritten data, restarts and clock drift, checking every safety property after every
 //! step, liveness after healing, and the clients' history for linearizability.
 
-use regent::sim::{campaign, run_seed, Summary};
+use regent_sim::{campaign, run_seed, Summary};
 
 fn assert_clean(summary: &Summary) {
     for violation in &summary.failures {

@@ -2,7 +2,7 @@
 //! it caught. The simulator's fault schedule has grown since some of them were found, so a seed
 //! may no longer walk the same path; it stays because it once found a real bug.
 
-use regent::sim::{run_config, run_seed, SimConfig};
+use regent_sim::{run_config, run_seed, SimConfig};
 
 /// (seed, nodes, what the seed found when it failed)
 const FAILED_SEEDS: &[(u64, usize, &str)] = &[

@@ -2,8 +2,8 @@
 //! log, batches, the KV state machine, transactions, the change feed, sessions, compaction and
 //! snapshots. Both backends must give the same answers (`backends_agree` checks it directly).
 
-use regent::raft::{Entry, EntryPayload, HardState, LogIndex, Membership, NodeId, Term};
-use regent::storage::{
+use regent_raft::{Entry, EntryPayload, HardState, LogIndex, Membership, NodeId, Term};
+use regent_storage::{
     Applied, ApplyResult, Batch, Command, CommandError, Compare, CompareOp, CompareTarget,
     Identity, InstallProgress, JournalRetention, LogStorage, MemFault, MemStorage, Op, Proposal,
     RedbStorage, Response, SessionSeq, StorageError, StorageOptions, Txn,
@@ -712,7 +712,7 @@ fn change_feed_lists_changes_and_reports_compaction<H: Harness>(h: &mut H) {
             (
                 c.revision,
                 c.key.clone(),
-                matches!(c.kind, regent::storage::ChangeKind::Delete),
+                matches!(c.kind, regent_storage::ChangeKind::Delete),
             )
         })
         .collect();
@@ -758,7 +758,7 @@ fn bad_command_bytes_apply_as_errors<H: Harness>(h: &mut H) {
     let garbage = vec![
         EntryPayload::Normal(vec![]),
         EntryPayload::Normal(vec![0xff, 1, 2, 3]),
-        EntryPayload::Normal(vec![regent::storage::COMMAND_FORMAT_VERSION, 0xff, 0xff]),
+        EntryPayload::Normal(vec![regent_storage::COMMAND_FORMAT_VERSION, 0xff, 0xff]),
         EntryPayload::Normal(
             cmd(Command::Put {
                 key: vec![],

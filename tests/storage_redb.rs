@@ -2,8 +2,8 @@
 //! that are not this node's (foreign, another node's, another cluster's, damaged), a full disk
 //! (a small tmpfs), file compaction and the deferred apply mode.
 
-use regent::raft::{Entry, EntryPayload, HardState, LogIndex, NodeId, Term};
-use regent::storage::{
+use regent_raft::{Entry, EntryPayload, HardState, LogIndex, NodeId, Term};
+use regent_storage::{
     ApplyMode, Batch, Command, Identity, LogStorage, Proposal, RedbStorage, StorageError,
     StorageOptions, DB_FILE_NAME,
 };
@@ -600,7 +600,7 @@ fn a_cluster_id_follows_the_one_rule_for_cluster_names() {
             "{bad:?}: {err}"
         );
         // The same words as the PKI's refusal of the same name.
-        let pki = regent::pki::identity::validate_cluster_name(bad).unwrap_err();
+        let pki = regent_transport::pki::identity::validate_cluster_name(bad).unwrap_err();
         assert!(err.to_string().contains(&pki.to_string()), "{err} / {pki}");
         assert!(
             std::fs::read_dir(dir.path()).unwrap().next().is_none(),

@@ -14,8 +14,8 @@ mod transport_support {
     pub mod restart;
 }
 
-use regent::raft::NodeId;
-use regent::transport::{tls, LinkEvent, TransportConfig};
+use regent_raft::NodeId;
+use regent_transport::{tls, LinkEvent, TransportConfig};
 use rustls::quic::{Keys, Version};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -262,7 +262,7 @@ async fn a_handshake_flood_does_not_keep_a_restarting_peer_out() {
 
 fn random_cid() -> [u8; CID_BYTES] {
     let mut cid = [0u8; CID_BYTES];
-    regent::pki::fill_random(&mut cid).unwrap();
+    regent_transport::pki::fill_random(&mut cid).unwrap();
     cid
 }
 

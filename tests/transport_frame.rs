@@ -4,10 +4,10 @@
 
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
-use regent::raft::{
+use regent_raft::{
     ConflictHint, Entry, EntryPayload, LogIndex, Message, MessageBody, NodeId, Term,
 };
-use regent::transport::frame::{self, Frame, FrameDecoder, FrameError, FrameKind};
+use regent_transport::frame::{self, Frame, FrameDecoder, FrameError, FrameKind};
 
 const MAX: usize = 64 << 10;
 

@@ -13,9 +13,9 @@ mod transport_support {
     pub mod validity;
 }
 
-use regent::pki::{IssueRequest, NodeIdentity, NodeMaterial, TlsPaths};
-use regent::raft::NodeId;
-use regent::transport::{LinkEvent, Refuser};
+use regent_raft::NodeId;
+use regent_transport::pki::{IssueRequest, NodeIdentity, NodeMaterial, TlsPaths};
+use regent_transport::{LinkEvent, Refuser};
 use std::net::SocketAddr;
 use std::time::Duration;
 use transport_support::{cluster::*, node::*, pki::*};
@@ -258,14 +258,14 @@ async fn client_without_certificate_is_refused_by_either_node() {
 
 async fn raw_connect_without_certificate(addr: SocketAddr) -> quinn::Connection {
     use quinn::crypto::rustls::QuicClientConfig;
-    let provider = regent::pki::crypto_provider();
+    let provider = regent_transport::pki::crypto_provider();
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .unwrap()
         .dangerous()
         .with_custom_certificate_verifier(std::sync::Arc::new(AcceptAnyServer))
         .with_no_client_auth();
-    tls.alpn_protocols = vec![regent::transport::tls::ALPN.to_vec()];
+    tls.alpn_protocols = vec![regent_transport::tls::ALPN.to_vec()];
     let config = quinn::ClientConfig::new(std::sync::Arc::new(
         QuicClientConfig::try_from(tls).unwrap(),
     ));
@@ -308,7 +308,7 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnyServer {
         Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
     }
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        regent::pki::crypto_provider()
+        regent_transport::pki::crypto_provider()
             .signature_verification_algorithms
             .supported_schemes()
     }

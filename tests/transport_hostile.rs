@@ -6,10 +6,10 @@ mod transport_support {
     pub mod pki;
 }
 
-use regent::pki::{NodeIdentity, NodeMaterial};
-use regent::raft::NodeId;
-use regent::transport::frame::{self, FrameDecoder, FrameKind};
-use regent::transport::{tls, Hello, HelloAck, LinkEvent};
+use regent_raft::NodeId;
+use regent_transport::frame::{self, FrameDecoder, FrameKind};
+use regent_transport::pki::{NodeIdentity, NodeMaterial};
+use regent_transport::{tls, Hello, HelloAck, LinkEvent};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

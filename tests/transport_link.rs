@@ -9,9 +9,9 @@ mod transport_support {
     pub mod traffic;
 }
 
-use regent::chaos::Relay;
-use regent::raft::{LogIndex, Message, MessageBody, NodeId, Term};
-use regent::transport::{Inbound, LinkEvent};
+use regent_chaos::Relay;
+use regent_raft::{LogIndex, Message, MessageBody, NodeId, Term};
+use regent_transport::{Inbound, LinkEvent};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use std::time::Instant;

@@ -11,10 +11,10 @@ mod transport_support {
     pub mod traffic;
 }
 
-use regent::pki::issue;
-use regent::pki::{NodeIdentity, NodeMaterial};
-use regent::raft::{Message, NodeId};
-use regent::transport::{Inbound, LinkEvent, Refuser, TransportHandle};
+use regent_raft::{Message, NodeId};
+use regent_transport::pki::issue;
+use regent_transport::pki::{NodeIdentity, NodeMaterial};
+use regent_transport::{Inbound, LinkEvent, Refuser, TransportHandle};
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -237,7 +237,7 @@ fn probe(
     probe_socket: std::net::UdpSocket,
     probe_addr: std::net::SocketAddr,
     members: &[(u64, std::net::SocketAddr)],
-    paths: &regent::pki::TlsPaths,
+    paths: &regent_transport::pki::TlsPaths,
 ) -> Node {
     let material = NodeMaterial::load_unverified(paths).unwrap();
     start_with_material(

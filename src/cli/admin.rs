@@ -1,16 +1,16 @@
 //! `regent admin`: the cluster CA and node certificates — create, issue, inspect, renew, and
-//! rotate the CA — over `crate::pki`.
+//! rotate the CA — over `regent_transport::pki`.
 //!
 //! Invariant: every key this command writes is created with mode 0600 before its bytes are
 //! written, and every replaced file is replaced by rename; a CA key readable by group or
 //! others is refused, with the `chmod 600` that fixes it.
 
-use crate::pki::ca::CaDir;
-use crate::pki::identity::{format_unix, unix_now, CertInfo, NodeIdentity};
-use crate::pki::{files, issue, IssueRequest, Validity};
-use crate::raft::NodeId;
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use regent_raft::NodeId;
+use regent_transport::pki::ca::CaDir;
+use regent_transport::pki::identity::{format_unix, unix_now, CertInfo, NodeIdentity};
+use regent_transport::pki::{files, issue, IssueRequest, Validity};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -249,7 +249,7 @@ fn run_cert(command: CertCommand) -> anyhow::Result<ExitCode> {
             ip,
             days,
         } => {
-            crate::pki::ca::validate_days(days)?;
+            regent_transport::pki::ca::validate_days(days)?;
             let identity = NodeIdentity::new(&cluster, NodeId(node_id))?;
             let ca_dir = CaDir::new(&ca_dir);
             let ca = ca_dir.load()?;
@@ -331,7 +331,7 @@ fn rotate_certs(
         println!("  systemctl reload regent   (or kill -HUP, or POST /v1/admin/reload)");
         return Ok(ExitCode::SUCCESS);
     };
-    let answer = super::client::request(
+    let answer = regent_client::request(
         &socket,
         "POST",
         "/v1/admin/reload",

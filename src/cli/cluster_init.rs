@@ -7,13 +7,13 @@
 //! back after it is written and must be the one meant.
 
 use super::admin::{CERT_DAYS_DEFAULT, NODE_BUNDLE_FILE, NODE_CERT_FILE, NODE_KEY_FILE};
-use crate::config::DaemonConfig;
-use crate::pki::ca::{validate_days, CaDir};
-use crate::pki::identity::{format_unix, unix_now, validate_cluster_name};
-use crate::pki::{files, issue, IssueRequest, Issued, NodeIdentity, Validity};
-use crate::raft::NodeId;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
+use regent_daemon::config::DaemonConfig;
+use regent_raft::NodeId;
+use regent_transport::pki::ca::{validate_days, CaDir};
+use regent_transport::pki::identity::{format_unix, unix_now, validate_cluster_name};
+use regent_transport::pki::{files, issue, IssueRequest, Issued, NodeIdentity, Validity};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -29,7 +29,7 @@ pub const SYSTEM_CONFIG_DIR: &str = "/etc/regent";
 pub const SYSTEM_DATA_DIR: &str = "/var/lib/regent";
 pub const SYSTEM_SOCKET: &str = "/run/regent/regent.sock";
 /// The most nodes one `cluster init` sets up (the transport's peer limit plus one).
-pub const NODES_MAX: usize = crate::config::MEMBERS_MAX;
+pub const NODES_MAX: usize = regent_daemon::config::MEMBERS_MAX;
 
 #[derive(Subcommand, Debug)]
 pub enum ClusterCommand {

@@ -1,8 +1,8 @@
 //! `regent check-config` and `regent explain-timing`: the configuration file as the daemon
 //! will read it, checked or explained, without starting anything.
 
-use crate::config::DaemonConfig;
 use clap::Args;
+use regent_daemon::config::DaemonConfig;
 use std::path::PathBuf;
 use std::process::ExitCode;
 

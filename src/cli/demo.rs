@@ -4,17 +4,18 @@
 //!
 //! Invariant: every process the demo starts is stopped when it ends, whichever way it ends.
 
-use super::client::{self, encode_key};
-use super::host::{fetch_status, status_table};
-use anyhow::{bail, Context};
+use super::host::status_table;
+use anyhow::bail;
 use clap::Args;
+use regent_client::fetch_status;
+use regent_client::local::{init_cluster, wait_writable, Nodes, NODES};
+use regent_client::{self as client, encode_key};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub(super) const NODES: u64 = 3;
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Args, Debug)]
@@ -25,84 +26,6 @@ pub struct DemoArgs {
     /// Keep the cluster's directory here (it must not exist yet) instead of a temporary one.
     #[arg(long)]
     pub keep: Option<PathBuf>,
-}
-
-/// The demo's processes: killed when dropped.
-pub(super) struct Nodes {
-    dir: PathBuf,
-    children: Vec<Option<Child>>,
-}
-
-impl Nodes {
-    pub(super) fn new(dir: PathBuf) -> Nodes {
-        Nodes {
-            dir,
-            children: (0..NODES).map(|_| None).collect(),
-        }
-    }
-
-    pub(super) fn pid(&self, id: u64) -> Option<u32> {
-        self.children[(id - 1) as usize].as_ref().map(Child::id)
-    }
-
-    pub(super) fn socket(&self, id: u64) -> PathBuf {
-        self.dir.join(format!("node{id}/regent.sock"))
-    }
-
-    pub(super) fn start(&mut self, id: u64) -> anyhow::Result<()> {
-        let node_dir = self.dir.join(format!("node{id}"));
-        let log = std::fs::File::create(node_dir.join("regent.log"))?;
-        let child = Command::new(std::env::current_exe()?)
-            .arg("run")
-            .arg("--config")
-            .arg(node_dir.join("regent.yaml"))
-            .env("REGENT_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("starting regent run")?;
-        self.children[(id - 1) as usize] = Some(child);
-        Ok(())
-    }
-
-    pub(super) fn kill(&mut self, id: u64) {
-        if let Some(mut child) = self.children[(id - 1) as usize].take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// SIGTERM to each, then a bounded wait.
-    pub(super) fn stop_all(&mut self) {
-        for child in self.children.iter_mut().flatten() {
-            // SAFETY: kill(2) with a pid we spawned and still own (not yet waited for).
-            unsafe {
-                libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-            }
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        for slot in &mut self.children {
-            if let Some(mut child) = slot.take() {
-                while Instant::now() < deadline {
-                    if let Ok(Some(_)) = child.try_wait() {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-    }
-}
-
-impl Drop for Nodes {
-    fn drop(&mut self) {
-        for id in 1..=NODES {
-            self.kill(id);
-        }
-    }
 }
 
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
@@ -208,55 +131,6 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         println!("kept {}", dir.display());
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// `regent admin cluster init` on three free loopback ports.
-pub(super) fn init_cluster(dir: &Path) -> anyhow::Result<()> {
-    let mut command = Command::new(std::env::current_exe()?);
-    command.args(["admin", "cluster", "init", "--dir"]).arg(dir);
-    command.args(["--cluster", "demo"]);
-    for id in 1..=NODES {
-        let port = std::net::UdpSocket::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        command.arg("--node").arg(format!("{id}=127.0.0.1:{port}"));
-    }
-    let out = command
-        .output()
-        .context("running regent admin cluster init")?;
-    if !out.status.success() {
-        bail!(
-            "regent admin cluster init failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
-}
-
-/// Waits for one node other than `except` to be writable.
-pub(super) fn wait_writable(
-    nodes: &Nodes,
-    except: Option<u64>,
-    timeout: Duration,
-) -> anyhow::Result<u64> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        for id in (1..=NODES).filter(|&id| Some(id) != except) {
-            if let Ok(s) = fetch_status(&nodes.socket(id)) {
-                if s["writable"].as_bool() == Some(true) {
-                    return Ok(id);
-                }
-            }
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "no writable leader within {} s; see the logs in {}",
-                timeout.as_secs(),
-                nodes.dir.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 fn put(socket: &Path, key: &str, value: &[u8]) -> anyhow::Result<u64> {

@@ -1,12 +1,12 @@
 //! Subcommands that talk to a running daemon over its socket: `status`, `kv`, `leader`.
 //! Each mirrors one endpoint of the host API (docs/api.md).
 
-use super::client::{self, encode_key, Answer};
 use anyhow::bail;
 use clap::{Args, Subcommand};
+use regent_client::{self as client, encode_key, fetch_status, Answer};
 use serde_json::Value;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -259,14 +259,6 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         print!("{}", status_table(&status));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-pub fn fetch_status(socket: &Path) -> anyhow::Result<Value> {
-    let answer = client::request(socket, "GET", "/v1/status", b"", TIMEOUT)?;
-    if answer.status != 200 {
-        bail!("status: {}", answer.error_text());
-    }
-    answer.json()
 }
 
 /// The cluster as one node sees it: a line for the node, then one per member.

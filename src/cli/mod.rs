@@ -1,15 +1,11 @@
 //! The command line: one subcommand per job, help text from the doc comments.
 
 pub mod admin;
-pub mod bench;
-pub mod client;
 pub mod cluster_init;
 pub mod config_check;
 pub mod demo;
 pub mod host;
 pub mod journal;
-mod load;
-pub mod peers;
 pub mod recover;
 
 use clap::{Parser, Subcommand};
@@ -56,7 +52,8 @@ pub enum Command {
     /// with --i-accept-losing-writes.
     Recover(recover::RecoverArgs),
     /// Run a deterministic simulator campaign of the real Raft core under faults.
-    Sim(crate::sim::SimArgs),
+    #[cfg(feature = "harness")]
+    Sim(regent_sim::SimArgs),
     /// Certificates: create a CA, issue, inspect and rotate node certificates.
     Admin(admin::AdminArgs),
     /// Check a configuration file as `regent run` would: settings, files, certificate.
@@ -65,26 +62,29 @@ pub enum Command {
     ExplainTiming(config_check::ExplainTimingArgs),
     /// A chaos campaign on real processes: faults from a seed, then linearizability, lost
     /// writes, state digests, double leadership and failover time checked (docs/chaos.md).
-    Chaos(crate::chaos::ChaosArgs),
+    #[cfg(feature = "harness")]
+    Chaos(regent_chaos::ChaosArgs),
     /// Benchmarks that print figures.
+    #[cfg(feature = "harness")]
     Bench {
         #[command(subcommand)]
         which: BenchCommand,
     },
 }
 
+#[cfg(feature = "harness")]
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
     /// Durable log appends per second and snapshot throughput on redb.
-    Storage(crate::storage::bench::BenchArgs),
+    Storage(regent_bench::storage::BenchArgs),
     /// Round-trip latency and message rate over QUIC with mutual TLS.
-    Transport(crate::transport::bench::BenchArgs),
+    Transport(regent_bench::transport::BenchArgs),
     /// A three-node cluster of real processes: writes/s and latency per client count, reads/s,
     /// failover and switchover.
-    Cluster(bench::ClusterBenchArgs),
+    Cluster(regent_bench::cluster::ClusterBenchArgs),
     /// The cluster bench's write workload against regent, etcd and ZooKeeper side by side
     /// (bench/peers.sh installs the latter two).
-    Peers(peers::PeersBenchArgs),
+    Peers(regent_bench::peers::PeersBenchArgs),
 }
 
 /// Parses the command line and runs the chosen command.
@@ -92,7 +92,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     let result = match cli.command {
-        Command::Run { config } => crate::daemon::run(&config),
+        Command::Run { config } => regent_daemon::run(&config),
         Command::Demo(args) => demo::run(args),
         Command::Status(args) => host::status(args),
         Command::Kv(args) => host::kv(args),
@@ -103,16 +103,19 @@ pub fn main() -> ExitCode {
         Command::Snapshot(args) => host::maintenance(args, false),
         Command::Recover(args) => recover::run(args),
         Command::Compact(args) => host::maintenance(args, true),
-        Command::Sim(args) => crate::sim::run_cli(args),
-        Command::Chaos(args) => crate::chaos::run(args),
+        #[cfg(feature = "harness")]
+        Command::Sim(args) => regent_sim::run_cli(args),
+        #[cfg(feature = "harness")]
+        Command::Chaos(args) => regent_chaos::run(args),
         Command::Admin(args) => admin::run(args),
         Command::CheckConfig(args) => config_check::check_config(args),
         Command::ExplainTiming(args) => config_check::explain_timing(args),
+        #[cfg(feature = "harness")]
         Command::Bench { which } => match which {
-            BenchCommand::Storage(args) => crate::storage::bench::run(args),
-            BenchCommand::Transport(args) => crate::transport::bench::run(args),
-            BenchCommand::Cluster(args) => bench::run(args),
-            BenchCommand::Peers(args) => peers::run(args),
+            BenchCommand::Storage(args) => regent_bench::storage::run(args),
+            BenchCommand::Transport(args) => regent_bench::transport::run(args),
+            BenchCommand::Cluster(args) => regent_bench::cluster::run(args),
+            BenchCommand::Peers(args) => regent_bench::peers::run(args),
         },
     };
     match result {
@@ -125,5 +128,5 @@ pub fn main() -> ExitCode {
 }
 
 fn init_tracing() {
-    crate::daemon::logging::init();
+    regent_daemon::logging::init();
 }

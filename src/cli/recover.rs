@@ -10,11 +10,11 @@
 //! database open (redb's lock); no entry is removed or rewritten — one entry and the hard
 //! state are added, through `LogStorage::write_batch` (one durable transaction), and read back.
 
-use crate::config::DaemonConfig;
-use crate::raft::{Batch, Entry, EntryPayload, HardState, LogIndex, Membership, Term};
-use crate::storage::{Identity, LogStorage, RedbStorage};
 use anyhow::{bail, Context};
 use clap::Args;
+use regent_daemon::config::DaemonConfig;
+use regent_raft::{Batch, Entry, EntryPayload, HardState, LogIndex, Membership, Term};
+use regent_storage::{Identity, LogStorage, RedbStorage};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -53,7 +53,7 @@ pub fn run(args: RecoverArgs) -> anyhow::Result<ExitCode> {
         cluster_id: config.cluster.clone(),
         node_id: config.node_id,
     };
-    if !config.data_dir.join(crate::storage::DB_FILE_NAME).exists() {
+    if !config.data_dir.join(regent_storage::DB_FILE_NAME).exists() {
         bail!(
             "{} holds no database: there is nothing to recover here",
             config.data_dir.display()

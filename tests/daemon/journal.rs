@@ -169,7 +169,7 @@ fn read_exact_patiently(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Resu
 }
 
 fn base64_decode(text: &str) -> Vec<u8> {
-    regent::cli::journal::base64_decode(text).expect("the tail sends standard base64")
+    regent::cli::journal::decode_op(text).expect("the tail sends standard base64")
 }
 
 fn socket(c: &Cluster, id: u64) -> PathBuf {
@@ -550,7 +550,7 @@ fn a_new_leader_announces_catch_up_index_until_its_host_has_applied_it() {
 }
 
 fn batch(ops: impl Iterator<Item = Vec<u8>>) -> Vec<u8> {
-    regent::api::journal::encode_batch(&ops.collect::<Vec<_>>())
+    regent_daemon::api::journal::encode_batch(&ops.collect::<Vec<_>>())
 }
 
 fn journal_first(c: &Cluster, id: u64) -> u64 {

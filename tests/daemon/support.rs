@@ -155,7 +155,7 @@ impl Cluster {
     /// Routes every node's traffic to its peers through a fault-injecting relay (call before
     /// starting the nodes): each configuration keeps its own address and names the relay's
     /// fronts for its peers.
-    pub fn route_through_relay(&mut self) -> regent::chaos::Relay {
+    pub fn route_through_relay(&mut self) -> regent_chaos::Relay {
         let configs: Vec<serde_yaml::Value> = self
             .nodes
             .iter()
@@ -170,7 +170,7 @@ impl Cluster {
                 (id, m["address"].as_str().unwrap().parse().unwrap())
             })
             .collect();
-        let relay = regent::chaos::Relay::start(&real);
+        let relay = regent_chaos::Relay::start(&real);
         for (node, mut config) in self.nodes.iter().zip(configs) {
             for member in config["members"].as_sequence_mut().unwrap() {
                 let id = member["id"].as_u64().unwrap();

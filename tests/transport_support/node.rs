@@ -2,9 +2,9 @@
 //! timeouts, starting a node, and waiting for its link events.
 
 use super::pki::CLUSTER;
-use regent::pki::{NodeMaterial, TlsPaths};
-use regent::raft::{Message, NodeId};
-use regent::transport::{
+use regent_raft::{Message, NodeId};
+use regent_transport::pki::{NodeMaterial, TlsPaths};
+use regent_transport::{
     Inbound, LinkEvent, StartOptions, Transport, TransportConfig, TransportHandle,
 };
 use std::collections::BTreeMap;

@@ -1,8 +1,8 @@
 //! A CA in a temp dir issuing node certificates, for the transport and PKI tests.
 
-use regent::pki::issue::{self, IssueRequest};
-use regent::pki::{CaDir, NodeIdentity, TlsPaths};
-use regent::raft::NodeId;
+use regent_raft::NodeId;
+use regent_transport::pki::issue::{self, IssueRequest};
+use regent_transport::pki::{CaDir, NodeIdentity, TlsPaths};
 use std::path::Path;
 
 pub const CLUSTER: &str = "test";

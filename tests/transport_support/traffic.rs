@@ -1,8 +1,8 @@
 //! Numbered Raft messages between nodes under test, and receiving them.
 
 use super::node::Node;
-use regent::raft::{LogIndex, Message, MessageBody, NodeId, Term};
-use regent::transport::Inbound;
+use regent_raft::{LogIndex, Message, MessageBody, NodeId, Term};
+use regent_transport::Inbound;
 use std::time::Duration;
 
 /// A Raft message carrying `seq` in its round, with `payload` bytes of entry data.
@@ -14,10 +14,10 @@ pub fn append(from: u64, to: u64, seq: u64, payload: usize) -> Message {
         body: MessageBody::AppendEntries {
             prev_log_index: LogIndex(seq),
             prev_log_term: Term(1),
-            entries: vec![regent::raft::Entry {
+            entries: vec![regent_raft::Entry {
                 term: Term(1),
                 index: LogIndex(seq + 1),
-                payload: regent::raft::EntryPayload::Normal(vec![7; payload]),
+                payload: regent_raft::EntryPayload::Normal(vec![7; payload]),
             }],
             leader_commit: LogIndex(seq),
             round: seq,

@@ -1,0 +1,98 @@
+//! The node's status as the driver publishes it after every turn of its loop: what the API
+//! answers without asking the driver (a `watch` channel, read lock-free by any task).
+
+use regent_raft::{LogIndex, Nanos, NodeId, Role, Term};
+use regent_storage::JournalState;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+/// One member of the configuration in force.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberStatus {
+    pub id: NodeId,
+    pub address: Option<SocketAddr>,
+    pub voter: bool,
+    /// On the leader: how far the member's log matches (its lag is last index − this).
+    pub match_index: Option<LogIndex>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub node_id: NodeId,
+    pub role: Role,
+    pub term: Term,
+    pub leader_id: Option<NodeId>,
+    pub leader_address: Option<SocketAddr>,
+    pub commit_index: LogIndex,
+    pub applied_index: LogIndex,
+    pub last_index: LogIndex,
+    /// The KV store's revision as of the last applied batch.
+    pub revision: u64,
+    /// Leader, lease valid, this term's no-op applied: the host may write.
+    pub writable: bool,
+    /// The lease's end on this machine's CLOCK_MONOTONIC (leader only).
+    pub lease_deadline_ns: Option<Nanos>,
+    pub members: Vec<MemberStatus>,
+    /// Whether the QUIC link to each peer is up.
+    pub links: BTreeMap<NodeId, bool>,
+    /// The host beside this node passes its health probe (always true without one).
+    pub host_healthy: bool,
+    /// When this node's certificate expires (Unix seconds).
+    pub certificate_not_after_unix: Option<i64>,
+    /// The host's journal as of the last applied batch.
+    pub journal: JournalState,
+    /// While this node leads and its host has not yet said (`POST /v1/journal/applied`) that it
+    /// applied the journal up to it: the last journal index committed before this term. The
+    /// host applies everything up to it before writing.
+    pub catch_up_index: Option<u64>,
+    /// The journal index this node's host last reported as applied.
+    pub host_applied_index: u64,
+}
+
+impl NodeStatus {
+    /// Before the driver's first turn.
+    pub fn starting(node_id: NodeId) -> NodeStatus {
+        NodeStatus {
+            node_id,
+            role: Role::Follower,
+            term: Term(0),
+            leader_id: None,
+            leader_address: None,
+            commit_index: LogIndex(0),
+            applied_index: LogIndex(0),
+            last_index: LogIndex(0),
+            revision: 0,
+            writable: false,
+            lease_deadline_ns: None,
+            members: Vec::new(),
+            links: BTreeMap::new(),
+            host_healthy: true,
+            certificate_not_after_unix: None,
+            journal: JournalState::default(),
+            catch_up_index: None,
+            host_applied_index: 0,
+        }
+    }
+
+    /// The role as the API names it.
+    pub fn role_name(&self) -> &'static str {
+        match self.role {
+            Role::Leader => "leader",
+            Role::Follower => "follower",
+            Role::PreCandidate | Role::Candidate => "candidate",
+            Role::Learner => "learner",
+        }
+    }
+
+    /// Milliseconds of lease left at `now` (0 without one).
+    pub fn lease_remaining_ms(&self, now: Nanos) -> u64 {
+        self.lease_deadline_ns
+            .map_or(0, |d| d.saturating_sub(now) / 1_000_000)
+    }
+
+    /// Whether the host may write at `now`: writable when published and the lease not yet
+    /// over (the published value may be a few microseconds old).
+    pub fn writable_at(&self, now: Nanos) -> bool {
+        self.writable && self.lease_deadline_ns.is_some_and(|d| now < d)
+    }
+}

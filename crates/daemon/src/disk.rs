@@ -1,0 +1,192 @@
+//! The disk thread: the only owner of the node's `RedbStorage`. Every storage call of the daemon
+//! runs here, in the order the driver sent it, and its completion goes back to the driver.
+//!
+//! Invariants: one thread, requests in FIFO order, so a read sent after a batch sees that batch;
+//! the driver has at most one batch in flight (the replica's group commit) and never sends a
+//! snapshot chunk while a batch is in flight (nor a batch while a chunk is), so a snapshot swap
+//! can never interleave with a write computed before it. A failed write is fatal for the
+//! daemon: its outcome is unknown, and only a restart from what is durable is safe.
+
+use crate::api::{ReadAnswer, ReadQuery};
+use regent_raft::{LogIndex, NodeId};
+use regent_replica::{Persist, Token};
+use regent_storage::{
+    Applied, FileCompaction, InstallProgress, LogStorage, RedbStorage, SnapshotSource, StorageError,
+};
+use std::sync::mpsc as std_mpsc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+use tokio::sync::{mpsc, oneshot};
+
+/// A journal page stops after the operation that passes this many bytes.
+const JOURNAL_PAGE_BYTES_MAX: usize = 4 << 20;
+
+/// Work for the disk thread.
+pub enum DiskRequest {
+    /// Write a batch durably (one redb transaction) and apply its committed entries.
+    Persist(Persist),
+    /// Drop the log through this index.
+    Compact(LogIndex),
+    /// Read the state machine for a confirmed (or local) read.
+    Read { token: Token, query: ReadQuery },
+    /// Open a snapshot of the state machine to stream to `to`.
+    Snapshot { to: NodeId },
+    /// One chunk of a snapshot arriving from `from`.
+    InstallChunk { from: NodeId, chunk: Vec<u8> },
+    /// Abandon an install in progress.
+    InstallAbort,
+    /// Compact the file when much of it is free (off the commit path: queued like any request,
+    /// sent by the driver only when nothing is in flight).
+    CompactFile,
+    /// Compact the file now, whatever is free (`regent compact`); answered on `reply`.
+    CompactFileNow {
+        reply: oneshot::Sender<Result<FileCompaction, StorageError>>,
+    },
+}
+
+/// What the disk thread did.
+pub enum DiskDone {
+    Persisted {
+        number: u64,
+        result: Result<Vec<Applied>, StorageError>,
+        /// How long the durable write took.
+        micros: u64,
+        /// The KV store's revision after it.
+        revision: u64,
+        /// The host's journal after it.
+        journal: regent_storage::JournalState,
+    },
+    Compacted {
+        index: LogIndex,
+        result: Result<(), StorageError>,
+    },
+    Read {
+        token: Token,
+        result: Result<ReadAnswer, StorageError>,
+    },
+    Snapshot {
+        to: NodeId,
+        result: Result<Box<dyn SnapshotSource>, StorageError>,
+    },
+    Installed {
+        from: NodeId,
+        result: Result<InstallProgress, StorageError>,
+        /// What the storage has applied after the chunk (to tell a stale snapshot).
+        applied: LogIndex,
+    },
+    /// An install in progress was abandoned.
+    InstallAborted,
+    FileCompacted(Result<bool, StorageError>),
+    /// A request answered on its own channel; nothing for the driver to do.
+    Answered,
+}
+
+/// The driver's handle on the disk thread.
+pub struct Disk {
+    requests: std_mpsc::Sender<DiskRequest>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Disk {
+    /// Starts the thread; completions arrive on `done`.
+    pub fn start(mut storage: RedbStorage, done: mpsc::UnboundedSender<DiskDone>) -> Disk {
+        let (requests, inbox) = std_mpsc::channel::<DiskRequest>();
+        let thread = std::thread::Builder::new()
+            .name("regent-disk".into())
+            .spawn(move || {
+                while let Ok(request) = inbox.recv() {
+                    let finished = carry_out(&mut storage, request);
+                    if done.send(finished).is_err() {
+                        break; // The driver is gone.
+                    }
+                }
+            })
+            .expect("spawning the disk thread");
+        Disk {
+            requests,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn send(&self, request: DiskRequest) {
+        // The thread ends only when this handle is dropped or the driver is gone.
+        let _ = self.requests.send(request);
+    }
+
+    /// Waits for every request sent so far to finish, then stops the thread.
+    pub fn stop(mut self) {
+        let (requests, _) = std_mpsc::channel();
+        drop(std::mem::replace(&mut self.requests, requests));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn carry_out(storage: &mut RedbStorage, request: DiskRequest) -> DiskDone {
+    match request {
+        DiskRequest::Persist(persist) => {
+            let started = Instant::now();
+            let result = storage.write_batch(&persist.batch);
+            DiskDone::Persisted {
+                number: persist.number,
+                result,
+                micros: started.elapsed().as_micros() as u64,
+                revision: storage.state().revision,
+                journal: storage.state().journal.clone(),
+            }
+        }
+        DiskRequest::Compact(index) => DiskDone::Compacted {
+            index,
+            result: storage.compact_log(index),
+        },
+        DiskRequest::Read { token, query } => DiskDone::Read {
+            token,
+            result: read(storage, query),
+        },
+        DiskRequest::Snapshot { to } => DiskDone::Snapshot {
+            to,
+            result: storage.snapshot(),
+        },
+        DiskRequest::InstallChunk { from, chunk } => {
+            let result = storage.install_chunk(&chunk);
+            if result.is_err() {
+                storage.install_abort();
+            }
+            DiskDone::Installed {
+                from,
+                result,
+                applied: storage.state().applied,
+            }
+        }
+        DiskRequest::InstallAbort => {
+            storage.install_abort();
+            DiskDone::InstallAborted
+        }
+        DiskRequest::CompactFile => DiskDone::FileCompacted(storage.maybe_compact_file()),
+        DiskRequest::CompactFileNow { reply } => {
+            let _ = reply.send(storage.compact_file());
+            DiskDone::Answered
+        }
+    }
+}
+
+fn read(storage: &RedbStorage, query: ReadQuery) -> Result<ReadAnswer, StorageError> {
+    Ok(match query {
+        ReadQuery::Get { key } => ReadAnswer::Get(storage.kv_get(&key)?),
+        ReadQuery::Range { prefix, limit } => {
+            let (kvs, more) = storage.kv_range(&prefix, limit)?;
+            ReadAnswer::Range { kvs, more }
+        }
+        // A compacted revision is an answer (the caller says which is the oldest), not a
+        // storage failure.
+        ReadQuery::Changes { revision, limit } => {
+            ReadAnswer::Changes(storage.changes_after(revision, limit))
+        }
+        // So is a truncated journal index (the caller says which is the first retained).
+        ReadQuery::Journal { from, limit } => {
+            ReadAnswer::Journal(storage.journal_page(from, limit, JOURNAL_PAGE_BYTES_MAX))
+        }
+        ReadQuery::Digest => ReadAnswer::Digest(storage.digest()?),
+    })
+}

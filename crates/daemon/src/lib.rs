@@ -1,0 +1,248 @@
+//! The daemon (`regent run`): tokio wiring around the replica — the driver task, the disk
+//! thread, the QUIC links, the Unix socket, signals. It adds I/O and nothing else: every duty of
+//! the core's caller is carried out by `replica::Replica`, the same code the simulator checks.
+//!
+//! Start-up order: configuration, storage (recovery), the replica, the QUIC endpoint, the
+//! socket, then the driver. On the first start with an empty data directory a founding node
+//! writes the initial configuration as the log's first entry (`replica::bootstrap_batch`); every
+//! later start recovers from redb only, and the member list in the file is then advisory.
+
+pub mod api;
+pub mod clock;
+pub mod config;
+pub mod disk;
+pub mod driver;
+pub mod health;
+pub mod logging;
+pub mod notify;
+pub mod wire;
+
+use crate::api::{status, ApiContext, ApiOptions};
+use crate::config::DaemonConfig;
+use anyhow::Context;
+use disk::Disk;
+use driver::{Driver, DriverParts};
+use regent_raft::{Membership, SplitMix64};
+use regent_replica::{self as replica, Replica};
+use regent_storage::{Identity, LogStorage, RedbStorage};
+use regent_transport::Transport;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// API requests queued for the driver before senders wait.
+pub const REQUESTS_QUEUE_MAX: usize = 8192;
+
+/// `regent run --config PATH`.
+pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
+    let config = DaemonConfig::load(config_path)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("regent")
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(run_daemon(config, config_path.to_path_buf()))
+}
+
+async fn run_daemon(config: DaemonConfig, config_path: PathBuf) -> anyhow::Result<ExitCode> {
+    let id = config.node_id;
+    if let Some(level) = &config.log_level {
+        logging::set_filter(Some(level)).map_err(|e| anyhow::anyhow!("log_level: {e}"))?;
+    }
+    let identity = Identity {
+        cluster_id: config.cluster.clone(),
+        node_id: id,
+    };
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let (mut storage, _recovered) =
+        RedbStorage::open(&config.data_dir, &identity, config.storage_options())
+            .with_context(|| format!("opening storage in {}", config.data_dir.display()))?;
+    let bootstrap = bootstrap(&config, &mut storage)?;
+
+    let now = clock::now();
+    let mut seed = [0u8; 8];
+    regent_transport::pki::fill_random(&mut seed).context("seeding the election timer")?;
+    let rng = Box::new(SplitMix64::new(u64::from_le_bytes(seed)));
+    let replica = Replica::new(config.raft_config(), &storage, bootstrap, rng, now)
+        .context("restoring the replica from storage")?;
+    let addresses = member_addresses(&config, &storage);
+    let state = storage.state().clone();
+    tracing::info!(
+        node = %id, cluster = %config.cluster,
+        term = state.hard_state.term.0, last_index = state.last_index.0,
+        applied = state.applied.0, snapshot = state.snapshot.last_included_index.0,
+        "recovered"
+    );
+
+    let (transport, inbound) =
+        Transport::start(config.transport_config()).context("starting the QUIC transport")?;
+    let options = ApiOptions {
+        socket: config.socket.clone(),
+        socket_mode: config.socket_mode.bits(),
+        socket_gid: config.socket_gid()?,
+        request_bytes_max: config.api.request_bytes_max,
+        connections_max: config.api.connections_max,
+    };
+    let (live_tx, live) = watch::channel(driver::live_options(&config));
+    let listener = api::bind(&options)?;
+
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let (status_tx, status_rx) = watch::channel(status::NodeStatus::starting(id));
+    let (requests_tx, requests) = mpsc::channel(REQUESTS_QUEUE_MAX);
+    let signals = watch_signals(shutdown_tx.clone(), requests_tx.clone())?;
+    let metrics = Arc::new(api::metrics::Metrics::default());
+    let context = Arc::new(ApiContext {
+        requests: requests_tx,
+        metrics: metrics.clone(),
+        status: status_rx,
+        options: options.clone(),
+        live,
+    });
+    let server = tokio::spawn(api::serve(listener, context.clone(), shutdown.clone()));
+    if let Some(addr) = config.api.tcp_listen {
+        let tcp = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("api.tcp_listen: binding {addr}"))?;
+        tracing::info!(%addr, "read-only checks and metrics on TCP");
+        tokio::spawn(api::serve_tcp(tcp, context, shutdown.clone()));
+    }
+
+    let (done_tx, disk_done) = mpsc::unbounded_channel();
+    let disk = Disk::start(storage, done_tx);
+    let driver = Driver::new(DriverParts {
+        replica,
+        disk,
+        disk_done,
+        transport,
+        inbound,
+        requests,
+        status: status_tx,
+        shutdown: shutdown.clone(),
+        addresses,
+        persist_stall_max: Duration::from_millis(config.timing.persist_stall_max_ms),
+        handover_max: Duration::from_millis(config.timing.election_timeout_min_ms * 3),
+        notifier: notify::Notifier::from_env(),
+        metrics,
+        host_health: config.host_health.clone().map(health::start),
+        live: live_tx,
+        config_path,
+        config: config.clone(),
+    });
+    tracing::info!(node = %id, socket = %options.socket.display(), listen = %config.listen, "serving");
+    let outcome = driver.run().await;
+
+    let _ = shutdown_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
+    let _ = std::fs::remove_file(&options.socket);
+    signals.close();
+    match outcome {
+        Ok(()) => {
+            tracing::info!(node = %id, "stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(err) => {
+            tracing::error!(node = %id, error = %err, "stopping on a fatal error");
+            eprintln!("regent: fatal: {err}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// The configuration the cluster started with. A founding node with empty storage writes it as
+/// the log's first entry; a joining node starts with none (an empty learner until the leader
+/// adds it); after the first start the log is the only source.
+fn bootstrap(config: &DaemonConfig, storage: &mut RedbStorage) -> anyhow::Result<Membership> {
+    let state = storage.state();
+    let fresh = state.last_index.0 == 0
+        && state.hard_state.term.0 == 0
+        && state.snapshot.last_included_index.0 == 0;
+    if config.join || !fresh {
+        return Ok(Membership::default());
+    }
+    let voters = config.initial_membership();
+    tracing::info!(
+        voters = ?voters.voters.iter().map(|v| v.0).collect::<Vec<_>>(),
+        "empty data directory: bootstrapping the initial configuration"
+    );
+    storage
+        .write_batch(&replica::bootstrap_batch(&voters))
+        .context("writing the initial configuration")?;
+    Ok(Membership::default())
+}
+
+/// Every member's address known at start: the configuration file's `members` (the
+/// bootstrap), overridden by the replicated address records (`api::members`) of members added
+/// at run time. The driver narrows the transport's peers to the configuration in force.
+fn member_addresses(
+    config: &DaemonConfig,
+    storage: &RedbStorage,
+) -> std::collections::BTreeMap<regent_raft::NodeId, std::net::SocketAddr> {
+    let mut addresses: std::collections::BTreeMap<_, _> =
+        config.members.iter().map(|m| (m.id, m.address)).collect();
+    match storage.kv_range(
+        api::members::MEMBER_ADDRESS_PREFIX,
+        api::members::MEMBER_RECORDS_MAX,
+    ) {
+        Ok((kvs, _)) => {
+            for kv in &kvs {
+                match api::members::parse_member_address(kv) {
+                    Some((id, addr)) => {
+                        addresses.insert(id, addr);
+                    }
+                    None => tracing::warn!(
+                        key = ?String::from_utf8_lossy(&kv.key),
+                        "an address record that does not parse; ignored"
+                    ),
+                }
+            }
+        }
+        Err(err) => tracing::warn!(error = %err, "reading the members' addresses failed"),
+    }
+    addresses
+}
+
+/// The thread that turns SIGTERM and SIGINT into a shutdown request, and SIGHUP into a reload.
+struct SignalWatch {
+    handle: signal_hook::iterator::Handle,
+}
+
+impl SignalWatch {
+    fn close(self) {
+        self.handle.close();
+    }
+}
+
+fn watch_signals(
+    shutdown: watch::Sender<bool>,
+    requests: mpsc::Sender<api::Request>,
+) -> anyhow::Result<SignalWatch> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .context("installing signal handlers")?;
+    let handle = signals.handle();
+    std::thread::Builder::new()
+        .name("regent-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if signal == SIGHUP {
+                    tracing::info!(
+                        "SIGHUP: reloading the configuration, certificate, key and CA bundle"
+                    );
+                    let _ = requests.blocking_send(api::Request::Reload { reply: None });
+                    continue;
+                }
+                tracing::info!(
+                    signal,
+                    "stopping: no new proposals, flushing, closing links"
+                );
+                let _ = shutdown.send(true);
+                break;
+            }
+        })
+        .context("starting the signal thread")?;
+    Ok(SignalWatch { handle })
+}

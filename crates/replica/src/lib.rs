@@ -1,0 +1,628 @@
+//! The replica: a `RaftNode` plus its caller's duties, sans I/O. The simulator and the daemon
+//! drive the same `Replica`, so the glue between the consensus core and the state machine —
+//! carrying out each `Ready`, answering proposals by (index, term), read contexts, the
+//! compaction policy, snapshot installs — is written once and checked by every simulated seed.
+//!
+//! The caller adds only I/O. It feeds inputs (`tick`, `step`, `propose`, `read`, …), then drains
+//! [`Action`]s with [`Replica::poll`] and carries each out: send a message, write a batch
+//! durably and report it with [`Replica::persisted`], stream a snapshot, compact the log and
+//! report it with [`Replica::compacted`], answer a client.
+//!
+//! Invariants: at most one batch is being persisted at a time (group commit: everything the
+//! core produces meanwhile goes into the next one); a proposal is answered only once an entry
+//! at its index is applied — `Applied` if that entry carries the proposal's term, `Superseded`
+//! if another leader's entry took the index; messages that promise durability leave only after
+//! `persisted`.
+
+use regent_raft::{
+    ConfChange, ConfChangeError, Config, ConfigError, LogIndex, Membership, Message, Nanos, NodeId,
+    ProposeError, RaftNode, RaftRng, ReadError, RestoredState, SoftState, Term, TransferError,
+};
+use regent_storage::{Applied, ApplyResult, Batch, LogStorage, SnapshotMeta, StorageError};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The caller's name for a request (a client operation, an API call): echoed in its answer.
+pub type Token = u64;
+
+/// How a read is confirmed before the local state machine is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadMode {
+    /// ReadIndex: a heartbeat round confirms leadership (on a follower, the leader's).
+    Index,
+    /// While the lease holds, no round trip (leader only).
+    Lease,
+}
+
+/// What became of a proposal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProposalOutcome {
+    /// The proposal's entry was applied, with this result.
+    Applied {
+        index: LogIndex,
+        term: Term,
+        result: ApplyResult,
+    },
+    /// Another leader's entry took the index: this proposal was not applied there (it may still
+    /// have been applied at another index if it was proposed more than once).
+    Superseded { index: LogIndex },
+}
+
+/// One batch to write durably, then report with [`Replica::persisted`] under its number.
+#[derive(Debug)]
+pub struct Persist {
+    pub number: u64,
+    pub batch: Batch,
+}
+
+/// What [`Replica::compact_now`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompactNow {
+    /// An `Action::Compact` through this index was appended.
+    Started(LogIndex),
+    /// A compaction through this index is already in flight.
+    InFlight(LogIndex),
+    /// Nothing was applied since the snapshot at this index.
+    UpToDate(LogIndex),
+}
+
+/// A side effect the caller carries out, in the order given.
+#[derive(Debug)]
+pub enum Action {
+    /// Send the message to `message.to`.
+    Send(Message),
+    /// Write the batch in one atomic, durable transaction (`LogStorage::write_batch`), then call
+    /// [`Replica::persisted`] with its number and the results. The messages that must wait for
+    /// durability are held by the replica until then.
+    Persist(Persist),
+    /// A follower needs entries the log no longer holds: stream the storage snapshot to it.
+    /// Report each chunk `to` acknowledges with [`Replica::snapshot_progress`] (the core gives
+    /// up on a stream only after `snapshot_timeout_ms` without progress). When its install
+    /// completes the follower's caller calls [`Replica::snapshot_installed`].
+    SendSnapshot { to: NodeId },
+    /// The proposal `token` is decided.
+    Proposal {
+        token: Token,
+        outcome: ProposalOutcome,
+    },
+    /// The read `token` is confirmed: the local state machine has applied at least `index` and
+    /// reading it now is linearizable. Or the read failed.
+    Read {
+        token: Token,
+        result: Result<LogIndex, ReadError>,
+    },
+    /// The compaction policy: drop the storage log through this index (the state machine is the
+    /// snapshot), then call [`Replica::compacted`]. Off the commit path where the caller can.
+    Compact(LogIndex),
+    /// The role, term or leader changed.
+    SoftState(SoftState),
+}
+
+/// The requests still unanswered when a replica is dropped (a crash, a shutdown): their outcome
+/// is unknown to the client.
+#[derive(Debug, Default)]
+pub struct Abandoned {
+    /// Reads, in the order they were started.
+    pub reads: Vec<Token>,
+    /// Proposals, in index order.
+    pub proposals: Vec<Token>,
+}
+
+/// The batch being persisted: what the replica needs back when it is durable.
+#[derive(Debug)]
+struct Persisting {
+    number: u64,
+    /// (index, term) of each committed entry in the batch, to answer proposals.
+    committed: Vec<(LogIndex, Term)>,
+    persisted_messages: Vec<Message>,
+}
+
+pub struct Replica {
+    core: RaftNode,
+    /// The configuration the cluster started with: in force until a snapshot or a `Config`
+    /// entry says otherwise.
+    bootstrap: Membership,
+    /// Proposals waiting for their index to be applied: index → (token, term proposed in).
+    waiting: BTreeMap<LogIndex, Vec<(Token, Term)>>,
+    /// Reads started here: the core's read context → token.
+    reads: BTreeMap<u64, Token>,
+    /// Read contexts never repeat, not even across restarts: a late or duplicated answer to an
+    /// earlier incarnation's read would otherwise confirm a new read with an old index. They
+    /// start at the (monotonic) time the replica was built and count up, one per read.
+    next_read_ctx: u64,
+    persisting: Option<Persisting>,
+    /// A compaction handed out and not yet reported.
+    compacting: Option<LogIndex>,
+    /// While set, no new batch is handed out (the caller is installing a snapshot chunk, which
+    /// must not interleave with a write computed before the swap).
+    writes_held: bool,
+}
+
+impl Replica {
+    /// Builds the replica from what its storage holds. `bootstrap` is the cluster's initial
+    /// configuration (used until a snapshot or a `Config` entry replaces it).
+    pub fn new(
+        config: Config,
+        storage: &dyn LogStorage,
+        bootstrap: Membership,
+        rng: Box<dyn RaftRng>,
+        now: Nanos,
+    ) -> Result<Replica, ReplicaError> {
+        let restored = restored_state(storage, &bootstrap)?;
+        let core = RaftNode::new(config, restored, rng, now)?;
+        Ok(Replica {
+            core,
+            bootstrap,
+            waiting: BTreeMap::new(),
+            reads: BTreeMap::new(),
+            next_read_ctx: now.max(1),
+            persisting: None,
+            compacting: None,
+            writes_held: false,
+        })
+    }
+
+    /// The consensus core, for status and checks. Inputs go through the replica.
+    pub fn core(&self) -> &RaftNode {
+        &self.core
+    }
+
+    // ----- Inputs -----
+
+    pub fn tick(&mut self, now: Nanos) {
+        self.core.tick(now);
+    }
+
+    /// Handles a message from a peer. An error names what was wrong with it (it came from the
+    /// network: never a panic).
+    pub fn step(&mut self, m: Message, now: Nanos) -> Result<(), regent_raft::StepError> {
+        self.core.step(m, now)
+    }
+
+    /// Proposes a command; `token` is answered with a [`Action::Proposal`] once an entry at the
+    /// returned index is applied.
+    pub fn propose(
+        &mut self,
+        token: Token,
+        data: Vec<u8>,
+        now: Nanos,
+    ) -> Result<(LogIndex, Term), ProposeError> {
+        let (index, term) = self.core.propose(data, now)?;
+        self.waiting.entry(index).or_default().push((token, term));
+        Ok((index, term))
+    }
+
+    /// Starts a linearizable read; `token` is answered with an [`Action::Read`].
+    pub fn read(&mut self, token: Token, mode: ReadMode, now: Nanos) -> Result<(), ReadError> {
+        let ctx = self.next_read_ctx;
+        match mode {
+            ReadMode::Index => self.core.read_index(ctx, now)?,
+            ReadMode::Lease => self.core.lease_read(ctx, now)?,
+        }
+        self.next_read_ctx += 1;
+        self.reads.insert(ctx, token);
+        Ok(())
+    }
+
+    /// The host beside this node is unhealthy (`true`) or healthy again (`false`): an unhealthy
+    /// host's node does not campaign.
+    pub fn hold_campaigns(&mut self, held: bool) {
+        self.core.hold_campaigns(held);
+    }
+
+    pub fn transfer_leadership(
+        &mut self,
+        target: Option<NodeId>,
+        now: Nanos,
+    ) -> Result<NodeId, TransferError> {
+        self.core.transfer_leadership(target, now)
+    }
+
+    pub fn change_membership(
+        &mut self,
+        change: ConfChange,
+        now: Nanos,
+    ) -> Result<LogIndex, ConfChangeError> {
+        self.core.change_membership(change, now)
+    }
+
+    /// A change to exactly `voters` and `learners` in one joint step, however many voters it
+    /// adds, promotes or removes (see [`RaftNode::reconfigure`]).
+    pub fn reconfigure(
+        &mut self,
+        voters: BTreeSet<NodeId>,
+        learners: BTreeSet<NodeId>,
+        now: Nanos,
+    ) -> Result<LogIndex, ConfChangeError> {
+        self.core.reconfigure(voters, learners, now)
+    }
+
+    pub fn abort_membership_change(&mut self, now: Nanos) -> Result<LogIndex, ConfChangeError> {
+        self.core.abort_membership_change(now)
+    }
+
+    /// The snapshot stream to `to` made progress: a chunk was acknowledged (see
+    /// [`RaftNode::snapshot_progress`]).
+    pub fn snapshot_progress(&mut self, to: NodeId, now: Nanos) {
+        self.core.snapshot_progress(to, now);
+    }
+
+    /// The snapshot stream to `to` ended with the follower's acknowledgement of an install
+    /// through `index` (see [`RaftNode::snapshot_sent`]).
+    pub fn snapshot_sent(&mut self, to: NodeId, index: LogIndex, now: Nanos) {
+        self.core.snapshot_sent(to, index, now);
+    }
+
+    /// The snapshot stream to `to` failed: a new one is asked for soon (see
+    /// [`RaftNode::snapshot_failed`]).
+    pub fn snapshot_failed(&mut self, to: NodeId, now: Nanos) {
+        self.core.snapshot_failed(to, now);
+    }
+
+    // ----- Outputs -----
+
+    /// Appends the actions due now to `out`, in the order to carry them out: read answers,
+    /// snapshot streams, messages, then (when no batch is being persisted) the role change, the
+    /// next batch's messages and the batch itself.
+    pub fn poll(&mut self, out: &mut Vec<Action>) {
+        for state in self.core.take_read_states() {
+            if let Some(token) = self.reads.remove(&state.ctx) {
+                out.push(Action::Read {
+                    token,
+                    result: state.result,
+                });
+            }
+        }
+        for request in self.core.take_snapshot_requests() {
+            out.push(Action::SendSnapshot { to: request.to });
+        }
+        out.extend(self.core.take_messages().into_iter().map(Action::Send));
+        if self.persisting.is_some() || self.writes_held {
+            return;
+        }
+        let Some(ready) = self.core.ready() else {
+            return;
+        };
+        let number = ready.number;
+        if let Some(soft) = ready.soft_state {
+            out.push(Action::SoftState(soft));
+        }
+        out.extend(ready.messages.into_iter().map(Action::Send));
+        let batch = ready.batch;
+        self.persisting = Some(Persisting {
+            number,
+            committed: batch.committed.iter().map(|e| (e.index, e.term)).collect(),
+            persisted_messages: ready.persisted_messages,
+        });
+        out.push(Action::Persist(Persist { number, batch }));
+    }
+
+    /// The batch `number` is durable and its committed entries applied with `applied` (one per
+    /// committed entry, in order, as `LogStorage::write_batch` returns them). Appends the
+    /// answers to proposals, the messages that waited for durability, and a compaction when
+    /// one is due.
+    pub fn persisted(&mut self, number: u64, applied: Vec<Applied>, out: &mut Vec<Action>) {
+        let done = self
+            .persisting
+            .take()
+            .expect("persisted without a batch in flight");
+        assert_eq!(
+            done.number, number,
+            "persisted a batch other than the one in flight"
+        );
+        assert_eq!(
+            done.committed.len(),
+            applied.len(),
+            "one result per committed entry"
+        );
+        for ((index, term), applied) in done.committed.into_iter().zip(applied) {
+            assert_eq!(index, applied.index, "results in the order of the entries");
+            self.answer(index, term, applied.result, out);
+        }
+        out.extend(done.persisted_messages.into_iter().map(Action::Send));
+        self.core.advance(number);
+        if self.compacting.is_none() {
+            if let Some(index) = self.core.snapshot_due() {
+                self.compacting = Some(index);
+                out.push(Action::Compact(index));
+            }
+        }
+    }
+
+    /// The storage log is compacted through `index` (after an [`Action::Compact`]).
+    pub fn compacted(&mut self, index: LogIndex) {
+        assert_eq!(
+            self.compacting.take(),
+            Some(index),
+            "an unrequested compaction"
+        );
+        self.core.compact(index);
+    }
+
+    /// An operator's `regent snapshot`: compact the log through the applied (and durable)
+    /// index now, rather than when the policy says. Appends the `Action::Compact` it starts;
+    /// answers the index a compaction in flight will reach, or the snapshot's index when
+    /// nothing was applied since.
+    pub fn compact_now(&mut self, now: Nanos, out: &mut Vec<Action>) -> CompactNow {
+        if let Some(index) = self.compacting {
+            return CompactNow::InFlight(index);
+        }
+        let applied = self.core.status(now).applied_index;
+        let index = applied.min(self.core.persisted_index());
+        if index <= self.core.snapshot_index() {
+            return CompactNow::UpToDate(self.core.snapshot_index());
+        }
+        self.compacting = Some(index);
+        out.push(Action::Compact(index));
+        CompactNow::Started(index)
+    }
+
+    /// A compaction failed in storage: the core keeps its log, and the policy may ask again.
+    pub fn compaction_failed(&mut self) {
+        self.compacting = None;
+    }
+
+    /// Holds back new batches (`true`) while the caller installs a snapshot chunk, or lets them
+    /// go again (`false`). Call it only while no batch is being persisted.
+    pub fn hold_writes(&mut self, held: bool) {
+        assert!(
+            !held || self.persisting.is_none(),
+            "writes held while a batch is being persisted"
+        );
+        self.writes_held = held;
+    }
+
+    /// Whether a batch is being persisted (a snapshot install must not race it).
+    pub fn is_persisting(&self) -> bool {
+        self.persisting.is_some()
+    }
+
+    /// A snapshot from `from` was installed durably by storage (`meta` is what it holds now),
+    /// or refused as stale (older than what this node applied): either way the core learns of
+    /// it and tells the leader where to resume.
+    pub fn snapshot_installed(&mut self, from: NodeId, meta: SnapshotMeta, now: Nanos) {
+        let membership = if meta.membership.voters.is_empty() {
+            self.bootstrap.clone()
+        } else {
+            meta.membership
+        };
+        self.core.snapshot_installed(
+            from,
+            meta.last_included_index,
+            meta.last_included_term,
+            membership,
+            now,
+        );
+    }
+
+    /// Gives up the replica (a crash, a shutdown), returning the requests left unanswered.
+    pub fn abandon(self) -> Abandoned {
+        Abandoned {
+            reads: self.reads.into_values().collect(),
+            proposals: self
+                .waiting
+                .into_values()
+                .flat_map(|waiters| waiters.into_iter().map(|(token, _)| token))
+                .collect(),
+        }
+    }
+
+    fn answer(&mut self, index: LogIndex, term: Term, result: ApplyResult, out: &mut Vec<Action>) {
+        let Some(waiters) = self.waiting.remove(&index) else {
+            return;
+        };
+        for (token, proposed_in) in waiters {
+            let outcome = if proposed_in == term {
+                ProposalOutcome::Applied {
+                    index,
+                    term,
+                    result: result.clone(),
+                }
+            } else {
+                ProposalOutcome::Superseded { index }
+            };
+            out.push(Action::Proposal { token, outcome });
+        }
+    }
+}
+
+/// What a node restarts from: exactly what its storage made durable. Storage records a
+/// configuration only once a `Config` entry was applied (or a snapshot installed); before that
+/// the cluster runs on its `bootstrap` configuration.
+pub fn restored_state(
+    storage: &dyn LogStorage,
+    bootstrap: &Membership,
+) -> Result<RestoredState, StorageError> {
+    let state = storage.state();
+    let membership = if state.snapshot.membership.voters.is_empty() {
+        bootstrap.clone()
+    } else {
+        state.snapshot.membership.clone()
+    };
+    let entries = storage.entries(state.first_index, state.last_index.next(), usize::MAX)?;
+    Ok(RestoredState {
+        hard_state: state.hard_state,
+        membership,
+        snapshot_index: state.snapshot.last_included_index,
+        snapshot_term: state.snapshot.last_included_term,
+        entries,
+        applied: state.applied,
+    })
+}
+
+/// The first durable write of a new cluster's node: the initial configuration as entry 1 of
+/// term 1, committed and applied. Every founding node writes the same entry, so their logs agree
+/// from the start, and from then on the membership lives in the log (and in snapshots), never
+/// again in the configuration file.
+pub fn bootstrap_batch(voters: &Membership) -> Batch {
+    let entry = regent_raft::Entry {
+        index: LogIndex(1),
+        term: Term(1),
+        payload: regent_raft::EntryPayload::Config(voters.clone()),
+    };
+    Batch {
+        hard_state: Some(regent_raft::HardState {
+            term: Term(1),
+            vote: None,
+            commit: LogIndex(1),
+        }),
+        truncate_from: None,
+        entries: vec![entry.clone()],
+        committed: vec![entry],
+    }
+}
+
+/// Why a replica could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError {
+    #[error("reading the durable state: {0}")]
+    Storage(#[from] StorageError),
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use regent_raft::{MessageBody, SplitMix64};
+    use regent_storage::{Command, Identity, MemStorage, Proposal, Response, StorageOptions};
+
+    const MS: u64 = 1_000_000;
+
+    fn storage(id: u64) -> MemStorage {
+        let identity = Identity {
+            cluster_id: "replica-test".into(),
+            node_id: NodeId(id),
+        };
+        MemStorage::new(identity, StorageOptions::default())
+            .unwrap()
+            .0
+    }
+
+    fn replica(id: u64, voters: &[u64], disk: &MemStorage, now: Nanos) -> Replica {
+        let mut config = Config::new(NodeId(id));
+        config.election_timeout_min_ms = 100;
+        config.heartbeat_interval_ms = 10;
+        let voters = Membership::new(voters.iter().map(|&v| NodeId(v)));
+        let rng = Box::new(SplitMix64::new(id));
+        Replica::new(config, disk, voters, rng, now).unwrap()
+    }
+
+    /// Carries out every action the way the daemon does, with a synchronous disk; returns the
+    /// actions other than persisting (sends, answers).
+    fn run(r: &mut Replica, disk: &mut MemStorage) -> Vec<Action> {
+        let mut seen = Vec::new();
+        loop {
+            let mut out = Vec::new();
+            r.poll(&mut out);
+            if out.is_empty() {
+                return seen;
+            }
+            for action in out {
+                match action {
+                    Action::Persist(p) => {
+                        let applied = disk.write_batch(&p.batch).unwrap();
+                        let mut more = Vec::new();
+                        r.persisted(p.number, applied, &mut more);
+                        seen.extend(more);
+                    }
+                    other => seen.push(other),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_single_node_answers_a_proposal_once_applied() {
+        let mut disk = storage(1);
+        let mut r = replica(1, &[1], &disk, MS);
+        let mut now = MS;
+        while r.core().status(now).role != regent_raft::Role::Leader {
+            now += 10 * MS;
+            r.tick(now);
+            run(&mut r, &mut disk);
+        }
+        let put = Proposal::new(Command::Put {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+        });
+        let (index, term) = r.propose(7, put.encode(), now).unwrap();
+        let answers: Vec<Action> = run(&mut r, &mut disk)
+            .into_iter()
+            .filter(|a| matches!(a, Action::Proposal { .. }))
+            .collect();
+        assert_eq!(answers.len(), 1, "{answers:?}");
+        let Action::Proposal { token, outcome } = &answers[0] else {
+            unreachable!()
+        };
+        assert_eq!(*token, 7);
+        let ProposalOutcome::Applied {
+            index: i,
+            term: t,
+            result,
+        } = outcome
+        else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!((*i, *t), (index, term));
+        assert!(matches!(
+            result,
+            ApplyResult::Command(Ok(Response::Put { .. }))
+        ));
+        assert_eq!(disk.state().applied, index);
+    }
+
+    /// A late or duplicated ReadIndex answer meant for an earlier incarnation must never match a
+    /// read started after a restart: read contexts start at the replica's start time.
+    #[test]
+    fn read_contexts_never_repeat_across_restarts() {
+        let mut disk = storage(2);
+        let mut ctx_of = |r: &mut Replica, now: Nanos| -> u64 {
+            let heartbeat = Message {
+                from: NodeId(1),
+                to: NodeId(2),
+                term: Term(1),
+                body: MessageBody::Heartbeat {
+                    commit: LogIndex(0),
+                    round: 1,
+                },
+            };
+            r.step(heartbeat, now).unwrap();
+            r.read(1, ReadMode::Index, now).unwrap();
+            // The term learnt from the heartbeat must be durable before anything is sent.
+            run(r, &mut disk)
+                .iter()
+                .find_map(|a| match a {
+                    Action::Send(Message {
+                        body: MessageBody::ReadIndex { ctx },
+                        ..
+                    }) => Some(*ctx),
+                    _ => None,
+                })
+                .expect("a follower asks the leader")
+        };
+        let empty = storage(2);
+        let mut first = replica(2, &[1, 2, 3], &empty, 5 * MS);
+        let a = ctx_of(&mut first, 5 * MS);
+        let b = ctx_of(&mut first, 6 * MS);
+        assert!(b > a);
+        drop(first);
+        let mut second = replica(2, &[1, 2, 3], &empty, 9 * MS);
+        let c = ctx_of(&mut second, 9 * MS);
+        assert!(
+            c > b,
+            "a restarted replica reused read context {c} (before: {a}, {b})"
+        );
+    }
+
+    #[test]
+    fn the_bootstrap_entry_is_the_same_everywhere_and_applies_the_voters() {
+        let voters = Membership::new([NodeId(1), NodeId(2), NodeId(3)]);
+        assert_eq!(bootstrap_batch(&voters), bootstrap_batch(&voters));
+        let mut disk = storage(1);
+        disk.write_batch(&bootstrap_batch(&voters)).unwrap();
+        assert_eq!(disk.state().membership, voters);
+        // Restored with no bootstrap configuration: the log alone says who the voters are.
+        let r = replica(1, &[], &disk, MS);
+        assert_eq!(r.core().membership(), &voters);
+    }
+}

@@ -1,0 +1,154 @@
+//! Carrying out a replica's actions, as the daemon's driver does with real I/O: messages onto
+//! the packet simulator, batches onto the storage simulator, snapshot streams, compactions,
+//! and answers to the workload's clients.
+//!
+//! Invariant: a node is checked (`observe`) after every batch of its actions.
+
+use super::Cluster;
+use crate::checker::{durability, Finding, ViolationKind};
+use crate::time::Event;
+use regent_raft::{LogIndex, Message};
+use regent_replica::{Action, Persist};
+use regent_storage::LogStorage;
+
+impl Cluster {
+    /// Collects the node's output and carries it out: sends what may go now, starts a durable
+    /// write when none is in progress; then checks the node.
+    pub(super) fn drive(&mut self, i: usize) {
+        let Some(replica) = self.nodes[i].replica.as_mut() else {
+            return;
+        };
+        let mut actions = Vec::new();
+        replica.poll(&mut actions);
+        self.carry_out(i, actions);
+        self.observe(i);
+    }
+
+    /// Carries out the replica's actions in order, as the daemon's driver does with real I/O.
+    pub(super) fn carry_out(&mut self, i: usize, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Read { token, result } => {
+                    let node = &self.nodes[i];
+                    let op = token as usize;
+                    if let Err(f) = self
+                        .workload
+                        .read_confirmed(&mut self.env, node, op, result)
+                    {
+                        self.violation(f);
+                    }
+                }
+                Action::SendSnapshot { to } => {
+                    let (env, network) = (&mut self.env, &mut self.network);
+                    let to = (to.0 - 1) as usize;
+                    if let Err(f) = self.snapshots.start(env, network, &self.nodes, i, to) {
+                        self.violation(f);
+                    }
+                }
+                Action::Send(m) => self.send(i, m),
+                Action::SoftState(_) => {}
+                Action::Persist(persist) => self.start_write(i, persist),
+                Action::Proposal { token, outcome } => {
+                    self.workload
+                        .proposal_decided(&mut self.env, token, outcome);
+                }
+                Action::Compact(index) => self.compact(i, index),
+            }
+        }
+    }
+
+    pub(super) fn send(&mut self, from: usize, m: Message) {
+        if let Err(f) = durability::check_before_send(self.nodes[from].disk.store.state(), &m) {
+            self.violation(f);
+        }
+        if self.env.tracing() {
+            let line = format!("send {} -> {} {} {}", m.from, m.to, m.term, m.body);
+            self.env.note(line);
+        }
+        let to = (m.to.0 - 1) as usize;
+        assert!(to < self.nodes.len(), "message to unknown {}", m.to);
+        self.network.send(&mut self.env, from, to, m);
+    }
+
+    /// The disk starts writing a batch; it becomes durable when `WriteDone` arrives (a crash
+    /// before then loses it).
+    pub(super) fn start_write(&mut self, i: usize, persist: Persist) {
+        let healed = self.heal_at.is_some();
+        let lag = if self.layout.slow.contains(&i) {
+            self.layout.lag_ns
+        } else {
+            0
+        };
+        let latency = self.disk_faults.latency(&mut self.env.rng, healed) + lag;
+        self.nodes[i].disk.start_write(persist);
+        let incarnation = self.nodes[i].incarnation;
+        self.env.schedule(
+            latency,
+            Event::WriteDone {
+                node: i,
+                incarnation,
+            },
+        );
+    }
+
+    /// The durable write of a batch completes: it becomes durable all at once, committed
+    /// entries are applied, clients answered, persisted messages sent.
+    pub(super) fn write_done(&mut self, i: usize, incarnation: u64) {
+        let node = &mut self.nodes[i];
+        if node.incarnation != incarnation || node.replica.is_none() {
+            return; // The node crashed first: the write is lost.
+        }
+        let id = node.id;
+        // The vote is checked before storage sees it: the simulator's own record, not storage's
+        // validation, is what says a node voted twice.
+        if let Some(hs) = node.disk.writing().and_then(|p| p.batch.hard_state) {
+            if let Err(f) = self.votes.on_durable(id, &hs) {
+                self.violation(f);
+            }
+        }
+        let (persist, results) = self.nodes[i].disk.finish_write();
+        let results = match results {
+            Ok(results) => results,
+            Err(err) => {
+                let detail = format!("{id}: storage refused a Ready: {err}");
+                self.violation(Finding::new(ViolationKind::Contract, detail));
+                return;
+            }
+        };
+        let store = &self.nodes[i].disk.store;
+        let batch = &persist.batch;
+        let durable =
+            self.facts
+                .on_durable_entries(id, |index| store.term(index).ok(), &batch.entries);
+        let applied = batch.committed.iter().map(|e| self.facts.on_apply(id, e));
+        let findings: Vec<Finding> = std::iter::once(durable)
+            .chain(applied)
+            .filter_map(Result::err)
+            .collect();
+        for f in findings {
+            self.violation(f);
+        }
+        let mut actions = Vec::new();
+        let replica = self.nodes[i].live();
+        replica.persisted(persist.number, results, &mut actions);
+        self.carry_out(i, actions);
+        self.drive(i);
+    }
+
+    /// The replica's compaction policy: the disk drops its log through `index`.
+    pub(super) fn compact(&mut self, i: usize, index: LogIndex) {
+        let node = &mut self.nodes[i];
+        let replica = node.replica.as_mut().expect("live");
+        match node.disk.store.compact_log(index) {
+            Ok(()) => {
+                replica.compacted(index);
+                self.compactions += 1;
+            }
+            Err(err) => {
+                replica.compaction_failed();
+                let detail = format!("{}: compaction at {index} failed: {err}", node.id);
+                self.violation(Finding::new(ViolationKind::Contract, detail));
+            }
+        }
+    }
+}

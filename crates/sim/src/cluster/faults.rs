@@ -1,0 +1,178 @@
+//! Faults carried out on the cluster: partitions and cuts on the packet simulator, crashes and
+//! restarts of nodes, the operator's actions on the leader, and the heal.
+//!
+//! Invariant: a node restarts only from what its disk made durable; after the heal every node
+//! is up and no fault comes.
+
+use super::Cluster;
+use crate::nemesis::Fault;
+use crate::node::leader_of;
+use crate::operator::Asked;
+use crate::time::{Event, MS};
+use regent_raft::{Membership, RaftRng};
+use regent_storage::LogStorage;
+
+impl Cluster {
+    pub(super) fn inject(&mut self, fault: Fault) {
+        let n = self.nodes.len();
+        let leader = leader_of(&self.nodes);
+        let env = &mut self.env;
+        match fault {
+            Fault::ChangeMembership => {
+                if let Some(l) = leader {
+                    self.change_membership(l);
+                }
+            }
+            Fault::HandOver => {
+                if let Some(l) = leader {
+                    self.operator.hand_over(env, &mut self.nodes, l);
+                    self.drive(l);
+                }
+            }
+            Fault::Partition => {
+                let side = self.network.partition(&mut env.rng, n);
+                env.note(format!("partition {side:?}"));
+            }
+            Fault::OneWayCut => {
+                let (a, b) = (env.rng.below(n as u64), env.rng.below(n as u64));
+                if a != b {
+                    self.network.cut_one_way(a as usize, b as usize);
+                    env.note(format!("one-way cut n{} -> n{}", a + 1, b + 1));
+                }
+            }
+            Fault::CutLeaderPartly => {
+                if let Some(l) = leader {
+                    self.network.cut_partly(&mut env.rng, l, n);
+                    env.note(format!("leader n{} cut from some followers", l + 1));
+                }
+            }
+            Fault::Reconnect => {
+                self.network.reconnect();
+                env.note("heal network".to_string());
+            }
+            Fault::Crash => {
+                let victim = if env.rng.below(2) == 0 {
+                    leader.unwrap_or(0)
+                } else {
+                    env.rng.below(n as u64) as usize
+                };
+                self.crash(victim);
+                let down = self.nemesis.downtime(&mut self.env.rng);
+                self.env.schedule(down, Event::Restart(victim));
+            }
+            Fault::Reboot => {
+                let victim = env.rng.below(n as u64) as usize;
+                if self.nodes[victim].replica.is_some() {
+                    self.crash(victim);
+                    self.env.schedule(MS, Event::Restart(victim));
+                }
+            }
+        }
+    }
+
+    pub(super) fn crash(&mut self, i: usize) {
+        let Some((lost_write, abandoned)) = self.nodes[i].crash() else {
+            return;
+        };
+        let lost = if lost_write {
+            "a write"
+        } else {
+            "nothing durable"
+        };
+        self.env.note(format!("crash n{} (losing {lost})", i + 1));
+        self.workload.abandoned(&mut self.env, abandoned);
+    }
+
+    pub(super) fn start_node(&mut self, i: usize) {
+        let seed = self.env.rng.next_u64();
+        let mut config = self.limits.config(self.nodes[i].id);
+        if let Some(lag_max) = self.cfg.promote_lag_max {
+            config.promote_lag_max = lag_max;
+        }
+        let bootstrap = self.bootstrap_membership();
+        let node = &mut self.nodes[i];
+        node.start(self.env.time.now(), seed, config, bootstrap);
+        let commit = node.core().expect("started").status(0).commit_index;
+        self.watches[i].restarted(commit, node.disk.store.state().applied);
+    }
+
+    /// Every node of the simulated cluster, all voters: the configuration it starts with.
+    pub(super) fn bootstrap_membership(&self) -> Membership {
+        self.layout.bootstrap()
+    }
+
+    /// The operator asks the leader at `l` for a membership change; one that entered a joint
+    /// configuration may be followed closely by a fault on that leader.
+    pub(super) fn change_membership(&mut self, l: usize) {
+        let asked = self
+            .operator
+            .change_membership(&mut self.env, &mut self.nodes, l);
+        if asked == Asked::Nothing {
+            return;
+        }
+        self.drive(l);
+        let pct = self.operator.style.joint_fault_pct;
+        if asked == (Asked::Accepted { joint: true }) && self.env.rng.below(100) < pct {
+            let incarnation = self.nodes[l].incarnation;
+            let after = self.env.rng.below(3 * MS);
+            self.env.schedule(
+                after,
+                Event::JointFault {
+                    node: l,
+                    incarnation,
+                },
+            );
+        }
+    }
+
+    /// The operator's next action of its own, if it has a cadence.
+    pub(super) fn schedule_reconfigure(&mut self) {
+        if let Some(every) = self.operator.style.every_ns {
+            let next = every / 2 + self.env.rng.below(every);
+            self.env.schedule(next, Event::Reconfigure);
+        }
+    }
+
+    /// A fault right behind a joint change: its leader crashes (and comes back later) or is
+    /// cut from some of the others, while the joint configuration is not yet committed.
+    pub(super) fn joint_fault(&mut self, l: usize, incarnation: u64) {
+        if self.heal_at.is_some() || self.nodes[l].incarnation != incarnation {
+            return;
+        }
+        if self.env.rng.below(2) == 0 {
+            self.crash(l);
+            let down = self.nemesis.downtime(&mut self.env.rng);
+            self.env.schedule(down, Event::Restart(l));
+        } else {
+            let n = self.nodes.len();
+            self.network.cut_partly(&mut self.env.rng, l, n);
+            self.env.note(format!(
+                "n{} cut from some others during a joint change",
+                l + 1
+            ));
+        }
+    }
+
+    /// A new leader at `l`: now and then the operator asks it for a change at once, before
+    /// its own term's entry commits.
+    pub(super) fn eager_change(&mut self, l: usize) {
+        let pct = self.operator.style.eager_pct;
+        if self.heal_at.is_none() && pct > 0 && self.env.rng.below(100) < pct {
+            self.change_membership(l);
+        }
+    }
+
+    pub(super) fn heal(&mut self) {
+        let now = self.env.now();
+        self.heal_at = Some(now);
+        self.network.heal();
+        self.env
+            .note("heal: network whole, every node up, no more faults".to_string());
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].replica.is_none() {
+                self.start_node(i);
+            }
+        }
+        self.workload.heal(now);
+    }
+}

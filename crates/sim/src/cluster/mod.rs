@@ -1,0 +1,288 @@
+//! One simulated cluster, run from a seed: the parts assembled — the real replica (core and
+//! glue) on every node, the packet simulator, the storage simulator, the timeline and drifting
+//! clocks, the workload, the operator, the fault schedule, snapshot streams — and the
+//! checkers run after every step, after healing and at the end.
+//!
+//! Invariant: everything is decided by the seed. The simulator owns the only clock (real
+//! simulated nanoseconds) and the only random generator; a run is a pure function of its
+//! `SimConfig`.
+
+mod actions;
+mod checks;
+mod faults;
+
+use super::checker::facts::Facts;
+use super::checker::journal::JournalTails;
+use super::checker::step::Watch;
+use super::checker::terms::{self, Fingerprint};
+use super::checker::votes::Votes;
+use super::checker::{Finding, Violation, ViolationKind};
+use super::config::{self, raft_config, CoreLimits, SimConfig};
+use super::env::Env;
+use super::layout::Layout;
+use super::nemesis::Nemesis;
+use super::network::Network;
+use super::node::{leader_of, SimNode};
+use super::operator::{Operator, Style};
+use super::snapshot::{ChunkArrival, SnapshotStreams};
+use super::storage::DiskFaults;
+use super::time::{Clock, Event, MS};
+use super::workload::Workload;
+use regent_raft::{Message, Nanos, NodeId, SplitMix64};
+
+/// The result of one run.
+#[derive(Clone, Debug, Default)]
+pub struct SimOutcome {
+    pub violations: Vec<Violation>,
+    pub elections: u64,
+    /// Writes acknowledged to clients.
+    pub commits: u64,
+    pub election_after_heal_ns: u64,
+    /// Leadership hand-overs completed (the target took over in the next term).
+    pub handovers: u64,
+    /// Linearizable reads completed (ReadIndex, lease and log reads).
+    pub reads: u64,
+    /// Membership changes accepted by a leader (add learner, promote, remove, abort), and
+    /// those that entered a joint configuration.
+    pub conf_changes: u64,
+    pub joint_changes: u64,
+    /// Joint configurations entered that changed more than one voter at once.
+    pub multi_voter_changes: u64,
+    /// Changes the core refused while an earlier term's configuration was uncommitted.
+    pub earlier_term_refusals: u64,
+    /// Over every election: the learners and members of the winner's configuration, and the
+    /// elections won while learners existed.
+    pub learners_seen: u64,
+    pub members_seen: u64,
+    pub learner_elections: u64,
+    /// Snapshots taken (log compactions) and installed on followers.
+    pub snapshots: u64,
+    /// Writes sent again after an unknown outcome (checked for exactly-once application).
+    pub retries: u64,
+    pub trace: Vec<String>,
+}
+
+pub struct Cluster {
+    cfg: SimConfig,
+    env: Env,
+    limits: CoreLimits,
+    nodes: Vec<SimNode>,
+    /// What was last seen of each node, for the per-step checks.
+    watches: Vec<Watch>,
+    /// Every node's journal, tailed.
+    journal_tails: JournalTails,
+    network: Network,
+    /// Voters, learners and spares at the start.
+    layout: Layout,
+    disk_faults: DiskFaults,
+    nemesis: Nemesis,
+    snapshots: SnapshotStreams,
+    workload: Workload,
+    operator: Operator,
+    facts: Facts,
+    votes: Votes,
+    heal_at: Option<Nanos>,
+    first_writable_after_heal: Option<Nanos>,
+    /// Log compactions.
+    compactions: u64,
+    elections: u64,
+    violations: Vec<Violation>,
+    election_after_heal_ns: u64,
+}
+
+impl Cluster {
+    pub fn new(cfg: SimConfig) -> Cluster {
+        assert!(cfg.nodes >= 1 && cfg.nodes <= 7);
+        let mut rng = SplitMix64::new(cfg.seed ^ 0x5EED_F00D_C1A5_7E85);
+        let (limits, rates) = config::draw(&mut rng);
+        let drift_ppm = raft_config(NodeId(1)).clock_drift_max_ppm as i64;
+        let nodes: Vec<SimNode> = (0..cfg.nodes)
+            .map(|i| SimNode::new(NodeId(i as u64 + 1), Clock::draw(&mut rng, drift_ppm)))
+            .collect();
+        let layout = Layout::draw(&mut rng, cfg.nodes);
+        let style = Style::draw(&mut rng);
+        let mut cluster = Cluster {
+            env: Env::new(rng, cfg.trace_lines_max),
+            limits,
+            watches: nodes.iter().map(|_| Watch::default()).collect(),
+            journal_tails: JournalTails::default(),
+            nodes,
+            network: Network::new(rates.network),
+            layout,
+            disk_faults: rates.disk,
+            nemesis: Nemesis::new(rates.fault_every_ns),
+            snapshots: SnapshotStreams::default(),
+            workload: Workload::new(),
+            operator: Operator::new(style),
+            facts: Facts::default(),
+            votes: Votes::default(),
+            heal_at: None,
+            first_writable_after_heal: None,
+            compactions: 0,
+            elections: 0,
+            violations: Vec::new(),
+            election_after_heal_ns: 0,
+            cfg,
+        };
+        cluster.boot();
+        cluster
+    }
+
+    /// Starts every node and its ticks, the clients, the fault schedule and the heal.
+    fn boot(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.start_node(i);
+            let jitter = self.env.rng.below(5 * MS);
+            self.env.schedule(jitter, Event::Tick(i));
+        }
+        self.workload.begin(&mut self.env);
+        let first_fault = self.nemesis.next_delay(&mut self.env.rng);
+        self.env.schedule(first_fault, Event::Fault);
+        self.schedule_reconfigure();
+        self.env.schedule(self.cfg.safety_ms * MS, Event::Heal);
+    }
+
+    /// Runs the safety phase, heals, runs the liveness phase, then checks the final state and
+    /// the client history.
+    pub fn run(mut self) -> SimOutcome {
+        let after_heal = self.cfg.liveness_ms_max.max(self.cfg.settle_ms_max);
+        let deadline = self.cfg.safety_ms * MS + after_heal * MS;
+        let mut steps = 0u64;
+        while let Some((at, event)) = self.env.time.pop() {
+            if at > deadline {
+                break;
+            }
+            self.env.time.advance_to(at);
+            steps += 1;
+            if steps > self.cfg.steps_max {
+                let detail = format!("more than {} events", self.cfg.steps_max);
+                self.violation(Finding::new(ViolationKind::StepLimit, detail));
+                break;
+            }
+            self.handle(event);
+            self.check_after_step();
+            if !self.violations.is_empty() || self.settled() {
+                break;
+            }
+        }
+        if self.violations.is_empty() {
+            self.final_checks();
+        }
+        self.outcome()
+    }
+
+    fn outcome(mut self) -> SimOutcome {
+        SimOutcome {
+            violations: self.violations,
+            elections: self.elections,
+            commits: self.workload.commits,
+            election_after_heal_ns: self.election_after_heal_ns,
+            handovers: self.operator.handovers,
+            reads: self.workload.reads,
+            conf_changes: self.operator.conf_changes,
+            joint_changes: self.operator.joint_changes,
+            multi_voter_changes: self.operator.multi_voter_changes,
+            earlier_term_refusals: self.operator.earlier_term_refusals,
+            learners_seen: self.operator.learners_seen,
+            members_seen: self.operator.members_seen,
+            learner_elections: self.operator.learner_elections,
+            snapshots: self.compactions + self.snapshots.installed,
+            retries: self.workload.retries,
+            trace: self.env.take_trace(),
+        }
+    }
+
+    // ----- Events -----
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Tick(i) => self.tick(i),
+            Event::Deliver(m) => self.deliver(m),
+            Event::WriteDone { node, incarnation } => self.write_done(node, incarnation),
+            Event::Restart(i) => {
+                if self.nodes[i].replica.is_none() {
+                    self.start_node(i);
+                    self.env.note(format!("restart n{}", i + 1));
+                }
+            }
+            Event::Fault => {
+                if self.heal_at.is_none() {
+                    let fault = self.nemesis.next_fault(&mut self.env.rng);
+                    self.inject(fault);
+                    let next = self.nemesis.next_delay(&mut self.env.rng);
+                    self.env.schedule(next, Event::Fault);
+                }
+            }
+            Event::Reconfigure => {
+                if self.heal_at.is_none() {
+                    if let Some(l) = leader_of(&self.nodes) {
+                        self.change_membership(l);
+                    }
+                    self.schedule_reconfigure();
+                }
+            }
+            Event::JointFault { node, incarnation } => self.joint_fault(node, incarnation),
+            Event::ClientStart(c) => {
+                if let Some(target) = self.workload.start(&mut self.env, &mut self.nodes, c) {
+                    self.drive(target);
+                }
+            }
+            Event::ClientTimeout { client, op } => {
+                self.workload.timed_out(&mut self.env, client, op);
+            }
+            Event::Heal => self.heal(),
+            Event::SnapshotChunk { id, k } => self.snapshot_chunk(id, k),
+            Event::SnapshotAck { id, k } => {
+                let (env, network) = (&mut self.env, &mut self.network);
+                self.snapshots
+                    .acknowledged(env, network, &mut self.nodes, id, k);
+            }
+        }
+    }
+
+    fn tick(&mut self, i: usize) {
+        if let Some(now) = self.nodes[i].local_now(self.env.now()) {
+            self.nodes[i].live().tick(now);
+            self.drive(i);
+        }
+        let next = 5 * MS + self.env.rng.below(MS);
+        self.env.schedule(next, Event::Tick(i));
+    }
+
+    fn deliver(&mut self, m: Message) {
+        let to = (m.to.0 - 1) as usize;
+        let Some(now) = self.nodes[to].local_now(self.env.now()) else {
+            return;
+        };
+        if self.env.tracing() {
+            let line = format!("deliver {} -> {} {} {}", m.from, m.to, m.term, m.body);
+            self.env.note(line);
+        }
+        let before = Fingerprint::of(self.nodes[to].core().expect("live"));
+        let stale = m.term < before.term() && terms::must_reject_when_stale(&m.body);
+        let copy = stale.then(|| m.clone());
+        if let Err(err) = self.nodes[to].live().step(m, now) {
+            let detail = format!("step error at n{}: {err}", to + 1);
+            self.violation(Finding::new(ViolationKind::Contract, detail));
+        }
+        if let Some(m) = copy {
+            let after = Fingerprint::of(self.nodes[to].core().expect("live"));
+            if let Err(f) = terms::check_not_acted_on(&m, &before, &after) {
+                self.violation(f);
+            }
+        }
+        self.drive(to);
+    }
+
+    fn snapshot_chunk(&mut self, id: u64, k: usize) {
+        let (env, network, nodes) = (&mut self.env, &mut self.network, &mut self.nodes);
+        match self.snapshots.chunk_arrived(env, network, nodes, id, k) {
+            ChunkArrival::Nothing => {}
+            ChunkArrival::Installed { to, applied } => {
+                self.watches[to].snapshot_installed(applied);
+                self.drive(to);
+            }
+            ChunkArrival::Stale { to } => self.drive(to),
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! One simulated node: its replica while it is up, its disk, its clock, and its incarnation.
+//!
+//! Invariant: a replica is only ever built from what its disk holds durably; every start and
+//! every crash begins a new incarnation, so events addressed to an earlier one are ignored.
+
+use super::storage::SimDisk;
+use super::time::Clock;
+use regent_raft::{Config, Membership, Nanos, NodeId, RaftNode, Role, SplitMix64};
+use regent_replica::{Abandoned, Replica};
+
+pub struct SimNode {
+    pub id: NodeId,
+    /// The replica (core and its glue), or `None` while the node is down.
+    pub replica: Option<Replica>,
+    pub incarnation: u64,
+    pub clock: Clock,
+    pub disk: SimDisk,
+}
+
+impl SimNode {
+    pub fn new(id: NodeId, clock: Clock) -> SimNode {
+        SimNode {
+            id,
+            replica: None,
+            incarnation: 0,
+            clock,
+            disk: SimDisk::new(id),
+        }
+    }
+
+    /// The node's local monotonic clock, or `None` when it is down.
+    pub fn local_now(&self, now: Nanos) -> Option<Nanos> {
+        self.replica.as_ref()?;
+        Some(self.clock.local(now))
+    }
+
+    /// The node's consensus core, or `None` when it is down.
+    pub fn core(&self) -> Option<&RaftNode> {
+        self.replica.as_ref().map(Replica::core)
+    }
+
+    /// The replica of a node known to be up.
+    pub fn live(&mut self) -> &mut Replica {
+        self.replica.as_mut().expect("live")
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.core()
+            .is_some_and(|c| c.status(0).role == Role::Leader)
+    }
+
+    /// (Re)starts the node: the disk reopens with exactly what is durable and the replica is
+    /// rebuilt from it.
+    pub fn start(&mut self, now: Nanos, seed: u64, config: Config, bootstrap: Membership) {
+        self.disk.reopen();
+        self.incarnation += 1;
+        let local = self.clock.local(now);
+        let rng = Box::new(SplitMix64::new(seed));
+        let replica = Replica::new(config, &self.disk.store, bootstrap, rng, local)
+            .expect("the simulated disk and config are valid");
+        self.replica = Some(replica);
+    }
+
+    /// Crashes the node: the write in progress is lost, and so are the requests its clients
+    /// were waiting on. `None` if it was down already.
+    pub fn crash(&mut self) -> Option<(bool, Abandoned)> {
+        let replica = self.replica.take()?;
+        let lost_write = self.disk.crash();
+        self.incarnation += 1;
+        Some((lost_write, replica.abandon()))
+    }
+}
+
+/// The position of the node that believes it leads, if any (the first one).
+pub fn leader_of(nodes: &[SimNode]) -> Option<usize> {
+    nodes.iter().position(SimNode::is_leader)
+}
