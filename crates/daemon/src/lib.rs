@@ -15,6 +15,7 @@ pub mod driver;
 pub mod health;
 pub mod logging;
 pub mod notify;
+pub mod streams;
 pub mod wire;
 
 use crate::api::{status, ApiContext, ApiOptions};
@@ -124,7 +125,6 @@ async fn run_daemon(config: DaemonConfig, config_path: PathBuf) -> anyhow::Resul
         shutdown: shutdown.clone(),
         addresses,
         persist_stall_max: Duration::from_millis(config.timing.persist_stall_max_ms),
-        handover_max: Duration::from_millis(config.timing.election_timeout_min_ms * 3),
         notifier: notify::Notifier::from_env(),
         metrics,
         host_health: config.host_health.clone().map(health::start),

@@ -36,7 +36,7 @@ pub enum ConfChangeError {
     NotMember { id: NodeId },
     #[error("{id} is not a learner")]
     NotLearner { id: NodeId },
-    #[error("learner {id} has matched up to {matched} of {last}; promote it once it is within {lag_max} entries")]
+    #[error("learner {id} is not caught up yet (it has {matched}, the leader {last}); a learner is promoted once it has acknowledged entries and is at most promote_lag_max = {lag_max} entries behind")]
     LearnerBehind {
         id: NodeId,
         matched: LogIndex,

@@ -8,15 +8,28 @@
 //! durably and report it with [`Replica::persisted`], stream a snapshot, compact the log and
 //! report it with [`Replica::compacted`], answer a client.
 //!
+//! Every decision the daemon makes about Raft lives here too, in a file per concept, so that
+//! the simulator runs it: hand-overs and their retries (`handover`), early fencing and the
+//! host's journal reports (`propose`), and the sequencing of snapshot chunks against batches
+//! (`install`). Promotions have one rule, the core's (`promote_lag_max`).
+//!
 //! Invariants: at most one batch is being persisted at a time (group commit: everything the
 //! core produces meanwhile goes into the next one); a proposal is answered only once an entry
 //! at its index is applied — `Applied` if that entry carries the proposal's term, `Superseded`
 //! if another leader's entry took the index; messages that promise durability leave only after
 //! `persisted`.
 
+mod handover;
+mod install;
+mod propose;
+
+pub use handover::{HandoverOutcome, Stop, HANDOVER_ELECTION_TIMEOUTS};
+pub use install::InstallVerdict;
+pub use propose::ProposeRefusal;
+
 use regent_raft::{
     ConfChange, ConfChangeError, Config, ConfigError, LogIndex, Membership, Message, Nanos, NodeId,
-    ProposeError, RaftNode, RaftRng, ReadError, RestoredState, SoftState, Term, TransferError,
+    ProposeError, RaftNode, RaftRng, ReadError, RestoredState, SoftState, Term,
 };
 use regent_storage::{Applied, ApplyResult, Batch, LogStorage, SnapshotMeta, StorageError};
 use std::collections::{BTreeMap, BTreeSet};
@@ -95,6 +108,27 @@ pub enum Action {
     Compact(LogIndex),
     /// The role, term or leader changed.
     SoftState(SoftState),
+    /// A hand-over ended; `token` is the switchover's request, if one asked for it.
+    Handover {
+        token: Option<Token>,
+        outcome: HandoverOutcome,
+    },
+    /// Forward this node's host's journal report to the leader `to`, which logs it in this
+    /// node's name ([`Replica::host_report`] there).
+    ForwardHostReport {
+        to: NodeId,
+        applied: Option<u64>,
+        checkpoint: Option<u64>,
+    },
+    /// Feed one snapshot chunk to storage (`LogStorage::install_chunk`; on an error, abort the
+    /// install), then report the verdict with [`Replica::chunk_installed`]. No batch is handed
+    /// out meanwhile.
+    InstallChunk { from: NodeId, chunk: Vec<u8> },
+    /// The chunk queued under `token` ([`Replica::install_chunk`]) is decided.
+    InstallAnswer {
+        token: Token,
+        verdict: InstallVerdict,
+    },
 }
 
 /// The requests still unanswered when a replica is dropped (a crash, a shutdown): their outcome
@@ -105,6 +139,10 @@ pub struct Abandoned {
     pub reads: Vec<Token>,
     /// Proposals, in index order.
     pub proposals: Vec<Token>,
+    /// Switchovers in progress.
+    pub handovers: Vec<Token>,
+    /// Snapshot chunks queued or on the disk.
+    pub chunks: Vec<Token>,
 }
 
 /// The batch being persisted: what the replica needs back when it is durable.
@@ -117,7 +155,11 @@ struct Persisting {
 }
 
 pub struct Replica {
+    id: NodeId,
     core: RaftNode,
+    /// The latest time any input carried: outputs computed in `poll` (hand-over checks) use
+    /// it. Never goes back.
+    now: Nanos,
     /// The configuration the cluster started with: in force until a snapshot or a `Config`
     /// entry says otherwise.
     bootstrap: Membership,
@@ -132,9 +174,24 @@ pub struct Replica {
     persisting: Option<Persisting>,
     /// A compaction handed out and not yet reported.
     compacting: Option<LogIndex>,
-    /// While set, no new batch is handed out (the caller is installing a snapshot chunk, which
-    /// must not interleave with a write computed before the swap).
-    writes_held: bool,
+    /// Actions produced by inputs, handed out by the next `poll`.
+    queued: Vec<Action>,
+    /// Hand-overs in progress, and how long one may take.
+    handovers: Vec<handover::Handover>,
+    handover_max_ns: Nanos,
+    /// Transfer rounds asked again within a hand-over (for the simulator's counters).
+    handover_retries: u64,
+    handover_retry_refused: bool,
+    /// A stop was asked: the caller ends once no hand-over is in progress.
+    stopping: bool,
+    host_healthy: bool,
+    /// What this node's host last reported as applied in the journal, with the term it was
+    /// reported in (the hand-over acknowledgement is per term).
+    host_applied: (Term, u64),
+    /// Commands refused by the early fencing check.
+    fenced: u64,
+    /// Snapshot chunks from leaders, queued for the disk.
+    installs: install::Installs,
 }
 
 impl Replica {
@@ -148,16 +205,29 @@ impl Replica {
         now: Nanos,
     ) -> Result<Replica, ReplicaError> {
         let restored = restored_state(storage, &bootstrap)?;
+        let handover_max_ns =
+            HANDOVER_ELECTION_TIMEOUTS * config.election_timeout_min_ms * 1_000_000;
         let core = RaftNode::new(config, restored, rng, now)?;
         Ok(Replica {
+            id: core.id(),
             core,
+            now,
             bootstrap,
             waiting: BTreeMap::new(),
             reads: BTreeMap::new(),
             next_read_ctx: now.max(1),
             persisting: None,
             compacting: None,
-            writes_held: false,
+            queued: Vec::new(),
+            handovers: Vec::new(),
+            handover_max_ns,
+            handover_retries: 0,
+            handover_retry_refused: false,
+            stopping: false,
+            host_healthy: true,
+            host_applied: (Term(0), 0),
+            fenced: 0,
+            installs: install::Installs::default(),
         })
     }
 
@@ -166,15 +236,39 @@ impl Replica {
         &self.core
     }
 
+    /// When the caller must call `tick` next (the core's next timer or a hand-over's
+    /// deadline).
+    pub fn next_deadline(&self) -> Nanos {
+        let core = self.core.next_deadline();
+        self.handover_deadline().map_or(core, |h| core.min(h))
+    }
+
+    /// Transfer rounds asked again within hand-overs since the replica was built.
+    pub fn handover_retries(&self) -> u64 {
+        self.handover_retries
+    }
+
+    /// The latest time an input carried: what the replica's outputs are computed at.
+    pub fn latest_input_time(&self) -> Nanos {
+        self.now
+    }
+
+    /// Records the time an input carried (it never goes back).
+    fn observe(&mut self, now: Nanos) {
+        self.now = self.now.max(now);
+    }
+
     // ----- Inputs -----
 
     pub fn tick(&mut self, now: Nanos) {
+        self.observe(now);
         self.core.tick(now);
     }
 
     /// Handles a message from a peer. An error names what was wrong with it (it came from the
     /// network: never a panic).
     pub fn step(&mut self, m: Message, now: Nanos) -> Result<(), regent_raft::StepError> {
+        self.observe(now);
         self.core.step(m, now)
     }
 
@@ -186,6 +280,7 @@ impl Replica {
         data: Vec<u8>,
         now: Nanos,
     ) -> Result<(LogIndex, Term), ProposeError> {
+        self.observe(now);
         let (index, term) = self.core.propose(data, now)?;
         self.waiting.entry(index).or_default().push((token, term));
         Ok((index, term))
@@ -193,6 +288,7 @@ impl Replica {
 
     /// Starts a linearizable read; `token` is answered with an [`Action::Read`].
     pub fn read(&mut self, token: Token, mode: ReadMode, now: Nanos) -> Result<(), ReadError> {
+        self.observe(now);
         let ctx = self.next_read_ctx;
         match mode {
             ReadMode::Index => self.core.read_index(ctx, now)?,
@@ -203,25 +299,12 @@ impl Replica {
         Ok(())
     }
 
-    /// The host beside this node is unhealthy (`true`) or healthy again (`false`): an unhealthy
-    /// host's node does not campaign.
-    pub fn hold_campaigns(&mut self, held: bool) {
-        self.core.hold_campaigns(held);
-    }
-
-    pub fn transfer_leadership(
-        &mut self,
-        target: Option<NodeId>,
-        now: Nanos,
-    ) -> Result<NodeId, TransferError> {
-        self.core.transfer_leadership(target, now)
-    }
-
     pub fn change_membership(
         &mut self,
         change: ConfChange,
         now: Nanos,
     ) -> Result<LogIndex, ConfChangeError> {
+        self.observe(now);
         self.core.change_membership(change, now)
     }
 
@@ -233,36 +316,42 @@ impl Replica {
         learners: BTreeSet<NodeId>,
         now: Nanos,
     ) -> Result<LogIndex, ConfChangeError> {
+        self.observe(now);
         self.core.reconfigure(voters, learners, now)
     }
 
     pub fn abort_membership_change(&mut self, now: Nanos) -> Result<LogIndex, ConfChangeError> {
+        self.observe(now);
         self.core.abort_membership_change(now)
     }
 
     /// The snapshot stream to `to` made progress: a chunk was acknowledged (see
     /// [`RaftNode::snapshot_progress`]).
     pub fn snapshot_progress(&mut self, to: NodeId, now: Nanos) {
+        self.observe(now);
         self.core.snapshot_progress(to, now);
     }
 
     /// The snapshot stream to `to` ended with the follower's acknowledgement of an install
     /// through `index` (see [`RaftNode::snapshot_sent`]).
     pub fn snapshot_sent(&mut self, to: NodeId, index: LogIndex, now: Nanos) {
+        self.observe(now);
         self.core.snapshot_sent(to, index, now);
     }
 
     /// The snapshot stream to `to` failed: a new one is asked for soon (see
     /// [`RaftNode::snapshot_failed`]).
     pub fn snapshot_failed(&mut self, to: NodeId, now: Nanos) {
+        self.observe(now);
         self.core.snapshot_failed(to, now);
     }
 
     // ----- Outputs -----
 
     /// Appends the actions due now to `out`, in the order to carry them out: read answers,
-    /// snapshot streams, messages, then (when no batch is being persisted) the role change, the
-    /// next batch's messages and the batch itself.
+    /// snapshot streams, messages, the actions inputs produced (forwarded reports), hand-overs
+    /// ended, then the next snapshot chunk for the disk, and (when neither a batch nor a chunk
+    /// is on the disk) the role change, the next batch's messages and the batch itself.
     pub fn poll(&mut self, out: &mut Vec<Action>) {
         for state in self.core.take_read_states() {
             if let Some(token) = self.reads.remove(&state.ctx) {
@@ -276,7 +365,10 @@ impl Replica {
             out.push(Action::SendSnapshot { to: request.to });
         }
         out.extend(self.core.take_messages().into_iter().map(Action::Send));
-        if self.persisting.is_some() || self.writes_held {
+        out.append(&mut self.queued);
+        self.check_handovers(self.now, out);
+        self.next_chunk(out);
+        if self.persisting.is_some() || self.chunk_on_disk() {
             return;
         }
         let Some(ready) = self.core.ready() else {
@@ -361,17 +453,7 @@ impl Replica {
         self.compacting = None;
     }
 
-    /// Holds back new batches (`true`) while the caller installs a snapshot chunk, or lets them
-    /// go again (`false`). Call it only while no batch is being persisted.
-    pub fn hold_writes(&mut self, held: bool) {
-        assert!(
-            !held || self.persisting.is_none(),
-            "writes held while a batch is being persisted"
-        );
-        self.writes_held = held;
-    }
-
-    /// Whether a batch is being persisted (a snapshot install must not race it).
+    /// Whether a batch is being persisted (a snapshot chunk then waits for it).
     pub fn is_persisting(&self) -> bool {
         self.persisting.is_some()
     }
@@ -379,7 +461,7 @@ impl Replica {
     /// A snapshot from `from` was installed durably by storage (`meta` is what it holds now),
     /// or refused as stale (older than what this node applied): either way the core learns of
     /// it and tells the leader where to resume.
-    pub fn snapshot_installed(&mut self, from: NodeId, meta: SnapshotMeta, now: Nanos) {
+    fn snapshot_installed(&mut self, from: NodeId, meta: SnapshotMeta, now: Nanos) {
         let membership = if meta.membership.voters.is_empty() {
             self.bootstrap.clone()
         } else {
@@ -395,8 +477,10 @@ impl Replica {
     }
 
     /// Gives up the replica (a crash, a shutdown), returning the requests left unanswered.
-    pub fn abandon(self) -> Abandoned {
+    pub fn abandon(mut self) -> Abandoned {
         Abandoned {
+            handovers: self.handovers.iter().filter_map(|h| h.token).collect(),
+            chunks: self.abandon_chunks(),
             reads: self.reads.into_values().collect(),
             proposals: self
                 .waiting

@@ -31,6 +31,12 @@ pub struct Summary {
     pub learner_elections: u64,
     pub snapshots: u64,
     pub retries: u64,
+    /// Hand-overs the replicas answered done (`handovers=`: switchovers and SIGTERM stops).
+    pub handovers_done: u64,
+    pub promotions_refused: u64,
+    pub fenced: u64,
+    pub installs_during_writes: u64,
+    pub host_reports: u64,
     /// The first violation of each failing seed; each carries its replay command.
     pub failures: Vec<Violation>,
 }
@@ -38,7 +44,7 @@ pub struct Summary {
 impl Summary {
     pub fn line(&self) -> String {
         format!(
-            "sim: seeds={} violations={} elections={} commits={} max_election_ms={} snapshots={} conf_changes={} joint_changes={} multi_voter_changes={} earlier_term_refusals={} transfers={} reads={} retries={} learner_share={}% learner_elections={}",
+            "sim: seeds={} violations={} elections={} commits={} max_election_ms={} snapshots={} conf_changes={} joint_changes={} multi_voter_changes={} earlier_term_refusals={} transfers={} reads={} retries={} learner_share={}% learner_elections={} handovers={} promotions_refused={} fenced={} installs_during_writes={} host_reports={}",
             self.seeds,
             self.violations,
             self.elections,
@@ -53,7 +59,12 @@ impl Summary {
             self.reads,
             self.retries,
             self.learner_share_pct(),
-            self.learner_elections
+            self.learner_elections,
+            self.handovers_done,
+            self.promotions_refused,
+            self.fenced,
+            self.installs_during_writes,
+            self.host_reports
         )
     }
 
@@ -77,6 +88,11 @@ impl Summary {
         self.learner_elections += outcome.learner_elections;
         self.retries += outcome.retries;
         self.snapshots += outcome.snapshots;
+        self.handovers_done += outcome.handovers_done;
+        self.promotions_refused += outcome.promotions_refused;
+        self.fenced += outcome.fenced;
+        self.installs_during_writes += outcome.installs_during_writes;
+        self.host_reports += outcome.host_reports;
         self.max_election_ms = self
             .max_election_ms
             .max(outcome.election_after_heal_ns / 1_000_000);

@@ -15,6 +15,7 @@ pub mod checker;
 pub mod cluster;
 pub mod config;
 mod env;
+mod hosts;
 mod layout;
 mod nemesis;
 mod network;

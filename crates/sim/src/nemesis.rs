@@ -23,6 +23,9 @@ pub enum Fault {
     Reboot,
     HandOver,
     ChangeMembership,
+    /// SIGTERM: the leader (or a random node) is asked to stop; a leader hands leadership over
+    /// first, then the node stops and comes back later.
+    Stop,
 }
 
 pub struct Nemesis {
@@ -41,7 +44,7 @@ impl Nemesis {
     }
 
     pub fn next_fault(&self, rng: &mut SplitMix64) -> Fault {
-        match rng.below(10) {
+        match rng.below(11) {
             0 => Fault::Partition,
             1 => Fault::OneWayCut,
             2 => Fault::CutLeaderPartly,
@@ -49,7 +52,8 @@ impl Nemesis {
             5 | 6 => Fault::Crash,
             7 => Fault::Reboot,
             8 => Fault::HandOver,
-            _ => Fault::ChangeMembership,
+            9 => Fault::ChangeMembership,
+            _ => Fault::Stop,
         }
     }
 

@@ -7,14 +7,26 @@
 //! drawn per seed too: on its own cadence, at once on a new leader (before that leader's own
 //! entry commits), or with a fault right behind a change that entered a joint configuration.
 //!
+//! Hand-overs go through the replica's own machinery (`Replica::switchover`, retried until its
+//! deadline), and what comes back is checked: a hand-over answered done was done, none outlives
+//! its deadline, and a leader with one in progress is transferring (or was refused a retry).
+//! Promotions are checked against the promotion rule, computed here independently from the
+//! leader's view of the learner before the change is asked: a lagging learner is refused, a
+//! caught-up one accepted.
+//!
 //! Invariant: every request goes to the node that believes it leads, as an administrator's
 //! would; the core decides whether it is allowed.
 
+use super::checker::{Finding, ViolationKind};
 use super::env::Env;
 use super::node::SimNode;
 use super::time::MS;
-use regent_raft::{ConfChange, ConfChangeError, Membership, Nanos, NodeId, SplitMix64, Term};
+use regent_raft::{ConfChange, ConfChangeError, Membership, Nanos, NodeId, Role, SplitMix64, Term};
+use regent_replica::{HandoverOutcome, Token};
 use std::collections::BTreeSet;
+
+/// Tokens of switchovers asked of a replica (apart from the clients' operations).
+pub const SWITCHOVER: Token = 1 << 60;
 
 /// How the operator behaves in one seed.
 #[derive(Clone, Debug)]
@@ -95,10 +107,20 @@ pub struct Operator {
     pub learners_seen: u64,
     pub members_seen: u64,
     pub learner_elections: u64,
+    /// Hand-overs the replicas answered done (`handovers=`), and those given up.
+    pub handovers_done: u64,
+    pub handovers_not_done: u64,
+    /// Promotions the leader refused because the learner lagged (`promotions_refused=`).
+    pub promotions_refused: u64,
+    /// The promotion rule: caught up means a match index above 0, at most this far behind.
+    promote_lag_max: u64,
+    next_switchover: Token,
+    /// What the checks of the operator's requests found.
+    pub findings: Vec<Finding>,
 }
 
 impl Operator {
-    pub fn new(style: Style) -> Operator {
+    pub fn new(style: Style, promote_lag_max: u64) -> Operator {
         Operator {
             style,
             target: BTreeSet::new(),
@@ -111,6 +133,12 @@ impl Operator {
             learners_seen: 0,
             members_seen: 0,
             learner_elections: 0,
+            handovers_done: 0,
+            handovers_not_done: 0,
+            promotions_refused: 0,
+            promote_lag_max,
+            next_switchover: 0,
+            findings: Vec::new(),
         }
     }
 
@@ -124,9 +152,84 @@ impl Operator {
         let now = nodes[l].local_now(env.now()).expect("the leader is up");
         let replica = nodes[l].live();
         let term = replica.core().status(now).term;
-        if let Ok(to) = replica.transfer_leadership(target, now) {
+        self.next_switchover += 1;
+        let token = SWITCHOVER | self.next_switchover;
+        if let Ok(to) = replica.switchover(token, target, now) {
             self.handovers_started.push((to, term));
             env.note(format!("n{} hands leadership to {to}", l + 1));
+        }
+    }
+
+    /// A hand-over on `node` ended: a `Done` one must be done as the replica itself sees it
+    /// (it follows the target), and a `NotDone` one must not be given up while this node still
+    /// leads before the deadline.
+    pub fn handover_ended(&mut self, env: &mut Env, node: &SimNode, outcome: &HandoverOutcome) {
+        let core = node.core().expect("live");
+        let status = core.status(0);
+        match *outcome {
+            HandoverOutcome::Done { to, pause_ms, .. } => {
+                self.handovers_done += 1;
+                env.note(format!(
+                    "{} handed leadership to {to} in {pause_ms} ms",
+                    node.id
+                ));
+                if status.role == Role::Leader || status.leader != Some(to) {
+                    let detail = format!(
+                        "{} answered a hand-over to {to} done while it is {:?} and sees leader {:?}",
+                        node.id, status.role, status.leader
+                    );
+                    self.findings
+                        .push(Finding::new(ViolationKind::Handover, detail));
+                }
+            }
+            HandoverOutcome::NotDone { to, waited_ms, .. } => {
+                self.handovers_not_done += 1;
+                env.note(format!(
+                    "{}: hand-over to {to} given up after {waited_ms} ms",
+                    node.id
+                ));
+            }
+        }
+    }
+
+    /// After every step of a live node: no hand-over outlives its deadline, and a leader with
+    /// one in progress is transferring to its target (unless the core refused the retry).
+    pub fn check_handovers(&mut self, node: &SimNode) {
+        let Some(replica) = node.replica.as_ref() else {
+            return;
+        };
+        // The replica's own time: its latest input (the caller ticks it at least every few
+        // milliseconds), which is what its answers are due by.
+        let now = replica.latest_input_time();
+        let Some(deadline) = replica.handover_deadline() else {
+            return;
+        };
+        if deadline <= now {
+            let detail = format!(
+                "{} still has a hand-over {} ms past its deadline",
+                node.id,
+                (now - deadline) / MS
+            );
+            self.findings
+                .push(Finding::new(ViolationKind::Handover, detail));
+            return;
+        }
+        let core = replica.core();
+        if core.status(now).role != Role::Leader || replica.handover_retry_refused() {
+            return;
+        }
+        // Transferring: to a hand-over's target, or to a node the core chose on its own (a
+        // leader removed from the configuration hands over by itself).
+        if core.transfer_target().is_none() {
+            {
+                let targets = replica.handover_targets();
+                let detail = format!(
+                    "{} leads with a hand-over to {targets:?} in progress, but is not transferring",
+                    node.id
+                );
+                self.findings
+                    .push(Finding::new(ViolationKind::Handover, detail));
+            }
         }
     }
 
@@ -149,6 +252,24 @@ impl Operator {
             return Asked::Nothing;
         };
         let now = nodes[l].local_now(env.now()).expect("the leader is up");
+        let promoted: Vec<NodeId> = match &change {
+            Change::Conf(ConfChange::Promote(id)) => vec![*id],
+            Change::To { voters, .. } => voters.difference(&m.voters).copied().collect(),
+            _ => Vec::new(),
+        };
+        let lagging: Vec<NodeId> = {
+            let core = nodes[l].core().expect("the leader is up");
+            let last = core.status(now).last_index;
+            promoted
+                .iter()
+                .copied()
+                .filter(|&id| m.learners.contains(&id))
+                .filter(|&id| {
+                    let matched = core.match_index(id).map_or(0, |i| i.0);
+                    matched == 0 || matched + self.promote_lag_max < last.0
+                })
+                .collect()
+        };
         let replica = nodes[l].live();
         let result = match &change {
             Change::Abort => replica.abort_membership_change(now),
@@ -157,6 +278,27 @@ impl Operator {
                 replica.reconfigure(voters.clone(), learners.clone(), now)
             }
         };
+        let refused_behind = matches!(result, Err(ConfChangeError::LearnerBehind { .. }));
+        self.promotions_refused += u64::from(refused_behind);
+        let all_learners = promoted.iter().all(|id| m.learners.contains(id));
+        if result.is_ok() && !lagging.is_empty() {
+            let detail = format!(
+                "n{} promoted {lagging:?}, lagging learners (promote_lag_max {})",
+                l + 1,
+                self.promote_lag_max
+            );
+            self.findings
+                .push(Finding::new(ViolationKind::PromotionRule, detail));
+        } else if refused_behind && lagging.is_empty() && all_learners {
+            let detail = format!(
+                "n{} refused to promote {promoted:?} as lagging, but they are caught up \
+                 (promote_lag_max {})",
+                l + 1,
+                self.promote_lag_max
+            );
+            self.findings
+                .push(Finding::new(ViolationKind::PromotionRule, detail));
+        }
         let index = match result {
             Ok(index) => index,
             Err(ConfChangeError::ChangeInProgress { index }) => {

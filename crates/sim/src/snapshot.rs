@@ -1,6 +1,10 @@
 //! Snapshot streams: a leader's storage snapshot sent to a follower chunk by chunk over the
 //! faulty network, each chunk acknowledged before the next leaves.
 //!
+//! A chunk that arrives is handed to the receiver's replica, which queues it behind a batch
+//! being written (the daemon's sequencing, run here) and hands it to the disk when the disk is
+//! free; storage's verdict comes back through the replica as the chunk's answer.
+//!
 //! Invariant: a stream dies with either end (a crash changes the incarnation) and with any lost
 //! chunk or acknowledgement; every acknowledged chunk is reported to the leader's core as
 //! progress, the last one's acknowledgement (the install done) as `snapshot_sent`, a refused
@@ -13,8 +17,12 @@ use super::network::Network;
 use super::node::SimNode;
 use super::time::Event;
 use regent_raft::LogIndex;
-use regent_storage::{InstallProgress, LogStorage, SnapshotMeta};
+use regent_replica::{InstallVerdict, Token};
+use regent_storage::{LogStorage, SnapshotMeta};
 use std::collections::BTreeMap;
+
+/// Tokens of snapshot chunks handed to a replica (apart from the clients' operations).
+const CHUNK: Token = 1 << 59;
 
 /// A snapshot being streamed from a leader to a follower.
 struct SnapshotStream {
@@ -32,16 +40,14 @@ impl SnapshotStream {
     }
 }
 
-/// What a chunk's arrival did to its receiver.
+/// What a chunk's arrival or answer did to its receiver.
 pub enum ChunkArrival {
-    /// Nothing the receiver's core needs to hear of.
+    /// Nothing the receiver needs.
     Nothing,
-    /// The receiver installed the snapshot, applied through `applied`, and its core was told:
-    /// drive it.
+    /// The chunk is queued in the receiver's replica: drive it.
+    Queued { to: usize },
+    /// The receiver installed the snapshot, applied through `applied`, and its core was told.
     Installed { to: usize, applied: LogIndex },
-    /// The receiver refused a stale snapshot and its core was told, so that it tells the
-    /// leader where to resume: drive it.
-    Stale { to: usize },
 }
 
 #[derive(Default)]
@@ -51,6 +57,11 @@ pub struct SnapshotStreams {
     started: u64,
     /// Snapshots installed on followers.
     pub installed: u64,
+    /// Chunks that arrived while their receiver was writing a batch (queued behind it).
+    pub installs_during_writes: u64,
+    /// Chunks handed to a replica: token → (stream, chunk number).
+    chunks: BTreeMap<Token, (u64, usize)>,
+    next_chunk: Token,
 }
 
 impl SnapshotStreams {
@@ -141,12 +152,10 @@ impl SnapshotStreams {
         );
     }
 
-    /// Chunk `k` reaches the receiver, which installs it (acknowledging it), completes the
-    /// install, or refuses it.
+    /// Chunk `k` reaches the receiver, whose replica queues it for the disk.
     pub fn chunk_arrived(
         &mut self,
         env: &mut Env,
-        network: &mut Network,
         nodes: &mut [SimNode],
         id: u64,
         k: usize,
@@ -159,54 +168,70 @@ impl SnapshotStreams {
             self.streams.remove(&id);
             return ChunkArrival::Nothing;
         }
-        if nodes[to].disk.is_writing() {
-            // Installing under a write in progress would race it; drop this stream.
-            nodes[to].disk.store.install_abort();
-            self.streams.remove(&id);
-            return ChunkArrival::Nothing;
+        let (chunk, meta) = (s.chunks[k].clone(), s.meta.clone());
+        self.next_chunk += 1;
+        let token = CHUNK | self.next_chunk;
+        self.chunks.insert(token, (id, k));
+        let leader = nodes[from].id;
+        let replica = nodes[to].live();
+        if replica.is_persisting() {
+            self.installs_during_writes += 1;
+            env.note(format!(
+                "n{} queues snapshot chunk {k} behind a write",
+                to + 1
+            ));
         }
-        let chunk = &self.streams[&id].chunks[k];
-        match nodes[to].disk.store.install_chunk(chunk) {
-            Ok(InstallProgress::Continue { .. }) => {
+        replica.install_chunk(token, leader, meta, chunk);
+        ChunkArrival::Queued { to }
+    }
+
+    /// The receiver's replica answered the chunk `token`: acknowledge it, or end the stream
+    /// (a refused install is reported to the sender, which asks again soon; a stale one the
+    /// receiver's core already reported to the leader).
+    pub fn answered(
+        &mut self,
+        env: &mut Env,
+        network: &mut Network,
+        nodes: &mut [SimNode],
+        to: usize,
+        token: Token,
+        verdict: InstallVerdict,
+    ) -> ChunkArrival {
+        let Some((id, k)) = self.chunks.remove(&token) else {
+            return ChunkArrival::Nothing;
+        };
+        let Some(s) = self.streams.get(&id) else {
+            return ChunkArrival::Nothing;
+        };
+        assert_eq!(s.to, to, "a chunk answered by a node it was not sent to");
+        let from = s.from;
+        match verdict {
+            InstallVerdict::Continue => {
                 self.ship(env, network, id, to, from, Event::SnapshotAck { id, k });
                 ChunkArrival::Nothing
             }
-            Ok(InstallProgress::Installed(state)) => {
+            InstallVerdict::Installed { index, .. } => {
                 // The stream stays for its last acknowledgement.
                 self.ship(env, network, id, to, from, Event::SnapshotAck { id, k });
                 self.installed += 1;
-                let meta = state.snapshot.clone();
-                env.note(format!(
-                    "n{} installed a snapshot at {}",
-                    to + 1,
-                    meta.last_included_index
-                ));
-                tell_installed(env, nodes, from, to, meta);
-                ChunkArrival::Installed {
-                    to,
-                    applied: state.applied,
-                }
+                env.note(format!("n{} installed a snapshot at {index}", to + 1));
+                let applied = nodes[to].disk.store.state().applied;
+                ChunkArrival::Installed { to, applied }
             }
-            Err(err) => {
-                // A stale or refused snapshot (older than what the follower holds, a term it
-                // has not durably seen yet, ...): the install is abandoned, the leader retries.
+            InstallVerdict::Refused(err) | InstallVerdict::Fatal(err) => {
                 env.note(format!("n{} refused a snapshot chunk: {err}", to + 1));
-                nodes[to].disk.store.install_abort();
                 let s = self.streams.remove(&id).expect("checked above");
-                if s.meta.last_included_index > nodes[to].disk.store.state().applied {
+                if s.meta.last_included_index > nodes[to].disk.store.state().applied
+                    && s.ends_alive(nodes)
+                {
                     // Refused: the stream ends, which the sender sees (as the daemon's QUIC
                     // stream does) and reports, so that its core asks again soon.
-                    if s.ends_alive(nodes) {
-                        let receiver = nodes[to].id;
-                        if let Some(now) = nodes[from].local_now(env.now()) {
-                            nodes[from].live().snapshot_failed(receiver, now);
-                        }
+                    let receiver = nodes[to].id;
+                    if let Some(now) = nodes[from].local_now(env.now()) {
+                        nodes[from].live().snapshot_failed(receiver, now);
                     }
-                    return ChunkArrival::Nothing;
                 }
-                // Stale: the core tells the leader where to resume.
-                tell_installed(env, nodes, from, to, s.meta);
-                ChunkArrival::Stale { to }
+                ChunkArrival::Nothing
             }
         }
     }
@@ -225,11 +250,4 @@ impl SnapshotStreams {
             self.streams.remove(&id);
         }
     }
-}
-
-/// Tells the receiver's core what its disk now holds.
-fn tell_installed(env: &Env, nodes: &mut [SimNode], from: usize, to: usize, meta: SnapshotMeta) {
-    let now = nodes[to].local_now(env.now()).expect("live");
-    let leader = nodes[from].id;
-    nodes[to].live().snapshot_installed(leader, meta, now);
 }

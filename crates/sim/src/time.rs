@@ -45,6 +45,15 @@ pub enum Event {
         id: u64,
         k: usize,
     },
+    /// The hosts' next fenced write and journal report.
+    Hosts,
+    /// A follower's journal report, forwarded, reaches the leader it was sent to.
+    HostReport {
+        from: usize,
+        to: usize,
+        applied: Option<u64>,
+        checkpoint: Option<u64>,
+    },
 }
 
 /// The event queue and the current simulated time.

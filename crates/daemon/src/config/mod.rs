@@ -11,12 +11,14 @@
 
 use regent_transport::pki::files::ReadError;
 mod probe;
+mod reload;
 pub use probe::{parse_http_target, ProbeConfig};
 mod defaults;
 mod timing;
 mod validate;
 
 pub use defaults::{DATA_DIR_DEFAULT, SOCKET_DEFAULT, SOCKET_MODE_DEFAULT};
+pub use reload::{ReloadPlan, ReloadRefused};
 pub use timing::{TimingConfig, TimingExplanation, FSYNC_MS_ASSUMED, ROUND_TRIP_MS_ASSUMED};
 pub use validate::{
     ADMIN_IDS_MAX, API_CONNECTIONS_MAX, API_REQUEST_BYTES_MAX, API_REQUEST_BYTES_MIN, MEMBERS_MAX,

@@ -585,7 +585,11 @@ impl RaftNode {
         Ok(self.propose_config(&target))
     }
 
-    /// Refuses to promote a learner that lags more than `promote_lag_max` entries behind.
+    /// The promotion rule, the only one (as etcd's `member promote`): a learner is promoted only
+    /// once caught up, because a voter that lags would count toward the quorum without being
+    /// able to help it commit, and with a member down it could stall the cluster. Caught up:
+    /// it has acknowledged entries (a match index above 0), and it lags at most
+    /// `promote_lag_max` entries behind the leader's last index.
     fn check_caught_up(&self, id: NodeId) -> Result<(), ConfChangeError> {
         let matched = self
             .lead()
@@ -594,7 +598,7 @@ impl RaftNode {
             .map_or(LogIndex(0), |p| p.match_index);
         let last = self.log.last_index();
         let lag_max = self.config.promote_lag_max;
-        if matched.0 + lag_max < last.0 {
+        if matched.0 == 0 || matched.0 + lag_max < last.0 {
             return Err(ConfChangeError::LearnerBehind {
                 id,
                 matched,

@@ -88,6 +88,16 @@ pub enum ViolationKind {
     /// The core, the replica or storage refused what the simulator handed it (a step error,
     /// a refused batch, a failed compaction or snapshot).
     Contract,
+    /// A learner promoted while lagging, or refused while caught up (the promotion rule).
+    PromotionRule,
+    /// A write outside a session reached the log with a stale expected term, was refused
+    /// early with a current one, or was applied from another term than it expected.
+    Fencing,
+    /// A journal report logged in the name of a node whose host never made it.
+    HostReport,
+    /// A hand-over answered done while not done, kept past its deadline, or a leader with one
+    /// in progress not transferring to its target.
+    Handover,
     /// No writable leader within the liveness bound after healing.
     NoLeaderAfterHeal,
     /// The cluster did not settle within the liveness bound after healing.
@@ -100,6 +110,7 @@ impl ViolationKind {
     pub fn class(self) -> Class {
         match self {
             ViolationKind::NoLeaderAfterHeal
+            | ViolationKind::Handover
             | ViolationKind::NotSettled
             | ViolationKind::StepLimit => Class::Liveness,
             _ => Class::Safety,
@@ -129,6 +140,10 @@ impl ViolationKind {
             ViolationKind::Linearizability => "linearizability",
             ViolationKind::JournalOrder => "journal order",
             ViolationKind::Contract => "contract",
+            ViolationKind::PromotionRule => "promotion rule",
+            ViolationKind::Fencing => "fencing",
+            ViolationKind::HostReport => "host report",
+            ViolationKind::Handover => "hand-over",
             ViolationKind::NoLeaderAfterHeal => "no leader after heal",
             ViolationKind::NotSettled => "not settled",
             ViolationKind::StepLimit => "step limit",

@@ -1,11 +1,14 @@
 //! Carrying out a replica's actions, as the daemon's driver does with real I/O: messages onto
-//! the packet simulator, batches onto the storage simulator, snapshot streams, compactions,
-//! and answers to the workload's clients.
+//! the packet simulator, batches onto the storage simulator, snapshot streams and the chunks
+//! they bring, compactions, forwarded host reports, hand-overs ended, and answers to the
+//! workload's clients and the fencer.
 //!
 //! Invariant: a node is checked (`observe`) after every batch of its actions.
 
 use super::Cluster;
 use crate::checker::{durability, Finding, ViolationKind};
+use crate::hosts::{FENCE, HOST_REPORT};
+use crate::snapshot::ChunkArrival;
 use crate::time::Event;
 use regent_raft::{LogIndex, Message};
 use regent_replica::{Action, Persist};
@@ -22,6 +25,8 @@ impl Cluster {
         replica.poll(&mut actions);
         self.carry_out(i, actions);
         self.observe(i);
+        self.operator.check_handovers(&self.nodes[i]);
+        self.maybe_finish_stop(i);
     }
 
     /// Carries out the replica's actions in order, as the daemon's driver does with real I/O.
@@ -48,11 +53,46 @@ impl Cluster {
                 Action::Send(m) => self.send(i, m),
                 Action::SoftState(_) => {}
                 Action::Persist(persist) => self.start_write(i, persist),
+                Action::Proposal { token, outcome } if token & FENCE != 0 => {
+                    if let Err(f) = self.hosts.decided(&mut self.env, token, outcome) {
+                        self.violation(f);
+                    }
+                }
+                // Nobody waits for a journal report's answer.
+                Action::Proposal { token, .. } if token & HOST_REPORT != 0 => {}
                 Action::Proposal { token, outcome } => {
                     self.workload
                         .proposal_decided(&mut self.env, token, outcome);
                 }
                 Action::Compact(index) => self.compact(i, index),
+                Action::Handover { outcome, .. } => {
+                    self.operator
+                        .handover_ended(&mut self.env, &self.nodes[i], &outcome);
+                }
+                Action::ForwardHostReport {
+                    to,
+                    applied,
+                    checkpoint,
+                } => {
+                    let to = (to.0 - 1) as usize;
+                    let event = Event::HostReport {
+                        from: i,
+                        to,
+                        applied,
+                        checkpoint,
+                    };
+                    self.network.ship(&mut self.env, i, to, event);
+                }
+                Action::InstallChunk { from: _, chunk } => self.install_chunk(i, &chunk),
+                Action::InstallAnswer { token, verdict } => {
+                    let (env, network, nodes) = (&mut self.env, &mut self.network, &mut self.nodes);
+                    let arrival = self
+                        .snapshots
+                        .answered(env, network, nodes, i, token, verdict);
+                    if let ChunkArrival::Installed { to, applied } = arrival {
+                        self.watches[to].snapshot_installed(applied);
+                    }
+                }
             }
         }
     }
@@ -121,8 +161,10 @@ impl Cluster {
             self.facts
                 .on_durable_entries(id, |index| store.term(index).ok(), &batch.entries);
         let applied = batch.committed.iter().map(|e| self.facts.on_apply(id, e));
+        let reports = batch.committed.iter().map(|e| self.hosts.check_applied(e));
         let findings: Vec<Finding> = std::iter::once(durable)
             .chain(applied)
+            .chain(reports)
             .filter_map(Result::err)
             .collect();
         for f in findings {
@@ -133,6 +175,30 @@ impl Cluster {
         replica.persisted(persist.number, results, &mut actions);
         self.carry_out(i, actions);
         self.drive(i);
+    }
+
+    /// The replica hands a snapshot chunk to the disk (never while a batch is being written);
+    /// storage's verdict goes straight back to the replica.
+    fn install_chunk(&mut self, i: usize, chunk: &[u8]) {
+        let Some(now) = self.nodes[i].local_now(self.env.now()) else {
+            return;
+        };
+        assert!(
+            !self.nodes[i].disk.is_writing(),
+            "n{}: a snapshot chunk handed out while a batch is being written",
+            i + 1
+        );
+        let store = &mut self.nodes[i].disk.store;
+        let result = store.install_chunk(chunk);
+        if result.is_err() {
+            store.install_abort();
+        }
+        let applied = store.state().applied;
+        let mut actions = Vec::new();
+        self.nodes[i]
+            .live()
+            .chunk_installed(result, applied, now, &mut actions);
+        self.carry_out(i, actions);
     }
 
     /// The replica's compaction policy: the disk drops its log through `index`.

@@ -39,6 +39,9 @@ impl Cluster {
     }
 
     pub(super) fn check_after_step(&mut self) {
+        for f in std::mem::take(&mut self.operator.findings) {
+            self.violation(f);
+        }
         let lease = lease::check(&self.nodes, self.env.now());
         for f in lease.findings {
             self.violation(f);

@@ -60,6 +60,13 @@ impl Cluster {
                 let down = self.nemesis.downtime(&mut self.env.rng);
                 self.env.schedule(down, Event::Restart(victim));
             }
+            Fault::Stop => {
+                let victim = match leader {
+                    Some(l) if env.rng.below(4) > 0 => l,
+                    _ => env.rng.below(n as u64) as usize,
+                };
+                self.stop(victim);
+            }
             Fault::Reboot => {
                 let victim = env.rng.below(n as u64) as usize;
                 if self.nodes[victim].replica.is_some() {
@@ -67,6 +74,40 @@ impl Cluster {
                     self.env.schedule(MS, Event::Restart(victim));
                 }
             }
+        }
+    }
+
+    /// SIGTERM on node `i`: the replica decides (a leader hands leadership over first); the
+    /// node stops once no hand-over is in progress and no batch is being written, as the
+    /// daemon's driver does.
+    pub(super) fn stop(&mut self, i: usize) {
+        let Some(now) = self.nodes[i].local_now(self.env.now()) else {
+            return;
+        };
+        if self.nodes[i].live().is_stopping() {
+            return;
+        }
+        let plan = self.nodes[i].live().begin_stop(now);
+        self.env.note(format!("SIGTERM n{}: {plan:?}", i + 1));
+        self.drive(i);
+    }
+
+    /// A node asked to stop stops once its hand-over is over and its disk idle: down for a
+    /// while, then restarted.
+    pub(super) fn maybe_finish_stop(&mut self, i: usize) {
+        let Some(replica) = self.nodes[i].replica.as_ref() else {
+            return;
+        };
+        if !replica.is_stopping() || replica.handing_over() || replica.is_persisting() {
+            return;
+        }
+        self.env.note(format!("n{} stops", i + 1));
+        self.crash(i);
+        if self.heal_at.is_some() {
+            self.start_node(i);
+        } else {
+            let down = self.nemesis.downtime(&mut self.env.rng);
+            self.env.schedule(down, Event::Restart(i));
         }
     }
 

@@ -19,6 +19,7 @@ use super::checker::votes::Votes;
 use super::checker::{Finding, Violation, ViolationKind};
 use super::config::{self, raft_config, CoreLimits, SimConfig};
 use super::env::Env;
+use super::hosts::Hosts;
 use super::layout::Layout;
 use super::nemesis::Nemesis;
 use super::network::Network;
@@ -59,6 +60,16 @@ pub struct SimOutcome {
     pub snapshots: u64,
     /// Writes sent again after an unknown outcome (checked for exactly-once application).
     pub retries: u64,
+    /// Hand-overs the replicas answered done (switchovers and SIGTERM stops).
+    pub handovers_done: u64,
+    /// Promotions refused because the learner lagged.
+    pub promotions_refused: u64,
+    /// Writes refused for a stale expected term (early or where they applied).
+    pub fenced: u64,
+    /// Snapshot chunks that arrived while their receiver was writing a batch.
+    pub installs_during_writes: u64,
+    /// Followers' journal reports forwarded and logged by a leader.
+    pub host_reports: u64,
     pub trace: Vec<String>,
 }
 
@@ -78,6 +89,7 @@ pub struct Cluster {
     nemesis: Nemesis,
     snapshots: SnapshotStreams,
     workload: Workload,
+    hosts: Hosts,
     operator: Operator,
     facts: Facts,
     votes: Votes,
@@ -101,6 +113,7 @@ impl Cluster {
             .collect();
         let layout = Layout::draw(&mut rng, cfg.nodes);
         let style = Style::draw(&mut rng);
+        let promote_lag_max = cfg.promote_lag_max.unwrap_or(limits.promote_lag_max);
         let mut cluster = Cluster {
             env: Env::new(rng, cfg.trace_lines_max),
             limits,
@@ -113,7 +126,8 @@ impl Cluster {
             nemesis: Nemesis::new(rates.fault_every_ns),
             snapshots: SnapshotStreams::default(),
             workload: Workload::new(),
-            operator: Operator::new(style),
+            hosts: Hosts::default(),
+            operator: Operator::new(style, promote_lag_max),
             facts: Facts::default(),
             votes: Votes::default(),
             heal_at: None,
@@ -139,6 +153,7 @@ impl Cluster {
         let first_fault = self.nemesis.next_delay(&mut self.env.rng);
         self.env.schedule(first_fault, Event::Fault);
         self.schedule_reconfigure();
+        self.env.schedule(50 * MS, Event::Hosts);
         self.env.schedule(self.cfg.safety_ms * MS, Event::Heal);
     }
 
@@ -188,6 +203,11 @@ impl Cluster {
             learner_elections: self.operator.learner_elections,
             snapshots: self.compactions + self.snapshots.installed,
             retries: self.workload.retries,
+            handovers_done: self.operator.handovers_done,
+            promotions_refused: self.operator.promotions_refused,
+            fenced: self.hosts.fenced,
+            installs_during_writes: self.snapshots.installs_during_writes,
+            host_reports: self.hosts.host_reports,
             trace: self.env.take_trace(),
         }
     }
@@ -232,11 +252,59 @@ impl Cluster {
             }
             Event::Heal => self.heal(),
             Event::SnapshotChunk { id, k } => self.snapshot_chunk(id, k),
+            Event::Hosts => self.hosts_act(),
+            Event::HostReport {
+                from,
+                to,
+                applied,
+                checkpoint,
+            } => {
+                let Some(now) = self.nodes[to].local_now(self.env.now()) else {
+                    return;
+                };
+                let (from_id, wall_ms) = (self.nodes[from].id, self.env.now() / MS);
+                let to_node = &mut self.nodes[to];
+                if self
+                    .hosts
+                    .report_arrived(now, wall_ms, from_id, to_node, applied, checkpoint)
+                {
+                    self.drive(to);
+                }
+            }
             Event::SnapshotAck { id, k } => {
                 let (env, network) = (&mut self.env, &mut self.network);
                 self.snapshots
                     .acknowledged(env, network, &mut self.nodes, id, k);
             }
+        }
+    }
+
+    /// The hosts act: a fenced write on a node (the leader mostly) and a journal report from a
+    /// random node's host; again a little later, until the heal.
+    fn hosts_act(&mut self) {
+        let n = self.nodes.len();
+        let target = match leader_of(&self.nodes) {
+            Some(l) if self.env.rng.below(3) > 0 => l,
+            _ => self.env.rng.below(n as u64) as usize,
+        };
+        match self
+            .hosts
+            .fenced_write(&mut self.env, &mut self.nodes[target])
+        {
+            Ok(true) => self.drive(target),
+            Ok(false) => {}
+            Err(f) => self.violation(f),
+        }
+        let reporter = self.env.rng.below(n as u64) as usize;
+        if self
+            .hosts
+            .journal_report(&mut self.env, &mut self.nodes[reporter])
+        {
+            self.drive(reporter);
+        }
+        if self.heal_at.is_none() {
+            let next = 20 * MS + self.env.rng.below(60 * MS);
+            self.env.schedule(next, Event::Hosts);
         }
     }
 
@@ -275,14 +343,9 @@ impl Cluster {
     }
 
     fn snapshot_chunk(&mut self, id: u64, k: usize) {
-        let (env, network, nodes) = (&mut self.env, &mut self.network, &mut self.nodes);
-        match self.snapshots.chunk_arrived(env, network, nodes, id, k) {
-            ChunkArrival::Nothing => {}
-            ChunkArrival::Installed { to, applied } => {
-                self.watches[to].snapshot_installed(applied);
-                self.drive(to);
-            }
-            ChunkArrival::Stale { to } => self.drive(to),
+        let (env, nodes) = (&mut self.env, &mut self.nodes);
+        if let ChunkArrival::Queued { to } = self.snapshots.chunk_arrived(env, nodes, id, k) {
+            self.drive(to);
         }
     }
 }

@@ -139,7 +139,8 @@ impl Workload {
             }
         }
         for token in abandoned.proposals {
-            if token & REGISTRATION != 0 {
+            // Registrations, and the hosts' fenced writes and reports, are no operations.
+            if token & (REGISTRATION | crate::hosts::FENCE | crate::hosts::HOST_REPORT) != 0 {
                 continue;
             }
             // Unknown outcome, retried if a write.

@@ -5,7 +5,7 @@ use super::ClientOp;
 use regent_storage::{Command, JournalRetention, Proposal, SessionSeq};
 
 /// Small enough that runs truncate the journal (deterministically, on every node alike).
-const JOURNAL_RETENTION: JournalRetention = JournalRetention {
+pub const JOURNAL_RETENTION: JournalRetention = JournalRetention {
     bytes_max: 4096,
     count_max: 200,
     age_max_ms: 60_000,

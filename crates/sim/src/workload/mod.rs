@@ -10,7 +10,7 @@
 mod answers;
 mod encode;
 
-pub use encode::{key_of, value_of};
+pub use encode::{key_of, value_of, JOURNAL_RETENTION};
 
 use super::checker::linearizability::{OpKind, Operation};
 use super::env::Env;

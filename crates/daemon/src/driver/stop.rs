@@ -1,0 +1,74 @@
+//! The driver's end: requests still queued or waiting are answered `shutting_down`, the batch
+//! on the disk is let finish (bounded) so that what was promised is durable, the messages that
+//! waited for it leave, then the links and the disk thread close.
+//!
+//! Invariant: every request the driver took is answered before it returns.
+
+use super::{Driver, Pending};
+use crate::api::{Request, RequestError};
+use crate::disk::DiskDone;
+use regent_replica::Action;
+use std::time::Duration;
+
+/// How long the batch on the disk may take to finish at shutdown.
+const FLUSH_MAX: Duration = Duration::from_secs(5);
+
+impl Driver {
+    pub(super) async fn stop(mut self) -> Result<(), String> {
+        // Stop taking requests; answer those waiting.
+        self.requests.close();
+        while let Ok(request) = self.requests.try_recv() {
+            let refused = RequestError::ShuttingDown;
+            match request {
+                Request::Propose { reply, .. } => drop(reply.send(Err(refused))),
+                Request::Read { reply, .. } => drop(reply.send(Err(refused))),
+                Request::Transfer { reply, .. } => drop(reply.send(Err(refused))),
+                Request::Members { reply, .. } => drop(reply.send(Err(refused))),
+                Request::Snapshot { reply, .. } => drop(reply.send(Err(refused))),
+                Request::Reload { reply } => {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Err(refused));
+                    }
+                }
+            }
+        }
+        // Flush: let the batch on the disk finish (bounded), so what was promised is durable.
+        if self.fatal.is_none() && self.replica.is_persisting() {
+            let wait = tokio::time::timeout(FLUSH_MAX, async {
+                while let Some(done) = self.disk_done.recv().await {
+                    let persisted = matches!(done, DiskDone::Persisted { .. });
+                    self.on_disk(done, crate::clock::now());
+                    if persisted {
+                        break;
+                    }
+                }
+            });
+            let _ = wait.await;
+            // Send what waited for durability before the links close.
+            let mut actions = std::mem::take(&mut self.actions);
+            self.replica.poll(&mut actions);
+            for action in actions.drain(..) {
+                if let Action::Send(m) = action {
+                    self.send(m);
+                }
+            }
+        }
+        for (_, pending) in std::mem::take(&mut self.pending) {
+            let refused = RequestError::ShuttingDown;
+            match pending {
+                Pending::Write { reply, .. } => drop(reply.send(Err(refused))),
+                Pending::Read { reply, .. } => drop(reply.send(Err(refused))),
+                Pending::Switchover { reply } => drop(reply.send(Err(refused))),
+                Pending::Chunk { reply } => drop(reply.send(Err(refused.to_string()))),
+            }
+        }
+        self.admin.refuse_all();
+        self.transport.shutdown().await;
+        let disk = self.disk;
+        let _ = tokio::task::spawn_blocking(move || disk.stop()).await;
+        match self.fatal {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
+    }
+}
