@@ -6,7 +6,7 @@ use regent_raft::{Entry, EntryPayload, HardState, LogIndex, Membership, NodeId, 
 use regent_storage::{
     Applied, ApplyResult, Batch, Command, CommandError, Compare, CompareOp, CompareTarget,
     Identity, InstallProgress, JournalRetention, LogStorage, MemFault, MemStorage, Op, Proposal,
-    RedbStorage, Response, SessionSeq, StorageError, StorageOptions, Txn,
+    RedbStorage, Response, SessionSeq, StateReader, StorageError, StorageOptions, Txn,
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -4,8 +4,8 @@
 
 use regent_raft::{Entry, EntryPayload, HardState, LogIndex, NodeId, Term};
 use regent_storage::{
-    ApplyMode, Batch, Command, Identity, LogStorage, Proposal, RedbStorage, StorageError,
-    StorageOptions, DB_FILE_NAME,
+    ApplyMode, Batch, Command, Identity, LogStorage, Proposal, RedbStorage, StateReader,
+    StorageError, StorageOptions, DB_FILE_NAME,
 };
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -7,7 +7,7 @@ use clap::Args;
 use regent_raft::{Entry, EntryPayload, HardState, LogIndex, NodeId, Term};
 use regent_storage::{
     ApplyMode, Batch, Command, Identity, InstallProgress, LogStorage, Proposal, RedbStorage,
-    StorageOptions,
+    StateReader, StorageOptions,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;

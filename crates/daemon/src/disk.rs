@@ -11,7 +11,8 @@ use crate::api::{ReadAnswer, ReadQuery};
 use regent_raft::{LogIndex, NodeId};
 use regent_replica::{Persist, Token};
 use regent_storage::{
-    Applied, FileCompaction, InstallProgress, LogStorage, RedbStorage, SnapshotSource, StorageError,
+    Applied, FileCompaction, InstallProgress, LogStorage, RedbStorage, SnapshotSource, StateReader,
+    StorageError,
 };
 use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;

@@ -25,7 +25,7 @@ use disk::Disk;
 use driver::{Driver, DriverParts};
 use regent_raft::{Membership, SplitMix64};
 use regent_replica::{self as replica, Replica};
-use regent_storage::{Identity, LogStorage, RedbStorage};
+use regent_storage::{Identity, LogStorage, RedbStorage, StateReader};
 use regent_transport::Transport;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -1,16 +1,16 @@
-//! The write and read paths shared by every backend: one batch (validate, log, apply), log
-//! compaction, the swap at the end of a snapshot install, and the local reads.
+//! The log engine: the write and read paths of the log half shared by every backend: a batch's
+//! validation and log write (its apply is the state machine's, `state::apply`), log
+//! compaction, the checks and the swap of a snapshot install, and the log reads.
 //!
 //! Invariant: every request is validated in full before its first write, so a refused request
 //! returns an error having changed nothing; the backend's transaction makes a failure midway
 //! (I/O) change nothing either. After each path the returned `LogState` describes the store.
 
 use super::error::StorageError;
-use super::kv::{self, SmMeta};
 use super::snapshot::SnapshotHeader;
-use super::store::{MembershipRecord, StoreRead, StoreWrite};
-use super::{Applied, ApplyResult, Batch, ChangePage, LogState, SnapshotMeta, StateDigest};
-use super::{JournalOp, JournalPage, KeyValue, StorageOptions};
+use super::state;
+use super::store::{LogRead, LogWrite, StoreRead, StoreWrite};
+use super::{Batch, LogState, SnapshotMeta, StorageOptions};
 use regent_raft::{Entry, LogIndex, Term};
 
 /// Reads the summary of the durable state (no invariant checks: see `recovery`).
@@ -43,7 +43,7 @@ pub(crate) fn load_state(store: &mut dyn StoreRead) -> Result<LogState, StorageE
 
 /// The term at `index`, which must lie within `snapshot index ..= last index`.
 fn term_at(
-    store: &mut dyn StoreRead,
+    store: &mut dyn LogRead,
     state: &LogState,
     index: LogIndex,
 ) -> Result<Term, StorageError> {
@@ -65,7 +65,7 @@ fn term_at(
 
 /// Checks a batch against the state before it. Nothing is written.
 pub(crate) fn validate(
-    store: &mut dyn StoreRead,
+    store: &mut dyn LogRead,
     state: &LogState,
     batch: &Batch,
     options: &StorageOptions,
@@ -181,7 +181,7 @@ pub(crate) fn validate(
 
 /// Writes the hard state, the truncation and the appends of a validated batch.
 pub(crate) fn write_log(
-    store: &mut dyn StoreWrite,
+    store: &mut dyn LogWrite,
     state: &LogState,
     batch: &Batch,
 ) -> Result<LogState, StorageError> {
@@ -208,51 +208,9 @@ pub(crate) fn write_log(
     Ok(next)
 }
 
-/// Applies validated committed entries to the state machine.
-pub(crate) fn apply(
-    store: &mut dyn StoreWrite,
-    state: &LogState,
-    committed: &[Entry],
-    options: &StorageOptions,
-) -> Result<(Vec<Applied>, LogState), StorageError> {
-    let mut next = state.clone();
-    if committed.is_empty() {
-        return Ok((Vec::new(), next));
-    }
-    let mut meta = store.sm_meta()?;
-    // Pair check: the cached summary and the stored metadata agree.
-    assert_eq!(
-        meta.applied, state.applied,
-        "cached applied index matches the store"
-    );
-    let mut results = Vec::with_capacity(committed.len());
-    // Only a command can touch the journal: its summary is re-read after a batch that had one.
-    let mut commands = false;
-    for entry in committed {
-        commands |= matches!(entry.payload, regent_raft::EntryPayload::Normal(_));
-        let result = kv::apply_entry(store, &mut meta, entry, options)?;
-        if let ApplyResult::Config(membership) = &result {
-            next.membership = membership.clone();
-            next.membership_index = entry.index;
-        }
-        results.push(Applied {
-            index: entry.index,
-            result,
-        });
-    }
-    store.set_sm_meta(&meta)?;
-    if commands {
-        next.journal = store.journal_state()?;
-    }
-    next.applied = meta.applied;
-    next.applied_term = meta.applied_term;
-    next.revision = meta.revision;
-    Ok((results, next))
-}
-
 /// Drops the log through `through` and records the prefix it covered.
 pub(crate) fn compact_log(
-    store: &mut dyn StoreWrite,
+    store: &mut dyn LogWrite,
     state: &LogState,
     through: LogIndex,
 ) -> Result<LogState, StorageError> {
@@ -293,7 +251,7 @@ pub(crate) fn compact_log(
 
 /// Checks that a snapshot may replace the state (at its header, and again at the swap).
 pub(crate) fn check_install(
-    store: &mut dyn StoreRead,
+    store: &mut dyn LogRead,
     state: &LogState,
     meta: &SnapshotMeta,
 ) -> Result<bool, StorageError> {
@@ -325,8 +283,8 @@ pub(crate) fn check_install(
     Ok(keep_suffix)
 }
 
-/// Everything of an install but the KV and session tables, which the backend swaps in the same
-/// transaction.
+/// Everything of an install but the KV, session and journal tables, which the backend swaps in
+/// the same transaction: the log half here, the state machine's rows by `state::install`.
 pub(crate) fn finish_install(
     store: &mut dyn StoreWrite,
     state: &LogState,
@@ -343,21 +301,7 @@ pub(crate) fn finish_install(
         store.log_remove_from(state.first_index)?;
     }
     store.set_snapshot_meta(meta)?;
-    store.set_membership(&MembershipRecord {
-        membership: meta.membership.clone(),
-        index,
-    })?;
-    store.changes_remove_through(u64::MAX)?;
-    store.set_sm_meta(&SmMeta {
-        applied: index,
-        applied_term: meta.last_included_term,
-        revision: header.revision,
-        changes_floor: header.revision,
-        log_time_ms: header.log_time_ms,
-        sweep_bucket: header.sweep_bucket,
-        session_count: header.session_count,
-    })?;
-    store.set_journal_state(&header.journal)?;
+    state::install(store, header)?;
     let mut hard_state = state.hard_state;
     if hard_state.commit < index {
         hard_state.commit = index;
@@ -384,7 +328,7 @@ pub(crate) fn finish_install(
 }
 
 pub(crate) fn entries(
-    store: &mut dyn StoreRead,
+    store: &mut dyn LogRead,
     state: &LogState,
     lo: LogIndex,
     hi: LogIndex,
@@ -419,13 +363,25 @@ pub(crate) fn entries(
     Ok(entries)
 }
 
+/// The term at `index` when the summary alone knows it: index 0, and the snapshot's index
+/// (whose entry the log no longer holds). A backend answers these without reading the store.
+pub(crate) fn term_without_log(state: &LogState, index: LogIndex) -> Option<Term> {
+    if index == LogIndex(0) {
+        Some(Term(0))
+    } else if index == state.snapshot.last_included_index {
+        Some(state.snapshot.last_included_term)
+    } else {
+        None
+    }
+}
+
 pub(crate) fn term(
-    store: &mut dyn StoreRead,
+    store: &mut dyn LogRead,
     state: &LogState,
     index: LogIndex,
 ) -> Result<Term, StorageError> {
-    if index == LogIndex(0) {
-        return Ok(Term(0));
+    if let Some(term) = term_without_log(state, index) {
+        return Ok(term);
     }
     if index < state.snapshot.last_included_index {
         return Err(StorageError::Compacted {
@@ -440,133 +396,4 @@ pub(crate) fn term(
         });
     }
     term_at(store, state, index)
-}
-
-pub(crate) fn kv_range(
-    store: &mut dyn StoreRead,
-    prefix: &[u8],
-    limit: u32,
-) -> Result<(Vec<KeyValue>, bool), StorageError> {
-    let limit = limit.min(super::RANGE_LIMIT_MAX) as usize;
-    let (pairs, more) = store.kv_range(prefix, limit, super::RANGE_BYTES_MAX)?;
-    let kvs = pairs
-        .into_iter()
-        .map(|(key, r)| KeyValue {
-            key,
-            value: r.value,
-            create_revision: r.create_revision,
-            mod_revision: r.mod_revision,
-            version: r.version,
-        })
-        .collect();
-    Ok((kvs, more))
-}
-
-pub(crate) fn kv_get(
-    store: &mut dyn StoreRead,
-    key: &[u8],
-) -> Result<Option<KeyValue>, StorageError> {
-    Ok(store.kv_get(key)?.map(|r| KeyValue {
-        key: key.to_vec(),
-        value: r.value,
-        create_revision: r.create_revision,
-        mod_revision: r.mod_revision,
-        version: r.version,
-    }))
-}
-
-pub(crate) fn changes_after(
-    store: &mut dyn StoreRead,
-    revision: u64,
-    limit: usize,
-) -> Result<ChangePage, StorageError> {
-    let meta = store.sm_meta()?;
-    if revision < meta.changes_floor {
-        return Err(StorageError::ChangesCompacted {
-            requested: revision,
-            floor: meta.changes_floor,
-        });
-    }
-    let (changes, more) = store.changes_after(revision, limit)?;
-    Ok(ChangePage { changes, more })
-}
-
-pub(crate) fn journal_page(
-    store: &mut dyn StoreRead,
-    from: u64,
-    limit: usize,
-    bytes_max: usize,
-) -> Result<JournalPage, StorageError> {
-    let state = store.journal_state()?;
-    if from < state.first {
-        return Err(StorageError::JournalCompacted {
-            requested: from,
-            first: state.first,
-        });
-    }
-    let ops = if from > state.last {
-        Vec::new()
-    } else {
-        store
-            .journal_range(from, limit, bytes_max)?
-            .into_iter()
-            .map(|(index, record)| JournalOp {
-                index,
-                term: record.term,
-                op: record.op,
-            })
-            .collect()
-    };
-    let dense = ops
-        .iter()
-        .enumerate()
-        .all(|(i, op)| op.index == from + i as u64);
-    if !dense || (from <= state.last && ops.is_empty()) {
-        return Err(StorageError::damaged(
-            store.path(),
-            format!(
-                "the journal has a gap after {from} (it should hold {}..={})",
-                state.first, state.last
-            ),
-        ));
-    }
-    Ok(JournalPage { ops, state })
-}
-
-pub(crate) fn digest(store: &mut dyn StoreRead) -> Result<StateDigest, StorageError> {
-    let meta = store.sm_meta()?;
-    let (mut kv_count, mut kv_crc) = (0u64, 0u32);
-    store.kv_scan(&mut |key, value| {
-        kv_count += 1;
-        kv_crc = crc32c::crc32c_append(kv_crc, &(key.len() as u32).to_le_bytes());
-        kv_crc = crc32c::crc32c_append(kv_crc, key);
-        kv_crc = crc32c::crc32c_append(kv_crc, value);
-        Ok(())
-    })?;
-    let (mut session_count, mut session_crc) = (0u64, 0u32);
-    store.session_scan(&mut |key, value| {
-        session_count += 1;
-        session_crc = crc32c::crc32c_append(session_crc, key);
-        session_crc = crc32c::crc32c_append(session_crc, value);
-        Ok(())
-    })?;
-    let journal = store.journal_state()?;
-    let mut journal_crc = crc32c::crc32c(&super::store::encode_row(&journal));
-    let mut journal_count = 0u64;
-    store.journal_scan(&mut |key, value| {
-        journal_count += 1;
-        journal_crc = crc32c::crc32c_append(journal_crc, key);
-        journal_crc = crc32c::crc32c_append(journal_crc, value);
-        Ok(())
-    })?;
-    Ok(StateDigest {
-        journal_count,
-        journal_crc,
-        applied: meta.applied,
-        revision: meta.revision,
-        kv_count,
-        kv_crc,
-        session_count,
-        session_crc,
-    })
 }

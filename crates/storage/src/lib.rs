@@ -1,6 +1,9 @@
-//! The storage layer: the Raft log, the hard state, the membership and a replicated KV state
-//! machine, persisted in one redb database per node (`RedbStorage`) or modelled in memory for
-//! the simulator (`MemStorage`). Both implement `LogStorage` through the same engine.
+//! The storage layer: the Raft log, the hard state and the snapshot prefix (the log half), and
+//! the replicated state machine (`state`: KV, sessions, the host's journal, the applied
+//! membership), persisted in one redb database per node (`RedbStorage`) or modelled in memory
+//! for the simulator (`MemStorage`). Both implement `LogStorage` and `StateReader` through the
+//! same code: the log engine (`engine`, `recovery`, `snapshot`) and the state machine
+//! (`state`), each on its half of the primitives a backend provides (`store`).
 //!
 //! Invariant kept by every implementation: a `write_batch` either happens entirely or not at
 //! all, and once it returns `Ok` it survives a crash. After every write the recovered state
@@ -17,35 +20,33 @@
 //! 4. On an error for which `StorageError::requires_reload` holds, the outcome of the batch is
 //!    unknown: call `reload()` and restart the core from the `Recovered` state.
 
-mod command;
 mod engine;
 mod error;
-mod journal;
-mod kv;
 mod mem;
 mod recovery;
 mod redb;
-mod session;
 mod snapshot;
+mod state;
 mod store;
 
-pub use command::JournalRetention;
-pub use command::{
+pub use error::{StorageError, MEMORY_PATH};
+pub use mem::{MemFault, MemStorage};
+pub use redb::{FileCompaction, RedbStorage, DB_FILE_NAME, STORAGE_FORMAT_VERSION};
+pub use snapshot::{SnapshotSource, SNAPSHOT_CHUNK_BYTES_MAX, SNAPSHOT_FORMAT_VERSION};
+pub use state::JournalRetention;
+pub use state::{Applied, ApplyResult, ChangePage, StateDigest, StateReader};
+pub use state::{Change, ChangeKind};
+pub use state::{
     Command, CommandError, Compare, CompareOp, CompareTarget, KeyValue, Op, Outcome, Proposal,
     Response, SessionSeq, Txn, COMMAND_BYTES_MAX, COMMAND_FORMAT_VERSION, JOURNAL_BATCH_OPS_MAX,
     JOURNAL_OP_BYTES_MAX, KEY_BYTES_MAX, RANGE_BYTES_MAX, RANGE_LIMIT_MAX, TXN_COMPARES_MAX,
     TXN_OPS_MAX, VALUE_BYTES_MAX,
 };
-pub use error::{StorageError, MEMORY_PATH};
-pub use journal::{JournalMember, JournalOp, JournalPage, JournalState};
-pub use kv::{Change, ChangeKind};
-pub use mem::{MemFault, MemStorage};
-pub use redb::{FileCompaction, RedbStorage, DB_FILE_NAME, STORAGE_FORMAT_VERSION};
-pub use session::{
+pub use state::{JournalMember, JournalOp, JournalPage, JournalState};
+pub use state::{
     SessionRecord, SESSIONS_MAX, SESSION_RESULTS_MAX, SESSION_SWEEP_INTERVAL_MS,
     SESSION_TTL_MAX_MS, SESSION_TTL_MIN_MS,
 };
-pub use snapshot::{SnapshotSource, SNAPSHOT_CHUNK_BYTES_MAX, SNAPSHOT_FORMAT_VERSION};
 
 pub use regent_raft::Batch;
 
@@ -200,22 +201,6 @@ pub enum ApplyMode {
     Deferred,
 }
 
-/// The result of applying one committed entry.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Applied {
-    pub index: LogIndex,
-    pub result: ApplyResult,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ApplyResult {
-    Noop,
-    /// The membership now in force.
-    Config(Membership),
-    /// A `Normal` entry: the command's answer, or why it was refused (bad bytes included).
-    Command(Outcome),
-}
-
 /// What precedes the first log entry: the state machine at `last_included_index` replaces it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct SnapshotMeta {
@@ -281,32 +266,18 @@ pub enum InstallProgress {
     Installed(Box<LogState>),
 }
 
-/// A page of the change feed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ChangePage {
-    pub changes: Vec<Change>,
-    /// More changes follow the last one returned.
-    pub more: bool,
-}
-
-/// A summary of the state machine, equal on two nodes that applied the same log (the change
-/// feed aside, which is local history).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StateDigest {
-    pub applied: LogIndex,
-    pub revision: u64,
-    pub kv_count: u64,
-    pub kv_crc: u32,
-    pub session_count: u64,
-    pub session_crc: u32,
-    /// The journal: retained operations and a crc of its summary row and every operation.
-    pub journal_count: u64,
-    pub journal_crc: u32,
-}
-
-/// The storage of one Raft node. The daemon uses `RedbStorage`, the simulator `MemStorage`;
-/// `tests/storage_conformance.rs` runs the same suite on both.
-pub trait LogStorage {
+/// The storage of one Raft node: the log, the hard state, the snapshot prefix, snapshots out
+/// and in, and log and file compaction. The daemon uses `RedbStorage`, the simulator
+/// `MemStorage`; `tests/storage_conformance.rs` runs the same suite on both.
+///
+/// The local queries of the state machine are the other trait, [`StateReader`], and it is a
+/// supertrait: `write_batch` applies the committed entries to the state machine held in the
+/// same store (and `snapshot` streams it), so a `LogStorage` always has one to query. Code that
+/// holds a `&dyn LogStorage` or a type parameter `S: LogStorage` (`impl LogStorage`) therefore
+/// calls `kv_get`, `digest` and the rest with no second bound and no import, and may pass the
+/// store on as a `&dyn StateReader`; code that names a concrete store (or an associated type)
+/// imports `StateReader` to call them. Code that only queries asks for `StateReader` alone.
+pub trait LogStorage: StateReader {
     /// The durable state after the last successful write.
     fn state(&self) -> &LogState;
 
@@ -343,29 +314,6 @@ pub trait LogStorage {
 
     /// Abandons an install in progress, if any.
     fn install_abort(&mut self);
-
-    /// Local reads of the state machine (possibly stale on a follower).
-    fn kv_get(&self, key: &[u8]) -> Result<Option<KeyValue>, StorageError>;
-    fn kv_range(&self, prefix: &[u8], limit: u32) -> Result<(Vec<KeyValue>, bool), StorageError>;
-
-    /// The changes with a revision above `revision`, in order, at most `limit`.
-    fn changes_after(&self, revision: u64, limit: usize) -> Result<ChangePage, StorageError>;
-
-    /// The journal operations from index `from` on (at most `limit`, stopping after the one
-    /// that passes `bytes_max`), with the journal's summary. `JournalCompacted` when `from` is
-    /// below the first retained index; an empty page when it is beyond the last.
-    fn journal_page(
-        &self,
-        from: u64,
-        limit: usize,
-        bytes_max: usize,
-    ) -> Result<JournalPage, StorageError>;
-
-    /// The recorded state of a session, if it is open.
-    fn session(&self, client_id: u64) -> Result<Option<SessionRecord>, StorageError>;
-
-    /// A digest of the state machine, for comparing nodes.
-    fn digest(&self) -> Result<StateDigest, StorageError>;
 
     /// Compacts the file when much of it is free (redb never shrinks on its own). Slow: call it
     /// off the commit path. Returns whether it compacted.

@@ -8,12 +8,16 @@
 
 use super::engine;
 use super::error::StorageError;
-use super::journal::{JournalRecord, JournalState};
-use super::kv::{Change, KvRecord, SmMeta};
 use super::recovery;
-use super::session::SessionRecord;
 use super::snapshot::{self, ChunkStream, RecordCursor, SnapshotHeader, SnapshotSource};
-use super::store::{encode_row, KvPage, MembershipRecord, RecordVisitor, StoreRead, StoreWrite};
+use super::state::{
+    self, Change, JournalRecord, JournalState, KvRecord, MembershipRecord, SessionRecord, SmMeta,
+    StateReader,
+};
+use super::store::{
+    decode_row, encode_row, KvPage, LogRead, LogWrite, RecordVisitor, StateRead, StateWrite,
+    StorePath,
+};
 use super::{
     Applied, Batch, ChangePage, Identity, InstallProgress, JournalPage, KeyValue, LogState,
     LogStorage, Recovered, SnapshotMeta, StateDigest, StorageOptions, MEMORY_PATH,
@@ -162,7 +166,7 @@ impl LogStorage for MemStorage {
         let (applied, next) = self.write(|txn| {
             engine::validate(txn, &cached, batch, &options)?;
             let next = engine::write_log(txn, &cached, batch)?;
-            engine::apply(txn, &next, &batch.committed, &options)
+            state::apply(txn, &next, &batch.committed, &options)
         })?;
         if sync {
             self.durable = None;
@@ -280,7 +284,7 @@ impl LogStorage for MemStorage {
             }
             snapshot::Step::Sessions(records) => {
                 for (id, value) in records {
-                    let record = super::store::decode_row(value).expect("checked by the receiver");
+                    let record = decode_row(value).expect("checked by the receiver");
                     install.sessions.insert(id, record);
                 }
             }
@@ -317,17 +321,19 @@ impl LogStorage for MemStorage {
     fn install_abort(&mut self) {
         self.install = None;
     }
+}
 
+impl StateReader for MemStorage {
     fn kv_get(&self, key: &[u8]) -> Result<Option<KeyValue>, StorageError> {
-        engine::kv_get(&mut self.read(), key)
+        state::kv_get(&mut self.read(), key)
     }
 
     fn kv_range(&self, prefix: &[u8], limit: u32) -> Result<(Vec<KeyValue>, bool), StorageError> {
-        engine::kv_range(&mut self.read(), prefix, limit)
+        state::kv_range(&mut self.read(), prefix, limit)
     }
 
     fn changes_after(&self, revision: u64, limit: usize) -> Result<ChangePage, StorageError> {
-        engine::changes_after(&mut self.read(), revision, limit)
+        state::changes_after(&mut self.read(), revision, limit)
     }
 
     fn journal_page(
@@ -336,7 +342,7 @@ impl LogStorage for MemStorage {
         limit: usize,
         bytes_max: usize,
     ) -> Result<JournalPage, StorageError> {
-        engine::journal_page(&mut self.read(), from, limit, bytes_max)
+        state::journal_page(&mut self.read(), from, limit, bytes_max)
     }
 
     fn session(&self, client_id: u64) -> Result<Option<SessionRecord>, StorageError> {
@@ -344,7 +350,7 @@ impl LogStorage for MemStorage {
     }
 
     fn digest(&self) -> Result<StateDigest, StorageError> {
-        engine::digest(&mut self.read())
+        state::digest(&mut self.read())
     }
 }
 
@@ -419,25 +425,19 @@ impl RecordCursor for MemCursor {
 /// Reads of a `MemState` (outside or inside a write).
 struct MemRead<'a>(&'a MemState);
 
-impl StoreRead for MemRead<'_> {
+impl StorePath for MemRead<'_> {
     fn path(&self) -> &Path {
         Path::new(MEMORY_PATH)
     }
+}
 
+impl LogRead for MemRead<'_> {
     fn hard_state(&mut self) -> Result<HardState, StorageError> {
         Ok(self.0.hard_state)
     }
 
-    fn membership(&mut self) -> Result<MembershipRecord, StorageError> {
-        Ok(self.0.membership.clone())
-    }
-
     fn snapshot_meta(&mut self) -> Result<SnapshotMeta, StorageError> {
         Ok(self.0.snapshot.clone())
-    }
-
-    fn sm_meta(&mut self) -> Result<SmMeta, StorageError> {
-        Ok(self.0.sm.clone())
     }
 
     fn log_bounds(&mut self) -> Result<Option<(LogIndex, LogIndex)>, StorageError> {
@@ -477,6 +477,16 @@ impl StoreRead for MemRead<'_> {
             visit(entry.index, entry.term)?;
         }
         Ok(())
+    }
+}
+
+impl StateRead for MemRead<'_> {
+    fn membership(&mut self) -> Result<MembershipRecord, StorageError> {
+        Ok(self.0.membership.clone())
+    }
+
+    fn sm_meta(&mut self) -> Result<SmMeta, StorageError> {
+        Ok(self.0.sm.clone())
     }
 
     fn kv_get(&mut self, key: &[u8]) -> Result<Option<KvRecord>, StorageError> {
@@ -664,20 +674,27 @@ macro_rules! delegate_reads {
     };
 }
 
-impl StoreRead for MemTxn<'_> {
+impl StorePath for MemTxn<'_> {
     fn path(&self) -> &Path {
         Path::new(MEMORY_PATH)
     }
+}
 
+impl LogRead for MemTxn<'_> {
     delegate_reads! {
         hard_state() -> HardState;
-        membership() -> MembershipRecord;
         snapshot_meta() -> SnapshotMeta;
-        sm_meta() -> SmMeta;
         log_bounds() -> Option<(LogIndex, LogIndex)>;
         log_term(index: LogIndex) -> Option<Term>;
         log_entries(lo: LogIndex, hi: LogIndex, bytes_max: usize) -> Vec<Entry>;
         log_scan_terms(visit: &mut dyn FnMut(LogIndex, Term) -> Result<(), StorageError>) -> ();
+    }
+}
+
+impl StateRead for MemTxn<'_> {
+    delegate_reads! {
+        membership() -> MembershipRecord;
+        sm_meta() -> SmMeta;
         kv_get(key: &[u8]) -> Option<KvRecord>;
         kv_range(prefix: &[u8], limit: usize, bytes_max: usize) -> KvPage;
         kv_scan(visit: &mut RecordVisitor<'_>) -> ();
@@ -691,7 +708,7 @@ impl StoreRead for MemTxn<'_> {
     }
 }
 
-impl StoreWrite for MemTxn<'_> {
+impl LogWrite for MemTxn<'_> {
     fn set_hard_state(&mut self, hard_state: &HardState) -> Result<(), StorageError> {
         self.op()?;
         let old = std::mem::replace(&mut self.state.hard_state, *hard_state);
@@ -699,24 +716,10 @@ impl StoreWrite for MemTxn<'_> {
         Ok(())
     }
 
-    fn set_membership(&mut self, record: &MembershipRecord) -> Result<(), StorageError> {
-        self.op()?;
-        let old = std::mem::replace(&mut self.state.membership, record.clone());
-        self.undo.push(Undo::Membership(old));
-        Ok(())
-    }
-
     fn set_snapshot_meta(&mut self, meta: &SnapshotMeta) -> Result<(), StorageError> {
         self.op()?;
         let old = std::mem::replace(&mut self.state.snapshot, meta.clone());
         self.undo.push(Undo::Snapshot(old));
-        Ok(())
-    }
-
-    fn set_sm_meta(&mut self, meta: &SmMeta) -> Result<(), StorageError> {
-        self.op()?;
-        let old = std::mem::replace(&mut self.state.sm, meta.clone());
-        self.undo.push(Undo::Sm(old));
         Ok(())
     }
 
@@ -751,6 +754,22 @@ impl StoreWrite for MemTxn<'_> {
             self.undo.push(Undo::Log(index, Some(entry)));
         }
         Ok(config)
+    }
+}
+
+impl StateWrite for MemTxn<'_> {
+    fn set_membership(&mut self, record: &MembershipRecord) -> Result<(), StorageError> {
+        self.op()?;
+        let old = std::mem::replace(&mut self.state.membership, record.clone());
+        self.undo.push(Undo::Membership(old));
+        Ok(())
+    }
+
+    fn set_sm_meta(&mut self, meta: &SmMeta) -> Result<(), StorageError> {
+        self.op()?;
+        let old = std::mem::replace(&mut self.state.sm, meta.clone());
+        self.undo.push(Undo::Sm(old));
+        Ok(())
     }
 
     fn kv_put(&mut self, key: &[u8], record: &KvRecord) -> Result<(), StorageError> {

@@ -6,6 +6,7 @@
 
 use super::engine;
 use super::error::StorageError;
+use super::state;
 use super::store::StoreRead;
 use super::{Identity, Recovered};
 use regent_raft::{LogIndex, Term};
@@ -102,35 +103,8 @@ pub(crate) fn recover(
             state.membership_index, state.applied
         ));
     }
-    let sm = store.sm_meta()?;
-    if sm.changes_floor > sm.revision {
-        return damaged(format!(
-            "change feed floor {} is above the revision {}",
-            sm.changes_floor, sm.revision
-        ));
-    }
-    let mut session_count = 0u64;
-    store.session_scan(&mut |_, _| {
-        session_count += 1;
-        Ok(())
-    })?;
-    if session_count != sm.session_count {
-        return damaged(format!(
-            "{session_count} sessions stored but the state machine counts {}",
-            sm.session_count
-        ));
-    }
-    let journal = &state.journal;
-    if let Err(problem) = journal.check() {
+    if let Some(problem) = state::check_stored(store, &state.journal)? {
         return damaged(problem);
-    }
-    let bounds = store.journal_bounds()?;
-    let expected_bounds = (journal.count() > 0).then_some((journal.first, journal.last));
-    if bounds != expected_bounds {
-        return damaged(format!(
-            "the journal table holds {bounds:?} but its summary says {}..={}",
-            journal.first, journal.last
-        ));
     }
 
     let entries = if state.applied < state.last_index {

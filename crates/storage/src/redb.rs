@@ -9,14 +9,15 @@
 
 use super::engine;
 use super::error::StorageError;
-use super::journal::{JournalRecord, JournalState};
-use super::kv::{Change, KvRecord, SmMeta};
 use super::recovery;
-use super::session::SessionRecord;
 use super::snapshot::{self, ChunkStream, RecordCursor, SnapshotHeader, SnapshotSource};
+use super::state::{
+    self, Change, JournalRecord, JournalState, KvRecord, MembershipRecord, SessionRecord, SmMeta,
+    StateReader,
+};
 use super::store::{
-    decode_entry, decode_row, encode_entry, encode_row, entry_config, entry_term, KvPage,
-    MembershipRecord, RecordVisitor, StoreRead, StoreWrite,
+    decode_entry, decode_row, encode_entry, encode_row, entry_config, entry_term, KvPage, LogRead,
+    LogWrite, RecordVisitor, StateRead, StateWrite, StorePath,
 };
 use super::{
     Applied, ApplyMode, Batch, ChangePage, Identity, InstallProgress, JournalPage, KeyValue,
@@ -448,7 +449,7 @@ impl LogStorage for RedbStorage {
                     let mut store = RedbStore::new(txn, path);
                     engine::validate(&mut store, &cached, batch, &options)?;
                     let next = engine::write_log(&mut store, &cached, batch)?;
-                    engine::apply(&mut store, &next, &batch.committed, &options)
+                    state::apply(&mut store, &next, &batch.committed, &options)
                 })?;
                 self.cached = next;
                 Ok(applied)
@@ -466,7 +467,7 @@ impl LogStorage for RedbStorage {
                 // Made durable by the next durable commit; lost by a crash before it, and then
                 // redone from the log, which still holds these entries.
                 let (applied, next) = self.write_txn(Durability::None, |txn, path| {
-                    engine::apply(
+                    state::apply(
                         &mut RedbStore::new(txn, path),
                         &next,
                         &batch.committed,
@@ -512,8 +513,9 @@ impl LogStorage for RedbStorage {
     }
 
     fn term(&self, index: LogIndex) -> Result<Term, StorageError> {
-        if index == LogIndex(0) || index == self.cached.snapshot.last_included_index {
-            return engine::term(&mut EmptyStore(&self.path), &self.cached, index);
+        // Index 0 and the snapshot's index need no read transaction (nor an open database).
+        if let Some(term) = engine::term_without_log(&self.cached, index) {
+            return Ok(term);
         }
         engine::term(&mut self.read_txn()?, &self.cached, index)
     }
@@ -659,35 +661,6 @@ impl LogStorage for RedbStorage {
         self.install = None;
     }
 
-    fn kv_get(&self, key: &[u8]) -> Result<Option<KeyValue>, StorageError> {
-        engine::kv_get(&mut self.read_txn()?, key)
-    }
-
-    fn kv_range(&self, prefix: &[u8], limit: u32) -> Result<(Vec<KeyValue>, bool), StorageError> {
-        engine::kv_range(&mut self.read_txn()?, prefix, limit)
-    }
-
-    fn changes_after(&self, revision: u64, limit: usize) -> Result<ChangePage, StorageError> {
-        engine::changes_after(&mut self.read_txn()?, revision, limit)
-    }
-
-    fn journal_page(
-        &self,
-        from: u64,
-        limit: usize,
-        bytes_max: usize,
-    ) -> Result<JournalPage, StorageError> {
-        engine::journal_page(&mut self.read_txn()?, from, limit, bytes_max)
-    }
-
-    fn session(&self, client_id: u64) -> Result<Option<SessionRecord>, StorageError> {
-        self.read_txn()?.session(client_id)
-    }
-
-    fn digest(&self) -> Result<StateDigest, StorageError> {
-        engine::digest(&mut self.read_txn()?)
-    }
-
     fn maybe_compact_file(&mut self) -> Result<bool, StorageError> {
         let (len, free) = self.file_usage()?;
         let enough = free >= self.options.compact_free_bytes_min
@@ -718,6 +691,37 @@ impl LogStorage for RedbStorage {
     }
 }
 
+impl StateReader for RedbStorage {
+    fn kv_get(&self, key: &[u8]) -> Result<Option<KeyValue>, StorageError> {
+        state::kv_get(&mut self.read_txn()?, key)
+    }
+
+    fn kv_range(&self, prefix: &[u8], limit: u32) -> Result<(Vec<KeyValue>, bool), StorageError> {
+        state::kv_range(&mut self.read_txn()?, prefix, limit)
+    }
+
+    fn changes_after(&self, revision: u64, limit: usize) -> Result<ChangePage, StorageError> {
+        state::changes_after(&mut self.read_txn()?, revision, limit)
+    }
+
+    fn journal_page(
+        &self,
+        from: u64,
+        limit: usize,
+        bytes_max: usize,
+    ) -> Result<JournalPage, StorageError> {
+        state::journal_page(&mut self.read_txn()?, from, limit, bytes_max)
+    }
+
+    fn session(&self, client_id: u64) -> Result<Option<SessionRecord>, StorageError> {
+        self.read_txn()?.session(client_id)
+    }
+
+    fn digest(&self) -> Result<StateDigest, StorageError> {
+        state::digest(&mut self.read_txn()?)
+    }
+}
+
 /// What `RedbStorage::compact_file` did: the file's length and free bytes before and after.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FileCompaction {
@@ -728,9 +732,6 @@ pub struct FileCompaction {
     /// A read transaction (a snapshot being streamed) kept redb from compacting.
     pub busy: bool,
 }
-
-/// Answers the terms that need no table (index 0, the snapshot's index).
-struct EmptyStore<'p>(&'p Path);
 
 /// Opening tables, for a read transaction or a write transaction.
 trait Source {
@@ -830,17 +831,15 @@ fn read_err(path: &Path) -> impl Fn(redb::StorageError) -> StorageError + '_ {
     move |e| StorageError::redb(path, "read", e)
 }
 
-impl<S: Source> StoreRead for RedbStore<'_, S> {
+impl<S: Source> StorePath for RedbStore<'_, S> {
     fn path(&self) -> &Path {
         self.path
     }
+}
 
+impl<S: Source> LogRead for RedbStore<'_, S> {
     fn hard_state(&mut self) -> Result<HardState, StorageError> {
         read_row(table!(self.hard_state, HARD_STATE), self.path, "hard state")
-    }
-
-    fn membership(&mut self) -> Result<MembershipRecord, StorageError> {
-        read_row(table!(self.membership, MEMBERSHIP), self.path, "membership")
     }
 
     fn snapshot_meta(&mut self) -> Result<SnapshotMeta, StorageError> {
@@ -848,14 +847,6 @@ impl<S: Source> StoreRead for RedbStore<'_, S> {
             table!(self.snapshot, SNAPSHOT),
             self.path,
             "snapshot metadata",
-        )
-    }
-
-    fn sm_meta(&mut self) -> Result<SmMeta, StorageError> {
-        read_row(
-            table!(self.sm, SM_META),
-            self.path,
-            "state-machine metadata",
         )
     }
 
@@ -915,6 +906,20 @@ impl<S: Source> StoreRead for RedbStore<'_, S> {
             visit(index, term)?;
         }
         Ok(())
+    }
+}
+
+impl<S: Source> StateRead for RedbStore<'_, S> {
+    fn membership(&mut self) -> Result<MembershipRecord, StorageError> {
+        read_row(table!(self.membership, MEMBERSHIP), self.path, "membership")
+    }
+
+    fn sm_meta(&mut self) -> Result<SmMeta, StorageError> {
+        read_row(
+            table!(self.sm, SM_META),
+            self.path,
+            "state-machine metadata",
+        )
     }
 
     fn kv_get(&mut self, key: &[u8]) -> Result<Option<KvRecord>, StorageError> {
@@ -1086,21 +1091,13 @@ macro_rules! set_row {
     }};
 }
 
-impl StoreWrite for RedbStore<'_, &WriteTransaction> {
+impl LogWrite for RedbStore<'_, &WriteTransaction> {
     fn set_hard_state(&mut self, hard_state: &HardState) -> Result<(), StorageError> {
         set_row!(self.hard_state, HARD_STATE, hard_state)
     }
 
-    fn set_membership(&mut self, record: &MembershipRecord) -> Result<(), StorageError> {
-        set_row!(self.membership, MEMBERSHIP, record)
-    }
-
     fn set_snapshot_meta(&mut self, meta: &SnapshotMeta) -> Result<(), StorageError> {
         set_row!(self.snapshot, SNAPSHOT, meta)
-    }
-
-    fn set_sm_meta(&mut self, meta: &SmMeta) -> Result<(), StorageError> {
-        set_row!(self.sm, SM_META, meta)
     }
 
     fn log_append(&mut self, entry: &Entry) -> Result<(), StorageError> {
@@ -1146,6 +1143,16 @@ impl StoreWrite for RedbStore<'_, &WriteTransaction> {
             return Err(StorageError::damaged(path, problem));
         }
         Ok(config)
+    }
+}
+
+impl StateWrite for RedbStore<'_, &WriteTransaction> {
+    fn set_membership(&mut self, record: &MembershipRecord) -> Result<(), StorageError> {
+        set_row!(self.membership, MEMBERSHIP, record)
+    }
+
+    fn set_sm_meta(&mut self, meta: &SmMeta) -> Result<(), StorageError> {
+        set_row!(self.sm, SM_META, meta)
     }
 
     fn kv_put(&mut self, key: &[u8], record: &KvRecord) -> Result<(), StorageError> {
@@ -1215,79 +1222,6 @@ impl StoreWrite for RedbStore<'_, &WriteTransaction> {
         table!(self.journal, JOURNAL)
             .retain_in(..=index, |_, _| false)
             .map_err(write_err(path))
-    }
-}
-
-impl StoreRead for EmptyStore<'_> {
-    fn path(&self) -> &Path {
-        self.0
-    }
-    fn hard_state(&mut self) -> Result<HardState, StorageError> {
-        unreachable!("EmptyStore answers terms only")
-    }
-    fn membership(&mut self) -> Result<MembershipRecord, StorageError> {
-        unreachable!("EmptyStore answers terms only")
-    }
-    fn snapshot_meta(&mut self) -> Result<SnapshotMeta, StorageError> {
-        unreachable!("EmptyStore answers terms only")
-    }
-    fn sm_meta(&mut self) -> Result<SmMeta, StorageError> {
-        unreachable!("EmptyStore answers terms only")
-    }
-    fn log_bounds(&mut self) -> Result<Option<(LogIndex, LogIndex)>, StorageError> {
-        unreachable!("EmptyStore answers terms only")
-    }
-    fn log_term(&mut self, _: LogIndex) -> Result<Option<Term>, StorageError> {
-        unreachable!("EmptyStore answers terms only")
-    }
-    fn log_entries(
-        &mut self,
-        _: LogIndex,
-        _: LogIndex,
-        _: usize,
-    ) -> Result<Vec<Entry>, StorageError> {
-        unreachable!("EmptyStore answers terms only")
-    }
-    fn log_scan_terms(
-        &mut self,
-        _: &mut dyn FnMut(LogIndex, Term) -> Result<(), StorageError>,
-    ) -> Result<(), StorageError> {
-        unreachable!("EmptyStore answers terms only")
-    }
-    fn kv_get(&mut self, _: &[u8]) -> Result<Option<KvRecord>, StorageError> {
-        unreachable!("EmptyStore answers terms only")
-    }
-    fn kv_range(&mut self, _: &[u8], _: usize, _: usize) -> Result<KvPage, StorageError> {
-        unreachable!("EmptyStore answers terms only")
-    }
-    fn kv_scan(&mut self, _: &mut RecordVisitor<'_>) -> Result<(), StorageError> {
-        unreachable!("EmptyStore answers terms only")
-    }
-    fn session(&mut self, _: u64) -> Result<Option<SessionRecord>, StorageError> {
-        unreachable!("EmptyStore answers terms only")
-    }
-    fn session_scan(&mut self, _: &mut RecordVisitor<'_>) -> Result<(), StorageError> {
-        unreachable!("EmptyStore answers terms only")
-    }
-    fn changes_after(&mut self, _: u64, _: usize) -> Result<(Vec<Change>, bool), StorageError> {
-        unreachable!("EmptyStore answers terms only")
-    }
-    fn journal_state(&mut self) -> Result<JournalState, StorageError> {
-        unreachable!("EmptyStore answers terms only")
-    }
-    fn journal_range(
-        &mut self,
-        _: u64,
-        _: usize,
-        _: usize,
-    ) -> Result<Vec<(u64, JournalRecord)>, StorageError> {
-        unreachable!("EmptyStore answers terms only")
-    }
-    fn journal_bounds(&mut self) -> Result<Option<(u64, u64)>, StorageError> {
-        unreachable!("EmptyStore answers terms only")
-    }
-    fn journal_scan(&mut self, _: &mut RecordVisitor<'_>) -> Result<(), StorageError> {
-        unreachable!("EmptyStore answers terms only")
     }
 }
 

@@ -11,9 +11,7 @@
 //! snapshot index (8), snapshot term (8), body length (4), body, crc32c of everything before (4).
 
 use super::error::StorageError;
-use super::journal::{JournalRecord, JournalState};
-use super::kv::KvRecord;
-use super::session::{SessionRecord, SESSIONS_MAX};
+use super::state::{JournalRecord, JournalState, KvRecord, SessionRecord, SESSIONS_MAX};
 use super::store::decode_row;
 use super::SnapshotMeta;
 use serde::{Deserialize, Serialize};

@@ -1,25 +1,22 @@
 //! The primitive operations of one storage transaction: the only code each backend (redb,
-//! memory) implements. Batches, apply, compaction, recovery and snapshots are written once on
+//! memory) implements, in two halves. The log half (`LogRead`, `LogWrite`: the hard state, the
+//! snapshot prefix, the entries) is what the log engine (`engine`, `recovery`) builds on; the
+//! state half (`StateRead`, `StateWrite`: the state machine's tables) is what the state machine
+//! (`state`) builds on. Batches, apply, compaction, recovery and snapshots are written once on
 //! top of these, so both backends give the same answers.
 //!
-//! Invariant: a primitive changes exactly what it names. Atomicity is the backend's: a redb
-//! write transaction, or the memory store's undo log.
+//! Invariant: a primitive changes exactly what it names, and a view implements a half only if
+//! it can answer every method of it. Atomicity is the backend's: a redb write transaction, or
+//! the memory store's undo log.
 
 use super::error::StorageError;
-use super::journal::{JournalRecord, JournalState};
-use super::kv::{Change, KvRecord, SmMeta};
-use super::session::SessionRecord;
+use super::state::{
+    Change, JournalRecord, JournalState, KvRecord, MembershipRecord, SessionRecord, SmMeta,
+};
 use super::SnapshotMeta;
 use regent_raft::{Entry, EntryPayload, HardState, LogIndex, Membership, Term};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-
-/// The membership of the last applied `Config` entry (or of the installed snapshot).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct MembershipRecord {
-    pub membership: Membership,
-    pub index: LogIndex,
-}
 
 /// Keys with their records, and whether more keys matched.
 pub(crate) type KvPage = (Vec<(Vec<u8>, KvRecord)>, bool);
@@ -27,13 +24,15 @@ pub(crate) type KvPage = (Vec<(Vec<u8>, KvRecord)>, bool);
 /// A visitor of raw records: key bytes and value bytes as stored.
 pub(crate) type RecordVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), StorageError> + 'a;
 
-pub(crate) trait StoreRead {
-    /// The file this store lives in, for error messages.
+/// What both halves share: the file the store lives in, for error messages.
+pub(crate) trait StorePath {
     fn path(&self) -> &Path;
+}
+
+/// Reads of the log half: the hard state, the snapshot prefix and the entries.
+pub(crate) trait LogRead: StorePath {
     fn hard_state(&mut self) -> Result<HardState, StorageError>;
-    fn membership(&mut self) -> Result<MembershipRecord, StorageError>;
     fn snapshot_meta(&mut self) -> Result<SnapshotMeta, StorageError>;
-    fn sm_meta(&mut self) -> Result<SmMeta, StorageError>;
     /// The first and last index present, or `None` for an empty log.
     fn log_bounds(&mut self) -> Result<Option<(LogIndex, LogIndex)>, StorageError>;
     fn log_term(&mut self, index: LogIndex) -> Result<Option<Term>, StorageError>;
@@ -49,6 +48,13 @@ pub(crate) trait StoreRead {
         &mut self,
         visit: &mut dyn FnMut(LogIndex, Term) -> Result<(), StorageError>,
     ) -> Result<(), StorageError>;
+}
+
+/// Reads of the state half: the state machine's metadata, the applied membership, the KV
+/// table, the sessions, the change feed and the journal.
+pub(crate) trait StateRead: StorePath {
+    fn membership(&mut self) -> Result<MembershipRecord, StorageError>;
+    fn sm_meta(&mut self) -> Result<SmMeta, StorageError>;
     fn kv_get(&mut self, key: &[u8]) -> Result<Option<KvRecord>, StorageError>;
     /// Keys starting with `prefix` in order: at most `limit`, stopping after the pair that
     /// passes `bytes_max`. The flag tells whether more keys match.
@@ -84,11 +90,10 @@ pub(crate) trait StoreRead {
     fn journal_scan(&mut self, visit: &mut RecordVisitor<'_>) -> Result<(), StorageError>;
 }
 
-pub(crate) trait StoreWrite: StoreRead {
+/// Writes of the log half.
+pub(crate) trait LogWrite: LogRead {
     fn set_hard_state(&mut self, hard_state: &HardState) -> Result<(), StorageError>;
-    fn set_membership(&mut self, record: &MembershipRecord) -> Result<(), StorageError>;
     fn set_snapshot_meta(&mut self, meta: &SnapshotMeta) -> Result<(), StorageError>;
-    fn set_sm_meta(&mut self, meta: &SmMeta) -> Result<(), StorageError>;
     fn log_append(&mut self, entry: &Entry) -> Result<(), StorageError>;
     /// Removes every entry at or after `from`.
     fn log_remove_from(&mut self, from: LogIndex) -> Result<(), StorageError>;
@@ -97,6 +102,12 @@ pub(crate) trait StoreWrite: StoreRead {
         &mut self,
         through: LogIndex,
     ) -> Result<Option<(LogIndex, Membership)>, StorageError>;
+}
+
+/// Writes of the state half.
+pub(crate) trait StateWrite: StateRead {
+    fn set_membership(&mut self, record: &MembershipRecord) -> Result<(), StorageError>;
+    fn set_sm_meta(&mut self, meta: &SmMeta) -> Result<(), StorageError>;
     fn kv_put(&mut self, key: &[u8], record: &KvRecord) -> Result<(), StorageError>;
     fn kv_remove(&mut self, key: &[u8]) -> Result<(), StorageError>;
     fn session_put(&mut self, client_id: u64, record: &SessionRecord) -> Result<(), StorageError>;
@@ -109,6 +120,15 @@ pub(crate) trait StoreWrite: StoreRead {
     /// Removes every journal operation at or below `index`.
     fn journal_remove_through(&mut self, index: u64) -> Result<(), StorageError>;
 }
+
+/// Both halves, read: for recovery and the summary of the durable state.
+pub(crate) trait StoreRead: LogRead + StateRead {}
+impl<T: LogRead + StateRead + ?Sized> StoreRead for T {}
+
+/// Both halves, written: for the swap at the end of a snapshot install, and for the backends
+/// that hand one transaction to the log engine and then to the state machine.
+pub(crate) trait StoreWrite: StoreRead + LogWrite + StateWrite {}
+impl<T: LogWrite + StateWrite + ?Sized> StoreWrite for T {}
 
 // The encodings of stored values, shared by redb (which stores them) and the memory store
 // (which uses them for snapshots and digests), so both produce the same bytes.

@@ -9,7 +9,7 @@ use crate::node::SimNode;
 use crate::time::{Event, MS};
 use regent_raft::{LogIndex, ReadError};
 use regent_replica::{Abandoned, ProposalOutcome, Token};
-use regent_storage::{ApplyResult, LogStorage, Response};
+use regent_storage::{ApplyResult, LogStorage, Response, StateReader};
 
 impl Workload {
     /// A proposal made on some node is decided: a session registration, or a client operation.

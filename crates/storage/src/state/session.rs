@@ -6,9 +6,9 @@
 //! same sessions at the same index. Every limit is a constant for the same reason.
 
 use super::command::{CommandError, Outcome, Response, SessionSeq};
-use super::error::StorageError;
-use super::kv::SmMeta;
-use super::store::StoreWrite;
+use super::meta::SmMeta;
+use crate::error::StorageError;
+use crate::store::{decode_row, StateWrite};
 use regent_raft::LogIndex;
 use serde::{Deserialize, Serialize};
 
@@ -57,7 +57,7 @@ pub(crate) enum Check {
 }
 
 pub(crate) fn register(
-    store: &mut dyn StoreWrite,
+    store: &mut dyn StateWrite,
     meta: &mut SmMeta,
     index: LogIndex,
     ttl_ms: u64,
@@ -93,7 +93,7 @@ pub(crate) fn register(
 }
 
 pub(crate) fn check(
-    store: &mut dyn StoreWrite,
+    store: &mut dyn StateWrite,
     meta: &mut SmMeta,
     seq: SessionSeq,
 ) -> Result<Check, StorageError> {
@@ -122,7 +122,7 @@ pub(crate) fn check(
 
 /// Records the outcome of a fresh command and refreshes the session's activity.
 pub(crate) fn record(
-    store: &mut dyn StoreWrite,
+    store: &mut dyn StateWrite,
     meta: &SmMeta,
     seq: SessionSeq,
     mut record: SessionRecord,
@@ -154,7 +154,7 @@ pub(crate) fn record(
 
 /// Removes the expired sessions once per sweep interval of log time.
 pub(crate) fn maybe_sweep(
-    store: &mut dyn StoreWrite,
+    store: &mut dyn StateWrite,
     meta: &mut SmMeta,
 ) -> Result<(), StorageError> {
     let bucket = meta.log_time_ms / SESSION_SWEEP_INTERVAL_MS;
@@ -169,7 +169,7 @@ pub(crate) fn maybe_sweep(
     let log_time_ms = meta.log_time_ms;
     let path = store.path().to_path_buf();
     store.session_scan(&mut |key, value| {
-        let record: SessionRecord = super::store::decode_row(value)
+        let record: SessionRecord = decode_row(value)
             .map_err(|e| StorageError::damaged(&path, format!("session record: {e}")))?;
         if record.is_expired(log_time_ms) {
             let id: [u8; 8] = key

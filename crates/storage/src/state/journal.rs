@@ -9,9 +9,9 @@
 //! command), so every node retains the same range and the state digests stay equal.
 
 use super::command::{CommandError, JournalRetention, Outcome, Response};
-use super::error::StorageError;
-use super::kv::SmMeta;
-use super::store::StoreWrite;
+use super::meta::SmMeta;
+use crate::error::StorageError;
+use crate::store::StateWrite;
 use regent_raft::{Entry, Membership};
 use serde::{Deserialize, Serialize};
 
@@ -150,7 +150,7 @@ pub struct JournalPage {
 
 /// Appends validated operations.
 pub(crate) fn append(
-    store: &mut dyn StoreWrite,
+    store: &mut dyn StateWrite,
     meta: &SmMeta,
     entry: &Entry,
     ops: &[Vec<u8>],
@@ -182,9 +182,25 @@ pub(crate) fn append(
     Ok(Ok(Response::JournalAppended { first, last }))
 }
 
+/// The answer to a retried append, made from its first answer (`first..=last`): the entry
+/// carrying the retry has a term of its own, so it is answered with the term the operations
+/// were stored with, as the first answer was (`None` once the journal no longer holds them).
+pub(crate) fn retried(
+    store: &mut dyn StateWrite,
+    first: u64,
+    last: u64,
+) -> Result<Response, StorageError> {
+    let term = store
+        .journal_range(last, 1, 0)?
+        .into_iter()
+        .find(|(index, _)| *index == last)
+        .map(|(_, record)| record.term);
+    Ok(Response::JournalRetried { first, last, term })
+}
+
 /// Records a member's report (each index only moves forward).
 pub(crate) fn report(
-    store: &mut dyn StoreWrite,
+    store: &mut dyn StateWrite,
     meta: &SmMeta,
     node: u64,
     applied: Option<u64>,
@@ -240,7 +256,7 @@ fn is_member(membership: &Membership, node: u64) -> bool {
 /// Drops the prefix that every member's host has checkpointed past, then whatever breaks a
 /// retention bound (count, bytes, age by log time), oldest first.
 fn truncate(
-    store: &mut dyn StoreWrite,
+    store: &mut dyn StateWrite,
     meta: &SmMeta,
     state: &mut JournalState,
     retention: &JournalRetention,
