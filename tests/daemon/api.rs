@@ -1,9 +1,9 @@
 //! The host API against real daemons: every endpoint with good and bad input, the fencing of a
 //! deposed leader's host, exactly-once retries across a leader kill, and `regent demo --once`.
 
-use crate::support::{http, Cluster, BIN, TEST_SETTINGS};
+use crate::support::{http, Cluster, Feed, BIN, TEST_SETTINGS};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -201,16 +201,10 @@ fn every_endpoint_with_good_and_bad_input() {
         400,
         "bad_parameter",
     );
-    let mut feed = UnixStream::connect(&c.nodes[0].socket).unwrap();
-    feed.write_all(b"GET /v1/watch?from_revision=1 HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut reader = BufReader::new(feed);
-    let mut line = String::new();
+    let mut feed = Feed::open(&c.nodes[0].socket, "/v1/watch?from_revision=1", None).unwrap();
     let mut revisions = Vec::new();
     while revisions.len() < 3 {
-        line.clear();
-        reader.read_line(&mut line).unwrap();
-        // Chunk-size lines of the chunked encoding are skipped: only objects are events.
+        let line = feed.next_line().unwrap().expect("the feed ended");
         if let Ok(v @ Value::Object(_)) = serde_json::from_str::<Value>(line.trim()) {
             revisions.push(v["revision"].as_u64().unwrap());
         }
@@ -252,15 +246,10 @@ fn a_stale_socket_is_replaced_and_a_live_one_never_taken() {
 /// Reads NDJSON events from a leadership watch into a shared list, with local receive times.
 fn watch_leadership(socket: &std::path::Path) -> Arc<Mutex<Vec<Value>>> {
     let events = Arc::new(Mutex::new(Vec::new()));
-    let mut stream = UnixStream::connect(socket).unwrap();
-    stream
-        .write_all(b"GET /v1/leadership/watch HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
+    let mut feed = Feed::open(socket, "/v1/leadership/watch", None).unwrap();
     let sink = events.clone();
     std::thread::spawn(move || {
-        let reader = BufReader::new(stream);
-        for line in reader.lines() {
-            let Ok(line) = line else { return };
+        while let Ok(Some(line)) = feed.next_line() {
             if let Ok(v) = serde_json::from_str::<Value>(line.trim()) {
                 if v.get("event").is_some() {
                     sink.lock().unwrap().push(v);
@@ -416,14 +405,18 @@ fn exactly_once_retries_across_a_leader_kill() {
         .unwrap();
     assert_eq!(replay.json()["revision"].as_u64(), Some(second));
     // The change feed holds each value once.
-    let mut feed = UnixStream::connect(&c.nodes[(new - 1) as usize].socket).unwrap();
-    feed.write_all(b"GET /v1/watch?from_revision=1 HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    feed.set_read_timeout(Some(Duration::from_millis(1500)))
-        .unwrap();
-    let mut text = Vec::new();
-    let _ = feed.read_to_end(&mut text);
-    let text = String::from_utf8_lossy(&text);
+    // The feed never ends: what came within a read timeout of quiet is all of it.
+    let mut feed = Feed::open(
+        &c.nodes[(new - 1) as usize].socket,
+        "/v1/watch?from_revision=1",
+        Some(Duration::from_millis(1500)),
+    )
+    .unwrap();
+    let mut text = String::new();
+    while let Ok(Some(line)) = feed.next_line() {
+        text.push_str(&line);
+        text.push('\n');
+    }
     assert_eq!(text.matches("\"one\"").count(), 1, "{text}");
     assert_eq!(text.matches("\"two\"").count(), 1, "{text}");
 }

@@ -2,11 +2,9 @@
 //! the middle, tailed live on every node; a deposed leader's host fenced; retention and 410;
 //! the toy master's failover (examples/toy_master.py) with identical namespaces.
 
-use crate::support::{http, Cluster, TEST_SETTINGS};
+use crate::support::{http, Cluster, Feed, TEST_SETTINGS};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -87,85 +85,35 @@ fn tail_once(
     sink: &Mutex<Vec<Op>>,
     stop: &AtomicBool,
 ) -> std::io::Result<()> {
-    let mut stream = UnixStream::connect(socket)?;
-    stream.set_read_timeout(Some(Duration::from_millis(500)))?;
-    let head =
-        format!("GET /v1/journal?from={next}&format=ndjson HTTP/1.1\r\nHost: regent\r\n\r\n");
-    stream.write_all(head.as_bytes())?;
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    if !line.contains(" 200 ") {
-        return Err(std::io::Error::other(line));
+    // Reads time out now and then, so that the stop flag is looked at while the stream is
+    // quiet; a timed-out read loses nothing.
+    let path = format!("/v1/journal?from={next}&format=ndjson");
+    let mut feed = Feed::open(socket, &path, Some(Duration::from_millis(500)))?;
+    if !feed.status_line().contains(" 200 ") {
+        return Err(std::io::Error::other(feed.status_line().to_string()));
     }
-    loop {
-        line.clear();
-        reader.read_line(&mut line)?;
-        if line.trim().is_empty() {
-            break;
-        }
-    }
-    let mut pending = Vec::new();
     loop {
         if stop.load(Ordering::Relaxed) {
             return Ok(());
         }
-        line.clear();
-        match reader.read_line(&mut line) {
-            Ok(0) => return Ok(()),
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                // A partial chunk-size line would be lost here; sizes are short and arrive
-                // whole, so only a quiet stream times out.
-                assert!(line.is_empty(), "a read timed out mid-line: {line:?}");
-                continue;
-            }
-            Err(e) => return Err(e),
-        }
-        let size = usize::from_str_radix(line.trim(), 16).map_err(std::io::Error::other)?;
-        if size == 0 {
-            return Ok(());
-        }
-        let mut data = vec![0; size + 2];
-        read_exact_patiently(&mut reader, &mut data)?;
-        pending.extend_from_slice(&data[..size]);
-        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
-            let value: Value = serde_json::from_slice(&pending[..end]).unwrap();
-            pending.drain(..=end);
-            assert!(value.get("error").is_none(), "tail error: {value}");
-            let op = Op {
-                index: value["index"].as_u64().unwrap(),
-                term: value["term"].as_u64().unwrap(),
-                op: base64_decode(value["op"].as_str().unwrap()),
-            };
-            let mut ops = sink.lock().unwrap();
-            let expected = ops.last().map_or(next, |o| o.index + 1);
-            assert_eq!(op.index, expected, "a tail is dense and in order");
-            ops.push(op);
-        }
+        let line = match feed.next_line() {
+            Ok(Some(line)) => line,
+            Ok(None) => return Ok(()),
+            Err(e) if e.is_timeout() => continue,
+            Err(e) => return Err(std::io::Error::other(e)),
+        };
+        let value: Value = serde_json::from_str(&line).unwrap();
+        assert!(value.get("error").is_none(), "tail error: {value}");
+        let op = Op {
+            index: value["index"].as_u64().unwrap(),
+            term: value["term"].as_u64().unwrap(),
+            op: base64_decode(value["op"].as_str().unwrap()),
+        };
+        let mut ops = sink.lock().unwrap();
+        let expected = ops.last().map_or(next, |o| o.index + 1);
+        assert_eq!(op.index, expected, "a tail is dense and in order");
+        ops.push(op);
     }
-}
-
-fn read_exact_patiently(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<()> {
-    let mut done = 0;
-    while done < buf.len() {
-        match reader.read(&mut buf[done..]) {
-            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => done += n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 fn base64_decode(text: &str) -> Vec<u8> {
@@ -341,23 +289,9 @@ fn journal_appends_survive_a_leader_kill_exactly_once_in_order_on_every_tail() {
         )
         .unwrap();
         assert_eq!(a.status, 200);
-        let lines = String::from_utf8(dechunk(&a.body)).unwrap();
+        let lines = String::from_utf8(a.body).unwrap();
         let count = lines.lines().filter(|l| l.contains("\"index\"")).count() as u64;
         assert!(count >= last, "node {id} holds {count} of {last}");
-    }
-}
-
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let end = data.windows(2).position(|w| w == b"\r\n").unwrap();
-        let size = usize::from_str_radix(std::str::from_utf8(&data[..end]).unwrap(), 16).unwrap();
-        data = &data[end + 2..];
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&data[..size]);
-        data = &data[size + 2..];
     }
 }
 
@@ -423,7 +357,7 @@ fn a_deposed_leaders_host_cannot_append_with_its_old_term() {
                 b"",
             )
             .unwrap();
-            let ops: Vec<Value> = String::from_utf8(dechunk(&a.body))
+            let ops: Vec<Value> = String::from_utf8(a.body)
                 .unwrap()
                 .lines()
                 .map(|l| serde_json::from_str(l).unwrap())
@@ -448,18 +382,14 @@ fn a_deposed_leaders_host_cannot_append_with_its_old_term() {
 
 /// The first event of a leadership watch on `socket`.
 fn first_watch_event(socket: &Path) -> Value {
-    let mut stream = UnixStream::connect(socket).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream
-        .write_all(b"GET /v1/leadership/watch HTTP/1.1\r\nHost: regent\r\n\r\n")
-        .unwrap();
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
+    let mut feed = Feed::open(
+        socket,
+        "/v1/leadership/watch",
+        Some(Duration::from_secs(10)),
+    )
+    .unwrap();
     loop {
-        line.clear();
-        reader.read_line(&mut line).unwrap();
+        let line = feed.next_line().unwrap().expect("the watch ended");
         if line.trim_start().starts_with('{') {
             return serde_json::from_str(line.trim()).unwrap();
         }
@@ -625,7 +555,7 @@ fn a_host_that_never_checkpoints_holds_the_journal_to_the_bound_then_gets_410() 
     .unwrap();
     assert_eq!(a.status, 200);
     assert_eq!(a.headers["content-type"], "application/octet-stream");
-    let body = dechunk(&a.body);
+    let body = a.body;
     let index = u64::from_be_bytes(body[0..8].try_into().unwrap());
     let len = u32::from_be_bytes(body[16..20].try_into().unwrap()) as usize;
     assert_eq!(index, first);

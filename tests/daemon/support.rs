@@ -1,10 +1,11 @@
 //! Real `regent run` processes on loopback, made with `regent admin cluster init` in a temp dir,
-//! and a small HTTP/1.1 client for their Unix sockets. Everything started here is killed when
-//! the `Cluster` is dropped, also when a test fails.
+//! and the host protocol's client (`regent_client`) fitted to the tests: answers with headers
+//! in a map, and streams read line by line. Everything started here is killed when the
+//! `Cluster` is dropped, also when a test fails.
 
+use regent_client::{http, Conn};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -29,34 +30,57 @@ impl Answer {
 
 /// One request on a Unix socket (a new connection each time; `Connection: close`).
 pub fn http(socket: &Path, method: &str, path: &str, body: &[u8]) -> std::io::Result<Answer> {
-    let mut stream = UnixStream::connect(socket)?;
-    stream.set_read_timeout(Some(Duration::from_secs(15)))?;
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: regent\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    parse_answer(&raw).ok_or_else(|| std::io::Error::other(format!("bad HTTP answer: {raw:?}")))
+    let mut conn = Conn::unix(socket, Some(Duration::from_secs(15)))?;
+    conn.send_closing(method, path, body)
+        .map_err(std::io::Error::other)?;
+    let answer = regent_client::Answer::read(&mut conn).map_err(std::io::Error::other)?;
+    Ok(Answer {
+        status: answer.status,
+        headers: answer.headers.into_iter().collect(),
+        body: answer.body,
+    })
 }
 
-fn parse_answer(raw: &[u8]) -> Option<Answer> {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&raw[..split]).ok()?;
-    let mut lines = head.split("\r\n");
-    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-    let headers: BTreeMap<String, String> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let body = raw[split + 4..].to_vec();
-    Some(Answer {
-        status,
-        headers,
-        body,
-    })
+/// A streaming answer (a watch, a journal tail) on a connection of its own, read line by line.
+pub struct Feed {
+    conn: Conn<UnixStream>,
+    pending: Vec<u8>,
+}
+
+impl Feed {
+    /// `GET path` on `socket` and the answer's head; with `timeout`, each read is bounded by
+    /// it (a timed-out read is an error that `next_line` can be called again after).
+    pub fn open(socket: &Path, path: &str, timeout: Option<Duration>) -> std::io::Result<Feed> {
+        let mut conn = Conn::unix(socket, timeout)?;
+        conn.send("GET", path, b"").map_err(std::io::Error::other)?;
+        conn.read_head().map_err(std::io::Error::other)?;
+        Ok(Feed {
+            conn,
+            pending: Vec::new(),
+        })
+    }
+
+    /// The answer's status line, e.g. `HTTP/1.1 200 OK`.
+    pub fn status_line(&self) -> &str {
+        self.conn.status_line()
+    }
+
+    /// The body's next line (without its line end); `None` once the stream has ended, also
+    /// when the daemon closed it between chunks (a killed or stopped node).
+    pub fn next_line(&mut self) -> Result<Option<String>, http::Error> {
+        loop {
+            if let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+                let line = String::from_utf8_lossy(&self.pending[..end]).into_owned();
+                self.pending.drain(..=end);
+                return Ok(Some(line));
+            }
+            match self.conn.read_body_part(&mut self.pending) {
+                Ok(0) | Err(http::Error::Unterminated) => return Ok(None),
+                Ok(_) => {}
+                Err(err) => return Err(err),
+            }
+        }
+    }
 }
 
 /// A free UDP port on loopback (bound, read, released).

@@ -10,7 +10,7 @@
 //! Invariant: every process the bench starts is stopped when it ends, whichever way it ends
 //! (`Nodes` kills its children when dropped; the restart node is a `ChildGuard`).
 
-use crate::load::{self, round3, HttpConn, LoadResult, RegentWriter, Writer};
+use crate::load::{self, round3, LoadResult, RegentWriter, Writer};
 use anyhow::{bail, Context};
 use clap::Args;
 use regent_client::fetch_status;
@@ -249,16 +249,15 @@ impl BenchCluster {
 
     pub fn writes(&self, clients: usize, seconds: f64, prefix: &str) -> LoadResult {
         let socket = self.nodes.socket(self.leader);
-        let open = || -> anyhow::Result<Box<dyn Writer>> {
-            Ok(Box::new(RegentWriter(HttpConn::unix(&socket)?)))
-        };
+        let open =
+            || -> anyhow::Result<Box<dyn Writer>> { Ok(Box::new(RegentWriter::connect(&socket)?)) };
         load::closed_loop(open, clients, seconds, prefix)
     }
 
     /// Linearizable and lease reads/s with 64 clients on the leader.
     fn reads(&self, seconds: f64) -> anyhow::Result<(f64, f64)> {
         let socket = self.nodes.socket(self.leader);
-        if HttpConn::unix(&socket)?.call("PUT", "/v1/kv/bench-read", &[b'r'; 256])? != 200 {
+        if load::unix(&socket)?.call("PUT", "/v1/kv/bench-read", &[b'r'; 256])? != 200 {
             bail!("the key for the read runs could not be written");
         }
         Ok((
@@ -284,7 +283,7 @@ impl BenchCluster {
         let to = answer.json()?["to"]
             .as_u64()
             .context("switchover answered without a target")?;
-        let mut conn = HttpConn::unix(&self.nodes.socket(to))?;
+        let mut conn = load::unix(&self.nodes.socket(to))?;
         let deadline = started + Duration::from_secs(15);
         while conn.call("PUT", "/v1/kv/bench-switchover", b"x")? != 200 {
             if Instant::now() > deadline {
@@ -304,7 +303,7 @@ impl BenchCluster {
         let old = self.leader;
         self.nodes.kill(old);
         let next = demo::wait_writable(&self.nodes, Some(old), Duration::from_secs(30))?;
-        let mut conn = HttpConn::unix(&self.nodes.socket(next))?;
+        let mut conn = load::unix(&self.nodes.socket(next))?;
         while conn.call("PUT", "/v1/kv/bench-failover", b"x")? != 200 {
             std::thread::sleep(Duration::from_micros(200));
         }
@@ -339,7 +338,7 @@ fn read_load(socket: &Path, clients: usize, seconds: f64, consistency: &str) -> 
         let threads: Vec<_> = (0..clients)
             .map(|_| {
                 scope.spawn(move || {
-                    let Ok(mut conn) = HttpConn::unix(socket) else {
+                    let Ok(mut conn) = load::unix(socket) else {
                         return 0;
                     };
                     let mut done = 0u64;

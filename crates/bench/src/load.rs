@@ -8,7 +8,7 @@
 //! the percentiles.
 
 use anyhow::Context;
-use std::io::{BufRead, BufReader, Read, Write};
+use regent_client::Conn;
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -146,97 +146,41 @@ where
     }
 }
 
-/// An HTTP/1.1 client on one kept-alive connection (a Unix socket or TCP).
-pub(super) struct HttpConn {
-    reader: BufReader<Box<dyn Read + Send>>,
-    writer: Box<dyn Write + Send>,
-    host: String,
-    line: String,
-    body: Vec<u8>,
+/// How long a load client waits for one answer before it counts the write as failed.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A kept-alive HTTP/1.1 connection to a Unix socket (regent's host API).
+pub(super) fn unix(socket: &Path) -> anyhow::Result<Conn<UnixStream>> {
+    Conn::unix(socket, Some(ANSWER_TIMEOUT))
+        .with_context(|| format!("connecting to {}", socket.display()))
 }
 
-impl HttpConn {
-    pub fn unix(socket: &Path) -> anyhow::Result<HttpConn> {
-        let stream = UnixStream::connect(socket)
-            .with_context(|| format!("connecting to {}", socket.display()))?;
-        stream.set_read_timeout(Some(Duration::from_secs(15)))?;
-        Ok(HttpConn::new(
-            Box::new(stream.try_clone()?),
-            Box::new(stream),
-            "regent",
-        ))
-    }
-
-    pub fn tcp(address: &str) -> anyhow::Result<HttpConn> {
-        let stream =
-            TcpStream::connect(address).with_context(|| format!("connecting to {address}"))?;
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(Duration::from_secs(15)))?;
-        Ok(HttpConn::new(
-            Box::new(stream.try_clone()?),
-            Box::new(stream),
-            address,
-        ))
-    }
-
-    fn new(reader: Box<dyn Read + Send>, writer: Box<dyn Write + Send>, host: &str) -> HttpConn {
-        HttpConn {
-            reader: BufReader::with_capacity(16 * 1024, reader),
-            writer,
-            host: host.to_string(),
-            line: String::new(),
-            body: Vec::new(),
-        }
-    }
-
-    /// One request; returns the status code (the body is in `self.body()`).
-    pub fn call(&mut self, method: &str, path: &str, body: &[u8]) -> anyhow::Result<u16> {
-        let mut request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\r\n",
-            self.host,
-            body.len()
-        )
-        .into_bytes();
-        request.extend_from_slice(body);
-        self.writer.write_all(&request)?;
-        self.line.clear();
-        self.reader.read_line(&mut self.line)?;
-        let status: u16 = self
-            .line
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .with_context(|| format!("no HTTP status line: {:?}", self.line))?;
-        let mut length = 0usize;
-        loop {
-            self.line.clear();
-            if self.reader.read_line(&mut self.line)? == 0 {
-                anyhow::bail!("the connection closed in the middle of an answer");
-            }
-            if self.line.trim().is_empty() {
-                break;
-            }
-            if let Some((k, v)) = self.line.split_once(':') {
-                if k.eq_ignore_ascii_case("content-length") {
-                    length = v.trim().parse()?;
-                }
-            }
-        }
-        self.body.resize(length, 0);
-        self.reader.read_exact(&mut self.body)?;
-        Ok(status)
-    }
-
-    pub fn body(&self) -> &[u8] {
-        &self.body
-    }
+/// A kept-alive HTTP/1.1 connection to a TCP address (etcd's gateway).
+pub(super) fn tcp(address: &str) -> anyhow::Result<Conn<TcpStream>> {
+    Conn::tcp(address, Some(ANSWER_TIMEOUT)).with_context(|| format!("connecting to {address}"))
 }
 
 /// regent: `PUT /v1/kv/{key}` on the leader's host socket.
-pub(super) struct RegentWriter(pub HttpConn);
+pub(super) struct RegentWriter {
+    conn: Conn<UnixStream>,
+    /// The request path, rebuilt in place for each write.
+    path: String,
+}
+
+impl RegentWriter {
+    pub fn connect(socket: &Path) -> anyhow::Result<RegentWriter> {
+        Ok(RegentWriter {
+            conn: unix(socket)?,
+            path: String::new(),
+        })
+    }
+}
 
 impl Writer for RegentWriter {
     fn put(&mut self, key: &str, value: &[u8]) -> anyhow::Result<bool> {
-        Ok(self.0.call("PUT", &format!("/v1/kv/{key}"), value)? == 200)
+        self.path.clear();
+        self.path.push_str("/v1/kv/");
+        self.path.push_str(key);
+        Ok(self.conn.call("PUT", &self.path, value)? == 200)
     }
 }

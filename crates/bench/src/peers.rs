@@ -20,11 +20,12 @@
 //! their directories are removed.
 
 use crate::cluster::{print_result, BenchCluster};
-use crate::load::{self, round3, HttpConn, LoadResult, Writer};
+use crate::load::{self, round3, LoadResult, Writer};
 use anyhow::{bail, Context};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use clap::Args;
+use regent_client::Conn;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -292,7 +293,7 @@ impl Etcd {
     /// Whether the member at `address` leads (`/v3/maintenance/status`: its member id is the
     /// leader's).
     fn is_leader(address: &str) -> anyhow::Result<bool> {
-        let mut conn = HttpConn::tcp(address)?;
+        let mut conn = load::tcp(address)?;
         if conn.call("POST", "/v3/maintenance/status", b"{}")? != 200 {
             return Ok(false);
         }
@@ -303,23 +304,32 @@ impl Etcd {
 
     fn writes(&self, clients: usize, seconds: f64, prefix: &str) -> LoadResult {
         let open = || -> anyhow::Result<Box<dyn Writer>> {
-            Ok(Box::new(EtcdWriter(HttpConn::tcp(&self.leader)?)))
+            Ok(Box::new(EtcdWriter {
+                conn: load::tcp(&self.leader)?,
+                body: String::new(),
+            }))
         };
         load::closed_loop(open, clients, seconds, prefix)
     }
 }
 
 /// etcd: `POST /v3/kv/put` on its JSON gateway.
-struct EtcdWriter(HttpConn);
+struct EtcdWriter {
+    conn: Conn<TcpStream>,
+    /// The request body, rebuilt in place for each write.
+    body: String,
+}
 
 impl Writer for EtcdWriter {
     fn put(&mut self, key: &str, value: &[u8]) -> anyhow::Result<bool> {
-        let body = format!(
-            "{{\"key\":\"{}\",\"value\":\"{}\"}}",
-            STANDARD.encode(key.as_bytes()),
-            STANDARD.encode(value)
-        );
-        Ok(self.0.call("POST", "/v3/kv/put", body.as_bytes())? == 200)
+        let body = &mut self.body;
+        body.clear();
+        body.push_str("{\"key\":\"");
+        STANDARD.encode_string(key.as_bytes(), body);
+        body.push_str("\",\"value\":\"");
+        STANDARD.encode_string(value, body);
+        body.push_str("\"}");
+        Ok(self.conn.call("POST", "/v3/kv/put", body.as_bytes())? == 200)
     }
 }
 

@@ -1,19 +1,20 @@
 //! The client side of the host API for the command line: one HTTP/1.1 request per connection
-//! over the daemon's Unix socket, blocking, bounded in time and size.
+//! over the daemon's Unix socket, blocking, bounded in time and size. The HTTP/1.1 codec under
+//! it (`http`) is the tree's only HTTP client; the health probe and the benchmarks use it too.
 
+pub mod http;
 pub mod local;
+
+pub use http::Conn;
 
 use anyhow::{bail, Context};
 use serde_json::Value;
 use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The socket when neither `--socket` nor `$REGENT_SOCKET` names one.
 pub const DEFAULT_SOCKET: &str = "/run/regent/regent.sock";
-/// The largest answer read.
-const ANSWER_BYTES_MAX: u64 = 64 << 20;
 
 /// `--socket`, else `$REGENT_SOCKET`, else the default.
 pub fn socket_path(flag: Option<PathBuf>) -> PathBuf {
@@ -30,6 +31,27 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// Reads the answer to the request just sent on `conn`: its head, then its whole body
+    /// (up to the connection's body limit).
+    pub fn read<S: Read + Write>(conn: &mut Conn<S>) -> Result<Answer, http::Error> {
+        conn.read_head()?;
+        Answer::rest(conn)
+    }
+
+    /// The answer whose head `conn` just read, with its body read to the end.
+    fn rest<S: Read + Write>(conn: &mut Conn<S>) -> Result<Answer, http::Error> {
+        let headers = conn
+            .headers()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+            .collect();
+        conn.read_body()?;
+        Ok(Answer {
+            status: conn.status(),
+            headers,
+            body: conn.take_body(),
+        })
+    }
+
     pub fn json(&self) -> anyhow::Result<Value> {
         serde_json::from_slice(&self.body).with_context(|| {
             format!(
@@ -77,26 +99,15 @@ pub fn request(
     body: &[u8],
     timeout: Duration,
 ) -> anyhow::Result<Answer> {
-    let mut stream = UnixStream::connect(socket).with_context(|| {
+    let mut conn = Conn::unix(socket, Some(timeout)).with_context(|| {
         format!(
             "connecting to {} (is regent running? --socket or $REGENT_SOCKET name another socket)",
             socket.display()
         )
     })?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: regent\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
-    let mut raw = Vec::new();
-    stream
-        .take(ANSWER_BYTES_MAX)
-        .read_to_end(&mut raw)
-        .with_context(|| format!("reading the answer from {}", socket.display()))?;
-    parse(&raw)
+    conn.send_closing(method, path, body)
+        .with_context(|| format!("sending the request to {}", socket.display()))?;
+    Answer::read(&mut conn).with_context(|| format!("reading the answer from {}", socket.display()))
 }
 
 /// Opens a streaming endpoint and calls `on_line` with each line of its (chunked) body until
@@ -106,42 +117,13 @@ pub fn stream(
     path: &str,
     mut on_line: impl FnMut(&str) -> bool,
 ) -> anyhow::Result<()> {
-    use std::io::BufRead;
-    let mut stream = UnixStream::connect(socket)
-        .with_context(|| format!("connecting to {}", socket.display()))?;
-    let head = format!("GET {path} HTTP/1.1\r\nHost: regent\r\n\r\n");
-    stream.write_all(head.as_bytes())?;
-    let mut reader = std::io::BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let status: u16 = line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .context("the answer has no status line")?;
-    let mut chunked = false;
-    loop {
-        line.clear();
-        reader.read_line(&mut line)?;
-        if line.trim().is_empty() {
-            break;
-        }
-        let lower = line.to_ascii_lowercase();
-        chunked |= lower.starts_with("transfer-encoding") && lower.contains("chunked");
-    }
-    if status != 200 || !chunked {
-        let mut rest = Vec::new();
-        reader.take(ANSWER_BYTES_MAX).read_to_end(&mut rest)?;
-        let body = if chunked {
-            dechunk(&rest).unwrap_or(rest)
-        } else {
-            rest
-        };
-        let answer = Answer {
-            status,
-            headers: Vec::new(),
-            body,
-        };
+    // No timeout: a stream may stay quiet for as long as nothing happens.
+    let mut conn =
+        Conn::unix(socket, None).with_context(|| format!("connecting to {}", socket.display()))?;
+    conn.send("GET", path, b"")?;
+    let status = conn.read_head()?;
+    if status != 200 || !conn.is_chunked() {
+        let answer = Answer::rest(&mut conn)?;
         if status != 200 {
             bail!("{path}: {}", answer.error_text());
         }
@@ -154,70 +136,23 @@ pub fn stream(
     }
     let mut pending = Vec::new();
     loop {
-        line.clear();
-        if reader.read_line(&mut line)? == 0 {
-            return Ok(());
+        match conn.read_body_part(&mut pending) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            // A daemon that stops ends its streams by closing the connection between chunks:
+            // for the reader that is the stream's end, as a last chunk would be.
+            Err(http::Error::Unterminated) => return Ok(()),
+            Err(err) => return Err(err.into()),
         }
-        let size = usize::from_str_radix(line.trim(), 16).context("bad chunk size")?;
-        if size == 0 {
-            return Ok(());
-        }
-        let mut data = vec![0; size + 2];
-        reader.read_exact(&mut data)?;
-        pending.extend_from_slice(&data[..size]);
-        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
-            let text = String::from_utf8_lossy(&pending[..end]).into_owned();
-            pending.drain(..=end);
+        let mut start = 0;
+        while let Some(end) = pending[start..].iter().position(|&b| b == b'\n') {
+            let text = String::from_utf8_lossy(&pending[start..start + end]);
+            start += end + 1;
             if !on_line(&text) {
                 return Ok(());
             }
         }
-    }
-}
-
-fn parse(raw: &[u8]) -> anyhow::Result<Answer> {
-    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
-        bail!("the daemon's answer has no end of headers");
-    };
-    let head = std::str::from_utf8(&raw[..split]).context("answer headers are not UTF-8")?;
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .context("the answer has no status line")?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let mut body = raw[split + 4..].to_vec();
-    if headers
-        .iter()
-        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
-    {
-        body = dechunk(&body)?;
-    }
-    Ok(Answer {
-        status,
-        headers,
-        body,
-    })
-}
-
-fn dechunk(mut data: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = data
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .context("bad chunk")?;
-        let size = usize::from_str_radix(std::str::from_utf8(&data[..line_end])?.trim(), 16)?;
-        data = &data[line_end + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        out.extend_from_slice(data.get(..size).context("short chunk")?);
-        data = data.get(size + 2..).context("short chunk")?;
+        pending.drain(..start);
     }
 }
 
@@ -249,17 +184,89 @@ pub fn fetch_status(socket: &Path) -> anyhow::Result<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::net::UnixListener;
+
+    /// A one-connection server on a socket in `dir`: reads the request's head, checks its
+    /// first line, and writes `answer`.
+    fn serve_once(dir: &Path, first_line: &'static str, answer: &'static [u8]) -> PathBuf {
+        let path = dir.join("regent.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = Vec::new();
+            let mut byte = [0u8];
+            while !request.ends_with(b"\r\n\r\n") {
+                stream.read_exact(&mut byte).unwrap();
+                request.push(byte[0]);
+            }
+            let request = String::from_utf8(request).unwrap();
+            assert!(request.starts_with(first_line), "{request}");
+            stream.write_all(answer).unwrap();
+        });
+        path
+    }
 
     #[test]
-    fn parses_plain_and_chunked_answers() {
-        let a = parse(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi").unwrap();
-        assert_eq!((a.status, a.body.as_slice()), (200, &b"hi"[..]));
-        let a = parse(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n1\r\n!\r\n0\r\n\r\n",
-        )
+    fn a_request_gets_its_whole_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = serve_once(
+            dir.path(),
+            "GET /v1/status HTTP/1.1\r\n",
+            b"HTTP/1.1 200 OK\r\nX-Regent-Version: 7\r\nTransfer-Encoding: chunked\r\n\r\n\
+              3\r\n{\"a\r\n5\r\n\": 1}\r\n0\r\n\r\n",
+        );
+        let answer = request(&socket, "GET", "/v1/status", b"", Duration::from_secs(30)).unwrap();
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.header("x-regent-version"), Some("7"));
+        assert_eq!(answer.json().unwrap()["a"], 1);
+    }
+
+    #[test]
+    fn a_stream_yields_lines_across_chunks_until_told_to_stop() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = serve_once(
+            dir.path(),
+            "GET /v1/watch HTTP/1.1\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+              3\r\none\r\n5\r\n\ntwo\n\r\n6\r\nthree\n\r\n6\r\nfour\n\n\r\n",
+        );
+        let mut lines = Vec::new();
+        stream(&socket, "/v1/watch", |line| {
+            lines.push(line.to_string());
+            line != "three"
+        })
         .unwrap();
-        assert_eq!(a.body, b"hi!");
-        assert!(parse(b"garbage").is_err());
+        assert_eq!(lines, ["one", "two", "three"]);
+    }
+
+    #[test]
+    fn a_stream_that_closes_between_chunks_has_ended() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = serve_once(
+            dir.path(),
+            "GET /v1/watch HTTP/1.1\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\none\n\r\n",
+        );
+        let mut lines = Vec::new();
+        stream(&socket, "/v1/watch", |line| {
+            lines.push(line.to_string());
+            true
+        })
+        .unwrap();
+        assert_eq!(lines, ["one"]);
+    }
+
+    #[test]
+    fn a_refused_stream_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = serve_once(
+            dir.path(),
+            "GET /v1/journal HTTP/1.1\r\n",
+            b"HTTP/1.1 410 Gone\r\nContent-Length: 47\r\n\r\n\
+              {\"error\":\"journal_compacted\",\"message\":\"gone\"}\n",
+        );
+        let err = stream(&socket, "/v1/journal", |_| true).unwrap_err();
+        assert_eq!(err.to_string(), "/v1/journal: gone (journal_compacted)");
     }
 
     #[test]

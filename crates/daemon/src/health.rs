@@ -6,8 +6,8 @@
 
 use crate::config::parse_http_target;
 pub use crate::config::ProbeConfig;
+use regent_client::Conn;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 /// One probe; `Err` says why it failed.
@@ -36,33 +36,34 @@ async fn probe_once(config: &ProbeConfig) -> Result<(), String> {
         }
         if let Some(http) = &config.http {
             let (host, path) = parse_http_target(http)?;
-            let mut stream = tokio::net::TcpStream::connect(&host)
+            let target = http.clone();
+            // The client is blocking, so it runs on tokio's blocking pool. When the timeout
+            // below gives up on it first, the thread still ends on its own: its connect, reads
+            // and writes are each bounded by the same timeout.
+            return tokio::task::spawn_blocking(move || probe_http(&target, &host, &path, timeout))
                 .await
-                .map_err(|e| format!("connect {host}: {e}"))?;
-            let request =
-                format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-            stream
-                .write_all(request.as_bytes())
-                .await
-                .map_err(|e| e.to_string())?;
-            let mut head = [0u8; 32];
-            let n = stream.read(&mut head).await.map_err(|e| e.to_string())?;
-            let line = String::from_utf8_lossy(&head[..n]);
-            let code = line.split(' ').nth(1).unwrap_or("");
-            return if code.starts_with('2') {
-                Ok(())
-            } else {
-                Err(format!(
-                    "GET {http}: {}",
-                    line.lines().next().unwrap_or("no answer")
-                ))
-            };
+                .map_err(|e| format!("GET {http}: the probe's thread failed: {e}"))?;
         }
         Err("no probe configured".into())
     };
     match tokio::time::timeout(timeout, attempt).await {
         Ok(result) => result,
         Err(_) => Err(format!("no answer within {} ms", config.timeout_ms)),
+    }
+}
+
+/// One HTTP GET of `path` on `host` (`HOST:PORT`), `target` as configured: healthy on a 2xx
+/// status. Only the answer's head is read, since the status decides and a body could be large
+/// or endless.
+fn probe_http(target: &str, host: &str, path: &str, timeout: Duration) -> Result<(), String> {
+    let mut conn = Conn::tcp(host, Some(timeout)).map_err(|e| format!("connect {host}: {e}"))?;
+    conn.send_closing("GET", path, b"")
+        .map_err(|e| format!("GET {target}: {e}"))?;
+    let status = conn.read_head().map_err(|e| format!("GET {target}: {e}"))?;
+    if (200..300).contains(&status) {
+        Ok(())
+    } else {
+        Err(format!("GET {target}: {}", conn.status_line()))
     }
 }
 
@@ -135,6 +136,45 @@ mod tests {
             ..probe("x")
         };
         assert!(http.validate().unwrap_err().contains("port"));
+    }
+
+    /// A one-connection HTTP server on loopback that reads a request's head and writes
+    /// `answer`; returns the probe's target for it.
+    fn serve_once(answer: &'static [u8]) -> String {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let target = format!("http://{}/health", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = Vec::new();
+            let mut byte = [0u8];
+            while !request.ends_with(b"\r\n\r\n") {
+                stream.read_exact(&mut byte).unwrap();
+                request.push(byte[0]);
+            }
+            assert!(request.starts_with(b"GET /health HTTP/1.1\r\n"));
+            stream.write_all(answer).unwrap();
+        });
+        target
+    }
+
+    #[tokio::test]
+    async fn an_http_probe_judges_by_the_status_line() {
+        let http = |target: String| ProbeConfig {
+            exec: None,
+            http: Some(target),
+            // Generous: the verdicts below come from the answers, never from the bound.
+            timeout_ms: 30_000,
+            ..probe("x")
+        };
+        let ok = serve_once(b"HTTP/1.1 204 No Content\r\n\r\n");
+        assert_eq!(probe_once(&http(ok)).await, Ok(()));
+        let down = serve_once(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n");
+        let err = probe_once(&http(down.clone())).await.unwrap_err();
+        assert_eq!(err, format!("GET {down}: HTTP/1.1 503 Service Unavailable"));
+        let garbage = serve_once(b"SSH-2.0-OpenSSH_9.2\r\n");
+        let err = probe_once(&http(garbage)).await.unwrap_err();
+        assert!(err.contains("no status line"), "{err}");
     }
 
     #[tokio::test]
