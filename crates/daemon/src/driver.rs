@@ -19,7 +19,8 @@ use super::wire::PeerMessage;
 use crate::api::metrics::Metrics;
 use crate::api::status::{MemberStatus, NodeStatus};
 use crate::api::{
-    self, HandoverAnswer, ReadAnswer, ReadQuery, Request, RequestError, SnapshotAnswer, WriteAnswer,
+    self, BusyReason, HandoverAnswer, MembersRefusal, ReadAnswer, ReadQuery, ReloadRefusal,
+    Request, RequestError, SnapshotAnswer, StorageFailure, TransferFailure, WriteAnswer,
 };
 use crate::clock;
 use regent_raft::{Message, Nanos, NodeId, ProposeError, ReadError, Role};
@@ -45,6 +46,20 @@ const ADDRESS_REREAD: Duration = Duration::from_secs(5);
 /// A learner is promoted only once its log is within this many entries of the leader's.
 pub const PROMOTE_LAG_MAX: u64 = 256;
 
+/// Why the driver stopped on its own: the storage failed in a way that leaves the outcome of
+/// a write unknown, so the node must restart and reload what is durable.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("a durable write failed after {micros} µs, its outcome is unknown: {error}")]
+    Persist { micros: u64, error: StorageError },
+    /// The install's error is also sent to the stream's task, hence the `Arc`.
+    #[error("a snapshot install failed: {error}")]
+    SnapshotInstall { error: Arc<StorageError> },
+}
+
+/// The storage's verdict on one snapshot chunk: `true` once the snapshot is installed.
+type ChunkVerdict = Result<bool, Arc<StorageError>>;
+
 /// Messages from the driver's own helper tasks.
 enum Internal {
     /// One chunk of an incoming snapshot, from its receiving task; answered with the storage's
@@ -53,7 +68,7 @@ enum Internal {
         from: NodeId,
         meta: SnapshotMeta,
         chunk: Vec<u8>,
-        reply: oneshot::Sender<Result<bool, String>>,
+        reply: oneshot::Sender<ChunkVerdict>,
     },
     /// A snapshot stream to `to` ended (sent or failed).
     /// `installed`: the index the follower acknowledged installing through (None: failed).
@@ -83,7 +98,7 @@ struct QueuedChunk {
     from: NodeId,
     meta: SnapshotMeta,
     chunk: Vec<u8>,
-    reply: oneshot::Sender<Result<bool, String>>,
+    reply: oneshot::Sender<ChunkVerdict>,
 }
 
 /// Everything the driver needs, handed over by `daemon::run`.
@@ -174,7 +189,7 @@ pub struct Driver {
     persist_started: Option<Nanos>,
     /// Snapshot chunks waiting for the disk, and whether one is on it now.
     chunks: VecDeque<QueuedChunk>,
-    chunk_on_disk: Option<(SnapshotMeta, oneshot::Sender<Result<bool, String>>)>,
+    chunk_on_disk: Option<(SnapshotMeta, oneshot::Sender<ChunkVerdict>)>,
     /// Peers a snapshot is being streamed to.
     snapshot_sends: BTreeSet<NodeId>,
     stall_warned: bool,
@@ -186,7 +201,7 @@ pub struct Driver {
     /// applied (with the term it was reported in: the hand-over ack is per term).
     journal: regent_storage::JournalState,
     host_applied: (regent_raft::Term, u64),
-    fatal: Option<String>,
+    fatal: Option<DriverError>,
 }
 
 impl Driver {
@@ -245,7 +260,7 @@ impl Driver {
     }
 
     /// Runs until shutdown is asked or storage fails. Returns the fatal error, if any.
-    pub async fn run(mut self) -> Result<(), String> {
+    pub async fn run(mut self) -> Result<(), DriverError> {
         self.notifier.notify("READY=1");
         self.next_watchdog = self.notifier.watchdog_interval().map(|_| clock::now());
         self.sync_peers();
@@ -398,11 +413,11 @@ impl Driver {
                 })
             } else {
                 tracing::warn!(node = %id, to = %h.to, "hand-over not completed");
-                Err(RequestError::Transfer(format!(
-                    "{} did not take over within {pause_ms} ms (leader now: {:?})",
-                    h.to,
-                    status.leader.map(|l| l.0)
-                )))
+                Err(RequestError::Transfer(TransferFailure::NotTakenOver {
+                    target: h.to,
+                    waited_ms: pause_ms,
+                    leader: status.leader,
+                }))
             };
             if let Some(reply) = h.reply.take() {
                 let _ = reply.send(answer);
@@ -566,7 +581,7 @@ impl Driver {
                     Err(regent_raft::ConfChangeError::NotLeader { leader }) => {
                         Err(self.not_leader(leader))
                     }
-                    Err(err) => Err(RequestError::Members(err.to_string())),
+                    Err(err) => Err(RequestError::Members(MembersRefusal::Core(err))),
                 };
                 let _ = reply.send(answer);
             }
@@ -591,7 +606,8 @@ impl Driver {
                         let _ = reply.send(Err(self.not_leader(leader)));
                     }
                     Err(err) => {
-                        let _ = reply.send(Err(RequestError::Transfer(err.to_string())));
+                        let _ =
+                            reply.send(Err(RequestError::Transfer(TransferFailure::Refused(err))));
                     }
                 }
             }
@@ -706,27 +722,26 @@ impl Driver {
     /// that does not load is refused with the reason, and everything stays as it was. Settings
     /// that need a restart are named in the answer and the log, and keep their old values.
     fn reload(&mut self) -> Result<String, RequestError> {
-        let refuse = |what: String| {
-            tracing::error!(node = %self.id, reason = %what, "reload refused; the old configuration and certificate stay");
-            Err(RequestError::Reload(what))
+        let refuse = |refusal: ReloadRefusal| {
+            tracing::error!(node = %self.id, reason = %refusal, "reload refused; the old configuration and certificate stay");
+            Err(RequestError::Reload(refusal))
         };
         let new = match crate::config::DaemonConfig::load(&self.config_path) {
             Ok(new) => new,
-            Err(err) => return refuse(err.to_string()),
+            Err(err) => return refuse(ReloadRefusal::Config(err)),
         };
         if new.cluster != self.config.cluster || new.node_id != self.config.node_id {
-            return refuse(format!(
-                "{} is for node {} of cluster {:?}, but this is node {} of cluster {:?}",
-                self.config_path.display(),
-                new.node_id,
-                new.cluster,
-                self.config.node_id,
-                self.config.cluster
-            ));
+            return refuse(ReloadRefusal::OtherNode {
+                path: self.config_path.clone(),
+                file_node: new.node_id,
+                file_cluster: new.cluster,
+                node: self.config.node_id,
+                cluster: self.config.cluster.clone(),
+            });
         }
         let cert = match self.transport.reload_identity() {
             Ok(cert) => cert,
-            Err(err) => return refuse(err.to_string()),
+            Err(err) => return refuse(ReloadRefusal::Identity(err)),
         };
         self.certificate_not_after_unix = Some(cert.not_after_unix);
         let mut applied = Vec::new();
@@ -792,12 +807,13 @@ impl Driver {
         let matched = core.match_index(id).map_or(0, |m| m.0);
         let lag = status.last_index.0.saturating_sub(matched);
         (matched == 0 || lag > PROMOTE_LAG_MAX).then(|| {
-            RequestError::Members(format!(
-                "learner {id} is not caught up yet (it has {matched}, the leader {}, {lag} \
-                 entries behind, more than {PROMOTE_LAG_MAX}); retry once `regent status` shows \
-                 it close",
-                status.last_index.0
-            ))
+            RequestError::Members(MembersRefusal::LearnerBehind {
+                learner: id,
+                matched,
+                leader_last: status.last_index.0,
+                lag,
+                lag_max: PROMOTE_LAG_MAX,
+            })
         })
     }
 
@@ -836,16 +852,23 @@ impl Driver {
 
     /// The log compaction through `index` is done (or failed): answers the snapshots that
     /// waited for it, compacting the file first for those that asked.
-    fn finish_maintenance(&mut self, index: regent_raft::LogIndex, failed: Option<String>) {
+    fn finish_maintenance(
+        &mut self,
+        index: regent_raft::LogIndex,
+        failed: Option<Arc<StorageError>>,
+    ) {
         let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.maintenance)
             .into_iter()
             .partition(|m| m.index <= index);
         self.maintenance = waiting;
         for m in done {
             if let Some(err) = &failed {
-                let _ = m.reply.send(Err(RequestError::Storage(format!(
-                    "the log compaction through {index} failed: {err}"
-                ))));
+                let _ = m
+                    .reply
+                    .send(Err(RequestError::Storage(StorageFailure::Compaction {
+                        index,
+                        error: err.clone(),
+                    })));
                 continue;
             }
             let answer = SnapshotAnswer {
@@ -873,9 +896,7 @@ impl Driver {
                             ..answer
                         })
                     }
-                    Ok(Err(err)) => Err(RequestError::Storage(format!(
-                        "compacting the database file: {err}"
-                    ))),
+                    Ok(Err(err)) => Err(RequestError::Storage(StorageFailure::FileCompaction(err))),
                     Err(_) => Err(RequestError::ShuttingDown),
                 };
                 let _ = m.reply.send(result);
@@ -966,9 +987,7 @@ impl Driver {
                         self.actions = actions;
                     }
                     Err(err) => {
-                        self.fatal = Some(format!(
-                            "a durable write failed after {micros} µs, its outcome is unknown: {err}"
-                        ));
+                        self.fatal = Some(DriverError::Persist { micros, error: err });
                     }
                 }
             }
@@ -982,7 +1001,7 @@ impl Driver {
                 Err(err) => {
                     self.replica.compaction_failed();
                     tracing::warn!(node = %self.id, %index, error = %err, "log compaction failed");
-                    self.finish_maintenance(index, Some(err.to_string()));
+                    self.finish_maintenance(index, Some(Arc::new(err)));
                 }
             },
             DiskDone::Answered => {}
@@ -992,7 +1011,8 @@ impl Driver {
             }
             DiskDone::Read { token, result } => {
                 if let Some(Pending::Read { reply, .. }) = self.pending.remove(&token) {
-                    let _ = reply.send(result.map_err(|e| RequestError::Storage(e.to_string())));
+                    let _ = reply
+                        .send(result.map_err(|e| RequestError::Storage(StorageFailure::Read(e))));
                 }
             }
             DiskDone::Snapshot { to, result } => match result {
@@ -1074,15 +1094,16 @@ impl Driver {
                 // every later chunk and batch would fail the same way, and the follower would
                 // wait forever. Stop as a failed batch does; the restart reloads what is durable
                 // (the committed state, untouched: the install writes only staging tables).
-                let _ = reply.send(Err(err.to_string()));
-                self.fatal = Some(format!("a snapshot install failed: {err}"));
+                let error = Arc::new(err);
+                let _ = reply.send(Err(error.clone()));
+                self.fatal = Some(DriverError::SnapshotInstall { error });
             }
             Err(err) => {
                 if meta.last_included_index <= applied {
                     // Stale: the core tells the leader where to resume.
                     self.replica.snapshot_installed(from, meta, now);
                 }
-                let _ = reply.send(Err(err.to_string()));
+                let _ = reply.send(Err(Arc::new(err)));
             }
         }
     }
@@ -1113,8 +1134,8 @@ impl Driver {
                     })
                 }
                 ApplyResult::Command(Err(err)) => Err(RequestError::Command(err)),
-                other => Err(RequestError::Storage(format!(
-                    "a proposal applied as {other:?}"
+                other => Err(RequestError::Storage(StorageFailure::UnexpectedApply(
+                    other,
                 ))),
             },
             ProposalOutcome::Superseded { .. } => Err(RequestError::Superseded),
@@ -1155,7 +1176,7 @@ impl Driver {
         match err {
             ProposeError::NotLeader { leader } => self.not_leader(leader),
             ProposeError::Backpressure { .. } | ProposeError::Transferring { .. } => {
-                RequestError::Busy(err.to_string())
+                RequestError::Busy(BusyReason::Propose(err))
             }
         }
     }
@@ -1167,7 +1188,7 @@ impl Driver {
                 self.not_leader(leader.filter(|&l| l != self.id))
             }
             ReadError::Transferring | ReadError::Backpressure { .. } => {
-                RequestError::Busy(err.to_string())
+                RequestError::Busy(BusyReason::Read(err))
             }
         }
     }
@@ -1375,7 +1396,7 @@ impl Driver {
 
     // ----- Shutdown -----
 
-    async fn stop(mut self) -> Result<(), String> {
+    async fn stop(mut self) -> Result<(), DriverError> {
         // Stop taking requests; answer those waiting.
         self.requests.close();
         while let Ok(request) = self.requests.try_recv() {
