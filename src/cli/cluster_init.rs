@@ -98,34 +98,69 @@ impl fmt::Display for NodeSpec {
     }
 }
 
+/// Why a `--node` value is not `ID=HOST:PORT`; `Display` quotes the value, then the problem.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{text:?}: {problem}")]
+pub struct NodeSpecError {
+    pub text: String,
+    pub problem: NodeSpecProblem,
+}
+
+/// What is wrong with a `--node` value.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NodeSpecProblem {
+    #[error("expected ID=HOST:PORT")]
+    NoId,
+    #[error("the node id {id:?} is not a number")]
+    IdNotANumber { id: String },
+    #[error("the node id must not be 0")]
+    IdZero,
+    #[error("expected [IPv6]:PORT")]
+    NoBracketedPort,
+    #[error("{ip:?} is not an IPv6 address")]
+    NotIpv6 { ip: String },
+    #[error("expected HOST:PORT after the '='")]
+    NoPort,
+    #[error("write an IPv6 address in brackets, as [::1]:7401")]
+    UnbracketedIpv6,
+    #[error("{host:?} is neither an IP address nor a DNS name")]
+    BadHost { host: String },
+    #[error("the port {port:?} is not a number up to 65535")]
+    PortNotANumber { port: String },
+    #[error("the port must not be 0")]
+    PortZero,
+}
+
 /// Parses `ID=HOST:PORT`: a non-zero id, an IPv4 address, a bracketed IPv6 address or a DNS
 /// name, and a non-zero port.
-pub fn parse_node_spec(text: &str) -> Result<NodeSpec, String> {
+pub fn parse_node_spec(text: &str) -> Result<NodeSpec, NodeSpecError> {
+    let bad = |problem| NodeSpecError {
+        text: text.to_string(),
+        problem,
+    };
     let (id, host_port) = text
         .split_once('=')
-        .ok_or_else(|| format!("{text:?}: expected ID=HOST:PORT"))?;
+        .ok_or_else(|| bad(NodeSpecProblem::NoId))?;
     let id: u64 = id
         .parse()
-        .map_err(|_| format!("{text:?}: the node id {id:?} is not a number"))?;
+        .map_err(|_| bad(NodeSpecProblem::IdNotANumber { id: id.to_string() }))?;
     if id == 0 {
-        return Err(format!("{text:?}: the node id must not be 0"));
+        return Err(bad(NodeSpecProblem::IdZero));
     }
     let (host, port) = if let Some(rest) = host_port.strip_prefix('[') {
         let (ip, port) = rest
             .split_once("]:")
-            .ok_or_else(|| format!("{text:?}: expected [IPv6]:PORT"))?;
+            .ok_or_else(|| bad(NodeSpecProblem::NoBracketedPort))?;
         let ip: std::net::Ipv6Addr = ip
             .parse()
-            .map_err(|_| format!("{text:?}: {ip:?} is not an IPv6 address"))?;
+            .map_err(|_| bad(NodeSpecProblem::NotIpv6 { ip: ip.to_string() }))?;
         (Host::Ip(IpAddr::V6(ip)), port)
     } else {
         let (host, port) = host_port
             .rsplit_once(':')
-            .ok_or_else(|| format!("{text:?}: expected HOST:PORT after the '='"))?;
+            .ok_or_else(|| bad(NodeSpecProblem::NoPort))?;
         if host.contains(':') {
-            return Err(format!(
-                "{text:?}: write an IPv6 address in brackets, as [::1]:7401"
-            ));
+            return Err(bad(NodeSpecProblem::UnbracketedIpv6));
         }
         let host = match host.parse::<IpAddr>() {
             Ok(ip) => Host::Ip(ip),
@@ -140,20 +175,22 @@ pub fn parse_node_spec(text: &str) -> Result<NodeSpec, String> {
                                 .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                     });
                 if !name_ok {
-                    return Err(format!(
-                        "{text:?}: {host:?} is neither an IP address nor a DNS name"
-                    ));
+                    return Err(bad(NodeSpecProblem::BadHost {
+                        host: host.to_string(),
+                    }));
                 }
                 Host::Name(host.to_ascii_lowercase())
             }
         };
         (host, port)
     };
-    let port: u16 = port
-        .parse()
-        .map_err(|_| format!("{text:?}: the port {port:?} is not a number up to 65535"))?;
+    let port: u16 = port.parse().map_err(|_| {
+        bad(NodeSpecProblem::PortNotANumber {
+            port: port.to_string(),
+        })
+    })?;
     if port == 0 {
-        return Err(format!("{text:?}: the port must not be 0"));
+        return Err(bad(NodeSpecProblem::PortZero));
     }
     Ok(NodeSpec {
         id: NodeId(id),

@@ -92,7 +92,8 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     let result = match cli.command {
-        Command::Run { config } => regent_daemon::run(&config),
+        // The daemon's error keeps its cause as its `source`; anyhow prints the whole chain.
+        Command::Run { config } => regent_daemon::run(&config).map_err(anyhow::Error::from),
         Command::Demo(args) => demo::run(args),
         Command::Status(args) => host::status(args),
         Command::Kv(args) => host::kv(args),

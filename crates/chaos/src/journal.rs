@@ -400,8 +400,8 @@ fn follow(
         let gone = match (&failed, &streamed) {
             // A node whose disk failed (the full-disk fault) stops and is restarted: its
             // stream ends with a storage error, and the tail reconnects like after a kill.
-            (Some(err), _) if err.contains("\"storage_error\"") => None,
-            (Some(err), _) => Some(err.clone()),
+            (Some(err), _) if err.ended_with("storage_error") => None,
+            (Some(err), _) => Some(err.to_string()),
             (None, Err(err)) if format!("{err:#}").contains("journal_compacted") => {
                 Some(format!("n{node}: {err:#}"))
             }
@@ -425,22 +425,71 @@ fn first_gap(first: u64, ops: &[TailOp]) -> Option<(u64, &TailOp)> {
         .find(|(expected, op)| op.index != *expected)
 }
 
+/// Why a node's journal could not be read as a tail. Each names the node (`n3: ...`).
+#[derive(Debug, thiserror::Error)]
+pub enum TailError {
+    #[error("n{node}: a tail line is not JSON ({error}): {}", show(.line))]
+    NotJson {
+        node: u64,
+        error: serde_json::Error,
+        line: Vec<u8>,
+    },
+    /// The stream ended with an error line (`{"error": CODE, ...}`): the journal was truncated
+    /// meanwhile, or the node's storage failed.
+    #[error("n{node}: the tail ended with {code}: {line}")]
+    ErrorLine {
+        node: u64,
+        code: serde_json::Value,
+        line: serde_json::Value,
+    },
+    #[error("n{node}: a tail line lacks index, term or op: {line}")]
+    Incomplete { node: u64, line: serde_json::Value },
+    #[error("n{node}: reading the journal: {error:#}")]
+    Request { node: u64, error: anyhow::Error },
+    #[error("n{node}: 410 without first_index")]
+    GoneWithoutFirstIndex { node: u64 },
+    /// Any other answer than 200 or 410, with the API's error text.
+    #[error("n{node}: GET {path}: {text}")]
+    Status {
+        node: u64,
+        path: String,
+        text: String,
+    },
+    #[error("n{node}: the journal's first index kept moving (410 three times)")]
+    FirstIndexMoving { node: u64 },
+}
+
+impl TailError {
+    /// Whether the stream ended with the error line of code `code`.
+    pub fn ended_with(&self, code: &str) -> bool {
+        matches!(self, TailError::ErrorLine { code: c, .. } if c == code)
+    }
+}
+
 /// Parses an NDJSON tail body read from `first`; an error line (the journal was truncated
 /// meanwhile) or a malformed line is an error.
-pub fn parse_tail(node: u64, first: u64, body: &[u8]) -> Result<NodeTail, String> {
+pub fn parse_tail(node: u64, first: u64, body: &[u8]) -> Result<NodeTail, TailError> {
     let mut ops = Vec::new();
     for line in body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        let v: serde_json::Value = serde_json::from_slice(line)
-            .map_err(|e| format!("n{node}: a tail line is not JSON ({e}): {}", show(line)))?;
-        if let Some(err) = v.get("error") {
-            return Err(format!("n{node}: the tail ended with {err}: {v}"));
+        let v: serde_json::Value =
+            serde_json::from_slice(line).map_err(|error| TailError::NotJson {
+                node,
+                error,
+                line: line.to_vec(),
+            })?;
+        if let Some(code) = v.get("error") {
+            return Err(TailError::ErrorLine {
+                node,
+                code: code.clone(),
+                line: v,
+            });
         }
         let op = v["op"]
             .as_str()
             .and_then(|text| base64::engine::general_purpose::STANDARD.decode(text).ok());
         match (v["index"].as_u64(), v["term"].as_u64(), op) {
             (Some(index), Some(term), Some(op)) => ops.push(TailOp { index, term, op }),
-            _ => return Err(format!("n{node}: a tail line lacks index, term or op: {v}")),
+            _ => return Err(TailError::Incomplete { node, line: v }),
         }
     }
     Ok(NodeTail { node, first, ops })
@@ -448,12 +497,12 @@ pub fn parse_tail(node: u64, first: u64, body: &[u8]) -> Result<NodeTail, String
 
 /// Reads a node's whole journal (`follow=false`) from index 1, or from its first retained
 /// index when a prefix is gone.
-pub fn read_tail(node: u64, socket: &Path) -> Result<NodeTail, String> {
+pub fn read_tail(node: u64, socket: &Path) -> Result<NodeTail, TailError> {
     let mut from = 1;
     for _ in 0..3 {
         let path = format!("/v1/journal?from={from}&format=ndjson&follow=false");
         let answer = client::request(socket, "GET", &path, b"", TAIL_TIMEOUT)
-            .map_err(|e| format!("n{node}: reading the journal: {e:#}"))?;
+            .map_err(|error| TailError::Request { node, error })?;
         match answer.status {
             200 => return parse_tail(node, from, &answer.body),
             410 => {
@@ -461,14 +510,18 @@ pub fn read_tail(node: u64, socket: &Path) -> Result<NodeTail, String> {
                     .json()
                     .ok()
                     .and_then(|v| v["first_index"].as_u64())
-                    .ok_or_else(|| format!("n{node}: 410 without first_index"))?;
+                    .ok_or(TailError::GoneWithoutFirstIndex { node })?;
             }
-            _ => return Err(format!("n{node}: GET {path}: {}", answer.error_text())),
+            _ => {
+                return Err(TailError::Status {
+                    node,
+                    text: answer.error_text(),
+                    path,
+                })
+            }
         }
     }
-    Err(format!(
-        "n{node}: the journal's first index kept moving (410 three times)"
-    ))
+    Err(TailError::FirstIndexMoving { node })
 }
 
 #[cfg(test)]
@@ -684,6 +737,7 @@ mod tests {
         let gone = b"{\"index\":4,\"term\":2,\"op\":\"YQ==\"}\n{\"error\":\"journal_compacted\",\"first_index\":9}\n";
         assert!(parse_tail(1, 4, gone)
             .unwrap_err()
+            .to_string()
             .contains("journal_compacted"));
         assert!(parse_tail(1, 4, b"{\"index\":4}\n").is_err());
         assert!(parse_tail(1, 4, b"nonsense\n").is_err());

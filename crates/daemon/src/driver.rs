@@ -26,17 +26,20 @@ mod stop;
 
 use crate::api::metrics::Metrics;
 use crate::api::status::NodeStatus;
-use crate::api::{self, HandoverAnswer, ReadAnswer, ReadQuery, Request, RequestError, WriteAnswer};
+use crate::api::{
+    self, BusyReason, HandoverAnswer, MembersRefusal, ReadAnswer, ReadQuery, Request, RequestError,
+    StorageFailure, TransferFailure, WriteAnswer,
+};
 use crate::clock;
 use crate::disk::{Disk, DiskDone, DiskRequest};
 use crate::notify::Notifier;
-use crate::streams::{self, StreamEvent};
+use crate::streams::{self, ChunkVerdict, StreamEvent};
 use crate::wire::PeerMessage;
 use regent_raft::{LogIndex, Message, Nanos, NodeId, ProposeError, ReadError};
 use regent_replica::{
     Action, HandoverOutcome, InstallVerdict, ProposalOutcome, ProposeRefusal, Replica, Stop, Token,
 };
-use regent_storage::{ApplyResult, CommandError};
+use regent_storage::{ApplyResult, CommandError, StorageError};
 use regent_transport::{Inbound, LinkEvent, TransportHandle};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -51,6 +54,17 @@ const DRAIN_MAX: usize = 4096;
 
 /// A learner has no timer at all (`Nanos::MAX`): the loop wakes at least this often anyway.
 const IDLE_WAKE_NS: Nanos = 60_000_000_000;
+
+/// Why the driver stopped on its own: the storage failed in a way that leaves the outcome of
+/// a write unknown, so the node must restart and reload what is durable.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("a durable write failed after {micros} µs, its outcome is unknown: {error}")]
+    Persist { micros: u64, error: StorageError },
+    /// The install's error is also sent to the stream's task, hence the `Arc`.
+    #[error("a snapshot install failed: {error}")]
+    SnapshotInstall { error: Arc<StorageError> },
+}
 
 /// A request waiting for the replica or the disk.
 enum Pending {
@@ -68,7 +82,7 @@ enum Pending {
     },
     /// A snapshot chunk from a receiving task: `Ok(true)` once the snapshot is installed.
     Chunk {
-        reply: oneshot::Sender<Result<bool, String>>,
+        reply: oneshot::Sender<ChunkVerdict>,
     },
 }
 
@@ -119,7 +133,7 @@ pub struct Driver {
     next_token: Token,
     actions: Vec<Action>,
     next_watchdog: Option<Nanos>,
-    fatal: Option<String>,
+    fatal: Option<DriverError>,
 }
 
 impl Driver {
@@ -155,7 +169,7 @@ impl Driver {
     }
 
     /// Runs until shutdown is asked or storage fails. Returns the fatal error, if any.
-    pub async fn run(mut self) -> Result<(), String> {
+    pub async fn run(mut self) -> Result<(), DriverError> {
         self.notifier.notify("READY=1");
         self.next_watchdog = self.notifier.watchdog_interval().map(|_| clock::now());
         self.sync_peers();
@@ -351,7 +365,7 @@ impl Driver {
                     Err(regent_raft::ConfChangeError::NotLeader { leader }) => {
                         Err(self.not_leader(leader))
                     }
-                    Err(err) => Err(RequestError::Members(err.to_string())),
+                    Err(err) => Err(RequestError::Members(MembersRefusal::Core(err))),
                 };
                 let _ = reply.send(answer);
             }
@@ -376,7 +390,8 @@ impl Driver {
                         let _ = reply.send(Err(self.not_leader(leader)));
                     }
                     Err(err) => {
-                        let _ = reply.send(Err(RequestError::Transfer(err.to_string())));
+                        let _ =
+                            reply.send(Err(RequestError::Transfer(TransferFailure::Refused(err))));
                     }
                 }
             }
@@ -507,11 +522,7 @@ impl Driver {
                         self.carry_out(&mut actions, now);
                         self.actions = actions;
                     }
-                    Err(err) => {
-                        self.fatal = Some(format!(
-                            "a durable write failed after {micros} µs, its outcome is unknown: {err}"
-                        ));
-                    }
+                    Err(error) => self.fatal = Some(DriverError::Persist { micros, error }),
                 }
             }
             DiskDone::Compacted { index, result } => match result {
@@ -524,7 +535,7 @@ impl Driver {
                 Err(err) => {
                     self.replica.compaction_failed();
                     tracing::warn!(node = %self.id, %index, error = %err, "log compaction failed");
-                    self.finish_maintenance(index, Some(err.to_string()));
+                    self.finish_maintenance(index, Some(Arc::new(err)));
                 }
             },
             DiskDone::Answered | DiskDone::InstallAborted => {}
@@ -533,7 +544,8 @@ impl Driver {
             }
             DiskDone::Read { token, result } => {
                 if let Some(Pending::Read { reply, .. }) = self.pending.remove(&token) {
-                    let _ = reply.send(result.map_err(|e| RequestError::Storage(e.to_string())));
+                    let _ = reply
+                        .send(result.map_err(|e| RequestError::Storage(StorageFailure::Read(e))));
                 }
             }
             DiskDone::Snapshot { to, result } => match result {
@@ -597,8 +609,8 @@ impl Driver {
                     })
                 }
                 ApplyResult::Command(Err(err)) => Err(RequestError::Command(err)),
-                other => Err(RequestError::Storage(format!(
-                    "a proposal applied as {other:?}"
+                other => Err(RequestError::Storage(StorageFailure::UnexpectedApply(
+                    other,
                 ))),
             },
             ProposalOutcome::Superseded { .. } => Err(RequestError::Superseded),
@@ -648,10 +660,11 @@ impl Driver {
                 to,
                 waited_ms,
                 leader,
-            } => Err(RequestError::Transfer(format!(
-                "{to} did not take over within {waited_ms} ms (leader now: {:?})",
-                leader.map(|l| l.0)
-            ))),
+            } => Err(RequestError::Transfer(TransferFailure::NotTakenOver {
+                target: to,
+                waited_ms,
+                leader,
+            })),
         };
         let _ = reply.send(answer);
     }
@@ -664,9 +677,11 @@ impl Driver {
             InstallVerdict::Continue => Ok(false),
             InstallVerdict::Installed { .. } => Ok(true),
             InstallVerdict::Refused(err) => Err(err),
-            InstallVerdict::Fatal(err) => {
-                self.fatal = Some(format!("a snapshot install failed: {err}"));
-                Err(err)
+            InstallVerdict::Fatal(error) => {
+                self.fatal = Some(DriverError::SnapshotInstall {
+                    error: error.clone(),
+                });
+                Err(error)
             }
         };
         let _ = reply.send(answer);
@@ -676,7 +691,7 @@ impl Driver {
         match err {
             ProposeError::NotLeader { leader } => self.not_leader(leader),
             ProposeError::Backpressure { .. } | ProposeError::Transferring { .. } => {
-                RequestError::Busy(err.to_string())
+                RequestError::Busy(BusyReason::Propose(err))
             }
         }
     }
@@ -689,7 +704,7 @@ impl Driver {
                 self.not_leader(leader.filter(|&l| l != self.id))
             }
             ReadError::Transferring | ReadError::Backpressure { .. } => {
-                RequestError::Busy(err.to_string())
+                RequestError::Busy(BusyReason::Read(err))
             }
         }
     }

@@ -18,15 +18,15 @@ pub mod notify;
 pub mod streams;
 pub mod wire;
 
-use crate::api::{status, ApiContext, ApiOptions};
-use crate::config::DaemonConfig;
-use anyhow::Context;
+use crate::api::{status, ApiContext, ApiError, ApiOptions};
+use crate::config::{ConfigError, DaemonConfig};
 use disk::Disk;
 use driver::{Driver, DriverParts};
 use regent_raft::{Membership, SplitMix64};
 use regent_replica::{self as replica, Replica};
-use regent_storage::{Identity, LogStorage, RedbStorage, StateReader};
-use regent_transport::Transport;
+use regent_storage::{Identity, LogStorage, RedbStorage, StateReader, StorageError};
+use regent_transport::pki::PkiError;
+use regent_transport::{Transport, TransportError};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -36,40 +36,92 @@ use tokio::sync::{mpsc, watch};
 /// API requests queued for the driver before senders wait.
 pub const REQUESTS_QUEUE_MAX: usize = 8192;
 
+/// Why the daemon could not start. Each variant says which step failed and returns the
+/// underlying error as its `source` (its own message does not repeat it), so print it with
+/// its chain (`{:#}` through anyhow, as the CLI does): `starting the QUIC transport: ...`.
+/// A fatal error after start is not one of these: `run` reports it and exits with failure.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("starting the tokio runtime")]
+    Runtime(#[source] std::io::Error),
+    #[error("log_level")]
+    LogLevel(#[source] logging::LoggingError),
+    #[error("creating data directory {}", .dir.display())]
+    DataDir {
+        dir: PathBuf,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error("opening storage in {}", .dir.display())]
+    OpenStorage {
+        dir: PathBuf,
+        #[source]
+        error: StorageError,
+    },
+    #[error("writing the initial configuration")]
+    Bootstrap(#[source] StorageError),
+    #[error("seeding the election timer")]
+    Seed(#[source] PkiError),
+    #[error("restoring the replica from storage")]
+    Replica(#[source] replica::ReplicaError),
+    #[error("starting the QUIC transport")]
+    Transport(#[source] TransportError),
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error("api.tcp_listen: binding {addr}")]
+    TcpListen {
+        addr: std::net::SocketAddr,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error("installing signal handlers")]
+    Signals(#[source] std::io::Error),
+    #[error("starting the signal thread")]
+    SignalThread(#[source] std::io::Error),
+}
+
 /// `regent run --config PATH`.
-pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
+pub fn run(config_path: &Path) -> Result<ExitCode, RunError> {
     let config = DaemonConfig::load(config_path)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .thread_name("regent")
         .build()
-        .context("starting the tokio runtime")?;
+        .map_err(RunError::Runtime)?;
     runtime.block_on(run_daemon(config, config_path.to_path_buf()))
 }
 
-async fn run_daemon(config: DaemonConfig, config_path: PathBuf) -> anyhow::Result<ExitCode> {
+async fn run_daemon(config: DaemonConfig, config_path: PathBuf) -> Result<ExitCode, RunError> {
     let id = config.node_id;
     if let Some(level) = &config.log_level {
-        logging::set_filter(Some(level)).map_err(|e| anyhow::anyhow!("log_level: {e}"))?;
+        logging::set_filter(Some(level)).map_err(RunError::LogLevel)?;
     }
     let identity = Identity {
         cluster_id: config.cluster.clone(),
         node_id: id,
     };
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|error| RunError::DataDir {
+        dir: config.data_dir.clone(),
+        error,
+    })?;
     let (mut storage, _recovered) =
-        RedbStorage::open(&config.data_dir, &identity, config.storage_options())
-            .with_context(|| format!("opening storage in {}", config.data_dir.display()))?;
+        RedbStorage::open(&config.data_dir, &identity, config.storage_options()).map_err(
+            |error| RunError::OpenStorage {
+                dir: config.data_dir.clone(),
+                error,
+            },
+        )?;
     let bootstrap = bootstrap(&config, &mut storage)?;
 
     let now = clock::now();
     let mut seed = [0u8; 8];
-    regent_transport::pki::fill_random(&mut seed).context("seeding the election timer")?;
+    regent_transport::pki::fill_random(&mut seed).map_err(RunError::Seed)?;
     let rng = Box::new(SplitMix64::new(u64::from_le_bytes(seed)));
     let replica = Replica::new(config.raft_config(), &storage, bootstrap, rng, now)
-        .context("restoring the replica from storage")?;
+        .map_err(RunError::Replica)?;
     let addresses = member_addresses(&config, &storage);
     let state = storage.state().clone();
     tracing::info!(
@@ -80,7 +132,7 @@ async fn run_daemon(config: DaemonConfig, config_path: PathBuf) -> anyhow::Resul
     );
 
     let (transport, inbound) =
-        Transport::start(config.transport_config()).context("starting the QUIC transport")?;
+        Transport::start(config.transport_config()).map_err(RunError::Transport)?;
     let options = ApiOptions {
         socket: config.socket.clone(),
         socket_mode: config.socket_mode.bits(),
@@ -107,7 +159,7 @@ async fn run_daemon(config: DaemonConfig, config_path: PathBuf) -> anyhow::Resul
     if let Some(addr) = config.api.tcp_listen {
         let tcp = tokio::net::TcpListener::bind(addr)
             .await
-            .with_context(|| format!("api.tcp_listen: binding {addr}"))?;
+            .map_err(|error| RunError::TcpListen { addr, error })?;
         tracing::info!(%addr, "read-only checks and metrics on TCP");
         tokio::spawn(api::serve_tcp(tcp, context, shutdown.clone()));
     }
@@ -155,7 +207,7 @@ async fn run_daemon(config: DaemonConfig, config_path: PathBuf) -> anyhow::Resul
 /// The configuration the cluster started with. A founding node with empty storage writes it as
 /// the log's first entry; a joining node starts with none (an empty learner until the leader
 /// adds it); after the first start the log is the only source.
-fn bootstrap(config: &DaemonConfig, storage: &mut RedbStorage) -> anyhow::Result<Membership> {
+fn bootstrap(config: &DaemonConfig, storage: &mut RedbStorage) -> Result<Membership, RunError> {
     let state = storage.state();
     let fresh = state.last_index.0 == 0
         && state.hard_state.term.0 == 0
@@ -170,7 +222,7 @@ fn bootstrap(config: &DaemonConfig, storage: &mut RedbStorage) -> anyhow::Result
     );
     storage
         .write_batch(&replica::bootstrap_batch(&voters))
-        .context("writing the initial configuration")?;
+        .map_err(RunError::Bootstrap)?;
     Ok(Membership::default())
 }
 
@@ -219,10 +271,10 @@ impl SignalWatch {
 fn watch_signals(
     shutdown: watch::Sender<bool>,
     requests: mpsc::Sender<api::Request>,
-) -> anyhow::Result<SignalWatch> {
+) -> Result<SignalWatch, RunError> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
-        .context("installing signal handlers")?;
+        .map_err(RunError::Signals)?;
     let handle = signals.handle();
     std::thread::Builder::new()
         .name("regent-signals".into())
@@ -243,6 +295,6 @@ fn watch_signals(
                 break;
             }
         })
-        .context("starting the signal thread")?;
+        .map_err(RunError::SignalThread)?;
     Ok(SignalWatch { handle })
 }

@@ -34,19 +34,36 @@ fn env_filter() -> EnvFilter {
     EnvFilter::try_from_env("REGENT_LOG").unwrap_or_else(|_| EnvFilter::new(LOG_FILTER_DEFAULT))
 }
 
+/// Why a log filter was not installed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoggingError {
+    /// The directives do not parse; the message holds the parser's error.
+    #[error(
+        "{directives:?} is not a log filter ({error}); say e.g. info or warn,regent::daemon=debug"
+    )]
+    Parse {
+        directives: String,
+        error: tracing_subscriber::filter::ParseError,
+    },
+    /// The installed subscriber would not take the new filter.
+    #[error("replacing the log filter: {error}")]
+    Reload { error: reload::Error },
+}
+
 /// Checks a `log_level` value: `EnvFilter` directives such as `info` or
 /// `warn,regent::daemon=debug`.
-pub fn parse(directives: &str) -> Result<EnvFilter, String> {
-    EnvFilter::builder().parse(directives).map_err(|e| {
-        format!(
-            "{directives:?} is not a log filter ({e}); say e.g. info or warn,regent::daemon=debug"
-        )
-    })
+pub fn parse(directives: &str) -> Result<EnvFilter, LoggingError> {
+    EnvFilter::builder()
+        .parse(directives)
+        .map_err(|error| LoggingError::Parse {
+            directives: directives.to_string(),
+            error,
+        })
 }
 
 /// Makes `directives` the filter (`None`: back to `REGENT_LOG` or the default). Returns the
 /// filter now in force.
-pub fn set_filter(directives: Option<&str>) -> Result<String, String> {
+pub fn set_filter(directives: Option<&str>) -> Result<String, LoggingError> {
     let filter = match directives {
         Some(d) => parse(d)?,
         None => env_filter(),
@@ -55,7 +72,7 @@ pub fn set_filter(directives: Option<&str>) -> Result<String, String> {
     if let Some(handle) = FILTER.get() {
         handle
             .reload(filter)
-            .map_err(|e| format!("replacing the log filter: {e}"))?;
+            .map_err(|error| LoggingError::Reload { error })?;
     }
     Ok(text)
 }

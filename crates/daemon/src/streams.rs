@@ -8,12 +8,16 @@
 use crate::api::metrics::Metrics;
 use crate::wire::PeerMessage;
 use regent_raft::{LogIndex, NodeId};
-use regent_storage::{SnapshotMeta, SnapshotSource};
+use regent_storage::{SnapshotMeta, SnapshotSource, StorageError};
 use regent_transport::{SnapshotReceiver, TransportHandle};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
+
+/// The storage's verdict on one snapshot chunk: `true` once the snapshot is installed. The
+/// error is shared with the driver, which may stop on it.
+pub type ChunkVerdict = Result<bool, Arc<StorageError>>;
 
 /// What the snapshot streams' tasks tell the driver.
 pub enum StreamEvent {
@@ -23,7 +27,7 @@ pub enum StreamEvent {
         from: NodeId,
         meta: SnapshotMeta,
         chunk: Vec<u8>,
-        reply: oneshot::Sender<Result<bool, String>>,
+        reply: oneshot::Sender<ChunkVerdict>,
     },
     /// A snapshot stream to `to` ended. `installed`: the index the follower acknowledged
     /// installing through (None: failed).

@@ -11,6 +11,7 @@ use crate::{Action, Replica, Token};
 use regent_raft::{LogIndex, Nanos, NodeId};
 use regent_storage::{InstallProgress, SnapshotMeta, StorageError};
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 /// A snapshot chunk waiting for its turn on the disk.
 #[derive(Debug)]
@@ -37,7 +38,7 @@ pub(crate) struct Installs {
 }
 
 /// What became of one chunk.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum InstallVerdict {
     /// Accepted; more chunks are expected.
     Continue,
@@ -49,11 +50,11 @@ pub enum InstallVerdict {
     /// Refused (stale, damaged, out of order): the stream ends. A stale snapshot (older than
     /// what this node applied) is reported to the core, which tells the leader where to
     /// resume.
-    Refused(String),
+    Refused(Arc<StorageError>),
     /// Storage refuses every write until it is reloaded (a full disk, an I/O error): stop as a
     /// failed batch does; the restart reloads what is durable (the committed state, untouched:
     /// an install writes only staging tables).
-    Fatal(String),
+    Fatal(Arc<StorageError>),
 }
 
 impl Replica {
@@ -135,13 +136,13 @@ impl Replica {
                 self.snapshot_installed(done.from, meta, now);
                 verdict
             }
-            Err(err) if err.requires_reload() => InstallVerdict::Fatal(err.to_string()),
+            Err(err) if err.requires_reload() => InstallVerdict::Fatal(Arc::new(err)),
             Err(err) => {
                 if done.meta.last_included_index <= applied {
                     // Stale: the core tells the leader where to resume.
                     self.snapshot_installed(done.from, done.meta, now);
                 }
-                InstallVerdict::Refused(err.to_string())
+                InstallVerdict::Refused(Arc::new(err))
             }
         };
         out.push(Action::InstallAnswer {

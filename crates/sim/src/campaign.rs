@@ -142,8 +142,8 @@ pub fn replay(seed: u64, nodes: usize, trace_lines: usize) -> SimOutcome {
 
 /// The outcome of `run`, or a panic violation that replays with `replay`.
 fn outcome_of(replay: Replay, run: impl FnOnce() -> SimOutcome) -> SimOutcome {
-    panics::catch(run).unwrap_or_else(|message| {
-        let finding = Finding::new(ViolationKind::Panic, message);
+    panics::catch(run).unwrap_or_else(|panic| {
+        let finding = Finding::new(ViolationKind::Panic, panic.message);
         SimOutcome {
             violations: vec![Violation::new(finding, replay)],
             ..SimOutcome::default()

@@ -37,20 +37,28 @@ fn install_hook() {
     });
 }
 
+/// A panic caught by [`catch`]: its message, with its location when the hook recorded it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Panic {
+    pub message: String,
+}
+
 /// Runs `f`, returning its value or the panic's message (with its location).
-pub fn catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+pub fn catch<T>(f: impl FnOnce() -> T) -> Result<T, Panic> {
     install_hook();
     CAUGHT.with(|slot| *slot.borrow_mut() = Some(None));
     let result = panic::catch_unwind(AssertUnwindSafe(f));
     let message = CAUGHT.with(|slot| slot.borrow_mut().take().flatten());
     result.map_err(|payload| {
-        message.unwrap_or_else(|| {
+        let message = message.unwrap_or_else(|| {
             payload
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "a panic with a non-text payload".to_string())
-        })
+        });
+        Panic { message }
     })
 }
 
@@ -61,7 +69,7 @@ mod tests {
     #[test]
     fn a_panic_becomes_its_message_and_location() {
         let caught = catch(|| -> u32 { panic!("the core broke an invariant: {}", 7) });
-        let message = caught.expect_err("it panicked");
+        let message = caught.expect_err("it panicked").message;
         assert!(
             message.contains("the core broke an invariant: 7"),
             "{message}"

@@ -250,8 +250,17 @@ pub enum TransportError {
     },
     #[error(transparent)]
     Pki(#[from] PkiError),
-    #[error("TLS configuration: {0}")]
-    Tls(String),
+    #[error("TLS configuration: {what}: {error}")]
+    Tls {
+        what: &'static str,
+        error: rustls::Error,
+    },
+    /// quinn refused the rustls configuration (it lacks the initial QUIC cipher suite).
+    #[error("TLS configuration: {what}: {error}")]
+    QuicCrypto {
+        what: &'static str,
+        error: quinn::crypto::rustls::NoInitialCipherSuite,
+    },
     #[error("{0} is not a configured peer")]
     UnknownPeer(NodeId),
     #[error("no link to {0}")]

@@ -22,8 +22,8 @@ pub const ALPN: &[u8] = b"regent/2";
 /// this name, which is never checked.
 pub const SERVER_NAME: &str = "regent-peer";
 
-fn tls_err(what: &str) -> impl FnOnce(rustls::Error) -> TransportError + '_ {
-    move |e| TransportError::Tls(format!("{what}: {e}"))
+fn tls_err(what: &'static str) -> impl FnOnce(rustls::Error) -> TransportError {
+    move |error| TransportError::Tls { what, error }
 }
 
 /// The server's TLS side: presents the node's certificate, requires a client certificate
@@ -50,8 +50,10 @@ pub fn server_crypto(
     tls.alpn_protocols = vec![ALPN.to_vec()];
     tls.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     tls.send_tls13_tickets = 0;
-    let quic = QuicServerConfig::try_from(tls)
-        .map_err(|e| TransportError::Tls(format!("QUIC server config: {e}")))?;
+    let quic = QuicServerConfig::try_from(tls).map_err(|error| TransportError::QuicCrypto {
+        what: "QUIC server config",
+        error,
+    })?;
     Ok(Arc::new(quic))
 }
 
@@ -92,8 +94,10 @@ pub fn client_config(
         .map_err(tls_err("client certificate"))?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
     tls.resumption = rustls::client::Resumption::disabled();
-    let quic = QuicClientConfig::try_from(tls)
-        .map_err(|e| TransportError::Tls(format!("QUIC client config: {e}")))?;
+    let quic = QuicClientConfig::try_from(tls).map_err(|error| TransportError::QuicCrypto {
+        what: "QUIC client config",
+        error,
+    })?;
     let mut config = quinn::ClientConfig::new(Arc::new(quic));
     config.transport_config(transport);
     Ok(config)

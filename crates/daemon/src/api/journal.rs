@@ -83,40 +83,56 @@ fn bad(code: &str, message: &str) -> HttpResponse {
     error(StatusCode::BAD_REQUEST, code, message, None)
 }
 
+/// Why a batch append body does not frame. Operations are numbered from 0 (`at`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    #[error("operation {at}: the length needs 4 bytes, {remaining} remain")]
+    TruncatedLength { at: usize, remaining: usize },
+    #[error("operation {at}: length {len} is not within 1..={JOURNAL_OP_BYTES_MAX}")]
+    BadLength { at: usize, len: usize },
+    #[error("operation {at}: {len} bytes announced, {remaining} remain")]
+    TruncatedOperation {
+        at: usize,
+        len: usize,
+        remaining: usize,
+    },
+    #[error("more than {JOURNAL_BATCH_OPS_MAX} operations in one batch")]
+    TooManyOperations,
+    #[error("the batch holds no operation")]
+    Empty,
+}
+
 /// Splits a batch body into its operations.
-pub fn parse_batch(body: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+pub fn parse_batch(body: &[u8]) -> Result<Vec<Vec<u8>>, BatchError> {
     let mut ops = Vec::new();
     let mut rest = body;
     while !rest.is_empty() {
         let at = ops.len();
         let Some((len, tail)) = rest.split_first_chunk::<4>() else {
-            return Err(format!(
-                "operation {at}: the length needs 4 bytes, {} remain",
-                rest.len()
-            ));
+            return Err(BatchError::TruncatedLength {
+                at,
+                remaining: rest.len(),
+            });
         };
         let len = u32::from_be_bytes(*len) as usize;
         if len == 0 || len > JOURNAL_OP_BYTES_MAX {
-            return Err(format!(
-                "operation {at}: length {len} is not within 1..={JOURNAL_OP_BYTES_MAX}"
-            ));
+            return Err(BatchError::BadLength { at, len });
         }
         if tail.len() < len {
-            return Err(format!(
-                "operation {at}: {len} bytes announced, {} remain",
-                tail.len()
-            ));
+            return Err(BatchError::TruncatedOperation {
+                at,
+                len,
+                remaining: tail.len(),
+            });
         }
         ops.push(tail[..len].to_vec());
         rest = &tail[len..];
         if ops.len() > JOURNAL_BATCH_OPS_MAX {
-            return Err(format!(
-                "more than {JOURNAL_BATCH_OPS_MAX} operations in one batch"
-            ));
+            return Err(BatchError::TooManyOperations);
         }
     }
     if ops.is_empty() {
-        return Err("the batch holds no operation".into());
+        return Err(BatchError::Empty);
     }
     Ok(ops)
 }
@@ -177,7 +193,7 @@ async fn append(
     let ops = if batch {
         match parse_batch(&body) {
             Ok(ops) => ops,
-            Err(reason) => return bad("bad_batch", &reason),
+            Err(reason) => return bad("bad_batch", &reason.to_string()),
         }
     } else {
         if body.is_empty() {
@@ -535,11 +551,10 @@ mod tests {
     fn batch_framing_round_trips_and_names_bad_input() {
         let ops = vec![b"mkdir /a".to_vec(), vec![0xff; 3]];
         assert_eq!(parse_batch(&encode_batch(&ops)), Ok(ops));
-        assert!(parse_batch(b"").unwrap_err().contains("no operation"));
-        assert!(parse_batch(&[0, 0, 0]).unwrap_err().contains("4 bytes"));
-        assert!(parse_batch(&[0, 0, 0, 0]).unwrap_err().contains("length 0"));
-        assert!(parse_batch(&[0, 0, 0, 5, 1, 2])
-            .unwrap_err()
-            .contains("5 bytes announced"));
+        let refusal = |body: &[u8]| parse_batch(body).unwrap_err().to_string();
+        assert!(refusal(b"").contains("no operation"));
+        assert!(refusal(&[0, 0, 0]).contains("4 bytes"));
+        assert!(refusal(&[0, 0, 0, 0]).contains("length 0"));
+        assert!(refusal(&[0, 0, 0, 5, 1, 2]).contains("5 bytes announced"));
     }
 }

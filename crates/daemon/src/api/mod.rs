@@ -20,7 +20,8 @@ mod streams;
 mod txn;
 
 pub use request::{
-    HandoverAnswer, ReadAnswer, ReadQuery, Request, RequestError, SnapshotAnswer, WriteAnswer,
+    BusyReason, HandoverAnswer, MembersRefusal, ReadAnswer, ReadQuery, ReloadRefusal, Request,
+    RequestError, SnapshotAnswer, StorageFailure, TransferFailure, WriteAnswer,
 };
 
 use base64::alphabet;
@@ -85,44 +86,72 @@ pub struct ApiContext {
     pub live: watch::Receiver<LiveOptions>,
 }
 
+/// Why the API's socket could not be set up. Each names the socket; a message that holds an
+/// I/O error does not also return it as its `source`.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("socket {path}: another process is listening on it (a running regent?); refusing to take it over")]
     SocketInUse { path: PathBuf },
-    #[error("socket {path}: {reason}")]
-    Socket { path: PathBuf, reason: String },
+    #[error("socket {path}: exists and is not a socket; remove it or choose another path")]
+    NotASocket { path: PathBuf },
+    #[error("socket {path}: removing the stale file: {error}")]
+    RemoveStale {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// Binding under the temporary name the socket has until its mode is set.
+    #[error("socket {path}: bind {staging}: {error}")]
+    Bind {
+        path: PathBuf,
+        staging: PathBuf,
+        error: std::io::Error,
+    },
+    /// Handing the bound socket to tokio.
+    #[error("socket {path}: {error}")]
+    Listen {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("socket {path}: setting its mode and moving it into place: {error}")]
+    Place {
+        path: PathBuf,
+        error: std::io::Error,
+    },
 }
 
 /// Binds the socket: replaces a stale file, refuses a live one, sets the mode before the socket
 /// appears under its name.
 pub fn bind(options: &ApiOptions) -> Result<UnixListener, ApiError> {
     let path = &options.socket;
-    let fail = |reason: String| ApiError::Socket {
+    let listen_failed = |error: std::io::Error| ApiError::Listen {
         path: path.clone(),
-        reason,
+        error,
     };
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         use std::os::unix::fs::FileTypeExt;
         if !meta.file_type().is_socket() {
-            return Err(fail(
-                "exists and is not a socket; remove it or choose another path".into(),
-            ));
+            return Err(ApiError::NotASocket { path: path.clone() });
         }
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return Err(ApiError::SocketInUse { path: path.clone() });
         }
         tracing::info!(path = %path.display(), "replacing a stale socket file");
-        std::fs::remove_file(path).map_err(|e| fail(format!("removing the stale file: {e}")))?;
+        std::fs::remove_file(path).map_err(|error| ApiError::RemoveStale {
+            path: path.clone(),
+            error,
+        })?;
     }
     let staging = staging_path(path);
     let _ = std::fs::remove_file(&staging);
     let listener = {
-        let std_listener = std::os::unix::net::UnixListener::bind(&staging)
-            .map_err(|e| fail(format!("bind {}: {e}", staging.display())))?;
-        std_listener
-            .set_nonblocking(true)
-            .map_err(|e| fail(e.to_string()))?;
-        UnixListener::from_std(std_listener).map_err(|e| fail(e.to_string()))?
+        let std_listener =
+            std::os::unix::net::UnixListener::bind(&staging).map_err(|error| ApiError::Bind {
+                path: path.clone(),
+                staging: staging.clone(),
+                error,
+            })?;
+        std_listener.set_nonblocking(true).map_err(listen_failed)?;
+        UnixListener::from_std(std_listener).map_err(listen_failed)?
     };
     let set_mode = std::fs::set_permissions(
         &staging,
@@ -135,11 +164,12 @@ pub fn bind(options: &ApiOptions) -> Result<UnixListener, ApiError> {
     let placed = set_mode
         .and_then(|()| set_group())
         .and_then(|()| std::fs::rename(&staging, path));
-    if let Err(e) = placed {
+    if let Err(error) = placed {
         let _ = std::fs::remove_file(&staging);
-        return Err(fail(format!(
-            "setting its mode and moving it into place: {e}"
-        )));
+        return Err(ApiError::Place {
+            path: path.clone(),
+            error,
+        });
     }
     Ok(listener)
 }

@@ -1,14 +1,24 @@
 //! What the API asks of the driver, and how the driver answers: requests carry a oneshot for
 //! their answer.
 
-use regent_raft::{LogIndex, NodeId, Term};
+use crate::config::ConfigError;
+use regent_raft::{
+    ConfChangeError, LogIndex, NodeId, ProposeError, ReadError, Term, TransferError,
+};
 use regent_replica::ReadMode;
-use regent_storage::{ChangePage, CommandError, KeyValue, Proposal, Response};
+use regent_storage::{
+    ApplyResult, ChangePage, CommandError, KeyValue, Proposal, Response, StorageError,
+};
+use regent_transport::TransportError;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::oneshot;
 
-/// Why a request was not carried out.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+/// Why a request was not carried out. Each variant is one JSON error `code` of the API
+/// (`routes::request_error`), and its `Display` is the `message` the API returns.
+#[derive(Debug, thiserror::Error)]
 pub enum RequestError {
     #[error("this node is not the leader")]
     NotLeader {
@@ -16,7 +26,7 @@ pub enum RequestError {
         address: Option<SocketAddr>,
     },
     #[error("busy: {0}; retry later")]
-    Busy(String),
+    Busy(BusyReason),
     #[error("the write lost its place in the log to another leader's entry; its outcome is not applied there, retry")]
     Superseded,
     #[error("the daemon is shutting down")]
@@ -24,15 +34,101 @@ pub enum RequestError {
     #[error("{0}")]
     Command(CommandError),
     #[error("membership change refused: {0}")]
-    Members(String),
+    Members(MembersRefusal),
     #[error("reload refused, the old files stay in force: {0}")]
-    Reload(String),
+    Reload(ReloadRefusal),
     #[error("leadership transfer refused: {0}")]
-    Transfer(String),
+    Transfer(TransferFailure),
     #[error("fenced: this node does not lead term {expected} (its term is {current})")]
     TermMismatch { expected: u64, current: u64 },
     #[error("storage: {0}")]
-    Storage(String),
+    Storage(StorageFailure),
+}
+
+/// Why a request could not be taken now; the caller may retry it.
+#[derive(Debug, thiserror::Error)]
+pub enum BusyReason {
+    /// The driver did not answer in time: the request may still be carried out.
+    #[error("no answer within {} s; the outcome is unknown", .waited.as_secs())]
+    NoAnswer { waited: Duration },
+    /// The core refused a proposal (backpressure, or a hand-over in progress).
+    #[error("{0}")]
+    Propose(ProposeError),
+    /// The core refused a read (backpressure, or a hand-over in progress).
+    #[error("{0}")]
+    Read(ReadError),
+}
+
+/// Why a membership change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum MembersRefusal {
+    /// The core refused the change (a joint configuration in progress, an unknown node, a
+    /// learner not caught up under the one promotion rule, ...).
+    #[error("{0}")]
+    Core(ConfChangeError),
+}
+
+/// Why a reload was refused (the old configuration and certificate stay in force).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadRefusal {
+    /// The configuration file does not load.
+    #[error("{0}")]
+    Config(ConfigError),
+    /// The file is another node's, or another cluster's.
+    #[error(
+        "{} is for node {file_node} of cluster {file_cluster:?}, but this is node {node} of cluster {cluster:?}",
+        .path.display()
+    )]
+    OtherNode {
+        path: PathBuf,
+        file_node: NodeId,
+        file_cluster: String,
+        node: NodeId,
+        cluster: String,
+    },
+    /// The certificate, key or CA bundle does not load.
+    #[error("{0}")]
+    Identity(TransportError),
+}
+
+/// Why a leadership hand-over did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferFailure {
+    /// The core refused to start it (no caught-up voter, a target that is not a voter, ...).
+    #[error("{0}")]
+    Refused(TransferError),
+    /// The target did not take over before the hand-over's deadline.
+    #[error(
+        "{target} did not take over within {waited_ms} ms (leader now: {:?})",
+        .leader.map(|l| l.0)
+    )]
+    NotTakenOver {
+        target: NodeId,
+        waited_ms: u64,
+        leader: Option<NodeId>,
+    },
+}
+
+/// A storage failure behind a request.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageFailure {
+    /// The log compaction an operator's snapshot waited for failed. Every snapshot waiting for
+    /// that compaction is answered with the same error, hence the `Arc`.
+    #[error("the log compaction through {index} failed: {error}")]
+    Compaction {
+        index: LogIndex,
+        error: Arc<StorageError>,
+    },
+    /// Compacting the database file (`regent compact`) failed.
+    #[error("compacting the database file: {0}")]
+    FileCompaction(StorageError),
+    /// A read of the state machine failed.
+    #[error("{0}")]
+    Read(StorageError),
+    /// A proposal was applied as something other than a command (the log is not what the
+    /// driver proposed).
+    #[error("a proposal applied as {0:?}")]
+    UnexpectedApply(ApplyResult),
 }
 
 /// An answered write.
@@ -134,7 +230,7 @@ pub enum ReadQuery {
 pub enum ReadAnswer {
     Get(Option<KeyValue>),
     Range { kvs: Vec<KeyValue>, more: bool },
-    Changes(Result<ChangePage, regent_storage::StorageError>),
-    Journal(Result<regent_storage::JournalPage, regent_storage::StorageError>),
+    Changes(Result<ChangePage, StorageError>),
+    Journal(Result<regent_storage::JournalPage, StorageError>),
     Digest(regent_storage::StateDigest),
 }

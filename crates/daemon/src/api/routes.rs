@@ -4,7 +4,8 @@
 
 use super::status::NodeStatus;
 use super::{
-    ApiContext, ReadAnswer, ReadQuery, Request, RequestError, WriteAnswer, REQUEST_TIMEOUT,
+    ApiContext, BusyReason, ReadAnswer, ReadQuery, Request, RequestError, WriteAnswer,
+    REQUEST_TIMEOUT,
 };
 use crate::clock;
 use base64::Engine;
@@ -471,7 +472,7 @@ async fn txn(context: &ApiContext, query: &str, request: hyper::Request<Incoming
     };
     let parsed = match super::txn::parse(&json) {
         Ok(parsed) => parsed,
-        Err(err) => return error(StatusCode::BAD_REQUEST, "bad_txn", &err, None),
+        Err(err) => return error(StatusCode::BAD_REQUEST, "bad_txn", &err.to_string(), None),
     };
     let command = Command::Txn(parsed);
     if let Some(key) = super::members::reserved_write(&command) {
@@ -587,10 +588,9 @@ pub(super) async fn ask<T>(
     match tokio::time::timeout(REQUEST_TIMEOUT, answer).await {
         Ok(Ok(result)) => result,
         Ok(Err(_)) => Err(RequestError::ShuttingDown),
-        Err(_) => Err(RequestError::Busy(format!(
-            "no answer within {} s; the outcome is unknown",
-            REQUEST_TIMEOUT.as_secs()
-        ))),
+        Err(_) => Err(RequestError::Busy(BusyReason::NoAnswer {
+            waited: REQUEST_TIMEOUT,
+        })),
     }
 }
 

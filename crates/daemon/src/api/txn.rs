@@ -15,14 +15,89 @@ use base64::Engine;
 use regent_storage::{Compare, CompareOp, CompareTarget, Op, Response, Txn, TXN_OPS_MAX};
 use serde_json::{json, Value};
 
+/// Why a transaction body was refused; `Display` names the field at fault, as a path into the
+/// body (`success[1]: put.value: missing`).
+#[derive(Debug, thiserror::Error)]
+pub enum TxnError {
+    #[error("the body must be a JSON object")]
+    NotAnObject,
+    #[error("unknown field {field:?} (compare, success, failure)")]
+    UnknownField { field: String },
+    #[error("{list} must be an array")]
+    NotAnArray { list: &'static str },
+    #[error("{list}: more than {TXN_OPS_MAX} items")]
+    TooManyItems { list: &'static str },
+    #[error("compare[{index}]: {error}")]
+    Compare { index: usize, error: CompareError },
+    /// An operation of `success` or `failure` (the `list`).
+    #[error("{list}[{index}]: {error}")]
+    Op {
+        list: &'static str,
+        index: usize,
+        error: OpError,
+    },
+}
+
+/// What is wrong with one compare.
+#[derive(Debug, thiserror::Error)]
+pub enum CompareError {
+    #[error("key: {0}")]
+    Key(BytesError),
+    #[error("op must be equal, not_equal, less or greater")]
+    Op,
+    #[error("target must be value, version, create_revision, mod_revision or exists")]
+    Target,
+    #[error("value: {0}")]
+    Value(BytesError),
+    #[error("value must be a non-negative integer for this target")]
+    NotANumber,
+    #[error("value must be true or false for exists")]
+    NotABool,
+}
+
+/// What is wrong with one operation.
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    #[error("an operation is an object such as {{\"put\": {{...}}}}")]
+    NotAnObject,
+    #[error("an operation has exactly one of put, delete, get, range")]
+    NotOneKind,
+    #[error("unknown operation {kind:?} (put, delete, get, range)")]
+    UnknownKind { kind: String },
+    /// The key of a `put`, `delete` or `get` (the `kind`).
+    #[error("{kind}.key: {error}")]
+    Key {
+        kind: &'static str,
+        error: BytesError,
+    },
+    #[error("put.value: {0}")]
+    PutValue(BytesError),
+    #[error("range.prefix: {0}")]
+    RangePrefix(BytesError),
+}
+
+/// Why a JSON value is not bytes. The base64 decoder's error is in the message, so it is not
+/// also the `source`.
+#[derive(Debug, thiserror::Error)]
+pub enum BytesError {
+    #[error("missing")]
+    Missing,
+    #[error("not base64: {0}")]
+    NotBase64(base64::DecodeError),
+    #[error("expected {{\"text\": ...}} or {{\"base64\": ...}}")]
+    BadObject,
+    #[error("expected a string, {{\"text\": ...}} or {{\"base64\": ...}}")]
+    WrongType,
+}
+
 /// Parses a transaction; the error says which field is wrong.
-pub fn parse(body: &Value) -> Result<Txn, String> {
-    let list = |name: &str| -> Result<Vec<Value>, String> {
+pub fn parse(body: &Value) -> Result<Txn, TxnError> {
+    let list = |name: &'static str| -> Result<Vec<Value>, TxnError> {
         match &body[name] {
             Value::Null => Ok(Vec::new()),
             Value::Array(items) if items.len() <= TXN_OPS_MAX => Ok(items.clone()),
-            Value::Array(_) => Err(format!("{name}: more than {TXN_OPS_MAX} items")),
-            _ => Err(format!("{name} must be an array")),
+            Value::Array(_) => Err(TxnError::TooManyItems { list: name }),
+            _ => Err(TxnError::NotAnArray { list: name }),
         }
     };
     if let Value::Object(map) = body {
@@ -30,23 +105,29 @@ pub fn parse(body: &Value) -> Result<Txn, String> {
             .keys()
             .find(|k| !["compare", "success", "failure"].contains(&k.as_str()))
         {
-            return Err(format!(
-                "unknown field {unknown:?} (compare, success, failure)"
-            ));
+            return Err(TxnError::UnknownField {
+                field: unknown.clone(),
+            });
         }
     } else {
-        return Err("the body must be a JSON object".into());
+        return Err(TxnError::NotAnObject);
     }
     let compares = list("compare")?
         .iter()
         .enumerate()
-        .map(|(i, c)| compare(c).map_err(|e| format!("compare[{i}]: {e}")))
+        .map(|(index, c)| compare(c).map_err(|error| TxnError::Compare { index, error }))
         .collect::<Result<_, _>>()?;
-    let ops = |name: &str| -> Result<Vec<Op>, String> {
+    let ops = |name: &'static str| -> Result<Vec<Op>, TxnError> {
         list(name)?
             .iter()
             .enumerate()
-            .map(|(i, o)| op(o).map_err(|e| format!("{name}[{i}]: {e}")))
+            .map(|(index, o)| {
+                op(o).map_err(|error| TxnError::Op {
+                    list: name,
+                    index,
+                    error,
+                })
+            })
             .collect()
     };
     Ok(Txn {
@@ -56,86 +137,77 @@ pub fn parse(body: &Value) -> Result<Txn, String> {
     })
 }
 
-fn compare(c: &Value) -> Result<Compare, String> {
-    let key = bytes(&c["key"]).map_err(|e| format!("key: {e}"))?;
+fn compare(c: &Value) -> Result<Compare, CompareError> {
+    let key = bytes(&c["key"]).map_err(CompareError::Key)?;
     let op = match c["op"].as_str() {
         Some("equal") => CompareOp::Equal,
         Some("not_equal") => CompareOp::NotEqual,
         Some("less") => CompareOp::Less,
         Some("greater") => CompareOp::Greater,
-        _ => return Err("op must be equal, not_equal, less or greater".into()),
+        _ => return Err(CompareError::Op),
     };
-    let number = || {
-        c["value"]
-            .as_u64()
-            .ok_or_else(|| "value must be a non-negative integer for this target".to_string())
-    };
+    let number = || c["value"].as_u64().ok_or(CompareError::NotANumber);
     let target = match c["target"].as_str() {
-        Some("value") => {
-            CompareTarget::Value(bytes(&c["value"]).map_err(|e| format!("value: {e}"))?)
-        }
+        Some("value") => CompareTarget::Value(bytes(&c["value"]).map_err(CompareError::Value)?),
         Some("version") => CompareTarget::Version(number()?),
         Some("create_revision") => CompareTarget::CreateRevision(number()?),
         Some("mod_revision") => CompareTarget::ModRevision(number()?),
-        Some("exists") => CompareTarget::Exists(
-            c["value"]
-                .as_bool()
-                .ok_or("value must be true or false for exists")?,
-        ),
-        _ => {
-            return Err(
-                "target must be value, version, create_revision, mod_revision or exists".into(),
-            )
+        Some("exists") => {
+            CompareTarget::Exists(c["value"].as_bool().ok_or(CompareError::NotABool)?)
         }
+        _ => return Err(CompareError::Target),
     };
     Ok(Compare { key, op, target })
 }
 
-fn op(o: &Value) -> Result<Op, String> {
+fn op(o: &Value) -> Result<Op, OpError> {
     let Value::Object(map) = o else {
-        return Err("an operation is an object such as {\"put\": {...}}".into());
+        return Err(OpError::NotAnObject);
     };
     if map.len() != 1 {
-        return Err("an operation has exactly one of put, delete, get, range".into());
+        return Err(OpError::NotOneKind);
     }
     let (kind, args) = map.iter().next().expect("one entry");
-    let key = || bytes(&args["key"]).map_err(|e| format!("{kind}.key: {e}"));
+    let key =
+        |kind: &'static str| bytes(&args["key"]).map_err(|error| OpError::Key { kind, error });
     match kind.as_str() {
         "put" => Ok(Op::Put {
-            key: key()?,
-            value: bytes(&args["value"]).map_err(|e| format!("put.value: {e}"))?,
+            key: key("put")?,
+            value: bytes(&args["value"]).map_err(OpError::PutValue)?,
         }),
-        "delete" => Ok(Op::Delete { key: key()? }),
-        "get" => Ok(Op::Get { key: key()? }),
+        "delete" => Ok(Op::Delete {
+            key: key("delete")?,
+        }),
+        "get" => Ok(Op::Get { key: key("get")? }),
         "range" => Ok(Op::Range {
             prefix: match &args["prefix"] {
                 Value::Null => Vec::new(),
-                p => bytes(p).map_err(|e| format!("range.prefix: {e}"))?,
+                p => bytes(p).map_err(OpError::RangePrefix)?,
             },
             limit: args["limit"]
                 .as_u64()
                 .and_then(|l| u32::try_from(l).ok())
                 .unwrap_or(1000),
         }),
-        other => Err(format!(
-            "unknown operation {other:?} (put, delete, get, range)"
-        )),
+        other => Err(OpError::UnknownKind {
+            kind: other.to_string(),
+        }),
     }
 }
 
 /// Bytes from JSON: a string (UTF-8 text), `{"text": ...}` or `{"base64": ...}`.
-pub fn bytes(v: &Value) -> Result<Vec<u8>, String> {
+pub fn bytes(v: &Value) -> Result<Vec<u8>, BytesError> {
     match v {
         Value::String(s) => Ok(s.as_bytes().to_vec()),
         Value::Object(map) => match (map.get("text"), map.get("base64")) {
             (Some(Value::String(s)), None) => Ok(s.as_bytes().to_vec()),
-            (None, Some(Value::String(b))) => super::BASE64
-                .decode(b)
-                .map_err(|e| format!("not base64: {e}")),
-            _ => Err("expected {\"text\": ...} or {\"base64\": ...}".into()),
+            (None, Some(Value::String(b))) => {
+                super::BASE64.decode(b).map_err(BytesError::NotBase64)
+            }
+            _ => Err(BytesError::BadObject),
         },
-        Value::Null => Err("missing".into()),
-        _ => Err("expected a string, {\"text\": ...} or {\"base64\": ...}".into()),
+        Value::Null => Err(BytesError::Missing),
+        _ => Err(BytesError::WrongType),
     }
 }
 
@@ -192,14 +264,72 @@ mod tests {
             }
         );
         let err = parse(&json!({"success": [{"put": {"key": "a"}}]})).unwrap_err();
-        assert!(err.contains("success[0]: put.value"), "{err}");
+        assert!(err.to_string().contains("success[0]: put.value"), "{err}");
         let err = parse(&json!({"compare": [{"key": "a", "op": "equal", "target": "colour"}]}))
             .unwrap_err();
-        assert!(err.contains("compare[0]"), "{err}");
+        assert!(err.to_string().contains("compare[0]"), "{err}");
         assert!(parse(&json!({"other": []}))
             .unwrap_err()
+            .to_string()
             .contains("unknown field"));
         assert!(parse(&json!([1])).is_err());
+    }
+
+    #[test]
+    fn refusals_keep_their_wire_messages() {
+        // These are the `message` of a 400 `bad_txn` (docs/api.md): the text is the API's.
+        let refusal = |body: Value| parse(&body).unwrap_err().to_string();
+        for (body, message) in [
+            (json!([1]), "the body must be a JSON object"),
+            (
+                json!({"other": []}),
+                "unknown field \"other\" (compare, success, failure)",
+            ),
+            (json!({"success": 1}), "success must be an array"),
+            (
+                json!({"compare": [{"op": "equal"}]}),
+                "compare[0]: key: missing",
+            ),
+            (
+                json!({"compare": [{"key": "a", "op": "same"}]}),
+                "compare[0]: op must be equal, not_equal, less or greater",
+            ),
+            (
+                json!({"compare": [{"key": "a", "op": "less", "target": "version"}]}),
+                "compare[0]: value must be a non-negative integer for this target",
+            ),
+            (
+                json!({"compare": [{"key": "a", "op": "less", "target": "exists"}]}),
+                "compare[0]: value must be true or false for exists",
+            ),
+            (
+                json!({"compare": [{"key": "a", "op": "less", "target": "value", "value": 1}]}),
+                "compare[0]: value: expected a string, {\"text\": ...} or {\"base64\": ...}",
+            ),
+            (
+                json!({"success": [{"get": {"key": "a"}}, 1]}),
+                "success[1]: an operation is an object such as {\"put\": {...}}",
+            ),
+            (
+                json!({"failure": [{"get": {"key": "a"}, "put": {}}]}),
+                "failure[0]: an operation has exactly one of put, delete, get, range",
+            ),
+            (
+                json!({"failure": [{"move": {}}]}),
+                "failure[0]: unknown operation \"move\" (put, delete, get, range)",
+            ),
+            (
+                json!({"success": [{"delete": {"key": {"text": 1}}}]}),
+                "success[0]: delete.key: expected {\"text\": ...} or {\"base64\": ...}",
+            ),
+        ] {
+            assert_eq!(refusal(body), message);
+        }
+        let decoder = crate::api::BASE64.decode("%").unwrap_err();
+        assert_eq!(
+            refusal(json!({"success": [{"range": {"prefix": {"base64": "%"}}}]})),
+            format!("success[0]: range.prefix: not base64: {decoder}")
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@
 use regent_transport::pki::files::ReadError;
 mod probe;
 mod reload;
-pub use probe::{parse_http_target, ProbeConfig};
+pub use probe::{parse_http_target, HttpTarget, MissingPort, ProbeConfig, ProbeError, ProbeRule};
 mod defaults;
 mod timing;
 mod validate;
@@ -284,11 +284,20 @@ impl fmt::Display for SocketMode {
     }
 }
 
-impl FromStr for SocketMode {
-    type Err = String;
+/// Text that is not an octal file mode.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{text:?} is not an octal file mode from \"0000\" to \"0777\"")]
+pub struct SocketModeError {
+    pub text: String,
+}
 
-    fn from_str(text: &str) -> Result<SocketMode, String> {
-        let bad = || format!("{text:?} is not an octal file mode from \"0000\" to \"0777\"");
+impl FromStr for SocketMode {
+    type Err = SocketModeError;
+
+    fn from_str(text: &str) -> Result<SocketMode, SocketModeError> {
+        let bad = || SocketModeError {
+            text: text.to_string(),
+        };
         let digits = text.strip_prefix("0o").unwrap_or(text);
         if digits.is_empty()
             || digits.len() > 4

@@ -63,20 +63,12 @@ impl DaemonConfig {
         }
         self.validate_members()?;
         if let Some(probe) = &self.host_health {
-            probe.validate().map_err(|reason| {
-                let (field, rule) = reason.split_once(": ").unwrap_or(("host_health", &reason));
-                invalid(field, rule)
-            })?;
+            probe
+                .check()
+                .map_err(|e| invalid(e.field(), e.rule.to_string()))?;
         }
         if let Some(level) = &self.log_level {
-            tracing_subscriber::EnvFilter::builder()
-                .parse(level)
-                .map_err(|e| {
-                    invalid(
-                        "log_level",
-                        format!("{level:?} is not a log filter ({e}); say e.g. info or warn,regent::daemon=debug"),
-                    )
-                })?;
+            crate::logging::parse(level).map_err(|e| invalid("log_level", e.to_string()))?;
         }
         self.validate_listen()?;
         self.validate_timing()?;

@@ -8,11 +8,13 @@
 //! every snapshot asked is answered once its log compaction is done or failed, or at shutdown.
 
 use super::Driver;
-use crate::api::{self, RequestError, SnapshotAnswer};
+use crate::api::{self, ReloadRefusal, RequestError, SnapshotAnswer, StorageFailure};
 use crate::config::DaemonConfig;
 use crate::disk::DiskRequest;
 use regent_raft::{LogIndex, Nanos};
+use regent_storage::StorageError;
 use std::path::PathBuf;
+use std::sync::Arc;
 use tokio::sync::{oneshot, watch};
 
 /// An operator's snapshot (or compaction) waiting for the log compaction through `index`.
@@ -70,22 +72,30 @@ impl Driver {
     /// journal's retention. Settings that need a restart are named in the answer and the log,
     /// and keep their old values.
     pub(super) fn reload(&mut self) -> Result<String, RequestError> {
-        let refuse = |what: String| {
-            tracing::error!(node = %self.id, reason = %what, "reload refused; the old configuration and certificate stay");
-            Err(RequestError::Reload(what))
+        let refuse = |refusal: ReloadRefusal| {
+            tracing::error!(node = %self.id, reason = %refusal, "reload refused; the old configuration and certificate stay");
+            Err(RequestError::Reload(refusal))
         };
         let path = &self.admin.config_path;
         let new = match DaemonConfig::load(path) {
             Ok(new) => new,
-            Err(err) => return refuse(err.to_string()),
+            Err(err) => return refuse(ReloadRefusal::Config(err)),
         };
         let plan = match self.admin.config.reload_plan(&new) {
             Ok(plan) => plan,
-            Err(err) => return refuse(format!("{} {err}", path.display())),
+            Err(other) => {
+                return refuse(ReloadRefusal::OtherNode {
+                    path: path.clone(),
+                    file_node: other.new_node,
+                    file_cluster: other.new_cluster,
+                    node: other.node,
+                    cluster: other.cluster,
+                })
+            }
         };
         let cert = match self.transport.reload_identity() {
             Ok(cert) => cert,
-            Err(err) => return refuse(err.to_string()),
+            Err(err) => return refuse(ReloadRefusal::Identity(err)),
         };
         self.status.certificate_not_after_unix = Some(cert.not_after_unix);
         let mut applied = Vec::new();
@@ -169,16 +179,23 @@ impl Driver {
 
     /// The log compaction through `index` is done (or failed): answers the snapshots that
     /// waited for it, compacting the file first for those that asked.
-    pub(super) fn finish_maintenance(&mut self, index: LogIndex, failed: Option<String>) {
+    pub(super) fn finish_maintenance(
+        &mut self,
+        index: LogIndex,
+        failed: Option<Arc<StorageError>>,
+    ) {
         let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.admin.maintenance)
             .into_iter()
             .partition(|m| m.index <= index);
         self.admin.maintenance = waiting;
         for m in done {
-            if let Some(err) = &failed {
-                let _ = m.reply.send(Err(RequestError::Storage(format!(
-                    "the log compaction through {index} failed: {err}"
-                ))));
+            if let Some(error) = &failed {
+                let _ = m
+                    .reply
+                    .send(Err(RequestError::Storage(StorageFailure::Compaction {
+                        index,
+                        error: error.clone(),
+                    })));
                 continue;
             }
             let answer = SnapshotAnswer {
@@ -206,9 +223,7 @@ impl Driver {
                             ..answer
                         })
                     }
-                    Ok(Err(err)) => Err(RequestError::Storage(format!(
-                        "compacting the database file: {err}"
-                    ))),
+                    Ok(Err(err)) => Err(RequestError::Storage(StorageFailure::FileCompaction(err))),
                     Err(_) => Err(RequestError::ShuttingDown),
                 };
                 let _ = m.reply.send(result);

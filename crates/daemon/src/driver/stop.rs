@@ -14,7 +14,7 @@ use std::time::Duration;
 const FLUSH_MAX: Duration = Duration::from_secs(5);
 
 impl Driver {
-    pub(super) async fn stop(mut self) -> Result<(), String> {
+    pub(super) async fn stop(mut self) -> Result<(), super::DriverError> {
         // Stop taking requests; answer those waiting.
         self.requests.close();
         while let Ok(request) = self.requests.try_recv() {
@@ -59,7 +59,8 @@ impl Driver {
                 Pending::Write { reply, .. } => drop(reply.send(Err(refused))),
                 Pending::Read { reply, .. } => drop(reply.send(Err(refused))),
                 Pending::Switchover { reply } => drop(reply.send(Err(refused))),
-                Pending::Chunk { reply } => drop(reply.send(Err(refused.to_string()))),
+                // The receiving task sees its answer dropped and ends the stream.
+                Pending::Chunk { reply } => drop(reply),
             }
         }
         self.admin.refuse_all();

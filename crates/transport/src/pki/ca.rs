@@ -168,9 +168,9 @@ impl CaDir {
         files::read_certificates(&path)?
             .iter()
             .map(|der| {
-                CertInfo::parse(der.as_ref()).map_err(|reason| PkiError::BadFile {
+                CertInfo::parse(der.as_ref()).map_err(|error| PkiError::BadCertificate {
                     path: path.clone(),
-                    reason,
+                    error,
                 })
             })
             .collect()
@@ -304,9 +304,9 @@ pub(crate) fn cert_info_of_pem(path: &Path, pem: &str) -> Result<CertInfo, PkiEr
             reason: format!("bad PEM certificate: {e}"),
         }
     })?;
-    CertInfo::parse(der.as_ref()).map_err(|reason| PkiError::BadFile {
+    CertInfo::parse(der.as_ref()).map_err(|error| PkiError::BadCertificate {
         path: path.to_path_buf(),
-        reason,
+        error,
     })
 }
 

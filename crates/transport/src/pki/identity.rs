@@ -8,6 +8,7 @@ use super::PkiError;
 use regent_raft::NodeId;
 use std::fmt;
 use std::net::IpAddr;
+use x509_parser::error::X509Error;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -51,20 +52,23 @@ impl NodeIdentity {
 
     /// Parses `regent://<cluster>/node/<id>`; anything else is an error, never a guess.
     pub fn parse_uri(uri: &str) -> Result<NodeIdentity, PkiError> {
-        let bad = |reason: &str| PkiError::Identity(format!("URI {uri:?}: {reason}"));
+        let bad = |problem: UriProblem| {
+            PkiError::Identity(IdentityError::BadUri {
+                uri: uri.to_string(),
+                problem,
+            })
+        };
         let rest = uri
             .strip_prefix(URI_SCHEME)
-            .ok_or_else(|| bad("does not start with regent://"))?;
+            .ok_or_else(|| bad(UriProblem::Scheme))?;
         let (cluster, id) = rest
             .split_once("/node/")
-            .ok_or_else(|| bad("expected regent://<cluster>/node/<id>"))?;
+            .ok_or_else(|| bad(UriProblem::Shape))?;
         if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) || id.len() > 20 {
-            return Err(bad("the node id is not a decimal number"));
+            return Err(bad(UriProblem::IdNotDecimal));
         }
-        let id: u64 = id
-            .parse()
-            .map_err(|_| bad("the node id does not fit in 64 bits"))?;
-        NodeIdentity::new(cluster, NodeId(id)).map_err(|e| bad(&e.to_string()))
+        let id: u64 = id.parse().map_err(|_| bad(UriProblem::IdTooLarge))?;
+        NodeIdentity::new(cluster, NodeId(id)).map_err(|e| bad(UriProblem::Invalid(Box::new(e))))
     }
 }
 
@@ -87,6 +91,49 @@ pub fn validate_cluster_name(name: &str) -> Result<(), PkiError> {
     }
 }
 
+/// Why DER bytes are not a certificate regent can read. The messages hold the parser's error,
+/// which is therefore not also returned as the `source`.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    #[error("not an X.509 certificate: {error}")]
+    NotX509 {
+        error: x509_parser::nom::Err<X509Error>,
+    },
+    #[error("{count} trailing bytes after the certificate")]
+    TrailingBytes { count: usize },
+    #[error("bad subjectAltName extension: {error}")]
+    BadSubjectAltName { error: X509Error },
+}
+
+/// Why a certificate names no regent node (or why a `regent://` URI is not a node's name).
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("URI {uri:?}: {problem}")]
+    BadUri { uri: String, problem: UriProblem },
+    #[error("certificate {subject:?} has no regent://<cluster>/node/<id> URI SAN")]
+    NoUri { subject: String },
+    #[error("certificate {subject:?} names more than one regent node")]
+    SeveralNodes { subject: String },
+    #[error("{0}")]
+    Certificate(CertError),
+}
+
+/// What is wrong with a `regent://<cluster>/node/<id>` URI.
+#[derive(Debug, thiserror::Error)]
+pub enum UriProblem {
+    #[error("does not start with regent://")]
+    Scheme,
+    #[error("expected regent://<cluster>/node/<id>")]
+    Shape,
+    #[error("the node id is not a decimal number")]
+    IdNotDecimal,
+    #[error("the node id does not fit in 64 bits")]
+    IdTooLarge,
+    /// The cluster name or the node id breaks the rule `NodeIdentity::new` checks.
+    #[error("{0}")]
+    Invalid(Box<PkiError>),
+}
+
 /// A certificate as read back from DER: what `cert inspect` prints and what checks use.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CertInfo {
@@ -105,14 +152,11 @@ pub struct CertInfo {
 
 impl CertInfo {
     /// Parses one DER certificate. Errors say what was wrong, for the path the caller names.
-    pub fn parse(der: &[u8]) -> Result<CertInfo, String> {
+    pub fn parse(der: &[u8]) -> Result<CertInfo, CertError> {
         let (rest, cert) =
-            X509Certificate::from_der(der).map_err(|e| format!("not an X.509 certificate: {e}"))?;
+            X509Certificate::from_der(der).map_err(|error| CertError::NotX509 { error })?;
         if !rest.is_empty() {
-            return Err(format!(
-                "{} trailing bytes after the certificate",
-                rest.len()
-            ));
+            return Err(CertError::TrailingBytes { count: rest.len() });
         }
         let mut info = CertInfo {
             subject: cert.subject().to_string(),
@@ -127,7 +171,7 @@ impl CertInfo {
         };
         let san = cert
             .subject_alternative_name()
-            .map_err(|e| format!("bad subjectAltName extension: {e}"))?;
+            .map_err(|error| CertError::BadSubjectAltName { error })?;
         if let Some(san) = san {
             for name in &san.value.general_names {
                 match name {
@@ -149,16 +193,14 @@ impl CertInfo {
     pub fn identity(&self) -> Result<NodeIdentity, PkiError> {
         let mut regent = self.uris.iter().filter(|u| u.starts_with(URI_SCHEME));
         let first = regent.next().ok_or_else(|| {
-            PkiError::Identity(format!(
-                "certificate {:?} has no regent://<cluster>/node/<id> URI SAN",
-                self.subject
-            ))
+            PkiError::Identity(IdentityError::NoUri {
+                subject: self.subject.clone(),
+            })
         })?;
         if regent.next().is_some() {
-            return Err(PkiError::Identity(format!(
-                "certificate {:?} names more than one regent node",
-                self.subject
-            )));
+            return Err(PkiError::Identity(IdentityError::SeveralNodes {
+                subject: self.subject.clone(),
+            }));
         }
         NodeIdentity::parse_uri(first)
     }
@@ -176,7 +218,9 @@ impl CertInfo {
 
 /// The identity named by a DER certificate, for the TLS verifiers.
 pub fn identity_of(der: &[u8]) -> Result<NodeIdentity, PkiError> {
-    CertInfo::parse(der).map_err(PkiError::Identity)?.identity()
+    CertInfo::parse(der)
+        .map_err(|e| PkiError::Identity(IdentityError::Certificate(e)))?
+        .identity()
 }
 
 /// Seconds since the Unix epoch, as certificates count time.

@@ -7,7 +7,7 @@
 
 use super::ca::{check_key_pair, random_serial, validate_days, LoadedCa};
 use super::files::{self, Staged, KEY_MODE, PUBLIC_MODE};
-use super::identity::{CertInfo, NodeIdentity};
+use super::identity::{CertInfo, IdentityError, NodeIdentity};
 use super::PkiError;
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, KeyPair,
@@ -122,7 +122,8 @@ pub fn issue(ca: &LoadedCa, request: &IssueRequest) -> Result<Issued, PkiError> 
     params.not_after = to_datetime(validity.not_after_unix)?;
     let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, &ca.issuer)?;
-    let info = CertInfo::parse(cert.der().as_ref()).map_err(PkiError::Identity)?;
+    let info = CertInfo::parse(cert.der().as_ref())
+        .map_err(|e| PkiError::Identity(IdentityError::Certificate(e)))?;
     // Pair check: what we read back names the node we meant to name.
     assert_eq!(info.identity().ok().as_ref(), Some(identity));
     Ok(Issued {
@@ -164,9 +165,9 @@ pub fn renew(ca: &LoadedCa, cert: &Path, key: &Path, days: u32) -> Result<Renewa
     // node's) is refused before anything is written, so a wrong `--key` never loses a key.
     let old_key_pem = files::read_key_pem(key)?;
     let der = files::read_certificates(cert)?.remove(0);
-    let old = CertInfo::parse(der.as_ref()).map_err(|reason| PkiError::BadFile {
+    let old = CertInfo::parse(der.as_ref()).map_err(|error| PkiError::BadCertificate {
         path: cert.to_path_buf(),
-        reason,
+        error,
     })?;
     let old_key = KeyPair::from_pem(&old_key_pem).map_err(|e| PkiError::BadFile {
         path: key.to_path_buf(),

@@ -7,7 +7,7 @@
 //! material it had.
 
 use super::files;
-use super::identity::{CertInfo, NodeIdentity};
+use super::identity::{CertError, CertInfo, NodeIdentity};
 use super::PkiError;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::ParsedCertificate;
@@ -116,10 +116,11 @@ impl NodeMaterial {
         }
         let key = files::read_private_key(&paths.key)?;
         let chain = files::read_certificates(&paths.cert)?;
-        let cert_info = CertInfo::parse(chain[0].as_ref()).map_err(|reason| PkiError::BadFile {
-            path: paths.cert.clone(),
-            reason,
-        })?;
+        let cert_info =
+            CertInfo::parse(chain[0].as_ref()).map_err(|error| PkiError::BadCertificate {
+                path: paths.cert.clone(),
+                error,
+            })?;
         let provider = super::crypto_provider();
         rustls::sign::CertifiedKey::from_der(chain.clone(), key.clone_key(), &provider).map_err(
             |e| PkiError::KeyMismatch {
@@ -144,6 +145,18 @@ impl NodeMaterial {
     }
 }
 
+/// Why one certificate of a CA bundle is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleProblem {
+    #[error("{0}")]
+    Certificate(CertError),
+    #[error("{subject:?} is not a CA certificate")]
+    NotCa { subject: String },
+    /// rustls refused it as a trust anchor.
+    #[error("{0}")]
+    NotTrustable(rustls::Error),
+}
+
 /// Reads a CA bundle: one or more CA certificates, all trusted.
 pub fn load_bundle(path: &std::path::Path) -> Result<(RootCertStore, Vec<CertInfo>), PkiError> {
     let certs = files::read_certificates(path)?;
@@ -156,15 +169,20 @@ pub fn load_bundle(path: &std::path::Path) -> Result<(RootCertStore, Vec<CertInf
     let mut roots = RootCertStore::empty();
     let mut infos = Vec::with_capacity(certs.len());
     for (i, der) in certs.into_iter().enumerate() {
-        let bad = |reason: String| PkiError::BadFile {
+        let bad = |problem: BundleProblem| PkiError::BundleCertificate {
             path: path.to_path_buf(),
-            reason: format!("certificate #{}: {reason}", i + 1),
+            number: i + 1,
+            problem,
         };
-        let info = CertInfo::parse(der.as_ref()).map_err(bad)?;
+        let info = CertInfo::parse(der.as_ref()).map_err(|e| bad(BundleProblem::Certificate(e)))?;
         if !info.is_ca {
-            return Err(bad(format!("{:?} is not a CA certificate", info.subject)));
+            return Err(bad(BundleProblem::NotCa {
+                subject: info.subject,
+            }));
         }
-        roots.add(der).map_err(|e| bad(e.to_string()))?;
+        roots
+            .add(der)
+            .map_err(|e| bad(BundleProblem::NotTrustable(e)))?;
         infos.push(info);
     }
     Ok((roots, infos))

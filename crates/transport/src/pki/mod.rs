@@ -13,9 +13,9 @@ pub mod material;
 pub mod verify;
 
 pub use ca::{CaDir, LoadedCa};
-pub use identity::{CertInfo, NodeIdentity};
+pub use identity::{CertError, CertInfo, IdentityError, NodeIdentity, UriProblem};
 pub use issue::{IssueRequest, Issued, Renewal, Validity};
-pub use material::{NodeMaterial, TlsPaths};
+pub use material::{BundleProblem, NodeMaterial, TlsPaths};
 
 use std::path::PathBuf;
 
@@ -37,6 +37,15 @@ pub enum PkiError {
     KeyFileMode { path: PathBuf, mode: u32 },
     #[error("{path}: {reason}")]
     BadFile { path: PathBuf, reason: String },
+    #[error("{path}: {error}")]
+    BadCertificate { path: PathBuf, error: CertError },
+    /// One certificate of a CA bundle (numbered from 1, in file order) is refused.
+    #[error("{path}: certificate #{number}: {problem}")]
+    BundleCertificate {
+        path: PathBuf,
+        number: usize,
+        problem: BundleProblem,
+    },
     #[error("certificate {cert} has no key: {key} is missing (a certificate without its key is not an identity)")]
     MissingKey { cert: PathBuf, key: PathBuf },
     #[error("key {key} has no certificate: {cert} is missing (a key without its certificate is not an identity)")]
@@ -48,7 +57,7 @@ pub enum PkiError {
         reason: String,
     },
     #[error("identity: {0}")]
-    Identity(String),
+    Identity(IdentityError),
     #[error("certificate {path} names {found}, expected {expected}")]
     WrongIdentity {
         path: PathBuf,

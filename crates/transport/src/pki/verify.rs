@@ -23,7 +23,7 @@ use regent_raft::NodeId;
 #[derive(thiserror::Error)]
 pub enum IdentityRefusal {
     #[error("certificate names no regent node: {0}")]
-    NoIdentity(String),
+    NoIdentity(super::PkiError),
     #[error("certificate names {found}, but this connection expects {expected}")]
     WrongNode {
         found: NodeIdentity,
@@ -90,8 +90,8 @@ impl ServerCertVerifier for ExpectedServer {
             now,
             self.provider.signature_verification_algorithms.all,
         )?;
-        let found = identity_of(end_entity.as_ref())
-            .map_err(|e| refuse(IdentityRefusal::NoIdentity(e.to_string())))?;
+        let found =
+            identity_of(end_entity.as_ref()).map_err(|e| refuse(IdentityRefusal::NoIdentity(e)))?;
         if found != self.expected {
             return Err(refuse(IdentityRefusal::WrongNode {
                 found,
@@ -200,8 +200,8 @@ impl ClientCertVerifier for ClusterClients {
     ) -> Result<ClientCertVerified, Error> {
         self.inner
             .verify_client_cert(end_entity, intermediates, now)?;
-        let found = identity_of(end_entity.as_ref())
-            .map_err(|e| refuse(IdentityRefusal::NoIdentity(e.to_string())))?;
+        let found =
+            identity_of(end_entity.as_ref()).map_err(|e| refuse(IdentityRefusal::NoIdentity(e)))?;
         self.check_identity(&found).map_err(refuse)?;
         Ok(ClientCertVerified::assertion())
     }
