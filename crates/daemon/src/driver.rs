@@ -18,16 +18,17 @@
 //! is answered exactly once (its oneshot is dropped only with an answer or at shutdown).
 
 mod admin;
+mod answers;
 mod peers;
-
-pub use admin::live_options;
 mod status;
 mod stop;
+
+pub use admin::live_options;
 
 use crate::api::metrics::Metrics;
 use crate::api::status::NodeStatus;
 use crate::api::{
-    self, BusyReason, HandoverAnswer, MembersRefusal, ReadAnswer, ReadQuery, Request, RequestError,
+    self, HandoverAnswer, MembersRefusal, ReadAnswer, ReadQuery, Request, RequestError,
     StorageFailure, TransferFailure, WriteAnswer,
 };
 use crate::clock;
@@ -35,11 +36,9 @@ use crate::disk::{Disk, DiskDone, DiskRequest};
 use crate::notify::Notifier;
 use crate::streams::{self, ChunkVerdict, StreamEvent};
 use crate::wire::PeerMessage;
-use regent_raft::{LogIndex, Message, Nanos, NodeId, ProposeError, ReadError};
-use regent_replica::{
-    Action, HandoverOutcome, InstallVerdict, ProposalOutcome, ProposeRefusal, Replica, Stop, Token,
-};
-use regent_storage::{ApplyResult, CommandError, StorageError};
+use regent_raft::{Message, Nanos, NodeId};
+use regent_replica::{Action, ProposeRefusal, Replica, Stop, Token};
+use regent_storage::StorageError;
 use regent_transport::{Inbound, LinkEvent, TransportHandle};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -64,6 +63,19 @@ pub enum DriverError {
     /// The install's error is also sent to the stream's task, hence the `Arc`.
     #[error("a snapshot install failed: {error}")]
     SnapshotInstall { error: Arc<StorageError> },
+}
+
+/// What woke the loop.
+enum Wake {
+    Start,
+    Shutdown { closed: bool },
+    Disk(DiskDone),
+    Stream(StreamEvent),
+    Inbound(Inbound<PeerMessage>),
+    Request(Request),
+    Link(Result<LinkEvent, broadcast::error::RecvError>),
+    Health(bool),
+    Timer,
 }
 
 /// A request waiting for the replica or the disk.
@@ -133,6 +145,10 @@ pub struct Driver {
     next_token: Token,
     actions: Vec<Action>,
     next_watchdog: Option<Nanos>,
+    /// The clocks as read at the head of the current turn (CLOCK_MONOTONIC; the wall clock in
+    /// milliseconds, the log time a leader stamps on proposals).
+    now: Nanos,
+    wall_ms: u64,
     fatal: Option<DriverError>,
 }
 
@@ -164,6 +180,8 @@ impl Driver {
             next_token: 1,
             actions: Vec::new(),
             next_watchdog: None,
+            now: 0,
+            wall_ms: 0,
             fatal: None,
         }
     }
@@ -171,47 +189,65 @@ impl Driver {
     /// Runs until shutdown is asked or storage fails. Returns the fatal error, if any.
     pub async fn run(mut self) -> Result<(), DriverError> {
         self.notifier.notify("READY=1");
-        self.next_watchdog = self.notifier.watchdog_interval().map(|_| clock::now());
+        // Due at the first turn, then every interval.
+        self.next_watchdog = self.notifier.watchdog_interval().map(|_| 0);
         self.sync_peers();
-        self.turn(clock::now());
+        let mut woke = Wake::Start;
         loop {
+            // The loop's head: the turn's one reading of the clocks, passed down from here.
+            let now = clock::now();
+            self.now = now;
+            self.wall_ms = clock::unix_ms();
+            if !self.on_wake(woke, now) {
+                break;
+            }
+            self.drain(now);
+            if self.fatal.is_some() {
+                break;
+            }
+            self.turn(now);
+            if self.fatal.is_some() || (self.replica.is_stopping() && !self.replica.handing_over())
+            {
+                break;
+            }
             // No fixed tick: sleep until the replica's next deadline (quinn-proto's
             // poll_timeout).
-            let now = clock::now();
             let mut deadline = self.replica.next_deadline().min(now + IDLE_WAKE_NS);
             if let Some(at) = self.next_watchdog {
                 deadline = deadline.min(at);
             }
             let sleep = tokio::time::sleep(clock::until(deadline, now));
             let stopping = self.replica.is_stopping();
-            tokio::select! {
+            woke = tokio::select! {
                 biased;
-                changed = self.shutdown.changed(), if !stopping => {
-                    if changed.is_err() || self.begin_stop(clock::now()) {
-                        break;
-                    }
-                }
-                Some(done) = self.disk_done.recv() => self.on_disk(done, clock::now()),
-                Some(event) = self.streams.recv() => self.on_stream(event, clock::now()),
-                Some(inbound) = self.inbound.recv() => self.on_inbound(inbound, clock::now()),
-                Some(request) = self.requests.recv() => self.on_request(request, clock::now()),
-                event = self.links.recv() => self.on_link_event(event),
-                Some(healthy) = next_health(&mut self.host_health) => {
-                    self.replica.set_host_healthy(healthy, clock::now());
-                }
-                _ = sleep => {}
-            }
-            self.drain(clock::now());
-            if self.fatal.is_some() {
-                break;
-            }
-            self.turn(clock::now());
-            if self.fatal.is_some() || (self.replica.is_stopping() && !self.replica.handing_over())
-            {
-                break;
-            }
+                changed = self.shutdown.changed(), if !stopping => Wake::Shutdown {
+                    closed: changed.is_err(),
+                },
+                Some(done) = self.disk_done.recv() => Wake::Disk(done),
+                Some(event) = self.streams.recv() => Wake::Stream(event),
+                Some(inbound) = self.inbound.recv() => Wake::Inbound(inbound),
+                Some(request) = self.requests.recv() => Wake::Request(request),
+                event = self.links.recv() => Wake::Link(event),
+                Some(healthy) = next_health(&mut self.host_health) => Wake::Health(healthy),
+                _ = sleep => Wake::Timer,
+            };
         }
         self.stop().await
+    }
+
+    /// Hands what woke the loop to its handler. Returns false to stop at once.
+    fn on_wake(&mut self, woke: Wake, now: Nanos) -> bool {
+        match woke {
+            Wake::Start | Wake::Timer => {}
+            Wake::Shutdown { closed } => return !(closed || self.begin_stop(now)),
+            Wake::Disk(done) => self.on_disk(done, now),
+            Wake::Stream(event) => self.on_stream(event, now),
+            Wake::Inbound(inbound) => self.on_inbound(inbound, now),
+            Wake::Request(request) => self.on_request(request, now),
+            Wake::Link(event) => self.on_link_event(event),
+            Wake::Health(healthy) => self.replica.set_host_healthy(healthy, now),
+        }
+        true
     }
 
     /// Shutdown was asked: a leader hands leadership over first (the replica decides). Returns
@@ -328,7 +364,7 @@ impl Driver {
                     },
             } => {
                 let retention = self.admin.config.journal.retention();
-                let wall_ms = clock::unix_ms();
+                let wall_ms = self.wall_ms;
                 self.replica
                     .host_report(from, applied, checkpoint, retention, now, wall_ms);
             }
@@ -400,7 +436,7 @@ impl Driver {
                 self.metrics.proposals.fetch_add(1, Relaxed);
                 match self
                     .replica
-                    .propose_command(token, proposal, now, clock::unix_ms())
+                    .propose_command(token, proposal, now, self.wall_ms)
                 {
                     Ok(_) => {
                         let arrived = Instant::now();
@@ -580,139 +616,6 @@ impl Driver {
                 Ok(false) => {}
                 Err(err) => tracing::warn!(node = %self.id, error = %err, "file compaction failed"),
             },
-        }
-    }
-
-    // ----- Answers -----
-
-    fn answer_proposal(&mut self, token: Token, outcome: ProposalOutcome) {
-        let Some(Pending::Write { reply, arrived }) = self.pending.remove(&token) else {
-            return;
-        };
-        let micros = arrived.elapsed().as_micros() as u64;
-        self.metrics.proposal_seconds.observe_micros(micros);
-        let answer = match outcome {
-            ProposalOutcome::Applied {
-                index,
-                term,
-                result,
-            } => match result {
-                ApplyResult::Command(Ok(response)) => Ok(WriteAnswer {
-                    index,
-                    term,
-                    response,
-                }),
-                ApplyResult::Command(Err(CommandError::TermMismatch { expected, actual })) => {
-                    Err(RequestError::TermMismatch {
-                        expected,
-                        current: actual,
-                    })
-                }
-                ApplyResult::Command(Err(err)) => Err(RequestError::Command(err)),
-                other => Err(RequestError::Storage(StorageFailure::UnexpectedApply(
-                    other,
-                ))),
-            },
-            ProposalOutcome::Superseded { .. } => Err(RequestError::Superseded),
-        };
-        if answer.is_err() {
-            self.metrics.proposals_failed.fetch_add(1, Relaxed);
-        }
-        let _ = reply.send(answer);
-    }
-
-    fn answer_read(&mut self, token: Token, result: Result<LogIndex, ReadError>) {
-        let Some(pending) = self.pending.remove(&token) else {
-            return;
-        };
-        let Pending::Read {
-            query: Some(query),
-            reply,
-        } = pending
-        else {
-            self.pending.insert(token, pending);
-            return;
-        };
-        match result {
-            Ok(_) => {
-                // The disk thread runs requests in order: this read sees every batch applied
-                // before it, which includes the read index.
-                self.pending
-                    .insert(token, Pending::Read { query: None, reply });
-                self.disk.send(DiskRequest::Read { token, query });
-            }
-            Err(err) => {
-                let _ = reply.send(Err(self.read_error(err)));
-            }
-        }
-    }
-
-    fn answer_handover(&mut self, token: Option<Token>, outcome: HandoverOutcome) {
-        let Some(Pending::Switchover { reply }) = token.and_then(|t| self.pending.remove(&t))
-        else {
-            return;
-        };
-        let answer = match outcome {
-            HandoverOutcome::Done { from, to, pause_ms } => {
-                Ok(HandoverAnswer { from, to, pause_ms })
-            }
-            HandoverOutcome::NotDone {
-                to,
-                waited_ms,
-                leader,
-            } => Err(RequestError::Transfer(TransferFailure::NotTakenOver {
-                target: to,
-                waited_ms,
-                leader,
-            })),
-        };
-        let _ = reply.send(answer);
-    }
-
-    fn answer_chunk(&mut self, token: Token, verdict: InstallVerdict) {
-        let Some(Pending::Chunk { reply }) = self.pending.remove(&token) else {
-            return;
-        };
-        let answer = match verdict {
-            InstallVerdict::Continue => Ok(false),
-            InstallVerdict::Installed { .. } => Ok(true),
-            InstallVerdict::Refused(err) => Err(err),
-            InstallVerdict::Fatal(error) => {
-                self.fatal = Some(DriverError::SnapshotInstall {
-                    error: error.clone(),
-                });
-                Err(error)
-            }
-        };
-        let _ = reply.send(answer);
-    }
-
-    fn propose_error(&self, err: ProposeError) -> RequestError {
-        match err {
-            ProposeError::NotLeader { leader } => self.not_leader(leader),
-            ProposeError::Backpressure { .. } | ProposeError::Transferring { .. } => {
-                RequestError::Busy(BusyReason::Propose(err))
-            }
-        }
-    }
-
-    fn read_error(&self, err: ReadError) -> RequestError {
-        match err {
-            ReadError::NoLeader | ReadError::NotLeader => {
-                // The leader field does not depend on the time asked.
-                let leader = self.replica.core().status(0).leader;
-                self.not_leader(leader.filter(|&l| l != self.id))
-            }
-            ReadError::Transferring | ReadError::Backpressure { .. } => {
-                RequestError::Busy(BusyReason::Read(err))
-            }
-        }
-    }
-
-    fn not_leader(&self, leader: Option<NodeId>) -> RequestError {
-        RequestError::NotLeader {
-            leader,
-            address: leader.and_then(|l| self.peers.address(l)),
         }
     }
 

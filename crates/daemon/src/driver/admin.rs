@@ -114,7 +114,7 @@ impl Driver {
         if plan.applies("host_health") {
             // Dropping the old receiver ends the old probe's task; a new probe starts healthy.
             self.host_health = new.host_health.clone().map(crate::health::start);
-            self.replica.set_host_healthy(true, crate::clock::now());
+            self.replica.set_host_healthy(true, self.now);
             applied.push(match &new.host_health {
                 Some(_) => "host_health (a new probe, starting from healthy)".to_string(),
                 None => "host_health removed (the host counts as healthy)".to_string(),

@@ -37,7 +37,8 @@ impl Driver {
             let wait = tokio::time::timeout(FLUSH_MAX, async {
                 while let Some(done) = self.disk_done.recv().await {
                     let persisted = matches!(done, DiskDone::Persisted { .. });
-                    self.on_disk(done, crate::clock::now());
+                    // The last turn's time: nothing is timed any more.
+                    self.on_disk(done, self.now);
                     if persisted {
                         break;
                     }
