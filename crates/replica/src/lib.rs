@@ -655,6 +655,143 @@ mod tests {
         assert_eq!(disk.state().applied, index);
     }
 
+    /// A single-node replica that leads, with its disk.
+    fn single_leader() -> (Replica, MemStorage, Nanos) {
+        let mut disk = storage(1);
+        let mut r = replica(1, &[1], &disk, MS);
+        let mut now = MS;
+        while r.core().status(now).role != regent_raft::Role::Leader {
+            now += 10 * MS;
+            r.tick(now);
+            run(&mut r, &mut disk);
+        }
+        run(&mut r, &mut disk);
+        (r, disk, now)
+    }
+
+    fn put(expected_term: Option<u64>) -> Proposal {
+        let mut p = Proposal::new(Command::Put {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+        });
+        p.expected_term = expected_term;
+        p
+    }
+
+    #[test]
+    fn a_write_expecting_another_term_is_fenced_before_the_log_but_not_in_a_session() {
+        let (mut r, mut disk, now) = single_leader();
+        let term = r.core().status(now).term.0;
+        let last = r.core().status(now).last_index;
+        for stale in [term - 1, term + 1] {
+            assert_eq!(
+                r.propose_command(1, put(Some(stale)), now, 0),
+                Err(ProposeRefusal::TermMismatch {
+                    expected: stale,
+                    current: term
+                })
+            );
+        }
+        assert_eq!(r.core().status(now).last_index, last, "nothing reached the log");
+        assert_eq!(r.fenced(), 2);
+        // The current term goes through, and so does a stale one in a session: only the state
+        // machine has a retried write's recorded answer.
+        r.propose_command(2, put(Some(term)), now, 0).unwrap();
+        let mut in_session = put(Some(term - 1));
+        in_session.session = Some(regent_storage::SessionSeq {
+            client_id: 1,
+            seq: 1,
+            acked_below: 1,
+        });
+        r.propose_command(3, in_session, now, 0).unwrap();
+        let answered: Vec<Token> = run(&mut r, &mut disk)
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Proposal { token, .. } => Some(token),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(answered, [2, 3]);
+    }
+
+    #[test]
+    fn a_snapshot_chunk_waits_for_the_batch_being_written_and_holds_the_next_one() {
+        let (mut r, mut disk, now) = single_leader();
+        r.propose_command(1, put(None), now, 0).unwrap();
+        let mut out = Vec::new();
+        r.poll(&mut out);
+        let persist = out
+            .into_iter()
+            .find_map(|a| match a {
+                Action::Persist(p) => Some(p),
+                _ => None,
+            })
+            .expect("a batch to write");
+        let meta = disk.state().snapshot.clone();
+        r.install_chunk(9, NodeId(2), meta, b"not a chunk".to_vec());
+        r.propose_command(2, put(None), now, 0).unwrap();
+        let mut out = Vec::new();
+        r.poll(&mut out);
+        assert!(
+            !out.iter()
+                .any(|a| matches!(a, Action::InstallChunk { .. } | Action::Persist(_))),
+            "nothing goes to the disk while a batch is being written: {out:?}"
+        );
+        assert_eq!(r.chunks_queued(), 1);
+        let applied = disk.write_batch(&persist.batch).unwrap();
+        let mut out = Vec::new();
+        r.persisted(persist.number, applied, &mut out);
+        r.poll(&mut out);
+        let chunk = out
+            .iter()
+            .find_map(|a| match a {
+                Action::InstallChunk { chunk, .. } => Some(chunk.clone()),
+                _ => None,
+            })
+            .expect("the chunk goes to the disk once the batch is written");
+        assert!(
+            !out.iter().any(|a| matches!(a, Action::Persist(_))),
+            "no batch while the chunk is on the disk: {out:?}"
+        );
+        let result = disk.install_chunk(&chunk);
+        disk.install_abort();
+        let mut out = Vec::new();
+        r.chunk_installed(result, disk.state().applied, now, &mut out);
+        assert!(
+            matches!(
+                &out[..],
+                [Action::InstallAnswer {
+                    token: 9,
+                    verdict: InstallVerdict::Refused(_)
+                }]
+            ),
+            "{out:?}"
+        );
+        let mut out = Vec::new();
+        r.poll(&mut out);
+        assert!(
+            out.iter().any(|a| matches!(a, Action::Persist(_))),
+            "the held batch goes out after the chunk: {out:?}"
+        );
+    }
+
+    #[test]
+    fn a_stop_without_anyone_to_hand_over_to_stops_at_once() {
+        let (mut r, _disk, now) = single_leader();
+        assert_eq!(r.begin_stop(now), Stop::Now);
+        assert!(r.is_stopping() && !r.handing_over());
+        let follower_disk = storage(2);
+        let mut follower = replica(2, &[1, 2, 3], &follower_disk, MS);
+        assert_eq!(follower.begin_stop(MS), Stop::Now);
+    }
+
+    #[test]
+    fn the_hand_over_deadline_is_part_of_the_next_deadline() {
+        let (r, _disk, _now) = single_leader();
+        assert_eq!(r.handover_deadline(), None);
+        assert_eq!(r.next_deadline(), r.core().next_deadline());
+    }
+
     /// A late or duplicated ReadIndex answer meant for an earlier incarnation must never match a
     /// read started after a restart: read contexts start at the replica's start time.
     #[test]
