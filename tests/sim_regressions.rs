@@ -7,6 +7,14 @@ use regent_sim::{run_config, run_seed, SimConfig};
 /// (seed, nodes, what the seed found when it failed)
 const FAILED_SEEDS: &[(u64, usize, &str)] = &[
     (
+        220,
+        3,
+        "a SIGTERM'd lone voter whose hand-over (nobody to hand to) outlasted the heal stopped \
+         after it, so the liveness phase judged the cluster settled while that voter had just \
+         restarted with its commit index behind an acknowledged write (fixed in the simulator: \
+         the heal ends pending stops, and no node goes down after it)",
+    ),
+    (
         947,
         5,
         "an append acknowledgement held for durability in term 5 was sent after the entries it \

@@ -617,14 +617,7 @@ mod tests {
 
     #[test]
     fn a_single_node_answers_a_proposal_once_applied() {
-        let mut disk = storage(1);
-        let mut r = replica(1, &[1], &disk, MS);
-        let mut now = MS;
-        while r.core().status(now).role != regent_raft::Role::Leader {
-            now += 10 * MS;
-            r.tick(now);
-            run(&mut r, &mut disk);
-        }
+        let (mut r, mut disk, now) = single_leader();
         let put = Proposal::new(Command::Put {
             key: b"k".to_vec(),
             value: b"v".to_vec(),
@@ -692,7 +685,11 @@ mod tests {
                 })
             );
         }
-        assert_eq!(r.core().status(now).last_index, last, "nothing reached the log");
+        assert_eq!(
+            r.core().status(now).last_index,
+            last,
+            "nothing reached the log"
+        );
         assert_eq!(r.fenced(), 2);
         // The current term goes through, and so does a stale one in a session: only the state
         // machine has a retried write's recorded answer.

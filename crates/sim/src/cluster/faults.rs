@@ -103,12 +103,8 @@ impl Cluster {
         }
         self.env.note(format!("n{} stops", i + 1));
         self.crash(i);
-        if self.heal_at.is_some() {
-            self.start_node(i);
-        } else {
-            let down = self.nemesis.downtime(&mut self.env.rng);
-            self.env.schedule(down, Event::Restart(i));
-        }
+        let down = self.nemesis.downtime(&mut self.env.rng);
+        self.env.schedule(down, Event::Restart(i));
     }
 
     pub(super) fn crash(&mut self, i: usize) {
@@ -209,6 +205,18 @@ impl Cluster {
         self.network.heal();
         self.env
             .note("heal: network whole, every node up, no more faults".to_string());
+        // A stop still waiting for its hand-over ends now (the node goes down and comes back
+        // below): after the heal no node goes down.
+        for i in 0..self.nodes.len() {
+            if self.nodes[i]
+                .replica
+                .as_ref()
+                .is_some_and(|r| r.is_stopping())
+            {
+                self.env.note(format!("n{} stops at the heal", i + 1));
+                self.crash(i);
+            }
+        }
         for i in 0..self.nodes.len() {
             if self.nodes[i].replica.is_none() {
                 self.start_node(i);
