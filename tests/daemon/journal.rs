@@ -106,13 +106,16 @@ fn tail_once(
         }
     }
     let mut pending = Vec::new();
+    line.clear();
     loop {
         if stop.load(Ordering::Relaxed) {
             return Ok(());
         }
-        line.clear();
+        // The read timeout only lets this loop look at `stop`: what a timed-out read got of a
+        // chunk-size line stays in `line` and the next read goes on with it.
         match reader.read_line(&mut line) {
             Ok(0) => return Ok(()),
+            Ok(_) if !line.ends_with('\n') => continue,
             Ok(_) => {}
             Err(e)
                 if matches!(
@@ -120,14 +123,12 @@ fn tail_once(
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) =>
             {
-                // A partial chunk-size line would be lost here; sizes are short and arrive
-                // whole, so only a quiet stream times out.
-                assert!(line.is_empty(), "a read timed out mid-line: {line:?}");
                 continue;
             }
             Err(e) => return Err(e),
         }
         let size = usize::from_str_radix(line.trim(), 16).map_err(std::io::Error::other)?;
+        line.clear();
         if size == 0 {
             return Ok(());
         }
@@ -267,10 +268,28 @@ fn journal_appends_survive_a_leader_kill_exactly_once_in_order_on_every_tail() {
             std::thread::spawn(move || run_client(k, sockets, stop))
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(1500));
+    // Appends in the first term (at least 20, whatever the machine's speed), the leader
+    // killed, then at least 20 in later terms, then the old leader back.
+    let old_term = c.status(leader).unwrap()["term"].as_u64().unwrap();
+    let wait_appends = |tail: &Tail, what: &str, in_term: &dyn Fn(u64) -> bool| {
+        let started = Instant::now();
+        while tail.seen().iter().filter(|o| in_term(o.term)).count() < 20 {
+            assert!(
+                started.elapsed() < ELECTION,
+                "fewer than 20 appends {what}: {:?}",
+                tail.seen().last()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_appends(&tails[(leader - 1) as usize], "before the kill", &|t| {
+        t == old_term
+    });
     c.kill(leader);
     let new = c.wait_writable_other_than(leader, ELECTION);
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_appends(&tails[(new - 1) as usize], "after the kill", &|t| {
+        t > old_term
+    });
     c.start(leader);
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::Relaxed);
