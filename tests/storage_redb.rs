@@ -173,6 +173,10 @@ fn crash_child_process() {
     }
 }
 
+/// How long the crash test waits for a child's first acknowledged commit (milliseconds on an
+/// idle machine).
+const CHILD_STARTS_WITHIN: Duration = Duration::from_secs(30);
+
 #[test]
 fn crash_test_sigkill() {
     let dir = tempfile::tempdir().unwrap();
@@ -197,17 +201,32 @@ fn crash_test_sigkill() {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
+        let (first_ack, streaming) = std::sync::mpsc::channel();
         let reader = std::thread::spawn(move || {
             let mut last = None;
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 if let Some(n) = line.strip_prefix("acked ") {
+                    if last.is_none() {
+                        let _ = first_ack.send(());
+                    }
                     last = Some(n.parse::<u64>().unwrap());
                 }
             }
             last
         });
-        // Kill at a random moment: sometimes while it opens, mostly mid-stream.
+        // Kill at a random moment: every fourth round any time from the start (sometimes
+        // while it opens), the others after its first acknowledged commit (mid-stream, however
+        // long a busy machine takes to start the child).
+        if round % 4 != 0 {
+            streaming
+                .recv_timeout(CHILD_STARTS_WITHIN)
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "seed {seed}: no commit from the child within {CHILD_STARTS_WITHIN:?}: {e}"
+                    )
+                });
+        }
         std::thread::sleep(Duration::from_millis(10 + rng.below(150)));
         if let Some(status) = child.try_wait().unwrap() {
             let mut err = String::new();

@@ -1,5 +1,6 @@
 //! A flood of QUIC handshakes that never complete, from addresses that are not peers, while
-//! a peer restarts: the restarted peer's link must be up within a second.
+//! a peer restarts: the restarted peer's link must be up within a few seconds, while the flood
+//! goes on (before the budgets it stayed out for as long as the flood lasted).
 //!
 //! The flooders are not QUIC stacks: they craft real QUIC v1 Initial packets carrying a real
 //! TLS ClientHello (rustls' QUIC API gives the ClientHello and the Initial keys) on plain UDP
@@ -25,8 +26,12 @@ use std::time::{Duration, Instant};
 use transport_support::{node::*, pki::*, restart::*};
 
 const WAIT: Duration = Duration::from_secs(10);
-/// The bound of the test: a restarted link is up within this.
-const UP_WITHIN: Duration = Duration::from_secs(1);
+/// The bound of the test: a restarted link is up within this, while the flood goes on. It
+/// takes milliseconds on an idle machine; without the budgets the flood held every slot for
+/// the whole default handshake timeout (5 s), again and again, and the peer never got in. The
+/// bound is below that timeout and leaves a busy machine seconds to start the node and
+/// handshake.
+const UP_WITHIN: Duration = Duration::from_secs(4);
 /// The smallest UDP payload of a datagram carrying a client Initial (RFC 9000 §14.1).
 const INITIAL_DATAGRAM_BYTES_MIN: usize = 1200;
 const CID_BYTES: usize = 8;

@@ -17,10 +17,10 @@ use regent_transport::pki::{NodeIdentity, NodeMaterial};
 use regent_transport::{Inbound, LinkEvent, Refuser, TransportHandle};
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use transport_support::{cluster::*, node::*, pki::*, restart::*, traffic::*};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -28,8 +28,12 @@ const WAIT: Duration = Duration::from_secs(10);
 /// Messages flowing between every pair of `handles`, checked for loss and order.
 struct Flow {
     stop: Arc<AtomicBool>,
-    senders: Vec<tokio::task::JoinHandle<u64>>,
-    receivers: Vec<tokio::task::JoinHandle<BTreeMap<NodeId, u64>>>,
+    /// By node id: how many numbered messages that node has sent to each of the others.
+    sent: BTreeMap<u64, Arc<AtomicU64>>,
+    /// The senders' final counts once they stopped: each receiver reads until it has them all.
+    done: watch::Sender<Option<BTreeMap<u64, u64>>>,
+    senders: Vec<(u64, tokio::task::JoinHandle<u64>)>,
+    receivers: Vec<(u64, tokio::task::JoinHandle<BTreeMap<NodeId, u64>>)>,
 }
 
 impl Flow {
@@ -37,68 +41,121 @@ impl Flow {
     /// asserts each sender's numbers arrive consecutively.
     fn start(nodes: Vec<(TransportHandle<Message>, mpsc::Receiver<Inbound<Message>>)>) -> Flow {
         let stop = Arc::new(AtomicBool::new(false));
+        let (done, _) = watch::channel::<Option<BTreeMap<u64, u64>>>(None);
         let ids: Vec<u64> = nodes.iter().map(|(h, _)| h.node_id().0).collect();
+        let mut sent = BTreeMap::new();
         let mut senders = Vec::new();
         let mut receivers = Vec::new();
         for (handle, mut inbound) in nodes {
             let me = handle.node_id().0;
             let others: Vec<u64> = ids.iter().copied().filter(|id| *id != me).collect();
             let stop_flag = stop.clone();
-            senders.push(tokio::spawn(async move {
+            let count = Arc::new(AtomicU64::new(0));
+            sent.insert(me, count.clone());
+            let to = others.clone();
+            let sender = tokio::spawn(async move {
                 let mut seq = 0;
                 while !stop_flag.load(Ordering::Relaxed) {
-                    for to in &others {
+                    for to in &to {
                         handle.send(NodeId(*to), &append(me, *to, seq, 64)).unwrap();
                     }
                     seq += 1;
+                    count.store(seq, Ordering::Relaxed);
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
                 seq
-            }));
-            receivers.push(tokio::spawn(async move {
-                let mut next: BTreeMap<NodeId, u64> = BTreeMap::new();
-                while let Ok(Some(item)) =
-                    tokio::time::timeout(Duration::from_secs(2), inbound.recv()).await
-                {
-                    let Inbound::Message { from, message } = item else {
-                        continue;
-                    };
-                    let expected = next.entry(from).or_insert(0);
-                    assert_eq!(
-                        seq_of(&message),
-                        *expected,
-                        "n{me}: message from {from} lost or out of order"
-                    );
-                    *expected += 1;
-                }
-                next
-            }));
+            });
+            senders.push((me, sender));
+            let mut done = done.subscribe();
+            receivers.push((
+                me,
+                tokio::spawn(async move {
+                    let mut next: BTreeMap<NodeId, u64> = BTreeMap::new();
+                    loop {
+                        let finished = done.borrow_and_update().as_ref().is_some_and(|sent| {
+                            others
+                                .iter()
+                                .all(|o| next.get(&NodeId(*o)).copied().unwrap_or(0) >= sent[o])
+                        });
+                        if finished {
+                            return next;
+                        }
+                        let item = tokio::select! {
+                            item = tokio::time::timeout(WAIT, inbound.recv()) => item,
+                            changed = done.changed() => match changed {
+                                Ok(()) => continue,
+                                Err(_) => return next,
+                            },
+                        };
+                        // Nothing for a long while: `finish` says what is missing.
+                        let Ok(Some(item)) = item else {
+                            return next;
+                        };
+                        let Inbound::Message { from, message } = item else {
+                            continue;
+                        };
+                        let expected = next.entry(from).or_insert(0);
+                        assert_eq!(
+                            seq_of(&message),
+                            *expected,
+                            "n{me}: message from {from} lost or out of order"
+                        );
+                        *expected += 1;
+                    }
+                }),
+            ));
         }
         Flow {
             stop,
+            sent,
+            done,
             senders,
             receivers,
+        }
+    }
+
+    /// Waits until every node has sent `count` more messages to each other node than when
+    /// called: messages flowed over whatever happened before (a rate would depend on how busy
+    /// the machine is; a count does not).
+    async fn flowing(&self, count: u64) {
+        let from: BTreeMap<u64, u64> = self
+            .sent
+            .iter()
+            .map(|(id, n)| (*id, n.load(Ordering::Relaxed)))
+            .collect();
+        let started = tokio::time::Instant::now();
+        while self
+            .sent
+            .iter()
+            .any(|(id, n)| n.load(Ordering::Relaxed) < from[id] + count)
+        {
+            assert!(
+                started.elapsed() < WAIT,
+                "fewer than {count} messages sent within {WAIT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
     /// Stops sending and checks every receiver got every message of every sender.
     async fn finish(self) {
         self.stop.store(true, Ordering::Relaxed);
-        let mut sent = Vec::new();
-        for s in self.senders {
-            sent.push(s.await.unwrap());
+        let mut sent = BTreeMap::new();
+        for (id, s) in self.senders {
+            sent.insert(id, s.await.unwrap());
         }
-        for r in self.receivers {
+        self.done.send_replace(Some(sent.clone()));
+        for (me, r) in self.receivers {
             let received = r.await.unwrap();
             assert_eq!(
                 received.len(),
                 sent.len() - 1,
-                "a receiver missed a sender entirely"
+                "n{me}: a receiver missed a sender entirely"
             );
-            for count in received.values() {
-                assert!(
-                    sent.contains(count),
-                    "received {count} messages, sent {sent:?}"
+            for (from, count) in &received {
+                assert_eq!(
+                    *count, sent[&from.0],
+                    "n{me} received {count} of the messages {from} sent"
                 );
                 assert!(*count > 100, "too few messages flowed: {count}");
             }
@@ -127,13 +184,13 @@ async fn node_certificate_rotates_while_messages_flow() {
     let old_serial = handles[1].identity_cert().serial;
     let flow = Flow::start(nodes.into_iter().map(|n| (n.handle, n.inbound)).collect());
 
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    flow.flowing(60).await;
     let renewal = issue::renew(&pki.ca.load().unwrap(), &paths2.cert, &paths2.key, 30).unwrap();
     assert_eq!(renewal.old.serial, old_serial);
     let reloaded = handles[1].reload_identity().unwrap();
     assert_eq!(reloaded.serial, renewal.new.serial);
     assert_ne!(reloaded.serial, old_serial);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    flow.flowing(60).await;
     flow.finish().await;
     assert_no_link_down(&mut events1, &[2]);
 
@@ -279,7 +336,7 @@ async fn ca_rotation_across_three_nodes_keeps_messages_flowing() {
         .collect();
     let mut events: Vec<_> = nodes.iter().map(|n| n.handle.subscribe()).collect();
     let flow = Flow::start(nodes.into_iter().map(|n| (n.handle, n.inbound)).collect());
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    flow.flowing(40).await;
 
     // 1. New CA; the bundle trusts old and new. Every node installs it and reloads.
     let rotation = pki.ca.rotate(30).unwrap();
@@ -307,7 +364,7 @@ async fn ca_rotation_across_three_nodes_keeps_messages_flowing() {
         assert_eq!(renewal.new.issuer, rotation.new.subject);
         h.reload_identity().unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    flow.flowing(40).await;
 
     // 3. Drop the old CA; every node installs the new-only bundle and reloads.
     pki.ca.drop_old().unwrap();
@@ -349,7 +406,7 @@ async fn ca_rotation_across_three_nodes_keeps_messages_flowing() {
     }
     p.shutdown().await;
 
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    flow.flowing(40).await;
     flow.finish().await;
     for e in events.iter_mut() {
         assert_no_link_down(e, &ids);

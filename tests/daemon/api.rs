@@ -262,7 +262,13 @@ fn watch_leadership(socket: &std::path::Path) -> Arc<Mutex<Vec<Value>>> {
 
 #[test]
 fn a_deposed_leaders_host_cannot_write() {
-    let mut c = Cluster::init(3, "fence", TEST_SETTINGS);
+    // The watch warns `lease_warning_ms` before the lease lapses, from a timer: the default
+    // 100 ms is all the slack a busy machine would have to run that timer in time. A longer
+    // election timeout (and so lease) makes room for a warning of over a second.
+    let settings = format!(
+        "{TEST_SETTINGS}timing:\n  election_timeout_min_ms: 2000\n  lease_warning_ms: 1200\n"
+    );
+    let mut c = Cluster::init(3, "fence", &settings);
     let relay = c.route_through_relay();
     c.start_all();
     let (old, _) = c.wait_writable_leader(ELECTION);
@@ -311,14 +317,27 @@ fn a_deposed_leaders_host_cannot_write() {
     assert_eq!(fresh.status, 200);
 
     // The old host's watch said it was no longer writable before the new leader could write:
-    // both judged on this machine's CLOCK_MONOTONIC.
-    let events = events.lock().unwrap().clone();
+    // both judged on this machine's CLOCK_MONOTONIC, by the time the event carries (this
+    // reader may see it later on a busy machine: it waits for it).
+    let started = Instant::now();
+    let events = loop {
+        let events = events.lock().unwrap().clone();
+        if events
+            .iter()
+            .any(|e| e["writable"] == false || e["event"] == "lease_warning")
+        {
+            break events;
+        }
+        assert!(
+            started.elapsed() < ELECTION,
+            "the old leader's watch never said it lost the lease: {events:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
     let lost = events
         .iter()
         .find(|e| e["writable"] == false || e["event"] == "lease_warning")
-        .unwrap_or_else(|| {
-            panic!("the old leader's watch never said it lost the lease: {events:?}")
-        });
+        .unwrap();
     let told_at = lost["monotonic_ns"].as_u64().unwrap();
     let last_deadline = events
         .iter()
@@ -380,8 +399,8 @@ fn exactly_once_retries_across_a_leader_kill() {
         .unwrap();
     assert_eq!(again.status, 200, "{:?}", again.json());
     assert_eq!(again.json()["revision"].as_u64(), Some(revision));
-    let mut second = None;
-    for _ in 0..50 {
+    let started = Instant::now();
+    let second = loop {
         let answer = c
             .put(
                 new,
@@ -390,12 +409,15 @@ fn exactly_once_retries_across_a_leader_kill() {
             )
             .unwrap();
         if answer.status == 200 {
-            second = Some(answer.json()["revision"].as_u64().unwrap());
-            break;
+            break answer.json()["revision"].as_u64().unwrap();
         }
+        assert!(
+            started.elapsed() < ELECTION,
+            "the retry of seq 2 was never answered: {:?}",
+            answer.json()
+        );
         std::thread::sleep(Duration::from_millis(50));
-    }
-    let second = second.expect("the retry of seq 2 was never answered");
+    };
     let replay = c
         .put(
             new,
@@ -404,18 +426,27 @@ fn exactly_once_retries_across_a_leader_kill() {
         )
         .unwrap();
     assert_eq!(replay.json()["revision"].as_u64(), Some(second));
-    // The change feed holds each value once.
-    // The feed never ends: what came within a read timeout of quiet is all of it.
+    // The change feed holds each value once: read up to the last revision written (seq 2's),
+    // which is the last change there is.
     let mut feed = Feed::open(
         &c.nodes[(new - 1) as usize].socket,
         "/v1/watch?from_revision=1",
-        Some(Duration::from_millis(1500)),
+        Some(Duration::from_secs(15)),
     )
     .unwrap();
     let mut text = String::new();
-    while let Ok(Some(line)) = feed.next_line() {
+    loop {
+        let line = feed.next_line();
+        let Ok(Some(line)) = line else {
+            panic!("the feed ended before revision {second}: {text}");
+        };
         text.push_str(&line);
         text.push('\n');
+        if let Ok(v @ Value::Object(_)) = serde_json::from_str::<Value>(line.trim()) {
+            if v["revision"].as_u64() >= Some(second) {
+                break;
+            }
+        }
     }
     assert_eq!(text.matches("\"one\"").count(), 1, "{text}");
     assert_eq!(text.matches("\"two\"").count(), 1, "{text}");

@@ -2,7 +2,7 @@
 
 use crate::support::{http, Cluster, TEST_SETTINGS};
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const ELECTION: Duration = Duration::from_secs(20);
 
@@ -63,7 +63,8 @@ fn three_nodes_elect_replicate_fail_over_catch_up_by_snapshot_and_restart() {
     // The status names the leader on every node.
     for id in 1..=3 {
         let mut status = c.status(id);
-        for _ in 0..200 {
+        let started = Instant::now();
+        while started.elapsed() < ELECTION {
             if status
                 .as_ref()
                 .is_some_and(|s| s["leader_id"].as_u64() == Some(leader))
@@ -200,16 +201,22 @@ fn foreign_nodes_never_join() {
     }
     std::fs::write(&b.nodes[0].config, serde_yaml::to_string(&beta).unwrap()).unwrap();
     b.start(1);
-    std::thread::sleep(Duration::from_secs(3));
+    // Alpha refuses beta's dials (waited for: a busy machine may take a while to start beta),
+    // and beta gets nowhere for a few seconds of trying.
+    let started = Instant::now();
+    while !a.all_logs().contains("connection refused") {
+        assert!(
+            started.elapsed() < ELECTION,
+            "alpha logged no refusal:\n{}",
+            a.all_logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(3).saturating_sub(started.elapsed()));
     let status = b.status(1).expect("the foreign node serves its socket");
     assert!(status["leader_id"].is_null(), "{status}");
     assert_eq!(status["writable"], false);
     assert_eq!(status["commit_index"].as_u64(), Some(1), "{status}");
-    let refusals = a.all_logs();
-    assert!(
-        refusals.contains("connection refused"),
-        "alpha logged no refusal:\n{refusals}"
-    );
     // Alpha is untouched.
     let (leader, _) = a.wait_writable_leader(ELECTION);
     assert_readable(&a, leader, &written);
@@ -222,7 +229,7 @@ fn a_data_directory_of_another_node_is_refused() {
     c.start(1);
     // Node 1 created its data directory; node 2 pointed at it must refuse to start. Node 1
     // answers on its socket once recovered, bound and watching for signals.
-    let up = std::time::Instant::now();
+    let up = Instant::now();
     while c.status(1).is_none() {
         assert!(
             up.elapsed() < ELECTION,
@@ -265,7 +272,7 @@ fn a_node_restarted_at_once_is_reconnected_at_once() {
     std::thread::sleep(Duration::from_millis(500));
     c.kill(3);
     c.start(3);
-    let restarted = std::time::Instant::now();
+    let restarted = Instant::now();
     loop {
         let linked = c.status(3).is_some_and(|s| {
             s["members"]

@@ -215,10 +215,28 @@ fn journal_appends_survive_a_leader_kill_exactly_once_in_order_on_every_tail() {
             std::thread::spawn(move || run_client(k, sockets, stop))
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(1500));
+    // Appends in the first term (at least 20, whatever the machine's speed), the leader
+    // killed, then at least 20 in later terms, then the old leader back.
+    let old_term = c.status(leader).unwrap()["term"].as_u64().unwrap();
+    let wait_appends = |tail: &Tail, what: &str, in_term: &dyn Fn(u64) -> bool| {
+        let started = Instant::now();
+        while tail.seen().iter().filter(|o| in_term(o.term)).count() < 20 {
+            assert!(
+                started.elapsed() < ELECTION,
+                "fewer than 20 appends {what}: {:?}",
+                tail.seen().last()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_appends(&tails[(leader - 1) as usize], "before the kill", &|t| {
+        t == old_term
+    });
     c.kill(leader);
     let new = c.wait_writable_other_than(leader, ELECTION);
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_appends(&tails[(new - 1) as usize], "after the kill", &|t| {
+        t > old_term
+    });
     c.start(leader);
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::Relaxed);

@@ -447,18 +447,23 @@ fn sigterm(pid: u32) {
 }
 
 /// A client that writes unique keys `w1, w2, ...` in a loop, following "not the leader"
-/// answers and retrying "busy" ones, until stopped.
+/// answers, trying the next node when one knows no leader, and retrying "busy" ones, until
+/// stopped.
 pub struct Writer {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// How many writes were acknowledged so far.
+    acked: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     thread: std::thread::JoinHandle<(Vec<u64>, usize)>,
 }
 
 impl Writer {
     pub fn start(c: &Cluster) -> Writer {
-        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
         let sockets: Vec<PathBuf> = c.nodes.iter().map(|n| n.socket.clone()).collect();
         let stop = std::sync::Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let acked_count = std::sync::Arc::new(AtomicUsize::new(0));
+        let count = acked_count.clone();
         let thread = std::thread::spawn(move || {
             let mut acked = Vec::new();
             let mut failed = 0;
@@ -477,11 +482,17 @@ impl Writer {
                     ) {
                         Ok(a) if a.status == 200 => {
                             acked.push(i);
+                            count.store(acked.len(), Ordering::Relaxed);
                             break;
                         }
                         Ok(a) => match a.json()["leader_id"].as_u64() {
                             Some(l) if (l as usize) <= sockets.len() => target = (l - 1) as usize,
-                            _ => std::thread::sleep(Duration::from_millis(2)),
+                            // No leader known here (an election, or a node removed from the
+                            // cluster, which no leader tells any more): ask the next node.
+                            _ => {
+                                std::thread::sleep(Duration::from_millis(2));
+                                target = (target + 1) % sockets.len();
+                            }
                         },
                         Err(_) => target = (target + 1) % sockets.len(),
                     }
@@ -493,7 +504,33 @@ impl Writer {
             }
             (acked, failed)
         });
-        Writer { stop, thread }
+        Writer {
+            stop,
+            acked: acked_count,
+            thread,
+        }
+    }
+
+    /// Waits until at least `count` writes were acknowledged in all (not a rate: a busy
+    /// machine writes slower, and the test only needs writes in flight).
+    pub fn wait_acked(&self, count: usize, timeout: Duration) {
+        let started = Instant::now();
+        loop {
+            let acked = self.acked.load(std::sync::atomic::Ordering::Relaxed);
+            if acked >= count {
+                return;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "only {acked} writes acknowledged within {timeout:?}, waiting for {count}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// How many writes were acknowledged so far.
+    pub fn acked(&self) -> usize {
+        self.acked.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Stops the writer; returns the acknowledged writes and how many gave up.
