@@ -90,7 +90,15 @@ pub enum BenchCommand {
 /// Parses the command line and runs the chosen command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // The simulator's replicas log as the daemon's do, for thousands of nodes a second: a
+    // campaign prints its own summary and traces, and logs only when REGENT_LOG asks for them.
+    #[cfg(feature = "harness")]
+    let quiet = matches!(cli.command, Command::Sim(_)) && std::env::var_os("REGENT_LOG").is_none();
+    #[cfg(not(feature = "harness"))]
+    let quiet = false;
+    if !quiet {
+        init_tracing();
+    }
     let result = match cli.command {
         // The daemon's error keeps its cause as its `source`; anyhow prints the whole chain.
         Command::Run { config } => regent_daemon::run(&config).map_err(anyhow::Error::from),
