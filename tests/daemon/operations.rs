@@ -447,9 +447,11 @@ fn rotate_certs_with_reload_swaps_the_running_certificate() {
 
 #[test]
 fn a_leader_whose_host_turns_unhealthy_hands_leadership_to_a_healthy_node() {
-    // Each node's probe checks for a file in its own directory (the daemon runs there).
+    // Each node's probe checks for a file in its own directory (the daemon runs there). Its
+    // timeout is a second, so that a loaded machine running `sh` slowly does not fail a
+    // healthy node's probe; the verdicts come from the command's exit status.
     let extra = format!(
-        "{TEST_SETTINGS}host_health:\n  exec: test ! -e host-down\n  interval_ms: 100\n  timeout_ms: 100\n  failures: 2\n  successes: 1\n"
+        "{TEST_SETTINGS}host_health:\n  exec: test ! -e host-down\n  interval_ms: 1000\n  timeout_ms: 1000\n  failures: 2\n  successes: 1\n"
     );
     let mut c = Cluster::init(3, "health", &extra);
     c.start_all();
