@@ -501,8 +501,12 @@ pub fn read_tail(node: u64, socket: &Path) -> Result<NodeTail, TailError> {
     let mut from = 1;
     for _ in 0..3 {
         let path = format!("/v1/journal?from={from}&format=ndjson&follow=false");
-        let answer = client::request(socket, "GET", &path, b"", TAIL_TIMEOUT)
-            .map_err(|error| TailError::Request { node, error })?;
+        let answer = client::request(socket, "GET", &path, b"", TAIL_TIMEOUT).map_err(|error| {
+            TailError::Request {
+                node,
+                error: error.into(),
+            }
+        })?;
         match answer.status {
             200 => return parse_tail(node, from, &answer.body),
             410 => {

@@ -2,12 +2,13 @@
 //! over the daemon's Unix socket, blocking, bounded in time and size. The HTTP/1.1 codec under
 //! it (`http`) is the tree's only HTTP client; the health probe and the benchmarks use it too.
 
+mod error;
 pub mod http;
 pub mod local;
 
+pub use error::ClientError;
 pub use http::Conn;
 
-use anyhow::{bail, Context};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -52,13 +53,11 @@ impl Answer {
         })
     }
 
-    pub fn json(&self) -> anyhow::Result<Value> {
-        serde_json::from_slice(&self.body).with_context(|| {
-            format!(
-                "the daemon answered {} with a body that is not JSON: {:?}",
-                self.status,
-                String::from_utf8_lossy(&self.body)
-            )
+    pub fn json(&self) -> Result<Value, ClientError> {
+        serde_json::from_slice(&self.body).map_err(|source| ClientError::NotJson {
+            status: self.status,
+            body: String::from_utf8_lossy(&self.body).into_owned(),
+            source,
         })
     }
 
@@ -71,7 +70,7 @@ impl Answer {
 
     /// The JSON error's message, or the status code.
     pub fn error_text(&self) -> String {
-        match self.json() {
+        match serde_json::from_slice::<Value>(&self.body) {
             Ok(v) => {
                 let mut text = format!(
                     "{} ({})",
@@ -98,16 +97,20 @@ pub fn request(
     path: &str,
     body: &[u8],
     timeout: Duration,
-) -> anyhow::Result<Answer> {
-    let mut conn = Conn::unix(socket, Some(timeout)).with_context(|| {
-        format!(
-            "connecting to {} (is regent running? --socket or $REGENT_SOCKET name another socket)",
-            socket.display()
-        )
+) -> Result<Answer, ClientError> {
+    let mut conn = Conn::unix(socket, Some(timeout)).map_err(|source| ClientError::Connect {
+        socket: socket.to_path_buf(),
+        source,
     })?;
     conn.send_closing(method, path, body)
-        .with_context(|| format!("sending the request to {}", socket.display()))?;
-    Answer::read(&mut conn).with_context(|| format!("reading the answer from {}", socket.display()))
+        .map_err(|source| ClientError::Send {
+            socket: socket.to_path_buf(),
+            source,
+        })?;
+    Answer::read(&mut conn).map_err(|source| ClientError::Receive {
+        socket: socket.to_path_buf(),
+        source,
+    })
 }
 
 /// Opens a streaming endpoint and calls `on_line` with each line of its (chunked) body until
@@ -116,16 +119,22 @@ pub fn stream(
     socket: &Path,
     path: &str,
     mut on_line: impl FnMut(&str) -> bool,
-) -> anyhow::Result<()> {
+) -> Result<(), ClientError> {
     // No timeout: a stream may stay quiet for as long as nothing happens.
-    let mut conn =
-        Conn::unix(socket, None).with_context(|| format!("connecting to {}", socket.display()))?;
+    let mut conn = Conn::unix(socket, None).map_err(|source| ClientError::ConnectStream {
+        socket: socket.to_path_buf(),
+        source,
+    })?;
     conn.send("GET", path, b"")?;
     let status = conn.read_head()?;
     if status != 200 || !conn.is_chunked() {
         let answer = Answer::rest(&mut conn)?;
         if status != 200 {
-            bail!("{path}: {}", answer.error_text());
+            return Err(ClientError::StreamRefused {
+                path: path.to_string(),
+                status,
+                message: answer.error_text(),
+            });
         }
         for l in String::from_utf8_lossy(&answer.body).lines() {
             if !on_line(l) {
@@ -173,10 +182,13 @@ pub fn encode_key(key: &[u8]) -> String {
 const STATUS_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// `GET /v1/status` as JSON.
-pub fn fetch_status(socket: &Path) -> anyhow::Result<Value> {
+pub fn fetch_status(socket: &Path) -> Result<Value, ClientError> {
     let answer = request(socket, "GET", "/v1/status", b"", STATUS_TIMEOUT)?;
     if answer.status != 200 {
-        bail!("status: {}", answer.error_text());
+        return Err(ClientError::StatusRefused {
+            status: answer.status,
+            message: answer.error_text(),
+        });
     }
     answer.json()
 }
@@ -267,6 +279,57 @@ mod tests {
         );
         let err = stream(&socket, "/v1/journal", |_| true).unwrap_err();
         assert_eq!(err.to_string(), "/v1/journal: gone (journal_compacted)");
+    }
+
+    #[test]
+    fn a_missing_daemon_is_named_with_a_hint() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("regent.sock");
+        let err = request(&socket, "GET", "/v1/status", b"", Duration::from_secs(30)).unwrap_err();
+        assert!(matches!(&err, ClientError::Connect { socket: s, .. } if *s == socket));
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "connecting to {} (is regent running? --socket or $REGENT_SOCKET name another \
+                 socket)",
+                socket.display()
+            )
+        );
+        let cause = std::error::Error::source(&err).unwrap().to_string();
+        assert!(cause.contains("No such file"), "{cause}");
+    }
+
+    #[test]
+    fn a_refused_status_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = serve_once(
+            dir.path(),
+            "GET /v1/status HTTP/1.1\r\n",
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 43\r\n\r\n\
+              {\"error\":\"not_ready\",\"message\":\"starting\"}\n",
+        );
+        let err = fetch_status(&socket).unwrap_err();
+        assert!(matches!(
+            err,
+            ClientError::StatusRefused { status: 503, .. }
+        ));
+        assert_eq!(err.to_string(), "status: starting (not_ready)");
+    }
+
+    #[test]
+    fn a_body_that_is_not_json_is_shown() {
+        let answer = Answer {
+            status: 200,
+            headers: Vec::new(),
+            body: b"<html>".to_vec(),
+        };
+        let err = answer.json().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the daemon answered 200 with a body that is not JSON: \"<html>\""
+        );
+        assert!(std::error::Error::source(&err).is_some());
+        assert_eq!(answer.error_text(), "HTTP 200");
     }
 
     #[test]

@@ -3,8 +3,7 @@
 //!
 //! Invariant: every process started here is killed when its `Nodes` is dropped.
 
-use crate::fetch_status;
-use anyhow::{bail, Context};
+use crate::{fetch_status, ClientError};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -34,19 +33,20 @@ impl Nodes {
         self.dir.join(format!("node{id}/regent.sock"))
     }
 
-    pub fn start(&mut self, id: u64) -> anyhow::Result<()> {
+    pub fn start(&mut self, id: u64) -> Result<(), ClientError> {
         let node_dir = self.dir.join(format!("node{id}"));
-        let log = std::fs::File::create(node_dir.join("regent.log"))?;
-        let child = Command::new(std::env::current_exe()?)
+        let log =
+            std::fs::File::create(node_dir.join("regent.log")).map_err(ClientError::NodeLog)?;
+        let child = Command::new(std::env::current_exe().map_err(ClientError::CurrentExe)?)
             .arg("run")
             .arg("--config")
             .arg(node_dir.join("regent.yaml"))
             .env("REGENT_LOG", "info")
             .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
+            .stdout(log.try_clone().map_err(ClientError::NodeLog)?)
             .stderr(log)
             .spawn()
-            .context("starting regent run")?;
+            .map_err(|source| ClientError::NodeSpawn { id, source })?;
         self.children[(id - 1) as usize] = Some(child);
         Ok(())
     }
@@ -91,30 +91,34 @@ impl Drop for Nodes {
 }
 
 /// `regent admin cluster init` on three free loopback ports.
-pub fn init_cluster(dir: &Path) -> anyhow::Result<()> {
-    let mut command = Command::new(std::env::current_exe()?);
+pub fn init_cluster(dir: &Path) -> Result<(), ClientError> {
+    let mut command = Command::new(std::env::current_exe().map_err(ClientError::CurrentExe)?);
     command.args(["admin", "cluster", "init", "--dir"]).arg(dir);
     command.args(["--cluster", "demo"]);
     for id in 1..=NODES {
-        let port = std::net::UdpSocket::bind("127.0.0.1:0")?
-            .local_addr()?
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|socket| socket.local_addr())
+            .map_err(ClientError::FreePort)?
             .port();
         command.arg("--node").arg(format!("{id}=127.0.0.1:{port}"));
     }
     let out = command
         .output()
-        .context("running regent admin cluster init")?;
+        .map_err(|source| ClientError::ClusterInitSpawn { source })?;
     if !out.status.success() {
-        bail!(
-            "regent admin cluster init failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        return Err(ClientError::ClusterInit {
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        });
     }
     Ok(())
 }
 
 /// Waits for one node other than `except` to be writable.
-pub fn wait_writable(nodes: &Nodes, except: Option<u64>, timeout: Duration) -> anyhow::Result<u64> {
+pub fn wait_writable(
+    nodes: &Nodes,
+    except: Option<u64>,
+    timeout: Duration,
+) -> Result<u64, ClientError> {
     let deadline = Instant::now() + timeout;
     loop {
         for id in (1..=NODES).filter(|&id| Some(id) != except) {
@@ -125,11 +129,10 @@ pub fn wait_writable(nodes: &Nodes, except: Option<u64>, timeout: Duration) -> a
             }
         }
         if Instant::now() > deadline {
-            bail!(
-                "no writable leader within {} s; see the logs in {}",
-                timeout.as_secs(),
-                nodes.dir.display()
-            );
+            return Err(ClientError::NoLeader {
+                timeout,
+                dir: nodes.dir.clone(),
+            });
         }
         std::thread::sleep(Duration::from_millis(5));
     }

@@ -4,7 +4,7 @@
 //! (hysteresis, as HDFS's ZKFC and Patroni do). A regent whose host is unhealthy does not
 //! campaign, and a leader whose host turns unhealthy hands leadership over.
 
-use crate::config::parse_http_target;
+use crate::config::HttpTarget;
 pub use crate::config::ProbeConfig;
 use regent_client::Conn;
 use std::time::Duration;
@@ -35,7 +35,7 @@ async fn probe_once(config: &ProbeConfig) -> Result<(), String> {
                 .map_err(|e| format!("connect {addr}: {e}"));
         }
         if let Some(http) = &config.http {
-            let (host, path) = parse_http_target(http)?;
+            let HttpTarget { host, path } = HttpTarget::parse(http).map_err(|e| e.to_string())?;
             let target = http.clone();
             // The client is blocking, so it runs on tokio's blocking pool. When the timeout
             // below gives up on it first, the thread still ends on its own: its connect, reads
@@ -108,14 +108,18 @@ pub fn start(config: ProbeConfig) -> watch::Receiver<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{MissingPort, ProbeRule};
 
+    /// An exec probe with a valid configuration. Its timeout is long on purpose: no test here
+    /// may fail because a loaded machine ran a probe slowly. A verdict comes from the command's
+    /// exit status, or (in the one test of the bound) from a clock the test controls.
     fn probe(exec: &str) -> ProbeConfig {
         ProbeConfig {
             exec: Some(exec.into()),
             http: None,
             tcp: None,
-            interval_ms: 50,
-            timeout_ms: 40,
+            interval_ms: 60_000,
+            timeout_ms: 30_000,
             failures: 2,
             successes: 2,
         }
@@ -123,19 +127,46 @@ mod tests {
 
     #[test]
     fn validation_names_the_field() {
-        assert!(probe("true").validate().is_ok());
+        assert_eq!(probe("true").check(), Ok(()));
         let mut two = probe("true");
         two.tcp = Some("127.0.0.1:1".parse().unwrap());
-        assert!(two.validate().unwrap_err().contains("exactly one"));
+        let err = two.check().unwrap_err();
+        assert_eq!(err.rule, ProbeRule::OneKind);
+        assert_eq!(
+            err.to_string(),
+            "host_health: give exactly one of exec, http, tcp"
+        );
         let mut slow = probe("true");
-        slow.timeout_ms = 60;
-        assert!(slow.validate().unwrap_err().contains("timeout_ms"));
+        slow.timeout_ms = slow.interval_ms + 1;
+        let err = slow.check().unwrap_err();
+        assert_eq!(
+            err.rule,
+            ProbeRule::TimeoutWithinInterval {
+                timeout_ms: 60_001,
+                interval_ms: 60_000
+            }
+        );
+        assert_eq!(err.field(), "host_health.timeout_ms");
+        assert_eq!(
+            err.to_string(),
+            "host_health.timeout_ms: must be within 1..=interval_ms"
+        );
         let http = ProbeConfig {
             exec: None,
             http: Some("localhost/health".into()),
             ..probe("x")
         };
-        assert!(http.validate().unwrap_err().contains("port"));
+        let err = http.check().unwrap_err();
+        assert_eq!(
+            err.rule,
+            ProbeRule::HttpTarget(MissingPort {
+                host: "localhost".into()
+            })
+        );
+        assert_eq!(
+            err.to_string(),
+            "host_health.http: \"localhost\" needs a port (HOST:PORT/PATH)"
+        );
     }
 
     /// A one-connection HTTP server on loopback that reads a request's head and writes
@@ -163,8 +194,6 @@ mod tests {
         let http = |target: String| ProbeConfig {
             exec: None,
             http: Some(target),
-            // Generous: the verdicts below come from the answers, never from the bound.
-            timeout_ms: 30_000,
             ..probe("x")
         };
         let ok = serve_once(b"HTTP/1.1 204 No Content\r\n\r\n");
@@ -181,27 +210,40 @@ mod tests {
     async fn a_failing_probe_turns_unhealthy_after_the_threshold_and_back() {
         let dir = tempfile::tempdir().unwrap();
         let flag = dir.path().join("down");
-        let config = probe(&format!("test ! -e {}", flag.display()));
-        assert!(probe_once(&config).await.is_ok());
+        let config = ProbeConfig {
+            // A quick pace, so that the thresholds are crossed soon. It is no bound: a probe
+            // slower than the interval delays the next tick, and the 30 s timeout never
+            // decides, since the command exits at once either way. (`check` would refuse a
+            // timeout longer than the interval in a configuration; `start` does not need it.)
+            interval_ms: 20,
+            ..probe(&format!("test ! -e '{}'", flag.display()))
+        };
+        assert_eq!(probe_once(&config).await, Ok(()));
         std::fs::write(&flag, b"").unwrap();
-        assert!(probe_once(&config).await.is_err());
+        let err = probe_once(&config).await.unwrap_err();
+        assert!(err.contains("exited with"), "{err}");
         let mut health = start(config);
-        tokio::time::timeout(Duration::from_secs(5), health.wait_for(|h| !h))
+        tokio::time::timeout(Duration::from_secs(60), health.wait_for(|h| !h))
             .await
-            .expect("unhealthy within 5 s")
+            .expect("unhealthy within 60 s")
             .unwrap();
         std::fs::remove_file(&flag).unwrap();
-        tokio::time::timeout(Duration::from_secs(5), health.wait_for(|h| *h))
+        tokio::time::timeout(Duration::from_secs(60), health.wait_for(|h| *h))
             .await
-            .expect("healthy again within 5 s")
+            .expect("healthy again within 60 s")
             .unwrap();
-        let timeout = probe("sleep 5");
-        let err = probe_once(&ProbeConfig {
+    }
+
+    /// The bound, on a paused clock: the command never exits, so the runtime idles and tokio
+    /// advances its clock to the timeout's deadline. However slowly the machine runs, the
+    /// command cannot have answered first. (The command is killed when the probe gives up.)
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_without_an_answer_in_time_fails() {
+        let config = ProbeConfig {
             timeout_ms: 50,
-            ..timeout
-        })
-        .await
-        .unwrap_err();
-        assert!(err.contains("within 50 ms"), "{err}");
+            ..probe("exec sleep 3600")
+        };
+        let err = probe_once(&config).await.unwrap_err();
+        assert_eq!(err, "no answer within 50 ms");
     }
 }

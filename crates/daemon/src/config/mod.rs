@@ -12,7 +12,7 @@
 use regent_transport::pki::files::ReadError;
 mod probe;
 mod reload;
-pub use probe::{parse_http_target, HttpTarget, MissingPort, ProbeConfig, ProbeError, ProbeRule};
+pub use probe::{HttpTarget, MissingPort, ProbeConfig, ProbeError, ProbeRule};
 mod defaults;
 mod timing;
 mod validate;

@@ -118,12 +118,6 @@ impl ProbeConfig {
         }
         Ok(())
     }
-
-    /// [`ProbeConfig::check`] with the error as text. Kept only for `daemon::health`, whose
-    /// tests read the text and which is being changed elsewhere; new code calls `check`.
-    pub fn validate(&self) -> Result<(), String> {
-        self.check().map_err(|e| e.to_string())
-    }
 }
 
 /// Where an HTTP probe connects (`HOST:PORT`) and what it asks for (`/PATH`).
@@ -151,12 +145,4 @@ impl HttpTarget {
             path,
         })
     }
-}
-
-/// [`HttpTarget::parse`] as a pair, with the error as text. Kept only for `daemon::health`,
-/// which is being changed elsewhere; new code calls `HttpTarget::parse`.
-pub fn parse_http_target(target: &str) -> Result<(String, String), String> {
-    HttpTarget::parse(target)
-        .map(|t| (t.host, t.path))
-        .map_err(|e| e.to_string())
 }
