@@ -692,7 +692,11 @@ mod tests {
                 })
             );
         }
-        assert_eq!(r.core().status(now).last_index, last, "nothing reached the log");
+        assert_eq!(
+            r.core().status(now).last_index,
+            last,
+            "nothing reached the log"
+        );
         assert_eq!(r.fenced(), 2);
         // The current term goes through, and so does a stale one in a session: only the state
         // machine has a retried write's recorded answer.
