@@ -1,7 +1,8 @@
 //! `regent bench cluster`: a three-node cluster of real `regent run` processes (mutual TLS on
 //! loopback, as `regent demo` makes it) driven through the leader's socket by closed-loop
 //! clients writing 256-byte values under unique keys. Prints every figure of the benchmark:
-//! writes/s and p50/p99/p999 latency per client count; linearizable and lease reads/s; kill -9
+//! writes/s, p50/p99/p999 and max latency and the three nodes' CPU per write, per client count
+//! (each run timed, or `--writes N` acknowledged writes); linearizable and lease reads/s; kill -9
 //! failover (leader killed → first successful write) and switchover pause (switchover asked →
 //! first successful write on the new leader), each over N rounds, median and max; restart time
 //! of a node whose log holds 1,000,000 entries; idle RSS. Figures, not assertions: the README
@@ -10,7 +11,7 @@
 //! Invariant: every process the bench starts is stopped when it ends, whichever way it ends
 //! (`Nodes` kills its children when dropped; the restart node is a `ChildGuard`).
 
-use crate::load::{self, round3, LoadResult, RegentWriter, Writer};
+use crate::load::{self, round3, LoadResult, RegentWriter, RunLength, Writer};
 use anyhow::{bail, Context};
 use clap::Args;
 use regent_client::fetch_status;
@@ -31,6 +32,10 @@ pub struct ClusterBenchArgs {
     /// Seconds per client count (and per read measurement).
     #[arg(long, default_value_t = 5.0)]
     pub seconds: f64,
+    /// Acknowledged writes per client count instead of `--seconds` (the reads stay timed):
+    /// a long run crosses log compactions (every 100,000 entries by default).
+    #[arg(long, value_name = "N")]
+    pub writes: Option<u64>,
     /// Rounds of kill -9 failover and of switchover (each reports its median and max).
     #[arg(long, alias = "failovers", default_value_t = 5)]
     pub rounds: usize,
@@ -69,13 +74,14 @@ struct Restart {
 
 pub fn run(args: ClusterBenchArgs) -> anyhow::Result<ExitCode> {
     validate(&args)?;
+    let length = RunLength::from_args(args.seconds, args.writes);
     let temp = tempfile::Builder::new().prefix("regent-bench-").tempdir()?;
     let mut cluster = BenchCluster::start(&temp.path().join("cluster"))?;
     if !args.json {
         println!(
-            "regent bench cluster: 3 nodes on loopback, mutual TLS, {}-byte values, unique keys, {} s per run, {} cores",
+            "regent bench cluster: 3 nodes on loopback, mutual TLS, {}-byte values, unique keys, {}, {} cores",
             load::VALUE_BYTES,
-            args.seconds,
+            length.describe(),
             std::thread::available_parallelism().map_or(0, |n| n.get()),
         );
     }
@@ -84,13 +90,10 @@ pub fn run(args: ClusterBenchArgs) -> anyhow::Result<ExitCode> {
         ..Others::default()
     };
     if !args.json {
-        println!(
-            "{:>8} {:>12} {:>9} {:>9} {:>9}",
-            "clients", "writes/s", "p50 ms", "p99 ms", "p999 ms"
-        );
+        println!("{:>8}{}", "clients", RESULT_HEADING);
     }
     for (round, &clients) in args.clients.iter().enumerate() {
-        let result = cluster.writes(clients, args.seconds, &format!("bench-{round}"));
+        let result = cluster.writes(clients, length, &format!("bench-{round}"));
         print_result(&result, args.json);
     }
     let (linearizable, lease) = cluster.reads(args.seconds)?;
@@ -128,29 +131,43 @@ fn validate(args: &ClusterBenchArgs) -> anyhow::Result<()> {
     if args.restart_entries > 100_000_000 {
         bail!("--restart-entries must be at most 100000000");
     }
-    Ok(())
+    load::validate_writes(args.writes)
 }
+
+/// The columns `print_result` prints after the client count.
+pub(super) const RESULT_HEADING: &str =
+    "     writes/s    p50 ms    p99 ms   p999 ms    max ms  CPU µs/write";
 
 pub(super) fn print_result(result: &LoadResult, json: bool) {
     if json {
         println!("{}", result.json());
     } else {
-        let refused = if result.refused > 0 {
-            format!(
+        let mut notes = String::new();
+        if result.refused > 0 {
+            notes.push_str(&format!(
                 "  ({} writes refused or failed, retried; first: {})",
                 result.refused,
                 result.first_error.as_deref().unwrap_or("refused")
-            )
-        } else {
-            String::new()
-        };
+            ));
+        }
+        if let Some(target) = result.cut_short() {
+            notes.push_str(&format!(
+                "  (stopped after {:.0} s with {} of the {target} writes)",
+                result.elapsed.as_secs_f64(),
+                result.writes()
+            ));
+        }
+        let cpu = result
+            .cpu_us_per_write
+            .map_or("?".to_string(), |us| format!("{us:.0}"));
         println!(
-            "{:>8} {:>12.0} {:>9.2} {:>9.2} {:>9.2}{refused}",
+            "{:>8} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {cpu:>13}{notes}",
             result.clients,
             result.writes_per_sec,
             result.percentile_ms(0.50),
             result.percentile_ms(0.99),
-            result.percentile_ms(0.999)
+            result.percentile_ms(0.999),
+            result.max_ms(),
         );
     }
 }
@@ -247,11 +264,20 @@ impl BenchCluster {
             .max())
     }
 
-    pub fn writes(&self, clients: usize, seconds: f64, prefix: &str) -> LoadResult {
+    /// The three nodes' pids; empty unless all three run.
+    pub fn pids(&self) -> Vec<u32> {
+        (1..=demo::NODES)
+            .map(|id| self.nodes.pid(id))
+            .collect::<Option<Vec<u32>>>()
+            .unwrap_or_default()
+    }
+
+    /// A write run on the leader; the CPU per write is the three nodes'.
+    pub fn writes(&self, clients: usize, length: RunLength, prefix: &str) -> LoadResult {
         let socket = self.nodes.socket(self.leader);
         let open =
             || -> anyhow::Result<Box<dyn Writer>> { Ok(Box::new(RegentWriter::connect(&socket)?)) };
-        load::closed_loop(open, clients, seconds, prefix)
+        load::closed_loop(open, clients, length, prefix, &self.pids())
     }
 
     /// Linearizable and lease reads/s with 64 clients on the leader.

@@ -5,6 +5,7 @@
 //! ZooKeeper, side by side). A harness: it depends on the product, never the other way round.
 
 pub mod cluster;
+mod cpu;
 pub mod load;
 pub mod peers;
 pub mod storage;

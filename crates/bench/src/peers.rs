@@ -16,11 +16,15 @@
 //! machine falls on all three alike. regent runs with mutual TLS between nodes, etcd and
 //! ZooKeeper in plaintext (their defaults); every system fsyncs each write before answering.
 //!
+//! Each run reports, per system, writes/s, p50/p99/p999 and max latency, and the CPU time
+//! (user + system, `/proc/<pid>/stat`) of that system's three server processes per
+//! acknowledged write. A run lasts `--seconds`, or `--writes N` acknowledged writes.
+//!
 //! Invariant: every process started here is killed when the command ends, however it ends, and
 //! their directories are removed.
 
-use crate::cluster::{print_result, BenchCluster};
-use crate::load::{self, round3, LoadResult, Writer};
+use crate::cluster::{print_result, BenchCluster, RESULT_HEADING};
+use crate::load::{self, round3, LoadResult, RunLength, Writer};
 use anyhow::{bail, Context};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -42,6 +46,10 @@ pub struct PeersBenchArgs {
     /// Seconds per client count and system.
     #[arg(long, default_value_t = 5.0)]
     pub seconds: f64,
+    /// Acknowledged writes per client count and system, instead of `--seconds`: a long run
+    /// crosses log compactions (regent's every 100,000 entries by default).
+    #[arg(long, value_name = "N", conflicts_with = "seconds")]
+    pub writes: Option<u64>,
     /// The etcd binary (Debian's etcd-server).
     #[arg(long, default_value = "etcd")]
     pub etcd: PathBuf,
@@ -49,7 +57,7 @@ pub struct PeersBenchArgs {
     #[arg(long, default_value = "java")]
     pub java: PathBuf,
     /// One JSON object a line (`system`, `clients`, `writes_per_sec`, `p50_ms`, `p99_ms`,
-    /// `p999_ms`) instead of the table.
+    /// `p999_ms`, `max_ms`, `writes`, `seconds`, `cpu_us_per_write`) instead of the table.
     #[arg(long)]
     pub json: bool,
 }
@@ -61,6 +69,8 @@ pub fn run(args: PeersBenchArgs) -> anyhow::Result<ExitCode> {
     if !(args.seconds > 0.0 && args.seconds <= 3600.0) {
         bail!("--seconds must be within (0, 3600]");
     }
+    load::validate_writes(args.writes)?;
+    let length = RunLength::from_args(args.seconds, args.writes);
     which(&args.etcd).with_context(|| {
         format!(
             "{} not found: install Debian's etcd-server (bench/peers.sh does)",
@@ -72,16 +82,13 @@ pub fn run(args: PeersBenchArgs) -> anyhow::Result<ExitCode> {
     }
     let temp = tempfile::Builder::new().prefix("regent-peers-").tempdir()?;
     if !args.json {
-        println!("regent bench peers: regent, etcd and ZooKeeper, 3 nodes each on loopback, {}-byte values, unique keys, {} s per run",
-            load::VALUE_BYTES, args.seconds);
+        println!("regent bench peers: regent, etcd and ZooKeeper, 3 nodes each on loopback, {}-byte values, unique keys, {}",
+            load::VALUE_BYTES, length.describe());
         println!(
             "starting the three clusters in {} ...",
             temp.path().display()
         );
-        println!(
-            "{:>10}{:>8} {:>12} {:>9} {:>9} {:>9}",
-            "system", "clients", "writes/s", "p50 ms", "p99 ms", "p999 ms"
-        );
+        println!("{:>10}{:>8}{RESULT_HEADING}", "system", "clients");
     }
     let regent = BenchCluster::start(&temp.path().join("regent"))?;
     let etcd = Etcd::start(&args.etcd, &temp.path().join("etcd"))?;
@@ -95,9 +102,10 @@ pub fn run(args: PeersBenchArgs) -> anyhow::Result<ExitCode> {
     }
     // A warm-up of each system first (ZooKeeper's JIT, every system's caches and connections),
     // not counted.
-    regent.writes(16, 1.0, "warmup");
-    etcd.writes(16, 1.0, "warmup");
-    zk.writes(16, 1.0, "warmup");
+    let warmup = RunLength::Seconds(1.0);
+    regent.writes(16, warmup, "warmup");
+    etcd.writes(16, warmup, "warmup");
+    zk.writes(16, warmup, "warmup");
     let mut rows = Vec::new();
     for (round, &clients) in args.clients.iter().enumerate() {
         let prefix = format!("peers-{round}");
@@ -105,9 +113,9 @@ pub fn run(args: PeersBenchArgs) -> anyhow::Result<ExitCode> {
         let (mut r, mut e, mut z) = (None, None, None);
         for turn in 0..3 {
             match (round + turn) % 3 {
-                0 => r = Some(regent.writes(clients, args.seconds, &prefix)),
-                1 => e = Some(etcd.writes(clients, args.seconds, &prefix)),
-                _ => z = Some(zk.writes(clients, args.seconds, &prefix)),
+                0 => r = Some(regent.writes(clients, length, &prefix)),
+                1 => e = Some(etcd.writes(clients, length, &prefix)),
+                _ => z = Some(zk.writes(clients, length, &prefix)),
             }
         }
         let (r, e, z) = (
@@ -170,6 +178,26 @@ fn print_table(rows: &[(LoadResult, LoadResult, LoadResult)]) {
             round3(r.percentile_ms(0.99) / best.percentile_ms(0.99)),
         );
     }
+    // The largest latency and the servers' CPU per write (three processes per system).
+    println!();
+    println!("| clients | regent max ms | etcd max ms | ZooKeeper max ms | regent CPU µs/write | etcd CPU µs/write | ZooKeeper CPU µs/write |");
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let cpu = |x: &LoadResult| {
+        x.cpu_us_per_write
+            .map_or("?".to_string(), |us| format!("{us:.0}"))
+    };
+    for (r, e, z) in rows {
+        println!(
+            "| {} | {:.2} | {:.2} | {:.2} | {} | {} | {} |",
+            r.clients,
+            r.max_ms(),
+            e.max_ms(),
+            z.max_ms(),
+            cpu(r),
+            cpu(e),
+            cpu(z),
+        );
+    }
 }
 
 fn which(binary: &Path) -> anyhow::Result<()> {
@@ -209,6 +237,12 @@ fn free_port() -> anyhow::Result<u16> {
 /// Child processes killed (SIGKILL) when dropped.
 struct Procs(Vec<Child>);
 
+impl Procs {
+    fn pids(&self) -> Vec<u32> {
+        self.0.iter().map(Child::id).collect()
+    }
+}
+
 impl Drop for Procs {
     fn drop(&mut self) {
         for child in &mut self.0 {
@@ -231,7 +265,7 @@ fn spawn(command: &mut Command, log: &Path) -> anyhow::Result<Child> {
 // ----- etcd -----
 
 struct Etcd {
-    _procs: Procs,
+    procs: Procs,
     /// The leader's client address.
     leader: String,
 }
@@ -275,7 +309,7 @@ impl Etcd {
                 let address = format!("127.0.0.1:{client}");
                 if Etcd::is_leader(&address).unwrap_or(false) {
                     return Ok(Etcd {
-                        _procs: procs,
+                        procs,
                         leader: address,
                     });
                 }
@@ -302,14 +336,14 @@ impl Etcd {
         Ok(!member.is_null() && *member == status["leader"])
     }
 
-    fn writes(&self, clients: usize, seconds: f64, prefix: &str) -> LoadResult {
+    fn writes(&self, clients: usize, length: RunLength, prefix: &str) -> LoadResult {
         let open = || -> anyhow::Result<Box<dyn Writer>> {
             Ok(Box::new(EtcdWriter {
                 conn: load::tcp(&self.leader)?,
                 body: String::new(),
             }))
         };
-        load::closed_loop(open, clients, seconds, prefix)
+        load::closed_loop(open, clients, length, prefix, &self.procs.pids())
     }
 }
 
@@ -336,7 +370,8 @@ impl Writer for EtcdWriter {
 // ----- ZooKeeper -----
 
 struct ZooKeeper {
-    _procs: Procs,
+    /// The three `java` processes (each the server itself, no wrapper script).
+    procs: Procs,
     /// The leader's client address.
     leader: String,
 }
@@ -393,7 +428,7 @@ impl ZooKeeper {
                     // The followers must be in sync before writes are timed.
                     std::thread::sleep(Duration::from_secs(1));
                     return Ok(ZooKeeper {
-                        _procs: procs,
+                        procs,
                         leader: address,
                     });
                 }
@@ -415,11 +450,11 @@ impl ZooKeeper {
             .unwrap_or_else(|| "?".into())
     }
 
-    fn writes(&self, clients: usize, seconds: f64, prefix: &str) -> LoadResult {
+    fn writes(&self, clients: usize, length: RunLength, prefix: &str) -> LoadResult {
         let open = || -> anyhow::Result<Box<dyn Writer>> {
             Ok(Box::new(ZkWriter::connect(&self.leader)?))
         };
-        load::closed_loop(open, clients, seconds, prefix)
+        load::closed_loop(open, clients, length, prefix, &self.procs.pids())
     }
 }
 
