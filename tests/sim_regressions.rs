@@ -7,6 +7,18 @@ use regent_sim::{run_config, run_seed, SimConfig};
 /// (seed, nodes, what the seed found when it failed)
 const FAILED_SEEDS: &[(u64, usize, &str)] = &[
     (
+        11102,
+        7,
+        "found once the daemon's chunk sequencing ran in the simulator: a follower appended \
+         entries while a write was in flight, a snapshot chunk waited behind that write, and the \
+         install (at an index the unwritten entries matched) dropped them while the commit index \
+         stayed past the snapshot: the next batch committed beyond its log (fixed in the core: a \
+         matching suffix is kept, its unwritten entries written next)",
+    ),
+    (14650, 5, "same bug"),
+    (17276, 7, "same bug"),
+    (3627, 3, "same bug, seen as an append acknowledged before it was durable"),
+    (
         220,
         3,
         "a SIGTERM'd lone voter whose hand-over (nobody to hand to) outlasted the heal stopped \

@@ -268,19 +268,28 @@ impl RaftLog {
     }
 
     /// A snapshot up to (`index`, `term`) replaced the state machine and was made durable by the
-    /// caller. Entries after it are kept when the log holds (`index`, `term`) and they are
-    /// durable (storage keeps that same suffix); otherwise the log starts empty after it.
-    /// Returns whether the suffix was kept.
+    /// caller, while no write of entries was in flight. Entries after it are kept when the log
+    /// holds (`index`, `term`) (Raft §7): those that are durable are the suffix storage keeps,
+    /// and those not written yet — appended while the write before the install was in flight —
+    /// stay unstable and are written next, right after the snapshot (storage held no entry after
+    /// `index` then). Otherwise the log starts empty after it. Returns whether the suffix was
+    /// kept.
     pub fn install_snapshot(&mut self, index: LogIndex, term: Term) -> bool {
         assert!(
             index > self.applied,
             "a snapshot at {index} is not news (applied {})",
             self.applied
         );
-        let keep = self.matches(index, term) && self.persisted >= index;
+        let keep = self.matches(index, term);
         if keep {
             let drop = (index.0 - self.snapshot_index.0) as usize;
             self.entries.drain(..drop);
+            if self.persisted < index {
+                // Storage's log ended before the snapshot, so the install left nothing after
+                // it: every entry kept is written next, and nothing durable is left to truncate.
+                self.unstable_from = self.unstable_from.max(index.next());
+                self.pending_truncate = None;
+            }
             // Unwritten entries after the durable suffix stay unstable and are written next.
         } else {
             self.entries.clear();
