@@ -413,6 +413,29 @@ mod tests {
         assert_eq!(log.term(LogIndex(2)), Some(Term(1)));
     }
 
+    /// Seed 11102/7: a follower appended 3 and 4 while its write of 1..2 was in flight; a
+    /// snapshot at 3 was installed next. The suffix after 3 matches, so it is kept and written
+    /// next — dropping it left the commit index (4) past the log.
+    #[test]
+    fn an_install_keeps_a_matching_suffix_not_yet_written_and_writes_it_next() {
+        let mut log = log_of(&[1, 1]);
+        log.append_after(LogIndex(2), &[e(1, 3), e(1, 4)]);
+        log.commit_to(LogIndex(4));
+        assert_eq!(log.persisted, LogIndex(2));
+        assert!(log.install_snapshot(LogIndex(3), Term(1)));
+        assert_eq!(
+            (log.last_index(), log.committed),
+            (LogIndex(4), LogIndex(4))
+        );
+        assert_eq!(log.take_unstable(), (None, vec![e(1, 4)]));
+        // A snapshot the log disagrees with still starts it over.
+        let mut log = log_of(&[1, 1]);
+        log.append_after(LogIndex(2), &[e(1, 3)]);
+        assert!(!log.install_snapshot(LogIndex(3), Term(2)));
+        assert_eq!(log.last_index(), LogIndex(3));
+        assert!(!log.has_unstable());
+    }
+
     #[test]
     fn truncation_is_handed_to_storage_and_caps_persistence() {
         let mut log = log_of(&[1, 1, 1]);
