@@ -40,7 +40,7 @@ use regent_raft::{Message, Nanos, NodeId};
 use regent_replica::{Action, ProposeRefusal, Replica, Stop, Token};
 use regent_storage::StorageError;
 use regent_transport::{Inbound, LinkEvent, TransportHandle};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -142,6 +142,8 @@ pub struct Driver {
     status: status::Publisher,
     admin: admin::Admin,
     pending: BTreeMap<Token, Pending>,
+    /// Peers a snapshot is being streamed to (one stream each).
+    snapshot_sends: BTreeSet<NodeId>,
     next_token: Token,
     actions: Vec<Action>,
     next_watchdog: Option<Nanos>,
@@ -177,6 +179,7 @@ impl Driver {
             status: status::Publisher::new(parts.status, parts.persist_stall_max, not_after),
             admin: admin::Admin::new(parts.live, parts.config_path, parts.config),
             pending: BTreeMap::new(),
+            snapshot_sends: BTreeSet::new(),
             next_token: 1,
             actions: Vec::new(),
             next_watchdog: None,
@@ -314,7 +317,7 @@ impl Driver {
                 Action::SendSnapshot { to } => {
                     // While a stream to `to` is still finishing, a new request is not started:
                     // the core asks again once that stream's end is reported to it.
-                    if self.status.snapshot_sends.insert(to) {
+                    if self.snapshot_sends.insert(to) {
                         self.disk.send(DiskRequest::Snapshot { to });
                     }
                 }
@@ -494,7 +497,7 @@ impl Driver {
                 self.replica.install_chunk(token, from, meta, chunk);
             }
             StreamEvent::Sent { to, installed } => {
-                self.status.snapshot_sends.remove(&to);
+                self.snapshot_sends.remove(&to);
                 match installed {
                     Some(index) => self.replica.snapshot_sent(to, index, now),
                     None => self.replica.snapshot_failed(to, now),
@@ -591,7 +594,7 @@ impl Driver {
                     tokio::spawn(streams::send(transport, to, source, events, metrics));
                 }
                 Err(err) => {
-                    self.status.snapshot_sends.remove(&to);
+                    self.snapshot_sends.remove(&to);
                     self.replica.snapshot_failed(to, now);
                     tracing::warn!(node = %self.id, peer = %to, error = %err, "snapshot could not be opened");
                 }

@@ -180,7 +180,6 @@ impl Replica {
             if let Some(to) = retry {
                 match self.core.transfer_leadership(Some(to), now) {
                     Ok(_) => {
-                        self.handover_retries += 1;
                         self.handover_retry_refused = false;
                         tracing::info!(node = %self.id, %to, "hand-over round timed out; asking again")
                     }

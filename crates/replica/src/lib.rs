@@ -179,8 +179,6 @@ pub struct Replica {
     /// Hand-overs in progress, and how long one may take.
     handovers: Vec<handover::Handover>,
     handover_max_ns: Nanos,
-    /// Transfer rounds asked again within a hand-over (for the simulator's counters).
-    handover_retries: u64,
     handover_retry_refused: bool,
     /// A stop was asked: the caller ends once no hand-over is in progress.
     stopping: bool,
@@ -221,7 +219,6 @@ impl Replica {
             queued: Vec::new(),
             handovers: Vec::new(),
             handover_max_ns,
-            handover_retries: 0,
             handover_retry_refused: false,
             stopping: false,
             host_healthy: true,
@@ -241,11 +238,6 @@ impl Replica {
     pub fn next_deadline(&self) -> Nanos {
         let core = self.core.next_deadline();
         self.handover_deadline().map_or(core, |h| core.min(h))
-    }
-
-    /// Transfer rounds asked again within hand-overs since the replica was built.
-    pub fn handover_retries(&self) -> u64 {
-        self.handover_retries
     }
 
     /// The latest time an input carried: what the replica's outputs are computed at.

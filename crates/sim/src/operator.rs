@@ -107,9 +107,8 @@ pub struct Operator {
     pub learners_seen: u64,
     pub members_seen: u64,
     pub learner_elections: u64,
-    /// Hand-overs the replicas answered done (`handovers=`), and those given up.
+    /// Hand-overs the replicas answered done (`handovers=`).
     pub handovers_done: u64,
-    pub handovers_not_done: u64,
     /// Promotions the leader refused because the learner lagged (`promotions_refused=`).
     pub promotions_refused: u64,
     /// The promotion rule: caught up means a match index above 0, at most this far behind.
@@ -134,7 +133,6 @@ impl Operator {
             members_seen: 0,
             learner_elections: 0,
             handovers_done: 0,
-            handovers_not_done: 0,
             promotions_refused: 0,
             promote_lag_max,
             next_switchover: 0,
@@ -183,7 +181,6 @@ impl Operator {
                 }
             }
             HandoverOutcome::NotDone { to, waited_ms, .. } => {
-                self.handovers_not_done += 1;
                 env.note(format!(
                     "{}: hand-over to {to} given up after {waited_ms} ms",
                     node.id
@@ -221,15 +218,13 @@ impl Operator {
         // Transferring: to a hand-over's target, or to a node the core chose on its own (a
         // leader removed from the configuration hands over by itself).
         if core.transfer_target().is_none() {
-            {
-                let targets = replica.handover_targets();
-                let detail = format!(
-                    "{} leads with a hand-over to {targets:?} in progress, but is not transferring",
-                    node.id
-                );
-                self.findings
-                    .push(Finding::new(ViolationKind::Handover, detail));
-            }
+            let targets = replica.handover_targets();
+            let detail = format!(
+                "{} leads with a hand-over to {targets:?} in progress, but is not transferring",
+                node.id
+            );
+            self.findings
+                .push(Finding::new(ViolationKind::Handover, detail));
         }
     }
 

@@ -8,7 +8,7 @@
 use super::Driver;
 use crate::api::status::{MemberStatus, NodeStatus};
 use regent_raft::{Nanos, NodeId, Role, SoftState};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -21,8 +21,6 @@ pub(super) struct Publisher {
     /// The KV store's revision and the host's journal after the last batch.
     revision: u64,
     journal: regent_storage::JournalState,
-    /// Peers a snapshot is being streamed to.
-    pub(super) snapshot_sends: BTreeSet<NodeId>,
     /// When the batch on the disk was sent there (None when the disk is idle of batches).
     persist_started: Option<Nanos>,
     persist_stall_max: Duration,
@@ -42,7 +40,6 @@ impl Publisher {
             certificate_not_after_unix: Some(not_after_unix),
             revision: 0,
             journal: Default::default(),
-            snapshot_sends: BTreeSet::new(),
             persist_started: None,
             persist_stall_max,
             stall_warned: false,
