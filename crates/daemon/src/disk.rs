@@ -9,9 +9,9 @@
 
 use crate::api::{ReadAnswer, ReadQuery};
 use regent_raft::{LogIndex, NodeId};
-use regent_replica::{Persist, Token};
+use regent_replica::Persist;
 use regent_storage::{
-    Applied, FileCompaction, InstallProgress, LogStorage, RedbStorage, SnapshotSource, StateReader,
+    FileCompaction, StateFlush, InstallProgress, LogStorage, RedbStorage, SnapshotSource, StateReader,
     StorageError,
 };
 use std::sync::mpsc as std_mpsc;
@@ -24,12 +24,12 @@ const JOURNAL_PAGE_BYTES_MAX: usize = 4 << 20;
 
 /// Work for the disk thread.
 pub enum DiskRequest {
-    /// Write a batch durably (one redb transaction) and apply its committed entries.
+    /// Write a batch durably (one redb transaction).
     Persist(Persist),
+    /// Write a frozen layer of the state machine (not durable by itself).
+    PersistState(StateFlush),
     /// Drop the log through this index.
     Compact(LogIndex),
-    /// Read the state machine for a confirmed (or local) read.
-    Read { token: Token, query: ReadQuery },
     /// Open a snapshot of the state machine to stream to `to`.
     Snapshot { to: NodeId },
     /// One chunk of a snapshot arriving from `from`.
@@ -49,21 +49,18 @@ pub enum DiskRequest {
 pub enum DiskDone {
     Persisted {
         number: u64,
-        result: Result<Vec<Applied>, StorageError>,
+        result: Result<(), StorageError>,
         /// How long the durable write took.
         micros: u64,
-        /// The KV store's revision after it.
-        revision: u64,
-        /// The host's journal after it.
-        journal: regent_storage::JournalState,
+    },
+    StatePersisted {
+        /// The applied index the layer brought storage to.
+        applied: LogIndex,
+        result: Result<(), StorageError>,
     },
     Compacted {
         index: LogIndex,
         result: Result<(), StorageError>,
-    },
-    Read {
-        token: Token,
-        result: Result<ReadAnswer, StorageError>,
     },
     Snapshot {
         to: NodeId,
@@ -128,22 +125,20 @@ fn carry_out(storage: &mut RedbStorage, request: DiskRequest) -> DiskDone {
     match request {
         DiskRequest::Persist(persist) => {
             let started = Instant::now();
-            let result = storage.write_batch(&persist.batch);
+            let result = storage.write_batch(&persist.batch).map(|_| ());
             DiskDone::Persisted {
                 number: persist.number,
                 result,
                 micros: started.elapsed().as_micros() as u64,
-                revision: storage.state().revision,
-                journal: storage.state().journal.clone(),
             }
         }
+        DiskRequest::PersistState(flush) => DiskDone::StatePersisted {
+            applied: flush.applied(),
+            result: storage.write_state(&flush),
+        },
         DiskRequest::Compact(index) => DiskDone::Compacted {
             index,
             result: storage.compact_log(index),
-        },
-        DiskRequest::Read { token, query } => DiskDone::Read {
-            token,
-            result: read(storage, query),
         },
         DiskRequest::Snapshot { to } => DiskDone::Snapshot {
             to,
@@ -172,22 +167,24 @@ fn carry_out(storage: &mut RedbStorage, request: DiskRequest) -> DiskDone {
     }
 }
 
-fn read(storage: &RedbStorage, query: ReadQuery) -> Result<ReadAnswer, StorageError> {
+/// Answers a local query from the state machine as applied (in memory, over what storage
+/// holds).
+pub fn read(state: &dyn StateReader, query: ReadQuery) -> Result<ReadAnswer, StorageError> {
     Ok(match query {
-        ReadQuery::Get { key } => ReadAnswer::Get(storage.kv_get(&key)?),
+        ReadQuery::Get { key } => ReadAnswer::Get(state.kv_get(&key)?),
         ReadQuery::Range { prefix, limit } => {
-            let (kvs, more) = storage.kv_range(&prefix, limit)?;
+            let (kvs, more) = state.kv_range(&prefix, limit)?;
             ReadAnswer::Range { kvs, more }
         }
         // A compacted revision is an answer (the caller says which is the oldest), not a
         // storage failure.
         ReadQuery::Changes { revision, limit } => {
-            ReadAnswer::Changes(storage.changes_after(revision, limit))
+            ReadAnswer::Changes(state.changes_after(revision, limit))
         }
         // So is a truncated journal index (the caller says which is the first retained).
         ReadQuery::Journal { from, limit } => {
-            ReadAnswer::Journal(storage.journal_page(from, limit, JOURNAL_PAGE_BYTES_MAX))
+            ReadAnswer::Journal(state.journal_page(from, limit, JOURNAL_PAGE_BYTES_MAX))
         }
-        ReadQuery::Digest => ReadAnswer::Digest(storage.digest()?),
+        ReadQuery::Digest => ReadAnswer::Digest(state.digest()?),
     })
 }

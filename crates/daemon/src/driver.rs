@@ -32,7 +32,7 @@ use crate::api::{
     StorageFailure, TransferFailure, WriteAnswer,
 };
 use crate::clock;
-use crate::disk::{Disk, DiskDone, DiskRequest};
+use crate::disk::{self, Disk, DiskDone, DiskRequest};
 use crate::notify::Notifier;
 use crate::streams::{self, ChunkVerdict, StreamEvent};
 use crate::wire::PeerMessage;
@@ -63,6 +63,8 @@ pub enum DriverError {
     /// The install's error is also sent to the stream's task, hence the `Arc`.
     #[error("a snapshot install failed: {error}")]
     SnapshotInstall { error: Arc<StorageError> },
+    #[error("the state machine could not be read or persisted: {error}")]
+    State { error: StorageError },
 }
 
 /// What woke the loop.
@@ -85,8 +87,7 @@ enum Pending {
         arrived: Instant,
     },
     Read {
-        /// Taken when the read goes to the disk.
-        query: Option<ReadQuery>,
+        query: ReadQuery,
         reply: oneshot::Sender<Result<ReadAnswer, RequestError>>,
     },
     Switchover {
@@ -314,6 +315,9 @@ impl Driver {
                     self.status.persist_started(now);
                     self.disk.send(DiskRequest::Persist(persist));
                 }
+                Action::PersistState(flush) => self.disk.send(DiskRequest::PersistState(flush)),
+                Action::Applied(_) => {}
+                Action::Fatal(error) => self.fatal = Some(DriverError::State { error }),
                 Action::SendSnapshot { to } => {
                     // While a stream to `to` is still finishing, a new request is not started:
                     // the core asks again once that stream's end is reported to it.
@@ -460,10 +464,8 @@ impl Driver {
                 mode: None,
                 reply,
             } => {
-                let token = self.token();
-                self.pending
-                    .insert(token, Pending::Read { query: None, reply });
-                self.disk.send(DiskRequest::Read { token, query });
+                let answer = disk::read(self.replica.state(), query);
+                let _ = reply.send(answer.map_err(|e| RequestError::Storage(StorageFailure::Read(e))));
             }
             Request::Read {
                 query,
@@ -473,7 +475,6 @@ impl Driver {
                 let token = self.token();
                 match self.replica.read(token, mode, now) {
                     Ok(()) => {
-                        let query = Some(query);
                         self.pending.insert(token, Pending::Read { query, reply });
                     }
                     Err(err) => {
@@ -549,21 +550,28 @@ impl Driver {
                 number,
                 result,
                 micros,
-                revision,
-                journal,
             } => {
-                self.status.persisted(revision, journal);
+                self.status.persisted();
                 self.metrics.fsync_seconds.observe_micros(micros);
                 match result {
-                    Ok(applied) => {
+                    Ok(()) => {
                         let mut actions = std::mem::take(&mut self.actions);
-                        self.replica.persisted(number, applied, &mut actions);
+                        self.replica.persisted(number, &mut actions);
                         self.carry_out(&mut actions, now);
                         self.actions = actions;
                     }
                     Err(error) => self.fatal = Some(DriverError::Persist { micros, error }),
                 }
             }
+            DiskDone::StatePersisted { applied, result } => match result {
+                Ok(()) => {
+                    let mut actions = std::mem::take(&mut self.actions);
+                    self.replica.state_persisted(applied, &mut actions);
+                    self.carry_out(&mut actions, now);
+                    self.actions = actions;
+                }
+                Err(error) => self.fatal = Some(DriverError::State { error }),
+            },
             DiskDone::Compacted { index, result } => match result {
                 Ok(()) => {
                     self.replica.compacted(index);
@@ -578,15 +586,6 @@ impl Driver {
                 }
             },
             DiskDone::Answered | DiskDone::InstallAborted => {}
-            DiskDone::Read { token, result } if self.peers.is_address_read(token) => {
-                self.on_address_records(result);
-            }
-            DiskDone::Read { token, result } => {
-                if let Some(Pending::Read { reply, .. }) = self.pending.remove(&token) {
-                    let _ = reply
-                        .send(result.map_err(|e| RequestError::Storage(StorageFailure::Read(e))));
-                }
-            }
             DiskDone::Snapshot { to, result } => match result {
                 Ok(source) => {
                     let (transport, events) = (self.transport.clone(), self.streams_tx.clone());
@@ -604,9 +603,8 @@ impl Driver {
                 result,
                 applied,
             } => {
-                if let Ok(regent_storage::InstallProgress::Installed(state)) = &result {
+                if let Ok(regent_storage::InstallProgress::Installed(_)) = &result {
                     self.metrics.snapshots_installed.fetch_add(1, Relaxed);
-                    self.status.installed(state.journal.clone());
                 }
                 let mut actions = std::mem::take(&mut self.actions);
                 self.replica

@@ -2,8 +2,9 @@
 //! to storage one at a time, never while a batch is being persisted, and the storage's verdict
 //! on each turned into the stream's answer and the core's news.
 //!
-//! Invariants: a chunk goes to storage only while no batch is being persisted, and no batch
-//! is handed out while a chunk is on the disk (a batch computed before the swap must not land
+//! Invariants: a chunk goes to storage only while no batch and no layer of the state machine
+//! is being persisted and every applied entry is persisted, and no batch is handed out (nor
+//! entry applied) while a chunk is on the disk (a batch computed before the swap must not land
 //! after it); every queued chunk is answered exactly once ([`Action::InstallAnswer`]) or handed
 //! back by `abandon`.
 
@@ -81,6 +82,11 @@ impl Replica {
         if self.installs.on_disk.is_some() || self.persisting.is_some() {
             return;
         }
+        // Storage must hold everything applied first: an install checks staleness against it,
+        // and replaces it (`maybe_flush` hands the rest out while chunks wait).
+        if self.state.is_flushing() || self.state.unfrozen_records() > 0 {
+            return;
+        }
         let Some(q) = self.installs.queue.pop_front() else {
             return;
         };
@@ -98,6 +104,14 @@ impl Replica {
     /// Whether a chunk is on the disk (no batch is handed out meanwhile).
     pub(crate) fn chunk_on_disk(&self) -> bool {
         self.installs.on_disk.is_some()
+    }
+
+    /// Whether the next chunk waits only for the state machine to reach storage: no batch is
+    /// handed out meanwhile either, so that the chunk goes next.
+    pub(crate) fn chunk_waits_for_state(&self) -> bool {
+        !self.installs.queue.is_empty()
+            && self.installs.on_disk.is_none()
+            && (self.state.is_flushing() || self.state.unfrozen_records() > 0)
     }
 
     /// Chunks waiting behind a batch being persisted or another chunk.
@@ -133,6 +147,7 @@ impl Replica {
                     index: meta.last_included_index,
                     term: meta.last_included_term,
                 };
+                self.state_replaced(out);
                 self.snapshot_installed(done.from, meta, now);
                 verdict
             }

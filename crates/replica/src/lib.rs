@@ -19,10 +19,12 @@
 //! if another leader's entry took the index; messages that promise durability leave only after
 //! `persisted`.
 
+mod apply;
 mod handover;
 mod install;
 mod propose;
 
+pub use apply::{FLUSH_INTERVAL_NS, FLUSH_RECORDS_MAX};
 pub use handover::{HandoverOutcome, Stop, HANDOVER_ELECTION_TIMEOUTS};
 pub use install::InstallVerdict;
 pub use propose::ProposeRefusal;
@@ -31,7 +33,10 @@ use regent_raft::{
     ConfChange, ConfChangeError, Config, ConfigError, LogIndex, Membership, Message, Nanos, NodeId,
     ProposeError, RaftNode, RaftRng, ReadError, RestoredState, SoftState, Term,
 };
-use regent_storage::{Applied, ApplyResult, Batch, LogStorage, SnapshotMeta, StorageError};
+use regent_raft::Entry;
+use regent_storage::{
+    ApplyResult, Batch, LogStorage, SnapshotMeta, StateFlush, StateMachine, StorageError,
+};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The caller's name for a request (a client operation, an API call): echoed in its answer.
@@ -84,9 +89,20 @@ pub enum Action {
     /// Send the message to `message.to`.
     Send(Message),
     /// Write the batch in one atomic, durable transaction (`LogStorage::write_batch`), then call
-    /// [`Replica::persisted`] with its number and the results. The messages that must wait for
-    /// durability are held by the replica until then.
+    /// [`Replica::persisted`] with its number. The messages that must wait for durability are
+    /// held by the replica until then. The batch carries no committed entries: the replica
+    /// applies them itself, in memory, once they are durable here.
     Persist(Persist),
+    /// Write this frozen layer of the state machine (`LogStorage::write_state`; not durable by
+    /// itself), then call [`Replica::state_persisted`] with its applied index. Off the commit
+    /// path: the answers it covers went out when the entries were applied.
+    PersistState(StateFlush),
+    /// These committed entries were applied, in order (for observers such as the simulator's
+    /// checkers; nothing to carry out).
+    Applied(Vec<Entry>),
+    /// The state machine could not be read: stop, as for a failed batch; a restart rebuilds
+    /// from what is durable.
+    Fatal(StorageError),
     /// A follower needs entries the log no longer holds: stream the storage snapshot to it.
     /// Report each chunk `to` acknowledges with [`Replica::snapshot_progress`] (the core gives
     /// up on a stream only after `snapshot_timeout_ms` without progress). When its install
@@ -149,8 +165,8 @@ pub struct Abandoned {
 #[derive(Debug)]
 struct Persisting {
     number: u64,
-    /// (index, term) of each committed entry in the batch, to answer proposals.
-    committed: Vec<(LogIndex, Term)>,
+    /// The committed entries the core handed out with the batch: applied once it is durable.
+    committed: Vec<Entry>,
     persisted_messages: Vec<Message>,
 }
 
@@ -190,6 +206,10 @@ pub struct Replica {
     fenced: u64,
     /// Snapshot chunks from leaders, queued for the disk.
     installs: install::Installs,
+    /// The state machine, applied in memory and persisted in layers (`apply`).
+    state: StateMachine,
+    /// When the oldest record not yet handed out to be persisted was applied.
+    unflushed_since: Option<Nanos>,
 }
 
 impl Replica {
@@ -203,6 +223,7 @@ impl Replica {
         now: Nanos,
     ) -> Result<Replica, ReplicaError> {
         let restored = restored_state(storage, &bootstrap)?;
+        let state = storage.state_machine();
         let handover_max_ns =
             HANDOVER_ELECTION_TIMEOUTS * config.election_timeout_min_ms * 1_000_000;
         let core = RaftNode::new(config, restored, rng, now)?;
@@ -225,6 +246,8 @@ impl Replica {
             host_applied: (Term(0), 0),
             fenced: 0,
             installs: install::Installs::default(),
+            state,
+            unflushed_since: None,
         })
     }
 
@@ -233,10 +256,17 @@ impl Replica {
         &self.core
     }
 
+    /// The state machine as applied here: local reads (after a confirmed read, or stale ones)
+    /// answer from it.
+    pub fn state(&self) -> &StateMachine {
+        &self.state
+    }
+
     /// When the caller must call `tick` next (the core's next timer or a hand-over's
     /// deadline).
     pub fn next_deadline(&self) -> Nanos {
         let core = self.core.next_deadline();
+        let core = self.flush_deadline().map_or(core, |f| core.min(f));
         self.handover_deadline().map_or(core, |h| core.min(h))
     }
 
@@ -345,6 +375,7 @@ impl Replica {
     /// ended, then the next snapshot chunk for the disk, and (when neither a batch nor a chunk
     /// is on the disk) the role change, the next batch's messages and the batch itself.
     pub fn poll(&mut self, out: &mut Vec<Action>) {
+        self.apply_committed(out);
         for state in self.core.take_read_states() {
             if let Some(token) = self.reads.remove(&state.ctx) {
                 out.push(Action::Read {
@@ -360,7 +391,8 @@ impl Replica {
         out.append(&mut self.queued);
         self.check_handovers(self.now, out);
         self.next_chunk(out);
-        if self.persisting.is_some() || self.chunk_on_disk() {
+        self.maybe_flush(out);
+        if self.persisting.is_some() || self.chunk_on_disk() || self.chunk_waits_for_state() {
             return;
         }
         let Some(ready) = self.core.ready() else {
@@ -371,20 +403,19 @@ impl Replica {
             out.push(Action::SoftState(soft));
         }
         out.extend(ready.messages.into_iter().map(Action::Send));
-        let batch = ready.batch;
+        let mut batch = ready.batch;
         self.persisting = Some(Persisting {
             number,
-            committed: batch.committed.iter().map(|e| (e.index, e.term)).collect(),
+            committed: std::mem::take(&mut batch.committed),
             persisted_messages: ready.persisted_messages,
         });
         out.push(Action::Persist(Persist { number, batch }));
     }
 
-    /// The batch `number` is durable and its committed entries applied with `applied` (one per
-    /// committed entry, in order, as `LogStorage::write_batch` returns them). Appends the
-    /// answers to proposals, the messages that waited for durability, and a compaction when
-    /// one is due.
-    pub fn persisted(&mut self, number: u64, applied: Vec<Applied>, out: &mut Vec<Action>) {
+    /// The batch `number` is durable. Applies the committed entries the core handed out with
+    /// it, and appends the answers to proposals, the messages that waited for durability, and
+    /// a compaction when one is due.
+    pub fn persisted(&mut self, number: u64, out: &mut Vec<Action>) {
         let done = self
             .persisting
             .take()
@@ -393,23 +424,10 @@ impl Replica {
             done.number, number,
             "persisted a batch other than the one in flight"
         );
-        assert_eq!(
-            done.committed.len(),
-            applied.len(),
-            "one result per committed entry"
-        );
-        for ((index, term), applied) in done.committed.into_iter().zip(applied) {
-            assert_eq!(index, applied.index, "results in the order of the entries");
-            self.answer(index, term, applied.result, out);
-        }
+        self.apply_entries(done.committed, out);
         out.extend(done.persisted_messages.into_iter().map(Action::Send));
         self.core.advance(number);
-        if self.compacting.is_none() {
-            if let Some(index) = self.core.snapshot_due() {
-                self.compacting = Some(index);
-                out.push(Action::Compact(index));
-            }
-        }
+        self.maybe_compact(out);
     }
 
     /// The storage log is compacted through `index` (after an [`Action::Compact`]).
@@ -431,7 +449,10 @@ impl Replica {
             return CompactNow::InFlight(index);
         }
         let applied = self.core.status(now).applied_index;
-        let index = applied.min(self.core.persisted_index());
+        // What the state machine persisted: the state the compacted prefix leaves behind.
+        let index = applied
+            .min(self.core.persisted_index())
+            .min(self.state.persisted());
         if index <= self.core.snapshot_index() {
             return CompactNow::UpToDate(self.core.snapshot_index());
         }
@@ -530,7 +551,7 @@ pub fn restored_state(
 /// from the start, and from then on the membership lives in the log (and in snapshots), never
 /// again in the configuration file.
 pub fn bootstrap_batch(voters: &Membership) -> Batch {
-    let entry = regent_raft::Entry {
+    let entry = Entry {
         index: LogIndex(1),
         term: Term(1),
         payload: regent_raft::EntryPayload::Config(voters.clone()),
@@ -596,9 +617,15 @@ mod tests {
             for action in out {
                 match action {
                     Action::Persist(p) => {
-                        let applied = disk.write_batch(&p.batch).unwrap();
+                        disk.write_batch(&p.batch).unwrap();
                         let mut more = Vec::new();
-                        r.persisted(p.number, applied, &mut more);
+                        r.persisted(p.number, &mut more);
+                        seen.extend(more);
+                    }
+                    Action::PersistState(flush) => {
+                        disk.write_state(&flush).unwrap();
+                        let mut more = Vec::new();
+                        r.state_persisted(flush.applied(), &mut more);
                         seen.extend(more);
                     }
                     other => seen.push(other),
@@ -637,7 +664,12 @@ mod tests {
             result,
             ApplyResult::Command(Ok(Response::Put { .. }))
         ));
-        assert_eq!(disk.state().applied, index);
+        // Applied in memory and answered; storage gets the layer later, off the commit path.
+        assert_eq!(r.state().applied(), index);
+        assert!(disk.state().applied < index, "persisted lazily");
+        r.tick(now + FLUSH_INTERVAL_NS);
+        run(&mut r, &mut disk);
+        assert_eq!(disk.state().applied, index, "persisted once the interval passed");
     }
 
     /// A single-node replica that leads, with its disk.
@@ -726,10 +758,27 @@ mod tests {
                 .any(|a| matches!(a, Action::InstallChunk { .. } | Action::Persist(_))),
             "nothing goes to the disk while a batch is being written: {out:?}"
         );
+        // What was applied goes to storage first: the install checks staleness against it.
+        let flush = out
+            .iter()
+            .find_map(|a| match a {
+                Action::PersistState(flush) => Some(flush.clone()),
+                _ => None,
+            })
+            .expect("the applied state is persisted before the chunk goes to the disk");
         assert_eq!(r.chunks_queued(), 1);
-        let applied = disk.write_batch(&persist.batch).unwrap();
+        disk.write_batch(&persist.batch).unwrap();
         let mut out = Vec::new();
-        r.persisted(persist.number, applied, &mut out);
+        r.persisted(persist.number, &mut out);
+        r.poll(&mut out);
+        assert!(
+            !out.iter()
+                .any(|a| matches!(a, Action::InstallChunk { .. })),
+            "no chunk while a state layer is on its way: {out:?}"
+        );
+        disk.write_state(&flush).unwrap();
+        let mut out = Vec::new();
+        r.state_persisted(flush.applied(), &mut out);
         r.poll(&mut out);
         let chunk = out
             .iter()

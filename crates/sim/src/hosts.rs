@@ -18,7 +18,7 @@ use super::time::MS;
 use super::workload::JOURNAL_RETENTION;
 use regent_raft::{Entry, EntryPayload, Nanos, NodeId};
 use regent_replica::{ProposalOutcome, ProposeRefusal, Token};
-use regent_storage::{ApplyResult, Command, CommandError, LogStorage, Proposal};
+use regent_storage::{ApplyResult, Command, CommandError, Proposal};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Tokens of fenced writes and of journal reports (apart from the clients' operations).
@@ -135,7 +135,7 @@ impl Hosts {
         let Some(now) = node.local_now(env.now()) else {
             return false;
         };
-        let applied = node.disk.store.state().journal.last;
+        let applied = node.applied_journal().last;
         if applied == 0 {
             return false;
         }

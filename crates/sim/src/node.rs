@@ -5,8 +5,9 @@
 
 use super::storage::SimDisk;
 use super::time::Clock;
-use regent_raft::{Config, Membership, Nanos, NodeId, RaftNode, Role, SplitMix64};
+use regent_raft::{Config, LogIndex, Membership, Nanos, NodeId, RaftNode, Role, SplitMix64};
 use regent_replica::{Abandoned, Replica};
+use regent_storage::{JournalState, LogStorage, StateReader};
 
 pub struct SimNode {
     pub id: NodeId,
@@ -37,6 +38,31 @@ impl SimNode {
     /// The node's consensus core, or `None` when it is down.
     pub fn core(&self) -> Option<&RaftNode> {
         self.replica.as_ref().map(Replica::core)
+    }
+
+    /// The state machine as this node applied it: the replica's (in memory, over what the
+    /// disk holds) while the node is up, what the disk holds while it is down.
+    pub fn applied_state(&self) -> &dyn StateReader {
+        match &self.replica {
+            Some(replica) => replica.state(),
+            None => &self.disk.store,
+        }
+    }
+
+    /// The last entry applied here (see [`SimNode::applied_state`]).
+    pub fn applied_index(&self) -> LogIndex {
+        match &self.replica {
+            Some(replica) => replica.state().applied(),
+            None => self.disk.store.state().applied,
+        }
+    }
+
+    /// The host's journal as applied here (see [`SimNode::applied_state`]).
+    pub fn applied_journal(&self) -> &JournalState {
+        match &self.replica {
+            Some(replica) => replica.state().journal(),
+            None => &self.disk.store.state().journal,
+        }
     }
 
     /// The replica of a node known to be up.

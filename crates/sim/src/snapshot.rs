@@ -215,13 +215,13 @@ impl SnapshotStreams {
                 self.ship(env, network, id, to, from, Event::SnapshotAck { id, k });
                 self.installed += 1;
                 env.note(format!("n{} installed a snapshot at {index}", to + 1));
-                let applied = nodes[to].disk.store.state().applied;
+                let applied = nodes[to].applied_index();
                 ChunkArrival::Installed { to, applied }
             }
             InstallVerdict::Refused(err) | InstallVerdict::Fatal(err) => {
                 env.note(format!("n{} refused a snapshot chunk: {err}", to + 1));
                 let s = self.streams.remove(&id).expect("checked above");
-                if s.meta.last_included_index > nodes[to].disk.store.state().applied
+                if s.meta.last_included_index > nodes[to].applied_index()
                     && s.ends_alive(nodes)
                 {
                     // Refused: the stream ends, which the sender sees (as the daemon's QUIC

@@ -19,6 +19,12 @@ pub enum Event {
         node: usize,
         incarnation: u64,
     },
+    /// A layer of node's state machine reaches its disk.
+    StateWritten {
+        node: usize,
+        incarnation: u64,
+        flush: regent_storage::StateFlush,
+    },
     Restart(usize),
     Fault,
     /// The operator's next membership action.

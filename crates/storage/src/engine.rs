@@ -9,6 +9,7 @@
 use super::error::StorageError;
 use super::snapshot::SnapshotHeader;
 use super::state;
+use super::state::StateFlush;
 use super::store::{LogRead, LogWrite, StoreRead, StoreWrite};
 use super::{Batch, LogState, SnapshotMeta, StorageOptions};
 use regent_raft::{Entry, LogIndex, Term};
@@ -101,11 +102,12 @@ pub(crate) fn validate(
     let mut last = state.last_index;
     let mut last_term = state.last_term;
     if let Some(from) = batch.truncate_from {
-        // Deleting a committed entry is how others lost acknowledged writes: never.
-        if from <= old.commit {
+        // Deleting a committed entry is how others lost acknowledged writes: never. (An
+        // applied entry is committed even where the stored commit index lags it.)
+        let committed = old.commit.max(state.applied);
+        if from <= committed {
             return invalid(format!(
-                "truncate_from {from} would delete committed entries (commit is {})",
-                old.commit
+                "truncate_from {from} would delete committed entries (commit is {committed})"
             ));
         }
         if from.0 > last.0 + 1 {
@@ -205,6 +207,47 @@ pub(crate) fn write_log(
         next.last_index = entry.index;
         next.last_term = entry.term;
     }
+    Ok(next)
+}
+
+/// Writes a frozen layer of the state machine over the backend's state half, after checking
+/// that it was built on exactly what the backend holds and that the log holds the entry it
+/// brings the state machine to. The stored commit index may stay below the new applied index
+/// (it is written with the log's batches, in their order): it is volatile, and recovery takes
+/// the larger of the two.
+pub(crate) fn write_state(
+    store: &mut dyn StoreWrite,
+    state: &LogState,
+    flush: &StateFlush,
+) -> Result<LogState, StorageError> {
+    let to = &flush.to;
+    if flush.from != state.applied {
+        return Err(StorageError::InvalidRequest(format!(
+            "a state-machine layer built on applied index {} but the store holds {}",
+            flush.from, state.applied
+        )));
+    }
+    if to.applied < flush.from || to.applied > state.last_index {
+        return Err(StorageError::InvalidRequest(format!(
+            "a state-machine layer up to {} but the log holds {}..={}",
+            to.applied, state.first_index, state.last_index
+        )));
+    }
+    let term = term_at(store, state, to.applied)?;
+    if term != to.applied_term {
+        return Err(StorageError::InvalidRequest(format!(
+            "a state-machine layer up to entry {} of term {}, but the log holds term {term} there",
+            to.applied, to.applied_term
+        )));
+    }
+    flush.layer.write_to(store)?;
+    let mut next = state.clone();
+    next.applied = to.applied;
+    next.applied_term = to.applied_term;
+    next.revision = to.revision;
+    next.journal = to.journal.clone();
+    next.membership = to.membership.clone();
+    next.membership_index = to.membership_index;
     Ok(next)
 }
 

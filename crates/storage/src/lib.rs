@@ -35,6 +35,7 @@ pub use redb::{FileCompaction, RedbStorage, DB_FILE_NAME, STORAGE_FORMAT_VERSION
 pub use snapshot::{SnapshotSource, SNAPSHOT_CHUNK_BYTES_MAX, SNAPSHOT_FORMAT_VERSION};
 pub use state::JournalRetention;
 pub use state::{Applied, ApplyResult, ChangePage, StateDigest, StateReader};
+pub use state::{StateBase, StateFlush, StateMachine};
 pub use state::{Change, ChangeKind};
 pub use state::{
     Command, CommandError, Compare, CompareOp, CompareTarget, KeyValue, Op, Outcome, Proposal,
@@ -314,6 +315,17 @@ pub trait LogStorage: StateReader {
 
     /// Abandons an install in progress, if any.
     fn install_abort(&mut self);
+
+    /// The state machine over what this store persisted, for a replica that applies committed
+    /// entries in memory ([`StateMachine`]) and hands its layers back to
+    /// [`write_state`](Self::write_state).
+    fn state_machine(&self) -> StateMachine;
+
+    /// Writes a frozen layer of the state machine, built on exactly the applied index the store
+    /// holds. Not durable by itself: the next durable write (a batch that must sync, a
+    /// compaction, an install) makes it durable with everything before it, and a crash before
+    /// then goes back to the previous layer, after which the log is applied again.
+    fn write_state(&mut self, flush: &StateFlush) -> Result<(), StorageError>;
 
     /// Compacts the file when much of it is free (redb never shrinks on its own). Slow: call it
     /// off the commit path. Returns whether it compacted.

@@ -15,17 +15,18 @@ use super::state::{
     StateReader,
 };
 use super::store::{
-    decode_row, encode_row, KvPage, LogRead, LogWrite, RecordVisitor, StateRead, StateWrite,
-    StorePath,
+    decode_row, encode_row, kv_range_start, KvPage, LogRead, LogWrite, RecordVisitor, StateRead,
+    StateWrite, StorePath,
 };
 use super::{
-    Applied, Batch, ChangePage, Identity, InstallProgress, JournalPage, KeyValue, LogState,
+    Applied, Batch, ChangePage, StateBase, StateFlush, StateMachine, Identity, InstallProgress, JournalPage, KeyValue, LogState,
     LogStorage, Recovered, SnapshotMeta, StateDigest, StorageOptions, MEMORY_PATH,
 };
 use regent_raft::{Entry, EntryPayload, HardState, LogIndex, Membership, Term};
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// A fault for the next write (batch, compaction or install swap), injected by the simulator
 /// or a test. Each models a redb outcome.
@@ -41,7 +42,7 @@ pub enum MemFault {
 }
 
 #[derive(Clone, Debug, Default)]
-struct MemState {
+pub(crate) struct MemState {
     hard_state: HardState,
     membership: MembershipRecord,
     snapshot: SnapshotMeta,
@@ -57,7 +58,8 @@ struct MemState {
 pub struct MemStorage {
     identity: Identity,
     options: StorageOptions,
-    state: MemState,
+    /// Shared with the state machine's base (`StateBase`), which reads the state half.
+    state: Arc<Mutex<MemState>>,
     /// The summary of `state`, as of the last successful write.
     cached: LogState,
     install: Option<MemInstall>,
@@ -87,7 +89,7 @@ impl MemStorage {
         let mut storage = MemStorage {
             identity,
             options,
-            state: MemState::default(),
+            state: Arc::default(),
             cached: LogState::default(),
             install: None,
             fault: None,
@@ -114,8 +116,9 @@ impl MemStorage {
             });
         }
         let fault = self.fault.take();
+        let mut guard = lock(&self.state);
         let mut txn = MemTxn {
-            state: &mut self.state,
+            state: &mut guard,
             undo: Vec::new(),
             ops: 0,
             fail_at_op: match fault {
@@ -148,9 +151,29 @@ impl MemStorage {
         }
     }
 
-    fn read(&self) -> MemRead<'_> {
-        MemRead(&self.state)
+    fn read(&self) -> MemLocked<'_> {
+        MemLocked {
+            state: lock(&self.state),
+        }
     }
+
+    /// The state half's base for a state machine over this store.
+    pub(crate) fn shared(&self) -> Arc<Mutex<MemState>> {
+        Arc::clone(&self.state)
+    }
+}
+
+/// The lock of the shared state; a panic while it was held (a test's) leaves it usable.
+fn lock(state: &Mutex<MemState>) -> MutexGuard<'_, MemState> {
+    state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Runs `read` over the state half of a shared memory store.
+pub(crate) fn read_shared<T>(
+    state: &Mutex<MemState>,
+    read: impl FnOnce(&mut dyn StateRead) -> Result<T, StorageError>,
+) -> Result<T, StorageError> {
+    read(&mut MemLocked { state: lock(state) })
 }
 
 impl LogStorage for MemStorage {
@@ -162,7 +185,7 @@ impl LogStorage for MemStorage {
         let cached = self.cached.clone();
         let options = self.options.clone();
         let sync = super::batch_must_sync(&cached, batch);
-        let before = (!sync && self.durable.is_none()).then(|| self.state.clone());
+        let before = (!sync && self.durable.is_none()).then(|| lock(&self.state).clone());
         let (applied, next) = self.write(|txn| {
             engine::validate(txn, &cached, batch, &options)?;
             let next = engine::write_log(txn, &cached, batch)?;
@@ -180,9 +203,9 @@ impl LogStorage for MemStorage {
     fn reload(&mut self) -> Result<Recovered, StorageError> {
         self.install = None;
         if let Some(durable) = self.durable.take() {
-            self.state = durable;
+            *lock(&self.state) = durable;
         }
-        let recovered = recovery::recover(&mut MemRead(&self.state), &self.identity)?;
+        let recovered = recovery::recover(&mut self.read(), &self.identity)?;
         self.cached = recovered.state.clone();
         self.reload_required = false;
         Ok(recovered)
@@ -209,35 +232,33 @@ impl LogStorage for MemStorage {
     }
 
     fn snapshot(&self) -> Result<Box<dyn SnapshotSource>, StorageError> {
-        let sm = &self.state.sm;
+        let state = lock(&self.state);
+        let sm = &state.sm;
         let header = SnapshotHeader {
             meta: SnapshotMeta {
                 last_included_index: sm.applied,
                 last_included_term: sm.applied_term,
-                membership: self.state.membership.membership.clone(),
+                membership: state.membership.membership.clone(),
             },
             revision: sm.revision,
             log_time_ms: sm.log_time_ms,
             sweep_bucket: sm.sweep_bucket,
             session_count: sm.session_count,
-            journal: self.state.journal_state.clone(),
+            journal: state.journal_state.clone(),
         };
         // A copy is this store's consistent view: writes after this call do not show.
         let cursor = MemCursor {
-            kv: self
-                .state
+            kv: state
                 .kv
                 .iter()
                 .map(|(k, r)| (k.clone(), r.encode()))
                 .collect(),
-            sessions: self
-                .state
+            sessions: state
                 .sessions
                 .iter()
                 .map(|(id, s)| (*id, encode_row(s)))
                 .collect(),
-            journal: self
-                .state
+            journal: state
                 .journal
                 .iter()
                 .map(|(index, r)| (*index, r.encode()))
@@ -320,6 +341,23 @@ impl LogStorage for MemStorage {
 
     fn install_abort(&mut self) {
         self.install = None;
+    }
+
+    fn state_machine(&self) -> StateMachine {
+        let base = StateBase::mem(self.shared());
+        StateMachine::new(base, self.cached.clone(), self.options.clone())
+    }
+
+    fn write_state(&mut self, flush: &StateFlush) -> Result<(), StorageError> {
+        let cached = self.cached.clone();
+        // Not durable: a crash goes back to the last durable write, as redb's does.
+        let before = self.durable.is_none().then(|| lock(&self.state).clone());
+        let next = self.write(|txn| engine::write_state(txn, &cached, flush))?;
+        if self.durable.is_none() {
+            self.durable = before;
+        }
+        self.cached = next;
+        Ok(())
     }
 }
 
@@ -496,6 +534,7 @@ impl StateRead for MemRead<'_> {
     fn kv_range(
         &mut self,
         prefix: &[u8],
+        after: Option<&[u8]>,
         limit: usize,
         bytes_max: usize,
     ) -> Result<KvPage, StorageError> {
@@ -504,7 +543,7 @@ impl StateRead for MemRead<'_> {
         let range = self
             .0
             .kv
-            .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
+            .range::<[u8], _>((kv_range_start(prefix, after), Bound::Unbounded))
             .take_while(|(k, _)| k.starts_with(prefix));
         for (key, record) in range {
             if out.len() >= limit || bytes > bytes_max {
@@ -580,6 +619,17 @@ impl StateRead for MemRead<'_> {
             visit(&index.to_be_bytes(), &record.encode())?;
         }
         Ok(())
+    }
+}
+
+/// A read of the shared state, holding its lock.
+struct MemLocked<'a> {
+    state: MutexGuard<'a, MemState>,
+}
+
+impl StorePath for MemLocked<'_> {
+    fn path(&self) -> &Path {
+        Path::new(MEMORY_PATH)
     }
 }
 
@@ -680,7 +730,10 @@ impl StorePath for MemTxn<'_> {
     }
 }
 
-impl LogRead for MemTxn<'_> {
+/// The reads of both halves, answered from the state behind `self.state`.
+macro_rules! delegate_store_reads {
+    ($t:ty) => {
+impl LogRead for $t {
     delegate_reads! {
         hard_state() -> HardState;
         snapshot_meta() -> SnapshotMeta;
@@ -691,12 +744,12 @@ impl LogRead for MemTxn<'_> {
     }
 }
 
-impl StateRead for MemTxn<'_> {
+impl StateRead for $t {
     delegate_reads! {
         membership() -> MembershipRecord;
         sm_meta() -> SmMeta;
         kv_get(key: &[u8]) -> Option<KvRecord>;
-        kv_range(prefix: &[u8], limit: usize, bytes_max: usize) -> KvPage;
+        kv_range(prefix: &[u8], after: Option<&[u8]>, limit: usize, bytes_max: usize) -> KvPage;
         kv_scan(visit: &mut RecordVisitor<'_>) -> ();
         session(client_id: u64) -> Option<SessionRecord>;
         session_scan(visit: &mut RecordVisitor<'_>) -> ();
@@ -707,6 +760,11 @@ impl StateRead for MemTxn<'_> {
         journal_scan(visit: &mut RecordVisitor<'_>) -> ();
     }
 }
+    };
+}
+
+delegate_store_reads!(MemTxn<'_>);
+delegate_store_reads!(MemLocked<'_>);
 
 impl LogWrite for MemTxn<'_> {
     fn set_hard_state(&mut self, hard_state: &HardState) -> Result<(), StorageError> {
@@ -846,5 +904,27 @@ impl StateWrite for MemTxn<'_> {
             self.undo.push(Undo::Journal(index, Some(record)));
         }
         Ok(())
+    }
+}
+
+/// A bare state half, for tests of code written on the primitives (the state machine's
+/// overlay): each `write` is a transaction of its own, never rolled back.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct MemTables(MemState);
+
+#[cfg(test)]
+impl MemTables {
+    pub(crate) fn read(&self) -> Box<dyn StateRead + '_> {
+        Box::new(MemRead(&self.0))
+    }
+
+    pub(crate) fn write(&mut self) -> Box<dyn StateWrite + '_> {
+        Box::new(MemTxn {
+            state: &mut self.0,
+            undo: Vec::new(),
+            ops: 0,
+            fail_at_op: None,
+        })
     }
 }

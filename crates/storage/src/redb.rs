@@ -16,11 +16,11 @@ use super::state::{
     StateReader,
 };
 use super::store::{
-    decode_entry, decode_row, encode_entry, encode_row, entry_config, entry_term, KvPage, LogRead,
-    LogWrite, RecordVisitor, StateRead, StateWrite, StorePath,
+    decode_entry, decode_row, encode_entry, encode_row, entry_config, entry_term, kv_range_start,
+    KvPage, LogRead, LogWrite, RecordVisitor, StateRead, StateWrite, StorePath,
 };
 use super::{
-    Applied, ApplyMode, Batch, ChangePage, Identity, InstallProgress, JournalPage, KeyValue,
+    Applied, ApplyMode, Batch, StateBase, StateFlush, StateMachine, ChangePage, Identity, InstallProgress, JournalPage, KeyValue,
     LogState, LogStorage, Recovered, SnapshotMeta, StateDigest, StorageOptions,
 };
 use redb::{
@@ -30,6 +30,7 @@ use redb::{
 use regent_raft::{Entry, HardState, LogIndex, Membership, NodeId, Term};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The database file inside a node's data directory.
 pub const DB_FILE_NAME: &str = "regent.redb";
@@ -68,12 +69,18 @@ macro_rules! table {
     };
 }
 
+/// The database handle a storage and its state machine's base share.
+pub(crate) type SharedDb = Arc<Mutex<Option<Database>>>;
+
 pub struct RedbStorage {
     path: PathBuf,
     identity: Identity,
     options: StorageOptions,
-    /// `None` after a failed write until `reload` reopens the file.
-    db: Option<Database>,
+    /// `None` after a failed write until `reload` reopens the file. Shared with the state
+    /// machine's base (`StateBase`), which begins read transactions on the driver's thread;
+    /// the lock is held only to begin a transaction (redb's transactions do not borrow the
+    /// database), to compact the file, and to close or reopen it.
+    db: SharedDb,
     /// The summary of the durable state, as of the last successful write.
     cached: LogState,
     install: Option<snapshot::Receiver>,
@@ -104,7 +111,7 @@ impl RedbStorage {
             path,
             identity: identity.clone(),
             options,
-            db: None,
+            db: Arc::default(),
             cached: LogState::default(),
             install: None,
         };
@@ -118,13 +125,10 @@ impl RedbStorage {
 
     /// The file's size and how much of it redb has no use for.
     pub fn file_usage(&self) -> Result<(u64, u64), StorageError> {
-        let db = self.db()?;
         let len = std::fs::metadata(&self.path)
             .map_err(|e| StorageError::redb(&self.path, "stat", e))?
             .len();
-        let txn = db
-            .begin_write()
-            .map_err(|e| StorageError::redb(&self.path, "begin write", e))?;
+        let txn = self.begin_write()?;
         let stats = txn
             .stats()
             .map_err(|e| StorageError::redb(&self.path, "stats", e))?;
@@ -140,7 +144,8 @@ impl RedbStorage {
     pub fn compact_file(&mut self) -> Result<FileCompaction, StorageError> {
         let (before, free_before) = self.file_usage()?;
         let path = self.path.clone();
-        let Some(db) = self.db.as_mut() else {
+        let mut guard = lock(&self.db);
+        let Some(db) = guard.as_mut() else {
             return Err(StorageError::ReloadRequired { path });
         };
         let mut busy = false;
@@ -154,11 +159,12 @@ impl RedbStorage {
                     break;
                 }
                 Err(err) => {
-                    self.db = None;
+                    *guard = None;
                     return Err(StorageError::redb(&path, "compact the file", err));
                 }
             }
         }
+        drop(guard);
         let (after, free_after) = self.file_usage()?;
         Ok(FileCompaction {
             bytes_before: before,
@@ -169,20 +175,24 @@ impl RedbStorage {
         })
     }
 
-    fn db(&self) -> Result<&Database, StorageError> {
-        self.db
-            .as_ref()
-            .ok_or_else(|| StorageError::ReloadRequired {
+    fn begin_write(&self) -> Result<WriteTransaction, StorageError> {
+        match lock(&self.db).as_ref() {
+            Some(db) => db
+                .begin_write()
+                .map_err(|e| StorageError::redb(&self.path, "begin write", e)),
+            None => Err(StorageError::ReloadRequired {
                 path: self.path.clone(),
-            })
+            }),
+        }
     }
 
     fn read_txn(&self) -> Result<RedbStore<'_, ReadTransaction>, StorageError> {
-        let txn = self
-            .db()?
-            .begin_read()
-            .map_err(|e| StorageError::redb(&self.path, "begin read", e))?;
-        Ok(RedbStore::new(txn, &self.path))
+        Ok(RedbStore::new(begin_read(&self.db, &self.path)?, &self.path))
+    }
+
+    /// The handle the state machine's base reads through.
+    pub(crate) fn shared(&self) -> SharedDb {
+        Arc::clone(&self.db)
     }
 
     /// Runs `body` in one write transaction committed with `durability`. Any failure aborts
@@ -193,11 +203,8 @@ impl RedbStorage {
         body: impl FnOnce(&WriteTransaction, &Path) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
         let path = self.path.clone();
-        let db = self.db()?;
         let result = (|| {
-            let mut txn = db
-                .begin_write()
-                .map_err(|e| StorageError::redb(&path, "begin write", e))?;
+            let mut txn = self.begin_write()?;
             txn.set_durability(durability)
                 .map_err(|e| StorageError::redb(&path, "set durability", e))?;
             match body(&txn, &path) {
@@ -216,11 +223,36 @@ impl RedbStorage {
         if let Err(err) = &result {
             if err.requires_reload() {
                 self.install = None;
-                self.db = None;
+                *lock(&self.db) = None;
             }
         }
         result
     }
+}
+
+/// The lock of the shared handle; a panic while it was held leaves it usable.
+fn lock(db: &Mutex<Option<Database>>) -> MutexGuard<'_, Option<Database>> {
+    db.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn begin_read(db: &Mutex<Option<Database>>, path: &Path) -> Result<ReadTransaction, StorageError> {
+    match lock(db).as_ref() {
+        Some(db) => db
+            .begin_read()
+            .map_err(|e| StorageError::redb(path, "begin read", e)),
+        None => Err(StorageError::ReloadRequired {
+            path: path.to_path_buf(),
+        }),
+    }
+}
+
+/// Runs `read` over the state half of a shared database, in one read transaction.
+pub(crate) fn read_shared<T>(
+    db: &Mutex<Option<Database>>,
+    path: &Path,
+    read: impl FnOnce(&mut dyn StateRead) -> Result<T, StorageError>,
+) -> Result<T, StorageError> {
+    read(&mut RedbStore::new(begin_read(db, path)?, path))
 }
 
 /// Builds a new database aside, then renames it into place.
@@ -483,10 +515,10 @@ impl LogStorage for RedbStorage {
     fn reload(&mut self) -> Result<Recovered, StorageError> {
         self.install = None;
         // Close first: redb holds a lock on the file and must repair after a failed commit.
-        self.db = None;
+        *lock(&self.db) = None;
         let db = open_db(&self.path, &self.options)?;
         check_identity(&db, &self.path, &self.identity)?;
-        self.db = Some(db);
+        *lock(&self.db) = Some(db);
         let recovered = {
             let mut store = self.read_txn()?;
             recovery::recover(&mut store, &self.identity)
@@ -497,7 +529,7 @@ impl LogStorage for RedbStorage {
                 Ok(recovered)
             }
             Err(err) => {
-                self.db = None;
+                *lock(&self.db) = None;
                 Err(err)
             }
         }
@@ -661,6 +693,19 @@ impl LogStorage for RedbStorage {
         self.install = None;
     }
 
+    fn state_machine(&self) -> StateMachine {
+        let base = StateBase::redb(self.shared(), self.path.clone());
+        StateMachine::new(base, self.cached.clone(), self.options.clone())
+    }
+
+    fn write_state(&mut self, flush: &StateFlush) -> Result<(), StorageError> {
+        let cached = self.cached.clone();
+        self.cached = self.write_txn(Durability::None, |txn, path| {
+            engine::write_state(&mut RedbStore::new(txn, path), &cached, flush)
+        })?;
+        Ok(())
+    }
+
     fn maybe_compact_file(&mut self) -> Result<bool, StorageError> {
         let (len, free) = self.file_usage()?;
         let enough = free >= self.options.compact_free_bytes_min
@@ -670,7 +715,8 @@ impl LogStorage for RedbStorage {
             return Ok(false);
         }
         let path = self.path.clone();
-        let Some(db) = self.db.as_mut() else {
+        let mut guard = lock(&self.db);
+        let Some(db) = guard.as_mut() else {
             return Err(StorageError::ReloadRequired { path });
         };
         // redb compacts a step at a time; a bound keeps a pathological file from looping.
@@ -682,7 +728,7 @@ impl LogStorage for RedbStorage {
                 // A snapshot being streamed holds a read transaction: try again later.
                 Err(redb::CompactionError::TransactionInProgress) => break,
                 Err(err) => {
-                    self.db = None;
+                    *guard = None;
                     return Err(StorageError::redb(&path, "compact the file", err));
                 }
             }
@@ -936,6 +982,7 @@ impl<S: Source> StateRead for RedbStore<'_, S> {
     fn kv_range(
         &mut self,
         prefix: &[u8],
+        after: Option<&[u8]>,
         limit: usize,
         bytes_max: usize,
     ) -> Result<KvPage, StorageError> {
@@ -944,7 +991,7 @@ impl<S: Source> StateRead for RedbStore<'_, S> {
         let mut out = Vec::new();
         let mut bytes = 0;
         let range = kv
-            .range::<&[u8]>((Bound::Included(prefix), Bound::Unbounded))
+            .range::<&[u8]>((kv_range_start(prefix, after), Bound::Unbounded))
             .map_err(read_err(path))?;
         for item in range {
             let (key, value) = item.map_err(read_err(path))?;

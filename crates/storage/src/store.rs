@@ -16,6 +16,7 @@ use super::state::{
 use super::SnapshotMeta;
 use regent_raft::{Entry, EntryPayload, HardState, LogIndex, Membership, Term};
 use serde::{Deserialize, Serialize};
+use std::ops::Bound;
 use std::path::Path;
 
 /// Keys with their records, and whether more keys matched.
@@ -56,11 +57,13 @@ pub(crate) trait StateRead: StorePath {
     fn membership(&mut self) -> Result<MembershipRecord, StorageError>;
     fn sm_meta(&mut self) -> Result<SmMeta, StorageError>;
     fn kv_get(&mut self, key: &[u8]) -> Result<Option<KvRecord>, StorageError>;
-    /// Keys starting with `prefix` in order: at most `limit`, stopping after the pair that
-    /// passes `bytes_max`. The flag tells whether more keys match.
+    /// Keys starting with `prefix` (and above `after`, if given) in order: at most `limit`,
+    /// stopping after the pair that passes `bytes_max`. The flag tells whether more keys match.
+    /// Where the range starts is `kv_range_start`.
     fn kv_range(
         &mut self,
         prefix: &[u8],
+        after: Option<&[u8]>,
         limit: usize,
         bytes_max: usize,
     ) -> Result<KvPage, StorageError>;
@@ -119,6 +122,15 @@ pub(crate) trait StateWrite: StateRead {
     fn journal_put(&mut self, index: u64, record: &JournalRecord) -> Result<(), StorageError>;
     /// Removes every journal operation at or below `index`.
     fn journal_remove_through(&mut self, index: u64) -> Result<(), StorageError>;
+}
+
+/// Where `StateRead::kv_range` starts: above `after` when it is given and not below
+/// `prefix`, else at `prefix` (every key with the prefix is then above `after`).
+pub(crate) fn kv_range_start<'k>(prefix: &'k [u8], after: Option<&'k [u8]>) -> Bound<&'k [u8]> {
+    match after {
+        Some(after) if after >= prefix => Bound::Excluded(after),
+        _ => Bound::Included(prefix),
+    }
 }
 
 /// Both halves, read: for recovery and the summary of the durable state.

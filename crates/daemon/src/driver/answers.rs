@@ -8,7 +8,7 @@ use super::{Driver, DriverError, Pending};
 use crate::api::{
     BusyReason, HandoverAnswer, RequestError, StorageFailure, TransferFailure, WriteAnswer,
 };
-use crate::disk::DiskRequest;
+use crate::disk;
 use regent_raft::{LogIndex, NodeId, ProposeError, ReadError};
 use regent_replica::{HandoverOutcome, InstallVerdict, ProposalOutcome, Token};
 use regent_storage::{ApplyResult, CommandError};
@@ -55,21 +55,16 @@ impl Driver {
         let Some(pending) = self.pending.remove(&token) else {
             return;
         };
-        let Pending::Read {
-            query: Some(query),
-            reply,
-        } = pending
+        let Pending::Read { query, reply } = pending
         else {
             self.pending.insert(token, pending);
             return;
         };
         match result {
             Ok(_) => {
-                // The disk thread runs requests in order: this read sees every batch applied
-                // before it, which includes the read index.
-                self.pending
-                    .insert(token, Pending::Read { query: None, reply });
-                self.disk.send(DiskRequest::Read { token, query });
+                // The replica has applied the read index (in memory): answer from there.
+                let answer = disk::read(self.replica.state(), query);
+                let _ = reply.send(answer.map_err(|e| RequestError::Storage(StorageFailure::Read(e))));
             }
             Err(err) => {
                 let _ = reply.send(Err(self.read_error(err)));

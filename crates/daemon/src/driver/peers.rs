@@ -8,9 +8,8 @@
 
 use super::Driver;
 use crate::api::{self, ReadAnswer, ReadQuery};
-use crate::disk::DiskRequest;
+use crate::disk;
 use regent_raft::{Membership, Nanos, NodeId};
-use regent_replica::Token;
 use regent_storage::StorageError;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -27,7 +26,6 @@ pub(super) struct Peers {
     addresses: BTreeMap<NodeId, SocketAddr>,
     /// Set on a membership change: the records are read at the next turn.
     due: bool,
-    read: Option<Token>,
     read_at: Nanos,
     last_membership: Membership,
 }
@@ -37,7 +35,6 @@ impl Peers {
         Peers {
             addresses,
             due: false,
-            read: None,
             read_at: 0,
             last_membership: membership,
         }
@@ -45,15 +42,6 @@ impl Peers {
 
     pub(super) fn address(&self, id: NodeId) -> Option<SocketAddr> {
         self.addresses.get(&id).copied()
-    }
-
-    /// Whether `token` is the read of the address records (and it is answered now).
-    pub(super) fn is_address_read(&mut self, token: Token) -> bool {
-        let ours = self.read == Some(token);
-        if ours {
-            self.read = None;
-        }
-        ours
     }
 }
 
@@ -77,13 +65,11 @@ impl Driver {
         self.maybe_read_addresses(now);
     }
 
-    /// Asks the disk for the members' address records when they are due: after a membership
-    /// change, and (at most once a second) while a member of the configuration has no known
-    /// address — on a follower the record may be applied a little after the change appears.
+    /// Reads the members' address records from the state machine when they are due: after a
+    /// membership change, and (at most once a second) while a member of the configuration has
+    /// no known address — on a follower the record may be applied a little after the change
+    /// appears.
     fn maybe_read_addresses(&mut self, now: Nanos) {
-        if self.peers.read.is_some() {
-            return;
-        }
         let missing = self
             .replica
             .core()
@@ -102,15 +88,14 @@ impl Driver {
         }
         self.peers.due = false;
         self.peers.read_at = now;
-        let token = self.token();
-        self.peers.read = Some(token);
-        self.disk.send(DiskRequest::Read {
-            token,
-            query: ReadQuery::Range {
+        let result = disk::read(
+            self.replica.state(),
+            ReadQuery::Range {
                 prefix: api::members::MEMBER_ADDRESS_PREFIX.to_vec(),
                 limit: api::members::MEMBER_RECORDS_MAX,
             },
-        });
+        );
+        self.on_address_records(result);
     }
 
     pub(super) fn on_address_records(&mut self, result: Result<ReadAnswer, StorageError>) {

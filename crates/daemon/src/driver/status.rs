@@ -18,9 +18,6 @@ pub(super) struct Publisher {
     sender: watch::Sender<NodeStatus>,
     pub(super) link_up: BTreeMap<NodeId, bool>,
     pub(super) certificate_not_after_unix: Option<i64>,
-    /// The KV store's revision and the host's journal after the last batch.
-    revision: u64,
-    journal: regent_storage::JournalState,
     /// When the batch on the disk was sent there (None when the disk is idle of batches).
     persist_started: Option<Nanos>,
     persist_stall_max: Duration,
@@ -38,8 +35,6 @@ impl Publisher {
             sender,
             link_up: BTreeMap::new(),
             certificate_not_after_unix: Some(not_after_unix),
-            revision: 0,
-            journal: Default::default(),
             persist_started: None,
             persist_stall_max,
             stall_warned: false,
@@ -51,17 +46,10 @@ impl Publisher {
         self.persist_started = Some(now);
     }
 
-    /// A batch is durable: the state machine's revision and journal after it.
-    pub(super) fn persisted(&mut self, revision: u64, journal: regent_storage::JournalState) {
+    /// A batch is durable.
+    pub(super) fn persisted(&mut self) {
         self.persist_started = None;
         self.stall_warned = false;
-        self.revision = revision;
-        self.journal = journal;
-    }
-
-    /// A snapshot was installed: its journal is the state machine's now.
-    pub(super) fn installed(&mut self, journal: regent_storage::JournalState) {
-        self.journal = journal;
     }
 
     /// The core steps down on its own when its durable write stalls past the bound; this says
@@ -144,15 +132,17 @@ impl Driver {
             commit_index: s.commit_index,
             applied_index: s.applied_index,
             last_index: s.last_index,
-            revision: p.revision,
+            revision: self.replica.state().revision(),
             writable: s.writable,
             lease_deadline_ns: s.lease_deadline.filter(|_| s.role == Role::Leader),
             members,
             links: p.link_up.clone(),
             host_healthy: self.replica.host_healthy(),
             certificate_not_after_unix: p.certificate_not_after_unix,
-            catch_up_index: self.replica.catch_up_index(&p.journal, now),
-            journal: p.journal.clone(),
+            catch_up_index: self
+                .replica
+                .catch_up_index(self.replica.state().journal(), now),
+            journal: self.replica.state().journal().clone(),
             host_applied_index: self.replica.host_applied_index(),
         };
         p.sender.send_if_modified(|current| {

@@ -903,6 +903,25 @@ impl RaftNode {
         Some(ready)
     }
 
+    /// Committed entries that are durable here and not yet handed out, for a caller that
+    /// applies them at once, outside the `Ready` cycle (in memory, on its own thread): they
+    /// count as applied when this returns, and the reads waiting for them are released. It
+    /// hands out nothing while the outstanding `Ready` still carries committed entries (they
+    /// apply first, in order), and never an entry above the persisted index, so whatever the
+    /// caller persists of its state machine lies within its durable log. The leader commits
+    /// only what it has persisted, so on a leader this is every committed entry.
+    pub fn take_applicable(&mut self) -> Vec<Entry> {
+        if self.log.applying != self.log.applied {
+            return Vec::new();
+        }
+        let entries = self.log.take_committed(self.log.persisted);
+        if !entries.is_empty() {
+            self.log.mark_applied();
+            self.release_reads();
+        }
+        entries
+    }
+
     /// Acknowledges the outstanding `Ready`, by its [`number`](Ready::number): its batch is
     /// durable, its committed entries applied, its persisted messages sent. Acknowledging any
     /// other number (or none outstanding) is a bug in the caller, and panics.

@@ -8,7 +8,7 @@ use super::linearizability::{self, Verdict};
 use super::{Finding, ViolationKind};
 use regent_raft::{EntryPayload, LogIndex, NodeId, Term};
 use regent_storage::{
-    ChangeKind, Command, LogStorage, MemStorage, Proposal, StateReader, StorageError,
+    ChangeKind, Command, LogStorage, MemStorage, Proposal, StorageError,
 };
 use std::collections::BTreeSet;
 
@@ -41,7 +41,7 @@ fn acknowledged_writes_kept(
             // Below a snapshot the entry is gone; the digests compare the state.
             let compacted = index <= state.snapshot.last_included_index;
             let holds = n.disk.store.term(index).ok();
-            if state.applied < index || (!compacted && holds != Some(term)) {
+            if n.applied_index() < index || (!compacted && holds != Some(term)) {
                 let detail = format!("acknowledged write at {index} ({term}) missing on {}", n.id);
                 return Err(Finding::new(ViolationKind::AcknowledgedWriteLost, detail));
             }
@@ -55,7 +55,7 @@ fn acknowledged_writes_kept(
 fn same_state_machines(members: &[&SimNode]) -> Result<(), Finding> {
     let digests: Vec<(NodeId, _)> = members
         .iter()
-        .map(|n| (n.id, n.disk.store.digest().expect("the digest reads")))
+        .map(|n| (n.id, n.applied_state().digest().expect("the digest reads")))
         .collect();
     let Some((first, d0)) = digests.first() else {
         return Ok(());
@@ -72,7 +72,7 @@ fn same_state_machines(members: &[&SimNode]) -> Result<(), Finding> {
 /// Exactly once: every write (a unique value) changed the node's state machine at most once,
 /// however many times it was retried.
 fn applied_at_most_once(n: &SimNode) -> Result<(), Finding> {
-    let store = &n.disk.store;
+    let store = n.applied_state();
     // A snapshot install starts the feed over at the snapshot's revision.
     let page = match store.changes_after(0, usize::MAX) {
         Err(StorageError::ChangesCompacted { floor, .. }) => store.changes_after(floor, usize::MAX),
@@ -92,7 +92,7 @@ fn applied_at_most_once(n: &SimNode) -> Result<(), Finding> {
             n.id,
             value_of(&value),
             change.revision,
-            entries_putting(store, &value)
+            entries_putting(&n.disk.store, &value)
         );
         return Err(Finding::new(ViolationKind::ExactlyOnce, detail));
     }

@@ -10,8 +10,9 @@
 //! digests cover the rest.
 
 use super::{Finding, ViolationKind};
+use crate::node::SimNode;
 use regent_raft::NodeId;
-use regent_storage::{LogStorage, StorageError};
+use regent_storage::StorageError;
 use std::collections::BTreeMap;
 
 #[derive(Default)]
@@ -24,9 +25,10 @@ pub struct JournalTails {
 
 impl JournalTails {
     /// Reads what node `id`'s journal added since the last look and compares it.
-    pub fn observe(&mut self, id: NodeId, store: &dyn LogStorage) -> Result<(), Finding> {
+    pub fn observe(&mut self, node: &SimNode) -> Result<(), Finding> {
+        let (id, store) = (node.id, node.applied_state());
         let next = self.next.entry(id).or_insert(1);
-        let journal = &store.state().journal;
+        let journal = node.applied_journal();
         if journal.last < *next {
             return Ok(());
         }

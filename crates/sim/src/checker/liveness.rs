@@ -5,7 +5,6 @@
 use super::super::node::SimNode;
 use super::{Finding, ViolationKind};
 use regent_raft::{LogIndex, NodeId};
-use regent_storage::LogStorage;
 use std::collections::BTreeSet;
 
 /// Whether every member of the configuration in force on the leader has applied the highest
@@ -21,7 +20,7 @@ pub fn caught_up(nodes: &[SimNode]) -> bool {
         && nodes
             .iter()
             .filter(|n| members.contains(&n.id))
-            .all(|n| n.disk.store.state().applied == max)
+            .all(|n| n.applied_index() == max)
 }
 
 /// The members of the configuration in force on the leader (nodes outside it may lag
@@ -43,7 +42,7 @@ pub fn no_leader(liveness_ms_max: u64) -> Finding {
 
 /// The cluster did not settle within `settle_ms_max` after healing.
 pub fn not_settled(nodes: &[SimNode], settle_ms_max: u64) -> Finding {
-    let applied: Vec<LogIndex> = nodes.iter().map(|n| n.disk.store.state().applied).collect();
+    let applied: Vec<LogIndex> = nodes.iter().map(SimNode::applied_index).collect();
     let detail = format!(
         "cluster did not settle within {settle_ms_max} ms after healing (applied {applied:?})"
     );

@@ -10,9 +10,9 @@ use crate::checker::{durability, Finding, ViolationKind};
 use crate::hosts::{FENCE, HOST_REPORT};
 use crate::snapshot::ChunkArrival;
 use crate::time::Event;
-use regent_raft::{LogIndex, Message};
+use regent_raft::{Entry, LogIndex, Message};
 use regent_replica::{Action, Persist};
-use regent_storage::LogStorage;
+use regent_storage::{LogStorage, StateFlush};
 
 impl Cluster {
     /// Collects the node's output and carries it out: sends what may go now, starts a durable
@@ -53,6 +53,12 @@ impl Cluster {
                 Action::Send(m) => self.send(i, m),
                 Action::SoftState(_) => {}
                 Action::Persist(persist) => self.start_write(i, persist),
+                Action::PersistState(flush) => self.start_state_write(i, flush),
+                Action::Applied(entries) => self.on_applied(i, &entries),
+                Action::Fatal(err) => {
+                    let detail = format!("{}: the state machine failed: {err}", self.nodes[i].id);
+                    self.violation(Finding::new(ViolationKind::Contract, detail));
+                }
                 Action::Proposal { token, outcome } if token & FENCE != 0 => {
                     if let Err(f) = self.hosts.decided(&mut self.env, token, outcome) {
                         self.violation(f);
@@ -155,24 +161,60 @@ impl Cluster {
                 return;
             }
         };
+        debug_assert!(results.is_empty(), "the replica applies, not the batch");
         let store = &self.nodes[i].disk.store;
         let batch = &persist.batch;
         let durable =
             self.facts
                 .on_durable_entries(id, |index| store.term(index).ok(), &batch.entries);
-        let applied = batch.committed.iter().map(|e| self.facts.on_apply(id, e));
-        let reports = batch.committed.iter().map(|e| self.hosts.check_applied(e));
-        let findings: Vec<Finding> = std::iter::once(durable)
-            .chain(applied)
-            .chain(reports)
-            .filter_map(Result::err)
-            .collect();
-        for f in findings {
+        if let Err(f) = durable {
             self.violation(f);
         }
         let mut actions = Vec::new();
         let replica = self.nodes[i].live();
-        replica.persisted(persist.number, results, &mut actions);
+        replica.persisted(persist.number, &mut actions);
+        self.carry_out(i, actions);
+        self.drive(i);
+    }
+
+    /// The replica applied these committed entries (in memory): the same entry at each index
+    /// on every node, and the host reports they carry are checked.
+    fn on_applied(&mut self, i: usize, entries: &[Entry]) {
+        let id = self.nodes[i].id;
+        let applied = entries.iter().map(|e| self.facts.on_apply(id, e));
+        let reports = entries.iter().map(|e| self.hosts.check_applied(e));
+        let findings: Vec<Finding> = applied.chain(reports).filter_map(Result::err).collect();
+        for f in findings {
+            self.violation(f);
+        }
+    }
+
+    /// The disk starts writing a layer of the state machine; it lands when `StateWritten`
+    /// arrives (not durably: a crash before the next durable write goes back before it).
+    fn start_state_write(&mut self, i: usize, flush: StateFlush) {
+        let latency = self.disk_faults.latency(&mut self.env.rng, true);
+        let incarnation = self.nodes[i].incarnation;
+        let event = Event::StateWritten {
+            node: i,
+            incarnation,
+            flush,
+        };
+        self.env.schedule(latency, event);
+    }
+
+    /// A layer of the state machine is written.
+    pub(super) fn state_written(&mut self, i: usize, incarnation: u64, flush: StateFlush) {
+        let node = &mut self.nodes[i];
+        if node.incarnation != incarnation || node.replica.is_none() {
+            return; // The node crashed first: the layer is lost with the rest of its memory.
+        }
+        if let Err(err) = node.disk.store.write_state(&flush) {
+            let detail = format!("{}: storage refused a state layer: {err}", node.id);
+            self.violation(Finding::new(ViolationKind::Contract, detail));
+            return;
+        }
+        let mut actions = Vec::new();
+        node.live().state_persisted(flush.applied(), &mut actions);
         self.carry_out(i, actions);
         self.drive(i);
     }

@@ -24,8 +24,7 @@ impl Cluster {
         if let Some(term) = seen.leads {
             findings.extend(self.votes.check_elected(id, term, membership).err());
         }
-        let store = &self.nodes[i].disk.store;
-        findings.extend(self.journal_tails.observe(id, store).err());
+        findings.extend(self.journal_tails.observe(&self.nodes[i]).err());
         for f in findings {
             self.violation(f);
         }
@@ -84,7 +83,7 @@ impl Cluster {
         }
         let tails = &mut self.journal_tails;
         let findings: Vec<_> = (self.nodes.iter())
-            .filter_map(|node| tails.observe(node.id, &node.disk.store).err())
+            .filter_map(|node| tails.observe(node).err())
             .collect();
         for f in findings {
             self.violation(f);

@@ -219,6 +219,11 @@ impl Cluster {
             Event::Tick(i) => self.tick(i),
             Event::Deliver(m) => self.deliver(m),
             Event::WriteDone { node, incarnation } => self.write_done(node, incarnation),
+            Event::StateWritten {
+                node,
+                incarnation,
+                flush,
+            } => self.state_written(node, incarnation, flush),
             Event::Restart(i) => {
                 if self.nodes[i].replica.is_none() {
                     self.start_node(i);

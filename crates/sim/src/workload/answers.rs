@@ -9,7 +9,7 @@ use crate::node::SimNode;
 use crate::time::{Event, MS};
 use regent_raft::{LogIndex, ReadError};
 use regent_replica::{Abandoned, ProposalOutcome, Token};
-use regent_storage::{ApplyResult, LogStorage, Response, StateReader};
+use regent_storage::{ApplyResult, Response};
 
 impl Workload {
     /// A proposal made on some node is decided: a session registration, or a client operation.
@@ -95,10 +95,10 @@ impl Workload {
         if self.clients[client].current != Some(op) {
             return Ok(()); // The client gave up on it: unknown outcome.
         }
-        let store = &node.disk.store;
+        let store = node.applied_state();
         match result {
             Ok(index) => {
-                let applied = store.state().applied;
+                let applied = node.applied_index();
                 if applied < index {
                     let detail = format!(
                         "{} released a read at {index} with applied {applied}",

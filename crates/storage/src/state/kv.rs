@@ -201,7 +201,7 @@ pub(super) fn range(
     limit: u32,
     revision: u64,
 ) -> Result<Response, StorageError> {
-    let (pairs, more) = store.kv_range(prefix, limit as usize, RANGE_BYTES_MAX)?;
+    let (pairs, more) = store.kv_range(prefix, None, limit as usize, RANGE_BYTES_MAX)?;
     let kvs = pairs.iter().map(|(k, r)| r.to_key_value(k)).collect();
     Ok(Response::Range {
         kvs,

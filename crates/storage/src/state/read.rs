@@ -57,7 +57,7 @@ pub(crate) fn kv_range(
     limit: u32,
 ) -> Result<(Vec<KeyValue>, bool), StorageError> {
     let limit = limit.min(RANGE_LIMIT_MAX) as usize;
-    let (pairs, more) = store.kv_range(prefix, limit, RANGE_BYTES_MAX)?;
+    let (pairs, more) = store.kv_range(prefix, None, limit, RANGE_BYTES_MAX)?;
     let kvs = pairs
         .into_iter()
         .map(|(key, r)| KeyValue {
