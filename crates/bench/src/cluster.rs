@@ -554,7 +554,10 @@ fn fill_log(config: &DaemonConfig, entries: u64) -> anyhow::Result<u64> {
     let hard = storage.state().hard_state;
     let mut written = 0u64;
     while written < entries {
-        let last = storage.state().last_index.0;
+        let (applied, last) = (storage.state().applied, storage.state().last_index.0);
+        // What the node had not applied yet (its state machine persists lazily) is applied
+        // first, so that the batch's committed entries start right after the applied index.
+        let unapplied = storage.entries(applied.next(), LogIndex(last + 1), usize::MAX)?;
         let n = BATCH.min(entries - written);
         let batch_entries: Vec<Entry> = (1..=n)
             .map(|k| {
@@ -578,7 +581,7 @@ fn fill_log(config: &DaemonConfig, entries: u64) -> anyhow::Result<u64> {
                 ..hard
             }),
             truncate_from: None,
-            committed: batch_entries.clone(),
+            committed: unapplied.into_iter().chain(batch_entries.clone()).collect(),
             entries: batch_entries,
         };
         storage.write_batch(&batch)?;

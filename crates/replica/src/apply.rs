@@ -13,6 +13,7 @@
 
 use crate::{Action, Replica};
 use regent_raft::{Entry, Nanos};
+use regent_storage::StateFlush;
 
 /// A layer is handed out to be persisted at most this long after its first record was applied
 /// (etcd commits its backend every 100 ms).
@@ -76,7 +77,8 @@ impl Replica {
         let old = self
             .unflushed_since
             .is_some_and(|t| self.now >= t + FLUSH_INTERVAL_NS);
-        let compaction_waits = self.compacting.is_none() && self.core.snapshot_due().is_some();
+        let compaction_waits = (self.compacting.is_none() && self.core.snapshot_due().is_some())
+            || self.compact_after_flush;
         let install_waits = self.chunks_queued() > 0;
         if !(old || records >= FLUSH_RECORDS_MAX || compaction_waits || install_waits) {
             return;
@@ -91,12 +93,33 @@ impl Replica {
     /// machine as of `applied`. Appends a compaction when one is due.
     pub fn state_persisted(&mut self, applied: regent_raft::LogIndex, out: &mut Vec<Action>) {
         self.state.flushed(applied);
+        if self.compact_after_flush {
+            let index = self.compacting.expect("an operator's compaction waits");
+            if self.state.persisted() >= index {
+                self.compact_after_flush = false;
+                out.push(Action::Compact(index));
+            }
+            return;
+        }
         self.maybe_compact(out);
     }
 
     /// Whether a layer of the state machine is on its way to storage.
     pub fn is_persisting_state(&self) -> bool {
         self.state.is_flushing()
+    }
+
+    /// A clean stop: everything applied and not yet handed out, as one layer to write
+    /// durably, so that a restart need not apply the log again. `None` while a layer is on
+    /// its way (wait for it first) or when nothing is left.
+    pub fn final_state_layer(&mut self) -> Option<StateFlush> {
+        if self.state.is_flushing() {
+            return None;
+        }
+        let mut flush = self.state.take_flush()?;
+        flush.durable = true;
+        self.unflushed_since = None;
+        Some(flush)
     }
 
     /// The compaction policy: when the core says enough was applied since the last snapshot,

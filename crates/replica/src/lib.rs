@@ -210,6 +210,8 @@ pub struct Replica {
     state: StateMachine,
     /// When the oldest record not yet handed out to be persisted was applied.
     unflushed_since: Option<Nanos>,
+    /// An operator's compaction (`compacting`) waits for the state machine to reach storage.
+    compact_after_flush: bool,
 }
 
 impl Replica {
@@ -248,6 +250,7 @@ impl Replica {
             installs: install::Installs::default(),
             state,
             unflushed_since: None,
+            compact_after_flush: false,
         })
     }
 
@@ -449,15 +452,18 @@ impl Replica {
             return CompactNow::InFlight(index);
         }
         let applied = self.core.status(now).applied_index;
-        // What the state machine persisted: the state the compacted prefix leaves behind.
-        let index = applied
-            .min(self.core.persisted_index())
-            .min(self.state.persisted());
+        let index = applied.min(self.core.persisted_index());
         if index <= self.core.snapshot_index() {
             return CompactNow::UpToDate(self.core.snapshot_index());
         }
         self.compacting = Some(index);
-        out.push(Action::Compact(index));
+        if self.state.persisted() >= index {
+            out.push(Action::Compact(index));
+        } else {
+            // The state the compacted prefix leaves behind must be in storage first.
+            self.compact_after_flush = true;
+            self.maybe_flush(out);
+        }
         CompactNow::Started(index)
     }
 

@@ -353,7 +353,9 @@ impl LogStorage for MemStorage {
         // Not durable: a crash goes back to the last durable write, as redb's does.
         let before = self.durable.is_none().then(|| lock(&self.state).clone());
         let next = self.write(|txn| engine::write_state(txn, &cached, flush))?;
-        if self.durable.is_none() {
+        if flush.durable {
+            self.durable = None;
+        } else if self.durable.is_none() {
             self.durable = before;
         }
         self.cached = next;

@@ -700,7 +700,12 @@ impl LogStorage for RedbStorage {
 
     fn write_state(&mut self, flush: &StateFlush) -> Result<(), StorageError> {
         let cached = self.cached.clone();
-        self.cached = self.write_txn(Durability::None, |txn, path| {
+        let durability = if flush.durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        };
+        self.cached = self.write_txn(durability, |txn, path| {
             engine::write_state(&mut RedbStore::new(txn, path), &cached, flush)
         })?;
         Ok(())

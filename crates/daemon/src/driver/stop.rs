@@ -1,12 +1,13 @@
 //! The driver's end: requests still queued or waiting are answered `shutting_down`, the batch
 //! on the disk is let finish (bounded) so that what was promised is durable, the messages that
-//! waited for it leave, then the links and the disk thread close.
+//! waited for it leave, the state machine's last layer is written durably (bounded), then the
+//! links and the disk thread close.
 //!
 //! Invariant: every request the driver took is answered before it returns.
 
 use super::{Driver, Pending};
 use crate::api::{Request, RequestError};
-use crate::disk::DiskDone;
+use crate::disk::{DiskDone, DiskRequest};
 use regent_replica::Action;
 use std::time::Duration;
 
@@ -53,6 +54,29 @@ impl Driver {
                     self.send(m);
                 }
             }
+        }
+        // The state machine's last layer, written durably, so that a restart starts from
+        // everything applied instead of applying the log again.
+        if self.fatal.is_none() {
+            let wait = tokio::time::timeout(FLUSH_MAX, async {
+                loop {
+                    if !self.replica.is_persisting_state() {
+                        match self.replica.final_state_layer() {
+                            Some(flush) => self.disk.send(DiskRequest::PersistState(flush)),
+                            None => break,
+                        }
+                    }
+                    let Some(done) = self.disk_done.recv().await else {
+                        break;
+                    };
+                    let layer = matches!(done, DiskDone::StatePersisted { .. });
+                    self.on_disk(done, self.now);
+                    if layer && self.fatal.is_some() {
+                        break;
+                    }
+                }
+            });
+            let _ = wait.await;
         }
         for (_, pending) in std::mem::take(&mut self.pending) {
             let refused = RequestError::ShuttingDown;

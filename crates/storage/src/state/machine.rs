@@ -71,6 +71,9 @@ pub struct StateFlush {
     pub(crate) layer: Arc<Overlay>,
     /// The applied index the layer was built on: the backend must hold exactly that.
     pub from: LogIndex,
+    /// Write it durably (the last layer before a clean stop); otherwise the next durable
+    /// write makes it durable.
+    pub durable: bool,
     /// The state machine's summary once the layer is written (its state half: applied index
     /// and term, revision, journal, membership).
     pub(crate) to: LogState,
@@ -213,6 +216,7 @@ impl StateMachine {
         let flush = StateFlush {
             layer: Arc::clone(&layer),
             from: self.active_from,
+            durable: false,
             to: self.state.clone(),
         };
         self.frozen.push(layer);
