@@ -37,6 +37,8 @@ pub struct Summary {
     pub fenced: u64,
     pub installs_during_writes: u64,
     pub host_reports: u64,
+    /// Crashes that lost applied state not yet in storage (`unpersisted_crashes=`).
+    pub unpersisted_crashes: u64,
     /// The first violation of each failing seed; each carries its replay command.
     pub failures: Vec<Violation>,
 }
@@ -44,7 +46,7 @@ pub struct Summary {
 impl Summary {
     pub fn line(&self) -> String {
         format!(
-            "sim: seeds={} violations={} elections={} commits={} max_election_ms={} snapshots={} conf_changes={} joint_changes={} multi_voter_changes={} earlier_term_refusals={} transfers={} reads={} retries={} learner_share={}% learner_elections={} handovers={} promotions_refused={} fenced={} installs_during_writes={} host_reports={}",
+            "sim: seeds={} violations={} elections={} commits={} max_election_ms={} snapshots={} conf_changes={} joint_changes={} multi_voter_changes={} earlier_term_refusals={} transfers={} reads={} retries={} learner_share={}% learner_elections={} handovers={} promotions_refused={} fenced={} installs_during_writes={} host_reports={} unpersisted_crashes={}",
             self.seeds,
             self.violations,
             self.elections,
@@ -64,7 +66,8 @@ impl Summary {
             self.promotions_refused,
             self.fenced,
             self.installs_during_writes,
-            self.host_reports
+            self.host_reports,
+            self.unpersisted_crashes
         )
     }
 
@@ -93,6 +96,7 @@ impl Summary {
         self.fenced += outcome.fenced;
         self.installs_during_writes += outcome.installs_during_writes;
         self.host_reports += outcome.host_reports;
+        self.unpersisted_crashes += outcome.unpersisted_crashes;
         self.max_election_ms = self
             .max_election_ms
             .max(outcome.election_after_heal_ns / 1_000_000);

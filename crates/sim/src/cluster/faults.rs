@@ -108,6 +108,13 @@ impl Cluster {
     }
 
     pub(super) fn crash(&mut self, i: usize) {
+        // Entries applied in memory but not in storage: the restart applies them again.
+        let node = &self.nodes[i];
+        if let Some(replica) = &node.replica {
+            if replica.state().applied() > node.disk.store.state().applied {
+                self.unpersisted_crashes += 1;
+            }
+        }
         let Some((lost_write, abandoned)) = self.nodes[i].crash() else {
             return;
         };

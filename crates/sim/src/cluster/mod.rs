@@ -70,6 +70,8 @@ pub struct SimOutcome {
     pub installs_during_writes: u64,
     /// Followers' journal reports forwarded and logged by a leader.
     pub host_reports: u64,
+    /// Crashes of a node whose state machine had applied entries storage did not hold yet.
+    pub unpersisted_crashes: u64,
     pub trace: Vec<String>,
 }
 
@@ -97,6 +99,7 @@ pub struct Cluster {
     first_writable_after_heal: Option<Nanos>,
     /// Log compactions.
     compactions: u64,
+    unpersisted_crashes: u64,
     elections: u64,
     violations: Vec<Violation>,
     election_after_heal_ns: u64,
@@ -133,6 +136,7 @@ impl Cluster {
             heal_at: None,
             first_writable_after_heal: None,
             compactions: 0,
+            unpersisted_crashes: 0,
             elections: 0,
             violations: Vec::new(),
             election_after_heal_ns: 0,
@@ -208,6 +212,7 @@ impl Cluster {
             fenced: self.hosts.fenced,
             installs_during_writes: self.snapshots.installs_during_writes,
             host_reports: self.hosts.host_reports,
+            unpersisted_crashes: self.unpersisted_crashes,
             trace: self.env.take_trace(),
         }
     }
