@@ -11,8 +11,8 @@ use crate::api::{ReadAnswer, ReadQuery};
 use regent_raft::{LogIndex, NodeId};
 use regent_replica::Persist;
 use regent_storage::{
-    FileCompaction, StateFlush, InstallProgress, LogStorage, RedbStorage, SnapshotSource, StateReader,
-    StorageError,
+    FileCompaction, InstallProgress, LogStorage, RedbStorage, SnapshotSource, StateFlush,
+    StateReader, StorageError,
 };
 use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;

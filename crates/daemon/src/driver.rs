@@ -465,7 +465,8 @@ impl Driver {
                 reply,
             } => {
                 let answer = disk::read(self.replica.state(), query);
-                let _ = reply.send(answer.map_err(|e| RequestError::Storage(StorageFailure::Read(e))));
+                let _ =
+                    reply.send(answer.map_err(|e| RequestError::Storage(StorageFailure::Read(e))));
             }
             Request::Read {
                 query,

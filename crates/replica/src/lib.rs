@@ -29,11 +29,11 @@ pub use handover::{HandoverOutcome, Stop, HANDOVER_ELECTION_TIMEOUTS};
 pub use install::InstallVerdict;
 pub use propose::ProposeRefusal;
 
+use regent_raft::Entry;
 use regent_raft::{
     ConfChange, ConfChangeError, Config, ConfigError, LogIndex, Membership, Message, Nanos, NodeId,
     ProposeError, RaftNode, RaftRng, ReadError, RestoredState, SoftState, Term,
 };
-use regent_raft::Entry;
 use regent_storage::{
     ApplyResult, Batch, LogStorage, SnapshotMeta, StateFlush, StateMachine, StorageError,
 };
@@ -675,7 +675,11 @@ mod tests {
         assert!(disk.state().applied < index, "persisted lazily");
         r.tick(now + FLUSH_INTERVAL_NS);
         run(&mut r, &mut disk);
-        assert_eq!(disk.state().applied, index, "persisted once the interval passed");
+        assert_eq!(
+            disk.state().applied,
+            index,
+            "persisted once the interval passed"
+        );
     }
 
     /// A single-node replica that leads, with its disk.
@@ -778,8 +782,7 @@ mod tests {
         r.persisted(persist.number, &mut out);
         r.poll(&mut out);
         assert!(
-            !out.iter()
-                .any(|a| matches!(a, Action::InstallChunk { .. })),
+            !out.iter().any(|a| matches!(a, Action::InstallChunk { .. })),
             "no chunk while a state layer is on its way: {out:?}"
         );
         disk.write_state(&flush).unwrap();

@@ -221,9 +221,7 @@ impl SnapshotStreams {
             InstallVerdict::Refused(err) | InstallVerdict::Fatal(err) => {
                 env.note(format!("n{} refused a snapshot chunk: {err}", to + 1));
                 let s = self.streams.remove(&id).expect("checked above");
-                if s.meta.last_included_index > nodes[to].applied_index()
-                    && s.ends_alive(nodes)
-                {
+                if s.meta.last_included_index > nodes[to].applied_index() && s.ends_alive(nodes) {
                     // Refused: the stream ends, which the sender sees (as the daemon's QUIC
                     // stream does) and reports, so that its core asks again soon.
                     let receiver = nodes[to].id;

@@ -35,7 +35,6 @@ pub use redb::{FileCompaction, RedbStorage, DB_FILE_NAME, STORAGE_FORMAT_VERSION
 pub use snapshot::{SnapshotSource, SNAPSHOT_CHUNK_BYTES_MAX, SNAPSHOT_FORMAT_VERSION};
 pub use state::JournalRetention;
 pub use state::{Applied, ApplyResult, ChangePage, StateDigest, StateReader};
-pub use state::{StateBase, StateFlush, StateMachine};
 pub use state::{Change, ChangeKind};
 pub use state::{
     Command, CommandError, Compare, CompareOp, CompareTarget, KeyValue, Op, Outcome, Proposal,
@@ -48,6 +47,7 @@ pub use state::{
     SessionRecord, SESSIONS_MAX, SESSION_RESULTS_MAX, SESSION_SWEEP_INTERVAL_MS,
     SESSION_TTL_MAX_MS, SESSION_TTL_MIN_MS,
 };
+pub use state::{StateBase, StateFlush, StateMachine};
 
 pub use regent_raft::Batch;
 

@@ -19,8 +19,9 @@ use super::store::{
     StateWrite, StorePath,
 };
 use super::{
-    Applied, Batch, ChangePage, StateBase, StateFlush, StateMachine, Identity, InstallProgress, JournalPage, KeyValue, LogState,
-    LogStorage, Recovered, SnapshotMeta, StateDigest, StorageOptions, MEMORY_PATH,
+    Applied, Batch, ChangePage, Identity, InstallProgress, JournalPage, KeyValue, LogState,
+    LogStorage, Recovered, SnapshotMeta, StateBase, StateDigest, StateFlush, StateMachine,
+    StorageOptions, MEMORY_PATH,
 };
 use regent_raft::{Entry, EntryPayload, HardState, LogIndex, Membership, Term};
 use std::collections::BTreeMap;
@@ -165,7 +166,9 @@ impl MemStorage {
 
 /// The lock of the shared state; a panic while it was held (a test's) leaves it usable.
 fn lock(state: &Mutex<MemState>) -> MutexGuard<'_, MemState> {
-    state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Runs `read` over the state half of a shared memory store.

@@ -20,8 +20,9 @@ use super::store::{
     KvPage, LogRead, LogWrite, RecordVisitor, StateRead, StateWrite, StorePath,
 };
 use super::{
-    Applied, ApplyMode, Batch, StateBase, StateFlush, StateMachine, ChangePage, Identity, InstallProgress, JournalPage, KeyValue,
-    LogState, LogStorage, Recovered, SnapshotMeta, StateDigest, StorageOptions,
+    Applied, ApplyMode, Batch, ChangePage, Identity, InstallProgress, JournalPage, KeyValue,
+    LogState, LogStorage, Recovered, SnapshotMeta, StateBase, StateDigest, StateFlush,
+    StateMachine, StorageOptions,
 };
 use redb::{
     Database, Durability, Key, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
@@ -187,7 +188,10 @@ impl RedbStorage {
     }
 
     fn read_txn(&self) -> Result<RedbStore<'_, ReadTransaction>, StorageError> {
-        Ok(RedbStore::new(begin_read(&self.db, &self.path)?, &self.path))
+        Ok(RedbStore::new(
+            begin_read(&self.db, &self.path)?,
+            &self.path,
+        ))
     }
 
     /// The handle the state machine's base reads through.

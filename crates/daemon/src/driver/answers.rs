@@ -55,8 +55,7 @@ impl Driver {
         let Some(pending) = self.pending.remove(&token) else {
             return;
         };
-        let Pending::Read { query, reply } = pending
-        else {
+        let Pending::Read { query, reply } = pending else {
             self.pending.insert(token, pending);
             return;
         };
@@ -64,7 +63,8 @@ impl Driver {
             Ok(_) => {
                 // The replica has applied the read index (in memory): answer from there.
                 let answer = disk::read(self.replica.state(), query);
-                let _ = reply.send(answer.map_err(|e| RequestError::Storage(StorageFailure::Read(e))));
+                let _ =
+                    reply.send(answer.map_err(|e| RequestError::Storage(StorageFailure::Read(e))));
             }
             Err(err) => {
                 let _ = reply.send(Err(self.read_error(err)));

@@ -58,3 +58,57 @@ fn advancing_with_none_outstanding_is_a_bug() {
     let mut node = follower(3, 1, &[]);
     node.advance(1);
 }
+
+#[test]
+fn applicable_entries_are_durable_and_come_after_the_ready_ones() {
+    let mut node = follower(3, 1, &[]);
+    // Entries 1 and 2 arrive committed with the same message: not durable yet, so they go
+    // with the batch that writes them, and nothing is applicable outside it meanwhile.
+    step(
+        &mut node,
+        msg(2, 1, 2, append(0, 0, vec![entry(2, 1), entry(2, 2)], 2)),
+        AFTER_TIMEOUT,
+    );
+    assert!(node.take_applicable().is_empty(), "not durable here yet");
+    let ready = node.ready().expect("entries to persist");
+    assert_eq!(ready.batch.committed, vec![entry(2, 1), entry(2, 2)]);
+    // Entry 3 arrives and is committed while that batch is on the disk: the batch's
+    // committed entries apply first, so nothing is handed out before `advance`.
+    step(
+        &mut node,
+        msg(2, 1, 2, append(2, 2, vec![entry(2, 3)], 3)),
+        AFTER_TIMEOUT,
+    );
+    assert!(
+        node.take_applicable().is_empty(),
+        "the batch's entries apply first"
+    );
+    node.advance(ready.number);
+    assert_eq!(node.status(0).applied_index, i(2));
+    // Entry 3 is committed but not durable: it comes with the next batch, not before.
+    assert!(node.take_applicable().is_empty());
+    let next = node.ready().expect("entry 3 to persist");
+    assert_eq!(next.batch.committed, vec![entry(2, 3)]);
+    node.advance(next.number);
+    // Durable now; the leader commits entry 4, which this node already holds durably.
+    step(
+        &mut node,
+        msg(2, 1, 2, append(3, 2, vec![entry(2, 4)], 3)),
+        AFTER_TIMEOUT,
+    );
+    let write = node.ready().expect("entry 4 to persist");
+    assert!(write.batch.committed.is_empty());
+    node.advance(write.number);
+    step(&mut node, msg(2, 1, 2, heartbeat(4, 1)), AFTER_TIMEOUT);
+    let applicable = node.take_applicable();
+    assert_eq!(
+        applicable,
+        vec![entry(2, 4)],
+        "committed and durable: applied at once"
+    );
+    assert_eq!(node.status(0).applied_index, i(4));
+    assert!(
+        node.take_applicable().is_empty(),
+        "each entry is handed out once"
+    );
+}

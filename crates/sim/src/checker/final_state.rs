@@ -7,9 +7,7 @@ use super::super::workload::{value_of, Workload};
 use super::linearizability::{self, Verdict};
 use super::{Finding, ViolationKind};
 use regent_raft::{EntryPayload, LogIndex, NodeId, Term};
-use regent_storage::{
-    ChangeKind, Command, LogStorage, MemStorage, Proposal, StorageError,
-};
+use regent_storage::{ChangeKind, Command, LogStorage, MemStorage, Proposal, StorageError};
 use std::collections::BTreeSet;
 
 /// Search steps allowed per key to the linearizability checker.

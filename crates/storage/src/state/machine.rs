@@ -76,7 +76,7 @@ pub struct StateFlush {
     pub durable: bool,
     /// The state machine's summary once the layer is written (its state half: applied index
     /// and term, revision, journal, membership).
-    pub(crate) to: LogState,
+    pub(crate) to: Box<LogState>,
 }
 
 impl StateFlush {
@@ -217,7 +217,7 @@ impl StateMachine {
             layer: Arc::clone(&layer),
             from: self.active_from,
             durable: false,
-            to: self.state.clone(),
+            to: Box::new(self.state.clone()),
         };
         self.frozen.push(layer);
         self.frozen_to.push(self.state.applied);
@@ -240,10 +240,13 @@ impl StateMachine {
     /// every layer is dropped and the summary read again from the base. Call it only with no
     /// layer on its way to the backend.
     pub fn reset(&mut self) -> Result<(), StorageError> {
-        assert!(self.frozen.is_empty(), "reset while a layer is being persisted");
-        let (sm, membership, journal) =
-            self.base
-                .read(|r| Ok((r.sm_meta()?, r.membership()?, r.journal_state()?)))?;
+        assert!(
+            self.frozen.is_empty(),
+            "reset while a layer is being persisted"
+        );
+        let (sm, membership, journal) = self
+            .base
+            .read(|r| Ok((r.sm_meta()?, r.membership()?, r.journal_state()?)))?;
         self.active = Arc::default();
         self.state.applied = sm.applied;
         self.state.applied_term = sm.applied_term;
@@ -265,9 +268,8 @@ impl StateMachine {
         let mut below = self.frozen.clone();
         below.push(Arc::clone(&self.active));
         let mut top = Overlay::default();
-        self.base.read(|base| {
-            read(&mut Layered::new(&mut top, &below, base))
-        })
+        self.base
+            .read(|base| read(&mut Layered::new(&mut top, &below, base)))
     }
 }
 
