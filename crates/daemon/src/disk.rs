@@ -19,6 +19,9 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
+/// A disk request that takes this long is logged (the writes queued behind it waited too).
+const SLOW_REQUEST: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// A journal page stops after the operation that passes this many bytes.
 const JOURNAL_PAGE_BYTES_MAX: usize = 4 << 20;
 
@@ -43,6 +46,21 @@ pub enum DiskRequest {
     CompactFileNow {
         reply: oneshot::Sender<Result<FileCompaction, StorageError>>,
     },
+}
+
+impl DiskRequest {
+    /// The request's name, for the log.
+    fn kind(&self) -> &'static str {
+        match self {
+            DiskRequest::Persist(_) => "batch",
+            DiskRequest::PersistState(_) => "state layer",
+            DiskRequest::Compact(_) => "log compaction",
+            DiskRequest::Snapshot { .. } => "snapshot open",
+            DiskRequest::InstallChunk { .. } => "snapshot chunk",
+            DiskRequest::InstallAbort => "install abort",
+            DiskRequest::CompactFile | DiskRequest::CompactFileNow { .. } => "file compaction",
+        }
+    }
 }
 
 /// What the disk thread did.
@@ -93,7 +111,14 @@ impl Disk {
             .name("regent-disk".into())
             .spawn(move || {
                 while let Ok(request) = inbox.recv() {
+                    let kind = request.kind();
+                    let started = Instant::now();
                     let finished = carry_out(&mut storage, request);
+                    let took = started.elapsed();
+                    if took >= SLOW_REQUEST {
+                        // Everything queued behind it waited as long: say what it was.
+                        tracing::warn!(request = kind, took_ms = took.as_millis() as u64, "slow disk request");
+                    }
                     if done.send(finished).is_err() {
                         break; // The driver is gone.
                     }

@@ -577,7 +577,6 @@ impl Driver {
                 Ok(()) => {
                     self.replica.compacted(index);
                     tracing::info!(node = %self.id, %index, "log compacted (the state machine is the snapshot)");
-                    self.disk.send(DiskRequest::CompactFile);
                     self.finish_maintenance(index, None);
                 }
                 Err(err) => {

@@ -22,6 +22,11 @@ pub const FLUSH_INTERVAL_NS: Nanos = 100_000_000;
 /// ... or as soon as it holds this many records, which bounds the memory it takes.
 pub const FLUSH_RECORDS_MAX: usize = 16_384;
 
+/// A log compaction drops at most this many entries in one storage transaction; a larger one is
+/// done in steps, with the batches that arrive meanwhile written between them (dropping 100,000
+/// entries at once held the disk thread, and every write behind it, for a third of a second).
+pub const COMPACT_STEP_ENTRIES: u64 = 10_000;
+
 impl Replica {
     /// Applies the committed entries the core hands out outside the `Ready` cycle (durable
     /// here already), unless a snapshot install is under way.
@@ -124,14 +129,27 @@ impl Replica {
 
     /// The compaction policy: when the core says enough was applied since the last snapshot,
     /// the log is compacted through what the state machine persisted (the state that replaces
-    /// the compacted prefix).
+    /// the compacted prefix), in steps of at most `COMPACT_STEP_ENTRIES` entries.
     pub(crate) fn maybe_compact(&mut self, out: &mut Vec<Action>) {
-        if self.compacting.is_some() || self.core.snapshot_due().is_none() {
+        if self.compacting.is_some() {
             return;
         }
-        let through = self.state.persisted().min(self.core.persisted_index());
-        if through <= self.core.snapshot_index() {
-            return; // A layer is on its way (maybe_flush sends one when none is).
+        let snapshot = self.core.snapshot_index();
+        if self.compact_goal.is_none() && self.core.snapshot_due().is_some() {
+            let goal = self.state.persisted().min(self.core.persisted_index());
+            // Below the snapshot: a layer is on its way (maybe_flush sends one when none is).
+            self.compact_goal = (goal > snapshot).then_some(goal);
+        }
+        let Some(goal) = self.compact_goal else {
+            return;
+        };
+        if goal <= snapshot {
+            self.compact_goal = None; // An install or an operator's compaction went past it.
+            return;
+        }
+        let through = goal.min(regent_raft::LogIndex(snapshot.0 + COMPACT_STEP_ENTRIES));
+        if through == goal {
+            self.compact_goal = None;
         }
         self.compacting = Some(through);
         out.push(Action::Compact(through));

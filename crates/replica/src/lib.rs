@@ -24,7 +24,7 @@ mod handover;
 mod install;
 mod propose;
 
-pub use apply::{FLUSH_INTERVAL_NS, FLUSH_RECORDS_MAX};
+pub use apply::{COMPACT_STEP_ENTRIES, FLUSH_INTERVAL_NS, FLUSH_RECORDS_MAX};
 pub use handover::{HandoverOutcome, Stop, HANDOVER_ELECTION_TIMEOUTS};
 pub use install::InstallVerdict;
 pub use propose::ProposeRefusal;
@@ -212,6 +212,8 @@ pub struct Replica {
     unflushed_since: Option<Nanos>,
     /// An operator's compaction (`compacting`) waits for the state machine to reach storage.
     compact_after_flush: bool,
+    /// Where the compaction in steps is going (`apply::COMPACT_STEP_ENTRIES`).
+    compact_goal: Option<LogIndex>,
 }
 
 impl Replica {
@@ -251,6 +253,7 @@ impl Replica {
             state,
             unflushed_since: None,
             compact_after_flush: false,
+            compact_goal: None,
         })
     }
 
@@ -395,6 +398,7 @@ impl Replica {
         self.check_handovers(self.now, out);
         self.next_chunk(out);
         self.maybe_flush(out);
+        self.maybe_compact(out);
         if self.persisting.is_some() || self.chunk_on_disk() || self.chunk_waits_for_state() {
             return;
         }

@@ -8,7 +8,6 @@
 use super::{Driver, Pending};
 use crate::api::{Request, RequestError};
 use crate::disk::{DiskDone, DiskRequest};
-use regent_replica::Action;
 use std::time::Duration;
 
 /// How long the batch on the disk may take to finish at shutdown.
@@ -46,14 +45,12 @@ impl Driver {
                 }
             });
             let _ = wait.await;
-            // Send what waited for durability before the links close.
+            // Carry out what the batch released before the links close: the messages that
+            // waited for durability, the answers of what it let apply, a state layer.
             let mut actions = std::mem::take(&mut self.actions);
             self.replica.poll(&mut actions);
-            for action in actions.drain(..) {
-                if let Action::Send(m) = action {
-                    self.send(m);
-                }
-            }
+            self.carry_out(&mut actions, self.now);
+            self.actions = actions;
         }
         // The state machine's last layer, written durably, so that a restart starts from
         // everything applied instead of applying the log again.
