@@ -117,7 +117,11 @@ impl Disk {
                     let took = started.elapsed();
                     if took >= SLOW_REQUEST {
                         // Everything queued behind it waited as long: say what it was.
-                        tracing::warn!(request = kind, took_ms = took.as_millis() as u64, "slow disk request");
+                        tracing::warn!(
+                            request = kind,
+                            took_ms = took.as_millis() as u64,
+                            "slow disk request"
+                        );
                     }
                     if done.send(finished).is_err() {
                         break; // The driver is gone.
