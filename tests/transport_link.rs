@@ -174,6 +174,7 @@ async fn snapshot_streams_beside_heartbeats() {
         {
             Inbound::Message { .. } => beats += 1,
             Inbound::Snapshot(s) => snapshot = Some(s),
+            Inbound::Call(c) => panic!("unexpected call {c:?}"),
         }
     }
     let mut snapshot = match snapshot {
@@ -185,7 +186,7 @@ async fn snapshot_streams_beside_heartbeats() {
                 .unwrap()
             {
                 Inbound::Snapshot(s) => break s,
-                Inbound::Message { .. } => {}
+                Inbound::Message { .. } | Inbound::Call(_) => {}
             }
         },
     };
@@ -226,6 +227,94 @@ async fn refused_snapshot_is_an_error_for_the_sender() {
     drop(snapshot); // refused without reading
     let err = finishing.await.unwrap().unwrap_err().to_string();
     assert!(err.contains("n2"), "{err}");
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+/// Calls: a request larger than a frame crosses whole and its answer comes back; several
+/// calls in flight at once keep their answers apart; a call the peer drops unanswered is an
+/// error that says the request was sent (its outcome is unknown); a call to a peer without a
+/// link says it was not sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_carry_a_request_and_its_answer() {
+    let pki = Pki::new();
+    let mut nodes = start_cluster(&pki, &[1, 2]);
+    assert!(nodes[0].handle.wait_connected(NodeId(2), WAIT).await);
+    assert!(nodes[1].handle.wait_connected(NodeId(1), WAIT).await);
+    let caller = nodes[0].handle.clone();
+    // Larger than one frame (frame_bytes_max is 4 MiB by default): split and joined again.
+    let big: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
+    let mut calls = Vec::new();
+    for n in 0..4u8 {
+        let caller = caller.clone();
+        let request = if n == 0 { big.clone() } else { vec![n; 10] };
+        calls.push(tokio::spawn(async move {
+            caller.call(NodeId(2), &request, WAIT).await
+        }));
+    }
+    // The callee answers each request with its length and first byte, in the order received.
+    let mut answered = 0;
+    while answered < 4 {
+        match tokio::time::timeout(WAIT, nodes[1].inbound.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            Inbound::Call(call) => {
+                assert_eq!(call.from(), NodeId(1));
+                let r = call.request();
+                if r.len() == big.len() {
+                    assert!(r == big.as_slice(), "the big request arrived changed");
+                }
+                let mut answer = (r.len() as u64).to_le_bytes().to_vec();
+                answer.push(r[0]);
+                call.reply(&answer).await.unwrap();
+                answered += 1;
+            }
+            Inbound::Message { .. } | Inbound::Snapshot(_) => {}
+        }
+    }
+    for (n, call) in calls.into_iter().enumerate() {
+        let answer = call.await.unwrap().unwrap();
+        let len = if n == 0 { big.len() } else { 10 };
+        let mut expected = (len as u64).to_le_bytes().to_vec();
+        expected.push(if n == 0 { 0 } else { n as u8 });
+        assert_eq!(answer, expected, "call {n}");
+    }
+    // Dropped unanswered: the caller hears at once, with `sent` set.
+    let dropped = tokio::spawn({
+        let caller = caller.clone();
+        async move { caller.call(NodeId(2), b"drop me", WAIT).await }
+    });
+    loop {
+        if let Inbound::Call(call) = nodes[1].inbound.recv().await.unwrap() {
+            drop(call);
+            break;
+        }
+    }
+    match dropped.await.unwrap() {
+        Err(regent_transport::TransportError::Call { peer, sent, .. }) => {
+            assert_eq!(peer, NodeId(2));
+            assert!(sent, "the request had reached the peer");
+        }
+        other => panic!("expected a failed call, got {other:?}"),
+    }
+    let node2 = nodes.pop().unwrap();
+    node2.shutdown().await;
+    // No link: not sent.
+    let started = Instant::now();
+    loop {
+        match caller.call(NodeId(2), b"x", Duration::from_secs(1)).await {
+            Err(regent_transport::TransportError::NotConnected(_)) => break,
+            Err(regent_transport::TransportError::Call { sent: false, .. }) => break,
+            other => {
+                // The link may take a moment to be seen down.
+                assert!(started.elapsed() < WAIT, "still {other:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
     for node in nodes {
         node.shutdown().await;
     }

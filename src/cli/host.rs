@@ -19,6 +19,66 @@ pub struct SocketArg {
     pub socket: Option<PathBuf>,
 }
 
+/// Writes and cluster changes go to the leader: a follower relays them over the peer link.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct ForwardArg {
+    /// Refuse (503 not_leader) instead of relaying to the leader when this node does not lead.
+    #[arg(long, global = true)]
+    pub no_forward: bool,
+}
+
+/// Sends a write or a cluster change. With forwarding (the default) the node relays it to the
+/// leader when it does not lead (`forward=true`), and what surely was not carried out
+/// (`not_leader` while no leader is known, `leader_unreachable`) is asked again until
+/// `TIMEOUT`; an outcome that may have happened (`outcome_unknown`, a timeout) is never
+/// retried here.
+pub fn send_write(
+    socket: &std::path::Path,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    forward: ForwardArg,
+) -> anyhow::Result<Answer> {
+    if forward.no_forward {
+        return Ok(client::request(socket, method, path, body, TIMEOUT)?);
+    }
+    let separator = if path.contains('?') { '&' } else { '?' };
+    let path = format!("{path}{separator}forward=true");
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let answer = client::request(
+            socket,
+            method,
+            &path,
+            body,
+            left.max(Duration::from_secs(1)),
+        )?;
+        let retry = answer.status == 503
+            && matches!(
+                answer
+                    .json()
+                    .ok()
+                    .as_ref()
+                    .and_then(|v| v["error"].as_str()),
+                Some("not_leader" | "leader_unreachable")
+            );
+        if !retry || Instant::now() + Duration::from_millis(100) >= deadline {
+            return Ok(answer);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Which node answered: "node 3", or "node 3 (forwarded by node 1)".
+pub fn answered_by(answer: &Answer) -> String {
+    let node = answer.header("x-regent-node").unwrap_or("?");
+    match answer.header("x-regent-forwarded-by") {
+        Some(by) => format!("node {node} (forwarded by node {by})"),
+        None => format!("node {node}"),
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct StatusArgs {
     #[command(flatten)]
@@ -32,6 +92,8 @@ pub struct StatusArgs {
 pub struct KvArgs {
     #[command(flatten)]
     pub socket: SocketArg,
+    #[command(flatten)]
+    pub forward: ForwardArg,
     #[command(subcommand)]
     pub command: KvCommand,
 }
@@ -45,7 +107,7 @@ pub enum KvCommand {
         #[arg(long, default_value = "linearizable")]
         consistency: String,
     },
-    /// Write a key (through the leader's socket).
+    /// Write a key (on a follower, relayed to the leader unless --no-forward).
     Put { key: String, value: String },
     /// Delete a key.
     Del { key: String },
@@ -72,8 +134,12 @@ pub enum KvCommand {
 pub struct LeaderArgs {
     #[command(flatten)]
     pub socket: SocketArg,
+    /// Without a subcommand: print which node leads, as this node knows it (exit 1 if none).
     #[command(subcommand)]
-    pub command: LeaderCommand,
+    pub command: Option<LeaderCommand>,
+    /// Print only the leader's id (for scripts: `L=$(regent leader --id)`).
+    #[arg(long)]
+    pub id: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -92,6 +158,8 @@ pub enum LeaderCommand {
 pub struct SwitchoverArgs {
     #[command(flatten)]
     pub socket: SocketArg,
+    #[command(flatten)]
+    pub forward: ForwardArg,
     /// The voter to hand leadership to (default: the most caught-up one).
     #[arg(long)]
     pub to: Option<u64>,
@@ -101,6 +169,8 @@ pub struct SwitchoverArgs {
 pub struct MembersArgs {
     #[command(flatten)]
     pub socket: SocketArg,
+    #[command(flatten)]
+    pub forward: ForwardArg,
     #[command(subcommand)]
     pub command: MembersCommand,
 }
@@ -129,7 +199,8 @@ pub enum MembersCommand {
     Abort,
 }
 
-/// `regent members ...` (changes are asked of the leader's socket).
+/// `regent members ...` (changes go to the leader: a follower relays them unless
+/// `--no-forward`).
 pub fn members(args: MembersArgs) -> anyhow::Result<ExitCode> {
     let socket = client::socket_path(args.socket.socket);
     let query = match args.command {
@@ -151,18 +222,19 @@ pub fn members(args: MembersArgs) -> anyhow::Result<ExitCode> {
     };
     let is_update = query.starts_with("update=");
     let path = format!("/v1/admin/members?{query}");
-    let answer = client::request(&socket, "POST", &path, b"", TIMEOUT)?;
+    let answer = send_write(&socket, "POST", &path, b"", args.forward)?;
     if answer.status != 200 {
         bail!("members: {}", answer.error_text());
     }
     println!(
-        "{} at index {}",
+        "{} at index {} by {}",
         if is_update {
             "address recorded"
         } else {
             "configuration change proposed"
         },
-        answer.json()?["index"]
+        answer.json()?["index"],
+        answered_by(&answer)
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -231,21 +303,25 @@ fn query_address(addr: &str) -> anyhow::Result<String> {
         .replace(':', "%3A"))
 }
 
-/// `regent switchover`: a planned hand-over, asked of the leader's socket.
+/// `regent switchover`: a planned hand-over, carried out by the leader (a follower relays it
+/// unless `--no-forward`).
 pub fn switchover(args: SwitchoverArgs) -> anyhow::Result<ExitCode> {
     let socket = client::socket_path(args.socket.socket);
     let path = match args.to {
         Some(id) => format!("/v1/admin/switchover?to={id}"),
         None => "/v1/admin/switchover".to_string(),
     };
-    let answer = client::request(&socket, "POST", &path, b"", TIMEOUT)?;
+    let answer = send_write(&socket, "POST", &path, b"", args.forward)?;
     if answer.status != 200 {
         bail!("switchover: {}", answer.error_text());
     }
     let v = answer.json()?;
     println!(
-        "node {} handed leadership to node {}; writes paused {} ms",
-        v["from"], v["to"], v["pause_ms"]
+        "node {} handed leadership to node {}; writes paused {} ms (answered by {})",
+        v["from"],
+        v["to"],
+        v["pause_ms"],
+        answered_by(&answer)
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -326,7 +402,7 @@ pub fn kv(args: KvArgs) -> anyhow::Result<ExitCode> {
         }
         KvCommand::Put { key, value } => {
             let path = format!("/v1/kv/{}", encode_key(key.as_bytes()));
-            let answer = client::request(&socket, "PUT", &path, value.as_bytes(), TIMEOUT)?;
+            let answer = send_write(&socket, "PUT", &path, value.as_bytes(), args.forward)?;
             print_write(&key, &answer)
         }
         KvCommand::Ls { prefix, limit } => {
@@ -349,11 +425,12 @@ pub fn kv(args: KvArgs) -> anyhow::Result<ExitCode> {
             } else {
                 json
             };
-            let answer = client::request(&socket, "POST", "/v1/txn", body.as_bytes(), TIMEOUT)?;
+            let answer = send_write(&socket, "POST", "/v1/txn", body.as_bytes(), args.forward)?;
             if answer.status != 200 {
                 bail!("txn: {}", answer.error_text());
             }
             println!("{}", serde_json::to_string_pretty(&answer.json()?)?);
+            eprintln!("answered by {}", answered_by(&answer));
             Ok(ExitCode::SUCCESS)
         }
         KvCommand::Watch {
@@ -372,7 +449,7 @@ pub fn kv(args: KvArgs) -> anyhow::Result<ExitCode> {
         }
         KvCommand::Del { key } => {
             let path = format!("/v1/kv/{}", encode_key(key.as_bytes()));
-            let answer = client::request(&socket, "DELETE", &path, b"", TIMEOUT)?;
+            let answer = send_write(&socket, "DELETE", &path, b"", args.forward)?;
             print_write(&key, &answer)
         }
     }
@@ -384,8 +461,11 @@ fn print_write(key: &str, answer: &Answer) -> anyhow::Result<ExitCode> {
     }
     let v = answer.json()?;
     println!(
-        "{key}: revision {} (index {}, term {})",
-        v["revision"], v["index"], v["term"]
+        "{key}: revision {} (index {}, term {}) by {}",
+        v["revision"],
+        v["index"],
+        v["term"],
+        answered_by(answer)
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -393,14 +473,42 @@ fn print_write(key: &str, answer: &Answer) -> anyhow::Result<ExitCode> {
 pub fn leader(args: LeaderArgs) -> anyhow::Result<ExitCode> {
     let socket = client::socket_path(args.socket.socket);
     match args.command {
-        LeaderCommand::Watch => {
+        None => {
+            let s = fetch_status(&socket)?;
+            let Some(leader) = s["leader_id"].as_u64() else {
+                eprintln!(
+                    "regent: node {} knows no leader ({} in term {})",
+                    s["node_id"],
+                    s["role"].as_str().unwrap_or("?"),
+                    s["term"]
+                );
+                return Ok(ExitCode::FAILURE);
+            };
+            if args.id {
+                println!("{leader}");
+            } else {
+                let me = s["node_id"].as_u64();
+                let address = s["leader_address"].as_str().unwrap_or("?");
+                let this = if me == Some(leader) {
+                    format!("this node; writable {}", s["writable"])
+                } else {
+                    format!("as node {} sees it", s["node_id"])
+                };
+                println!(
+                    "node {leader} leads term {} at {address} ({this})",
+                    s["term"]
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(LeaderCommand::Watch) => {
             client::stream(&socket, "/v1/leadership/watch", |line| {
                 println!("{line}");
                 true
             })?;
             Ok(ExitCode::SUCCESS)
         }
-        LeaderCommand::Wait { timeout } => {
+        Some(LeaderCommand::Wait { timeout }) => {
             let deadline = Instant::now() + Duration::from_secs(timeout);
             loop {
                 if let Ok(s) = fetch_status(&socket) {

@@ -15,13 +15,16 @@ const TIMEOUT: Duration = Duration::from_secs(15);
 pub struct JournalArgs {
     #[command(flatten)]
     pub socket: SocketArg,
+    #[command(flatten)]
+    pub forward: super::host::ForwardArg,
     #[command(subcommand)]
     pub command: JournalCommand,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum JournalCommand {
-    /// Append operations (through the leader's socket): one argument is one operation, several
+    /// Append operations (on a follower, relayed to the leader unless --no-forward; a host
+    /// appends only through its own writable node): one argument is one operation, several
     /// are one atomic batch; "-" (or no argument) reads one operation from stdin. Prints the
     /// indexes taken.
     Append {
@@ -95,11 +98,12 @@ pub fn run(args: JournalArgs) -> anyhow::Result<ExitCode> {
             } else {
                 format!("/v1/journal?{}", params.join("&"))
             };
-            let answer = client::request(&socket, "POST", &path, &body, TIMEOUT)?;
+            let answer = super::host::send_write(&socket, "POST", &path, &body, args.forward)?;
             if answer.status != 200 {
                 bail!("append refused: {}", answer.error_text());
             }
             println!("{}", answer.json()?);
+            eprintln!("answered by {}", super::host::answered_by(&answer));
             Ok(ExitCode::SUCCESS)
         }
         JournalCommand::Tail {

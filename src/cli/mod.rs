@@ -90,6 +90,18 @@ pub enum BenchCommand {
 /// Parses the command line and runs the chosen command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A command whose output goes to a pipe closed early (`| head -1`, a pager quit) ends as
+    // Unix tools do, by SIGPIPE, quietly; Rust ignores SIGPIPE and panics on the failed print
+    // instead. The daemon keeps ignoring it (a peer or client that goes away is an error to
+    // handle, not a reason to die), and so do the socket writes of every command
+    // (`regent_client::http::UnixSocket` sends with MSG_NOSIGNAL); children that must not
+    // outlive such an end are started with `die_with_parent`.
+    if !matches!(cli.command, Command::Run { .. }) {
+        // SAFETY: signal(2) at start-up, before any thread of ours exists.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     // The simulator's replicas log as the daemon's do, for thousands of nodes a second: a
     // campaign prints its own summary and traces, and logs only when REGENT_LOG asks for them.
     #[cfg(feature = "harness")]

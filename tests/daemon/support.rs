@@ -43,7 +43,7 @@ pub fn http(socket: &Path, method: &str, path: &str, body: &[u8]) -> std::io::Re
 
 /// A streaming answer (a watch, a journal tail) on a connection of its own, read line by line.
 pub struct Feed {
-    conn: Conn<UnixStream>,
+    conn: regent_client::http::UnixConn,
     pending: Vec<u8>,
 }
 

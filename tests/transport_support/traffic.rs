@@ -38,7 +38,7 @@ pub async fn recv_message(node: &mut Node, timeout: Duration) -> (NodeId, Messag
     loop {
         match tokio::time::timeout(timeout, node.inbound.recv()).await {
             Ok(Some(Inbound::Message { from, message })) => return (from, message),
-            Ok(Some(Inbound::Snapshot(_))) => {}
+            Ok(Some(Inbound::Snapshot(_) | Inbound::Call(_))) => {}
             Ok(None) => panic!("{}: inbound closed", node.handle.node_id()),
             Err(_) => panic!("{}: no message within {timeout:?}", node.handle.node_id()),
         }

@@ -423,7 +423,8 @@ impl ChildGuard {
 
 fn spawn_node(config: &Path, log: &Path) -> anyhow::Result<ChildGuard> {
     let log = std::fs::File::create(log)?;
-    let child = Command::new(std::env::current_exe()?)
+    let mut command = Command::new(std::env::current_exe()?);
+    let child = regent_client::local::die_with_parent(&mut command)
         .arg("run")
         .arg("--config")
         .arg(config)

@@ -11,7 +11,6 @@ use crate::cpu::{self, CpuSample};
 use anyhow::Context;
 use regent_client::Conn;
 use std::net::TcpStream;
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Barrier};
@@ -314,7 +313,7 @@ where
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A kept-alive HTTP/1.1 connection to a Unix socket (regent's host API).
-pub(super) fn unix(socket: &Path) -> anyhow::Result<Conn<UnixStream>> {
+pub(super) fn unix(socket: &Path) -> anyhow::Result<regent_client::http::UnixConn> {
     Conn::unix(socket, Some(ANSWER_TIMEOUT))
         .with_context(|| format!("connecting to {}", socket.display()))
 }
@@ -326,7 +325,7 @@ pub(super) fn tcp(address: &str) -> anyhow::Result<Conn<TcpStream>> {
 
 /// regent: `PUT /v1/kv/{key}` on the leader's host socket.
 pub(super) struct RegentWriter {
-    conn: Conn<UnixStream>,
+    conn: regent_client::http::UnixConn,
     /// The request path, rebuilt in place for each write.
     path: String,
 }

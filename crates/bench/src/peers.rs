@@ -254,7 +254,7 @@ impl Drop for Procs {
 
 fn spawn(command: &mut Command, log: &Path) -> anyhow::Result<Child> {
     let log = std::fs::File::create(log)?;
-    command
+    regent_client::local::die_with_parent(command)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)

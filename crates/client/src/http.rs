@@ -147,14 +147,58 @@ pub struct Conn<S> {
     body_limit: u64,
 }
 
-impl Conn<UnixStream> {
+/// A Unix stream socket whose writes never raise SIGPIPE (`send` with `MSG_NOSIGNAL`): the
+/// command line restores SIGPIPE's default action so that `regent status | head -1` ends
+/// quietly, and a daemon that closes a connection early must still give an error here, not a
+/// silent death.
+#[derive(Debug)]
+pub struct UnixSocket(pub UnixStream);
+
+impl Read for UnixSocket {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl Write for UnixSocket {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        loop {
+            // SAFETY: a valid socket fd and a buffer that lives across the call.
+            let sent = unsafe {
+                libc::send(
+                    self.0.as_raw_fd(),
+                    buf.as_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_NOSIGNAL,
+                )
+            };
+            if sent >= 0 {
+                return Ok(sent as usize);
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A connection over a Unix socket.
+pub type UnixConn = Conn<UnixSocket>;
+
+impl Conn<UnixSocket> {
     /// Connects to the Unix socket at `path`; with `timeout`, each read and write on it is
     /// bounded by that. The `Host` header says `regent`, since a socket path is no host.
     pub fn unix(path: &Path, timeout: Option<Duration>) -> io::Result<Self> {
         let stream = UnixStream::connect(path)?;
         stream.set_read_timeout(timeout)?;
         stream.set_write_timeout(timeout)?;
-        Ok(Conn::new(stream, "regent"))
+        Ok(Conn::new(UnixSocket(stream), "regent"))
     }
 }
 

@@ -8,6 +8,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Has the child started by `command` killed when this process dies, however it dies (a
+/// `regent demo | head -1` ends by SIGPIPE, which runs no destructor).
+pub fn die_with_parent(command: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl(2) is async-signal-safe and touches only the child's own state.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        })
+    }
+}
+
 /// How many nodes a local cluster has.
 pub const NODES: u64 = 3;
 
@@ -37,7 +50,8 @@ impl Nodes {
         let node_dir = self.dir.join(format!("node{id}"));
         let log =
             std::fs::File::create(node_dir.join("regent.log")).map_err(ClientError::NodeLog)?;
-        let child = Command::new(std::env::current_exe().map_err(ClientError::CurrentExe)?)
+        let mut command = Command::new(std::env::current_exe().map_err(ClientError::CurrentExe)?);
+        let child = die_with_parent(&mut command)
             .arg("run")
             .arg("--config")
             .arg(node_dir.join("regent.yaml"))

@@ -106,6 +106,8 @@ pub struct DriverParts {
     pub disk_done: mpsc::UnboundedReceiver<DiskDone>,
     pub transport: TransportHandle<PeerMessage>,
     pub inbound: mpsc::Receiver<Inbound<PeerMessage>>,
+    /// Requests relayed by peers (`forward=true`), for the API to carry out.
+    pub calls: mpsc::Sender<Box<regent_transport::CallRequest>>,
     pub requests: mpsc::Receiver<Request>,
     pub status: watch::Sender<NodeStatus>,
     pub shutdown: watch::Receiver<bool>,
@@ -131,6 +133,7 @@ pub struct Driver {
     disk_done: mpsc::UnboundedReceiver<DiskDone>,
     transport: TransportHandle<PeerMessage>,
     inbound: mpsc::Receiver<Inbound<PeerMessage>>,
+    calls: mpsc::Sender<Box<regent_transport::CallRequest>>,
     requests: mpsc::Receiver<Request>,
     streams_tx: mpsc::UnboundedSender<StreamEvent>,
     streams: mpsc::UnboundedReceiver<StreamEvent>,
@@ -168,6 +171,7 @@ impl Driver {
             disk_done: parts.disk_done,
             transport: parts.transport,
             inbound: parts.inbound,
+            calls: parts.calls,
             requests: parts.requests,
             streams_tx,
             streams,
@@ -389,6 +393,12 @@ impl Driver {
             }
             Inbound::Snapshot(receiver) => {
                 tokio::spawn(streams::receive(*receiver, self.streams_tx.clone()));
+            }
+            // A request a follower relayed: the API carries it out as a local one.
+            Inbound::Call(call) => {
+                if let Err(err) = self.calls.try_send(call) {
+                    tracing::warn!(node = %self.id, error = %err, "a forwarded request dropped: too many waiting");
+                }
             }
         }
     }

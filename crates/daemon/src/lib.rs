@@ -154,8 +154,11 @@ async fn run_daemon(config: DaemonConfig, config_path: PathBuf) -> Result<ExitCo
         status: status_rx,
         options: options.clone(),
         live,
+        transport: Some(transport.clone()),
     });
     let server = tokio::spawn(api::serve(listener, context.clone(), shutdown.clone()));
+    let (calls_tx, calls) = mpsc::channel(api::forward::CALLS_QUEUE_MAX);
+    tokio::spawn(api::forward::serve_calls(context.clone(), calls));
     if let Some(addr) = config.api.tcp_listen {
         let tcp = tokio::net::TcpListener::bind(addr)
             .await
@@ -172,6 +175,7 @@ async fn run_daemon(config: DaemonConfig, config_path: PathBuf) -> Result<ExitCo
         disk_done,
         transport,
         inbound,
+        calls: calls_tx,
         requests,
         status: status_tx,
         shutdown: shutdown.clone(),

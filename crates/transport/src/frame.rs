@@ -44,6 +44,10 @@ pub enum FrameKind {
     SnapshotEnd = 6,
     /// Receiver → sender: the snapshot was received whole and accepted.
     SnapshotAck = 7,
+    /// Caller → callee on a call stream: (a piece of) the request.
+    Call = 8,
+    /// Callee → caller on a call stream: (a piece of) the answer.
+    CallReply = 9,
 }
 
 impl FrameKind {
@@ -56,6 +60,8 @@ impl FrameKind {
             5 => FrameKind::SnapshotChunk,
             6 => FrameKind::SnapshotEnd,
             7 => FrameKind::SnapshotAck,
+            8 => FrameKind::Call,
+            9 => FrameKind::CallReply,
             _ => return None,
         })
     }

@@ -17,6 +17,7 @@
 
 pub mod admission;
 pub mod backoff;
+pub mod call;
 pub mod frame;
 mod peer;
 pub mod pki;
@@ -25,6 +26,7 @@ pub mod snapshot;
 pub mod tls;
 
 pub use crate::pki::TlsPaths;
+pub use call::CallRequest;
 pub use peer::{Hello, HelloAck};
 pub use queue::{Pushed, QueueStats};
 pub use snapshot::{SnapshotReceiver, SnapshotSender};
@@ -279,6 +281,14 @@ pub enum TransportError {
     Link { peer: NodeId, reason: String },
     #[error("snapshot with {peer}: {reason}")]
     Snapshot { peer: NodeId, reason: String },
+    /// A call failed; `sent` says whether the request may have reached the peer (and so may
+    /// have been carried out there).
+    #[error("call to {peer}: {reason}")]
+    Call {
+        peer: NodeId,
+        sent: bool,
+        reason: String,
+    },
     #[error("the transport is shut down")]
     Shutdown,
 }
@@ -292,6 +302,8 @@ pub enum Inbound<T> {
     },
     /// A snapshot stream opened by `from`; read it with `next_chunk`, then `accept` it.
     Snapshot(Box<SnapshotReceiver>),
+    /// A call opened by a peer (`TransportHandle::call`): answer it with `reply`.
+    Call(Box<CallRequest>),
 }
 
 /// Which side refused a connection.
@@ -689,6 +701,18 @@ impl<T> TransportHandle<T> {
         snapshot::open(&self.shared, peer, header).await
     }
 
+    /// Sends `request` to `peer` on a stream of its own and waits at most `timeout` for the
+    /// whole answer (the peer's caller gets it as `Inbound::Call`). At most `CALL_STREAMS_MAX`
+    /// calls per peer are in flight; an error says whether the request may have been sent.
+    pub async fn call(
+        &self,
+        peer: NodeId,
+        request: &[u8],
+        timeout: Duration,
+    ) -> Result<Vec<u8>, TransportError> {
+        call::call(&self.shared, peer, request, timeout).await
+    }
+
     /// Stops every task and closes the endpoint, waiting briefly (at most about 1.5 s) for the
     /// tasks to end and the close frames to leave.
     pub async fn shutdown(&self) {
@@ -743,8 +767,9 @@ fn quic_transport_config(
     // internet) makes a handshake whose first packets were lost retry within a third of a
     // second instead of a second.
     quic.initial_rtt(peer::INITIAL_RTT);
-    // The message stream plus the snapshot streams; no unidirectional streams are used.
-    quic.max_concurrent_bidi_streams((1 + SNAPSHOT_STREAMS_MAX).into());
+    // The message stream, the snapshot streams and the call streams; no unidirectional
+    // streams are used.
+    quic.max_concurrent_bidi_streams((1 + SNAPSHOT_STREAMS_MAX + call::CALL_STREAMS_MAX).into());
     quic.max_concurrent_uni_streams(0u32.into());
     Ok(quic)
 }

@@ -189,6 +189,10 @@ pub struct Peer {
     pub current: Mutex<Option<quinn::Connection>>,
     /// Authenticated incoming connections of this peer waiting for their hello.
     hellos: Arc<Semaphore>,
+    /// Slots for calls in flight to this peer (`call::CALL_STREAMS_MAX`).
+    pub calls: Arc<Semaphore>,
+    /// Slots for snapshot streams being sent to this peer (`SNAPSHOT_STREAMS_MAX`).
+    pub snapshots: Arc<Semaphore>,
     /// Set when the peer is removed at run time: its task closes the link and ends.
     removed: watch::Sender<bool>,
 }
@@ -211,6 +215,8 @@ impl Peer {
             silent_ticks: AtomicU32::new(NO_LINK),
             current: Mutex::new(None),
             hellos: Arc::new(Semaphore::new(super::HELLOS_PER_PEER_MAX)),
+            calls: Arc::new(Semaphore::new(super::call::CALL_STREAMS_MAX as usize)),
+            snapshots: Arc::new(Semaphore::new(super::SNAPSHOT_STREAMS_MAX as usize)),
             removed: watch::channel(false).0,
         };
         (peer, rx)

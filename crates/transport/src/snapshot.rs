@@ -49,6 +49,8 @@ fn snapshot_err(peer: NodeId, reason: impl std::fmt::Display) -> TransportError 
 
 /// The sending half of a snapshot transfer.
 pub struct SnapshotSender {
+    /// One of the peer's `SNAPSHOT_STREAMS_MAX` slots, released when the sender is dropped.
+    _slot: tokio::sync::OwnedSemaphorePermit,
     peer: NodeId,
     send: quinn::SendStream,
     recv: quinn::RecvStream,
@@ -66,18 +68,23 @@ pub(super) async fn open<T>(
     peer: NodeId,
     header: &[u8],
 ) -> Result<SnapshotSender, TransportError> {
-    let conn = shared
-        .peer(peer)
-        .ok_or(TransportError::UnknownPeer(peer))?
+    let link = shared.peer(peer).ok_or(TransportError::UnknownPeer(peer))?;
+    let stall = Duration::from_millis(shared.config.snapshot_stall_timeout_ms);
+    // Call streams share the connection's stream limit: snapshots keep their own bound.
+    let slot = tokio::time::timeout(stall, link.snapshots.clone().acquire_owned())
+        .await
+        .map_err(|_| snapshot_err(peer, "no snapshot slot free in time"))?
+        .map_err(|_| TransportError::Shutdown)?;
+    let conn = link
         .connection()
         .ok_or(TransportError::NotConnected(peer))?;
-    let stall = Duration::from_millis(shared.config.snapshot_stall_timeout_ms);
     let (send, recv) = tokio::time::timeout(stall, conn.open_bi())
         .await
         .map_err(|_| snapshot_err(peer, "no stream available in time"))?
         .map_err(|e| snapshot_err(peer, e))?;
     let _ = send.set_priority(SNAPSHOT_STREAM_PRIORITY);
     let mut sender = SnapshotSender {
+        _slot: slot,
         peer,
         send,
         recv,
@@ -201,7 +208,8 @@ impl std::fmt::Debug for SnapshotReceiver {
     }
 }
 
-/// Reads the first frame of a snapshot stream opened by `from` and hands it to the caller.
+/// Reads the first frame of a stream opened by `from`: a snapshot (`SnapshotBegin`) is handed
+/// to the caller as `Inbound::Snapshot`, a call (`Call`) goes on to `call::receive`.
 pub(super) async fn receive<T>(
     shared: Arc<Shared<T>>,
     from: NodeId,
@@ -213,8 +221,13 @@ pub(super) async fn receive<T>(
     let first = tokio::time::timeout(stall, read_frame(&mut recv, &mut decoder)).await;
     let header = match first {
         Ok(Ok(frame)) if frame.kind == FrameKind::SnapshotBegin => frame.body,
+        Ok(Ok(frame)) if frame.kind == FrameKind::Call => {
+            let call_stall = stall.min(super::call::CALL_STALL_MAX);
+            super::call::receive(shared, from, send, recv, decoder, frame.body, call_stall).await;
+            return;
+        }
         Ok(Ok(frame)) => {
-            tracing::warn!(peer = %from, kind = ?frame.kind, "snapshot stream did not begin with SnapshotBegin");
+            tracing::warn!(peer = %from, kind = ?frame.kind, "stream did not begin with SnapshotBegin or Call");
             let _ = recv.stop(SNAPSHOT_REFUSED.into());
             return;
         }

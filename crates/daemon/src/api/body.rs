@@ -7,6 +7,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::sync::mpsc;
 
+/// A request's body: from a socket connection, or whole (a request a follower forwarded).
+pub type RequestBody = http_body_util::Either<hyper::body::Incoming, http_body_util::Full<Bytes>>;
+
 /// Lines buffered per stream before its feeding task waits for the client.
 pub const STREAM_BUFFER_MAX: usize = 64;
 

@@ -17,6 +17,7 @@
 #![allow(clippy::result_large_err)]
 
 use super::body::Body;
+use super::body::RequestBody;
 use super::routes::{
     ask, error, json_response, query_param, read, read_body, request_error, HttpResponse,
     WriteOptions,
@@ -24,7 +25,6 @@ use super::routes::{
 use super::{ApiContext, ReadAnswer, ReadQuery, Request, RequestError};
 use base64::Engine;
 use bytes::Bytes;
-use hyper::body::Incoming;
 use hyper::{Method, StatusCode};
 use regent_storage::{
     Command, JournalPage, Proposal, Response as KvResponse, StorageError, JOURNAL_BATCH_OPS_MAX,
@@ -45,7 +45,7 @@ pub async fn handle(
     context: &ApiContext,
     path: &str,
     query: &str,
-    request: hyper::Request<Incoming>,
+    request: hyper::Request<RequestBody>,
 ) -> HttpResponse {
     let method = request.method().clone();
     match (path, &method) {
@@ -164,7 +164,7 @@ fn is_true(value: Option<String>) -> Option<bool> {
 async fn append(
     context: &ApiContext,
     query: &str,
-    request: hyper::Request<Incoming>,
+    request: hyper::Request<RequestBody>,
 ) -> HttpResponse {
     let options = match WriteOptions::parse(query) {
         Ok(options) => options,
@@ -257,7 +257,7 @@ async fn append(
 /// `POST /v1/journal/applied {"index": N}` and `POST /v1/journal/checkpoint {"index": N}`.
 async fn report(
     context: &ApiContext,
-    request: hyper::Request<Incoming>,
+    request: hyper::Request<RequestBody>,
     checkpoint: bool,
 ) -> HttpResponse {
     let body = match read_body(context, request).await {
@@ -454,6 +454,7 @@ async fn tail(context: &ApiContext, query: &str) -> HttpResponse {
         status: status.clone(),
         options: context.options.clone(),
         live: context.live.clone(),
+        transport: None,
     };
     tokio::spawn(async move {
         let mut current = first;

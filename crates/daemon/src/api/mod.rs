@@ -9,12 +9,13 @@
 //! input gets a 4xx with a JSON error, never a panic or a stall of the driver.
 
 pub mod body;
+pub mod forward;
 pub mod journal;
 mod maintenance;
 pub mod members;
 pub mod metrics;
 mod request;
-mod routes;
+pub mod routes;
 pub mod status;
 mod streams;
 mod txn;
@@ -84,6 +85,9 @@ pub struct ApiContext {
     pub status: watch::Receiver<NodeStatus>,
     pub options: ApiOptions,
     pub live: watch::Receiver<LiveOptions>,
+    /// The peer links, for relaying `forward=true` requests to the leader (none in tests that
+    /// run the API alone).
+    pub transport: Option<regent_transport::TransportHandle<crate::wire::PeerMessage>>,
 }
 
 /// Why the API's socket could not be set up. Each names the socket; a message that holds an
@@ -211,11 +215,13 @@ pub async fn serve(
                 uid: Some(cred.uid()),
                 gid: Some(cred.gid()),
                 remote: false,
+                forwarded_by: None,
             },
             Err(_) => routes::Caller {
                 uid: None,
                 gid: None,
                 remote: false,
+                forwarded_by: None,
             },
         };
         tokio::spawn(serve_connection(stream, context, caller, slot));
@@ -246,6 +252,7 @@ pub async fn serve_tcp(
             uid: None,
             gid: None,
             remote: true,
+            forwarded_by: None,
         };
         tokio::spawn(serve_connection(stream, context.clone(), caller, slot));
     }
@@ -261,7 +268,10 @@ async fn serve_connection<S>(
 {
     let service = hyper::service::service_fn(move |request| {
         let context = context.clone();
-        async move { Ok::<_, std::convert::Infallible>(routes::handle(&context, caller, request).await) }
+        async move {
+            let request = request.map(http_body_util::Either::Left);
+            Ok::<_, std::convert::Infallible>(routes::handle(&context, caller, request).await)
+        }
     });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())

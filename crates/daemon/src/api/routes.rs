@@ -2,6 +2,8 @@
 // A handler's early exit is the HTTP answer itself: `Result<_, HttpResponse>` by design.
 #![allow(clippy::result_large_err)]
 
+use super::body::RequestBody;
+use super::forward;
 use super::status::NodeStatus;
 use super::{
     ApiContext, BusyReason, ReadAnswer, ReadQuery, Request, RequestError, WriteAnswer,
@@ -10,7 +12,6 @@ use super::{
 use crate::clock;
 use base64::Engine;
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use hyper::{Method, StatusCode};
 use regent_raft::Role;
 use regent_replica::ReadMode;
@@ -25,10 +26,28 @@ pub type HttpResponse = hyper::Response<super::body::Body>;
 /// The session lifetime when `POST /v1/session` names none.
 pub const SESSION_TTL_DEFAULT_MS: u64 = 60_000;
 
+/// Answers one request; every answer names the node whose handler produced it
+/// (`x-regent-node`: the leader, for an answer relayed from there).
 pub async fn handle(
     context: &ApiContext,
     caller: Caller,
-    request: hyper::Request<Incoming>,
+    request: hyper::Request<RequestBody>,
+) -> HttpResponse {
+    let mut response = route(context, caller, request).await;
+    if !response.headers().contains_key(forward::ANSWERED_BY_HEADER) {
+        let node = context.status.borrow().node_id.0;
+        response.headers_mut().insert(
+            forward::ANSWERED_BY_HEADER,
+            hyper::header::HeaderValue::from(node),
+        );
+    }
+    response
+}
+
+async fn route(
+    context: &ApiContext,
+    caller: Caller,
+    request: hyper::Request<RequestBody>,
 ) -> HttpResponse {
     let path = request.uri().path().to_owned();
     let query = request.uri().query().unwrap_or("").to_owned();
@@ -41,6 +60,28 @@ pub async fn handle(
             "the TCP listener serves only /v1/leader, /v1/replica, /v1/health and /metrics",
             None,
         );
+    }
+    // `forward=true` on a follower: relayed to the leader (never again from there).
+    if forward::forwardable(&method, &path) && caller.forwarded_by.is_none() {
+        match forward::wanted(&query) {
+            Err(response) => return response,
+            Ok(false) => {}
+            Ok(true) => {
+                if forward::admin_path(&path) {
+                    if let Err(denied) = admin_only(context, caller, "a forwarded cluster change") {
+                        return denied;
+                    }
+                }
+                let (role, leader) = {
+                    let s = context.status.borrow();
+                    (s.role, s.leader_id)
+                };
+                // Without a known leader the request runs here and says `not_leader`.
+                if let (false, Some(leader)) = (role == Role::Leader, leader) {
+                    return forward::relay(context, leader, request).await;
+                }
+            }
+        }
     }
     match path.as_str() {
         "/v1/status" if head_or_get => {
@@ -234,7 +275,7 @@ fn check(context: &ApiContext, which: Check) -> HttpResponse {
     json_response(code, &status_json(&s, now))
 }
 
-async fn open_session(context: &ApiContext, request: hyper::Request<Incoming>) -> HttpResponse {
+async fn open_session(context: &ApiContext, request: hyper::Request<RequestBody>) -> HttpResponse {
     let body = match read_body(context, request).await {
         Ok(body) => body,
         Err(response) => return response,
@@ -450,7 +491,11 @@ async fn write(context: &ApiContext, options: WriteOptions, command: Command) ->
     }
 }
 
-async fn txn(context: &ApiContext, query: &str, request: hyper::Request<Incoming>) -> HttpResponse {
+async fn txn(
+    context: &ApiContext,
+    query: &str,
+    request: hyper::Request<RequestBody>,
+) -> HttpResponse {
     let options = match WriteOptions::parse(query) {
         Ok(options) => options,
         Err(response) => return response,
@@ -500,6 +545,9 @@ pub struct Caller {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub remote: bool,
+    /// A request a follower relayed (`forward=true`): the node that relayed it, which checked
+    /// its own caller's permissions.
+    pub forwarded_by: Option<regent_raft::NodeId>,
 }
 
 /// The paths the read-only TCP listener serves (for load balancers and Prometheus).
@@ -508,7 +556,8 @@ pub const PUBLIC_PATHS: [&str; 4] = ["/v1/leader", "/v1/replica", "/v1/health", 
 /// Calls that change the cluster need root or a uid/gid listed in the configuration.
 fn admin_only(context: &ApiContext, caller: Caller, what: &str) -> Result<(), HttpResponse> {
     let options = context.live.borrow().clone();
-    let allowed = caller.uid == Some(0)
+    let allowed = caller.forwarded_by.is_some()
+        || caller.uid == Some(0)
         || caller.uid.is_some_and(|u| options.admin_uids.contains(&u))
         || caller.gid.is_some_and(|g| options.admin_gids.contains(&g));
     if allowed {
@@ -596,7 +645,7 @@ pub(super) async fn ask<T>(
 
 pub(super) async fn read_body(
     context: &ApiContext,
-    request: hyper::Request<Incoming>,
+    request: hyper::Request<RequestBody>,
 ) -> Result<Vec<u8>, HttpResponse> {
     let max = context.options.request_bytes_max;
     match Limited::new(request.into_body(), max).collect().await {

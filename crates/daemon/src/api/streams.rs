@@ -164,6 +164,7 @@ pub async fn changes(context: &ApiContext, query: &str) -> HttpResponse {
             status: status.clone(),
             options,
             live,
+            transport: None,
         };
         let mut changes = first;
         loop {
