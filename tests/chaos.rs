@@ -60,6 +60,12 @@ fn a_short_campaign_finds_no_violation() {
         journal_acked > 100,
         "only {journal_acked} acknowledged journal appends; {context}"
     );
+    // A share of the writes went through followers that relayed them to the leader.
+    let forwarded: u64 = field(summary, "forwarded_acked").parse().unwrap();
+    assert!(
+        forwarded > 50,
+        "only {forwarded} writes acknowledged through a relay; {context}"
+    );
     for kind in [
         "kill-leader",
         "kill-follower",

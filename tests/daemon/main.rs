@@ -5,6 +5,7 @@
 mod api;
 mod bench;
 mod cluster;
+mod forward;
 mod journal;
 mod operations;
 mod support;

@@ -3,10 +3,10 @@
 //! in a map, and streams read line by line. Everything started here is killed when the
 //! `Cluster` is dropped, also when a test fails.
 
-use regent_client::{http, Conn};
+use regent_client::http::{self, UnixConn};
+use regent_client::Conn;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -43,7 +43,7 @@ pub fn http(socket: &Path, method: &str, path: &str, body: &[u8]) -> std::io::Re
 
 /// A streaming answer (a watch, a journal tail) on a connection of its own, read line by line.
 pub struct Feed {
-    conn: regent_client::http::UnixConn,
+    conn: UnixConn,
     pending: Vec<u8>,
 }
 

@@ -95,6 +95,8 @@ struct RunOutcome {
     max_failover_ms: u64,
     journal_acked: u64,
     journal_ok: bool,
+    /// Writes and appends acknowledged through a follower's relay (`forward=true`).
+    forwarded_acked: u64,
     violations: Vec<String>,
 }
 
@@ -149,8 +151,8 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
             },
         };
         println!(
-            "chaos: run {runs} seed {run_seed}: faults={} acked={} lost={} linearizable={} double_writable={} max_failover_ms={} journal_acked={} journal_ok={}",
-            outcome.faults, outcome.acked, outcome.lost, yes_no(outcome.linearizable), outcome.double_writable, outcome.max_failover_ms, outcome.journal_acked, yes_no(outcome.journal_ok)
+            "chaos: run {runs} seed {run_seed}: faults={} acked={} lost={} linearizable={} double_writable={} max_failover_ms={} journal_acked={} journal_ok={} forwarded_acked={}",
+            outcome.faults, outcome.acked, outcome.lost, yes_no(outcome.linearizable), outcome.double_writable, outcome.max_failover_ms, outcome.journal_acked, yes_no(outcome.journal_ok), outcome.forwarded_acked
         );
         if !outcome.violations.is_empty() {
             for v in &outcome.violations {
@@ -170,11 +172,12 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
         total.max_failover_ms = total.max_failover_ms.max(outcome.max_failover_ms);
         total.journal_acked += outcome.journal_acked;
         total.journal_ok &= outcome.journal_ok;
+        total.forwarded_acked += outcome.forwarded_acked;
         total.violations.extend(outcome.violations);
     }
     println!(
-        "chaos: runs={runs} faults={} acked={} lost={} linearizable={} double_writable={} max_failover_ms={} journal_acked={} journal_ok={}",
-        total.faults, total.acked, total.lost, yes_no(total.linearizable), total.double_writable, total.max_failover_ms, total.journal_acked, yes_no(total.journal_ok)
+        "chaos: runs={runs} faults={} acked={} lost={} linearizable={} double_writable={} max_failover_ms={} journal_acked={} journal_ok={} forwarded_acked={}",
+        total.faults, total.acked, total.lost, yes_no(total.linearizable), total.double_writable, total.max_failover_ms, total.journal_acked, yes_no(total.journal_ok), total.forwarded_acked
     );
     if total.violations.is_empty() {
         Ok(ExitCode::SUCCESS)
@@ -269,6 +272,7 @@ fn one_run(
         happened.push(h);
     }
     // Settle: the workload stops, every node catches up.
+    let forwarded_acked = load.forwarded_acked();
     let history = load.stop();
     c.reap_and_restart()?;
     let leader = wait_writable(&watchers, Duration::from_secs(20));
@@ -281,6 +285,7 @@ fn one_run(
         followers.finish();
         return Ok(outcome);
     };
+    outcome.forwarded_acked = forwarded_acked;
     let mut history = history;
     history.extend(workload::final_reads(&c.socket(leader), args.clients));
     check_history(&history, &mut outcome);

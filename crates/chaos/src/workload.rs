@@ -14,7 +14,7 @@
 use regent_client::{self as client, Answer};
 use regent_raft::SplitMix64;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +22,8 @@ use std::time::Duration;
 pub const REGISTER_KEYS: u64 = 12;
 /// How long a write is retried (same seq) before its outcome is declared unknown.
 const WRITE_RETRY: Duration = Duration::from_secs(6);
+/// One attempt in this many is sent to a random node with `forward=true`.
+const FORWARD_ONE_IN: u64 = 4;
 /// One HTTP request's time limit.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -76,20 +78,24 @@ pub struct Record {
 pub struct Workload {
     stop: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<Vec<Record>>>,
+    forwarded: Arc<AtomicU64>,
 }
 
 impl Workload {
     pub fn start(sockets: Vec<PathBuf>, clients: u64, seed: u64) -> Workload {
         let stop = Arc::new(AtomicBool::new(false));
+        let forwarded = Arc::new(AtomicU64::new(0));
         let threads = (0..clients)
             .map(|c| {
                 let (sockets, stop) = (sockets.clone(), stop.clone());
+                let forwarded = forwarded.clone();
                 std::thread::spawn(move || {
                     let mut client = Client::new(
                         c,
                         sockets,
                         seed ^ (c + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
                     );
+                    client.forwarded = forwarded;
                     while !stop.load(Ordering::Relaxed) {
                         client.one();
                     }
@@ -97,7 +103,16 @@ impl Workload {
                 })
             })
             .collect();
-        Workload { stop, threads }
+        Workload {
+            stop,
+            threads,
+            forwarded,
+        }
+    }
+
+    /// Writes and appends acknowledged through a follower that relayed them to the leader.
+    pub fn forwarded_acked(&self) -> u64 {
+        self.forwarded.load(Ordering::Relaxed)
     }
 
     pub fn stop(self) -> Vec<Record> {
@@ -119,6 +134,7 @@ struct Client {
     /// The node believed to lead (index into sockets).
     target: usize,
     history: Vec<Record>,
+    forwarded: Arc<AtomicU64>,
 }
 
 impl Client {
@@ -132,6 +148,7 @@ impl Client {
             counter: 0,
             target: 0,
             history: Vec::new(),
+            forwarded: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -261,15 +278,25 @@ impl Client {
         };
         self.seq += 1;
         let path = format!("{path}?client_id={session}&seq={}", self.seq);
+        let forwarded_path = format!("{path}&forward=true");
         while std::time::Instant::now() < until {
-            match client::request(
-                &self.sockets[self.target],
-                method,
-                &path,
-                body,
-                REQUEST_TIMEOUT,
-            ) {
-                Ok(a) if a.status == 200 => return Some((regent_daemon::clock::now(), a)),
+            // A share of the attempts goes through a random node that relays it to the
+            // leader (`forward=true`): the same session and seq, so a relay that failed
+            // after the leader carried it out is still applied once.
+            let relay = self.rng.below(FORWARD_ONE_IN) == 0;
+            let (node, path) = if relay {
+                let node = self.rng.below(self.sockets.len() as u64) as usize;
+                (node, forwarded_path.as_str())
+            } else {
+                (self.target, path.as_str())
+            };
+            match client::request(&self.sockets[node], method, path, body, REQUEST_TIMEOUT) {
+                Ok(a) if a.status == 200 => {
+                    if a.header("x-regent-forwarded-by").is_some() {
+                        self.forwarded.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return Some((regent_daemon::clock::now(), a));
+                }
                 Ok(a) if a.status == 400 => {
                     // The session is unknown (expired): the command was not applied under it.
                     // Its outcome is left unknown; the next command opens a new session.
