@@ -166,6 +166,32 @@ pub struct SwitchoverArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct FenceArgs {
+    #[command(flatten)]
+    pub socket: SocketArg,
+    /// The node to fence (usually the previous leader).
+    #[arg(long)]
+    pub node: u64,
+}
+
+/// `regent fence --node ID`: the fence methods, run by this node now.
+pub fn fence(args: FenceArgs) -> anyhow::Result<ExitCode> {
+    let socket = client::socket_path(args.socket.socket);
+    let path = format!("/v1/admin/fence?node={}", args.node);
+    // The methods may take their whole timeouts, one after the other.
+    let answer = client::request(&socket, "POST", &path, b"", Duration::from_secs(600))?;
+    if answer.status != 200 {
+        bail!("fence: {}", answer.error_text());
+    }
+    println!(
+        "node {} fenced by {}",
+        args.node,
+        answer.json()?["method"].as_str().unwrap_or("?")
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args, Debug)]
 pub struct MembersArgs {
     #[command(flatten)]
     pub socket: SocketArg,

@@ -41,6 +41,9 @@ pub enum Command {
     Members(host::MembersArgs),
     /// A planned hand-over of leadership (run against the leader's socket).
     Switchover(host::SwitchoverArgs),
+    /// Run the fence methods (`fencing.methods`) against a node now, in order until one
+    /// succeeds; a promotion waiting for that node to be fenced then goes on.
+    Fence(host::FenceArgs),
     /// Take a snapshot now on this node: compact its log through the applied index. Prints
     /// the snapshot's index.
     Snapshot(host::MaintenanceArgs),
@@ -120,6 +123,7 @@ pub fn main() -> ExitCode {
         Command::Journal(args) => journal::run(args),
         Command::Leader(args) => host::leader(args),
         Command::Switchover(args) => host::switchover(args),
+        Command::Fence(args) => host::fence(args),
         Command::Members(args) => host::members(args),
         Command::Snapshot(args) => host::maintenance(args, false),
         Command::Recover(args) => recover::run(args),

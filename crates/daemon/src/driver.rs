@@ -108,6 +108,8 @@ pub struct DriverParts {
     pub inbound: mpsc::Receiver<Inbound<PeerMessage>>,
     /// Requests relayed by peers (`forward=true`), for the API to carry out.
     pub calls: mpsc::Sender<Box<regent_transport::CallRequest>>,
+    /// The hooks and fence methods (the promotions the replica asks for go there).
+    pub hooks: crate::hooks::Hooks,
     pub requests: mpsc::Receiver<Request>,
     pub status: watch::Sender<NodeStatus>,
     pub shutdown: watch::Receiver<bool>,
@@ -134,6 +136,7 @@ pub struct Driver {
     transport: TransportHandle<PeerMessage>,
     inbound: mpsc::Receiver<Inbound<PeerMessage>>,
     calls: mpsc::Sender<Box<regent_transport::CallRequest>>,
+    hooks: crate::hooks::Hooks,
     requests: mpsc::Receiver<Request>,
     streams_tx: mpsc::UnboundedSender<StreamEvent>,
     streams: mpsc::UnboundedReceiver<StreamEvent>,
@@ -164,14 +167,17 @@ impl Driver {
         let links = parts.transport.subscribe();
         let not_after = parts.transport.identity_cert().not_after_unix;
         let membership = parts.replica.core().membership().clone();
+        let mut replica = parts.replica;
+        replica.set_promotion_gate(parts.hooks.gated, parts.hooks.backoff_ns);
         Driver {
-            id: parts.replica.core().id(),
-            replica: parts.replica,
+            id: replica.core().id(),
+            replica,
             disk: parts.disk,
             disk_done: parts.disk_done,
             transport: parts.transport,
             inbound: parts.inbound,
             calls: parts.calls,
+            hooks: parts.hooks,
             requests: parts.requests,
             streams_tx,
             streams,
@@ -351,6 +357,15 @@ impl Driver {
                     self.disk.send(DiskRequest::InstallChunk { from, chunk });
                 }
                 Action::InstallAnswer { token, verdict } => self.answer_chunk(token, verdict),
+                Action::Promote {
+                    term,
+                    previous_leader,
+                    handover,
+                } => {
+                    let previous = previous_leader.map(|id| (id, self.peers.address(id)));
+                    let status = self.status.current();
+                    self.hooks.promote(term, previous, handover, &status);
+                }
             }
         }
     }
@@ -422,6 +437,7 @@ impl Driver {
                 };
                 let _ = reply.send(answer);
             }
+            Request::Promoted { term, result } => self.replica.promotion_done(term, result, now),
             Request::Reload { reply } => {
                 self.notifier.notify("RELOADING=1");
                 let outcome = self.reload();

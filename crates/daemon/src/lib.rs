@@ -13,6 +13,8 @@ pub mod config;
 pub mod disk;
 pub mod driver;
 pub mod health;
+pub mod hooks;
+pub mod leadership;
 pub mod logging;
 pub mod notify;
 pub mod streams;
@@ -148,6 +150,16 @@ async fn run_daemon(config: DaemonConfig, config_path: PathBuf) -> Result<ExitCo
     let (requests_tx, requests) = mpsc::channel(REQUESTS_QUEUE_MAX);
     let signals = watch_signals(shutdown_tx.clone(), requests_tx.clone())?;
     let metrics = Arc::new(api::metrics::Metrics::default());
+    let hooks = hooks::Hooks::start(
+        id,
+        config.socket.clone(),
+        config.hooks.clone(),
+        config.fencing.clone(),
+        config.timing.lease_ns() / 1_000_000,
+        status_rx.clone(),
+        live.clone(),
+        requests_tx.clone(),
+    );
     let context = Arc::new(ApiContext {
         requests: requests_tx,
         metrics: metrics.clone(),
@@ -155,6 +167,7 @@ async fn run_daemon(config: DaemonConfig, config_path: PathBuf) -> Result<ExitCo
         options: options.clone(),
         live,
         transport: Some(transport.clone()),
+        hooks: Some(hooks.view.clone()),
     });
     let server = tokio::spawn(api::serve(listener, context.clone(), shutdown.clone()));
     let (calls_tx, calls) = mpsc::channel(api::forward::CALLS_QUEUE_MAX);
@@ -176,6 +189,7 @@ async fn run_daemon(config: DaemonConfig, config_path: PathBuf) -> Result<ExitCo
         transport,
         inbound,
         calls: calls_tx,
+        hooks,
         requests,
         status: status_tx,
         shutdown: shutdown.clone(),

@@ -22,11 +22,13 @@
 mod apply;
 mod handover;
 mod install;
+mod promote;
 mod propose;
 
 pub use apply::{COMPACT_STEP_ENTRIES, FLUSH_INTERVAL_NS, FLUSH_RECORDS_MAX};
 pub use handover::{HandoverOutcome, Stop, HANDOVER_ELECTION_TIMEOUTS};
 pub use install::InstallVerdict;
+pub use promote::Promotion;
 pub use propose::ProposeRefusal;
 
 use regent_raft::Entry;
@@ -145,6 +147,14 @@ pub enum Action {
         token: Token,
         verdict: InstallVerdict,
     },
+    /// With the promotion gate on: this node leads `term` and is caught up; carry out what
+    /// must come before it is writable (fence `previous_leader` unless this is an acknowledged
+    /// `handover`, run `pre_promote`), then call [`Replica::promotion_done`].
+    Promote {
+        term: Term,
+        previous_leader: Option<NodeId>,
+        handover: bool,
+    },
 }
 
 /// The requests still unanswered when a replica is dropped (a crash, a shutdown): their outcome
@@ -214,6 +224,8 @@ pub struct Replica {
     compact_after_flush: bool,
     /// Where the compaction in steps is going (`apply::COMPACT_STEP_ENTRIES`).
     compact_goal: Option<LogIndex>,
+    /// The promotion gate (`promote`).
+    gate: promote::Gate,
 }
 
 impl Replica {
@@ -254,6 +266,7 @@ impl Replica {
             unflushed_since: None,
             compact_after_flush: false,
             compact_goal: None,
+            gate: promote::Gate::new(),
         })
     }
 
@@ -273,6 +286,7 @@ impl Replica {
     pub fn next_deadline(&self) -> Nanos {
         let core = self.core.next_deadline();
         let core = self.flush_deadline().map_or(core, |f| core.min(f));
+        let core = self.promotion_deadline().map_or(core, |p| core.min(p));
         self.handover_deadline().map_or(core, |h| core.min(h))
     }
 
@@ -297,6 +311,7 @@ impl Replica {
     /// network: never a panic).
     pub fn step(&mut self, m: Message, now: Nanos) -> Result<(), regent_raft::StepError> {
         self.observe(now);
+        self.note_message(&m.body, m.from, m.term);
         self.core.step(m, now)
     }
 
@@ -396,6 +411,7 @@ impl Replica {
         out.extend(self.core.take_messages().into_iter().map(Action::Send));
         out.append(&mut self.queued);
         self.check_handovers(self.now, out);
+        self.check_promotion(self.now, out);
         self.next_chunk(out);
         self.maybe_flush(out);
         self.maybe_compact(out);

@@ -39,6 +39,10 @@ pub struct Summary {
     pub host_reports: u64,
     /// Crashes that lost applied state not yet in storage (`unpersisted_crashes=`).
     pub unpersisted_crashes: u64,
+    /// Promotions the replicas asked of their hosts, and those that failed (the gate is on in
+    /// a third of the seeds).
+    pub promotions: u64,
+    pub promotions_failed: u64,
     /// The first violation of each failing seed; each carries its replay command.
     pub failures: Vec<Violation>,
 }
@@ -46,7 +50,7 @@ pub struct Summary {
 impl Summary {
     pub fn line(&self) -> String {
         format!(
-            "sim: seeds={} violations={} elections={} commits={} max_election_ms={} snapshots={} conf_changes={} joint_changes={} multi_voter_changes={} earlier_term_refusals={} transfers={} reads={} retries={} learner_share={}% learner_elections={} handovers={} promotions_refused={} fenced={} installs_during_writes={} host_reports={} unpersisted_crashes={}",
+            "sim: seeds={} violations={} elections={} commits={} max_election_ms={} snapshots={} conf_changes={} joint_changes={} multi_voter_changes={} earlier_term_refusals={} transfers={} reads={} retries={} learner_share={}% learner_elections={} handovers={} promotions_refused={} fenced={} installs_during_writes={} host_reports={} unpersisted_crashes={} promotions={} promotions_failed={}",
             self.seeds,
             self.violations,
             self.elections,
@@ -67,7 +71,9 @@ impl Summary {
             self.fenced,
             self.installs_during_writes,
             self.host_reports,
-            self.unpersisted_crashes
+            self.unpersisted_crashes,
+            self.promotions,
+            self.promotions_failed
         )
     }
 
@@ -97,6 +103,8 @@ impl Summary {
         self.installs_during_writes += outcome.installs_during_writes;
         self.host_reports += outcome.host_reports;
         self.unpersisted_crashes += outcome.unpersisted_crashes;
+        self.promotions += outcome.promotions;
+        self.promotions_failed += outcome.promotions_failed;
         self.max_election_ms = self
             .max_election_ms
             .max(outcome.election_after_heal_ns / 1_000_000);

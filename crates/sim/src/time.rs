@@ -26,6 +26,13 @@ pub enum Event {
         flush: regent_storage::StateFlush,
     },
     Restart(usize),
+    /// The node's host answers the promotion it was asked for `term` (fencing, `pre_promote`).
+    PromotionDone {
+        node: usize,
+        incarnation: u64,
+        term: regent_raft::Term,
+        ok: bool,
+    },
     Fault,
     /// The operator's next membership action.
     Reconfigure,

@@ -455,6 +455,7 @@ async fn tail(context: &ApiContext, query: &str) -> HttpResponse {
         options: context.options.clone(),
         live: context.live.clone(),
         transport: None,
+        hooks: None,
     };
     tokio::spawn(async move {
         let mut current = first;

@@ -214,6 +214,53 @@ pub fn render(metrics: &Metrics, s: &NodeStatus, now_ns: u64, unix_now: i64) -> 
     out
 }
 
+/// The hooks' figures: `regent_hook_runs_total{hook,result}`, the histogram
+/// `regent_hook_duration_seconds{hook}`, and `regent_fence_pending`.
+pub fn render_hooks(out: &mut String, hooks: &crate::hooks::HooksView) {
+    use crate::hooks::DURATION_BUCKETS;
+    let stats = hooks.stats.lock().unwrap_or_else(|p| p.into_inner());
+    let _ = writeln!(
+        out,
+        "# HELP regent_hook_runs_total Hook and fence method runs, by hook and result (ok, failed, timeout, not_started).\n# TYPE regent_hook_runs_total counter"
+    );
+    for ((hook, result), runs) in &stats.runs {
+        let _ = writeln!(
+            out,
+            "regent_hook_runs_total{{hook=\"{hook}\",result=\"{result}\"}} {runs}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP regent_hook_duration_seconds How long hooks and fence methods ran.\n# TYPE regent_hook_duration_seconds histogram"
+    );
+    for (hook, (buckets, count, sum)) in &stats.durations {
+        for (bound, n) in DURATION_BUCKETS.iter().zip(buckets) {
+            let _ = writeln!(
+                out,
+                "regent_hook_duration_seconds_bucket{{hook=\"{hook}\",le=\"{bound}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "regent_hook_duration_seconds_bucket{{hook=\"{hook}\",le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            out,
+            "regent_hook_duration_seconds_sum{{hook=\"{hook}\"}} {sum}"
+        );
+        let _ = writeln!(
+            out,
+            "regent_hook_duration_seconds_count{{hook=\"{hook}\"}} {count}"
+        );
+    }
+    gauge(
+        out,
+        "regent_fence_pending",
+        "1 while a promotion waits for a fence method to succeed (fencing.required).",
+        u8::from(hooks.fence_pending.load(Ordering::Relaxed)),
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -88,6 +88,8 @@ pub struct ApiContext {
     /// The peer links, for relaying `forward=true` requests to the leader (none in tests that
     /// run the API alone).
     pub transport: Option<regent_transport::TransportHandle<crate::wire::PeerMessage>>,
+    /// The hooks' last runs and counters, and the fence methods for `regent fence`.
+    pub hooks: Option<crate::hooks::HooksView>,
 }
 
 /// Why the API's socket could not be set up. Each names the socket; a message that holds an

@@ -171,6 +171,12 @@ pub enum Request {
         file: bool,
         reply: oneshot::Sender<Result<SnapshotAnswer, RequestError>>,
     },
+    /// The hooks carried out the promotion the replica asked for `term` (fencing,
+    /// `pre_promote`): `Ok` makes the node writable, an error hands leadership away.
+    Promoted {
+        term: Term,
+        result: Result<(), String>,
+    },
     /// Read the state machine: after confirming leadership (`Some(Index)`, `Some(Lease)`), or
     /// this node's applied state as it is (`None`: may be stale on a follower).
     Read {

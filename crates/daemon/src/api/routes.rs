@@ -98,12 +98,15 @@ async fn route(
         }
         "/metrics" if head_or_get => {
             let s = context.status.borrow().clone();
-            let text = super::metrics::render(
+            let mut text = super::metrics::render(
                 &context.metrics,
                 &s,
                 clock::now(),
                 regent_transport::pki::identity::unix_now(),
             );
+            if let Some(hooks) = &context.hooks {
+                super::metrics::render_hooks(&mut text, hooks);
+            }
             return hyper::Response::builder()
                 .status(StatusCode::OK)
                 .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
@@ -148,6 +151,12 @@ async fn route(
             }
             return super::maintenance::snapshot(context, path == "/v1/admin/compact").await;
         }
+        "/v1/admin/fence" if method == Method::POST => {
+            if let Err(denied) = admin_only(context, caller, "fencing") {
+                return denied;
+            }
+            return fence(context, &query).await;
+        }
         "/v1/admin/switchover" if method == Method::POST => {
             if let Err(denied) = admin_only(context, caller, "switchover") {
                 return denied;
@@ -161,6 +170,7 @@ async fn route(
         "/v1/session"
         | "/v1/txn"
         | "/v1/admin/switchover"
+        | "/v1/admin/fence"
         | "/v1/admin/reload"
         | "/v1/admin/snapshot"
         | "/v1/admin/compact"
@@ -386,7 +396,72 @@ async fn kv_range(context: &ApiContext, query: &str) -> HttpResponse {
 
 fn status(context: &ApiContext) -> HttpResponse {
     let s = context.status.borrow().clone();
-    json_response(StatusCode::OK, &status_json(&s, clock::now()))
+    let mut body = status_json(&s, clock::now());
+    if let Some(hooks) = &context.hooks {
+        body["hooks"] = hooks_json(hooks);
+    }
+    json_response(StatusCode::OK, &body)
+}
+
+/// `POST /v1/admin/fence?node=ID`: runs the fence methods against a node now (`regent fence`);
+/// a success also releases a promotion waiting for that node to be fenced.
+async fn fence(context: &ApiContext, query: &str) -> HttpResponse {
+    let Some(node) = query_param(query, "node").and_then(|n| n.parse::<u64>().ok()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_parameter",
+            "node=ID (a member's id) is required",
+            None,
+        );
+    };
+    let Some(hooks) = &context.hooks else {
+        return error(
+            StatusCode::CONFLICT,
+            "fence_failed",
+            "no fencing.methods are configured",
+            None,
+        );
+    };
+    let node = regent_raft::NodeId(node);
+    let address = context
+        .status
+        .borrow()
+        .members
+        .iter()
+        .find(|m| m.id == node)
+        .and_then(|m| m.address);
+    match hooks.fence_by_hand(node, address).await {
+        Ok(method) => json_response(
+            StatusCode::OK,
+            &json!({ "fenced": node.0, "method": method }),
+        ),
+        Err(why) => error(
+            StatusCode::CONFLICT,
+            "fence_failed",
+            &format!("no fence method succeeded against node {node}: {why}"),
+            None,
+        ),
+    }
+}
+
+/// The last run of each hook that ran: `{name: {result, exit, duration_ms, at_unix_ms}}`.
+fn hooks_json(hooks: &crate::hooks::HooksView) -> Value {
+    let runs: serde_json::Map<String, Value> = hooks
+        .last_runs()
+        .into_iter()
+        .map(|(name, run)| {
+            (
+                name.to_string(),
+                json!({
+                    "result": run.result.label(),
+                    "exit": run.exit,
+                    "duration_ms": run.duration_ms,
+                    "at_unix_ms": run.at_unix_ms,
+                }),
+            )
+        })
+        .collect();
+    Value::Object(runs)
 }
 
 /// `GET /v1/status?digest=true`: the status plus a digest of the state machine as applied
@@ -446,6 +521,8 @@ pub(super) fn status_json(s: &NodeStatus, now: u64) -> Value {
             "deadline_monotonic_ns": s.lease_deadline_ns,
         },
         "members": members,
+        "promotion_pending": s.promotion_pending,
+        "fence_pending": s.fence_pending,
         "host_healthy": s.host_healthy,
         "catch_up_index": s.catch_up_index,
         "journal": {

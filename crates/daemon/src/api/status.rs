@@ -32,6 +32,11 @@ pub struct NodeStatus {
     pub writable: bool,
     /// The lease's end on this machine's CLOCK_MONOTONIC (leader only).
     pub lease_deadline_ns: Option<Nanos>,
+    /// Leading and caught up, but not writable until the promotion (fencing, `pre_promote`)
+    /// is done.
+    pub promotion_pending: bool,
+    /// The promotion waits for a fence method to succeed (`fencing.required`).
+    pub fence_pending: bool,
     pub members: Vec<MemberStatus>,
     /// Whether the QUIC link to each peer is up.
     pub links: BTreeMap<NodeId, bool>,
@@ -64,6 +69,8 @@ impl NodeStatus {
             revision: 0,
             writable: false,
             lease_deadline_ns: None,
+            promotion_pending: false,
+            fence_pending: false,
             members: Vec::new(),
             links: BTreeMap::new(),
             host_healthy: true,

@@ -14,10 +14,8 @@ use super::routes::{
 };
 use super::status::NodeStatus;
 use super::{ApiContext, ReadAnswer, ReadQuery};
-use crate::clock;
 use bytes::Bytes;
 use hyper::StatusCode;
-use regent_raft::{NodeId, Role, Term};
 use regent_storage::{ChangeKind, StorageError};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -26,73 +24,18 @@ use tokio::sync::mpsc;
 /// Changes read per page of the feed.
 const CHANGES_PAGE_MAX: usize = 10_000;
 
-/// What a leadership event is about; a new event is sent when any of it changes.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Leadership {
-    role: Role,
-    term: Term,
-    leader: Option<NodeId>,
-    writable: bool,
-    host_healthy: bool,
-    catch_up_index: Option<u64>,
-}
-
 pub fn leadership(context: &ApiContext) -> HttpResponse {
     let (tx, body) = Body::channel();
-    let mut status = context.status.clone();
-    let live = context.live.clone();
+    let mut watcher = crate::leadership::Watcher::new(context.status.clone(), context.live.clone());
     tokio::spawn(async move {
-        let mut last: Option<Leadership> = None;
-        // The lease deadline already warned about (one warning per deadline).
-        let mut warned: Option<u64> = None;
         loop {
-            let s = status.borrow_and_update().clone();
-            let now = clock::now();
-            let current = Leadership {
-                role: s.role,
-                term: s.term,
-                leader: s.leader_id,
-                writable: s.writable_at(now),
-                host_healthy: s.host_healthy,
-                catch_up_index: s.catch_up_index,
-            };
-            if last != Some(current) {
-                let kind = if last.is_none() { "state" } else { "change" };
-                if !send(&tx, event(kind, &s, now)).await {
-                    return;
-                }
-                last = Some(current);
-            }
-            // While writable: wake at the warning point and at the deadline itself. The warning
-            // period is read each time: a reload may change it.
-            let warning_ns = live.borrow().lease_warning_ms * 1_000_000;
-            let wake = match s.lease_deadline_ns.filter(|_| current.writable) {
-                Some(deadline) if warned != Some(deadline) => {
-                    Some((deadline.saturating_sub(warning_ns), Some(deadline)))
-                }
-                Some(deadline) => Some((deadline, None)),
-                None => None,
-            };
-            let sleep = async {
-                match wake {
-                    Some((at, _)) => tokio::time::sleep(clock::until(at, clock::now())).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                changed = status.changed() => if changed.is_err() { return },
+            let next = tokio::select! {
+                next = watcher.next() => next,
                 _ = tx.closed() => return,
-                _ = sleep => {
-                    if let Some((_, Some(deadline))) = wake {
-                        warned = Some(deadline);
-                        let s = status.borrow().clone();
-                        if s.lease_deadline_ns == Some(deadline)
-                            && !send(&tx, event("lease_warning", &s, clock::now())).await
-                        {
-                            return;
-                        }
-                    }
-                }
+            };
+            let Some(e) = next else { return };
+            if !send(&tx, event(e.kind.name(), &e.status, e.now)).await {
+                return;
             }
         }
     });
@@ -165,6 +108,7 @@ pub async fn changes(context: &ApiContext, query: &str) -> HttpResponse {
             options,
             live,
             transport: None,
+            hooks: None,
         };
         let mut changes = first;
         loop {

@@ -10,8 +10,10 @@
 //! `config/regent.yaml` is the documented example; tests keep it in step with this struct.
 
 use regent_transport::pki::files::ReadError;
+mod hooks;
 mod probe;
 mod reload;
+pub use hooks::{FenceMethod, FencingConfig, HookCommand, HooksConfig, HOOK_NAMES};
 pub use probe::{HttpTarget, MissingPort, ProbeConfig, ProbeError, ProbeRule};
 mod defaults;
 mod timing;
@@ -100,6 +102,12 @@ pub struct DaemonConfig {
     /// A probe of the master beside regent; without it the host counts as always healthy.
     #[serde(default)]
     pub host_health: Option<ProbeConfig>,
+    /// Commands run on leadership changes, for a master that knows nothing of regent.
+    #[serde(default)]
+    pub hooks: HooksConfig,
+    /// Fence methods run against the previous leader after a failover.
+    #[serde(default)]
+    pub fencing: FencingConfig,
     /// The log filter (`info`, `warn,regent::daemon=debug`, ...). None: the `REGENT_LOG`
     /// environment variable, else `warn`. A reload applies a change.
     #[serde(default)]

@@ -62,6 +62,8 @@ impl DaemonConfig {
             api,
             journal,
             host_health,
+            hooks,
+            fencing,
             log_level,
         } = new;
         let old = self;
@@ -109,6 +111,8 @@ impl DaemonConfig {
         restart!(transport, "transport");
         restart!(storage, "storage");
         restart!(api, "api");
+        restart!(hooks, "hooks");
+        restart!(fencing, "fencing");
         let TimingConfig {
             election_timeout_min_ms,
             heartbeat_interval_ms,

@@ -67,6 +67,13 @@ impl DaemonConfig {
                 .check()
                 .map_err(|e| invalid(e.field(), e.rule.to_string()))?;
         }
+        let lease_ms = self.timing.lease_ns() / 1_000_000;
+        self.hooks
+            .check(lease_ms)
+            .map_err(|(field, reason)| invalid(field, reason))?;
+        self.fencing
+            .check()
+            .map_err(|(field, reason)| invalid(field, reason))?;
         if let Some(level) = &self.log_level {
             crate::logging::parse(level).map_err(|e| invalid("log_level", e.to_string()))?;
         }

@@ -42,6 +42,11 @@ impl Publisher {
         }
     }
 
+    /// The status as last published.
+    pub(super) fn current(&self) -> NodeStatus {
+        self.sender.borrow().clone()
+    }
+
     pub(super) fn persist_started(&mut self, now: Nanos) {
         self.persist_started = Some(now);
     }
@@ -133,7 +138,13 @@ impl Driver {
             applied_index: s.applied_index,
             last_index: s.last_index,
             revision: self.replica.state().revision(),
-            writable: s.writable,
+            // The core's lease and catch-up, and the promotion (hooks, fencing) done.
+            writable: self.replica.writable(now),
+            promotion_pending: matches!(
+                self.replica.promotion(),
+                regent_replica::Promotion::Pending { .. }
+            ),
+            fence_pending: self.hooks.view.fence_pending.load(Relaxed),
             lease_deadline_ns: s.lease_deadline.filter(|_| s.role == Role::Leader),
             members,
             links: p.link_up.clone(),

@@ -30,6 +30,8 @@ impl Driver {
                         let _ = reply.send(Err(refused));
                     }
                 }
+                // Stopping: no promotion matters any more.
+                Request::Promoted { .. } => {}
             }
         }
         // Flush: let the batch on the disk finish (bounded), so what was promised is durable.

@@ -52,6 +52,21 @@ impl Cluster {
                 }
                 Action::Send(m) => self.send(i, m),
                 Action::SoftState(_) => {}
+                Action::Promote { term, .. } => {
+                    if let Some(gate) = self.promotion_gate {
+                        let delay = self.env.rng.below(gate.delay_ns_max + 1);
+                        let ok = self.env.rng.below(100) >= gate.fail_pct;
+                        self.promotions += 1;
+                        self.promotions_failed += u64::from(!ok);
+                        let event = Event::PromotionDone {
+                            node: i,
+                            incarnation: self.nodes[i].incarnation,
+                            term,
+                            ok,
+                        };
+                        self.env.schedule(delay, event);
+                    }
+                }
                 Action::Persist(persist) => self.start_write(i, persist),
                 Action::PersistState(flush) => self.start_state_write(i, flush),
                 Action::Applied(entries) => self.on_applied(i, &entries),

@@ -136,6 +136,9 @@ impl Cluster {
         let bootstrap = self.bootstrap_membership();
         let node = &mut self.nodes[i];
         node.start(self.env.time.now(), seed, config, bootstrap);
+        if let (Some(gate), Some(replica)) = (self.promotion_gate, node.replica.as_mut()) {
+            replica.set_promotion_gate(true, gate.backoff_ns);
+        }
         let commit = node.core().expect("started").status(0).commit_index;
         self.watches[i].restarted(commit, node.disk.store.state().applied);
     }

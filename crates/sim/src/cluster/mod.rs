@@ -72,6 +72,8 @@ pub struct SimOutcome {
     pub host_reports: u64,
     /// Crashes of a node whose state machine had applied entries storage did not hold yet.
     pub unpersisted_crashes: u64,
+    pub promotions: u64,
+    pub promotions_failed: u64,
     pub trace: Vec<String>,
 }
 
@@ -100,9 +102,38 @@ pub struct Cluster {
     /// Log compactions.
     compactions: u64,
     unpersisted_crashes: u64,
+    pub(crate) promotions: u64,
+    pub(crate) promotions_failed: u64,
     elections: u64,
     violations: Vec<Violation>,
     election_after_heal_ns: u64,
+    pub(crate) promotion_gate: Option<PromotionGate>,
+}
+
+/// The promotion gate as the daemon runs it with hooks or fencing configured: a new leader is
+/// writable only once its host answered `pre_promote` (`Replica::promotion_done`), after a
+/// delay, sometimes failing (the node then hands leadership away and holds its campaigns).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PromotionGate {
+    pub(crate) backoff_ns: Nanos,
+    pub(crate) delay_ns_max: Nanos,
+    pub(crate) fail_pct: u64,
+}
+
+impl PromotionGate {
+    /// On for a third of the seeds, from a stream of its own (the other draws of a seed stay
+    /// as they were before the gate existed).
+    fn draw(seed: u64) -> Option<PromotionGate> {
+        let mut rng = SplitMix64::new(seed ^ 0x9A7E_0F_C0DE_5EED);
+        if rng.below(3) != 0 {
+            return None;
+        }
+        Some(PromotionGate {
+            backoff_ns: (200 + rng.below(1800)) * MS,
+            delay_ns_max: (1 + rng.below(300)) * MS,
+            fail_pct: rng.below(25),
+        })
+    }
 }
 
 impl Cluster {
@@ -137,9 +168,12 @@ impl Cluster {
             first_writable_after_heal: None,
             compactions: 0,
             unpersisted_crashes: 0,
+            promotions: 0,
+            promotions_failed: 0,
             elections: 0,
             violations: Vec::new(),
             election_after_heal_ns: 0,
+            promotion_gate: PromotionGate::draw(cfg.seed),
             cfg,
         };
         cluster.boot();
@@ -213,6 +247,8 @@ impl Cluster {
             installs_during_writes: self.snapshots.installs_during_writes,
             host_reports: self.hosts.host_reports,
             unpersisted_crashes: self.unpersisted_crashes,
+            promotions: self.promotions,
+            promotions_failed: self.promotions_failed,
             trace: self.env.take_trace(),
         }
     }
@@ -229,6 +265,26 @@ impl Cluster {
                 incarnation,
                 flush,
             } => self.state_written(node, incarnation, flush),
+            Event::PromotionDone {
+                node,
+                incarnation,
+                term,
+                ok,
+            } => {
+                let now = self.nodes[node].local_now(self.env.now());
+                let n = &mut self.nodes[node];
+                if let (true, Some(replica), Some(now)) =
+                    (n.incarnation == incarnation, n.replica.as_mut(), now)
+                {
+                    let result = if ok {
+                        Ok(())
+                    } else {
+                        Err("the host's pre_promote failed".to_string())
+                    };
+                    replica.promotion_done(term, result, now);
+                    self.drive(node);
+                }
+            }
             Event::Restart(i) => {
                 if self.nodes[i].replica.is_none() {
                     self.start_node(i);

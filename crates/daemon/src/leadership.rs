@@ -1,0 +1,148 @@
+//! The host's view of this node's leadership as a sequence of events: what the leadership
+//! watch (`GET /v1/leadership/watch`) streams and what the hooks react to, computed once.
+//!
+//! Invariant: a change is seen as soon as the driver publishes it (the watcher waits on the
+//! status channel, no polling), and the lease is judged on this process's clock: when the
+//! published deadline passes unrenewed, the node is reported not writable even if the driver
+//! has published nothing since; `lease_warning_ms` before such a deadline, one warning.
+
+use crate::api::status::NodeStatus;
+use crate::api::LiveOptions;
+use crate::clock;
+use regent_raft::{Nanos, NodeId, Role, Term};
+use tokio::sync::watch;
+
+/// What a leadership event is about; a new event comes when any of it changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Leadership {
+    pub role: Role,
+    pub term: Term,
+    pub leader: Option<NodeId>,
+    pub writable: bool,
+    pub host_healthy: bool,
+    pub catch_up_index: Option<u64>,
+}
+
+impl Leadership {
+    pub fn of(s: &NodeStatus, now: Nanos) -> Leadership {
+        Leadership {
+            role: s.role,
+            term: s.term,
+            leader: s.leader_id,
+            writable: s.writable_at(now),
+            host_healthy: s.host_healthy,
+            catch_up_index: s.catch_up_index,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// The first event: how things stand.
+    State,
+    /// Something of [`Leadership`] changed.
+    Change,
+    /// The lease will lapse in `lease_warning_ms` unless renewed.
+    LeaseWarning,
+}
+
+impl EventKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::State => "state",
+            EventKind::Change => "change",
+            EventKind::LeaseWarning => "lease_warning",
+        }
+    }
+}
+
+/// One event: its kind, the status it is about, and when (CLOCK_MONOTONIC).
+#[derive(Clone, Debug)]
+pub struct Event {
+    pub kind: EventKind,
+    pub status: NodeStatus,
+    pub now: Nanos,
+    /// The leadership before this event (None for the first).
+    pub before: Option<Leadership>,
+    pub after: Leadership,
+}
+
+/// Turns the published status into leadership events.
+pub struct Watcher {
+    status: watch::Receiver<NodeStatus>,
+    live: watch::Receiver<LiveOptions>,
+    last: Option<Leadership>,
+    /// The lease deadline already warned about (one warning per deadline).
+    warned: Option<Nanos>,
+}
+
+impl Watcher {
+    pub fn new(status: watch::Receiver<NodeStatus>, live: watch::Receiver<LiveOptions>) -> Watcher {
+        Watcher {
+            status,
+            live,
+            last: None,
+            warned: None,
+        }
+    }
+
+    /// The next event; the first call answers at once with the state. None once the driver is
+    /// gone.
+    pub async fn next(&mut self) -> Option<Event> {
+        loop {
+            let s = self.status.borrow_and_update().clone();
+            let now = clock::now();
+            let current = Leadership::of(&s, now);
+            if self.last != Some(current) {
+                let kind = if self.last.is_none() {
+                    EventKind::State
+                } else {
+                    EventKind::Change
+                };
+                let before = self.last.replace(current);
+                return Some(Event {
+                    kind,
+                    status: s,
+                    now,
+                    before,
+                    after: current,
+                });
+            }
+            // While writable: wake at the warning point and at the deadline itself. The warning
+            // period is read each time: a reload may change it.
+            let warning_ns = self.live.borrow().lease_warning_ms * 1_000_000;
+            let wake = match s.lease_deadline_ns.filter(|_| current.writable) {
+                Some(deadline) if self.warned != Some(deadline) => {
+                    Some((deadline.saturating_sub(warning_ns), Some(deadline)))
+                }
+                Some(deadline) => Some((deadline, None)),
+                None => None,
+            };
+            let sleep = async {
+                match wake {
+                    Some((at, _)) => tokio::time::sleep(clock::until(at, clock::now())).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                changed = self.status.changed() => if changed.is_err() { return None },
+                _ = sleep => {
+                    if let Some((_, Some(deadline))) = wake {
+                        self.warned = Some(deadline);
+                        let s = self.status.borrow().clone();
+                        if s.lease_deadline_ns == Some(deadline) {
+                            let now = clock::now();
+                            return Some(Event {
+                                kind: EventKind::LeaseWarning,
+                                after: Leadership::of(&s, now),
+                                status: s,
+                                now,
+                                before: Some(current),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
