@@ -6,6 +6,7 @@ mod api;
 mod bench;
 mod cluster;
 mod forward;
+mod hooks;
 mod journal;
 mod operations;
 mod support;

@@ -202,15 +202,14 @@ pub struct Hooks {
 impl Hooks {
     /// Starts the runner and the watcher.
     pub fn start(
-        node: NodeId,
-        socket: PathBuf,
-        hooks: HooksConfig,
-        fencing: FencingConfig,
-        lease_ms: u64,
+        config: &crate::config::DaemonConfig,
         status: watch::Receiver<NodeStatus>,
         live: watch::Receiver<LiveOptions>,
         requests: mpsc::Sender<Request>,
     ) -> Hooks {
+        let (node, socket) = (config.node_id, config.socket.clone());
+        let (hooks, fencing) = (config.hooks.clone(), config.fencing.clone());
+        let lease_ms = config.timing.lease_ns() / 1_000_000;
         let (jobs, queue) = mpsc::unbounded_channel();
         let view = HooksView {
             stats: Arc::default(),

@@ -151,11 +151,7 @@ async fn run_daemon(config: DaemonConfig, config_path: PathBuf) -> Result<ExitCo
     let signals = watch_signals(shutdown_tx.clone(), requests_tx.clone())?;
     let metrics = Arc::new(api::metrics::Metrics::default());
     let hooks = hooks::Hooks::start(
-        id,
-        config.socket.clone(),
-        config.hooks.clone(),
-        config.fencing.clone(),
-        config.timing.lease_ns() / 1_000_000,
+        &config,
         status_rx.clone(),
         live.clone(),
         requests_tx.clone(),
@@ -189,7 +185,7 @@ async fn run_daemon(config: DaemonConfig, config_path: PathBuf) -> Result<ExitCo
         transport,
         inbound,
         calls: calls_tx,
-        hooks,
+        hooks: hooks.clone(),
         requests,
         status: status_tx,
         shutdown: shutdown.clone(),
@@ -204,6 +200,9 @@ async fn run_daemon(config: DaemonConfig, config_path: PathBuf) -> Result<ExitCo
     });
     tracing::info!(node = %id, socket = %options.socket.display(), listen = %config.listen, "serving");
     let outcome = driver.run().await;
+    // The driver is gone: the hooks watcher sees the end, and `on_demote` (if this node was
+    // writable) and whatever was asked before run now, before the process exits.
+    hooks.drain().await;
 
     let _ = shutdown_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(1), server).await;

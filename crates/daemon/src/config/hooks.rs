@@ -22,7 +22,7 @@ impl HookCommand {
 }
 
 /// The `hooks:` section. Every hook is optional.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct HooksConfig {
     /// Runs before this node reports `writable: true`; exit 0 within its timeout makes it
@@ -46,6 +46,19 @@ pub struct HooksConfig {
     /// How long a node whose promotion failed does not campaign.
     #[serde(default = "defaults::promote_failure_backoff_ms")]
     pub promote_failure_backoff_ms: u64,
+}
+
+impl Default for HooksConfig {
+    fn default() -> HooksConfig {
+        HooksConfig {
+            pre_promote: None,
+            on_promote: None,
+            on_demote: None,
+            on_lease_warning: None,
+            on_leader_change: None,
+            promote_failure_backoff_ms: defaults::promote_failure_backoff_ms(),
+        }
+    }
 }
 
 /// The `fencing:` section: ZKFC's fence methods, run against the previous leader before a new

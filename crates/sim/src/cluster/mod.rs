@@ -124,7 +124,7 @@ impl PromotionGate {
     /// On for a third of the seeds, from a stream of its own (the other draws of a seed stay
     /// as they were before the gate existed).
     fn draw(seed: u64) -> Option<PromotionGate> {
-        let mut rng = SplitMix64::new(seed ^ 0x9A7E_0F_C0DE_5EED);
+        let mut rng = SplitMix64::new(seed ^ 0x9A7E_0FC0_DE5E_ED01);
         if rng.below(3) != 0 {
             return None;
         }
