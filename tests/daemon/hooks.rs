@@ -233,3 +233,119 @@ fn fence_methods_run_after_a_failover_and_required_fencing_holds_writable() {
     let s = c.status(new).unwrap();
     assert_eq!(s["fence_pending"], false, "{s}");
 }
+
+/// What a watchdog device saw: each byte written, with when it arrived.
+struct Dog {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(Instant, u8)>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Dog {
+    /// A FIFO at `path` standing for the device, read by a thread of its own.
+    fn new(path: &Path) -> Dog {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+        // SAFETY: mkfifo(3) and open(2) with a valid NUL-terminated path.
+        let fd = unsafe {
+            assert_eq!(libc::mkfifo(c.as_ptr(), 0o600), 0);
+            libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_NONBLOCK)
+        };
+        assert!(fd >= 0);
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (s, st) = (seen.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            while !st.load(std::sync::atomic::Ordering::Relaxed) {
+                // SAFETY: reading into a buffer we own from the fd we opened.
+                let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+                if n > 0 {
+                    let now = Instant::now();
+                    s.lock()
+                        .unwrap()
+                        .extend(buf[..n as usize].iter().map(|&b| (now, b)));
+                } else {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+            // SAFETY: closing the fd this thread owns.
+            unsafe { libc::close(fd) };
+        });
+        Dog { seen, stop }
+    }
+
+    fn bytes(&self) -> Vec<(Instant, u8)> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    fn feeds(&self) -> usize {
+        self.bytes().iter().filter(|(_, b)| *b == b'1').count()
+    }
+
+    fn closes(&self) -> usize {
+        self.bytes().iter().filter(|(_, b)| *b == b'V').count()
+    }
+}
+
+impl Drop for Dog {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn the_watchdog_is_fed_only_while_writable_and_would_reset_a_stalled_leader_in_time() {
+    // Lease 1900 ms, margin 500 ms: a 1 s device timeout. Each node's device is `dog` in its
+    // own directory (the daemons run there).
+    let watchdog = "watchdog:\n  mode: required\n  device: dog\n  safety_margin_ms: 500\n";
+    let mut c = Cluster::init(3, "watchdog", &format!("{TEST_SETTINGS}{TIMING}{watchdog}"));
+    let dogs: Vec<Dog> = (1..=3)
+        .map(|id| Dog::new(&c.nodes[id - 1].dir.join("dog")))
+        .collect();
+    c.start_all();
+    let (leader, _) = c.wait_writable_leader(ELECTION);
+    let dog = |id: u64| &dogs[(id - 1) as usize];
+    // Every node checked its device at start (armed, disarmed); only the leader feeds it.
+    wait_for("the start-up probes", ELECTION, || {
+        (1..=3).all(|id| dog(id).closes() >= 1)
+    });
+    wait_for("feeds on the leader's device", ELECTION, || {
+        dog(leader).feeds() >= 8
+    });
+    for id in (1..=3).filter(|&id| id != leader) {
+        assert_eq!(dog(id).feeds(), 1, "n{id} is not writable: only its probe");
+    }
+
+    // SIGSTOP the leader: its feeds stop. The device would reset that machine one timeout
+    // (1 s) after the last feed, before any other node becomes writable.
+    let pid = c.pid(leader).unwrap() as libc::pid_t;
+    // SAFETY: signals to a child process this test started.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let next = c.wait_writable_other_than(leader, ELECTION);
+    let writable_at = Instant::now();
+    let last_feed = dog(leader)
+        .bytes()
+        .iter()
+        .rev()
+        .find(|(_, b)| *b == b'1')
+        .unwrap()
+        .0;
+    assert!(
+        writable_at.duration_since(last_feed) > Duration::from_secs(1),
+        "node {next} was writable {:?} after the stalled leader's last feed",
+        writable_at.duration_since(last_feed)
+    );
+    let closes = dog(leader).closes();
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    // Resumed, the old leader finds its lease gone and disarms.
+    wait_for("the deposed leader's magic close", ELECTION, || {
+        dog(leader).closes() > closes
+    });
+    // A clean stop of the new leader disarms its device too.
+    wait_for("feeds on the new leader's device", ELECTION, || {
+        dog(next).feeds() >= 3
+    });
+    let closes = dog(next).closes();
+    assert_eq!(c.stop(next), Some(0));
+    assert!(dog(next).closes() > closes);
+}

@@ -200,6 +200,14 @@ impl Driver {
         }
     }
 
+    /// As `run`, for a node that must never campaign (a required watchdog device that does
+    /// not work): it votes, follows and serves reads.
+    pub async fn run_ineligible(mut self) -> Result<(), DriverError> {
+        let now = clock::now();
+        self.replica.set_campaign_eligible(false, now);
+        self.run().await
+    }
+
     /// Runs until shutdown is asked or storage fails. Returns the fatal error, if any.
     pub async fn run(mut self) -> Result<(), DriverError> {
         self.notifier.notify("READY=1");

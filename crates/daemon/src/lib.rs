@@ -18,6 +18,7 @@ pub mod leadership;
 pub mod logging;
 pub mod notify;
 pub mod streams;
+pub mod watchdog;
 pub mod wire;
 
 use crate::api::{status, ApiContext, ApiError, ApiOptions};
@@ -156,6 +157,8 @@ async fn run_daemon(config: DaemonConfig, config_path: PathBuf) -> Result<ExitCo
         live.clone(),
         requests_tx.clone(),
     );
+    let lease_ms = config.timing.lease_ns() / 1_000_000;
+    let (watchdog, watchdog_works) = start_watchdog(&config.watchdog, lease_ms, &status_rx);
     let context = Arc::new(ApiContext {
         requests: requests_tx,
         metrics: metrics.clone(),
@@ -199,10 +202,17 @@ async fn run_daemon(config: DaemonConfig, config_path: PathBuf) -> Result<ExitCo
         config: config.clone(),
     });
     tracing::info!(node = %id, socket = %options.socket.display(), listen = %config.listen, "serving");
-    let outcome = driver.run().await;
+    let outcome = if watchdog_works {
+        driver.run().await
+    } else {
+        driver.run_ineligible().await
+    };
     // The driver is gone: the hooks watcher sees the end, and `on_demote` (if this node was
     // writable) and whatever was asked before run now, before the process exits.
     hooks.drain().await;
+    if let Some(watchdog) = watchdog {
+        let _ = tokio::time::timeout(Duration::from_secs(2), watchdog).await;
+    }
 
     let _ = shutdown_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
@@ -217,6 +227,34 @@ async fn run_daemon(config: DaemonConfig, config_path: PathBuf) -> Result<ExitCo
             tracing::error!(node = %id, error = %err, "stopping on a fatal error");
             eprintln!("regent: fatal: {err}");
             Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Starts the watchdog task per `watchdog.mode`. Returns it and whether this node may
+/// campaign: `required` with a device that cannot be armed may not.
+fn start_watchdog(
+    config: &watchdog::WatchdogConfig,
+    lease_ms: u64,
+    status: &watch::Receiver<status::NodeStatus>,
+) -> (Option<tokio::task::JoinHandle<()>>, bool) {
+    use watchdog::WatchdogMode;
+    if config.mode == WatchdogMode::Off {
+        return (None, true);
+    }
+    match watchdog::probe(config, lease_ms) {
+        Ok(()) => {
+            tracing::info!(device = %config.device.display(), "watchdog device works: armed while writable");
+            let task = tokio::spawn(watchdog::run(config.clone(), lease_ms, status.clone()));
+            (Some(task), true)
+        }
+        Err(err) if config.mode == WatchdogMode::Required => {
+            tracing::error!(error = %err, "watchdog.mode is required and the device does not work: this node will not campaign");
+            (None, false)
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "watchdog device does not work; running without (watchdog.mode: automatic)");
+            (None, true)
         }
     }
 }

@@ -41,6 +41,9 @@ pub(crate) struct Gate {
     pub(crate) last_other_leader: Option<(NodeId, Term)>,
     /// The leader that told this node to campaign (TimeoutNow), and in which term.
     pub(crate) handed_over_by: Option<(NodeId, Term)>,
+    /// Set when something this node needs to lead safely is missing (a required watchdog
+    /// device): it never campaigns.
+    pub(crate) ineligible: bool,
 }
 
 impl Gate {
@@ -51,6 +54,7 @@ impl Gate {
             backoff_ns: 0,
             last_other_leader: None,
             handed_over_by: None,
+            ineligible: false,
         }
     }
 }
@@ -124,7 +128,19 @@ impl Replica {
     pub(crate) fn update_campaign_hold(&mut self) {
         let backoff =
             matches!(self.gate.state, Promotion::Failed { until, .. } if self.now < until);
-        self.core.hold_campaigns(!self.host_healthy || backoff);
+        self.core
+            .hold_campaigns(!self.host_healthy || backoff || self.gate.ineligible);
+    }
+
+    /// Whether this node may campaign at all (false: a required watchdog device does not
+    /// work). A leader that becomes ineligible hands leadership away.
+    pub fn set_campaign_eligible(&mut self, eligible: bool, now: Nanos) {
+        self.observe(now);
+        self.gate.ineligible = !eligible;
+        self.update_campaign_hold();
+        if !eligible && self.core.status(now).role == Role::Leader && !self.handing_over() {
+            let _ = self.start_handover(None, None, now);
+        }
     }
 
     /// When a failed promotion's back-off ends (the caller ticks then).

@@ -108,6 +108,9 @@ pub struct DaemonConfig {
     /// Fence methods run against the previous leader after a failover.
     #[serde(default)]
     pub fencing: FencingConfig,
+    /// A machine watchdog armed while this node is writable.
+    #[serde(default)]
+    pub watchdog: crate::watchdog::WatchdogConfig,
     /// The log filter (`info`, `warn,regent::daemon=debug`, ...). None: the `REGENT_LOG`
     /// environment variable, else `warn`. A reload applies a change.
     #[serde(default)]

@@ -64,6 +64,7 @@ impl DaemonConfig {
             host_health,
             hooks,
             fencing,
+            watchdog,
             log_level,
         } = new;
         let old = self;
@@ -113,6 +114,7 @@ impl DaemonConfig {
         restart!(api, "api");
         restart!(hooks, "hooks");
         restart!(fencing, "fencing");
+        restart!(watchdog, "watchdog");
         let TimingConfig {
             election_timeout_min_ms,
             heartbeat_interval_ms,

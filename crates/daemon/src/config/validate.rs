@@ -74,6 +74,9 @@ impl DaemonConfig {
         self.fencing
             .check()
             .map_err(|(field, reason)| invalid(field, reason))?;
+        self.watchdog
+            .check(lease_ms)
+            .map_err(|(field, reason)| invalid(field, reason))?;
         if let Some(level) = &self.log_level {
             crate::logging::parse(level).map_err(|e| invalid("log_level", e.to_string()))?;
         }
