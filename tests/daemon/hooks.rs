@@ -15,10 +15,10 @@ const ELECTION: Duration = Duration::from_secs(30);
 /// an idle machine) ends well within the lease on a busy one.
 const TIMING: &str = "timing:\n  election_timeout_min_ms: 2000\n  heartbeat_interval_ms: 200\n";
 
-/// A hook that records its start: `["sh", "-c", SCRIPT]` as YAML.
+/// A hook that records its start, then runs `extra`: `["sh", "-c", SCRIPT]` as YAML.
 fn recorder(log: &Path, extra: &str) -> String {
     format!(
-        "{{exec: [\"sh\", \"-c\", \"{extra}echo $REGENT_HOOK $REGENT_TERM $REGENT_NODE_ID x$REGENT_LEASE_DEADLINE_NS $(python3 -c 'import time; print(time.clock_gettime_ns(time.CLOCK_MONOTONIC))') >> {}\"]}}",
+        "{{exec: [\"sh\", \"-c\", \"echo $REGENT_HOOK $REGENT_TERM $REGENT_NODE_ID x$REGENT_LEASE_DEADLINE_NS $(python3 -c 'import time; print(time.clock_gettime_ns(time.CLOCK_MONOTONIC))') >> {}; {extra}\"]}}",
         log.display()
     )
 }
@@ -63,10 +63,10 @@ fn hooks_follow_leadership_and_pre_promote_gates_writable() {
     let hooks = format!(
         "hooks:\n  pre_promote: {}\n  on_promote: {}\n  on_demote: {}\n  on_leader_change: {}\n  promote_failure_backoff_ms: 20000\n",
         // pre_promote fails on a node whose flag file exists.
-        recorder(&log, &format!("test ! -e {}$REGENT_NODE_ID || exit 7; ", fail.display())),
-        recorder(&log, ""),
-        recorder(&log, ""),
-        recorder(&log, ""),
+        recorder(&log, &format!("test ! -e {}$REGENT_NODE_ID || exit 7", fail.display())),
+        recorder(&log, "true"),
+        recorder(&log, "true"),
+        recorder(&log, "true"),
     );
     let mut c = Cluster::init(3, "hooks", &format!("{TEST_SETTINGS}{TIMING}{hooks}"));
     c.start_all();
@@ -148,6 +148,18 @@ fn hooks_follow_leadership_and_pre_promote_gates_writable() {
         c.status(target)
             .is_some_and(|s| s["hooks"]["pre_promote"]["result"] == "failed")
     });
+    // A graceful hand-over demotes the old leader's host before the target is told to take
+    // over: `next`'s on_demote came before the target's pre_promote.
+    let seen = lines(&log);
+    let demoted = seen
+        .iter()
+        .find(|l| l.hook == "on_demote" && l.node == next && l.term == next_term)
+        .expect("on_demote ran on the leader handing over");
+    let promoting = seen
+        .iter()
+        .find(|l| l.hook == "pre_promote" && l.node == target && l.term > next_term)
+        .expect("the target's pre_promote ran");
+    assert!(demoted.started_ns < promoting.started_ns, "{seen:?}");
     let now_leader = c.wait_writable_other_than(target, ELECTION);
     assert_ne!(now_leader, target);
     let s = c.status(target).unwrap();

@@ -374,6 +374,10 @@ impl Driver {
                     let status = self.status.current();
                     self.hooks.promote(term, previous, handover, &status);
                 }
+                Action::Demote { term } => {
+                    let status = self.status.current();
+                    self.hooks.demote(term, &status);
+                }
             }
         }
     }
@@ -446,6 +450,7 @@ impl Driver {
                 let _ = reply.send(answer);
             }
             Request::Promoted { term, result } => self.replica.promotion_done(term, result, now),
+            Request::Demoted { term } => self.replica.demote_done(term, now),
             Request::Reload { reply } => {
                 self.notifier.notify("RELOADING=1");
                 let outcome = self.reload();

@@ -174,6 +174,13 @@ impl HooksView {
 enum Job {
     Hook {
         name: &'static str,
+        term: Term,
+        env: Vec<(String, String)>,
+    },
+    /// A hand-over waits for this: `on_demote` (unless it already ran for `term`), then
+    /// `Request::Demoted`.
+    Demote {
+        term: Term,
         env: Vec<(String, String)>,
     },
     Promote {
@@ -267,6 +274,12 @@ impl Hooks {
         });
     }
 
+    /// The replica holds a hand-over until this node's host is demoted.
+    pub fn demote(&self, term: Term, status: &NodeStatus) {
+        let env = hook_env(status, &self.view.socket, "on_demote");
+        let _ = self.jobs.send(Job::Demote { term, env });
+    }
+
     /// Waits (at most `STOP_WAIT_MAX`) until every hook asked so far has run: at shutdown,
     /// after the last status was published, so that `on_demote` runs before the daemon exits.
     pub async fn drain(&self) {
@@ -339,6 +352,7 @@ async fn watch_events(
         if hooks.get(name).is_some() {
             let _ = jobs.send(Job::Hook {
                 name,
+                term: status.term,
                 env: hook_env(status, &socket, name),
             });
         }
@@ -381,13 +395,29 @@ struct Runner {
 
 impl Runner {
     async fn run(self, mut queue: mpsc::UnboundedReceiver<Job>) {
+        // The term whose `on_demote` already ran ahead of a hand-over.
+        let mut demoted: Option<Term> = None;
         while let Some(job) = queue.recv().await {
             match job {
-                Job::Hook { name, env } => {
+                Job::Hook { name, term, env } => {
+                    if name == "on_demote" && demoted == Some(term) {
+                        continue;
+                    }
                     if let Some(hook) = self.hooks.get(name) {
                         let timeout = Duration::from_millis(hook.timeout_ms(self.lease_ms));
                         run_logged(name, &hook.exec, &env, timeout, &self.view.stats).await;
                     }
+                }
+                Job::Demote { term, env } => {
+                    if demoted != Some(term) {
+                        demoted = Some(term);
+                        if let Some(hook) = &self.hooks.on_demote {
+                            let timeout = Duration::from_millis(hook.timeout_ms(self.lease_ms));
+                            run_logged("on_demote", &hook.exec, &env, timeout, &self.view.stats)
+                                .await;
+                        }
+                    }
+                    let _ = self.requests.send(Request::Demoted { term }).await;
                 }
                 Job::Promote {
                     term,

@@ -155,6 +155,9 @@ pub enum Action {
         previous_leader: Option<NodeId>,
         handover: bool,
     },
+    /// With the promotion gate on, a hand-over is starting: stop this node's host (run
+    /// `on_demote`), then call [`Replica::demote_done`]; the hand-over waits for it.
+    Demote { term: Term },
 }
 
 /// The requests still unanswered when a replica is dropped (a crash, a shutdown): their outcome
@@ -408,7 +411,8 @@ impl Replica {
         for request in self.core.take_snapshot_requests() {
             out.push(Action::SendSnapshot { to: request.to });
         }
-        out.extend(self.core.take_messages().into_iter().map(Action::Send));
+        let messages = self.core.take_messages();
+        self.route_messages(messages, out);
         out.append(&mut self.queued);
         self.check_handovers(self.now, out);
         self.check_promotion(self.now, out);
@@ -425,7 +429,7 @@ impl Replica {
         if let Some(soft) = ready.soft_state {
             out.push(Action::SoftState(soft));
         }
-        out.extend(ready.messages.into_iter().map(Action::Send));
+        self.route_messages(ready.messages, out);
         let mut batch = ready.batch;
         self.persisting = Some(Persisting {
             number,

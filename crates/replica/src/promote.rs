@@ -14,7 +14,7 @@
 //! leader gave its lease up first.
 
 use crate::{Action, Replica};
-use regent_raft::{MessageBody, Nanos, NodeId, Role, Term};
+use regent_raft::{Message, MessageBody, Nanos, NodeId, Role, Term};
 
 /// Where this term's promotion stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +44,12 @@ pub(crate) struct Gate {
     /// Set when something this node needs to lead safely is missing (a required watchdog
     /// device): it never campaigns.
     pub(crate) ineligible: bool,
+    /// A hand-over's TimeoutNow, held until the caller has demoted this node's host
+    /// (`on_demote`): the next leader's host must not start while this one still serves.
+    pub(crate) held: Vec<Message>,
+    /// The term whose demotion was asked, and the one whose demotion is done.
+    pub(crate) demote_asked: Option<Term>,
+    pub(crate) demoted: Option<Term>,
 }
 
 impl Gate {
@@ -55,6 +61,9 @@ impl Gate {
             last_other_leader: None,
             handed_over_by: None,
             ineligible: false,
+            held: Vec::new(),
+            demote_asked: None,
+            demoted: None,
         }
     }
 }
@@ -148,6 +157,43 @@ impl Replica {
         match self.gate.state {
             Promotion::Failed { until, .. } if self.now < until => Some(until),
             _ => None,
+        }
+    }
+
+    /// Hands out the core's messages, holding a hand-over's TimeoutNow (with the gate on) until
+    /// the caller reports the host demoted ([`Replica::demote_done`]): a graceful hand-over
+    /// stops the old master before the new one is asked to take over (ZKFC's graceful
+    /// failover).
+    pub(crate) fn route_messages(&mut self, messages: Vec<Message>, out: &mut Vec<Action>) {
+        for m in messages {
+            let hold = self.gate.enabled
+                && matches!(m.body, MessageBody::TimeoutNow { .. })
+                && self.gate.demoted != Some(m.term);
+            if !hold {
+                out.push(Action::Send(m));
+                continue;
+            }
+            if self.gate.demote_asked != Some(m.term) {
+                self.gate.demote_asked = Some(m.term);
+                tracing::info!(node = %self.id, term = m.term.0, "handing over: demoting the host first");
+                out.push(Action::Demote { term: m.term });
+            }
+            self.gate.held.retain(|h| h.term == m.term && h.to != m.to);
+            self.gate.held.push(m);
+        }
+    }
+
+    /// The caller demoted this node's host (ran `on_demote`) for `term`: a held hand-over goes
+    /// out.
+    pub fn demote_done(&mut self, term: Term, now: Nanos) {
+        self.observe(now);
+        self.gate.demoted = Some(term);
+        let held = std::mem::take(&mut self.gate.held);
+        let still_leading = self.core.status(now).term == term;
+        for m in held {
+            if m.term == term && still_leading {
+                self.queued.push(Action::Send(m));
+            }
         }
     }
 

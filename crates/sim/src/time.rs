@@ -33,6 +33,12 @@ pub enum Event {
         term: regent_raft::Term,
         ok: bool,
     },
+    /// The node's host answers the demotion asked ahead of a hand-over in `term`.
+    DemoteDone {
+        node: usize,
+        incarnation: u64,
+        term: regent_raft::Term,
+    },
     Fault,
     /// The operator's next membership action.
     Reconfigure,

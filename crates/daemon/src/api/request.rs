@@ -177,6 +177,8 @@ pub enum Request {
         term: Term,
         result: Result<(), String>,
     },
+    /// The hooks demoted the host (`on_demote`) ahead of a hand-over in `term`.
+    Demoted { term: Term },
     /// Read the state machine: after confirming leadership (`Some(Index)`, `Some(Lease)`), or
     /// this node's applied state as it is (`None`: may be stale on a follower).
     Read {

@@ -31,7 +31,7 @@ impl Driver {
                     }
                 }
                 // Stopping: no promotion matters any more.
-                Request::Promoted { .. } => {}
+                Request::Promoted { .. } | Request::Demoted { .. } => {}
             }
         }
         // Flush: let the batch on the disk finish (bounded), so what was promised is durable.

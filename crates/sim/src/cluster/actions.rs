@@ -52,6 +52,17 @@ impl Cluster {
                 }
                 Action::Send(m) => self.send(i, m),
                 Action::SoftState(_) => {}
+                Action::Demote { term } => {
+                    if let Some(gate) = self.promotion_gate {
+                        let delay = self.env.rng.below(gate.delay_ns_max + 1);
+                        let event = Event::DemoteDone {
+                            node: i,
+                            incarnation: self.nodes[i].incarnation,
+                            term,
+                        };
+                        self.env.schedule(delay, event);
+                    }
+                }
                 Action::Promote { term, .. } => {
                     if let Some(gate) = self.promotion_gate {
                         let delay = self.env.rng.below(gate.delay_ns_max + 1);

@@ -285,6 +285,20 @@ impl Cluster {
                     self.drive(node);
                 }
             }
+            Event::DemoteDone {
+                node,
+                incarnation,
+                term,
+            } => {
+                let now = self.nodes[node].local_now(self.env.now());
+                let n = &mut self.nodes[node];
+                if let (true, Some(replica), Some(now)) =
+                    (n.incarnation == incarnation, n.replica.as_mut(), now)
+                {
+                    replica.demote_done(term, now);
+                    self.drive(node);
+                }
+            }
             Event::Restart(i) => {
                 if self.nodes[i].replica.is_none() {
                     self.start_node(i);
