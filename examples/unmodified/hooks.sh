@@ -11,7 +11,7 @@
 # file; on real machines it would power the old machine off (IPMI) or cut its storage path.
 set -eu
 action=$1
-dir=$2
+dir=$(cd "$2" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
 now_ns() { python3 -c 'import time; print(time.clock_gettime_ns(time.CLOCK_MONOTONIC))'; }
 
@@ -21,7 +21,10 @@ stop_master() {
     if [ -f "$d/master.pid" ]; then
         pid=$(cat "$d/master.pid")
         kill -9 "$pid" 2>/dev/null || true
-        while kill -0 "$pid" 2>/dev/null; do sleep 0.01; done
+        # Dead once gone or a zombie (its parent, init here, may reap it late).
+        while kill -0 "$pid" 2>/dev/null && [ "$(cut -d' ' -f3 "/proc/$pid/stat" 2>/dev/null)" != Z ]; do
+            sleep 0.01
+        done
         echo "killed $(now_ns) $NAME" >> "$MASTER_LOG"
         rm -f "$d/master.pid"
     fi
@@ -39,7 +42,9 @@ start)
     echo $! > "$dir/master.pid"
     # Ready once it accepts a connection (the hook's timeout bounds the wait).
     until python3 -c "import socket; socket.create_connection(('127.0.0.1', $PORT), 0.2).close()" 2>/dev/null; do
-        kill -0 "$(cat "$dir/master.pid")" || exit 1
+        if ! kill -0 "$(cat "$dir/master.pid")" 2>/dev/null; then
+            echo "the master exited at start:"; tail -5 "$dir/master.out"; exit 1
+        fi
         sleep 0.02
     done
     echo "master $NAME serving on port $PORT (term $REGENT_TERM)"

@@ -4,7 +4,7 @@ directory it owns (an append-only file, fsynced before each answer).
 
     master.py --port 7601 --state-dir /shared/state --log /var/log/master.log
 
-Protocol, one line per request: `SET KEY VALUE` -> `OK`, `GET KEY` -> `VALUE` or `NONE`,
+Protocol, one line per request: `SET KEY VALUE` -> `OK NAME` (once durable), `GET KEY` -> `VALUE` or `NONE`,
 `WHO` -> the name given with --name. It never asks anyone whether it may write: regent's hooks
 start it on the writable node and stop (or fence) it everywhere else.
 
@@ -71,7 +71,7 @@ def main():
                         data.flush()
                         os.fsync(data.fileno())
                         state[words[1]] = words[2]
-                    f.write(b"OK\n")
+                    f.write(b"OK " + args.name.encode() + b"\n")
                 elif words[0] == b"GET" and len(words) == 2:
                     with lock:
                         f.write(state.get(words[1], b"NONE") + b"\n")

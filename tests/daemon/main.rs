@@ -10,3 +10,4 @@ mod hooks;
 mod journal;
 mod operations;
 mod support;
+mod unmodified;
