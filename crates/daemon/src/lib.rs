@@ -16,6 +16,7 @@ pub mod health;
 pub mod logging;
 pub mod notify;
 pub mod streams;
+pub mod vip;
 pub mod wire;
 
 use crate::api::{status, ApiContext, ApiError, ApiOptions};
