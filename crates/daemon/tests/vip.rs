@@ -145,10 +145,14 @@ enum Op {
     Held,
 }
 
+/// An operation for a node and where its answer goes (`held()` after it, or what
+/// `remove_stale` returned).
+type Call = (Op, std_mpsc::Sender<Result<bool, String>>);
+
 /// A node: a thread in its namespace that owns a `Vip` and serves its name on [`PORT`] on
 /// every address, IPv4 and IPv6 (so on the VIP only while it holds it).
 struct Node {
-    ops: Option<tokio::sync::mpsc::UnboundedSender<(Op, std_mpsc::Sender<Result<bool, String>>)>>,
+    ops: Option<tokio::sync::mpsc::UnboundedSender<Call>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -165,7 +169,7 @@ impl Drop for Node {
 
 impl Node {
     fn start(ns: &str, config: VipConfig, name: &'static str) -> Node {
-        let (ops, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Op, std_mpsc::Sender<_>)>();
+        let (ops, mut rx) = tokio::sync::mpsc::unbounded_channel::<Call>();
         let (ready_tx, ready) = std_mpsc::channel();
         let ns = ns.to_string();
         let thread = std::thread::spawn(move || {
