@@ -597,10 +597,27 @@ fn neighbour_advertisement_is_on_the_wire() {
 /// at most one node holds the address.
 #[test]
 fn takeover_moves_the_client() {
-    if !root_or_skip("takeover_moves_the_client") {
-        return;
+    if root_or_skip("takeover_moves_the_client") {
+        takeover("t3", "10.97.0.100", |i| format!("10.97.0.{i}/24"));
     }
-    let namespaces = Namespaces::create(&["t3s", "t3a", "t3b", "t3c", "t3k"]);
+}
+
+/// Test 3 for IPv6: the unsolicited neighbour advertisement (override set) moves the client.
+#[test]
+fn takeover_moves_the_client_ipv6() {
+    if root_or_skip("takeover_moves_the_client_ipv6") {
+        takeover("t4", "fd97::100", |i| format!("fd97::{i}/64 nodad"));
+    }
+}
+
+/// The takeover scenario with namespaces tagged `tag`, the VIP `address` and host `i`'s own
+/// address (1, 2, 3 the nodes, 4 the client).
+fn takeover(tag: &str, address: &'static str, host_address: impl Fn(usize) -> String) {
+    let tags: Vec<String> = ["s", "a", "b", "c", "k"]
+        .iter()
+        .map(|h| format!("{tag}{h}"))
+        .collect();
+    let namespaces = Namespaces::create(&tags.iter().map(String::as_str).collect::<Vec<_>>());
     let switch = namespaces.name(0);
     ip_in(&switch, "link add br0 type bridge");
     ip_in(&switch, "link set br0 up");
@@ -611,29 +628,30 @@ fn takeover_moves_the_client() {
             &format!("link add p{host} type veth peer name e0 netns {ns}"),
         );
         ip_in(&switch, &format!("link set p{host} master br0 up"));
-        ip_in(&ns, &format!("addr add 10.97.0.{i}/24 dev e0"));
+        ip_in(&ns, &format!("addr add {} dev e0", host_address(i)));
         ip_in(&ns, "link set e0 up");
     }
     let nodes = [namespaces.name(1), namespaces.name(2), namespaces.name(3)];
     let client = namespaces.name(4);
-    let vip: IpAddr = "10.97.0.100".parse().unwrap();
+    let vip: IpAddr = address.parse().unwrap();
     let holders = || -> Vec<usize> { (0..3).filter(|&i| holds(&nodes[i], "e0", vip)).collect() };
     let within = Duration::from_secs(1);
 
-    let a = Node::start(&nodes[0], config("10.97.0.100", "e0", 3, 200), "A");
-    let b = Node::start(&nodes[1], config("10.97.0.100", "e0", 3, 200), "B");
-    let c = Node::start(&nodes[2], config("10.97.0.100", "e0", 3, 200), "C");
+    let a = Node::start(&nodes[0], config(address, "e0", 3, 200), "A");
+    let b = Node::start(&nodes[1], config(address, "e0", 3, 200), "B");
+    let c = Node::start(&nodes[2], config(address, "e0", 3, 200), "C");
     for node in [&a, &b, &c] {
         assert_eq!(node.call(Op::RemoveStale), Ok(false));
     }
 
     assert_eq!(a.call(Op::Acquire), Ok(true));
     assert_eq!(holders(), [0]);
-    let first = reach(&client, vip, "A", Duration::from_secs(2));
-    eprintln!("client -> A: {first:?}");
+    // IPv6 neighbour discovery on a fresh bridge can take longer than ARP: allow more.
+    let first = reach(&client, vip, "A", Duration::from_secs(5));
+    eprintln!("{address}: client -> A: {first:?}");
     assert!(first.reached.is_some(), "{first:?}");
     // The client's cache now maps the VIP to A's MAC.
-    let cached = ip_in(&client, "neigh show 10.97.0.100");
+    let cached = ip_in(&client, &format!("neigh show {address}"));
     assert!(cached.contains(&mac_text(mac(&nodes[0], "e0"))), "{cached}");
 
     assert_eq!(a.call(Op::Release), Ok(false));
@@ -641,7 +659,7 @@ fn takeover_moves_the_client() {
     assert_eq!(b.call(Op::Acquire), Ok(true));
     assert_eq!(holders(), [1]);
     let takeover = reach(&client, vip, "B", within);
-    eprintln!("takeover A -> B, client: {takeover:?}");
+    eprintln!("{address}: takeover A -> B, client: {takeover:?}");
     assert!(
         takeover.reached.is_some(),
         "the client did not reach B within {within:?}: {takeover:?}"
@@ -650,13 +668,16 @@ fn takeover_moves_the_client() {
         !takeover.others.iter().any(|o| o == "A"),
         "A answered after release: {takeover:?}"
     );
+    let cached = ip_in(&client, &format!("neigh show {address}"));
+    assert!(cached.contains(&mac_text(mac(&nodes[1], "e0"))), "{cached}");
 
     // The control: moved without an announcement, the address is not reached in time.
     assert_eq!(b.call(Op::Release), Ok(false));
-    ip_in(&nodes[2], "addr add 10.97.0.100/32 dev e0");
+    let prefix = if vip.is_ipv4() { "32" } else { "128 nodad" };
+    ip_in(&nodes[2], &format!("addr add {address}/{prefix} dev e0"));
     assert_eq!(holders(), [2]);
     let silent = reach(&client, vip, "C", within);
-    eprintln!("moved to C without announcing, client: {silent:?}");
+    eprintln!("{address}: moved to C without announcing, client: {silent:?}");
     assert!(
         silent.reached.is_none(),
         "reached C with no announcement: {silent:?}"
@@ -664,7 +685,7 @@ fn takeover_moves_the_client() {
     assert_eq!(c.call(Op::Acquire), Ok(true));
     assert_eq!(holders(), [2]);
     let announced = reach(&client, vip, "C", within);
-    eprintln!("C announced, client: {announced:?}");
+    eprintln!("{address}: C announced, client: {announced:?}");
     assert!(announced.reached.is_some(), "{announced:?}");
 
     assert_eq!(c.call(Op::Release), Ok(false));
