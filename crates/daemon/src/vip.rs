@@ -34,6 +34,9 @@ pub const ANNOUNCE_COUNT_MAX: u32 = 100;
 pub const ANNOUNCE_INTERVAL_MS_MIN: u64 = 10;
 /// ... and the longest.
 pub const ANNOUNCE_INTERVAL_MS_MAX: u64 = 60_000;
+/// Each netlink request is answered within this time or fails: a release at a lease warning
+/// must not wait on a kernel that does not answer.
+pub const NETLINK_TIMEOUT_MS: u64 = 2_000;
 /// An interface name's bytes (`IFNAMSIZ` less the terminating NUL).
 pub const INTERFACE_BYTES_MAX: usize = 15;
 
@@ -205,6 +208,20 @@ pub enum VipError {
     },
 }
 
+/// Awaits one netlink request for at most [`NETLINK_TIMEOUT_MS`]; a netlink error becomes
+/// the OS error it carries.
+async fn bounded<T>(
+    request: impl std::future::Future<Output = Result<T, rtnetlink::Error>>,
+) -> io::Result<T> {
+    match tokio::time::timeout(Duration::from_millis(NETLINK_TIMEOUT_MS), request).await {
+        Ok(result) => result.map_err(netlink_io),
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("no answer from netlink within {NETLINK_TIMEOUT_MS} ms"),
+        )),
+    }
+}
+
 /// A netlink error as the OS error it carries (`File exists (os error 17)`).
 fn netlink_io(error: rtnetlink::Error) -> io::Error {
     match error {
@@ -281,7 +298,12 @@ impl Vip {
             held: false,
             repeats: None,
         };
-        vip.link().await?;
+        if vip.maybe_link().await?.is_none() {
+            return Err(VipError::Interface {
+                interface: vip.config.interface.clone(),
+                error: io::Error::from_raw_os_error(libc::ENODEV),
+            });
+        }
         Ok(vip)
     }
 
@@ -295,9 +317,11 @@ impl Vip {
     }
 
     /// At start, before this node may lead: removes a copy of the address left on the
-    /// interface by a crash. Returns whether there was one.
+    /// interface by a crash. Returns whether there was one (none if the interface is gone).
     pub async fn remove_stale(&self) -> Result<bool, VipError> {
-        let link = self.link().await?;
+        let Some(link) = self.maybe_link().await? else {
+            return Ok(false);
+        };
         let removed = self.remove(link.index).await?;
         if removed {
             tracing::warn!(
@@ -313,7 +337,13 @@ impl Vip {
     /// apart. After a failed announcement the address is still held (`held()` says so): the
     /// caller may keep it (hosts learn the MAC when their caches expire) or release it.
     pub async fn acquire(&mut self) -> Result<(), VipError> {
-        let link = self.link().await?;
+        let link = self
+            .maybe_link()
+            .await?
+            .ok_or_else(|| VipError::Interface {
+                interface: self.config.interface.clone(),
+                error: io::Error::from_raw_os_error(libc::ENODEV),
+            })?;
         let VipConfig {
             address,
             prefix_len,
@@ -325,7 +355,7 @@ impl Vip {
             // for a second or more, and Raft, not DAD, decides who may hold it.
             add.message_mut().header.flags |= AddressHeaderFlags::Nodad;
         }
-        match add.execute().await.map_err(netlink_io) {
+        match bounded(add.execute()).await {
             Ok(()) => {}
             Err(error) if error.raw_os_error() == Some(libc::EEXIST) => {}
             Err(error) => return Err(self.netlink_error("adding", error)),
@@ -365,6 +395,8 @@ impl Vip {
             tokio::spawn(async move {
                 for _ in 0..count {
                     tokio::time::sleep(interval).await;
+                    // Held across the send: `release` cannot pass `cancel` while a send is
+                    // under way, so nothing leaves once it has.
                     let cancelled = repeats.cancelled.lock().unwrap_or_else(|e| e.into_inner());
                     if *cancelled {
                         return;
@@ -378,13 +410,16 @@ impl Vip {
         Ok(())
     }
 
-    /// Stops pending announcements, then removes the address (already gone is fine).
+    /// Stops pending announcements, then removes the address (already gone is fine, and so is
+    /// a missing interface: the address went with it).
     pub async fn release(&mut self) -> Result<(), VipError> {
         if let Some(repeats) = self.repeats.take() {
             repeats.cancel();
         }
-        let link = self.link().await?;
-        let removed = self.remove(link.index).await?;
+        let removed = match self.maybe_link().await? {
+            Some(link) => self.remove(link.index).await?,
+            None => false,
+        };
         self.held = false;
         if removed {
             tracing::info!(
@@ -397,26 +432,19 @@ impl Vip {
 
     /// Removes every copy of the address on the interface; returns whether there was one.
     async fn remove(&self, index: u32) -> Result<bool, VipError> {
-        let copies: Vec<AddressMessage> = self
+        let listing = self
             .netlink
             .address()
             .get()
             .set_link_index_filter(index)
             .set_address_filter(self.config.address)
-            .execute()
-            .try_collect()
+            .execute();
+        let copies: Vec<AddressMessage> = bounded(listing.try_collect())
             .await
-            .map_err(|e| self.netlink_error("listing", netlink_io(e)))?;
+            .map_err(|e| self.netlink_error("listing", e))?;
         let found = !copies.is_empty();
         for copy in copies {
-            match self
-                .netlink
-                .address()
-                .del(copy)
-                .execute()
-                .await
-                .map_err(netlink_io)
-            {
+            match bounded(self.netlink.address().del(copy).execute()).await {
                 Ok(()) => {}
                 // Gone between the listing and now: what we wanted.
                 Err(error) if error.raw_os_error() == Some(libc::EADDRNOTAVAIL) => {}
@@ -426,23 +454,26 @@ impl Vip {
         Ok(found)
     }
 
-    /// The interface's index and MAC, looked up by name each time: an interface recreated
-    /// under the same name gets a new index.
-    async fn link(&self) -> Result<Link, VipError> {
-        let interface_error = |error| VipError::Interface {
-            interface: self.config.interface.clone(),
-            error,
-        };
-        let message = self
+    /// The interface's index and MAC, looked up by name each time (an interface recreated
+    /// under the same name gets a new index); `None` if there is no such interface.
+    async fn maybe_link(&self) -> Result<Option<Link>, VipError> {
+        let mut links = self
             .netlink
             .link()
             .get()
             .match_name(self.config.interface.clone())
-            .execute()
-            .try_next()
-            .await
-            .map_err(|e| interface_error(netlink_io(e)))?
-            .ok_or_else(|| interface_error(io::Error::from_raw_os_error(libc::ENODEV)))?;
+            .execute();
+        let message = match bounded(links.try_next()).await {
+            Ok(Some(message)) => message,
+            Ok(None) => return Ok(None),
+            Err(error) if error.raw_os_error() == Some(libc::ENODEV) => return Ok(None),
+            Err(error) => {
+                return Err(VipError::Interface {
+                    interface: self.config.interface.clone(),
+                    error,
+                })
+            }
+        };
         let mac = (message.header.link_layer_type == LinkLayerType::Ether)
             .then(|| {
                 message
@@ -454,10 +485,10 @@ impl Vip {
                     })
             })
             .flatten();
-        Ok(Link {
+        Ok(Some(Link {
             index: message.header.index,
             mac,
-        })
+        }))
     }
 
     fn netlink_error(&self, action: &'static str, error: io::Error) -> VipError {

@@ -448,6 +448,19 @@ fn addresses_are_added_and_removed() {
         ));
     }
 
+    // The interface goes away while the address is held: release still succeeds (the
+    // address went with it), remove_stale finds nothing, acquire names the interface.
+    let node = Node::start(&ns, config("10.99.0.7", "d0", 1, 200), "x");
+    assert_eq!(node.call(Op::Acquire), Ok(true));
+    ip_in(&ns, "link del d0");
+    assert_eq!(node.call(Op::Release), Ok(false));
+    assert_eq!(node.call(Op::RemoveStale), Ok(false));
+    assert_eq!(
+        node.call(Op::Acquire),
+        Err("vip.interface d0: No such device (os error 19)".into())
+    );
+    drop(node);
+
     let missing = config("10.99.0.7", "nosuch0", 1, 200);
     let error = in_ns(&ns, move || {
         runtime().block_on(Vip::new(missing)).err().unwrap()
