@@ -13,13 +13,18 @@
 //!   not an error.
 //! - A copy left by a crash is removed at start ([`Vip::remove_stale`]) before the node may
 //!   lead, and [`release_blocking`] removes it from a shutdown or panic path with no runtime.
+//! - With `lifetime_s`, the kernel itself removes the address of a holder that stopped
+//!   renewing it ([`Vip::renew`]): a node killed with SIGKILL or frozen with SIGSTOP, which can
+//!   release nothing, still loses the address within `lifetime_s` (+ about 1 s).
 //!
 //! The addresses are changed through rtnetlink; the announcements go out on an `AF_PACKET`
 //! socket (IPv4) or a raw ICMPv6 socket (IPv6). Every socket is opened by [`Vip::new`] and is
 //! bound to the network namespace of the thread that called it.
 
 use futures_util::TryStreamExt;
-use rtnetlink::packet_route::address::{AddressHeaderFlags, AddressMessage};
+use rtnetlink::packet_route::address::{
+    AddressAttribute, AddressHeaderFlags, AddressMessage, CacheInfo,
+};
 use rtnetlink::packet_route::link::{LinkAttribute, LinkLayerType};
 use serde::{Deserialize, Serialize};
 use std::io;
@@ -37,6 +42,11 @@ pub const ANNOUNCE_INTERVAL_MS_MAX: u64 = 60_000;
 /// Each netlink request is answered within this time or fails: a release at a lease warning
 /// must not wait on a kernel that does not answer.
 pub const NETLINK_TIMEOUT_MS: u64 = 2_000;
+/// `lifetime_s`: the shortest valid lifetime (the kernel checks lifetimes about once a second)
+/// ...
+pub const LIFETIME_S_MIN: u32 = 2;
+/// ... and the longest.
+pub const LIFETIME_S_MAX: u32 = 86_400;
 /// An interface name's bytes (`IFNAMSIZ` less the terminating NUL).
 pub const INTERFACE_BYTES_MAX: usize = 15;
 
@@ -54,6 +64,11 @@ pub struct VipConfig {
     pub announce_count: u32,
     /// The gap between two announcements.
     pub announce_interval_ms: u64,
+    /// The address's valid lifetime in the kernel, renewed by [`Vip::renew`]: a holder that
+    /// stops renewing (killed, stopped, wedged) loses the address this long after its last
+    /// renewal, give or take the kernel's one-second check. None: the address stays until
+    /// released.
+    pub lifetime_s: Option<u32>,
 }
 
 /// The section as written in the file: the default prefix length depends on the address.
@@ -68,6 +83,8 @@ struct VipConfigFile {
     announce_count: u32,
     #[serde(default = "defaults::announce_interval_ms")]
     announce_interval_ms: u64,
+    #[serde(default)]
+    lifetime_s: Option<u32>,
 }
 
 impl From<VipConfigFile> for VipConfig {
@@ -80,6 +97,7 @@ impl From<VipConfigFile> for VipConfig {
             interface: file.interface,
             announce_count: file.announce_count,
             announce_interval_ms: file.announce_interval_ms,
+            lifetime_s: file.lifetime_s,
         }
     }
 }
@@ -111,6 +129,7 @@ impl VipConfig {
             interface: interface.to_string(),
             announce_count: defaults::announce_count(),
             announce_interval_ms: defaults::announce_interval_ms(),
+            lifetime_s: None,
         }
     }
 
@@ -167,6 +186,14 @@ impl VipConfig {
                 self.announce_interval_ms
             ));
         }
+        if let Some(lifetime) = self.lifetime_s {
+            if !(LIFETIME_S_MIN..=LIFETIME_S_MAX).contains(&lifetime) {
+                return Err(format!(
+                    "vip.lifetime_s: must be within {LIFETIME_S_MIN}..={LIFETIME_S_MAX} \
+                     (got {lifetime})"
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -200,6 +227,8 @@ pub enum VipError {
         interface: String,
         error: io::Error,
     },
+    #[error("renewing {address} on {interface}: it expired (lifetime_s ran out before a renewal)")]
+    Expired { address: IpAddr, interface: String },
     #[error("removing {address} on {interface}: the helper thread: {error}")]
     Thread {
         address: IpAddr,
@@ -240,6 +269,8 @@ pub struct Vip {
     held: bool,
     /// The repeats of the current acquire; `None` when none are pending.
     repeats: Option<Arc<Repeats>>,
+    /// When the address's lifetime was last set (acquire or renew); `None` when not held.
+    renewed_at: Option<tokio::time::Instant>,
 }
 
 /// The announcements still due after an acquire. The task sends only while holding `cancelled`
@@ -297,6 +328,7 @@ impl Vip {
             announcer: Arc::new(announcer),
             held: false,
             repeats: None,
+            renewed_at: None,
         };
         if vip.maybe_link().await?.is_none() {
             return Err(VipError::Interface {
@@ -344,22 +376,8 @@ impl Vip {
                 interface: self.config.interface.clone(),
                 error: io::Error::from_raw_os_error(libc::ENODEV),
             })?;
-        let VipConfig {
-            address,
-            prefix_len,
-            ..
-        } = self.config;
-        let mut add = self.netlink.address().add(link.index, address, prefix_len);
-        if address.is_ipv6() {
-            // No duplicate address detection: it would hold the address tentative (unusable)
-            // for a second or more, and Raft, not DAD, decides who may hold it.
-            add.message_mut().header.flags |= AddressHeaderFlags::Nodad;
-        }
-        match bounded(add.execute()).await {
-            Ok(()) => {}
-            Err(error) if error.raw_os_error() == Some(libc::EEXIST) => {}
-            Err(error) => return Err(self.netlink_error("adding", error)),
-        }
+        let address = self.config.address;
+        self.add(link.index).await?;
         self.held = true;
         tracing::info!(%address, interface = %self.config.interface, "virtual IP added");
 
@@ -410,6 +428,86 @@ impl Vip {
         Ok(())
     }
 
+    /// Extends the address's lifetime to `lifetime_s` from now; call it whenever the lease is
+    /// renewed. It talks to the kernel at most once per quarter of the lifetime (calls in
+    /// between return at once), and does nothing without a lifetime or when not held. It never
+    /// adds the address: if the kernel already removed it, `held()` turns false and the error
+    /// says it expired.
+    pub async fn renew(&mut self) -> Result<(), VipError> {
+        let (Some(lifetime), Some(renewed_at), true) =
+            (self.config.lifetime_s, self.renewed_at, self.held)
+        else {
+            return Ok(());
+        };
+        if renewed_at.elapsed() < Duration::from_secs(u64::from(lifetime)) / 4 {
+            return Ok(());
+        }
+        let link = match self.maybe_link().await? {
+            Some(link) if !self.list(link.index).await?.is_empty() => link,
+            _ => {
+                self.expire();
+                return Err(VipError::Expired {
+                    address: self.config.address,
+                    interface: self.config.interface.clone(),
+                });
+            }
+        };
+        // Between the listing and this replace the kernel could expire the address, and the
+        // replace would add it back: the window is a netlink round trip, against a lifetime
+        // checked once a second.
+        self.add(link.index).await
+    }
+
+    /// The kernel removed the address: forget it and its announcements.
+    fn expire(&mut self) {
+        if let Some(repeats) = self.repeats.take() {
+            repeats.cancel();
+        }
+        self.held = false;
+        self.renewed_at = None;
+        tracing::warn!(
+            address = %self.config.address, interface = %self.config.interface,
+            "the virtual IP expired before it was renewed"
+        );
+    }
+
+    /// Adds the address, or replaces it (setting its lifetime again) if it is there.
+    async fn add(&mut self, index: u32) -> Result<(), VipError> {
+        let VipConfig {
+            address,
+            prefix_len,
+            lifetime_s,
+            ..
+        } = self.config;
+        let mut add = self
+            .netlink
+            .address()
+            .add(index, address, prefix_len)
+            .replace();
+        if address.is_ipv6() {
+            // No duplicate address detection: it would hold the address tentative (unusable)
+            // for a second or more, and Raft, not DAD, decides who may hold it.
+            add.message_mut().header.flags |= AddressHeaderFlags::Nodad;
+        }
+        if let Some(lifetime) = lifetime_s {
+            // Preferred as long as valid: the address is never left deprecated but present.
+            let mut info = CacheInfo::default();
+            info.ifa_preferred = lifetime;
+            info.ifa_valid = lifetime;
+            add.message_mut()
+                .attributes
+                .push(AddressAttribute::CacheInfo(info));
+        }
+        let started = tokio::time::Instant::now();
+        match bounded(add.execute()).await {
+            Ok(()) => {}
+            Err(error) if error.raw_os_error() == Some(libc::EEXIST) => {}
+            Err(error) => return Err(self.netlink_error("adding", error)),
+        }
+        self.renewed_at = Some(started);
+        Ok(())
+    }
+
     /// Stops pending announcements, then removes the address (already gone is fine, and so is
     /// a missing interface: the address went with it).
     pub async fn release(&mut self) -> Result<(), VipError> {
@@ -421,6 +519,7 @@ impl Vip {
             None => false,
         };
         self.held = false;
+        self.renewed_at = None;
         if removed {
             tracing::info!(
                 address = %self.config.address, interface = %self.config.interface,
@@ -430,8 +529,8 @@ impl Vip {
         Ok(())
     }
 
-    /// Removes every copy of the address on the interface; returns whether there was one.
-    async fn remove(&self, index: u32) -> Result<bool, VipError> {
+    /// Every copy of the address on the interface (one, unless added with several prefixes).
+    async fn list(&self, index: u32) -> Result<Vec<AddressMessage>, VipError> {
         let listing = self
             .netlink
             .address()
@@ -439,9 +538,14 @@ impl Vip {
             .set_link_index_filter(index)
             .set_address_filter(self.config.address)
             .execute();
-        let copies: Vec<AddressMessage> = bounded(listing.try_collect())
+        bounded(listing.try_collect())
             .await
-            .map_err(|e| self.netlink_error("listing", e))?;
+            .map_err(|e| self.netlink_error("listing", e))
+    }
+
+    /// Removes every copy of the address on the interface; returns whether there was one.
+    async fn remove(&self, index: u32) -> Result<bool, VipError> {
+        let copies = self.list(index).await?;
         let found = !copies.is_empty();
         for copy in copies {
             match bounded(self.netlink.address().del(copy).execute()).await {
@@ -739,7 +843,9 @@ mod tests {
         assert_eq!(v4.prefix_len, 32);
         assert_eq!(v4.announce_count, 3);
         assert_eq!(v4.announce_interval_ms, 200);
-        let v6 = parse("address: fd00::5\ninterface: eth0\nprefix_len: 64\n").unwrap();
+        let v6 =
+            parse("address: fd00::5\ninterface: eth0\nprefix_len: 64\nlifetime_s: 5\n").unwrap();
+        assert_eq!(v6.lifetime_s, Some(5));
         assert_eq!(v6.prefix_len, 64);
         assert_eq!(
             parse("address: fd00::5\ninterface: eth0\n")
@@ -747,6 +853,7 @@ mod tests {
                 .prefix_len,
             128
         );
+        assert_eq!(v4.lifetime_s, None);
         assert_eq!(v4.validate(), Ok(()));
         assert_eq!(v6.validate(), Ok(()));
         let err = parse("address: 10.0.0.5\ninterface: eth0\nannounce: 3\n").unwrap_err();
@@ -793,6 +900,10 @@ mod tests {
         assert_eq!(
             check(&|c| c.announce_interval_ms = 1),
             "vip.announce_interval_ms: must be within 10..=60000 (got 1)"
+        );
+        assert_eq!(
+            check(&|c| c.lifetime_s = Some(1)),
+            "vip.lifetime_s: must be within 2..=86400 (got 1)"
         );
         let mut v6 = VipConfig::new("fd00::5".parse().unwrap(), "eth0");
         v6.prefix_len = 129;

@@ -142,6 +142,7 @@ enum Op {
     Acquire,
     Release,
     RemoveStale,
+    Renew,
     Held,
 }
 
@@ -192,6 +193,7 @@ impl Node {
                         Op::Acquire => vip.acquire().await.map(|()| vip.held()),
                         Op::Release => vip.release().await.map(|()| vip.held()),
                         Op::RemoveStale => vip.remove_stale().await,
+                        Op::Renew => vip.renew().await.map(|()| vip.held()),
                         Op::Held => Ok(vip.held()),
                     };
                     let _ = reply.send(result.map_err(|e| e.to_string()));
@@ -469,6 +471,67 @@ fn addresses_are_added_and_removed() {
         error.to_string(),
         "vip.interface nosuch0: No such device (os error 19)"
     );
+}
+
+/// With `lifetime_s`, the kernel removes an address its holder stopped renewing (as after
+/// SIGKILL or SIGSTOP), and `renew` keeps it while called; a renewal after expiry says so.
+#[test]
+fn an_unrenewed_address_expires() {
+    if !root_or_skip("an_unrenewed_address_expires") {
+        return;
+    }
+    let namespaces = Namespaces::create(&["t5"]);
+    let ns = namespaces.name(0);
+    ip_in(&ns, "link add d0 type veth peer name d1");
+    ip_in(&ns, "link set d1 up");
+    ip_in(&ns, "link set d0 up");
+    for address in ["10.96.0.7", "fd96::7"] {
+        let vip: IpAddr = address.parse().unwrap();
+        let mut with_lifetime = config(address, "d0", 1, 200);
+        with_lifetime.lifetime_s = Some(2);
+        let node = Node::start(&ns, with_lifetime, "x");
+        assert_eq!(node.call(Op::Acquire), Ok(true));
+        let listing = ip_in(&ns, "-o addr show dev d0");
+        assert!(listing.contains("valid_lft 2sec"), "{listing}");
+        // Renewed every 0.6 s, the address outlives its first lifetime twice over.
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(4) {
+            std::thread::sleep(Duration::from_millis(600));
+            assert_eq!(node.call(Op::Renew), Ok(true), "{address}");
+            assert!(holds(&ns, "d0", vip), "{address}: expired while renewed");
+        }
+        // Unrenewed, it goes.
+        let last = Instant::now();
+        while holds(&ns, "d0", vip) {
+            assert!(
+                last.elapsed() < Duration::from_secs(5),
+                "{address}: never expired"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!(
+            "{address}: lifetime 2 s, gone {} ms after the last renewal",
+            last.elapsed().as_millis()
+        );
+        assert!(
+            last.elapsed() > Duration::from_millis(1000),
+            "{address}: expired early"
+        );
+        assert_eq!(
+            node.call(Op::Renew),
+            Err(format!(
+                "renewing {address} on d0: it expired (lifetime_s ran out before a renewal)"
+            ))
+        );
+        assert_eq!(node.call(Op::Held), Ok(false));
+        assert!(
+            !holds(&ns, "d0", vip),
+            "{address}: a failed renewal added it back"
+        );
+        // A new acquire works as usual.
+        assert_eq!(node.call(Op::Acquire), Ok(true));
+        assert_eq!(node.call(Op::Release), Ok(false));
+    }
 }
 
 /// Test 2: two namespaces joined by a veth pair. The owner's gratuitous ARPs arrive at the
