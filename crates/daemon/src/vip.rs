@@ -265,7 +265,8 @@ pub struct Vip {
     netlink: rtnetlink::Handle,
     /// The socket the announcements leave on: `AF_PACKET` for IPv4, raw ICMPv6 for IPv6.
     announcer: Arc<OwnedFd>,
-    /// True from a successful add in `acquire` until `release` removed the address.
+    /// True from a successful add in `acquire` until `release` removed the address or
+    /// `renew` found that the kernel had (lifetime expired).
     held: bool,
     /// The repeats of the current acquire; `None` when none are pending.
     repeats: Option<Arc<Repeats>>,
@@ -608,7 +609,9 @@ impl Vip {
 
 /// Removes the address from a path without a runtime (shutdown, a panic hook): runs
 /// [`Vip::remove_stale`] on a thread of its own with a one-thread runtime, in the namespace of
-/// the calling thread. Returns whether the address was there.
+/// the calling thread. Returns whether the address was there. It cannot stop announcements
+/// still due from a live [`Vip`] of this process: drop or release that one first, or abort
+/// right after (a panic hook does).
 pub fn release_blocking(config: &VipConfig) -> Result<bool, VipError> {
     let thread_error = |error| VipError::Thread {
         address: config.address,

@@ -534,6 +534,123 @@ fn an_unrenewed_address_expires() {
     }
 }
 
+/// Set in the environment of this test binary run again as a holder process: the namespace.
+const HOLDER_ENV: &str = "REGENT_VIP_TEST_HOLDER_NS";
+
+/// Not a test on its own: with [`HOLDER_ENV`] set, this is the holder process of
+/// `a_killed_or_stopped_holder_loses_the_address`. It acquires 10.95.0.7 (lifetime 2 s) in the
+/// namespace, says `vip-holder: held`, and renews every 200 ms until a renewal fails, which it
+/// reports (`vip-holder: <error>`) before exiting; it gives up after 30 s, so that a failing
+/// test never waits on it for ever.
+#[test]
+fn holder_process() {
+    let Some(ns) = std::env::var_os(HOLDER_ENV) else {
+        return;
+    };
+    enter(ns.to_str().unwrap());
+    runtime().block_on(async {
+        let mut config = config("10.95.0.7", "d0", 1, 200);
+        config.lifetime_s = Some(2);
+        let mut vip = Vip::new(config).await.unwrap();
+        vip.acquire().await.unwrap();
+        println!("vip-holder: held");
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if let Err(error) = vip.renew().await {
+                println!("vip-holder: {error}");
+                assert!(!vip.held());
+                return;
+            }
+        }
+        vip.release().await.unwrap();
+    });
+}
+
+/// A holder process (this binary again) killed with SIGKILL or frozen with SIGSTOP cannot
+/// release; the kernel removes the address when its lifetime runs out. A frozen holder, when
+/// continued, finds the address expired and does not add it back.
+#[test]
+fn a_killed_or_stopped_holder_loses_the_address() {
+    if !root_or_skip("a_killed_or_stopped_holder_loses_the_address") {
+        return;
+    }
+    use std::io::BufRead;
+    let namespaces = Namespaces::create(&["t7"]);
+    let ns = namespaces.name(0);
+    ip_in(&ns, "link add d0 type veth peer name d1");
+    ip_in(&ns, "link set d1 up");
+    ip_in(&ns, "link set d0 up");
+    let vip: IpAddr = "10.95.0.7".parse().unwrap();
+    for signal in [libc::SIGKILL, libc::SIGSTOP] {
+        let mut holder = Holder(
+            Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "holder_process",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(HOLDER_ENV, &ns)
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let mut lines = std::io::BufReader::new(holder.0.stdout.take().unwrap()).lines();
+        // libtest may print `test holder_process ... ` before it on the same line.
+        let said = |line: String| line.find("vip-holder: ").map(|at| line[at..].to_string());
+        let held = lines.by_ref().map_while(Result::ok).find_map(said);
+        assert_eq!(held.as_deref(), Some("vip-holder: held"));
+        assert!(holds(&ns, "d0", vip));
+        // Renewed while alive.
+        std::thread::sleep(Duration::from_millis(2500));
+        assert!(holds(&ns, "d0", vip), "expired while the holder renewed it");
+
+        // SAFETY: a child of ours that has not been waited for.
+        assert_eq!(unsafe { libc::kill(holder.0.id() as i32, signal) }, 0);
+        let since = Instant::now();
+        assert!(
+            holds(&ns, "d0", vip),
+            "the kernel keeps the address of a dead holder..."
+        );
+        while holds(&ns, "d0", vip) {
+            assert!(since.elapsed() < Duration::from_secs(5), "never expired");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!(
+            "holder sent signal {signal}: the address gone {} ms later (lifetime 2 s, renew called \
+             every 200 ms, which renews at most every 500 ms)",
+            since.elapsed().as_millis()
+        );
+        if signal == libc::SIGSTOP {
+            // SAFETY: as above.
+            assert_eq!(
+                unsafe { libc::kill(holder.0.id() as i32, libc::SIGCONT) },
+                0
+            );
+            let last = lines.map_while(Result::ok).find_map(said);
+            assert_eq!(
+                last.as_deref(),
+                Some(
+                    "vip-holder: renewing 10.95.0.7 on d0: it expired (lifetime_s ran out before \
+                     a renewal)"
+                )
+            );
+            assert!(!holds(&ns, "d0", vip), "the continued holder added it back");
+        }
+    }
+}
+
+/// The holder process, killed and reaped on drop (a failing test leaves none behind).
+struct Holder(std::process::Child);
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Test 2: two namespaces joined by a veth pair. The owner's gratuitous ARPs arrive at the
 /// peer (a request and a reply per round, `announce_count` rounds `announce_interval_ms`
 /// apart, from the owner's MAC); the peer reaches a server on the VIP after acquire and not
