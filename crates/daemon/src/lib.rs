@@ -18,6 +18,7 @@ pub mod leadership;
 pub mod logging;
 pub mod notify;
 pub mod streams;
+pub mod vip;
 pub mod watchdog;
 pub mod wire;
 
