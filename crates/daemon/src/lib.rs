@@ -80,6 +80,8 @@ pub enum RunError {
         #[source]
         error: std::io::Error,
     },
+    #[error("the virtual IP")]
+    Vip(#[source] vip::VipError),
     #[error("installing signal handlers")]
     Signals(#[source] std::io::Error),
     #[error("starting the signal thread")]
@@ -160,6 +162,22 @@ async fn run_daemon(config: DaemonConfig, config_path: PathBuf) -> Result<ExitCo
     );
     let lease_ms = config.timing.lease_ns() / 1_000_000;
     let (watchdog, watchdog_works) = start_watchdog(&config.watchdog, lease_ms, &status_rx);
+    let vip = match &config.vip {
+        None => None,
+        Some(vip_config) => {
+            let vip = vip::Vip::new(vip_config.clone()).await.map_err(RunError::Vip)?;
+            // A copy left by a crash goes before this node may lead.
+            if vip.remove_stale().await.map_err(RunError::Vip)? {
+                tracing::warn!(address = %vip_config.address, "removed a stale copy of the virtual IP left by an earlier run");
+            }
+            Some(tokio::spawn(vip::follow(
+                vip,
+                status_rx.clone(),
+                live.clone(),
+                metrics.vip_held.clone(),
+            )))
+        }
+    };
     let context = Arc::new(ApiContext {
         requests: requests_tx,
         metrics: metrics.clone(),
@@ -213,6 +231,9 @@ async fn run_daemon(config: DaemonConfig, config_path: PathBuf) -> Result<ExitCo
     hooks.drain().await;
     if let Some(watchdog) = watchdog {
         let _ = tokio::time::timeout(Duration::from_secs(2), watchdog).await;
+    }
+    if let Some(vip) = vip {
+        let _ = tokio::time::timeout(Duration::from_secs(5), vip).await;
     }
 
     let _ = shutdown_tx.send(true);

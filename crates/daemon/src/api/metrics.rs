@@ -58,6 +58,8 @@ pub struct Metrics {
     pub snapshots_sent: AtomicU64,
     pub snapshots_installed: AtomicU64,
     pub snapshot_bytes_sent: AtomicU64,
+    /// The virtual IP is on this node's interface.
+    pub vip_held: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn counter(out: &mut String, name: &str, help: &str, value: u64) {
@@ -158,6 +160,12 @@ pub fn render(metrics: &Metrics, s: &NodeStatus, now_ns: u64, unix_now: i64) -> 
             not_after - unix_now,
         );
     }
+    gauge(
+        &mut out,
+        "regent_vip_held",
+        "1 while the virtual IP (vip:) is on this node's interface.",
+        u8::from(metrics.vip_held.load(Ordering::Relaxed)),
+    );
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
     counter(
         &mut out,

@@ -111,6 +111,9 @@ pub struct DaemonConfig {
     /// A machine watchdog armed while this node is writable.
     #[serde(default)]
     pub watchdog: crate::watchdog::WatchdogConfig,
+    /// A virtual IP held while this node is writable.
+    #[serde(default)]
+    pub vip: Option<crate::vip::VipConfig>,
     /// The log filter (`info`, `warn,regent::daemon=debug`, ...). None: the `REGENT_LOG`
     /// environment variable, else `warn`. A reload applies a change.
     #[serde(default)]

@@ -65,6 +65,7 @@ impl DaemonConfig {
             hooks,
             fencing,
             watchdog,
+            vip,
             log_level,
         } = new;
         let old = self;
@@ -115,6 +116,7 @@ impl DaemonConfig {
         restart!(hooks, "hooks");
         restart!(fencing, "fencing");
         restart!(watchdog, "watchdog");
+        restart!(vip, "vip");
         let TimingConfig {
             election_timeout_min_ms,
             heartbeat_interval_ms,

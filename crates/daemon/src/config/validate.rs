@@ -77,6 +77,39 @@ impl DaemonConfig {
         self.watchdog
             .check(lease_ms)
             .map_err(|(field, reason)| invalid(field, reason))?;
+        if let Some(vip) = &self.vip {
+            vip.validate().map_err(|reason| {
+                // The module's messages start with the field's path.
+                match reason.split_once(": ") {
+                    Some((field, rule)) if field.starts_with("vip.") => invalid(field, rule),
+                    _ => invalid("vip", reason),
+                }
+            })?;
+            // A regent killed or frozen cannot release the address: the kernel drops it
+            // `lifetime_s` (checked about once a second) after its last renewal, which must come
+            // before another node can be writable (the lease's end, at the earliest).
+            match vip.lifetime_s {
+                None => {
+                    return Err(invalid(
+                        "vip.lifetime_s",
+                        "required: without it a regent killed with SIGKILL or frozen keeps the \
+                         address on its interface while another node takes it",
+                    ))
+                }
+                Some(seconds) if u64::from(seconds) * 1000 + 1000 > lease_ms => {
+                    return Err(invalid(
+                        "vip.lifetime_s",
+                        format!(
+                            "{seconds} s (+1 s of the kernel's check) outlasts the lease \
+                             ({lease_ms} ms): a frozen node would keep the address after another \
+                             node became writable; shorten it or raise \
+                             timing.election_timeout_min_ms"
+                        ),
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
         if let Some(level) = &self.log_level {
             crate::logging::parse(level).map_err(|e| invalid("log_level", e.to_string()))?;
         }
