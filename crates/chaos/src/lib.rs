@@ -21,10 +21,10 @@
 //! Invariant: any violation makes the command exit non-zero and print the seed that replays
 //! the run's schedule.
 
-mod cluster;
+pub mod cluster;
 mod faults;
 mod journal;
-mod net;
+pub mod net;
 mod relay;
 mod watch;
 mod workload;

@@ -165,7 +165,9 @@ async fn run_daemon(config: DaemonConfig, config_path: PathBuf) -> Result<ExitCo
     let vip = match &config.vip {
         None => None,
         Some(vip_config) => {
-            let vip = vip::Vip::new(vip_config.clone()).await.map_err(RunError::Vip)?;
+            let vip = vip::Vip::new(vip_config.clone())
+                .await
+                .map_err(RunError::Vip)?;
             // A copy left by a crash goes before this node may lead.
             if vip.remove_stale().await.map_err(RunError::Vip)? {
                 tracing::warn!(address = %vip_config.address, "removed a stale copy of the virtual IP left by an earlier run");

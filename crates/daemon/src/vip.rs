@@ -965,7 +965,8 @@ pub async fn follow(
         let warning_ns = live.borrow().lease_warning_ms * 1_000_000;
         let deadline = s.lease_deadline_ns;
         // Writable, and not yet within the warning period of an unrenewed lease.
-        let keep = s.writable_at(now) && deadline.is_some_and(|d| now < d.saturating_sub(warning_ns));
+        let keep =
+            s.writable_at(now) && deadline.is_some_and(|d| now < d.saturating_sub(warning_ns));
         match (vip.held(), keep) {
             (false, true) => match vip.acquire().await {
                 Ok(()) => {
@@ -981,7 +982,9 @@ pub async fn follow(
                     "this node is no longer writable"
                 };
                 match vip.release().await {
-                    Ok(()) => tracing::info!(address = %vip.config().address, why, "virtual IP released"),
+                    Ok(()) => {
+                        tracing::info!(address = %vip.config().address, why, "virtual IP released")
+                    }
                     Err(err) => tracing::error!(error = %err, why, "virtual IP: releasing failed"),
                 }
             }
