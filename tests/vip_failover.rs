@@ -73,6 +73,9 @@ fn failover_bound(config: &Path) -> Duration {
     Duration::from_millis(ms)
 }
 
+/// When the holders were sampled, and who held the VIP.
+type Sample = (Instant, Vec<u64>);
+
 struct Services(Vec<Child>);
 
 impl Drop for Services {
@@ -140,7 +143,7 @@ fn the_virtual_ip_follows_the_writable_node_and_is_never_held_twice() {
 
     // Sample the holders all along, on a thread.
     let stop = Arc::new(AtomicBool::new(false));
-    let samples: Arc<Mutex<Vec<(Instant, Vec<u64>)>>> = Arc::default();
+    let samples: Arc<Mutex<Vec<Sample>>> = Arc::default();
     let cluster = Arc::new(Mutex::new(c));
     let sampler = {
         let (stop, samples, cluster) = (stop.clone(), samples.clone(), cluster.clone());

@@ -831,6 +831,82 @@ fn check_sent(sent: isize, len: usize) -> io::Result<()> {
     Ok(())
 }
 
+/// Ties the address to this node's leadership, following the published status until the
+/// driver is gone: acquired once the node is writable (after `pre_promote`: the status is
+/// writable only then), renewed with each lease renewal, released `lease_warning_ms` before
+/// an unrenewed lease lapses, when the node stops being writable, and at stop. `held` mirrors
+/// [`Vip::held`] for `regent_vip_held`.
+pub async fn follow(
+    mut vip: Vip,
+    mut status: tokio::sync::watch::Receiver<crate::api::status::NodeStatus>,
+    live: tokio::sync::watch::Receiver<crate::api::LiveOptions>,
+    held: Arc<std::sync::atomic::AtomicBool>,
+) {
+    use crate::clock;
+    use std::sync::atomic::Ordering;
+    let mut renewed: Option<u64> = None;
+    loop {
+        let s = status.borrow_and_update().clone();
+        let now = clock::now();
+        let warning_ns = live.borrow().lease_warning_ms * 1_000_000;
+        let deadline = s.lease_deadline_ns;
+        // Writable, and not yet within the warning period of an unrenewed lease.
+        let keep =
+            s.writable_at(now) && deadline.is_some_and(|d| now < d.saturating_sub(warning_ns));
+        match (vip.held(), keep) {
+            (false, true) => match vip.acquire().await {
+                Ok(()) => {
+                    renewed = deadline;
+                    tracing::info!(address = %vip.config().address, interface = %vip.config().interface, "virtual IP acquired: this node is writable");
+                }
+                Err(err) => tracing::error!(error = %err, "virtual IP: acquiring failed"),
+            },
+            (true, false) => {
+                let why = if s.writable_at(now) {
+                    "the lease is about to lapse unrenewed"
+                } else {
+                    "this node is no longer writable"
+                };
+                match vip.release().await {
+                    Ok(()) => {
+                        tracing::info!(address = %vip.config().address, why, "virtual IP released")
+                    }
+                    Err(err) => tracing::error!(error = %err, why, "virtual IP: releasing failed"),
+                }
+            }
+            (true, true) if deadline > renewed => {
+                renewed = deadline;
+                if let Err(err) = vip.renew().await {
+                    tracing::error!(error = %err, "virtual IP: renewing failed");
+                }
+            }
+            _ => {}
+        }
+        held.store(vip.held(), Ordering::Relaxed);
+        // Wake at the warning point of the lease as published (or when the status changes).
+        let wake = deadline
+            .filter(|_| vip.held())
+            .map(|d| d.saturating_sub(warning_ns));
+        let sleep = async {
+            match wake {
+                Some(at) => tokio::time::sleep(clock::until(at, clock::now())).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            changed = status.changed() => if changed.is_err() { break },
+            _ = sleep => {}
+        }
+    }
+    if vip.held() {
+        match vip.release().await {
+            Ok(()) => tracing::info!("virtual IP released at stop"),
+            Err(err) => tracing::error!(error = %err, "virtual IP: releasing at stop failed"),
+        }
+    }
+    held.store(false, Ordering::Relaxed);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -943,80 +1019,4 @@ mod tests {
         assert_eq!(na[8..24], address.octets());
         assert_eq!(na[24..], [2, 1, 2, 0, 0, 0, 0, 0xbb]);
     }
-}
-
-/// Ties the address to this node's leadership, following the published status until the
-/// driver is gone: acquired once the node is writable (after `pre_promote`: the status is
-/// writable only then), renewed with each lease renewal, released `lease_warning_ms` before
-/// an unrenewed lease lapses, when the node stops being writable, and at stop. `held` mirrors
-/// [`Vip::held`] for `regent_vip_held`.
-pub async fn follow(
-    mut vip: Vip,
-    mut status: tokio::sync::watch::Receiver<crate::api::status::NodeStatus>,
-    live: tokio::sync::watch::Receiver<crate::api::LiveOptions>,
-    held: Arc<std::sync::atomic::AtomicBool>,
-) {
-    use crate::clock;
-    use std::sync::atomic::Ordering;
-    let mut renewed: Option<u64> = None;
-    loop {
-        let s = status.borrow_and_update().clone();
-        let now = clock::now();
-        let warning_ns = live.borrow().lease_warning_ms * 1_000_000;
-        let deadline = s.lease_deadline_ns;
-        // Writable, and not yet within the warning period of an unrenewed lease.
-        let keep =
-            s.writable_at(now) && deadline.is_some_and(|d| now < d.saturating_sub(warning_ns));
-        match (vip.held(), keep) {
-            (false, true) => match vip.acquire().await {
-                Ok(()) => {
-                    renewed = deadline;
-                    tracing::info!(address = %vip.config().address, interface = %vip.config().interface, "virtual IP acquired: this node is writable");
-                }
-                Err(err) => tracing::error!(error = %err, "virtual IP: acquiring failed"),
-            },
-            (true, false) => {
-                let why = if s.writable_at(now) {
-                    "the lease is about to lapse unrenewed"
-                } else {
-                    "this node is no longer writable"
-                };
-                match vip.release().await {
-                    Ok(()) => {
-                        tracing::info!(address = %vip.config().address, why, "virtual IP released")
-                    }
-                    Err(err) => tracing::error!(error = %err, why, "virtual IP: releasing failed"),
-                }
-            }
-            (true, true) if deadline > renewed => {
-                renewed = deadline;
-                if let Err(err) = vip.renew().await {
-                    tracing::error!(error = %err, "virtual IP: renewing failed");
-                }
-            }
-            _ => {}
-        }
-        held.store(vip.held(), Ordering::Relaxed);
-        // Wake at the warning point of the lease as published (or when the status changes).
-        let wake = deadline
-            .filter(|_| vip.held())
-            .map(|d| d.saturating_sub(warning_ns));
-        let sleep = async {
-            match wake {
-                Some(at) => tokio::time::sleep(clock::until(at, clock::now())).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            changed = status.changed() => if changed.is_err() { break },
-            _ = sleep => {}
-        }
-    }
-    if vip.held() {
-        match vip.release().await {
-            Ok(()) => tracing::info!("virtual IP released at stop"),
-            Err(err) => tracing::error!(error = %err, "virtual IP: releasing at stop failed"),
-        }
-    }
-    held.store(false, Ordering::Relaxed);
 }
