@@ -75,7 +75,10 @@ pub fn run(args: RecoverArgs) -> anyhow::Result<ExitCode> {
     let index = state.last_index.next();
     let term = Term(state.hard_state.term.0.max(state.last_term.0) + 1);
     let only_me = Membership::new([id]);
-    let unknown = state.last_index.0 - state.hard_state.commit.0.min(state.last_index.0);
+    // An applied entry was committed, even when the stored commit index (written with the log,
+    // not with the state machine's layers) is older.
+    let known = state.hard_state.commit.0.max(state.applied.0);
+    let unknown = state.last_index.0 - known.min(state.last_index.0);
 
     println!(
         "regent recover --force-new-cluster: {identity}, data directory {}",
@@ -86,7 +89,7 @@ pub fn run(args: RecoverArgs) -> anyhow::Result<ExitCode> {
         state.first_index.0,
         state.last_index.0,
         state.last_term.0,
-        state.hard_state.commit.0,
+        known,
         state.applied.0
     );
     println!(
@@ -122,7 +125,7 @@ pub fn run(args: RecoverArgs) -> anyhow::Result<ExitCode> {
         println!(
             "  the {unknown} entries after {} that this node holds without knowing them committed \
              are kept and will be applied",
-            state.hard_state.commit.0
+            known
         );
     }
     println!(
