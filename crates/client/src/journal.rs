@@ -226,8 +226,10 @@ impl Iterator for Tail {
             }
             if self.feed.is_none() {
                 let follow = if self.follow { "" } else { "&follow=false" };
-                match Feed::open(&self.socket, &format!("/v1/journal?from={}{follow}", self.next))
-                {
+                match Feed::open(
+                    &self.socket,
+                    &format!("/v1/journal?from={}{follow}", self.next),
+                ) {
                     Ok(feed) => self.feed = Some(feed),
                     Err(err @ RegentError::JournalCompacted { .. }) => {
                         self.stop.store(true, Ordering::Relaxed);

@@ -4,11 +4,11 @@
 //! in a session (`session.rs`). Reads take a `Consistency`. `watch` yields the changes under a
 //! prefix, reconnecting from the next revision; `Compacted` when that revision is gone.
 
+use crate::encode_key;
 use crate::feed::Feed;
 use crate::leadership::Leadership;
 use crate::regent_error::{checked, RegentError};
 use crate::session::{json, Session, WriteOptions};
-use crate::encode_key;
 use base64::Engine;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -163,8 +163,12 @@ impl Kv {
         expected_term: Option<u64>,
     ) -> Result<Value, RegentError> {
         let body = json!({"compare": compare, "success": success, "failure": failure});
-        self.session
-            .write("POST", "/v1/txn", body.to_string().as_bytes(), expected_term)
+        self.session.write(
+            "POST",
+            "/v1/txn",
+            body.to_string().as_bytes(),
+            expected_term,
+        )
     }
 
     /// The changes under `prefix` from `from_revision` (None: from now), in order.
@@ -201,7 +205,10 @@ impl Iterator for Watch {
                 let from = self
                     .next
                     .map_or(String::new(), |r| format!("&from_revision={r}"));
-                match Feed::open(&self.socket, &format!("/v1/watch?prefix={}{from}", self.prefix)) {
+                match Feed::open(
+                    &self.socket,
+                    &format!("/v1/watch?prefix={}{from}", self.prefix),
+                ) {
                     Ok(feed) => self.feed = Some(feed),
                     Err(err @ RegentError::Compacted { .. }) => {
                         self.ended = true;

@@ -66,9 +66,9 @@ impl Default for LeadershipOptions {
 #[derive(Default)]
 struct State {
     closed: bool,
-    /// What the stream last said: writable in `term` until `deadline_ns`.
+    /// What the stream last said: writable in `stream_term` until `deadline_ns`.
     writable: bool,
-    term: Option<u64>,
+    stream_term: Option<u64>,
     deadline_ns: u64,
     /// A lease warning not yet followed by a renewal.
     warned: bool,
@@ -182,12 +182,12 @@ impl Inner {
             if s.closed
                 || !s.writable
                 || s.warned
-                || s.active_term == s.term
+                || s.active_term == s.stream_term
                 || monotonic_ns() >= s.deadline_ns
             {
                 return;
             }
-            let Some(term) = s.term else { return };
+            let Some(term) = s.stream_term else { return };
             (term, s.catch_up_target, s.applied, s.catch_up_index)
         };
         if self.options.journal_host {
@@ -209,7 +209,7 @@ impl Inner {
         }
         {
             let mut s = self.state.lock().unwrap();
-            if !s.writable || s.term != Some(term) || monotonic_ns() >= s.deadline_ns {
+            if !s.writable || s.stream_term != Some(term) || monotonic_ns() >= s.deadline_ns {
                 return;
             }
             s.active_term = Some(term);
@@ -261,7 +261,7 @@ impl Inner {
         }
         let (new_term, old_active) = {
             let s = self.state.lock().unwrap();
-            (term != s.term || !s.writable, s.active_term)
+            (term != s.stream_term || !s.writable, s.active_term)
         };
         if let Some(old) = old_active.filter(|&old| new_term && Some(old) != term) {
             self.deactivate(format!("term {old} ended (now {})", term.unwrap_or(0)));
@@ -269,7 +269,7 @@ impl Inner {
         {
             let mut s = self.state.lock().unwrap();
             if new_term {
-                s.term = term;
+                s.stream_term = term;
                 s.writable = true;
                 s.deadline_ns = deadline;
                 s.warned = false;
@@ -341,7 +341,7 @@ impl Inner {
                 if s.closed {
                     return;
                 }
-                (s.writable, s.term)
+                (s.writable, s.stream_term)
             };
             if writable {
                 let status = crate::request(
@@ -369,7 +369,7 @@ impl Inner {
     fn on_status(&self, status: &Value, term: Option<u64>) {
         {
             let mut s = self.state.lock().unwrap();
-            if s.term != term || !s.writable {
+            if s.stream_term != term || !s.writable {
                 return;
             }
             let lease = &status["lease"];

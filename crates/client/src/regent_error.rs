@@ -228,11 +228,14 @@ mod tests {
         ));
         assert_eq!((e.code(), e.status()), ("not_leader", Some(503)));
         let e = RegentError::from_answer(410, br#"{"error":"journal_compacted","first_index":9}"#);
-        assert!(matches!(e, RegentError::JournalCompacted { first_index: 9, .. }));
+        assert!(matches!(
+            e,
+            RegentError::JournalCompacted { first_index: 9, .. }
+        ));
         let e = RegentError::from_answer(400, br#"{"error":"bad_txn","message":"compare"}"#);
         assert_eq!((e.code(), e.status()), ("bad_txn", Some(400)));
         let e = RegentError::from_answer(502, b"<html>");
         assert_eq!(e.code(), "http_502");
-        assert!(e.is_retried() == false);
+        assert!(!e.is_retried());
     }
 }

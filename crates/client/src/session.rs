@@ -240,6 +240,9 @@ pub(crate) fn json(answer: crate::Answer) -> Result<Value, RegentError> {
     serde_json::from_slice(&answer.body).map_err(|e| RegentError::Other {
         status: answer.status,
         code: "bad_answer".into(),
-        message: format!("not JSON ({e}): {:?}", String::from_utf8_lossy(&answer.body)),
+        message: format!(
+            "not JSON ({e}): {:?}",
+            String::from_utf8_lossy(&answer.body)
+        ),
     })
 }
