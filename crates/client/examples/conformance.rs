@@ -61,9 +61,13 @@ impl Host {
                             "catch_up_index": catch_up_index,
                             "applied": applied.load(Ordering::SeqCst), "at_ns": at_ns,
                             "deadline_ns": lead.deadline_ns()}),
-                        LeadershipEvent::Inactive { reason, at_ns } => json!({
+                        LeadershipEvent::Inactive {
+                            reason,
+                            at_ns,
+                            deadline_ns,
+                        } => json!({
                             "kind": "inactive", "reason": reason, "at_ns": at_ns,
-                            "deadline_ns": lead.deadline_ns()}),
+                            "deadline_ns": deadline_ns}),
                     };
                     events.lock().unwrap().push(v);
                 }

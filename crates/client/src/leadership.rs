@@ -36,8 +36,13 @@ pub enum LeadershipEvent {
         catch_up_index: Option<u64>,
         at_ns: u64,
     },
-    /// The host must stop writing, from `at_ns`, for `reason`.
-    Inactive { reason: String, at_ns: u64 },
+    /// The host must stop writing, from `at_ns`, for `reason`. `deadline_ns` is the lease's
+    /// last deadline: `is_writable()` was false from `min(at_ns, deadline_ns)` on.
+    Inactive {
+        reason: String,
+        at_ns: u64,
+        deadline_ns: u64,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -228,16 +233,24 @@ impl Inner {
 
     fn deactivate(&self, reason: String) {
         let tx = self.transition.lock().unwrap();
-        {
+        let deadline_ns = {
             let mut s = self.state.lock().unwrap();
             if s.active_term.is_none() {
                 return;
             }
             s.active_term = None;
             self.wake.notify_all();
-        }
+            s.deadline_ns
+        };
         let at_ns = monotonic_ns();
-        self.send(&tx, LeadershipEvent::Inactive { reason, at_ns });
+        self.send(
+            &tx,
+            LeadershipEvent::Inactive {
+                reason,
+                at_ns,
+                deadline_ns,
+            },
+        );
     }
 
     fn on_event(&self, event: &Value) {

@@ -18,6 +18,8 @@
 //! }
 //! ```
 
+#[cfg(feature = "tokio")]
+pub mod asynch;
 pub mod clock;
 mod error;
 mod feed;
