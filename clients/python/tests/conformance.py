@@ -111,6 +111,8 @@ def run(step, hosts):
         t = step["txn"]
         return h.kv.txn(t.get("compare", []), t.get("success", []), t.get("failure", []),
                         expected_term=term)
+    if do == "kv_watch":
+        return kv_watch(h, step)
     if do == "wait_applied":
         end = time.monotonic() + step.get("timeout_ms", 30000) / 1000
         while time.monotonic() < end:
@@ -125,6 +127,29 @@ def run(step, hosts):
         del hosts[step["host"]]
         return {"ok": True}
     return {"error": "unknown_step", "do": do}
+
+
+def kv_watch(h, step):
+    """Collects `count` changes under `prefix` from `from_revision`."""
+    changes = []
+    stop = threading.Event()
+
+    def collect():
+        for c in h.kv.watch(step["prefix"], step.get("from_revision"), stop=stop):
+            changes.append(c)
+            if len(changes) >= step["count"]:
+                stop.set()
+                return
+
+    t = threading.Thread(target=collect, daemon=True)
+    t.start()
+    t.join(step.get("timeout_ms", 30000) / 1000)
+    stop.set()
+    if len(changes) < step["count"]:
+        return {"error": "watch_timed_out", "changes": len(changes)}
+    return {"keys": [c.key.decode() for c in changes], "types": [c.type for c in changes],
+            "values": [None if c.value is None else c.value.decode() for c in changes],
+            "first_revision": changes[0].revision, "last_revision": changes[-1].revision}
 
 
 def tail(step):

@@ -214,6 +214,40 @@ fn run(step: &Value, hosts: &mut HashMap<String, Host>) -> Result<Value, RegentE
                 term,
             )?
         }
+        "kv_watch" => {
+            let count = step["count"].as_u64().unwrap_or(1) as usize;
+            let watch =
+                h.kv.watch(&text(&step["prefix"]), step["from_revision"].as_u64());
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                for change in watch.take(count) {
+                    if tx.send(change).is_err() {
+                        return;
+                    }
+                }
+            });
+            let end = Instant::now() + timeout(step);
+            let mut changes = Vec::new();
+            while changes.len() < count {
+                let left = end.saturating_duration_since(Instant::now());
+                match rx.recv_timeout(left) {
+                    Ok(change) => changes.push(change?),
+                    Err(_) => break,
+                }
+            }
+            if changes.len() < count {
+                json!({"error": "watch_timed_out", "changes": changes.len()})
+            } else {
+                let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+                json!({
+                    "keys": changes.iter().map(|c| lossy(&c.key)).collect::<Vec<_>>(),
+                    "types": changes.iter().map(|c| c.kind.clone()).collect::<Vec<_>>(),
+                    "values": changes.iter().map(|c| c.value.as_deref().map(lossy)).collect::<Vec<_>>(),
+                    "first_revision": changes[0].revision,
+                    "last_revision": changes[count - 1].revision,
+                })
+            }
+        }
         "wait_applied" => {
             let end = Instant::now() + timeout(step);
             let want = step["index"].as_u64().unwrap_or(0);

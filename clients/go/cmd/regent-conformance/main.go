@@ -192,6 +192,37 @@ func run(s step, hosts map[string]*host) (interface{}, error) {
 	case "kv_txn":
 		t, _ := s["txn"].(map[string]interface{})
 		return h.kv.Txn(t["compare"], t["success"], t["failure"], term)
+	case "kv_watch":
+		count := int(s.num("count"))
+		ch := make(chan regent.Change, count)
+		stop := make(chan struct{})
+		defer close(stop)
+		errs := make(chan error, 1)
+		go func() { errs <- h.kv.Watch([]byte(s.str("prefix")), s.num("from_revision"), ch, stop) }()
+		timer := time.NewTimer(s.ms("timeout_ms", 30000))
+		defer timer.Stop()
+		var changes []regent.Change
+		for len(changes) < count {
+			select {
+			case c := <-ch:
+				changes = append(changes, c)
+			case err := <-errs:
+				return nil, err
+			case <-timer.C:
+				return map[string]interface{}{"error": "watch_timed_out", "changes": len(changes)}, nil
+			}
+		}
+		keys, types, values := []string{}, []string{}, []interface{}{}
+		for _, c := range changes {
+			keys, types = append(keys, string(c.Key)), append(types, c.Type)
+			if c.Value == nil {
+				values = append(values, nil)
+			} else {
+				values = append(values, string(c.Value))
+			}
+		}
+		return map[string]interface{}{"keys": keys, "types": types, "values": values,
+			"first_revision": changes[0].Revision, "last_revision": changes[count-1].Revision}, nil
 	case "wait_applied":
 		end := time.Now().Add(s.ms("timeout_ms", 30000))
 		for {

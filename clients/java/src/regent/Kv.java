@@ -123,6 +123,67 @@ public final class Kv {
         return session.write("POST", "/v1/txn", body.getBytes(StandardCharsets.UTF_8), expectedTerm);
     }
 
+    /** One change seen by {@link #watch}. */
+    public static final class Change {
+        /** "put" or "delete". */
+        public final String type;
+        public final byte[] key, value;
+        public final long revision;
+
+        Change(String type, byte[] key, byte[] value, long revision) {
+            this.type = type;
+            this.key = key;
+            this.value = value;
+            this.revision = revision;
+        }
+    }
+
+    /** Receives the changes of {@link #watch}; returns false to end it. */
+    public interface Watcher {
+        boolean onChange(Change change);
+    }
+
+    /**
+     * Calls {@code watcher} with the changes under {@code prefix} from {@code fromRevision} (0:
+     * from now), in order, reconnecting from the next revision, until it returns false; throws
+     * {@code Compacted} when the revision is gone.
+     */
+    public void watch(byte[] prefix, long fromRevision, Watcher watcher) throws RegentException {
+        String p = URLEncoder.encode(new String(prefix, StandardCharsets.ISO_8859_1), StandardCharsets.ISO_8859_1);
+        long next = fromRevision;
+        while (true) {
+            String path = "/v1/watch?prefix=" + p + (next > 0 ? "&from_revision=" + next : "");
+            Http.Exchange x = null;
+            try {
+                x = Http.stream(socket, path);
+                String line;
+                while ((line = Http.readLine(x.body)) != null) {
+                    if (line.isBlank()) continue;
+                    Map<String, Object> e = Json.object(line);
+                    if (e.containsKey("error")) break;
+                    long revision = Json.longOf(e, "revision");
+                    next = revision + 1;
+                    if (!watcher.onChange(new Change((String) e.get("type"), decodeBytes(e.get("key")),
+                            decodeBytes(e.get("value")), revision))) {
+                        return;
+                    }
+                }
+            } catch (RegentException.Compacted e) {
+                throw e;
+            } catch (RegentException | java.io.IOException | IllegalArgumentException e) {
+                // Reconnect from the next revision below.
+            } finally {
+                if (x != null) x.close();
+            }
+            try {
+                Thread.sleep(200);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
+            }
+        }
+    }
+
     /** The API's {"text": ...} / {"base64": ...} (or a plain string) as bytes. */
     @SuppressWarnings("unchecked")
     public static byte[] decodeBytes(Object v) {

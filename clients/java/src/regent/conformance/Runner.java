@@ -170,6 +170,38 @@ public final class Runner {
                 Map<String, Object> t = (Map<String, Object>) s.get("txn");
                 return h.kv.txn(t.get("compare"), t.get("success"), t.get("failure"), term);
             }
+            case "kv_watch": {
+                int count = (int) num(s, "count", 1);
+                List<Kv.Change> changes = new ArrayList<>();
+                RegentException[] failed = new RegentException[1];
+                Thread w = new Thread(() -> {
+                    try {
+                        h.kv.watch(bytes(s.get("prefix")), num(s, "from_revision", 0), c -> {
+                            synchronized (changes) {
+                                changes.add(c);
+                                return changes.size() < count;
+                            }
+                        });
+                    } catch (RegentException e) {
+                        failed[0] = e;
+                    }
+                });
+                w.setDaemon(true);
+                w.start();
+                w.join(num(s, "timeout_ms", 30000));
+                if (failed[0] != null) throw failed[0];
+                synchronized (changes) {
+                    if (changes.size() < count) return map("error", "watch_timed_out", "changes", changes.size());
+                    List<Object> keys = new ArrayList<>(), types = new ArrayList<>(), values = new ArrayList<>();
+                    for (Kv.Change c : changes) {
+                        keys.add(new String(c.key, StandardCharsets.UTF_8));
+                        types.add(c.type);
+                        values.add(c.value == null ? null : new String(c.value, StandardCharsets.UTF_8));
+                    }
+                    return map("keys", keys, "types", types, "values", values, "first_revision",
+                            changes.get(0).revision, "last_revision", changes.get(count - 1).revision);
+                }
+            }
             case "wait_applied": {
                 long end = System.nanoTime() + num(s, "timeout_ms", 30000) * 1_000_000;
                 while (true) {
