@@ -32,8 +32,9 @@ class Host:
         self.leadership = Leadership(step["socket"], on_active=self.on_active,
                                      on_inactive=self.on_inactive,
                                      journal_host=step.get("journal_host", False))
-        self.journal = Journal(step["socket"], self.leadership, timeout=timeout)
-        self.kv = Kv(step["socket"], self.leadership, timeout=timeout)
+        forward = step.get("forward", False)
+        self.journal = Journal(step["socket"], self.leadership, timeout=timeout, forward=forward)
+        self.kv = Kv(step["socket"], self.leadership, timeout=timeout, forward=forward)
         self.leadership.start()
         if step.get("journal_host"):
             threading.Thread(target=self.apply, daemon=True).start()

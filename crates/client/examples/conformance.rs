@@ -36,6 +36,7 @@ impl Host {
         let journal_host = step["journal_host"] == true;
         let options = WriteOptions {
             timeout: Duration::from_millis(step["timeout_ms"].as_u64().unwrap_or(15_000)),
+            forward: step["forward"] == true,
             ..WriteOptions::default()
         };
         let (leadership, rx) = Leadership::start(

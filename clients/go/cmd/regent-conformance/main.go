@@ -44,7 +44,8 @@ type host struct {
 
 func open(s step) *host {
 	h := &host{inOrder: true}
-	opts := regent.WriteOptions{Timeout: s.ms("timeout_ms", 15000)}
+	forward, _ := s["forward"].(bool)
+	opts := regent.WriteOptions{Timeout: s.ms("timeout_ms", 15000), Forward: forward}
 	journalHost, _ := s["journal_host"].(bool)
 	h.lead = regent.StartLeadership(s.str("socket"), regent.LeadershipOptions{
 		JournalHost: journalHost,

@@ -43,6 +43,7 @@ public final class Runner {
             Session.WriteOptions opts = new Session.WriteOptions();
             Long t = Json.longOf(step, "timeout_ms");
             if (t != null) opts.timeoutMs = t;
+            opts.forward = Boolean.TRUE.equals(step.get("forward"));
             Leadership.Options lo = new Leadership.Options();
             lo.journalHost = Boolean.TRUE.equals(step.get("journal_host"));
             lead = Leadership.start(socket, lo, this);
