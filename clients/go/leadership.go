@@ -21,8 +21,9 @@ type LeadershipOptions struct {
 	// RequestTimeout bounds each status request and hand-over ack. Default 1 s.
 	RequestTimeout time.Duration
 	// OnActive: the host may write in term (its fencing token); catchUpIndex is nil when
-	// nothing was reported to catch up to. Called in order with OnInactive, from the library's
-	// goroutines: return quickly.
+	// nothing was reported to catch up to. Called in order with OnInactive, one at a time, from
+	// a goroutine of the library's own (a callback may write, and be fenced, without blocking
+	// the Leadership).
 	OnActive func(term uint64, catchUpIndex *uint64)
 	// OnInactive: the host must stop writing.
 	OnInactive func(reason string)
@@ -45,10 +46,14 @@ type LeadershipOptions struct {
 type Leadership struct {
 	c    conn
 	opts LeadershipOptions
-	// transition is held while a transition is decided and its callback runs.
+	// transition is held while a transition is decided and its callback queued.
 	transition sync.Mutex
 	wake       chan struct{}
 	done       chan struct{}
+	// callbacks carries the callbacks, in order, to the goroutine that runs them; closed
+	// (callbacksClosed, under transition) once Close queued the last one.
+	callbacks       chan func()
+	callbacksClosed bool
 
 	mu     sync.Mutex
 	closed bool
@@ -66,6 +71,17 @@ type Leadership struct {
 	stream     io.Closer
 }
 
+// callbacksMax bounds the callbacks queued and not yet run (transitions are rare: a host
+// that holds its callback this long holds the Leadership's transitions, not its clock).
+const callbacksMax = 256
+
+// queue hands a callback to the callbacks' goroutine; called with transition held.
+func (l *Leadership) queue(f func()) {
+	if !l.callbacksClosed {
+		l.callbacks <- f
+	}
+}
+
 // StartLeadership follows the regent at socket.
 func StartLeadership(socket string, opts LeadershipOptions) *Leadership {
 	if opts.Refresh == 0 {
@@ -78,7 +94,12 @@ func StartLeadership(socket string, opts LeadershipOptions) *Leadership {
 		opts.RequestTimeout = time.Second
 	}
 	l := &Leadership{c: conn{socket}, opts: opts, wake: make(chan struct{}, 1),
-		done: make(chan struct{})}
+		done: make(chan struct{}), callbacks: make(chan func(), callbacksMax)}
+	go func() {
+		for f := range l.callbacks {
+			f()
+		}
+	}()
 	go l.watch()
 	go l.refresh()
 	go l.clock()
@@ -146,6 +167,12 @@ func (l *Leadership) Close() {
 		stream.Close()
 	}
 	l.deactivate("closed")
+	l.transition.Lock()
+	if !l.callbacksClosed {
+		l.callbacksClosed = true
+		close(l.callbacks)
+	}
+	l.transition.Unlock()
 }
 
 func (l *Leadership) maybeActivate() {
@@ -178,7 +205,7 @@ func (l *Leadership) maybeActivate() {
 	l.mu.Unlock()
 	l.notify()
 	if l.opts.OnActive != nil {
-		l.opts.OnActive(term, catchUp)
+		l.queue(func() { l.opts.OnActive(term, catchUp) })
 	}
 }
 
@@ -194,7 +221,7 @@ func (l *Leadership) deactivate(reason string) {
 	l.mu.Unlock()
 	l.notify()
 	if l.opts.OnInactive != nil {
-		l.opts.OnInactive(reason)
+		l.queue(func() { l.opts.OnInactive(reason) })
 	}
 }
 
