@@ -14,15 +14,28 @@ deadline passes, whatever the stream says (a stopped daemon says nothing).
 A journal host (`journal_host=True`) becomes active only once it has applied the journal up to
 the `catch_up_index` of the event that made its regent writable (reported by `applied(index)`)
 and regent acknowledged that (`POST /v1/journal/applied`): the hand-over rule.
+
+The callbacks `on_active(term, catch_up_index)` and `on_inactive(reason)` come in order from the
+library's threads; they should return quickly. One that raises is printed and the Leadership goes
+on.
 """
 
 import json
 import threading
+import traceback
 
 from . import _http
 from .errors import RegentError
 
 monotonic_ns = _http.monotonic_ns
+
+
+def _call(callback, *args):
+    """A callback that raises is the host's bug: printed, and the Leadership goes on."""
+    try:
+        callback(*args)
+    except Exception:  # noqa: BLE001
+        traceback.print_exc()
 
 
 class Leadership:
@@ -133,7 +146,7 @@ class Leadership:
                 self._active_term = term
                 self._lock.notify_all()
             if self._on_active is not None:
-                self._on_active(term, catch_up)
+                _call(self._on_active, term, catch_up)
 
     def _deactivate(self, reason):
         with self._transition:
@@ -143,7 +156,7 @@ class Leadership:
                 self._active_term = None
                 self._lock.notify_all()
             if self._on_inactive is not None:
-                self._on_inactive(reason)
+                _call(self._on_inactive, reason)
 
     def _on_event(self, event):
         writable = bool(event.get("writable"))

@@ -47,6 +47,9 @@ func open(s step) *host {
 	forward, _ := s["forward"].(bool)
 	opts := regent.WriteOptions{Timeout: s.ms("timeout_ms", 15000), Forward: forward}
 	journalHost, _ := s["journal_host"].(bool)
+	// The callbacks (under h.mu) may come before StartLeadership returns: they wait for this.
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	h.lead = regent.StartLeadership(s.str("socket"), regent.LeadershipOptions{
 		JournalHost: journalHost,
 		OnActive: func(term uint64, catchUp *uint64) {

@@ -25,7 +25,10 @@ import java.util.concurrent.locks.ReentrantLock;
  * hand-over rule.
  */
 public final class Leadership implements AutoCloseable {
-    /** The host's callbacks, called in order from the library's threads: return quickly. */
+    /**
+     * The host's callbacks, called in order from the library's threads: return quickly. One that
+     * throws is reported (the thread's uncaught-exception handler) and the Leadership goes on.
+     */
     public interface Listener {
         /** The host may write in {@code term}; {@code catchUpIndex} null: nothing to catch up to. */
         void onActive(long term, Long catchUpIndex);
@@ -145,6 +148,12 @@ public final class Leadership implements AutoCloseable {
         deactivate("closed");
     }
 
+    /** A listener that throws is the host's bug: reported, and the Leadership goes on. */
+    private static void callbackFailed(RuntimeException e) {
+        Thread t = Thread.currentThread();
+        t.getUncaughtExceptionHandler().uncaughtException(t, e);
+    }
+
     private void maybeActivate() {
         transition.lock();
         try {
@@ -172,7 +181,13 @@ public final class Leadership implements AutoCloseable {
                 activeTerm = term;
                 lock.notifyAll();
             }
-            if (listener != null) listener.onActive(term, catchUp);
+            if (listener != null) {
+                try {
+                    listener.onActive(term, catchUp);
+                } catch (RuntimeException e) {
+                    callbackFailed(e);
+                }
+            }
         } finally {
             transition.unlock();
         }
@@ -186,7 +201,13 @@ public final class Leadership implements AutoCloseable {
                 activeTerm = 0;
                 lock.notifyAll();
             }
-            if (listener != null) listener.onInactive(reason);
+            if (listener != null) {
+                try {
+                    listener.onInactive(reason);
+                } catch (RuntimeException e) {
+                    callbackFailed(e);
+                }
+            }
         } finally {
             transition.unlock();
         }

@@ -46,7 +46,10 @@ public final class Runner {
             opts.forward = Boolean.TRUE.equals(step.get("forward"));
             Leadership.Options lo = new Leadership.Options();
             lo.journalHost = Boolean.TRUE.equals(step.get("journal_host"));
-            lead = Leadership.start(socket, lo, this);
+            // The callbacks (synchronized) may come before start returns: they wait for this.
+            synchronized (this) {
+                lead = Leadership.start(socket, lo, this);
+            }
             journal = new Journal(socket, lead, opts);
             kv = new Kv(socket, lead, opts);
             if (lo.journalHost) {
