@@ -82,7 +82,8 @@ func (l *Leadership) queue(f func()) {
 	}
 }
 
-// StartLeadership follows the regent at socket.
+// StartLeadership follows the regent at socket. The callbacks may run before it returns (its
+// goroutines start here).
 func StartLeadership(socket string, opts LeadershipOptions) *Leadership {
 	if opts.Refresh == 0 {
 		opts.Refresh = 100 * time.Millisecond

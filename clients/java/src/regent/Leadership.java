@@ -82,7 +82,10 @@ public final class Leadership implements AutoCloseable {
         this.listener = listener;
     }
 
-    /** Starts following the regent at {@code socket}. */
+    /**
+     * Starts following the regent at {@code socket}. The listener may be called before this
+     * returns (the threads start here).
+     */
     public static Leadership start(Path socket, Options options, Listener listener) {
         Leadership l = new Leadership(socket, options, listener);
         l.thread("regent-watch", l::watch);
