@@ -12,6 +12,8 @@ echo "built $(pwd)/build/regent-client.jar"
 if [ "${1:-}" = test ]; then
     javac --release 17 -Xlint:all -Werror -cp build/classes -d build/test-classes $(find test -name '*.java')
     java -ea -cp build/classes:build/test-classes regent.Tests
+    # The example compiles against the jar as a user's program would.
+    javac --release 17 -Xlint:all -Werror -cp build/regent-client.jar -d build/example-classes examples/*.java
     if [ -n "${REGENT_BIN:-}" ]; then
         python3 ../conformance/run.py --regent "$REGENT_BIN" --name java -- \
             java -cp build/regent-client.jar regent.conformance.Runner
