@@ -68,15 +68,14 @@ impl Journal {
         ops: &[O],
         expected_term: Option<u64>,
     ) -> Result<Appended, RegentError> {
-        assert!(!ops.is_empty(), "an append carries at least one operation");
         let bad = |message: String| RegentError::Other {
             status: 400,
             code: "bad_operation".into(),
             message,
         };
-        if ops.len() > BATCH_OPERATIONS_MAX {
+        if ops.is_empty() || ops.len() > BATCH_OPERATIONS_MAX {
             return Err(bad(format!(
-                "{} operations; at most {BATCH_OPERATIONS_MAX}",
+                "{} operations; 1 ..= {BATCH_OPERATIONS_MAX}",
                 ops.len()
             )));
         }
