@@ -425,3 +425,78 @@ impl Inner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixListener;
+
+    /// A scripted daemon: the watch sends one event (writable in term 7 until `deadline_ns`)
+    /// and then stays silent, as a stopped daemon would; any other request gets no answer.
+    fn silent_after_one_event(dir: &Path, deadline_ns: u64) -> PathBuf {
+        let path = dir.join("regent.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming() {
+                let mut stream = stream.unwrap();
+                let mut head = Vec::new();
+                let mut byte = [0u8];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if stream.read_exact(&mut byte).is_err() {
+                        break;
+                    }
+                    head.push(byte[0]);
+                }
+                if head.starts_with(b"GET /v1/leadership/watch ") {
+                    let event = format!(
+                        "{{\"event\":\"state\",\"role\":\"leader\",\"term\":7,\"writable\":true,\
+                         \"catch_up_index\":null,\"lease\":{{\"valid\":true,\
+                         \"deadline_monotonic_ns\":{deadline_ns}}}}}\n"
+                    );
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{event}\r\n",
+                        event.len()
+                    );
+                }
+                held.push(stream);
+            }
+        });
+        path
+    }
+
+    #[test]
+    fn a_silent_stream_is_not_writable_once_the_deadline_passes() {
+        let dir = tempfile::tempdir().unwrap();
+        // The test owns the deadline: far enough for a busy machine to activate before it.
+        let deadline = monotonic_ns() + 3_000_000_000;
+        let socket = silent_after_one_event(dir.path(), deadline);
+        let options = LeadershipOptions {
+            request_timeout: Duration::from_secs(30),
+            ..LeadershipOptions::default()
+        };
+        let (lead, events) = Leadership::start(&socket, options);
+        let active = events.recv_timeout(Duration::from_secs(30)).unwrap();
+        assert!(
+            matches!(active, LeadershipEvent::Active { term: 7, catch_up_index: None, at_ns } if at_ns < deadline),
+            "{active:?}"
+        );
+        assert_eq!(lead.term(), Some(7));
+        // The status refresh hangs and the stream says nothing more: the clock alone ends it.
+        let inactive = events.recv_timeout(Duration::from_secs(30)).unwrap();
+        let LeadershipEvent::Inactive {
+            at_ns, deadline_ns, ..
+        } = inactive
+        else {
+            panic!("{inactive:?}")
+        };
+        assert_eq!(deadline_ns, deadline);
+        assert!(at_ns >= deadline);
+        assert!(!lead.is_writable());
+        assert_eq!(lead.term(), None);
+        assert!(monotonic_ns() >= deadline);
+        lead.close();
+    }
+}
