@@ -88,8 +88,10 @@ def run(step, hosts):
             deadline = h.leadership.deadline_ns()
             now = monotonic_ns()
             if now >= deadline:
-                return {"writable": h.leadership.is_writable(), "now_ns": now,
-                        "deadline_ns": deadline}
+                writable = h.leadership.is_writable()
+                if h.leadership.deadline_ns() != deadline:
+                    continue  # a renewal read just before the stop landed meanwhile
+                return {"writable": writable, "now_ns": now, "deadline_ns": deadline}
             time.sleep(min((deadline - now) / 1e9, 0.05))
         return {"error": "deadline_not_reached"}
     if do == "append":

@@ -167,8 +167,13 @@ fn run(step: &Value, hosts: &mut HashMap<String, Host>) -> Result<Value, RegentE
                 let deadline = h.leadership.deadline_ns();
                 let now = monotonic_ns();
                 if now >= deadline {
-                    break json!({"writable": h.leadership.is_writable(), "now_ns": now,
-                        "deadline_ns": deadline});
+                    let writable = h.leadership.is_writable();
+                    // A renewal read just before the stop may land meanwhile: look again.
+                    if h.leadership.deadline_ns() == deadline {
+                        break json!({"writable": writable, "now_ns": now,
+                            "deadline_ns": deadline});
+                    }
+                    continue;
                 }
                 if Instant::now() > end {
                     break json!({"error": "deadline_not_reached"});

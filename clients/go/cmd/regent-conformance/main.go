@@ -152,8 +152,13 @@ func run(s step, hosts map[string]*host) (interface{}, error) {
 		for time.Now().Before(end) {
 			deadline, now := h.lead.DeadlineNs(), regent.MonotonicNs()
 			if now >= deadline {
-				return map[string]interface{}{"writable": h.lead.IsWritable(), "now_ns": now,
-					"deadline_ns": deadline}, nil
+				writable := h.lead.IsWritable()
+				// A renewal read just before the stop may land meanwhile: look again.
+				if h.lead.DeadlineNs() == deadline {
+					return map[string]interface{}{"writable": writable, "now_ns": now,
+						"deadline_ns": deadline}, nil
+				}
+				continue
 			}
 			wait := time.Duration(deadline - now)
 			if wait > 50*time.Millisecond {

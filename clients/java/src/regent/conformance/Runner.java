@@ -142,7 +142,12 @@ public final class Runner {
                 while (System.nanoTime() < end) {
                     long deadline = h.lead.deadlineNs(), now = Leadership.monotonicNs();
                     if (now >= deadline) {
-                        return map("writable", h.lead.isWritable(), "now_ns", now, "deadline_ns", deadline);
+                        boolean writable = h.lead.isWritable();
+                        // A renewal read just before the stop may land meanwhile: look again.
+                        if (h.lead.deadlineNs() == deadline) {
+                            return map("writable", writable, "now_ns", now, "deadline_ns", deadline);
+                        }
+                        continue;
                     }
                     Thread.sleep(Math.max(1, Math.min(50, (deadline - now) / 1_000_000)));
                 }
