@@ -403,6 +403,8 @@ class Driver:
         do = step["do"]
         if do == "wait_event":
             return self.wait_event(step)
+        if do == "no_event":
+            return self.no_event(step)
         if do not in CLUSTER_STEPS:
             return self.runner.call(step)
         c = self.cluster
@@ -448,6 +450,22 @@ class Driver:
                     return e
             if time.monotonic() > deadline:
                 return {"error": "no_event", "events": events[start:]}
+            time.sleep(0.05)
+
+    def no_event(self, step):
+        """Counts a host's new events of `kind` over `for_ms` (consuming none): a safety check,
+        so a busy machine cannot make it pass wrongly, only take longer to say so."""
+        host, kind = step["host"], step["kind"]
+        end = time.monotonic() + step["for_ms"] / 1000
+        count = 0
+        while True:
+            answer = self.runner.call({"do": "events", "host": host})
+            events = answer.get("events")
+            if events is None:
+                return answer
+            count = sum(1 for e in events[self.seen.get(host, 0):] if e.get("kind") == kind)
+            if count or time.monotonic() > end:
+                return {"count": count}
             time.sleep(0.05)
 
     def checkpoint_all(self, step):

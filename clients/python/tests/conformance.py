@@ -29,6 +29,9 @@ class Host:
         self.applied = 0
         self.in_order = True
         self.stop = threading.Event()
+        # Set: the applier applies; cleared by hold_apply (the host falls behind).
+        self.gate = threading.Event()
+        self.gate.set()
         self.leadership = Leadership(step["socket"], on_active=self.on_active,
                                      on_inactive=self.on_inactive,
                                      journal_host=step.get("journal_host", False))
@@ -52,6 +55,7 @@ class Host:
 
     def apply(self):
         for entry in self.journal.tail(1, stop=self.stop):
+            self.gate.wait()
             with self.lock:
                 if entry.index != self.applied + 1:
                     self.in_order = False
@@ -114,6 +118,12 @@ def run(step, hosts):
         t = step["txn"]
         return h.kv.txn(t.get("compare", []), t.get("success", []), t.get("failure", []),
                         expected_term=term)
+    if do == "hold_apply":
+        h.gate.clear()
+        return {"ok": True}
+    if do == "release_apply":
+        h.gate.set()
+        return {"ok": True}
     if do == "kv_watch":
         return kv_watch(h, step)
     if do == "wait_applied":

@@ -28,6 +28,8 @@ struct Host {
     events: Arc<Mutex<Vec<Value>>>,
     applied: Arc<AtomicU64>,
     in_order: Arc<AtomicBool>,
+    /// Set by hold_apply: the applier waits (the host falls behind) until release_apply.
+    held: Arc<AtomicBool>,
 }
 
 impl Host {
@@ -49,6 +51,7 @@ impl Host {
         let events = Arc::new(Mutex::new(Vec::new()));
         let applied = Arc::new(AtomicU64::new(0));
         let in_order = Arc::new(AtomicBool::new(true));
+        let held = Arc::new(AtomicBool::new(false));
         {
             let (events, applied, lead) = (events.clone(), applied.clone(), leadership.clone());
             std::thread::spawn(move || {
@@ -77,10 +80,18 @@ impl Host {
         let journal = Journal::new(&socket, Some(leadership.clone()), options.clone());
         if journal_host {
             let tail = Journal::new(&socket, None, options.clone()).tail(1);
-            let (applied, in_order, lead) = (applied.clone(), in_order.clone(), leadership.clone());
+            let (applied, in_order, lead, held) = (
+                applied.clone(),
+                in_order.clone(),
+                leadership.clone(),
+                held.clone(),
+            );
             std::thread::spawn(move || {
                 for entry in tail {
                     let Ok(entry) = entry else { return };
+                    while held.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
                     if entry.index != applied.load(Ordering::SeqCst) + 1 {
                         in_order.store(false, Ordering::SeqCst);
                     }
@@ -96,6 +107,7 @@ impl Host {
             events,
             applied,
             in_order,
+            held,
         }
     }
 }
@@ -219,6 +231,14 @@ fn run(step: &Value, hosts: &mut HashMap<String, Host>) -> Result<Value, RegentE
                 or_empty(&t["failure"]),
                 term,
             )?
+        }
+        "hold_apply" => {
+            h.held.store(true, Ordering::SeqCst);
+            json!({"ok": true})
+        }
+        "release_apply" => {
+            h.held.store(false, Ordering::SeqCst);
+            json!({"ok": true})
         }
         "kv_watch" => {
             let count = step["count"].as_u64().unwrap_or(1) as usize;

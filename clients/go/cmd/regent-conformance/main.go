@@ -40,6 +40,8 @@ type host struct {
 	events  []map[string]interface{}
 	applied uint64
 	inOrder bool
+	// held (set by hold_apply): the applier waits, the host falls behind, until release_apply.
+	held bool
 }
 
 func open(s step) *host {
@@ -79,6 +81,15 @@ func open(s step) *host {
 				e, err := h.tail.Next()
 				if err != nil {
 					return
+				}
+				for {
+					h.mu.Lock()
+					held := h.held
+					h.mu.Unlock()
+					if !held {
+						break
+					}
+					time.Sleep(10 * time.Millisecond)
 				}
 				h.mu.Lock()
 				if e.Index != h.applied+1 {
@@ -201,6 +212,11 @@ func run(s step, hosts map[string]*host) (interface{}, error) {
 	case "kv_txn":
 		t, _ := s["txn"].(map[string]interface{})
 		return h.kv.Txn(t["compare"], t["success"], t["failure"], term)
+	case "hold_apply", "release_apply":
+		h.mu.Lock()
+		h.held = do == "hold_apply"
+		h.mu.Unlock()
+		return map[string]interface{}{"ok": true}, nil
 	case "kv_watch":
 		count := int(s.num("count"))
 		ch := make(chan regent.Change, count)

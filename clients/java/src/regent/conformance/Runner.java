@@ -37,6 +37,8 @@ public final class Runner {
         final List<Map<String, Object>> events = new ArrayList<>();
         long applied;
         boolean inOrder = true;
+        /** Set by hold_apply: the applier waits, the host falls behind, until release_apply. */
+        volatile boolean held;
 
         Host(Map<String, Object> step) {
             Path socket = Path.of((String) step.get("socket"));
@@ -58,13 +60,14 @@ public final class Runner {
                     try {
                         while (true) {
                             Journal.Entry e = tail.next();
+                            while (held) Thread.sleep(10);
                             synchronized (this) {
                                 if (e.index != applied + 1) inOrder = false;
                                 applied = e.index;
                             }
                             lead.applied(e.index);
                         }
-                    } catch (RegentException e) {
+                    } catch (RegentException | InterruptedException e) {
                         // Closed, or compacted: the host stops applying.
                     }
                 }, "applier");
@@ -179,6 +182,12 @@ public final class Runner {
                 Map<String, Object> t = (Map<String, Object>) s.get("txn");
                 return h.kv.txn(t.get("compare"), t.get("success"), t.get("failure"), term);
             }
+            case "hold_apply":
+                h.held = true;
+                return map("ok", true);
+            case "release_apply":
+                h.held = false;
+                return map("ok", true);
             case "kv_watch": {
                 int count = (int) num(s, "count", 1);
                 List<Kv.Change> changes = new ArrayList<>();
