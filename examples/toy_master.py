@@ -27,47 +27,28 @@ digest is a SHA-256 of the namespace, so two masters with the same digest hold t
     python3 examples/toy_master.py client --ports 7001,7002,7003 mkdir /a
     python3 examples/toy_master.py digest DIR1 DIR2 DIR3
 
-Python standard library only.
+Written on the Python client library (clients/python: Leadership, Journal), which keeps the
+watch, the lease's deadline, the hand-over ack, fencing and the exactly-once session. Python
+standard library only; runs from a source checkout without installing anything.
 """
 
 import argparse
-import base64
 import hashlib
 import http.client
 import http.server
 import json
 import os
 import random
-import socket
 import sys
 import threading
 import time
 
-
-class UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path, timeout=10):
-        super().__init__("regent", timeout=timeout)
-        self.unix_path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self.unix_path)
-
-
-def regent(path, method, url, body=b"", timeout=10):
-    """One request to regent: (status, parsed JSON or None)."""
-    conn = UnixHTTPConnection(path, timeout=timeout)
-    try:
-        conn.request(method, url, body=body)
-        resp = conn.getresponse()
-        data = resp.read()
-        try:
-            return resp.status, json.loads(data)
-        except ValueError:
-            return resp.status, None
-    finally:
-        conn.close()
+# The client library (clients/python): installed (pip install ./clients/python), or beside this
+# file in a source checkout.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "clients",
+                                "python"))
+from regent_client import (Journal, JournalCompacted, Leadership, NotLeader,  # noqa: E402
+                           NotWritable, RegentError, TermMismatch)
 
 
 def log(name, text):
@@ -175,58 +156,47 @@ class Master:
         self.ns = Namespace(entries)
         self.applied = index
         self.checkpointed = index
-        # What the leadership watch last said.
-        self.writable = False
-        self.term = None
-        self.catch_up = None
-        # Active: writable, caught up to catch_up_index and said so; the term it writes in.
-        self.active_term = None
+        # The hand-over rule, the lease and fencing are the library's: the master is active
+        # while `leadership.is_writable()` (its regent leads with a valid lease, and this master
+        # applied the journal up to catch_up_index and said so).
+        self.leadership = Leadership(args.socket, on_active=self.on_active,
+                                     on_inactive=self.on_inactive, journal_host=True)
+        # Appends are fenced with leadership.term() and sent exactly once in a session.
+        self.journal = Journal(args.socket, self.leadership, retry_for=5.0)
         self.write_lock = threading.Lock()
-        # The exactly-once session of this master's appends, and its last sequence number.
-        self.client_id = None
-        self.seq = 0
         self.last_status = None
         if index:
             log(self.name, f"loaded the checkpoint at journal index {index}")
+
+    def active_term(self):
+        return self.leadership.term() if self.leadership.is_writable() else None
 
     # ----- Tail -----
 
     def tail(self):
         while True:
             try:
-                self.tail_once()
-            except (OSError, http.client.HTTPException, ValueError) as e:
+                for entry in self.journal.tail(self.applied + 1):
+                    self.apply(entry)
+            except JournalCompacted as gone:
+                self.recover(gone.first_index)
+            except (RegentError, ValueError) as e:
                 log(self.name, f"tail lost ({e}); retrying")
-            time.sleep(0.2)
+                time.sleep(0.2)
 
-    def tail_once(self):
-        conn = UnixHTTPConnection(self.args.socket, timeout=None)
+    def apply(self, entry):
         try:
-            conn.request("GET", f"/v1/journal?from={self.applied + 1}&format=ndjson")
-            resp = conn.getresponse()
-            if resp.status == 410:
-                gone = json.loads(resp.read())
-                self.recover(gone["first_index"])
-                return
-            if resp.status != 200:
-                raise ValueError(f"tail answered {resp.status}: {resp.read()!r}")
-            for line in resp:
-                item = json.loads(line)
-                if "error" in item:
-                    raise ValueError(item["message"])
-                try:
-                    op = json.loads(base64.b64decode(item["op"]))
-                except ValueError:
-                    op = None  # not one of ours (another writer's bytes): skipped alike everywhere
-                with self.lock:
-                    if item["index"] != self.applied + 1:
-                        raise ValueError(f"index {item['index']} after {self.applied}")
-                    if isinstance(op, dict):
-                        self.ns.apply(op)
-                    self.applied = item["index"]
-                    self.lock.notify_all()
-        finally:
-            conn.close()
+            op = json.loads(entry.op)
+        except ValueError:
+            op = None  # not one of ours (another writer's bytes): skipped alike everywhere
+        with self.lock:
+            if entry.index != self.applied + 1:
+                raise ValueError(f"index {entry.index} after {self.applied}")
+            if isinstance(op, dict):
+                self.ns.apply(op)
+            self.applied = entry.index
+            self.lock.notify_all()
+        self.leadership.applied(entry.index)
 
     def recover(self, first_index):
         """410: copy the newest peer checkpoint that reaches the first retained index."""
@@ -246,59 +216,22 @@ class Master:
             self.ns = Namespace(entries)
             self.applied = index
             self.lock.notify_all()
+        self.leadership.applied(index)
         log(self.name, f"copied the checkpoint of {peer} at index {index}; tailing from there")
 
     # ----- Leadership -----
 
-    def watch(self):
-        while True:
-            try:
-                conn = UnixHTTPConnection(self.args.socket, timeout=None)
-                conn.request("GET", "/v1/leadership/watch")
-                resp = conn.getresponse()
-                for line in resp:
-                    event = json.loads(line)
-                    with self.lock:
-                        self.writable = bool(event["writable"])
-                        self.term = event["term"]
-                        if self.writable:
-                            # Reported until the host acks it; a master that restarts after
-                            # its predecessor acked catches up to everything committed.
-                            self.catch_up = event.get("catch_up_index")
-                            if self.catch_up is None:
-                                self.catch_up = event["journal"]["last_index"]
-                        if not self.writable:
-                            self.step_down("the watch says not writable")
-                        self.lock.notify_all()
-            except (OSError, http.client.HTTPException, ValueError) as e:
-                with self.lock:
-                    self.writable = False
-                    self.step_down(f"watch lost ({e})")
-                time.sleep(0.2)
+    def on_active(self, term, catch_up_index):
+        log(self.name, f"active in term {term}: caught up to journal index {self.applied} "
+                       f"(catch_up_index {catch_up_index})")
 
-    def step_down(self, why):
-        """Called with the lock held."""
-        if self.active_term is not None:
-            log(self.name, f"standby: {why}")
-        self.active_term = None
+    def on_inactive(self, reason):
+        log(self.name, f"standby: {reason}")
 
     def coordinate(self):
-        """The hand-over rule, checkpoints and the status file."""
+        """Checkpoints and the status file."""
         last_checkpoint = time.monotonic()
         while True:
-            with self.lock:
-                become = (self.writable and self.active_term is None and self.catch_up is not None
-                          and self.applied >= self.catch_up)
-                term, applied = self.term, self.applied
-            if become:
-                status, _ = regent(self.args.socket, "POST", "/v1/journal/applied",
-                                   json.dumps({"index": applied}).encode())
-                if status == 200:
-                    with self.lock:
-                        if self.writable and self.term == term:
-                            self.active_term = term
-                            log(self.name, f"active in term {term}: caught up to journal index "
-                                           f"{applied} (catch_up_index {self.catch_up})")
             if (time.monotonic() - last_checkpoint) * 1000 >= self.args.checkpoint_ms:
                 last_checkpoint = time.monotonic()
                 self.checkpoint()
@@ -314,15 +247,15 @@ class Master:
                               {"index": index, "namespace": entries})
         self.checkpointed = index
         try:
-            regent(self.args.socket, "POST", "/v1/journal/checkpoint",
-                   json.dumps({"index": index}).encode())
-        except OSError:
+            self.journal.checkpoint(index)
+        except RegentError:
             pass  # reported again with the next checkpoint
 
     def write_status(self):
+        term = self.active_term()
         with self.lock:
-            status = {"name": self.name, "active": self.active_term is not None,
-                      "term": self.active_term, "applied": self.applied,
+            status = {"name": self.name, "active": term is not None,
+                      "term": term, "applied": self.applied,
                       "digest": self.ns.digest(), "entries": len(self.ns.entries)}
         if status != self.last_status:
             write_json_atomically(os.path.join(self.args.state_dir, "status.json"), status)
@@ -330,64 +263,25 @@ class Master:
 
     # ----- Clients -----
 
-    def session(self):
-        """The master's exactly-once session (opened on its regent while it leads)."""
-        if self.client_id is None:
-            status, answer = regent(self.args.socket, "POST", "/v1/session",
-                                    json.dumps({"ttl_ms": 24 * 3600 * 1000}).encode())
-            if status != 200:
-                return None
-            self.client_id = answer["client_id"]
-        return self.client_id
-
-    def append(self, body, term):
-        """Appends once (a session; an unknown outcome is retried with the same seq).
-        Returns ("ok", index, term), ("refused", why) or ("unknown", why)."""
-        client_id = self.session()
-        if client_id is None:
-            return ("refused", "no session (not the leader)")
-        self.seq += 1
-        url = (f"/v1/journal?expected_term={term}&client_id={client_id}&seq={self.seq}"
-               f"&acked_below={self.seq}")
-        why = "no attempt"
-        for attempt in range(5):
-            try:
-                status, answer = regent(self.args.socket, "POST", url, body, timeout=15)
-            except OSError as e:
-                why = f"regent unreachable: {e}"
-                time.sleep(0.2)
-                continue
-            if status == 200:
-                return ("ok", answer["index"], answer["term"])
-            error = (answer or {}).get("error")
-            # Definitive: fenced by the state machine, or never proposed.
-            if error == "term_mismatch" or (error == "not_leader" and attempt == 0):
-                return ("refused", error)
-            if error == "command_refused" and "session" in (answer or {}).get("message", ""):
-                self.client_id = None
-                return ("unknown" if attempt else "refused", error)
-            why = f"{status} {error}"
-            time.sleep(0.2)
-        return ("unknown", why)
-
     def mutate(self, op):
         """(HTTP status, answer) for a client's mutation."""
         with self.write_lock:
+            term = self.active_term()
+            if term is None:
+                return 503, {"error": "standby", "message": "this master is not active"}
             with self.lock:
-                term = self.active_term
-                if term is None:
-                    return 503, {"error": "standby", "message": "this master is not active"}
                 refused = self.ns.check(op)
             if refused:
                 return 409, {"error": "refused", "message": refused}
-            outcome = self.append(json.dumps(op, sort_keys=True).encode(), term)
-            if outcome[0] != "ok":
-                with self.lock:
-                    self.step_down(f"append {outcome[0]}: {outcome[1]}")
-                if outcome[0] == "refused":
-                    return 503, {"error": "not_appended", "message": outcome[1]}
-                return 503, {"error": "outcome_unknown", "message": outcome[1]}
-            index = outcome[1]
+            try:
+                appended = self.journal.append(json.dumps(op, sort_keys=True).encode(),
+                                               expected_term=term)
+            except (TermMismatch, NotLeader, NotWritable) as e:
+                # Definitive: fenced by the state machine, or never proposed.
+                return 503, {"error": "not_appended", "message": str(e)}
+            except RegentError as e:
+                return 503, {"error": "outcome_unknown", "message": str(e)}
+            index = appended.index
             with self.lock:
                 deadline = time.monotonic() + 30
                 while self.applied < index and time.monotonic() < deadline:
@@ -395,7 +289,7 @@ class Master:
                 if self.applied < index:
                     return 503, {"error": "outcome_unknown",
                                  "message": f"index {index} committed, not yet applied here"}
-            return 200, {"index": index, "term": outcome[2]}
+            return 200, {"index": index, "term": appended.term}
 
     def serve_clients(self):
         master = self
@@ -414,7 +308,7 @@ class Master:
 
             def do_GET(self):
                 with master.lock:
-                    self.answer(200, {"active": master.active_term is not None,
+                    self.answer(200, {"active": master.active_term() is not None,
                                       "applied": master.applied, "digest": master.ns.digest(),
                                       "namespace": sorted(master.ns.entries.items())})
 
@@ -433,7 +327,8 @@ class Master:
         server.serve_forever()
 
     def run(self):
-        for target in (self.tail, self.watch, self.coordinate):
+        self.leadership.start()
+        for target in (self.tail, self.coordinate):
             threading.Thread(target=target, daemon=True).start()
         self.serve_clients()
 

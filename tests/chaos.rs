@@ -48,6 +48,14 @@ fn a_short_campaign_finds_no_violation() {
     assert_eq!(field(summary, "lost"), "0", "{context}");
     assert_eq!(field(summary, "linearizable"), "yes", "{context}");
     assert_eq!(field(summary, "double_writable"), "0", "{context}");
+    // The masters' side: the client library's Leadership beside every node never let two
+    // hosts be writable at once.
+    assert_eq!(field(summary, "hosts_double_writable"), "0", "{context}");
+    let hosts_active: u64 = field(summary, "hosts_active").parse().unwrap();
+    assert!(
+        hosts_active >= 3,
+        "only {hosts_active} host activations; {context}"
+    );
     // Every kind of fault ran at least once, and the clients got work done.
     let faults: u64 = field(summary, "faults").parse().unwrap();
     assert!(faults >= 12, "only {faults} faults; {context}");

@@ -316,7 +316,7 @@ fn every_printing_command_ends_quietly_on_a_closed_pipe() {
 }
 
 /// The README's "Running a cluster by hand", run as written in a fresh directory (the binary,
-/// `config/` and `examples/` where the README expects them): the first block's `cluster init`
+/// `config/`, `examples/` and the Python client library where the README expects them): the first block's `cluster init`
 /// and `regent run` for each node (the README says to run node2 and node3 the same way), then
 /// the second block as one `bash -e` script, whichever node happens to lead.
 #[test]
@@ -342,7 +342,8 @@ fn the_readme_by_hand_sequence_runs_as_written() {
     let at = dir.path();
     std::fs::create_dir_all(at.join("target/release")).unwrap();
     std::os::unix::fs::symlink(BIN, at.join("target/release/regent")).unwrap();
-    for sub in ["config", "examples"] {
+    // examples/host.py imports the Python client library from clients/python beside it.
+    for sub in ["config", "examples", "clients/python/regent_client"] {
         std::fs::create_dir_all(at.join(sub)).unwrap();
         for entry in std::fs::read_dir(format!("{root}/{sub}")).unwrap() {
             let entry = entry.unwrap();

@@ -23,6 +23,7 @@
 
 pub mod cluster;
 mod faults;
+mod hosts;
 mod journal;
 pub mod net;
 mod relay;
@@ -97,6 +98,10 @@ struct RunOutcome {
     journal_ok: bool,
     /// Writes and appends acknowledged through a follower's relay (`forward=true`).
     forwarded_acked: u64,
+    /// Pairs of the library hosts' writable intervals (`hosts.rs`) that overlap.
+    hosts_double_writable: u64,
+    /// The library hosts' writable intervals (activations): the check above saw that many.
+    hosts_active: u64,
     violations: Vec<String>,
 }
 
@@ -151,8 +156,8 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
             },
         };
         println!(
-            "chaos: run {runs} seed {run_seed}: faults={} acked={} lost={} linearizable={} double_writable={} max_failover_ms={} journal_acked={} journal_ok={} forwarded_acked={}",
-            outcome.faults, outcome.acked, outcome.lost, yes_no(outcome.linearizable), outcome.double_writable, outcome.max_failover_ms, outcome.journal_acked, yes_no(outcome.journal_ok), outcome.forwarded_acked
+            "chaos: run {runs} seed {run_seed}: faults={} acked={} lost={} linearizable={} double_writable={} max_failover_ms={} journal_acked={} journal_ok={} forwarded_acked={} hosts_active={} hosts_double_writable={}",
+            outcome.faults, outcome.acked, outcome.lost, yes_no(outcome.linearizable), outcome.double_writable, outcome.max_failover_ms, outcome.journal_acked, yes_no(outcome.journal_ok), outcome.forwarded_acked, outcome.hosts_active, outcome.hosts_double_writable
         );
         if !outcome.violations.is_empty() {
             for v in &outcome.violations {
@@ -173,11 +178,13 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
         total.journal_acked += outcome.journal_acked;
         total.journal_ok &= outcome.journal_ok;
         total.forwarded_acked += outcome.forwarded_acked;
+        total.hosts_double_writable += outcome.hosts_double_writable;
+        total.hosts_active += outcome.hosts_active;
         total.violations.extend(outcome.violations);
     }
     println!(
-        "chaos: runs={runs} faults={} acked={} lost={} linearizable={} double_writable={} max_failover_ms={} journal_acked={} journal_ok={} forwarded_acked={}",
-        total.faults, total.acked, total.lost, yes_no(total.linearizable), total.double_writable, total.max_failover_ms, total.journal_acked, yes_no(total.journal_ok), total.forwarded_acked
+        "chaos: runs={runs} faults={} acked={} lost={} linearizable={} double_writable={} max_failover_ms={} journal_acked={} journal_ok={} forwarded_acked={} hosts_active={} hosts_double_writable={}",
+        total.faults, total.acked, total.lost, yes_no(total.linearizable), total.double_writable, total.max_failover_ms, total.journal_acked, yes_no(total.journal_ok), total.forwarded_acked, total.hosts_active, total.hosts_double_writable
     );
     if total.violations.is_empty() {
         Ok(ExitCode::SUCCESS)
@@ -234,6 +241,8 @@ fn one_run(
         c.start(id)?;
     }
     let watchers = watch::Watchers::start((1..=args.nodes).map(|id| (id, c.socket(id))).collect());
+    // The masters' side: a Leadership of the client library beside every node.
+    let hosts = hosts::Hosts::start((1..=args.nodes).map(|id| (id, c.socket(id))).collect());
     let mut outcome = RunOutcome {
         linearizable: true,
         journal_ok: true,
@@ -282,6 +291,7 @@ fn one_run(
             .push("no writable leader after the last heal".into());
         c.kill_all();
         watchers.finish();
+        hosts.finish(regent_daemon::clock::now());
         followers.finish();
         return Ok(outcome);
     };
@@ -304,6 +314,7 @@ fn one_run(
     // The streams end when the nodes do.
     c.kill_all();
     let events = watchers.finish();
+    check_hosts(&hosts.finish(regent_daemon::clock::now()), &mut outcome);
     check_live_tails(followers, &journal, &mut outcome);
     check_leadership(
         &events,
@@ -672,6 +683,20 @@ fn check_live_tails(
         outcome
             .violations
             .extend(problems.into_iter().map(|p| format!("journal: {p}")));
+    }
+}
+
+/// Never two library hosts writable at once (`hosts.rs`): a master that writes only while its
+/// `Leadership::is_writable()` never writes outside its lease.
+fn check_hosts(intervals: &[watch::Interval], outcome: &mut RunOutcome) {
+    let overlaps = watch::overlaps(intervals);
+    outcome.hosts_active = intervals.len() as u64;
+    outcome.hosts_double_writable = overlaps.len() as u64;
+    for (a, b) in overlaps.iter().take(5) {
+        outcome.violations.push(format!(
+            "two library hosts writable at once: beside n{} (term {}) over [{}, {}] and beside n{} (term {}) over [{}, {}] (CLOCK_MONOTONIC ns)",
+            a.node, a.term, a.start, a.end, b.node, b.term, b.start, b.end
+        ));
     }
 }
 

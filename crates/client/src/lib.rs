@@ -1,13 +1,44 @@
-//! The client side of the host API for the command line: one HTTP/1.1 request per connection
-//! over the daemon's Unix socket, blocking, bounded in time and size. The HTTP/1.1 codec under
-//! it (`http`) is the tree's only HTTP client; the health probe and the benchmarks use it too.
+//! The client side of the host API: the protocol for masters (`Leadership`, `Journal`, `Kv`,
+//! errors as `RegentError`), and under it one HTTP/1.1 request per connection over the daemon's
+//! Unix socket, blocking, bounded in time and size (`request`, `stream`, `fetch_status`, used
+//! by the command line). The HTTP/1.1 codec (`http`) is the tree's only HTTP client; the health
+//! probe and the benchmarks use it too.
+//!
+//! ```no_run
+//! use regent_client::{Journal, Leadership, LeadershipEvent, LeadershipOptions, WriteOptions};
+//! let socket = std::path::Path::new("/run/regent/regent.sock");
+//! let (lead, events) = Leadership::start(socket, LeadershipOptions::default());
+//! let journal = Journal::new(socket, Some(lead.clone()), WriteOptions::default());
+//! for event in events {
+//!     if let LeadershipEvent::Active { term, .. } = event {
+//!         // Fenced with `term`, exactly once; refused as NotWritable once the lease lapses.
+//!         let appended = journal.append(&[b"op".as_slice()], None);
+//!         println!("term {term}: {appended:?}");
+//!     }
+//! }
+//! ```
 
+#[cfg(feature = "tokio")]
+pub mod asynch;
+pub mod clock;
 mod error;
+mod feed;
 pub mod http;
+pub mod journal;
+pub mod kv;
+pub mod leadership;
 pub mod local;
+pub mod regent_error;
+pub mod session;
 
+pub use clock::monotonic_ns;
 pub use error::ClientError;
 pub use http::Conn;
+pub use journal::{Appended, Entry, Journal, Tail};
+pub use kv::{Change, Consistency, KeyValue, Kv, Watch};
+pub use leadership::{Leadership, LeadershipEvent, LeadershipOptions};
+pub use regent_error::RegentError;
+pub use session::{Session, WriteOptions};
 
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -40,6 +71,10 @@ impl Answer {
     }
 
     /// The answer whose head `conn` just read, with its body read to the end.
+    pub(crate) fn read_rest<S: Read + Write>(conn: &mut Conn<S>) -> Result<Answer, http::Error> {
+        Answer::rest(conn)
+    }
+
     fn rest<S: Read + Write>(conn: &mut Conn<S>) -> Result<Answer, http::Error> {
         let headers = conn
             .headers()

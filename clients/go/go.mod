@@ -1,0 +1,3 @@
+module regent.local/client
+
+go 1.19
