@@ -476,3 +476,41 @@ fn demo_once_tells_the_story_and_exits_0() {
         );
     }
 }
+
+/// The leadership watch carries lease renewals (`renewed` events with a later deadline) while
+/// nothing else changes, so a host that judges the lease on its own clock never has to poll.
+#[test]
+fn the_leadership_watch_carries_lease_renewals() {
+    let mut c = Cluster::init(3, "renewals", TEST_SETTINGS);
+    c.start_all();
+    let (leader, _) = c.wait_writable_leader(ELECTION);
+    let events = watch_leadership(&c.nodes[(leader - 1) as usize].socket);
+    let started = Instant::now();
+    let renewed = loop {
+        let renewed: Vec<Value> = events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e["event"] == "renewed")
+            .cloned()
+            .collect();
+        if renewed.len() >= 5 {
+            break renewed;
+        }
+        assert!(
+            started.elapsed() < ELECTION,
+            "{} renewals: {:?}",
+            renewed.len(),
+            events.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut last = 0;
+    for e in &renewed {
+        let deadline = e["lease"]["deadline_monotonic_ns"].as_u64().unwrap();
+        assert!(deadline > last, "deadlines only grow: {renewed:?}");
+        assert!(e["monotonic_ns"].as_u64().unwrap() < deadline, "{e}");
+        assert_eq!(e["writable"], true);
+        last = deadline;
+    }
+}

@@ -44,6 +44,10 @@ pub enum EventKind {
     Change,
     /// The lease will lapse in `lease_warning_ms` unless renewed.
     LeaseWarning,
+    /// Nothing changed but the lease's deadline: renewed. Sent while writable once half of the
+    /// time to the deadline last sent has passed, so a host that judges the lease on its own
+    /// clock always holds a deadline still ahead of it (every ~lease/2, not every heartbeat).
+    Renewed,
 }
 
 impl EventKind {
@@ -52,6 +56,7 @@ impl EventKind {
             EventKind::State => "state",
             EventKind::Change => "change",
             EventKind::LeaseWarning => "lease_warning",
+            EventKind::Renewed => "renewed",
         }
     }
 }
@@ -74,6 +79,8 @@ pub struct Watcher {
     last: Option<Leadership>,
     /// The lease deadline already warned about (one warning per deadline).
     warned: Option<Nanos>,
+    /// The deadline the last event carried, and when that event was made.
+    sent: Option<(Nanos, Nanos)>,
 }
 
 impl Watcher {
@@ -83,6 +90,7 @@ impl Watcher {
             live,
             last: None,
             warned: None,
+            sent: None,
         }
     }
 
@@ -100,6 +108,7 @@ impl Watcher {
                     EventKind::Change
                 };
                 let before = self.last.replace(current);
+                self.sent = s.lease_deadline_ns.map(|d| (d, now));
                 return Some(Event {
                     kind,
                     status: s,
@@ -107,6 +116,25 @@ impl Watcher {
                     before,
                     after: current,
                 });
+            }
+            // While writable and half-way to the deadline last sent: a renewal, if there was one.
+            let renew_at = self
+                .sent
+                .filter(|_| current.writable)
+                .map(|(deadline, at)| at + deadline.saturating_sub(at) / 2);
+            if let (Some(renew_at), Some(deadline), Some((sent, _))) =
+                (renew_at, s.lease_deadline_ns, self.sent)
+            {
+                if now >= renew_at && deadline > sent {
+                    self.sent = Some((deadline, now));
+                    return Some(Event {
+                        kind: EventKind::Renewed,
+                        status: s,
+                        now,
+                        before: Some(current),
+                        after: current,
+                    });
+                }
             }
             // While writable: wake at the warning point and at the deadline itself. The warning
             // period is read each time: a reload may change it.
@@ -117,6 +145,12 @@ impl Watcher {
                 }
                 Some(deadline) => Some((deadline, None)),
                 None => None,
+            };
+            // The renewal point comes first when it is sooner (a timer only: no event unless the
+            // deadline moved).
+            let wake = match (wake, renew_at.filter(|&r| r > now)) {
+                (Some((at, _)), Some(r)) if r < at => Some((r, None)),
+                (wake, _) => wake,
             };
             let sleep = async {
                 match wake {
