@@ -101,7 +101,7 @@ impl Replica {
             return;
         }
         self.host_healthy = healthy;
-        self.core.hold_campaigns(!healthy);
+        self.core.hold_campaigns(!healthy || self.clock_status().outvoted);
         if healthy {
             tracing::info!(node = %self.id, "host healthy: campaigning allowed again");
             return;
@@ -130,7 +130,7 @@ impl Replica {
         !self.handovers.is_empty()
     }
 
-    fn start_handover(
+    pub(crate) fn start_handover(
         &mut self,
         target: Option<NodeId>,
         token: Option<Token>,

@@ -20,11 +20,16 @@
 //! `persisted`.
 
 mod apply;
+mod clock;
 mod handover;
 mod install;
 mod propose;
 
 pub use apply::{COMPACT_STEP_ENTRIES, FLUSH_INTERVAL_NS, FLUSH_RECORDS_MAX};
+pub use clock::{
+    ClockCheck, ClockStamp, ClockStatus, Estimate, PeerClockStatus, Verdict, CLOCK_BUCKETS,
+    CLOCK_POINTS_MIN, CLOCK_SPAN_ELECTION_TIMEOUTS, CLOCK_WINDOW_ELECTION_TIMEOUTS,
+};
 pub use handover::{HandoverOutcome, Stop, HANDOVER_ELECTION_TIMEOUTS};
 pub use install::InstallVerdict;
 pub use propose::ProposeRefusal;
@@ -145,6 +150,9 @@ pub enum Action {
         token: Token,
         verdict: InstallVerdict,
     },
+    /// Send this node's clock stamp to `to`, which feeds it to [`Replica::clock_stamp`]
+    /// (at most once per heartbeat interval; a stamp may be lost or late, never re-sent).
+    ClockStamp { to: NodeId, stamp: ClockStamp },
 }
 
 /// The requests still unanswered when a replica is dropped (a crash, a shutdown): their outcome
@@ -214,6 +222,8 @@ pub struct Replica {
     compact_after_flush: bool,
     /// Where the compaction in steps is going (`apply::COMPACT_STEP_ENTRIES`).
     compact_goal: Option<LogIndex>,
+    /// Every peer's clock rate against ours, and the verdicts the lease rests on (`clock`).
+    clocks: clock::Clocks,
 }
 
 impl Replica {
@@ -230,8 +240,9 @@ impl Replica {
         let state = storage.state_machine();
         let handover_max_ns =
             HANDOVER_ELECTION_TIMEOUTS * config.election_timeout_min_ms * 1_000_000;
+        let clocks = clock::Clocks::new(ClockCheck::for_config(&config, 500_000), now);
         let core = RaftNode::new(config, restored, rng, now)?;
-        Ok(Replica {
+        let mut replica = Replica {
             id: core.id(),
             core,
             now,
@@ -254,7 +265,10 @@ impl Replica {
             unflushed_since: None,
             compact_after_flush: false,
             compact_goal: None,
-        })
+            clocks,
+        };
+        replica.check_clocks(now);
+        Ok(replica)
     }
 
     /// The consensus core, for status and checks. Inputs go through the replica.
@@ -271,7 +285,7 @@ impl Replica {
     /// When the caller must call `tick` next (the core's next timer or a hand-over's
     /// deadline).
     pub fn next_deadline(&self) -> Nanos {
-        let core = self.core.next_deadline();
+        let core = self.core.next_deadline().min(self.clocks.next_stamp_at());
         let core = self.flush_deadline().map_or(core, |f| core.min(f));
         self.handover_deadline().map_or(core, |h| core.min(h))
     }
@@ -291,6 +305,7 @@ impl Replica {
     pub fn tick(&mut self, now: Nanos) {
         self.observe(now);
         self.core.tick(now);
+        self.check_clocks(self.now);
     }
 
     /// Handles a message from a peer. An error names what was wrong with it (it came from the
@@ -319,6 +334,8 @@ impl Replica {
         self.observe(now);
         let ctx = self.next_read_ctx;
         match mode {
+            // A leader that may not claim the lease for its clocks confirms by a round trip.
+            ReadMode::Lease if self.clocks_withhold_lease() => self.core.read_index(ctx, now)?,
             ReadMode::Index => self.core.read_index(ctx, now)?,
             ReadMode::Lease => self.core.lease_read(ctx, now)?,
         }
@@ -394,6 +411,7 @@ impl Replica {
             out.push(Action::SendSnapshot { to: request.to });
         }
         out.extend(self.core.take_messages().into_iter().map(Action::Send));
+        self.maybe_stamp(out);
         out.append(&mut self.queued);
         self.check_handovers(self.now, out);
         self.next_chunk(out);
