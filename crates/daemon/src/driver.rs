@@ -347,6 +347,11 @@ impl Driver {
                     self.disk.send(DiskRequest::InstallChunk { from, chunk });
                 }
                 Action::InstallAnswer { token, verdict } => self.answer_chunk(token, verdict),
+                Action::ClockStamp { to, stamp } => {
+                    if let Err(err) = self.transport.send(to, &PeerMessage::clock(stamp)) {
+                        tracing::debug!(node = %self.id, peer = %to, error = %err, "clock stamp not queued");
+                    }
+                }
             }
         }
     }
@@ -374,6 +379,22 @@ impl Driver {
                 let wall_ms = self.wall_ms;
                 self.replica
                     .host_report(from, applied, checkpoint, retention, now, wall_ms);
+            }
+            Inbound::Message {
+                from,
+                message:
+                    PeerMessage::Clock {
+                        sent_at,
+                        epoch,
+                        vouched,
+                    },
+            } => {
+                let stamp = regent_replica::ClockStamp {
+                    sent_at,
+                    epoch,
+                    vouched,
+                };
+                self.replica.clock_stamp(from, stamp, now);
             }
             Inbound::Message {
                 from,

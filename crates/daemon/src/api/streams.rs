@@ -33,6 +33,8 @@ struct Leadership {
     term: Term,
     leader: Option<NodeId>,
     writable: bool,
+    /// Why not writable, when the clocks are why (`clock_drift`).
+    reason: Option<&'static str>,
     host_healthy: bool,
     catch_up_index: Option<u64>,
 }
@@ -53,6 +55,7 @@ pub fn leadership(context: &ApiContext) -> HttpResponse {
                 term: s.term,
                 leader: s.leader_id,
                 writable: s.writable_at(now),
+                reason: s.reason_at(now),
                 host_healthy: s.host_healthy,
                 catch_up_index: s.catch_up_index,
             };

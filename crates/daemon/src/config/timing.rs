@@ -36,6 +36,11 @@ pub struct TimingConfig {
     /// Bound on the rate difference between two nodes' clocks, a fraction in (0, 0.1]. The
     /// lease is shortened by this fraction of `election_timeout_min_ms`.
     pub clock_drift_max: f64,
+    /// The clock check: a voter whose clock rate, as measured from its stamps, differs from
+    /// this node's by more than this fraction of `clock_drift_max` counts as drifting (the
+    /// lease stops counting it; a leader without a quorum of agreeing clocks stops claiming
+    /// the lease and hands over). A fraction in (0, 1]; 0.5 by default.
+    pub clock_drift_alarm: f64,
     /// A leader whose own log write has been outstanding this long steps down.
     pub persist_stall_max_ms: u64,
     /// The watch stream warns this long before an unrenewed lease lapses.
@@ -51,6 +56,15 @@ impl TimingConfig {
             return 0;
         }
         ((self.clock_drift_max * 1e6).round() as u64).max(1)
+    }
+
+    /// The clock check's threshold, in millionths of `clock_drift_max` (as the replica takes
+    /// it).
+    pub fn clock_drift_alarm_ppm(&self) -> u64 {
+        if self.clock_drift_alarm.is_nan() || self.clock_drift_alarm <= 0.0 {
+            return 0;
+        }
+        ((self.clock_drift_alarm * 1e6).round() as u64).clamp(1, 1_000_000)
     }
 
     /// The lease in nanoseconds, by the core's formula.
@@ -97,6 +111,17 @@ impl TimingConfig {
                     "{drift} is not within (0, {CLOCK_DRIFT_MAX_LIMIT}]: it bounds how much \
                      faster one clock may run than another, as a fraction (0.05 is 5%); 0 would \
                      let a lease outlive the followers' promise not to elect anyone"
+                ),
+            ));
+        }
+        let alarm = self.clock_drift_alarm;
+        if !(alarm > 0.0 && alarm <= 1.0) {
+            return Err(ConfigError::invalid(
+                field("clock_drift_alarm"),
+                format!(
+                    "{alarm} is not within (0, 1]: it is the fraction of timing.clock_drift_max \
+                     at which a measured clock rate difference counts as drift; above 1 a clock \
+                     could pass the bound the lease rests on before it is noticed"
                 ),
             ));
         }
