@@ -39,6 +39,10 @@ pub struct Summary {
     pub host_reports: u64,
     /// Crashes that lost applied state not yet in storage (`unpersisted_crashes=`).
     pub unpersisted_crashes: u64,
+    /// Runs with a clock outside the drift bound (`clock_faults=`), and those in which some
+    /// node measured a voter's clock drifting (`clock_drift_seen=`).
+    pub clock_faults: u64,
+    pub clock_drift_seen: u64,
     /// The first violation of each failing seed; each carries its replay command.
     pub failures: Vec<Violation>,
 }
@@ -46,7 +50,7 @@ pub struct Summary {
 impl Summary {
     pub fn line(&self) -> String {
         format!(
-            "sim: seeds={} violations={} elections={} commits={} max_election_ms={} snapshots={} conf_changes={} joint_changes={} multi_voter_changes={} earlier_term_refusals={} transfers={} reads={} retries={} learner_share={}% learner_elections={} handovers={} promotions_refused={} fenced={} installs_during_writes={} host_reports={} unpersisted_crashes={}",
+            "sim: seeds={} violations={} elections={} commits={} max_election_ms={} snapshots={} conf_changes={} joint_changes={} multi_voter_changes={} earlier_term_refusals={} transfers={} reads={} retries={} learner_share={}% learner_elections={} handovers={} promotions_refused={} fenced={} installs_during_writes={} host_reports={} unpersisted_crashes={} clock_faults={} clock_drift_seen={}",
             self.seeds,
             self.violations,
             self.elections,
@@ -67,7 +71,9 @@ impl Summary {
             self.fenced,
             self.installs_during_writes,
             self.host_reports,
-            self.unpersisted_crashes
+            self.unpersisted_crashes,
+            self.clock_faults,
+            self.clock_drift_seen
         )
     }
 
@@ -96,6 +102,8 @@ impl Summary {
         self.fenced += outcome.fenced;
         self.installs_during_writes += outcome.installs_during_writes;
         self.host_reports += outcome.host_reports;
+        self.clock_faults += u64::from(outcome.clock_fault.is_some());
+        self.clock_drift_seen += u64::from(outcome.clock_drift_seen);
         self.unpersisted_crashes += outcome.unpersisted_crashes;
         self.max_election_ms = self
             .max_election_ms

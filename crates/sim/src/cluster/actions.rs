@@ -23,6 +23,7 @@ impl Cluster {
         };
         let mut actions = Vec::new();
         replica.poll(&mut actions);
+        self.clock_drift_seen |= !replica.clock_status().healthy;
         self.carry_out(i, actions);
         self.observe(i);
         self.operator.check_handovers(&self.nodes[i]);
@@ -90,6 +91,11 @@ impl Cluster {
                     self.network.ship(&mut self.env, i, to, event);
                 }
                 Action::InstallChunk { from: _, chunk } => self.install_chunk(i, &chunk),
+                Action::ClockStamp { to, stamp } => {
+                    let to = (to.0 - 1) as usize;
+                    let event = Event::ClockStamp { from: i, to, stamp };
+                    self.network.ship(&mut self.env, i, to, event);
+                }
                 Action::InstallAnswer { token, verdict } => {
                     let (env, network, nodes) = (&mut self.env, &mut self.network, &mut self.nodes);
                     let arrival = self

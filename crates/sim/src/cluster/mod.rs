@@ -27,7 +27,7 @@ use super::node::{leader_of, SimNode};
 use super::operator::{Operator, Style};
 use super::snapshot::{ChunkArrival, SnapshotStreams};
 use super::storage::DiskFaults;
-use super::time::{Clock, Event, MS};
+use super::time::{Clock, ClockFault, Event, MS};
 use super::workload::Workload;
 use regent_raft::{Message, Nanos, NodeId, SplitMix64};
 
@@ -72,6 +72,10 @@ pub struct SimOutcome {
     pub host_reports: u64,
     /// Crashes of a node whose state machine had applied entries storage did not hold yet.
     pub unpersisted_crashes: u64,
+    /// The run's clock outside the bound, if it had one.
+    pub clock_fault: Option<ClockFault>,
+    /// Some node measured a voter's clock drifting past the threshold.
+    pub clock_drift_seen: bool,
     pub trace: Vec<String>,
 }
 
@@ -103,6 +107,8 @@ pub struct Cluster {
     elections: u64,
     violations: Vec<Violation>,
     election_after_heal_ns: u64,
+    clock_fault: Option<ClockFault>,
+    clock_drift_seen: bool,
 }
 
 impl Cluster {
@@ -111,9 +117,19 @@ impl Cluster {
         let mut rng = SplitMix64::new(cfg.seed ^ 0x5EED_F00D_C1A5_7E85);
         let (limits, rates) = config::draw(&mut rng);
         let drift_ppm = raft_config(NodeId(1)).clock_drift_max_ppm as i64;
-        let nodes: Vec<SimNode> = (0..cfg.nodes)
+        let mut nodes: Vec<SimNode> = (0..cfg.nodes)
             .map(|i| SimNode::new(NodeId(i as u64 + 1), Clock::draw(&mut rng, drift_ppm)))
             .collect();
+        // A clock outside the bound until the heal puts it back (the lease checks stay strict
+        // throughout).
+        let safety_ns = cfg.safety_ms * MS;
+        let clock_fault = ClockFault::draw(cfg.seed, cfg.nodes, safety_ns, drift_ppm);
+        if let Some(f) = clock_fault {
+            let clock = &mut nodes[f.node].clock;
+            let within = clock.rate_ppm();
+            clock.change_rate(f.from, f.rate_ppm);
+            clock.change_rate(safety_ns, within);
+        }
         let layout = Layout::draw(&mut rng, cfg.nodes);
         let style = Style::draw(&mut rng);
         let promote_lag_max = cfg.promote_lag_max.unwrap_or(limits.promote_lag_max);
@@ -140,8 +156,19 @@ impl Cluster {
             elections: 0,
             violations: Vec::new(),
             election_after_heal_ns: 0,
+            clock_fault,
+            clock_drift_seen: false,
             cfg,
         };
+        if let Some(f) = clock_fault {
+            let line = format!(
+                "clock fault: n{}'s clock runs {} ppm off from {} ms until the heal",
+                f.node + 1,
+                f.rate_ppm,
+                f.from / MS
+            );
+            cluster.env.note(line);
+        }
         cluster.boot();
         cluster
     }
@@ -213,6 +240,8 @@ impl Cluster {
             installs_during_writes: self.snapshots.installs_during_writes,
             host_reports: self.hosts.host_reports,
             unpersisted_crashes: self.unpersisted_crashes,
+            clock_fault: self.clock_fault,
+            clock_drift_seen: self.clock_drift_seen,
             trace: self.env.take_trace(),
         }
     }
@@ -280,6 +309,14 @@ impl Cluster {
                 {
                     self.drive(to);
                 }
+            }
+            Event::ClockStamp { from, to, stamp } => {
+                let Some(now) = self.nodes[to].local_now(self.env.now()) else {
+                    return;
+                };
+                let from = self.nodes[from].id;
+                self.nodes[to].live().clock_stamp(from, stamp, now);
+                self.drive(to);
             }
             Event::SnapshotAck { id, k } => {
                 let (env, network) = (&mut self.env, &mut self.network);
