@@ -34,8 +34,10 @@ pub const CLOCK_WINDOW_ELECTION_TIMEOUTS: u64 = 8;
 pub const CLOCK_SPAN_ELECTION_TIMEOUTS: u64 = 2;
 /// ... and it has at least this many points (slices with a sample).
 pub const CLOCK_POINTS_MIN: usize = 4;
-/// Earlier incarnations of a peer remembered, so that their late stamps are ignored.
-const RETIRED_EPOCHS_MAX: usize = 4;
+/// A stamp of another incarnation than the one measured is taken as a restart only once the
+/// measured one has been silent for this many stamp intervals: a late stamp of an earlier
+/// incarnation, arriving while the current one keeps stamping, is ignored.
+const EPOCH_SILENCE_INTERVALS: u64 = 2;
 /// Rates are clamped to ±this many ppm (an absurd stamp must not overflow anything).
 const RATE_PPM_LIMIT: f64 = 1e9;
 
@@ -106,9 +108,9 @@ struct Point {
 /// What is known of one peer's clock.
 #[derive(Debug, Default)]
 struct PeerClock {
-    /// The incarnation the points come from.
+    /// The incarnation the points come from, and when its last stamp arrived.
     epoch: Option<Nanos>,
-    retired: VecDeque<Nanos>,
+    heard_at: Nanos,
     /// In bucket order, one per bucket, none older than the window.
     points: VecDeque<Point>,
     estimate: Option<Estimate>,
@@ -200,22 +202,20 @@ impl Clocks {
     fn sample(&mut self, from: NodeId, stamp: ClockStamp, now: Nanos) {
         let check = self.check;
         let peer = self.peers.entry(from).or_default();
-        if peer.epoch != Some(stamp.epoch) {
-            if peer.retired.contains(&stamp.epoch) {
-                return; // A late stamp of an earlier incarnation.
-            }
-            if let Some(old) = peer.epoch.replace(stamp.epoch) {
-                tracing::info!(peer = %from, "the peer restarted: its clock is measured afresh");
-                peer.retired.push_back(old);
-                if peer.retired.len() > RETIRED_EPOCHS_MAX {
-                    peer.retired.pop_front();
-                }
-            }
-            peer.points.clear();
-        }
         if stamp.sent_at < stamp.epoch {
             return; // Sent before its sender started: not a reading of its clock.
         }
+        if peer.epoch != Some(stamp.epoch) {
+            let silence = EPOCH_SILENCE_INTERVALS * check.stamp_interval_ns;
+            if peer.epoch.is_some() && now.saturating_sub(peer.heard_at) < silence {
+                return; // The measured incarnation is alive: a late stamp of another one.
+            }
+            if peer.epoch.replace(stamp.epoch).is_some() {
+                tracing::info!(peer = %from, "the peer restarted: its clock is measured afresh");
+            }
+            peer.points.clear();
+        }
+        peer.heard_at = now;
         peer.vouched = stamp.vouched;
         let offset = stamp.sent_at as i128 - now as i128;
         let bucket = now / check.bucket_ns();
@@ -762,24 +762,24 @@ mod tests {
         let me = clock(1.0);
         run(&mut clocks, &mut net, clock(1.0), me, 1, 0, 5_000 * MS);
         assert!(clocks.peers[&PEER].estimate.unwrap().confident);
-        // Restarted with a clock reset near zero: a new epoch.
+        // Down for 0.3 s, restarted with a clock reset near zero: a new epoch.
         let reset = Fake {
             offset: 0,
             rate: 1.0,
         };
-        let seen = run(&mut clocks, &mut net, reset, me, 7, 5_000 * MS, 5_300 * MS);
+        let seen = run(&mut clocks, &mut net, reset, me, 7, 5_300 * MS, 5_600 * MS);
         assert!(seen.iter().all(|(_, v)| *v == Verdict::Unknown), "{seen:?}");
-        // A late stamp of the old incarnation changes nothing.
+        // A late stamp of the old incarnation changes nothing while the new one stamps.
         let points = clocks.peers[&PEER].points.len();
         let late = ClockStamp {
             sent_at: clock(1.0).at(4_900 * MS),
             epoch: 1,
             vouched: true,
         };
-        clocks.sample(PEER, late, me.at(5_400 * MS));
+        clocks.sample(PEER, late, me.at(5_650 * MS));
         assert_eq!(clocks.peers[&PEER].points.len(), points);
         assert_eq!(clocks.peers[&PEER].epoch, Some(7));
-        let seen = run(&mut clocks, &mut net, reset, me, 7, 5_300 * MS, 10_000 * MS);
+        let seen = run(&mut clocks, &mut net, reset, me, 7, 5_600 * MS, 10_000 * MS);
         assert_eq!(seen.last().unwrap().1, Verdict::Agrees);
         assert!(rate_of(&clocks).abs() < 2_000);
     }

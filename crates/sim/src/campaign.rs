@@ -43,6 +43,10 @@ pub struct Summary {
     /// node measured a voter's clock drifting (`clock_drift_seen=`).
     pub clock_faults: u64,
     pub clock_drift_seen: u64,
+    /// Over the clocks that left the bound mid-run: the longest time until some node saw the
+    /// drift (`clock_detect_max_ms=`), and how many were never seen (`clock_undetected=`).
+    pub clock_detect_max_ms: u64,
+    pub clock_undetected: u64,
     /// The first violation of each failing seed; each carries its replay command.
     pub failures: Vec<Violation>,
 }
@@ -50,7 +54,7 @@ pub struct Summary {
 impl Summary {
     pub fn line(&self) -> String {
         format!(
-            "sim: seeds={} violations={} elections={} commits={} max_election_ms={} snapshots={} conf_changes={} joint_changes={} multi_voter_changes={} earlier_term_refusals={} transfers={} reads={} retries={} learner_share={}% learner_elections={} handovers={} promotions_refused={} fenced={} installs_during_writes={} host_reports={} unpersisted_crashes={} clock_faults={} clock_drift_seen={}",
+            "sim: seeds={} violations={} elections={} commits={} max_election_ms={} snapshots={} conf_changes={} joint_changes={} multi_voter_changes={} earlier_term_refusals={} transfers={} reads={} retries={} learner_share={}% learner_elections={} handovers={} promotions_refused={} fenced={} installs_during_writes={} host_reports={} unpersisted_crashes={} clock_faults={} clock_drift_seen={} clock_detect_max_ms={} clock_undetected={}",
             self.seeds,
             self.violations,
             self.elections,
@@ -73,7 +77,9 @@ impl Summary {
             self.host_reports,
             self.unpersisted_crashes,
             self.clock_faults,
-            self.clock_drift_seen
+            self.clock_drift_seen,
+            self.clock_detect_max_ms,
+            self.clock_undetected
         )
     }
 
@@ -104,6 +110,12 @@ impl Summary {
         self.host_reports += outcome.host_reports;
         self.clock_faults += u64::from(outcome.clock_fault.is_some());
         self.clock_drift_seen += u64::from(outcome.clock_drift_seen);
+        if outcome.clock_fault.is_some_and(|f| f.from > 0) {
+            match outcome.clock_detect_ns {
+                Some(ns) => self.clock_detect_max_ms = self.clock_detect_max_ms.max(ns / 1_000_000),
+                None => self.clock_undetected += 1,
+            }
+        }
         self.unpersisted_crashes += outcome.unpersisted_crashes;
         self.max_election_ms = self
             .max_election_ms

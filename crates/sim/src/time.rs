@@ -26,6 +26,9 @@ pub enum Event {
         flush: regent_storage::StateFlush,
     },
     Restart(usize),
+    /// Node's clock goes outside the bound now (its `Clock` was drawn so): the network is
+    /// mended and no fault comes until the drift can have been detected.
+    ClockChange(usize),
     Fault,
     /// The operator's next membership action.
     Reconfigure,

@@ -2,7 +2,8 @@
 //! strict (never two writable nodes at one simulated instant; a writable leader always has a
 //! quorum that would refuse any vote), and the drift is detected.
 
-use regent_sim::{campaign, nodes_for, run_seed};
+use regent_sim::campaign::{self, campaign};
+use regent_sim::{nodes_for, run_seed};
 
 /// A campaign from `REGENT_SIM_FIRST` over `REGENT_SIM_SEEDS` seeds (a tool for a long run:
 /// `cargo test --release -p regent-sim --test clock_faults -- --ignored --nocapture`).
@@ -18,7 +19,7 @@ fn campaign_from_the_environment() {
     let summary = campaign(var("REGENT_SIM_FIRST", 1), var("REGENT_SIM_SEEDS", 200), None);
     println!("{}", summary.line());
     for failure in &summary.failures {
-        println!("{failure}");
+        println!("{failure} (replay: seed {} nodes {})", failure.replay.seed, failure.replay.nodes);
     }
     assert_eq!(summary.violations, 0);
 }
@@ -40,4 +41,26 @@ fn seeds_with_clocks_outside_the_bound_keep_the_lease_safe_and_see_the_drift() {
     }
     assert!(faults >= 20, "only {faults} of 60 seeds drew a clock fault");
     assert!(seen * 10 >= faults * 9, "drift seen in {seen} of {faults}");
+}
+
+/// Replays `REGENT_SIM_REPLAY=SEED:NODES` with the last `REGENT_SIM_TRACE` events traced.
+#[test]
+#[ignore]
+fn replay_from_the_environment() {
+    let Ok(spec) = std::env::var("REGENT_SIM_REPLAY") else {
+        return;
+    };
+    let (seed, nodes) = spec.split_once(':').expect("SEED:NODES");
+    let lines = std::env::var("REGENT_SIM_TRACE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let outcome = campaign::replay(seed.parse().unwrap(), nodes.parse().unwrap(), lines);
+    for line in &outcome.trace {
+        println!("{line}");
+    }
+    println!("clock fault: {:?}", outcome.clock_fault);
+    for v in &outcome.violations {
+        println!("{v}");
+    }
 }

@@ -23,7 +23,11 @@ impl Cluster {
         };
         let mut actions = Vec::new();
         replica.poll(&mut actions);
-        self.clock_drift_seen |= !replica.clock_status().healthy;
+        let healthy = replica.clock_status().healthy;
+        self.clock_drift_seen |= !healthy;
+        if let (Some(at), None, false) = (self.clock_changed_at, self.clock_detect_ns, healthy) {
+            self.clock_detect_ns = Some(self.env.now() - at);
+        }
         self.carry_out(i, actions);
         self.observe(i);
         self.operator.check_handovers(&self.nodes[i]);

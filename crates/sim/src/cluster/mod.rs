@@ -76,6 +76,8 @@ pub struct SimOutcome {
     pub clock_fault: Option<ClockFault>,
     /// Some node measured a voter's clock drifting past the threshold.
     pub clock_drift_seen: bool,
+    /// For a clock that left the bound mid-run: how long until some node saw it drift.
+    pub clock_detect_ns: Option<Nanos>,
     pub trace: Vec<String>,
 }
 
@@ -109,7 +111,18 @@ pub struct Cluster {
     election_after_heal_ns: u64,
     clock_fault: Option<ClockFault>,
     clock_drift_seen: bool,
+    /// When a clock left the bound mid-run, and until when no fault comes.
+    clock_changed_at: Option<Nanos>,
+    quiet_until: Nanos,
+    /// How long after that some node first saw a voter's clock drift.
+    clock_detect_ns: Option<Nanos>,
 }
+
+/// After a clock leaves the bound mid-run, the nemesis holds its faults (and the network is
+/// mended) this long: the lease is safe against a clock that goes wrong only once the drift
+/// is detected, which needs samples (docs/raft.md, "Clock rates"). Detection takes at most
+/// about half the clock check's window (1.2 s here) for the rates drawn.
+pub const CLOCK_QUIET_NS: Nanos = 1_000 * MS;
 
 impl Cluster {
     pub fn new(cfg: SimConfig) -> Cluster {
@@ -158,6 +171,9 @@ impl Cluster {
             election_after_heal_ns: 0,
             clock_fault,
             clock_drift_seen: false,
+            clock_changed_at: None,
+            quiet_until: 0,
+            clock_detect_ns: None,
             cfg,
         };
         if let Some(f) = clock_fault {
@@ -168,6 +184,9 @@ impl Cluster {
                 f.from / MS
             );
             cluster.env.note(line);
+        }
+        if let Some(f) = clock_fault.filter(|f| f.from > 0) {
+            cluster.env.schedule(f.from, Event::ClockChange(f.node));
         }
         cluster.boot();
         cluster
@@ -242,6 +261,7 @@ impl Cluster {
             unpersisted_crashes: self.unpersisted_crashes,
             clock_fault: self.clock_fault,
             clock_drift_seen: self.clock_drift_seen,
+            clock_detect_ns: self.clock_detect_ns,
             trace: self.env.take_trace(),
         }
     }
@@ -264,8 +284,22 @@ impl Cluster {
                     self.env.note(format!("restart n{}", i + 1));
                 }
             }
+            Event::ClockChange(i) => {
+                let now = self.env.now();
+                self.network.reconnect();
+                self.quiet_until = now + CLOCK_QUIET_NS;
+                self.clock_changed_at = Some(now);
+                self.env.note(format!(
+                    "n{}'s clock leaves the bound; network mended, no faults for {} ms",
+                    i + 1,
+                    CLOCK_QUIET_NS / MS
+                ));
+            }
             Event::Fault => {
-                if self.heal_at.is_none() {
+                if self.env.now() < self.quiet_until {
+                    let next = self.nemesis.next_delay(&mut self.env.rng);
+                    self.env.schedule(next, Event::Fault);
+                } else if self.heal_at.is_none() {
                     let fault = self.nemesis.next_fault(&mut self.env.rng);
                     self.inject(fault);
                     let next = self.nemesis.next_delay(&mut self.env.rng);
@@ -280,7 +314,11 @@ impl Cluster {
                     self.schedule_reconfigure();
                 }
             }
-            Event::JointFault { node, incarnation } => self.joint_fault(node, incarnation),
+            Event::JointFault { node, incarnation } => {
+                if self.env.now() >= self.quiet_until {
+                    self.joint_fault(node, incarnation);
+                }
+            }
             Event::ClientStart(c) => {
                 if let Some(target) = self.workload.start(&mut self.env, &mut self.nodes, c) {
                     self.drive(target);
@@ -315,6 +353,10 @@ impl Cluster {
                     return;
                 };
                 let from = self.nodes[from].id;
+                if self.env.tracing() {
+                    let line = format!("deliver {from} -> n{} clock {stamp:?} at {now}", to + 1);
+                    self.env.note(line);
+                }
                 self.nodes[to].live().clock_stamp(from, stamp, now);
                 self.drive(to);
             }
