@@ -127,10 +127,35 @@ struct PeerClock {
 pub struct Estimate {
     /// How much faster the peer's clock runs than ours, in millionths (negative: slower).
     pub rate_ppm: i64,
+    /// How far off the rate may be: twice the spread of the points about the fitted line,
+    /// over their span, in millionths.
+    pub uncertainty_ppm: u64,
     /// Samples in the window.
     pub samples: u64,
-    /// Enough points over a long enough span to act on.
-    pub confident: bool,
+    /// Enough points over a long enough span to judge by.
+    pub spanned: bool,
+}
+
+impl Estimate {
+    /// What the estimate says against `threshold_ppm` (without the hold-down): drifting when
+    /// the rate passes the threshold by more than the uncertainty exceeds half the threshold;
+    /// agreeing when the rate is within the threshold and the uncertainty at most half of it
+    /// (the true rate is then within 1.5 × the threshold: three quarters of the bound with the
+    /// default threshold); otherwise not known.
+    pub fn judge(&self, threshold_ppm: u64) -> Verdict {
+        if !self.spanned {
+            return Verdict::Unknown;
+        }
+        let rate = self.rate_ppm.unsigned_abs();
+        let slack = self.uncertainty_ppm.saturating_sub(threshold_ppm / 2);
+        if rate > threshold_ppm.saturating_add(slack) {
+            Verdict::Drifts
+        } else if rate <= threshold_ppm && self.uncertainty_ppm <= threshold_ppm / 2 {
+            Verdict::Agrees
+        } else {
+            Verdict::Unknown
+        }
+    }
 }
 
 /// What this node makes of one peer's clock.
@@ -274,23 +299,13 @@ impl PeerClock {
         self.points.len() != before
     }
 
+    /// The verdict at `now`, recording a drift for the hold-down.
     fn verdict(&mut self, check: ClockCheck, now: Nanos) -> Verdict {
-        if let Some(e) = self.estimate.filter(|e| e.confident) {
-            if e.rate_ppm.unsigned_abs() > check.threshold_ppm {
-                self.drifted_at = Some(now);
-                return Verdict::Drifts;
-            }
+        let judged = self.estimate.map(|e| e.judge(check.threshold_ppm));
+        if judged == Some(Verdict::Drifts) {
+            self.drifted_at = Some(now);
         }
-        if self
-            .drifted_at
-            .is_some_and(|at| now.saturating_sub(at) < check.hold_down_ns)
-        {
-            return Verdict::Drifts;
-        }
-        match self.estimate {
-            Some(e) if e.confident => Verdict::Agrees,
-            _ => Verdict::Unknown,
-        }
+        self.verdict_now(check, now)
     }
 }
 
@@ -326,10 +341,21 @@ fn estimate(points: &VecDeque<Point>, span_min_ns: Nanos) -> Option<Estimate> {
         (slopes[n / 2 - 1] + slopes[n / 2]) / 2.0
     };
     let span = points.back()?.local.saturating_sub(first.local);
+    // The line through the points with that slope, placed at the median of their intercepts;
+    // the spread of the points about it bounds how far off the slope may be.
+    let residual = |p: &Point| {
+        let x = p.local.saturating_sub(first.local) as f64;
+        (p.offset - first.offset) as f64 - median * x
+    };
+    let mut intercepts: Vec<f64> = points.iter().map(residual).collect();
+    intercepts.sort_by(f64::total_cmp);
+    let (lowest, highest) = (intercepts[0], intercepts[intercepts.len() - 1]);
+    let uncertainty = 2.0 * (highest - lowest) / span.max(1) as f64 * 1e6;
     Some(Estimate {
         rate_ppm: (median * 1e6).round() as i64,
+        uncertainty_ppm: uncertainty.clamp(0.0, RATE_PPM_LIMIT) as u64,
         samples: points.iter().map(|p| p.samples).sum(),
-        confident: points.len() >= CLOCK_POINTS_MIN && span >= span_min_ns,
+        spanned: points.len() >= CLOCK_POINTS_MIN && span >= span_min_ns,
     })
 }
 
@@ -496,16 +522,16 @@ impl PeerClock {
     /// The verdict at `now` without recording anything (the hold-down was recorded by
     /// `evaluate`).
     fn verdict_now(&self, check: ClockCheck, now: Nanos) -> Verdict {
-        let drifts = self
+        let judged = self
             .estimate
-            .is_some_and(|e| e.confident && e.rate_ppm.unsigned_abs() > check.threshold_ppm);
+            .map_or(Verdict::Unknown, |e| e.judge(check.threshold_ppm));
         let holding = self
             .drifted_at
             .is_some_and(|at| now.saturating_sub(at) < check.hold_down_ns);
-        match self.estimate {
-            _ if drifts || holding => Verdict::Drifts,
-            Some(e) if e.confident => Verdict::Agrees,
-            _ => Verdict::Unknown,
+        if holding {
+            Verdict::Drifts
+        } else {
+            judged
         }
     }
 }
@@ -761,7 +787,10 @@ mod tests {
         let mut net = Net::calm();
         let me = clock(1.0);
         run(&mut clocks, &mut net, clock(1.0), me, 1, 0, 5_000 * MS);
-        assert!(clocks.peers[&PEER].estimate.unwrap().confident);
+        assert_eq!(
+            clocks.peers[&PEER].estimate.unwrap().judge(check().threshold_ppm),
+            Verdict::Agrees
+        );
         // Down for 0.3 s, restarted with a clock reset near zero: a new epoch.
         let reset = Fake {
             offset: 0,

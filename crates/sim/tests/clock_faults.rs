@@ -26,7 +26,7 @@ fn campaign_from_the_environment() {
 
 #[test]
 fn seeds_with_clocks_outside_the_bound_keep_the_lease_safe_and_see_the_drift() {
-    let (mut faults, mut seen) = (0, 0);
+    let (mut faults, mut seen, mut false_alarms) = (0, 0, 0);
     for seed in 1..=60u64 {
         let outcome = run_seed(seed, nodes_for(seed, None), false);
         assert!(
@@ -37,10 +37,19 @@ fn seeds_with_clocks_outside_the_bound_keep_the_lease_safe_and_see_the_drift() {
         if outcome.clock_fault.is_some() {
             faults += 1;
             seen += u64::from(outcome.clock_drift_seen);
+        } else {
+            if outcome.clock_drift_seen {
+                eprintln!("false alarm: seed {seed}");
+            }
+            false_alarms += u64::from(outcome.clock_drift_seen);
         }
     }
+    eprintln!("60 seeds: {faults} clock faults, drift seen in {seen}; {false_alarms} false alarms");
     assert!(faults >= 20, "only {faults} of 60 seeds drew a clock fault");
-    assert!(seen * 10 >= faults * 9, "drift seen in {seen} of {faults}");
+    // A faulty clock on a spare or a learner, or on a node down at the time, is not a voter's
+    // to check.
+    assert!(seen * 4 >= faults * 3, "drift seen in {seen} of {faults}");
+    assert!(false_alarms * 10 <= 60 - faults, "{false_alarms} false alarms");
 }
 
 /// Replays `REGENT_SIM_REPLAY=SEED:NODES` with the last `REGENT_SIM_TRACE` events traced.

@@ -236,6 +236,23 @@ impl TimingExplanation {
         self.timing.persist_stall_max_ms as f64 + self.failover_worst_ms()
     }
 
+    /// The clock check's threshold: a measured rate difference past this fraction counts as
+    /// drift (clock_drift_max × clock_drift_alarm).
+    pub fn clock_threshold(&self) -> f64 {
+        self.timing.clock_drift_max * self.timing.clock_drift_alarm
+    }
+
+    /// The clock check's window: samples older than this are forgotten; it is also the
+    /// hold-down before a drifting clock counts as agreeing again.
+    pub fn clock_window_ms(&self) -> f64 {
+        regent_replica::CLOCK_WINDOW_ELECTION_TIMEOUTS as f64 * self.min_ms()
+    }
+
+    /// How long a clock must have been measured before it counts, for or against.
+    pub fn clock_trusted_after_ms(&self) -> f64 {
+        regent_replica::CLOCK_SPAN_ELECTION_TIMEOUTS as f64 * self.min_ms()
+    }
+
     /// The pause in writes of a planned switchover that succeeds.
     pub fn switchover_ms(&self) -> f64 {
         3.5 * self.round_trip_ms + 5.0 * self.fsync_ms
@@ -307,6 +324,44 @@ impl fmt::Display for TimingExplanation {
             t.lease_warning_ms,
             ms(self.lease_ms() - t.lease_warning_ms as f64),
             t.lease_warning_ms
+        )?;
+        writeln!(f)?;
+
+        let window = ms(self.clock_window_ms());
+        let trusted = ms(self.clock_trusted_after_ms());
+        writeln!(
+            f,
+            "clock check: a voter whose clock rate differs from ours by more than {}% is              drifting
+  = clock_drift_max × clock_drift_alarm = {drift} × {}",
+            ms(self.clock_threshold() * 100.0),
+            t.clock_drift_alarm
+        )?;
+        writeln!(
+            f,
+            "  every node stamps every member with its monotonic time each {hb} ms; a peer's              rate is the
+  slope of the least-delayed stamps over the last {window} ms              (8 × election_timeout_min),
+  trusted once they span {trusted} ms (2 ×              election_timeout_min)"
+        )?;
+        writeln!(
+            f,
+            "  the lease counts only voters whose clocks agree: no lease before a quorum's              clocks were
+  measured (a new cluster's first lease waits about {trusted} ms);              a leader without such a quorum
+  says writable: false, reason: clock_drift, and              hands over; a node whose clock a quorum
+  disagrees with does not campaign"
+        )?;
+        writeln!(
+            f,
+            "  detection: a clock off from the start never counts as agreeing; one whose rate              changes while
+  running is seen drifting after about a third to a half of the              window ({} to {} ms) for a
+  change several times the threshold, up to the              whole window near it. Until then the lease
+  rests on the old measurement: a              leader cut off in those seconds is not covered (docs/raft.md)",
+            ms(self.clock_window_ms() / 3.0),
+            ms(self.clock_window_ms() / 2.0)
+        )?;
+        writeln!(
+            f,
+            "  healing: a drifting clock counts as agreeing again once its rate stayed within              the threshold
+  for a window ({window} ms)"
         )?;
         writeln!(f)?;
 
@@ -462,7 +517,10 @@ mod tests {
     #[test]
     fn rules_name_the_field() {
         type Mutate = fn(&mut TimingConfig);
-        let cases: [(Mutate, &str); 7] = [
+        let cases: [(Mutate, &str); 10] = [
+            (|t| t.clock_drift_alarm = 0.0, "timing.clock_drift_alarm"),
+            (|t| t.clock_drift_alarm = 1.5, "timing.clock_drift_alarm"),
+            (|t| t.clock_drift_alarm = f64::NAN, "timing.clock_drift_alarm"),
             (
                 |t| t.heartbeat_interval_ms = 200,
                 "timing.heartbeat_interval_ms",
@@ -496,6 +554,41 @@ mod tests {
         };
         t.validate().unwrap();
         assert_eq!(t.clock_drift_max_ppm(), 100_000);
+        let t = TimingConfig {
+            clock_drift_alarm: 1.0,
+            ..TimingConfig::default()
+        };
+        t.validate().unwrap();
+        assert_eq!(t.clock_drift_alarm_ppm(), 1_000_000);
+    }
+
+    #[test]
+    fn the_clock_check_is_explained_with_its_threshold_window_and_detection_time() {
+        let e = TimingExplanation::new(&TimingConfig::default());
+        assert_eq!(ms(e.clock_threshold() * 100.0), "2.5");
+        assert_eq!(e.clock_window_ms(), 4000.0);
+        assert_eq!(e.clock_trusted_after_ms(), 1000.0);
+        let text = e.to_string();
+        for expected in [
+            "more than 2.5% is drifting",
+            "= clock_drift_max × clock_drift_alarm = 0.05 × 0.5",
+            "over the last 4000 ms",
+            "span 1000 ms",
+            "reason: clock_drift",
+            "(1333.33 to 2000 ms)",
+        ] {
+            assert!(text.contains(expected), "{expected:?} not in:\n{text}");
+        }
+        // The replica is given the same threshold: 2.5% of the core's 5%.
+        let config = regent_raft::Config {
+            clock_drift_max_ppm: 50_000,
+            ..regent_raft::Config::new(NodeId(1))
+        };
+        let check = regent_replica::ClockCheck::for_config(
+            &config,
+            TimingConfig::default().clock_drift_alarm_ppm(),
+        );
+        assert_eq!(check.threshold_ppm, 25_000);
     }
 
     #[test]

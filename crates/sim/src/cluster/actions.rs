@@ -24,6 +24,10 @@ impl Cluster {
         let mut actions = Vec::new();
         replica.poll(&mut actions);
         let healthy = replica.clock_status().healthy;
+        if !healthy && self.env.tracing() {
+            let line = format!("n{} sees a clock drift: {:?}", i + 1, replica.clock_status());
+            self.env.note(line);
+        }
         self.clock_drift_seen |= !healthy;
         if let (Some(at), None, false) = (self.clock_changed_at, self.clock_detect_ns, healthy) {
             self.clock_detect_ns = Some(self.env.now() - at);
