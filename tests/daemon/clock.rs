@@ -213,9 +213,12 @@ fn within_the_threshold_the_old_lease_ends_before_a_new_leader_is_writable() {
     let relay = c.route_through_relay();
     start_at_rates(&mut c, lib, &rates);
     let mut w = Watch::new(&rates);
-    w.until(&c, Duration::from_secs(30), "every clock measured and agreeing", |s| {
-        every_clock_agrees(s, 3) && s.values().any(|s| s["writable"] == true)
-    });
+    w.until(
+        &c,
+        Duration::from_secs(30),
+        "every clock measured and agreeing",
+        |s| every_clock_agrees(s, 3) && s.values().any(|s| s["writable"] == true),
+    );
     // n1 (the slowest clock: the shortest lease on real time) leads.
     let leader = w
         .sweep(&c)
@@ -279,14 +282,19 @@ fn clocks_outside_the_bound_are_detected_and_never_two_hosts_are_writable() {
     let relay = c.route_through_relay();
     start_at_rates(&mut c, lib, &rates);
     let mut w = Watch::new(&rates);
-    let detected = w.until(&c, Duration::from_secs(30), "n1's clock seen drifting", |s| {
-        let by_others = [2, 3].iter().all(|id| {
-            s.get(id)
-                .and_then(|s| measured(s, 1))
-                .is_some_and(|(_, v)| v == "drifts")
-        });
-        by_others && s.get(&1).is_some_and(|s| s["clock"]["healthy"] == false)
-    });
+    let detected = w.until(
+        &c,
+        Duration::from_secs(30),
+        "n1's clock seen drifting",
+        |s| {
+            let by_others = [2, 3].iter().all(|id| {
+                s.get(id)
+                    .and_then(|s| measured(s, 1))
+                    .is_some_and(|(_, v)| v == "drifts")
+            });
+            by_others && s.get(&1).is_some_and(|s| s["clock"]["healthy"] == false)
+        },
+    );
     let (rate, _) = measured(&detected[&2], 1).unwrap();
     assert!(
         (-360_000..=-300_000).contains(&rate),
@@ -301,11 +309,7 @@ fn clocks_outside_the_bound_are_detected_and_never_two_hosts_are_writable() {
     let sweep = w.until(&c, Duration::from_secs(20), "n2 or n3 writable", |s| {
         s.iter().any(|(&id, s)| id != 1 && s["writable"] == true)
     });
-    let leader = *sweep
-        .iter()
-        .find(|(_, s)| s["writable"] == true)
-        .unwrap()
-        .0;
+    let leader = *sweep.iter().find(|(_, s)| s["writable"] == true).unwrap().0;
     w.for_a_while(&c, Duration::from_secs(1));
     // Cut the leader off: the other fast clock's only partner is n1, whose clock it does not
     // trust, so no lease is claimed until the leader is back.
@@ -319,9 +323,12 @@ fn clocks_outside_the_bound_are_detected_and_never_two_hosts_are_writable() {
         }
     }
     relay.heal_all();
-    w.until(&c, Duration::from_secs(20), "a writable leader after the heal", |s| {
-        s.values().any(|s| s["writable"] == true)
-    });
+    w.until(
+        &c,
+        Duration::from_secs(20),
+        "a writable leader after the heal",
+        |s| s.values().any(|s| s["writable"] == true),
+    );
     w.for_a_while(&c, Duration::from_millis(500));
     w.assert_never_two_writable();
     assert!(

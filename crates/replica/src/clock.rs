@@ -653,22 +653,36 @@ mod tests {
             10_000 * MS,
         );
         // Unknown until the points span 1 s, then agreeing for good.
-        let first = seen.iter().position(|(_, v)| *v == Verdict::Agrees).unwrap();
+        let first = seen
+            .iter()
+            .position(|(_, v)| *v == Verdict::Agrees)
+            .unwrap();
         assert!(seen[..first].iter().all(|(_, v)| *v == Verdict::Unknown));
         assert!(seen[first..].iter().all(|(_, v)| *v == Verdict::Agrees));
-        assert!((1_000 * MS..1_600 * MS).contains(&seen[first].0), "{}", seen[first].0);
+        assert!(
+            (1_000 * MS..1_600 * MS).contains(&seen[first].0),
+            "{}",
+            seen[first].0
+        );
         assert!(rate_of(&clocks).abs() < 2_000, "{}", rate_of(&clocks));
     }
 
     #[test]
     fn rates_within_the_threshold_stay_healthy_and_are_measured() {
         // 0.99× and 1.01× apart: 2.0%, below the 2.5% threshold (and the 5% bound).
-        for (peer, me, expect_ppm) in [(1.01, 0.99, 20_202), (0.99, 1.01, -19_802), (1.0, 1.0, 0)]
-        {
+        for (peer, me, expect_ppm) in [(1.01, 0.99, 20_202), (0.99, 1.01, -19_802), (1.0, 1.0, 0)] {
             let mut clocks = Clocks::new(check(), 0);
             let mut net = Net::calm();
             net.jitter_ns = 5 * MS;
-            let seen = run(&mut clocks, &mut net, clock(peer), clock(me), 1, 0, 20_000 * MS);
+            let seen = run(
+                &mut clocks,
+                &mut net,
+                clock(peer),
+                clock(me),
+                1,
+                0,
+                20_000 * MS,
+            );
             assert!(
                 seen.iter().all(|(_, v)| *v != Verdict::Drifts),
                 "{peer}/{me}: {seen:?}"
@@ -696,7 +710,10 @@ mod tests {
             assert_eq!(seen.last().unwrap().1, Verdict::Drifts);
             let expect = (peer / me - 1.0) * 1e6;
             let rate = rate_of(&clocks) as f64;
-            assert!((rate - expect).abs() < 5_000.0, "{peer}/{me}: {rate} vs {expect}");
+            assert!(
+                (rate - expect).abs() < 5_000.0,
+                "{peer}/{me}: {rate} vs {expect}"
+            );
         }
     }
 
@@ -725,16 +742,27 @@ mod tests {
             };
             clocks.sample(PEER, stamp, me.at(flush_at));
             clocks.evaluate(ME, &voters, me.at(flush_at));
-            seen.push((flush_at, clocks.peers[&PEER].verdict_now(check(), me.at(flush_at))));
+            seen.push((
+                flush_at,
+                clocks.peers[&PEER].verdict_now(check(), me.at(flush_at)),
+            ));
         }
-        seen.extend(run(&mut clocks, &mut net, peer, me, 1, 6_500 * MS, 15_000 * MS));
+        seen.extend(run(
+            &mut clocks,
+            &mut net,
+            peer,
+            me,
+            1,
+            6_500 * MS,
+            15_000 * MS,
+        ));
         assert!(seen.iter().all(|(_, v)| *v != Verdict::Drifts), "{seen:?}");
         assert!(rate_of(&clocks).abs() < 5_000, "{}", rate_of(&clocks));
     }
 
     #[test]
-    fn a_rate_change_mid_run_is_detected_within_the_documented_time_and_heals_after_the_hold_down(
-    ) {
+    fn a_rate_change_mid_run_is_detected_within_the_documented_time_and_heals_after_the_hold_down()
+    {
         // The peer's clock runs at 1.0 for 10 s, at 1.2 for 10 s, then at 1.0 again.
         let mut clocks = Clocks::new(check(), 0);
         let mut net = Net::calm();
@@ -788,7 +816,10 @@ mod tests {
         let me = clock(1.0);
         run(&mut clocks, &mut net, clock(1.0), me, 1, 0, 5_000 * MS);
         assert_eq!(
-            clocks.peers[&PEER].estimate.unwrap().judge(check().threshold_ppm),
+            clocks.peers[&PEER]
+                .estimate
+                .unwrap()
+                .judge(check().threshold_ppm),
             Verdict::Agrees
         );
         // Down for 0.3 s, restarted with a clock reset near zero: a new epoch.

@@ -101,7 +101,8 @@ impl Replica {
             return;
         }
         self.host_healthy = healthy;
-        self.core.hold_campaigns(!healthy || self.clock_status().outvoted);
+        self.core
+            .hold_campaigns(!healthy || self.clock_status().outvoted);
         if healthy {
             tracing::info!(node = %self.id, "host healthy: campaigning allowed again");
             return;

@@ -134,7 +134,12 @@ impl ClockFault {
     /// clock off from the start, a third a clock that goes off during the safety phase. Off
     /// means 15% to 40% from real time, so that two clocks are 25% to 50% apart (the bound is
     /// `drift_max_ppm`).
-    pub fn draw(seed: u64, nodes: usize, safety_ns: Nanos, drift_max_ppm: i64) -> Option<ClockFault> {
+    pub fn draw(
+        seed: u64,
+        nodes: usize,
+        safety_ns: Nanos,
+        drift_max_ppm: i64,
+    ) -> Option<ClockFault> {
         let mut rng = SplitMix64::new(seed ^ 0xC10C_D81F_7000_0001);
         if nodes < 3 {
             return None;
@@ -142,7 +147,11 @@ impl ClockFault {
         let kind = rng.below(3);
         let node = rng.below(nodes as u64) as usize;
         let magnitude = [3, 5, 8][rng.below(3) as usize] * drift_max_ppm / 4;
-        let rate_ppm = if rng.below(2) == 0 { magnitude } else { -magnitude };
+        let rate_ppm = if rng.below(2) == 0 {
+            magnitude
+        } else {
+            -magnitude
+        };
         let from = rng.below(safety_ns.max(1));
         match kind {
             0 => None,

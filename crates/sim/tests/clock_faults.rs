@@ -16,10 +16,17 @@ fn campaign_from_the_environment() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(default)
     };
-    let summary = campaign(var("REGENT_SIM_FIRST", 1), var("REGENT_SIM_SEEDS", 200), None);
+    let summary = campaign(
+        var("REGENT_SIM_FIRST", 1),
+        var("REGENT_SIM_SEEDS", 200),
+        None,
+    );
     println!("{}", summary.line());
     for failure in &summary.failures {
-        println!("{failure} (replay: seed {} nodes {})", failure.replay.seed, failure.replay.nodes);
+        println!(
+            "{failure} (replay: seed {} nodes {})",
+            failure.replay.seed, failure.replay.nodes
+        );
     }
     assert_eq!(summary.violations, 0);
 }
@@ -49,7 +56,10 @@ fn seeds_with_clocks_outside_the_bound_keep_the_lease_safe_and_see_the_drift() {
     // A faulty clock on a spare or a learner, or on a node down at the time, is not a voter's
     // to check.
     assert!(seen * 4 >= faults * 3, "drift seen in {seen} of {faults}");
-    assert!(false_alarms * 10 <= 60 - faults, "{false_alarms} false alarms");
+    assert!(
+        false_alarms * 10 <= 60 - faults,
+        "{false_alarms} false alarms"
+    );
 }
 
 /// Replays `REGENT_SIM_REPLAY=SEED:NODES` with the last `REGENT_SIM_TRACE` events traced.

@@ -150,7 +150,11 @@ pub fn render(metrics: &Metrics, s: &NodeStatus, now_ns: u64, unix_now: i64) -> 
     );
     for peer in &s.clock.peers {
         if let Some(rate) = peer.rate_ppm {
-            let _ = writeln!(out, "regent_peer_clock_rate_ppm{{peer=\"{}\"}} {rate}", peer.id.0);
+            let _ = writeln!(
+                out,
+                "regent_peer_clock_rate_ppm{{peer=\"{}\"}} {rate}",
+                peer.id.0
+            );
         }
     }
     gauge(

@@ -520,7 +520,10 @@ mod tests {
         let cases: [(Mutate, &str); 10] = [
             (|t| t.clock_drift_alarm = 0.0, "timing.clock_drift_alarm"),
             (|t| t.clock_drift_alarm = 1.5, "timing.clock_drift_alarm"),
-            (|t| t.clock_drift_alarm = f64::NAN, "timing.clock_drift_alarm"),
+            (
+                |t| t.clock_drift_alarm = f64::NAN,
+                "timing.clock_drift_alarm",
+            ),
             (
                 |t| t.heartbeat_interval_ms = 200,
                 "timing.heartbeat_interval_ms",

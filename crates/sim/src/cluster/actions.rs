@@ -25,7 +25,11 @@ impl Cluster {
         replica.poll(&mut actions);
         let healthy = replica.clock_status().healthy;
         if !healthy && self.env.tracing() {
-            let line = format!("n{} sees a clock drift: {:?}", i + 1, replica.clock_status());
+            let line = format!(
+                "n{} sees a clock drift: {:?}",
+                i + 1,
+                replica.clock_status()
+            );
             self.env.note(line);
         }
         self.clock_drift_seen |= !healthy;
