@@ -809,6 +809,45 @@ mod tests {
             .all(|(_, v)| *v == Verdict::Agrees));
     }
 
+    /// The detection time docs/raft.md and `explain-timing` state, with the daemon's defaults:
+    /// how long after a peer's clock changes rate it stops counting as agreeing (what the
+    /// lease needs), and how long until it counts as drifting.
+    #[test]
+    fn detection_times_of_rate_changes() {
+        for (change, unsure_max_ms, drift_max_ms) in [
+            (0.06, 1_000, 3_000),
+            (0.1, 700, 3_000),
+            (0.2, 500, 3_000),
+            (0.5, 300, 3_000),
+            (-0.2, 700, 3_000),
+        ] {
+            let mut clocks = Clocks::new(check(), 0);
+            let mut net = Net::calm();
+            let me = clock(1.0);
+            run(&mut clocks, &mut net, clock(1.0), me, 1, 0, 10_000 * MS);
+            let at_change = clock(1.0).at(10_000 * MS);
+            let rate = 1.0 + change;
+            let changed = Fake {
+                offset: (at_change as f64 - 10_000.0 * MS as f64 * rate) as Nanos,
+                rate,
+            };
+            let seen = run(&mut clocks, &mut net, changed, me, 1, 10_000 * MS, 20_000 * MS);
+            let first = |what: &dyn Fn(Verdict) -> bool| {
+                seen.iter()
+                    .find(|(_, v)| what(*v))
+                    .map(|(t, _)| (t - 10_000 * MS) / MS)
+            };
+            let unsure = first(&|v| v != Verdict::Agrees).expect("no longer agreeing");
+            let drifts = first(&|v| v == Verdict::Drifts).expect("drifting");
+            eprintln!("a {change:+} rate change: no longer agreeing after {unsure} ms, drifting after {drifts} ms");
+            assert!(unsure <= unsure_max_ms, "{change}: {unsure} ms");
+            assert!(drifts <= drift_max_ms, "{change}: {drifts} ms");
+            // Once unsure, never agreeing again while the rate stays changed.
+            let after = seen.iter().skip_while(|(t, _)| (t - 10_000 * MS) / MS < unsure);
+            assert!(after.clone().all(|(_, v)| *v != Verdict::Agrees), "{change}: {seen:?}");
+        }
+    }
+
     #[test]
     fn a_restarted_peer_is_measured_afresh_and_its_old_stamps_are_ignored() {
         let mut clocks = Clocks::new(check(), 0);
