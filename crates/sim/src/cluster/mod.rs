@@ -122,7 +122,7 @@ pub struct Cluster {
 /// mended) this long: the lease is safe against a clock that goes wrong only once the drift
 /// is detected, which needs samples (docs/raft.md, "Clock rates"). Detection takes at most
 /// about half the clock check's window (1.2 s here) for the rates drawn.
-pub const CLOCK_QUIET_NS: Nanos = 400 * MS;
+pub const CLOCK_QUIET_NS: Nanos = 200 * MS;
 
 impl Cluster {
     pub fn new(cfg: SimConfig) -> Cluster {
