@@ -831,7 +831,15 @@ mod tests {
                 offset: (at_change as f64 - 10_000.0 * MS as f64 * rate) as Nanos,
                 rate,
             };
-            let seen = run(&mut clocks, &mut net, changed, me, 1, 10_000 * MS, 20_000 * MS);
+            let seen = run(
+                &mut clocks,
+                &mut net,
+                changed,
+                me,
+                1,
+                10_000 * MS,
+                20_000 * MS,
+            );
             let first = |what: &dyn Fn(Verdict) -> bool| {
                 seen.iter()
                     .find(|(_, v)| what(*v))
@@ -843,8 +851,13 @@ mod tests {
             assert!(unsure <= unsure_max_ms, "{change}: {unsure} ms");
             assert!(drifts <= drift_max_ms, "{change}: {drifts} ms");
             // Once unsure, never agreeing again while the rate stays changed.
-            let after = seen.iter().skip_while(|(t, _)| (t - 10_000 * MS) / MS < unsure);
-            assert!(after.clone().all(|(_, v)| *v != Verdict::Agrees), "{change}: {seen:?}");
+            let after = seen
+                .iter()
+                .skip_while(|(t, _)| (t - 10_000 * MS) / MS < unsure);
+            assert!(
+                after.clone().all(|(_, v)| *v != Verdict::Agrees),
+                "{change}: {seen:?}"
+            );
         }
     }
 
@@ -908,5 +921,224 @@ mod tests {
         }
         let verdict = clocks.peers[&PEER].verdict_now(check(), 400 * 50 * MS);
         assert_ne!(verdict, Verdict::Agrees);
+    }
+
+    /// Three replicas on one real timeline, each clock at its own rate, with a synchronous
+    /// disk each and a network that delivers everything 1 ms later: the decisions the clock
+    /// check makes, end to end.
+    mod trio {
+        use super::*;
+        use crate::Action;
+        use regent_raft::{Membership, Message};
+        use regent_storage::{Identity, LogStorage, MemStorage, StorageOptions};
+
+        enum Wire {
+            Raft(Message),
+            Stamp(NodeId, ClockStamp),
+        }
+
+        struct Node {
+            replica: Replica,
+            disk: MemStorage,
+            rate: f64,
+        }
+
+        pub(super) struct Trio {
+            nodes: Vec<Node>,
+            /// (real arrival time, to, what)
+            wire: Vec<(Nanos, usize, Wire)>,
+            pub(super) now: Nanos,
+            pub(super) reads: Vec<(usize, Result<regent_raft::LogIndex, regent_raft::ReadError>)>,
+        }
+
+        impl Trio {
+            pub(super) fn new(rates: [f64; 3]) -> Trio {
+                let voters = Membership::new([NodeId(1), NodeId(2), NodeId(3)]);
+                let nodes = rates
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &rate)| {
+                        let id = NodeId(i as u64 + 1);
+                        let identity = Identity {
+                            cluster_id: "clock-test".into(),
+                            node_id: id,
+                        };
+                        let disk = MemStorage::new(identity, StorageOptions::default())
+                            .unwrap()
+                            .0;
+                        let mut config = Config::new(id);
+                        config.election_timeout_min_ms = 100;
+                        config.heartbeat_interval_ms = 10;
+                        config.clock_drift_max_ppm = 50_000;
+                        let rng = Box::new(SplitMix64::new(i as u64 + 11));
+                        let replica = Replica::new(config, &disk, voters.clone(), rng, MS).unwrap();
+                        Node {
+                            replica,
+                            disk,
+                            rate,
+                        }
+                    })
+                    .collect();
+                Trio {
+                    nodes,
+                    wire: Vec::new(),
+                    now: 0,
+                    reads: Vec::new(),
+                }
+            }
+
+            pub(super) fn local(&self, i: usize) -> Nanos {
+                MS + (self.now as f64 * self.nodes[i].rate) as Nanos
+            }
+
+            pub(super) fn replica(&mut self, i: usize) -> &mut Replica {
+                &mut self.nodes[i].replica
+            }
+
+            pub(super) fn writable(&self) -> Vec<usize> {
+                (0..3)
+                    .filter(|&i| self.nodes[i].replica.core().status(self.local(i)).writable)
+                    .collect()
+            }
+
+            pub(super) fn leader(&self) -> Option<usize> {
+                (0..3).find(|&i| {
+                    self.nodes[i].replica.core().status(self.local(i)).role == Role::Leader
+                })
+            }
+
+            /// One real millisecond: deliveries due, a tick on every node, their actions.
+            pub(super) fn step(&mut self) {
+                self.now += MS;
+                let due: Vec<(Nanos, usize, Wire)> = {
+                    let (due, later) = std::mem::take(&mut self.wire)
+                        .into_iter()
+                        .partition(|(at, _, _)| *at <= self.now);
+                    self.wire = later;
+                    due
+                };
+                for (_, to, what) in due {
+                    let local = self.local(to);
+                    let r = &mut self.nodes[to].replica;
+                    match what {
+                        Wire::Raft(m) => {
+                            let _ = r.step(m, local);
+                        }
+                        Wire::Stamp(from, stamp) => r.clock_stamp(from, stamp, local),
+                    }
+                    self.carry_out(to);
+                }
+                for i in 0..3 {
+                    let local = self.local(i);
+                    self.nodes[i].replica.tick(local);
+                    self.carry_out(i);
+                }
+            }
+
+            pub(super) fn carry_out(&mut self, i: usize) {
+                loop {
+                    let mut out = Vec::new();
+                    self.nodes[i].replica.poll(&mut out);
+                    if out.is_empty() {
+                        return;
+                    }
+                    while let Some(action) = (!out.is_empty()).then(|| out.remove(0)) {
+                        let node = &mut self.nodes[i];
+                        match action {
+                            Action::Send(m) => {
+                                let to = (m.to.0 - 1) as usize;
+                                self.wire.push((self.now + MS, to, Wire::Raft(m)));
+                            }
+                            Action::ClockStamp { to, stamp } => {
+                                let wire = Wire::Stamp(node.replica.id, stamp);
+                                self.wire.push((self.now + MS, (to.0 - 1) as usize, wire));
+                            }
+                            Action::Persist(p) => {
+                                node.disk.write_batch(&p.batch).unwrap();
+                                node.replica.persisted(p.number, &mut out);
+                            }
+                            Action::PersistState(flush) => {
+                                node.disk.write_state(&flush).unwrap();
+                                node.replica.state_persisted(flush.applied(), &mut out);
+                            }
+                            Action::Read { result, .. } => self.reads.push((i, result)),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_leader_whose_clock_a_quorum_disagrees_with_hands_over_and_never_claims_the_lease() {
+        // n1 runs at 0.8×, the others at 1.2×; n1 is made leader before anything is measured.
+        let mut t = trio::Trio::new([0.8, 1.2, 1.2]);
+        while t.leader().is_none() {
+            t.step();
+        }
+        if t.leader() != Some(0) {
+            let l = t.leader().unwrap();
+            let local = t.local(l);
+            t.replica(l).switchover(1, Some(NodeId(1)), local).unwrap();
+            t.carry_out(l);
+        }
+        let (mut led, mut reasons) = (false, BTreeSet::new());
+        for _ in 0..3_000 {
+            t.step();
+            let writable = t.writable();
+            assert!(writable.len() <= 1, "{writable:?} at {} ms", t.now / MS);
+            assert!(!writable.contains(&0), "n1 writable at {} ms", t.now / MS);
+            if t.leader() == Some(0) {
+                led = true;
+                reasons.extend(t.replica(0).clock_reason());
+            }
+        }
+        assert!(led, "n1 never led");
+        assert!(reasons.contains("clock_drift"), "{reasons:?}");
+        // n1 handed over to a fast clock and holds its campaigns; the fast clocks lead writably.
+        let leader = t.leader().expect("a leader");
+        assert_ne!(leader, 0);
+        assert_eq!(t.writable(), [leader]);
+        let n1 = t.replica(0).clock_status().clone();
+        assert!(n1.outvoted && !n1.healthy && !n1.vouched, "{n1:?}");
+        let n2 = t.replica(1).clock_status().clone();
+        assert!(!n2.healthy && n2.vouched, "{n2:?}");
+        let of_n1 = n2.peers.iter().find(|p| p.id == NodeId(1)).unwrap();
+        assert_eq!(of_n1.verdict, Verdict::Drifts);
+        assert!(
+            (-350_000..=-320_000).contains(&of_n1.rate_ppm.unwrap()),
+            "{of_n1:?}"
+        );
+    }
+
+    #[test]
+    fn a_lease_read_waits_for_a_round_trip_while_the_clocks_are_unmeasured() {
+        let mut t = trio::Trio::new([1.0, 1.01, 0.99]);
+        while t.leader().is_none() {
+            t.step();
+        }
+        let l = t.leader().unwrap();
+        assert_eq!(t.replica(l).clock_reason(), Some("clock_unmeasured"));
+        assert!(t.writable().is_empty());
+        let local = t.local(l);
+        t.replica(l).read(7, crate::ReadMode::Lease, local).unwrap();
+        t.carry_out(l);
+        for _ in 0..20 {
+            t.step();
+        }
+        assert!(
+            matches!(&t.reads[..], [(i, Ok(_))] if *i == l),
+            "{:?}",
+            t.reads
+        );
+        // Once measured, the clocks agree and the leader is writable.
+        for _ in 0..1_000 {
+            t.step();
+        }
+        let l = t.leader().unwrap();
+        assert_eq!(t.writable(), [l]);
+        assert_eq!(t.replica(l).clock_reason(), None);
+        assert!(t.replica(l).clock_status().healthy);
     }
 }
