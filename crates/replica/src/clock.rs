@@ -445,11 +445,13 @@ impl Replica {
         let vouched = membership.is_quorum(|id| agreeing.contains(&id));
         let outvoted = !membership.is_quorum(|id| !drifting.contains(&id));
         let was_outvoted = self.clocks.status.outvoted;
+        let members = membership.members();
         self.clocks.status = ClockStatus {
             peers: self
                 .clocks
                 .peers
                 .iter()
+                .filter(|(id, _)| members.contains(id))
                 .map(|(&id, p)| PeerClockStatus {
                     id,
                     rate_ppm: p.estimate.map(|e| e.rate_ppm),
