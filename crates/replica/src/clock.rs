@@ -38,6 +38,9 @@ pub const CLOCK_POINTS_MIN: usize = 4;
 /// measured one has been silent for this many stamp intervals: a late stamp of an earlier
 /// incarnation, arriving while the current one keeps stamping, is ignored.
 const EPOCH_SILENCE_INTERVALS: u64 = 2;
+/// A new incarnation whose first reading lies this close to the line measured so far reads the
+/// same clock (a process restarted on its machine): its measurement stands.
+const EPOCH_JUMP_MAX_NS: Nanos = 100_000_000;
 /// Rates are clamped to ±this many ppm (an absurd stamp must not overflow anything).
 const RATE_PPM_LIMIT: f64 = 1e9;
 
@@ -235,10 +238,18 @@ impl Clocks {
             if peer.epoch.is_some() && now.saturating_sub(peer.heard_at) < silence {
                 return; // The measured incarnation is alive: a late stamp of another one.
             }
-            if peer.epoch.replace(stamp.epoch).is_some() {
-                tracing::info!(peer = %from, "the peer restarted: its clock is measured afresh");
+            let restarted = peer.epoch.replace(stamp.epoch).is_some();
+            // A process restarted on the same machine reads the same monotonic clock, which
+            // went on while it was down: its stamps continue the line, and the measurement
+            // stands. A clock that was reset (a reboot, another machine) jumps off the line:
+            // measured afresh, so that the old points cannot poison the estimate.
+            if !peer.continues(stamp.sent_at, now) {
+                if restarted {
+                    tracing::info!(peer = %from, "the peer restarted with another clock: measured afresh");
+                }
+                peer.points.clear();
+                peer.estimate = None;
             }
-            peer.points.clear();
         }
         peer.heard_at = now;
         peer.vouched = stamp.vouched;
@@ -286,6 +297,19 @@ impl Clocks {
 }
 
 impl PeerClock {
+    /// Whether a reading `sent_at` of the peer's clock, arriving at our `now`, lies on the line
+    /// of the points measured so far (its offset within `EPOCH_JUMP_MAX_NS` of where that
+    /// line, extended at the estimated rate, says it should be).
+    fn continues(&self, sent_at: Nanos, now: Nanos) -> bool {
+        let (Some(last), Some(e)) = (self.points.back(), self.estimate) else {
+            return false;
+        };
+        let elapsed = now.saturating_sub(last.local) as f64;
+        let expected = last.offset as f64 + elapsed * e.rate_ppm as f64 / 1e6;
+        let offset = sent_at as i128 - now as i128;
+        (offset as f64 - expected).abs() <= EPOCH_JUMP_MAX_NS as f64
+    }
+
     /// Drops the points older than the window ending in `bucket`; whether any was dropped.
     fn prune(&mut self, bucket: u64) -> bool {
         let before = self.points.len();
@@ -896,6 +920,43 @@ mod tests {
         let seen = run(&mut clocks, &mut net, reset, me, 7, 5_600 * MS, 10_000 * MS);
         assert_eq!(seen.last().unwrap().1, Verdict::Agrees);
         assert!(rate_of(&clocks).abs() < 2_000);
+    }
+
+    #[test]
+    fn a_peer_restarted_on_the_same_clock_keeps_its_measurement() {
+        // A process restart: a new epoch, but CLOCK_MONOTONIC went on while it was down.
+        let mut clocks = Clocks::new(check(), 0);
+        let mut net = Net::calm();
+        let me = clock(1.0);
+        run(&mut clocks, &mut net, clock(1.0), me, 1, 0, 5_000 * MS);
+        let epoch = clock(1.0).at(5_300 * MS);
+        let seen = run(
+            &mut clocks,
+            &mut net,
+            clock(1.0),
+            me,
+            epoch,
+            5_300 * MS,
+            6_000 * MS,
+        );
+        assert!(seen.iter().all(|(_, v)| *v == Verdict::Agrees), "{seen:?}");
+        assert_eq!(clocks.peers[&PEER].epoch, Some(epoch));
+        // The same restart with a clock 20% fast: the line bends and it stops agreeing.
+        let fast = Fake {
+            offset: (clock(1.0).at(6_300 * MS) as f64 - 6_300.0 * MS as f64 * 1.2) as Nanos,
+            rate: 1.2,
+        };
+        let epoch = fast.at(6_300 * MS);
+        let seen = run(
+            &mut clocks,
+            &mut net,
+            fast,
+            me,
+            epoch,
+            6_300 * MS,
+            9_000 * MS,
+        );
+        assert_eq!(seen.last().unwrap().1, Verdict::Drifts, "{seen:?}");
     }
 
     #[test]
