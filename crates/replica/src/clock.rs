@@ -130,8 +130,8 @@ struct PeerClock {
 pub struct Estimate {
     /// How much faster the peer's clock runs than ours, in millionths (negative: slower).
     pub rate_ppm: i64,
-    /// How far off the rate may be: twice the spread of the points about the fitted line,
-    /// over their span, in millionths.
+    /// How far off the rate may be: twice the spread of the points about the fitted line
+    /// (the lowest eighth left out), over their span, in millionths.
     pub uncertainty_ppm: u64,
     /// Samples in the window.
     pub samples: u64,
@@ -373,7 +373,12 @@ fn estimate(points: &VecDeque<Point>, span_min_ns: Nanos) -> Option<Estimate> {
     };
     let mut intercepts: Vec<f64> = points.iter().map(residual).collect();
     intercepts.sort_by(f64::total_cmp);
-    let (lowest, highest) = (intercepts[0], intercepts[intercepts.len() - 1]);
+    // Delays only add, so a slice whose every sample was held up (a loaded machine) lies
+    // below the line: the lowest eighth of the points does not count. Nothing lies far above
+    // it but a bend — a peer's clock running faster than it did, the direction that shortens
+    // its refusal to vote against our lease — which counts at once.
+    let trim = intercepts.len() / 8;
+    let (lowest, highest) = (intercepts[trim], intercepts[intercepts.len() - 1]);
     let uncertainty = 2.0 * (highest - lowest) / span.max(1) as f64 * 1e6;
     Some(Estimate {
         rate_ppm: (median * 1e6).round() as i64,
@@ -845,7 +850,10 @@ mod tests {
             (0.1, 700, 3_000),
             (0.2, 500, 3_000),
             (0.5, 300, 3_000),
-            (-0.2, 700, 3_000),
+            // A peer slowing down bends the line downwards, where held-up samples lie too
+            // (the lowest eighth is left out): slower to see, and harmless to our lease (the
+            // slower peer refuses votes for longer).
+            (-0.2, 1_000, 3_000),
         ] {
             let mut clocks = Clocks::new(check(), 0);
             let mut net = Net::calm();
