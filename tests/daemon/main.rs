@@ -4,6 +4,7 @@
 
 mod api;
 mod bench;
+mod clock;
 mod cluster;
 mod forward;
 mod hooks;

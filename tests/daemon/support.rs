@@ -266,6 +266,11 @@ impl Cluster {
     }
 
     pub fn start(&mut self, id: u64) {
+        self.start_with_env(id, &[]);
+    }
+
+    /// Starts node `id` with these environment variables added (a preloaded library, say).
+    pub fn start_with_env(&mut self, id: u64, env: &[(&str, String)]) {
         let node = self.node(id);
         assert!(!node.is_running(), "n{id} is already running");
         node.runs += 1;
@@ -275,6 +280,7 @@ impl Cluster {
             .arg("--config")
             .arg(&node.config)
             .env("REGENT_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             // A host-health command may name files relative to its node's directory.
             .current_dir(&node.dir)
             .stdin(Stdio::null())

@@ -378,6 +378,11 @@ impl Driver {
                     let status = self.status.current();
                     self.hooks.demote(term, &status);
                 }
+                Action::ClockStamp { to, stamp } => {
+                    if let Err(err) = self.transport.send(to, &PeerMessage::clock(stamp)) {
+                        tracing::debug!(node = %self.id, peer = %to, error = %err, "clock stamp not queued");
+                    }
+                }
             }
         }
     }
@@ -405,6 +410,22 @@ impl Driver {
                 let wall_ms = self.wall_ms;
                 self.replica
                     .host_report(from, applied, checkpoint, retention, now, wall_ms);
+            }
+            Inbound::Message {
+                from,
+                message:
+                    PeerMessage::Clock {
+                        sent_at,
+                        epoch,
+                        vouched,
+                    },
+            } => {
+                let stamp = regent_replica::ClockStamp {
+                    sent_at,
+                    epoch,
+                    vouched,
+                };
+                self.replica.clock_stamp(from, stamp, now);
             }
             Inbound::Message {
                 from,

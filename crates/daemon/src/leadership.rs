@@ -19,6 +19,8 @@ pub struct Leadership {
     pub term: Term,
     pub leader: Option<NodeId>,
     pub writable: bool,
+    /// Why not writable, when the clocks are why (`clock_drift`).
+    pub reason: Option<&'static str>,
     pub host_healthy: bool,
     pub catch_up_index: Option<u64>,
 }
@@ -30,6 +32,7 @@ impl Leadership {
             term: s.term,
             leader: s.leader_id,
             writable: s.writable_at(now),
+            reason: s.reason_at(now),
             host_healthy: s.host_healthy,
             catch_up_index: s.catch_up_index,
         }

@@ -126,8 +126,9 @@ async fn run_daemon(config: DaemonConfig, config_path: PathBuf) -> Result<ExitCo
     let mut seed = [0u8; 8];
     regent_transport::pki::fill_random(&mut seed).map_err(RunError::Seed)?;
     let rng = Box::new(SplitMix64::new(u64::from_le_bytes(seed)));
-    let replica = Replica::new(config.raft_config(), &storage, bootstrap, rng, now)
+    let mut replica = Replica::new(config.raft_config(), &storage, bootstrap, rng, now)
         .map_err(RunError::Replica)?;
+    replica.set_clock_check(config.clock_check());
     let addresses = member_addresses(&config, &storage);
     let state = storage.state().clone();
     tracing::info!(

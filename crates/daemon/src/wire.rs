@@ -6,6 +6,7 @@
 //! authenticated peer that sent it, so a regent can only report for its own host.
 
 use regent_raft::Message;
+use regent_replica::ClockStamp;
 use regent_transport::WireMessage;
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +19,25 @@ pub enum PeerMessage {
         applied: Option<u64>,
         checkpoint: Option<u64>,
     },
+    /// The sender's clock, once per heartbeat interval (`regent_replica::ClockStamp`): its
+    /// CLOCK_MONOTONIC when sent, when its replica started (a new value: a new incarnation,
+    /// measured afresh), and whether a quorum of voters' clocks agrees with its own. Appended
+    /// last, so the encoding of the variants above is unchanged.
+    Clock {
+        sent_at: u64,
+        epoch: u64,
+        vouched: bool,
+    },
+}
+
+impl PeerMessage {
+    pub fn clock(stamp: ClockStamp) -> PeerMessage {
+        PeerMessage::Clock {
+            sent_at: stamp.sent_at,
+            epoch: stamp.epoch,
+            vouched: stamp.vouched,
+        }
+    }
 }
 
 impl WireMessage for PeerMessage {
@@ -27,6 +47,8 @@ impl WireMessage for PeerMessage {
             // A queued report is replaced by a newer one: the indexes only grow. (The Raft
             // keys are 1 and 2.)
             PeerMessage::HostReport { .. } => Some(3),
+            // Only the newest stamp is worth sending after a stall.
+            PeerMessage::Clock { .. } => Some(4),
         }
     }
 }

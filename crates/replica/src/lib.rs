@@ -20,12 +20,17 @@
 //! `persisted`.
 
 mod apply;
+mod clock;
 mod handover;
 mod install;
 mod promote;
 mod propose;
 
 pub use apply::{COMPACT_STEP_ENTRIES, FLUSH_INTERVAL_NS, FLUSH_RECORDS_MAX};
+pub use clock::{
+    ClockCheck, ClockStamp, ClockStatus, Estimate, PeerClockStatus, Verdict, CLOCK_BUCKETS,
+    CLOCK_POINTS_MIN, CLOCK_SPAN_ELECTION_TIMEOUTS, CLOCK_WINDOW_ELECTION_TIMEOUTS,
+};
 pub use handover::{HandoverOutcome, Stop, HANDOVER_ELECTION_TIMEOUTS};
 pub use install::InstallVerdict;
 pub use promote::Promotion;
@@ -158,6 +163,9 @@ pub enum Action {
     /// With the promotion gate on, a hand-over is starting: stop this node's host (run
     /// `on_demote`), then call [`Replica::demote_done`]; the hand-over waits for it.
     Demote { term: Term },
+    /// Send this node's clock stamp to `to`, which feeds it to [`Replica::clock_stamp`]
+    /// (at most once per heartbeat interval; a stamp may be lost or late, never re-sent).
+    ClockStamp { to: NodeId, stamp: ClockStamp },
 }
 
 /// The requests still unanswered when a replica is dropped (a crash, a shutdown): their outcome
@@ -229,6 +237,8 @@ pub struct Replica {
     compact_goal: Option<LogIndex>,
     /// The promotion gate (`promote`).
     gate: promote::Gate,
+    /// Every peer's clock rate against ours, and the verdicts the lease rests on (`clock`).
+    clocks: clock::Clocks,
 }
 
 impl Replica {
@@ -245,8 +255,9 @@ impl Replica {
         let state = storage.state_machine();
         let handover_max_ns =
             HANDOVER_ELECTION_TIMEOUTS * config.election_timeout_min_ms * 1_000_000;
+        let clocks = clock::Clocks::new(ClockCheck::for_config(&config, 500_000), now);
         let core = RaftNode::new(config, restored, rng, now)?;
-        Ok(Replica {
+        let mut replica = Replica {
             id: core.id(),
             core,
             now,
@@ -270,7 +281,10 @@ impl Replica {
             compact_after_flush: false,
             compact_goal: None,
             gate: promote::Gate::new(),
-        })
+            clocks,
+        };
+        replica.check_clocks(now);
+        Ok(replica)
     }
 
     /// The consensus core, for status and checks. Inputs go through the replica.
@@ -287,7 +301,7 @@ impl Replica {
     /// When the caller must call `tick` next (the core's next timer or a hand-over's
     /// deadline).
     pub fn next_deadline(&self) -> Nanos {
-        let core = self.core.next_deadline();
+        let core = self.core.next_deadline().min(self.clocks.next_stamp_at());
         let core = self.flush_deadline().map_or(core, |f| core.min(f));
         let core = self.promotion_deadline().map_or(core, |p| core.min(p));
         self.handover_deadline().map_or(core, |h| core.min(h))
@@ -308,6 +322,7 @@ impl Replica {
     pub fn tick(&mut self, now: Nanos) {
         self.observe(now);
         self.core.tick(now);
+        self.check_clocks(self.now);
     }
 
     /// Handles a message from a peer. An error names what was wrong with it (it came from the
@@ -337,6 +352,8 @@ impl Replica {
         self.observe(now);
         let ctx = self.next_read_ctx;
         match mode {
+            // A leader that may not claim the lease for its clocks confirms by a round trip.
+            ReadMode::Lease if self.clocks_withhold_lease() => self.core.read_index(ctx, now)?,
             ReadMode::Index => self.core.read_index(ctx, now)?,
             ReadMode::Lease => self.core.lease_read(ctx, now)?,
         }
@@ -413,6 +430,7 @@ impl Replica {
         }
         let messages = self.core.take_messages();
         self.route_messages(messages, out);
+        self.maybe_stamp(out);
         out.append(&mut self.queued);
         self.check_handovers(self.now, out);
         self.check_promotion(self.now, out);

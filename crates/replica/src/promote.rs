@@ -137,8 +137,9 @@ impl Replica {
     pub(crate) fn update_campaign_hold(&mut self) {
         let backoff =
             matches!(self.gate.state, Promotion::Failed { until, .. } if self.now < until);
+        let outvoted = self.clock_status().outvoted;
         self.core
-            .hold_campaigns(!self.host_healthy || backoff || self.gate.ineligible);
+            .hold_campaigns(!self.host_healthy || backoff || self.gate.ineligible || outvoted);
     }
 
     /// Whether this node may campaign at all (false: a required watchdog device does not

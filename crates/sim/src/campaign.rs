@@ -43,6 +43,14 @@ pub struct Summary {
     /// a third of the seeds).
     pub promotions: u64,
     pub promotions_failed: u64,
+    /// Runs with a clock outside the drift bound (`clock_faults=`), and those in which some
+    /// node measured a voter's clock drifting (`clock_drift_seen=`).
+    pub clock_faults: u64,
+    pub clock_drift_seen: u64,
+    /// Over the clocks that left the bound mid-run: the longest time until some node saw the
+    /// drift (`clock_detect_max_ms=`), and how many were never seen (`clock_undetected=`).
+    pub clock_detect_max_ms: u64,
+    pub clock_undetected: u64,
     /// The first violation of each failing seed; each carries its replay command.
     pub failures: Vec<Violation>,
 }
@@ -50,7 +58,7 @@ pub struct Summary {
 impl Summary {
     pub fn line(&self) -> String {
         format!(
-            "sim: seeds={} violations={} elections={} commits={} max_election_ms={} snapshots={} conf_changes={} joint_changes={} multi_voter_changes={} earlier_term_refusals={} transfers={} reads={} retries={} learner_share={}% learner_elections={} handovers={} promotions_refused={} fenced={} installs_during_writes={} host_reports={} unpersisted_crashes={} promotions={} promotions_failed={}",
+            "sim: seeds={} violations={} elections={} commits={} max_election_ms={} snapshots={} conf_changes={} joint_changes={} multi_voter_changes={} earlier_term_refusals={} transfers={} reads={} retries={} learner_share={}% learner_elections={} handovers={} promotions_refused={} fenced={} installs_during_writes={} host_reports={} unpersisted_crashes={} promotions={} promotions_failed={} clock_faults={} clock_drift_seen={} clock_detect_max_ms={} clock_undetected={}",
             self.seeds,
             self.violations,
             self.elections,
@@ -73,7 +81,11 @@ impl Summary {
             self.host_reports,
             self.unpersisted_crashes,
             self.promotions,
-            self.promotions_failed
+            self.promotions_failed,
+            self.clock_faults,
+            self.clock_drift_seen,
+            self.clock_detect_max_ms,
+            self.clock_undetected
         )
     }
 
@@ -102,6 +114,14 @@ impl Summary {
         self.fenced += outcome.fenced;
         self.installs_during_writes += outcome.installs_during_writes;
         self.host_reports += outcome.host_reports;
+        self.clock_faults += u64::from(outcome.clock_fault.is_some());
+        self.clock_drift_seen += u64::from(outcome.clock_drift_seen);
+        if outcome.clock_fault.is_some_and(|f| f.from > 0) {
+            match outcome.clock_detect_ns {
+                Some(ns) => self.clock_detect_max_ms = self.clock_detect_max_ms.max(ns / 1_000_000),
+                None => self.clock_undetected += 1,
+            }
+        }
         self.unpersisted_crashes += outcome.unpersisted_crashes;
         self.promotions += outcome.promotions;
         self.promotions_failed += outcome.promotions_failed;

@@ -31,6 +31,7 @@ pub use campaign::{campaign, nodes_for, run_config, run_seed, run_seed_caught, S
 pub use checker::{Class, Violation, ViolationKind};
 pub use cluster::{Cluster, SimOutcome};
 pub use config::{raft_config, SimConfig};
+pub use time::ClockFault;
 
 use clap::Args;
 use std::process::ExitCode;

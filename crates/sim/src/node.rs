@@ -6,7 +6,10 @@
 use super::storage::SimDisk;
 use super::time::Clock;
 use regent_raft::{Config, LogIndex, Membership, Nanos, NodeId, RaftNode, Role, SplitMix64};
-use regent_replica::{Abandoned, Replica};
+use regent_replica::{Abandoned, ClockCheck, Replica};
+
+/// The clock check's threshold, in millionths of the drift bound: the daemon's default.
+pub const CLOCK_ALARM_PPM: u64 = 500_000;
 use regent_storage::{JournalState, LogStorage, StateReader};
 
 pub struct SimNode {
@@ -82,8 +85,14 @@ impl SimNode {
         self.incarnation += 1;
         let local = self.clock.local(now);
         let rng = Box::new(SplitMix64::new(seed));
-        let replica = Replica::new(config, &self.disk.store, bootstrap, rng, local)
+        let mut check = ClockCheck::for_config(&config, CLOCK_ALARM_PPM);
+        // The simulated network's jitter (up to 60 ms) is far larger against its 150 ms
+        // election timeout than a LAN's against the daemon's: stamps three times per heartbeat
+        // interval give each slice of the window enough samples for its least-delayed one.
+        check.stamp_interval_ns /= 3;
+        let mut replica = Replica::new(config, &self.disk.store, bootstrap, rng, local)
             .expect("the simulated disk and config are valid");
+        replica.set_clock_check(check);
         self.replica = Some(replica);
     }
 

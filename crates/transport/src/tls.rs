@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// The ALPN protocol name: a peer speaking anything else is not a regent node.
-pub const ALPN: &[u8] = b"regent/2";
+pub const ALPN: &[u8] = b"regent/3";
 
 /// The server name put in the ClientHello. Peers are identified by their URI SAN, not by
 /// this name, which is never checked.

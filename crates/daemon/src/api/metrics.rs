@@ -146,6 +146,25 @@ pub fn render(metrics: &Metrics, s: &NodeStatus, now_ns: u64, unix_now: i64) -> 
             let _ = writeln!(out, "regent_peer_lag_entries{{peer=\"{}\"}} {lag}", m.id.0);
         }
     }
+    let _ = writeln!(
+        out,
+        "# HELP regent_peer_clock_rate_ppm How much faster a peer's clock runs than this node's, in millionths, as measured from its stamps.\n# TYPE regent_peer_clock_rate_ppm gauge"
+    );
+    for peer in &s.clock.peers {
+        if let Some(rate) = peer.rate_ppm {
+            let _ = writeln!(
+                out,
+                "regent_peer_clock_rate_ppm{{peer=\"{}\"}} {rate}",
+                peer.id.0
+            );
+        }
+    }
+    gauge(
+        &mut out,
+        "regent_clock_unhealthy",
+        "1 while a voter's clock rate differs from this node's past timing.clock_drift_alarm × timing.clock_drift_max.",
+        u8::from(!s.clock.healthy),
+    );
     gauge(
         &mut out,
         "regent_host_healthy",

@@ -514,6 +514,7 @@ pub(super) fn status_json(s: &NodeStatus, now: u64) -> Value {
         "last_index": s.last_index.0,
         "revision": s.revision,
         "writable": s.writable_at(now),
+        "reason": s.reason_at(now),
         "lease_remaining_ms": s.lease_remaining_ms(now),
         "lease": {
             "valid": s.writable_at(now),
@@ -523,6 +524,21 @@ pub(super) fn status_json(s: &NodeStatus, now: u64) -> Value {
         "members": members,
         "promotion_pending": s.promotion_pending,
         "fence_pending": s.fence_pending,
+        "clock": {
+            "peers": s.clock.peers.iter().map(|p| json!({
+                "id": p.id.0,
+                "rate_ppm": p.rate_ppm,
+                "samples": p.samples,
+                "verdict": match p.verdict {
+                    regent_replica::Verdict::Unknown => "unknown",
+                    regent_replica::Verdict::Agrees => "agrees",
+                    regent_replica::Verdict::Drifts => "drifts",
+                },
+            })).collect::<Vec<Value>>(),
+            "healthy": s.clock.healthy,
+            "vouched": s.clock.vouched,
+            "threshold_ppm": s.clock.threshold_ppm,
+        },
         "host_healthy": s.host_healthy,
         "catch_up_index": s.catch_up_index,
         "journal": {

@@ -2,6 +2,7 @@
 //! answers without asking the driver (a `watch` channel, read lock-free by any task).
 
 use regent_raft::{LogIndex, Nanos, NodeId, Role, Term};
+use regent_replica::ClockStatus;
 use regent_storage::JournalState;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -52,6 +53,11 @@ pub struct NodeStatus {
     pub catch_up_index: Option<u64>,
     /// The journal index this node's host last reported as applied.
     pub host_applied_index: u64,
+    /// The peers' clock rates against this node's, and the verdicts drawn from them.
+    pub clock: ClockStatus,
+    /// Why this leader does not claim its lease (`clock_drift`, `clock_unmeasured`), if it is
+    /// for its clocks.
+    pub clock_reason: Option<&'static str>,
 }
 
 impl NodeStatus {
@@ -78,6 +84,8 @@ impl NodeStatus {
             journal: JournalState::default(),
             catch_up_index: None,
             host_applied_index: 0,
+            clock: ClockStatus::default(),
+            clock_reason: None,
         }
     }
 
@@ -95,6 +103,12 @@ impl NodeStatus {
     pub fn lease_remaining_ms(&self, now: Nanos) -> u64 {
         self.lease_deadline_ns
             .map_or(0, |d| d.saturating_sub(now) / 1_000_000)
+    }
+
+    /// Why the host may not write at `now`, when that is the clocks' doing (`None` while
+    /// writable).
+    pub fn reason_at(&self, now: Nanos) -> Option<&'static str> {
+        self.clock_reason.filter(|_| !self.writable_at(now))
     }
 
     /// Whether the host may write at `now`: writable when published and the lease not yet

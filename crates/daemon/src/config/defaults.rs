@@ -45,6 +45,7 @@ impl Default for TimingConfig {
             election_timeout_min_ms: 500,
             heartbeat_interval_ms: 100,
             clock_drift_max: 0.05,
+            clock_drift_alarm: 0.5,
             persist_stall_max_ms: 2000,
             lease_warning_ms: 100,
         }

@@ -451,6 +451,12 @@ impl DaemonConfig {
         }
     }
 
+    /// The replica's clock check: the core's timing, and `timing.clock_drift_alarm`.
+    pub fn clock_check(&self) -> regent_replica::ClockCheck {
+        let alarm = self.timing.clock_drift_alarm_ppm();
+        regent_replica::ClockCheck::for_config(&self.raft_config(), alarm)
+    }
+
     /// The Raft core's configuration. Pre-vote and check-quorum are always on: the lease and
     /// the failover figures of `explain_timing` rest on them.
     pub fn raft_config(&self) -> regent_raft::Config {

@@ -121,6 +121,7 @@ impl DaemonConfig {
             election_timeout_min_ms,
             heartbeat_interval_ms,
             clock_drift_max,
+            clock_drift_alarm,
             persist_stall_max_ms,
             lease_warning_ms,
         } = timing;
@@ -131,6 +132,7 @@ impl DaemonConfig {
         let timing_restart = *election_timeout_min_ms != old.timing.election_timeout_min_ms
             || *heartbeat_interval_ms != old.timing.heartbeat_interval_ms
             || *clock_drift_max != old.timing.clock_drift_max
+            || *clock_drift_alarm != old.timing.clock_drift_alarm
             || *persist_stall_max_ms != old.timing.persist_stall_max_ms;
         if timing_restart {
             restart.push("timing");

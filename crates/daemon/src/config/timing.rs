@@ -36,6 +36,11 @@ pub struct TimingConfig {
     /// Bound on the rate difference between two nodes' clocks, a fraction in (0, 0.1]. The
     /// lease is shortened by this fraction of `election_timeout_min_ms`.
     pub clock_drift_max: f64,
+    /// The clock check: a voter whose clock rate, as measured from its stamps, differs from
+    /// this node's by more than this fraction of `clock_drift_max` counts as drifting (the
+    /// lease stops counting it; a leader without a quorum of agreeing clocks stops claiming
+    /// the lease and hands over). A fraction in (0, 1]; 0.5 by default.
+    pub clock_drift_alarm: f64,
     /// A leader whose own log write has been outstanding this long steps down.
     pub persist_stall_max_ms: u64,
     /// The watch stream warns this long before an unrenewed lease lapses.
@@ -51,6 +56,15 @@ impl TimingConfig {
             return 0;
         }
         ((self.clock_drift_max * 1e6).round() as u64).max(1)
+    }
+
+    /// The clock check's threshold, in millionths of `clock_drift_max` (as the replica takes
+    /// it).
+    pub fn clock_drift_alarm_ppm(&self) -> u64 {
+        if self.clock_drift_alarm.is_nan() || self.clock_drift_alarm <= 0.0 {
+            return 0;
+        }
+        ((self.clock_drift_alarm * 1e6).round() as u64).clamp(1, 1_000_000)
     }
 
     /// The lease in nanoseconds, by the core's formula.
@@ -97,6 +111,17 @@ impl TimingConfig {
                     "{drift} is not within (0, {CLOCK_DRIFT_MAX_LIMIT}]: it bounds how much \
                      faster one clock may run than another, as a fraction (0.05 is 5%); 0 would \
                      let a lease outlive the followers' promise not to elect anyone"
+                ),
+            ));
+        }
+        let alarm = self.clock_drift_alarm;
+        if !(alarm > 0.0 && alarm <= 1.0) {
+            return Err(ConfigError::invalid(
+                field("clock_drift_alarm"),
+                format!(
+                    "{alarm} is not within (0, 1]: it is the fraction of timing.clock_drift_max \
+                     at which a measured clock rate difference counts as drift; above 1 a clock \
+                     could pass the bound the lease rests on before it is noticed"
                 ),
             ));
         }
@@ -211,6 +236,23 @@ impl TimingExplanation {
         self.timing.persist_stall_max_ms as f64 + self.failover_worst_ms()
     }
 
+    /// The clock check's threshold: a measured rate difference past this fraction counts as
+    /// drift (clock_drift_max × clock_drift_alarm).
+    pub fn clock_threshold(&self) -> f64 {
+        self.timing.clock_drift_max * self.timing.clock_drift_alarm
+    }
+
+    /// The clock check's window: samples older than this are forgotten; it is also the
+    /// hold-down before a drifting clock counts as agreeing again.
+    pub fn clock_window_ms(&self) -> f64 {
+        regent_replica::CLOCK_WINDOW_ELECTION_TIMEOUTS as f64 * self.min_ms()
+    }
+
+    /// How long a clock must have been measured before it counts, for or against.
+    pub fn clock_trusted_after_ms(&self) -> f64 {
+        regent_replica::CLOCK_SPAN_ELECTION_TIMEOUTS as f64 * self.min_ms()
+    }
+
     /// The pause in writes of a planned switchover that succeeds.
     pub fn switchover_ms(&self) -> f64 {
         3.5 * self.round_trip_ms + 5.0 * self.fsync_ms
@@ -282,6 +324,47 @@ impl fmt::Display for TimingExplanation {
             t.lease_warning_ms,
             ms(self.lease_ms() - t.lease_warning_ms as f64),
             t.lease_warning_ms
+        )?;
+        writeln!(f)?;
+
+        let window = ms(self.clock_window_ms());
+        let trusted = ms(self.clock_trusted_after_ms());
+        let threshold = ms(self.clock_threshold() * 100.0);
+        writeln!(
+            f,
+            "clock check: a voter whose clock rate differs from ours by more than {threshold}% \
+             drifts\n  = clock_drift_max × clock_drift_alarm = {drift} × {}",
+            t.clock_drift_alarm
+        )?;
+        writeln!(
+            f,
+            "  every node stamps every member with its monotonic time each {hb} ms; a peer's \
+             rate is the\n  slope of the least-delayed stamps over the last {window} ms \
+             (8 × election_timeout_min);\n  a peer agrees once its stamps span {trusted} ms \
+             (2 × election_timeout_min), its rate\n  within {threshold}% and the estimate's \
+             error within half of that"
+        )?;
+        writeln!(
+            f,
+            "  the lease counts only voters whose clocks agree: no lease before a quorum's \
+             clocks were\n  measured (a new cluster's first lease waits about {trusted} ms); \
+             a leader without such a\n  quorum says writable: false, reason: clock_drift, and \
+             hands over; a node whose clock a\n  quorum disagrees with does not campaign"
+        )?;
+        writeln!(
+            f,
+            "  detection: a clock off from the start never agrees; a rate that changes while \
+             running\n  bends the envelope, and the peer stops agreeing (the lease drops it) \
+             about 100 ms after a\n  50% change, 200 ms after 20%, 500 ms after 6% (measured \
+             with a LAN's jitter); it counts\n  as drifting about half a window ({} ms) after. \
+             A leader cut off from its quorum before\n  the change is seen is not covered (docs/raft.md, \
+             \"Clock rates\")",
+            ms(self.clock_window_ms() / 2.0)
+        )?;
+        writeln!(
+            f,
+            "  healing: a drifting clock counts as agreeing again once its rate stayed within \
+             the\n  threshold for a window ({window} ms)"
         )?;
         writeln!(f)?;
 
@@ -437,7 +520,13 @@ mod tests {
     #[test]
     fn rules_name_the_field() {
         type Mutate = fn(&mut TimingConfig);
-        let cases: [(Mutate, &str); 7] = [
+        let cases: [(Mutate, &str); 10] = [
+            (|t| t.clock_drift_alarm = 0.0, "timing.clock_drift_alarm"),
+            (|t| t.clock_drift_alarm = 1.5, "timing.clock_drift_alarm"),
+            (
+                |t| t.clock_drift_alarm = f64::NAN,
+                "timing.clock_drift_alarm",
+            ),
             (
                 |t| t.heartbeat_interval_ms = 200,
                 "timing.heartbeat_interval_ms",
@@ -471,6 +560,41 @@ mod tests {
         };
         t.validate().unwrap();
         assert_eq!(t.clock_drift_max_ppm(), 100_000);
+        let t = TimingConfig {
+            clock_drift_alarm: 1.0,
+            ..TimingConfig::default()
+        };
+        t.validate().unwrap();
+        assert_eq!(t.clock_drift_alarm_ppm(), 1_000_000);
+    }
+
+    #[test]
+    fn the_clock_check_is_explained_with_its_threshold_window_and_detection_time() {
+        let e = TimingExplanation::new(&TimingConfig::default());
+        assert_eq!(ms(e.clock_threshold() * 100.0), "2.5");
+        assert_eq!(e.clock_window_ms(), 4000.0);
+        assert_eq!(e.clock_trusted_after_ms(), 1000.0);
+        let text = e.to_string();
+        for expected in [
+            "more than 2.5% drifts",
+            "= clock_drift_max × clock_drift_alarm = 0.05 × 0.5",
+            "over the last 4000 ms",
+            "span 1000 ms",
+            "reason: clock_drift",
+            "half a window (2000 ms)",
+        ] {
+            assert!(text.contains(expected), "{expected:?} not in:\n{text}");
+        }
+        // The replica is given the same threshold: 2.5% of the core's 5%.
+        let config = regent_raft::Config {
+            clock_drift_max_ppm: 50_000,
+            ..regent_raft::Config::new(NodeId(1))
+        };
+        let check = regent_replica::ClockCheck::for_config(
+            &config,
+            TimingConfig::default().clock_drift_alarm_ppm(),
+        );
+        assert_eq!(check.threshold_ppm, 25_000);
     }
 
     #[test]

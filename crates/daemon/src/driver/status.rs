@@ -155,6 +155,8 @@ impl Driver {
                 .catch_up_index(self.replica.state().journal(), now),
             journal: self.replica.state().journal().clone(),
             host_applied_index: self.replica.host_applied_index(),
+            clock: self.replica.clock_status().clone(),
+            clock_reason: self.replica.clock_reason(),
         };
         p.sender.send_if_modified(|current| {
             if *current == next {

@@ -179,6 +179,22 @@ impl RaftNode {
             },
             u64::MAX,
         );
+        // The lease rests only on voters whose clocks agree with ours (`set_lease_clocks`);
+        // read confirmations need no clock and count every voter.
+        let clocks = self.lease_clocks.as_ref();
+        let lease_acked = quorum::quorum_value(
+            self.configs.current(),
+            |id| {
+                if id == me {
+                    round
+                } else if clocks.is_some_and(|agreeing| !agreeing.contains(&id)) {
+                    0
+                } else {
+                    progress.get(&id).map_or(0, |p| p.acked_round)
+                }
+            },
+            u64::MAX,
+        );
         let news = acked > lead.quorum_round;
         lead.quorum_round = lead.quorum_round.max(acked);
         // Rounds too old to extend the lease are of no further use. (Older acknowledged
@@ -190,11 +206,11 @@ impl RaftNode {
         {
             lead.round_starts.pop_front();
         }
-        let lease_allowed = lead.transfer.is_none() && acked > lead.lease_round_floor;
+        let lease_allowed = lead.transfer.is_none() && lease_acked > lead.lease_round_floor;
         let started = lead
             .round_starts
             .iter()
-            .find(|&&(r, _)| r == acked)
+            .find(|&&(r, _)| r == lease_acked)
             .map(|&(_, started)| started);
         if let (Some(started), true) = (started, lease_allowed) {
             lead.lease_until = lead.lease_until.max(started + lease_ns);

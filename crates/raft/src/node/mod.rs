@@ -246,6 +246,10 @@ pub struct RaftNode {
     /// The caller's host is unhealthy: this node does not campaign (not on its timer, not on a
     /// hand-over) until it is let go again.
     campaigns_held: bool,
+    /// The voters whose clocks the caller measured to run within the lease's drift bound of
+    /// this node's (`None`: no measurement, every voter counts). Only their acknowledgements
+    /// extend the lease, so a lease always rests on a quorum of clocks known to agree.
+    lease_clocks: Option<BTreeSet<NodeId>>,
 }
 
 impl RaftNode {
@@ -324,6 +328,7 @@ impl RaftNode {
                 leader: None,
             },
             campaigns_held: false,
+            lease_clocks: None,
         };
         node.reset_election_timer();
         Ok(node)
@@ -355,6 +360,27 @@ impl RaftNode {
     /// A leader is not deposed by this: its caller hands leadership over.
     pub fn hold_campaigns(&mut self, held: bool) {
         self.campaigns_held = held;
+    }
+
+    /// The voters whose clocks run within the drift bound of this node's, as the caller
+    /// measured them (`None`: unmeasured, every voter counts, as before any measurement). Only
+    /// those voters' acknowledgements extend the lease: a voter whose clock runs fast may stop
+    /// refusing votes before the lease ends, so the lease must not rest on its promise. A
+    /// change recomputes the lease at once (it may end it: the leader then stops claiming it).
+    pub fn set_lease_clocks(&mut self, agreeing: Option<BTreeSet<NodeId>>) {
+        if agreeing == self.lease_clocks {
+            return;
+        }
+        self.lease_clocks = agreeing;
+        if let Some(lead) = self.leader_state.as_mut() {
+            lead.lease_until = 0;
+            self.update_lease();
+        }
+    }
+
+    /// Whether the lease counts `id`'s acknowledgements (its clock agrees with this node's).
+    pub fn lease_counts(&self, id: NodeId) -> bool {
+        id == self.id || self.lease_clocks.as_ref().is_none_or(|a| a.contains(&id))
     }
 
     /// The earliest time (the caller's clock) at which [`tick`](Self::tick) could do anything,

@@ -23,6 +23,19 @@ impl Cluster {
         };
         let mut actions = Vec::new();
         replica.poll(&mut actions);
+        let healthy = replica.clock_status().healthy;
+        if !healthy && self.env.tracing() {
+            let line = format!(
+                "n{} sees a clock drift: {:?}",
+                i + 1,
+                replica.clock_status()
+            );
+            self.env.note(line);
+        }
+        self.clock_drift_seen |= !healthy;
+        if let (Some(at), None, false) = (self.clock_changed_at, self.clock_detect_ns, healthy) {
+            self.clock_detect_ns = Some(self.env.now() - at);
+        }
         self.carry_out(i, actions);
         self.observe(i);
         self.operator.check_handovers(&self.nodes[i]);
@@ -116,6 +129,11 @@ impl Cluster {
                     self.network.ship(&mut self.env, i, to, event);
                 }
                 Action::InstallChunk { from: _, chunk } => self.install_chunk(i, &chunk),
+                Action::ClockStamp { to, stamp } => {
+                    let to = (to.0 - 1) as usize;
+                    let event = Event::ClockStamp { from: i, to, stamp };
+                    self.network.ship(&mut self.env, i, to, event);
+                }
                 Action::InstallAnswer { token, verdict } => {
                     let (env, network, nodes) = (&mut self.env, &mut self.network, &mut self.nodes);
                     let arrival = self

@@ -98,13 +98,14 @@ impl Cluster {
 
     pub(super) fn trace_nodes(&mut self) {
         for (i, node) in self.nodes.iter().enumerate() {
-            let line = match (node.core(), node.local_now(self.env.now())) {
-                (Some(core), Some(now)) => format!(
-                    "n{}: {:?} writing={} durable={:?}",
+            let line = match (&node.replica, node.local_now(self.env.now())) {
+                (Some(replica), Some(now)) => format!(
+                    "n{}: {:?} writing={} durable={:?} clock={:?}",
                     i + 1,
-                    core.status(now),
+                    replica.core().status(now),
                     node.disk.is_writing(),
-                    node.disk.store.state().hard_state
+                    node.disk.store.state().hard_state,
+                    replica.clock_status(),
                 ),
                 _ => format!("n{}: down", i + 1),
             };
