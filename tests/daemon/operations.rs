@@ -1224,3 +1224,31 @@ fn a_member_moved_to_a_new_address_is_found_there() {
         .map(|m| m["address"].clone());
     assert_eq!(listed, Some(serde_json::json!(new)), "{status}");
 }
+
+/// `log: {format: json}`: every line a daemon writes is one JSON object with the timestamp,
+/// level, target, node id, term, message and fields.
+#[test]
+fn structured_logs_are_one_json_object_per_line() {
+    let settings = format!("{TEST_SETTINGS}log:\n  format: json\n  level: info\n");
+    let mut c = Cluster::init(3, "jsonlogs", &settings);
+    c.start_all();
+    let (leader, _) = c.wait_writable_leader(ELECTION);
+    assert_eq!(c.stop(leader), Some(0));
+    let text = c.nodes[(leader - 1) as usize].logs();
+    let mut lines = 0;
+    let mut with_term = 0;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        for key in ["timestamp", "level", "target", "message"] {
+            assert!(v[key].is_string(), "no {key}: {line}");
+        }
+        assert_eq!(v["node_id"], leader, "{line}");
+        assert!(v["timestamp"].as_str().unwrap().ends_with('Z'), "{line}");
+        with_term += usize::from(v["term"].as_u64().is_some_and(|t| t >= 1));
+        lines += 1;
+    }
+    assert!(lines >= 5, "{text}");
+    assert!(with_term >= 1, "no line carries the term:\n{text}");
+    assert!(text.contains("\"message\":\"serving\""), "{text}");
+}

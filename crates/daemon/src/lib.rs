@@ -102,7 +102,9 @@ pub fn run(config_path: &Path) -> Result<ExitCode, RunError> {
 
 async fn run_daemon(config: DaemonConfig, config_path: PathBuf) -> Result<ExitCode, RunError> {
     let id = config.node_id;
-    if let Some(level) = &config.log_level {
+    logging::set_node(id.0);
+    logging::set_json(config.log.format == config::LogFormat::Json);
+    if let Some(level) = config.log_filter() {
         logging::set_filter(Some(level)).map_err(RunError::LogLevel)?;
     }
     let identity = Identity {

@@ -118,6 +118,36 @@ pub struct DaemonConfig {
     /// environment variable, else `warn`. A reload applies a change.
     #[serde(default)]
     pub log_level: Option<String>,
+    /// How the log is written: `format` text or json, and `level` (the same as `log_level`;
+    /// give one of the two).
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// The `log:` section.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    #[serde(default)]
+    pub format: LogFormat,
+    #[serde(default)]
+    pub level: Option<String>,
+}
+
+/// One line per event: text (tracing's) or a JSON object.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl DaemonConfig {
+    /// The log filter in force: `log.level`, else `log_level`.
+    pub fn log_filter(&self) -> Option<&str> {
+        self.log.level.as_deref().or(self.log_level.as_deref())
+    }
 }
 
 /// One node of the cluster and the UDP address its peers dial.

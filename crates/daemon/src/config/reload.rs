@@ -67,6 +67,7 @@ impl DaemonConfig {
             watchdog,
             vip,
             log_level,
+            log,
         } = new;
         let old = self;
         if *cluster != old.cluster || *node_id != old.node_id {
@@ -97,6 +98,7 @@ impl DaemonConfig {
             };
         }
         live!(log_level, "log_level");
+        live!(log, "log");
         live!(admin_uids, "admin_uids");
         live!(admin_gids, "admin_gids");
         live!(journal, "journal");

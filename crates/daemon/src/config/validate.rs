@@ -113,6 +113,15 @@ impl DaemonConfig {
         if let Some(level) = &self.log_level {
             crate::logging::parse(level).map_err(|e| invalid("log_level", e.to_string()))?;
         }
+        if let Some(level) = &self.log.level {
+            if self.log_level.is_some() {
+                return Err(invalid(
+                    "log.level",
+                    "log_level says the same: give one of the two",
+                ));
+            }
+            crate::logging::parse(level).map_err(|e| invalid("log.level", e.to_string()))?;
+        }
         self.validate_listen()?;
         self.validate_timing()?;
         self.raft_config().validate().map_err(raft_error)?;

@@ -99,8 +99,12 @@ impl Driver {
         };
         self.status.certificate_not_after_unix = Some(cert.not_after_unix);
         let mut applied = Vec::new();
-        if plan.applies("log_level") {
-            match crate::logging::set_filter(new.log_level.as_deref()) {
+        if plan.applies("log") {
+            crate::logging::set_json(new.log.format == crate::config::LogFormat::Json);
+            applied.push(format!("log format {:?}", new.log.format).to_lowercase());
+        }
+        if plan.applies("log_level") || plan.applies("log") {
+            match crate::logging::set_filter(new.log_filter()) {
                 Ok(filter) => applied.push(format!("log filter {filter}")),
                 // Validated with the file, so this is not expected; keep going with the rest.
                 Err(err) => tracing::warn!(node = %self.id, error = %err, "log filter not changed"),

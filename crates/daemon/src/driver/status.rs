@@ -92,6 +92,7 @@ impl Publisher {
 impl Driver {
     /// The role, term or leader changed.
     pub(super) fn on_soft_state(&mut self, soft: &SoftState) {
+        crate::logging::set_term(soft.term.0);
         if self.status.role_changed(self.id, soft) {
             self.metrics.leader_changes.fetch_add(1, Relaxed);
         }
