@@ -2,27 +2,12 @@
 //! `forward=true` (the CLI's default) are carried out by the leader, answers unchanged; and
 //! every printing command ends quietly when its output pipe closes.
 
-use crate::support::{http, Cluster, BIN, TEST_SETTINGS};
+use crate::support::{http, regent_at, voters, Cluster, BIN, TEST_SETTINGS};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const ELECTION: Duration = Duration::from_secs(20);
-
-/// Runs `regent ARGS --socket SOCKET`; returns success, stdout and stderr.
-fn regent_at(socket: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .arg("--socket")
-        .arg(socket)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn some_follower(leader: u64) -> u64 {
     (1..=3).find(|&id| id != leader).unwrap()
@@ -153,34 +138,13 @@ fn the_cli_changes_members_and_hands_over_from_a_follower() {
     let (ok, out, err) = regent_at(&socket, &["members", "add", "4", &address.to_string()]);
     assert!(ok, "members add: {out}{err}\n{}", c.all_logs());
     assert!(out.contains("forwarded by node"), "{out}");
-    let started = Instant::now();
-    loop {
-        // The one promotion rule refuses a learner that has not caught up yet: retry.
-        let (ok, out, err) = regent_at(&socket, &["members", "promote", "4"]);
-        if ok {
-            break;
-        }
-        assert!(
-            started.elapsed() < ELECTION,
-            "promote: {out}{err}\n{}",
-            c.all_logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    // The one promotion rule refuses a learner that has not caught up yet: retry.
+    retry(&socket, &["members", "promote", "4"], |_| true);
     wait_voters(&c, follower, &[1, 2, 3, 4]);
-    let started = Instant::now();
-    loop {
-        // The joint configuration of the promotion may still be finishing: retry.
-        let (ok, out, err) = regent_at(&socket, &["members", "remove", "4"]);
-        if ok {
-            break;
-        }
-        assert!(
-            err.contains("in progress") && started.elapsed() < ELECTION,
-            "members remove: {out}{err}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    // The joint configuration of the promotion may still be finishing: retry.
+    retry(&socket, &["members", "remove", "4"], |err| {
+        err.contains("in progress")
+    });
     wait_voters(&c, follower, &[1, 2, 3]);
     c.kill(4);
 
@@ -192,28 +156,31 @@ fn the_cli_changes_members_and_hands_over_from_a_follower() {
     assert_eq!(now, follower);
 }
 
-/// Waits until node `id`'s status lists exactly `expected` as voters.
-fn wait_voters(c: &Cluster, id: u64, expected: &[u64]) {
+/// Runs `regent ARGS` at `socket` until it succeeds, while its refusal is one `expected`
+/// allows (and for at most `ELECTION`).
+fn retry(socket: &Path, args: &[&str], expected: impl Fn(&str) -> bool) {
     let started = Instant::now();
     loop {
-        let voters: Vec<u64> = c
-            .status(id)
-            .map(|s| {
-                s["members"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .filter(|m| m["role"] == "voter")
-                    .map(|m| m["id"].as_u64().unwrap())
-                    .collect()
-            })
-            .unwrap_or_default();
-        if voters == expected {
+        let (ok, out, err) = regent_at(socket, args);
+        if ok {
             return;
         }
         assert!(
+            expected(&err) && started.elapsed() < ELECTION,
+            "{args:?}: {out}{err}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits until node `id`'s status lists exactly `expected` as voters.
+fn wait_voters(c: &Cluster, id: u64, expected: &[u64]) {
+    let started = Instant::now();
+    while voters(c, id) != expected {
+        assert!(
             started.elapsed() < ELECTION,
-            "n{id}'s voters are {voters:?}, not {expected:?}"
+            "n{id}'s voters are {:?}, not {expected:?}",
+            voters(c, id)
         );
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -1,6 +1,6 @@
 //! Operating regent: the systemd units, sd_notify, the hand-over on SIGTERM, switchover.
 
-use crate::support::{Cluster, BIN, TEST_SETTINGS};
+use crate::support::{regent_at, voters, Cluster, BIN, TEST_SETTINGS};
 use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -513,36 +513,6 @@ fn a_leader_whose_host_turns_unhealthy_hands_leadership_to_a_healthy_node() {
     // Healthy again: it may lead (the two live nodes elect one of themselves).
     std::fs::remove_file(c.nodes[(leader - 1) as usize].dir.join("host-down")).unwrap();
     let (_, _) = c.wait_writable_leader(ELECTION);
-}
-
-/// Runs `regent ARGS --socket SOCKET`; returns success, stdout and stderr.
-fn regent_at(socket: &std::path::Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .arg("--socket")
-        .arg(socket)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// The voters in node `id`'s status.
-fn voters(c: &Cluster, id: u64) -> Vec<u64> {
-    c.status(id)
-        .map(|s| {
-            s["members"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|m| m["role"] == "voter")
-                .map(|m| m["id"].as_u64().unwrap())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Waits until node `id` has applied at least `index`.

@@ -557,3 +557,33 @@ pub fn assert_all_readable(c: &Cluster, id: u64, acked: &[u64]) {
         );
     }
 }
+
+/// Runs `regent ARGS --socket SOCKET`; returns success, stdout and stderr.
+pub fn regent_at(socket: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--socket")
+        .arg(socket)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The voters in node `id`'s status.
+pub fn voters(c: &Cluster, id: u64) -> Vec<u64> {
+    c.status(id)
+        .map(|s| {
+            s["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|m| m["role"] == "voter")
+                .map(|m| m["id"].as_u64().unwrap())
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -19,6 +19,7 @@
 
 mod admin;
 mod answers;
+mod links;
 mod peers;
 mod status;
 mod stop;
@@ -36,7 +37,7 @@ use crate::disk::{self, Disk, DiskDone, DiskRequest};
 use crate::notify::Notifier;
 use crate::streams::{self, ChunkVerdict, StreamEvent};
 use crate::wire::PeerMessage;
-use regent_raft::{Message, Nanos, NodeId};
+use regent_raft::{Nanos, NodeId};
 use regent_replica::{Action, ProposeRefusal, Replica, Stop, Token};
 use regent_storage::StorageError;
 use regent_transport::{Inbound, LinkEvent, TransportHandle};
@@ -387,69 +388,7 @@ impl Driver {
         }
     }
 
-    fn send(&mut self, m: Message) {
-        let to = m.to;
-        if let Err(err) = self.transport.send(to, &PeerMessage::Raft(m)) {
-            tracing::debug!(node = %self.id, peer = %to, error = %err, "message not queued");
-        }
-    }
-
     // ----- Inputs -----
-
-    fn on_inbound(&mut self, inbound: Inbound<PeerMessage>, now: Nanos) {
-        match inbound {
-            Inbound::Message {
-                from,
-                message:
-                    PeerMessage::HostReport {
-                        applied,
-                        checkpoint,
-                    },
-            } => {
-                let retention = self.admin.config.journal.retention();
-                let wall_ms = self.wall_ms;
-                self.replica
-                    .host_report(from, applied, checkpoint, retention, now, wall_ms);
-            }
-            Inbound::Message {
-                from,
-                message:
-                    PeerMessage::Clock {
-                        sent_at,
-                        epoch,
-                        vouched,
-                    },
-            } => {
-                let stamp = regent_replica::ClockStamp {
-                    sent_at,
-                    epoch,
-                    vouched,
-                };
-                self.replica.clock_stamp(from, stamp, now);
-            }
-            Inbound::Message {
-                from,
-                message: PeerMessage::Raft(message),
-            } => {
-                if message.from != from {
-                    tracing::warn!(node = %self.id, peer = %from, claimed = %message.from, "a peer sent a message in another node's name; dropped");
-                    return;
-                }
-                if let Err(err) = self.replica.step(message, now) {
-                    tracing::warn!(node = %self.id, peer = %from, error = %err, "message refused");
-                }
-            }
-            Inbound::Snapshot(receiver) => {
-                tokio::spawn(streams::receive(*receiver, self.streams_tx.clone()));
-            }
-            // A request a follower relayed: the API carries it out as a local one.
-            Inbound::Call(call) => {
-                if let Err(err) = self.calls.try_send(call) {
-                    tracing::warn!(node = %self.id, error = %err, "a forwarded request dropped: too many waiting");
-                }
-            }
-        }
-    }
 
     fn on_request(&mut self, request: Request, now: Nanos) {
         match request {
@@ -566,42 +505,6 @@ impl Driver {
                 }
             }
             StreamEvent::Progress { to } => self.replica.snapshot_progress(to, now),
-        }
-    }
-
-    fn on_link_event(&mut self, event: Result<LinkEvent, broadcast::error::RecvError>) {
-        match event {
-            Ok(LinkEvent::Up { peer, dialed, .. }) => {
-                self.status.link_up.insert(peer, true);
-                tracing::info!(node = %self.id, %peer, dialed, "link up")
-            }
-            Ok(LinkEvent::Down { peer, reason }) => {
-                self.status.link_up.insert(peer, false);
-                tracing::info!(node = %self.id, %peer, %reason, "link down")
-            }
-            Ok(LinkEvent::Rejected {
-                peer,
-                remote,
-                by,
-                reason,
-            }) => tracing::warn!(
-                node = %self.id, peer = ?peer.map(|p| p.0), %remote, by = ?by, %reason,
-                "connection refused"
-            ),
-            Ok(LinkEvent::DialFailed { peer, reason }) => {
-                tracing::debug!(node = %self.id, %peer, %reason, "dial failed")
-            }
-            Ok(LinkEvent::IdentityReloaded { cert }) => {
-                self.status.certificate_not_after_unix = Some(cert.not_after_unix);
-                tracing::info!(node = %self.id, serial = %cert.serial, "certificate reloaded")
-            }
-            Err(broadcast::error::RecvError::Lagged(n)) => {
-                tracing::debug!(node = %self.id, missed = n, "link events missed")
-            }
-            Err(broadcast::error::RecvError::Closed) => {
-                // The transport is gone; re-subscribing keeps the branch quiet.
-                self.links = self.transport.subscribe();
-            }
         }
     }
 

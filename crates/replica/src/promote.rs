@@ -166,9 +166,12 @@ impl Replica {
     /// stops the old master before the new one is asked to take over (ZKFC's graceful
     /// failover).
     pub(crate) fn route_messages(&mut self, messages: Vec<Message>, out: &mut Vec<Action>) {
+        if !self.gate.enabled {
+            out.extend(messages.into_iter().map(Action::Send));
+            return;
+        }
         for m in messages {
-            let hold = self.gate.enabled
-                && matches!(m.body, MessageBody::TimeoutNow { .. })
+            let hold = matches!(m.body, MessageBody::TimeoutNow { .. })
                 && self.gate.demoted != Some(m.term);
             if !hold {
                 out.push(Action::Send(m));
@@ -208,6 +211,10 @@ impl Replica {
     /// Asks for the promotion once the core would make this node writable in a new term, and
     /// ends a back-off that has run out.
     pub(crate) fn check_promotion(&mut self, now: Nanos, out: &mut Vec<Action>) {
+        // Off the hot path without a gate: nothing to ask and no back-off to end.
+        if !self.gate.enabled {
+            return;
+        }
         let status = self.core.status(now);
         if let Some(leader) = status.leader.filter(|&l| l != self.id) {
             self.gate.last_other_leader = Some((leader, status.term));
@@ -218,9 +225,6 @@ impl Replica {
                 self.gate.state = Promotion::Idle;
                 self.update_campaign_hold();
             }
-        }
-        if !self.gate.enabled {
-            return;
         }
         let this_term = match self.gate.state {
             Promotion::Pending { term, .. }
