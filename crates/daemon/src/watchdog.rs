@@ -155,12 +155,21 @@ pub async fn run(config: WatchdogConfig, lease_ms: u64, mut status: watch::Recei
         let s = status.borrow_and_update().clone();
         let now = clock::now();
         let writable = s.writable_at(now);
-        armed = tokio::task::spawn_blocking({
-            let device = config.device.clone();
-            move || step(armed, writable, s.lease_deadline_ns, &device, timeout_s)
-        })
-        .await
-        .unwrap_or(None);
+        // The device is touched only to arm, feed (a renewal) or disarm: most status changes
+        // (a commit, a follower's turn) need nothing, and no trip to the blocking pool.
+        let deadline = s.lease_deadline_ns;
+        let touch = match &armed {
+            None => writable,
+            Some(a) => !writable || deadline > a.last_deadline,
+        };
+        if touch {
+            armed = tokio::task::spawn_blocking({
+                let device = config.device.clone();
+                move || step(armed, writable, deadline, &device, timeout_s)
+            })
+            .await
+            .unwrap_or(None);
+        }
         // Wake when the status changes, or when the lease lapses unrenewed (then disarm: the
         // node is no longer writable).
         let lapse = s.lease_deadline_ns.filter(|_| armed.is_some());
