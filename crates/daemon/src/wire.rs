@@ -19,14 +19,16 @@ pub enum PeerMessage {
         applied: Option<u64>,
         checkpoint: Option<u64>,
     },
-    /// The sender's clock, once per heartbeat interval (`regent_replica::ClockStamp`): its
-    /// CLOCK_MONOTONIC when sent, when its replica started (a new value: a new incarnation,
-    /// measured afresh), and whether a quorum of voters' clocks agrees with its own. Appended
-    /// last, so the encoding of the variants above is unchanged.
+    /// The sender's clock (`regent_replica::ClockStamp`): a request once per heartbeat
+    /// interval, or the answer to one (`echo`: the request's `sent_at`). Its CLOCK_MONOTONIC
+    /// when sent, when its replica started (a new value: a new incarnation, measured afresh),
+    /// and whether a quorum of voters' clocks agrees with its own. Appended last, so the
+    /// encoding of the variants above is unchanged.
     Clock {
         sent_at: u64,
         epoch: u64,
         vouched: bool,
+        echo: Option<u64>,
     },
 }
 
@@ -36,6 +38,7 @@ impl PeerMessage {
             sent_at: stamp.sent_at,
             epoch: stamp.epoch,
             vouched: stamp.vouched,
+            echo: stamp.echo,
         }
     }
 }
@@ -47,8 +50,10 @@ impl WireMessage for PeerMessage {
             // A queued report is replaced by a newer one: the indexes only grow. (The Raft
             // keys are 1 and 2.)
             PeerMessage::HostReport { .. } => Some(3),
-            // Only the newest stamp is worth sending after a stall.
-            PeerMessage::Clock { .. } => Some(4),
+            // Only the newest stamp is worth sending after a stall; a request and an answer
+            // are kept apart.
+            PeerMessage::Clock { echo: None, .. } => Some(4),
+            PeerMessage::Clock { echo: Some(_), .. } => Some(5),
         }
     }
 }

@@ -163,8 +163,9 @@ pub enum Action {
     /// With the promotion gate on, a hand-over is starting: stop this node's host (run
     /// `on_demote`), then call [`Replica::demote_done`]; the hand-over waits for it.
     Demote { term: Term },
-    /// Send this node's clock stamp to `to`, which feeds it to [`Replica::clock_stamp`]
-    /// (at most once per heartbeat interval; a stamp may be lost or late, never re-sent).
+    /// Send this node's clock stamp to `to`, which feeds it to [`Replica::clock_stamp`]: a
+    /// request at most once per heartbeat interval, an answer as soon as a request arrived (a
+    /// stamp may be lost or late, never re-sent).
     ClockStamp { to: NodeId, stamp: ClockStamp },
 }
 

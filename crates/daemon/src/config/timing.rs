@@ -338,11 +338,11 @@ impl fmt::Display for TimingExplanation {
         )?;
         writeln!(
             f,
-            "  every node stamps every member with its monotonic time each {hb} ms; a peer's \
-             rate is the\n  slope of the least-delayed stamps over the last {window} ms \
-             (8 × election_timeout_min);\n  a peer agrees once its stamps span {trusted} ms \
-             (2 × election_timeout_min), its rate\n  within {threshold}% and the estimate's \
-             error within half of that"
+            "  every node sends every member its monotonic time each {hb} ms and answers theirs \
+             at once;\n  the round trips over the last {window} ms (8 × election_timeout_min) \
+             bound a peer's rate from\n  both sides; a peer agrees once they span {trusted} ms \
+             (1 × election_timeout_min) and\n  every rate they allow is within 1.5 × \
+             {threshold}%; it drifts when every one is past {threshold}%"
         )?;
         writeln!(
             f,
@@ -354,12 +354,12 @@ impl fmt::Display for TimingExplanation {
         writeln!(
             f,
             "  detection: a clock off from the start never agrees; a rate that changes while \
-             running\n  bends the envelope, and the peer stops agreeing (the lease drops it) \
-             about 100 ms after a\n  50% change, 200 ms after 20%, 500 ms after 6% (measured \
-             with a LAN's jitter); it counts\n  as drifting about half a window ({} ms) after. \
-             A leader cut off from its quorum before\n  the change is seen is not covered (docs/raft.md, \
-             \"Clock rates\")",
-            ms(self.clock_window_ms() / 2.0)
+             running\n  leaves the line the round trips drew, and the peer stops agreeing (the \
+             lease drops it) at its\n  next round trip (about {hb} ms after a change of 6% or \
+             more, measured with a LAN's jitter);\n  it counts as drifting about {} ms after. A \
+             leader cut off from its quorum before the\n  change is seen is not covered \
+             (docs/raft.md, \"Clock rates\")",
+            ms(self.clock_trusted_after_ms() + 2.0 * self.heartbeat_ms())
         )?;
         writeln!(
             f,
@@ -573,7 +573,7 @@ mod tests {
         let e = TimingExplanation::new(&TimingConfig::default());
         assert_eq!(ms(e.clock_threshold() * 100.0), "2.5");
         assert_eq!(e.clock_window_ms(), 4000.0);
-        assert_eq!(e.clock_trusted_after_ms(), 1000.0);
+        assert_eq!(e.clock_trusted_after_ms(), 500.0);
         let text = e.to_string();
         for expected in [
             "more than 2.5% drifts",

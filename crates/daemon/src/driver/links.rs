@@ -39,13 +39,18 @@ impl Driver {
                         sent_at,
                         epoch,
                         vouched,
+                        echo,
                     },
             } => {
                 let stamp = regent_replica::ClockStamp {
                     sent_at,
                     epoch,
                     vouched,
+                    echo,
                 };
+                // Read the clock afresh: the exchange's bounds hold only if our reading is
+                // taken after the stamp arrived (`now` was read before the inputs drained).
+                let now = crate::clock::now().max(now);
                 self.replica.clock_stamp(from, stamp, now);
             }
             Inbound::Message {
