@@ -160,9 +160,13 @@ pub struct SwitchoverArgs {
     pub socket: SocketArg,
     #[command(flatten)]
     pub forward: ForwardArg,
-    /// The voter to hand leadership to (default: the most caught-up one).
+    /// The voter to hand leadership to (default: the most caught-up one that is not drained).
     #[arg(long)]
     pub to: Option<u64>,
+    /// While paused: hand leadership to --to anyway and make it writable (it becomes the
+    /// pause's holder; --to may name the current leader).
+    #[arg(long, requires = "to")]
+    pub force: bool,
 }
 
 #[derive(Args, Debug)]
@@ -333,10 +337,13 @@ fn query_address(addr: &str) -> anyhow::Result<String> {
 /// unless `--no-forward`).
 pub fn switchover(args: SwitchoverArgs) -> anyhow::Result<ExitCode> {
     let socket = client::socket_path(args.socket.socket);
-    let path = match args.to {
+    let mut path = match args.to {
         Some(id) => format!("/v1/admin/switchover?to={id}"),
         None => "/v1/admin/switchover".to_string(),
     };
+    if args.force {
+        path.push_str("&force=true");
+    }
     let answer = send_write(&socket, "POST", &path, b"", args.forward)?;
     if answer.status != 200 {
         bail!("switchover: {}", answer.error_text());

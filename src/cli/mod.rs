@@ -6,6 +6,7 @@ pub mod config_check;
 pub mod demo;
 pub mod host;
 pub mod journal;
+pub mod maintenance;
 pub mod recover;
 
 use clap::{Parser, Subcommand};
@@ -41,6 +42,15 @@ pub enum Command {
     Members(host::MembersArgs),
     /// A planned hand-over of leadership (run against the leader's socket).
     Switchover(host::SwitchoverArgs),
+    /// Maintenance: pause automatic failover cluster-wide (replicated; leadership moves only
+    /// by `regent switchover --force` until `regent resume` or the TTL ends it).
+    Pause(maintenance::PauseArgs),
+    /// End a pause: health, disk stalls and stops move leadership again.
+    Resume(maintenance::ResumeArgs),
+    /// Make a node ineligible to lead (it hands leadership away if it leads) until undrained.
+    Drain(maintenance::DrainArgs),
+    /// Make a drained node eligible to lead again.
+    Undrain(maintenance::DrainArgs),
     /// Run the fence methods (`fencing.methods`) against a node now, in order until one
     /// succeeds; a promotion waiting for that node to be fenced then goes on.
     Fence(host::FenceArgs),
@@ -124,6 +134,10 @@ pub fn main() -> ExitCode {
         Command::Leader(args) => host::leader(args),
         Command::Switchover(args) => host::switchover(args),
         Command::Fence(args) => host::fence(args),
+        Command::Pause(args) => maintenance::pause(args),
+        Command::Resume(args) => maintenance::resume(args),
+        Command::Drain(args) => maintenance::drain(args, true),
+        Command::Undrain(args) => maintenance::drain(args, false),
         Command::Members(args) => host::members(args),
         Command::Snapshot(args) => host::maintenance(args, false),
         Command::Recover(args) => recover::run(args),

@@ -30,7 +30,7 @@ use crate::api::metrics::Metrics;
 use crate::api::status::NodeStatus;
 use crate::api::{
     self, HandoverAnswer, MembersRefusal, ReadAnswer, ReadQuery, Request, RequestError,
-    StorageFailure, TransferFailure, WriteAnswer,
+    StorageFailure, WriteAnswer,
 };
 use crate::clock;
 use crate::disk::{self, Disk, DiskDone, DiskRequest};
@@ -221,6 +221,7 @@ impl Driver {
             let now = clock::now();
             self.now = now;
             self.wall_ms = clock::unix_ms();
+            self.replica.set_wall_clock(now, self.wall_ms);
             if !self.on_wake(woke, now) {
                 break;
             }
@@ -422,18 +423,40 @@ impl Driver {
                 }
             }
             Request::Snapshot { file, reply } => self.snapshot_now(file, reply, now),
-            Request::Transfer { target, reply } => {
+            Request::Transfer {
+                target,
+                force,
+                reply,
+            } => {
                 let token = self.token();
-                match self.replica.switchover(token, target, now) {
+                let started = if force {
+                    self.replica
+                        .force_switchover(token, target, now, self.wall_ms)
+                } else {
+                    self.replica.switchover(token, target, now)
+                };
+                match started {
                     Ok(_) => {
                         self.pending.insert(token, Pending::Switchover { reply });
                     }
-                    Err(regent_raft::TransferError::NotLeader { leader }) => {
-                        let _ = reply.send(Err(self.not_leader(leader)));
+                    Err(err) => {
+                        let _ = reply.send(Err(self.maintenance_error(err)));
+                    }
+                }
+            }
+            Request::Maintenance { change, reply } => {
+                let token = self.token();
+                match self
+                    .replica
+                    .propose_maintenance(token, change, now, self.wall_ms)
+                {
+                    Ok(_) => {
+                        let arrived = Instant::now();
+                        self.pending
+                            .insert(token, Pending::Write { reply, arrived });
                     }
                     Err(err) => {
-                        let _ =
-                            reply.send(Err(RequestError::Transfer(TransferFailure::Refused(err))));
+                        let _ = reply.send(Err(self.maintenance_error(err)));
                     }
                 }
             }

@@ -23,6 +23,8 @@ pub struct Leadership {
     pub reason: Option<&'static str>,
     pub host_healthy: bool,
     pub catch_up_index: Option<u64>,
+    /// The cluster is paused (an operator's maintenance).
+    pub paused: bool,
 }
 
 impl Leadership {
@@ -35,6 +37,7 @@ impl Leadership {
             reason: s.reason_at(now),
             host_healthy: s.host_healthy,
             catch_up_index: s.catch_up_index,
+            paused: s.pause.is_some(),
         }
     }
 }

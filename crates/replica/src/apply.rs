@@ -51,6 +51,7 @@ impl Replica {
                     self.answer(entry.index, entry.term, applied.result, out);
                 }
                 self.unflushed_since.get_or_insert(self.now);
+                self.maintenance_applied(&entries);
                 out.push(Action::Applied(entries));
             }
             Err(err) => {
@@ -162,6 +163,8 @@ impl Replica {
         if let Err(err) = self.state.reset() {
             tracing::error!(node = %self.id, error = %err, "the installed state could not be read");
             out.push(Action::Fatal(err));
+            return;
         }
+        self.reload_maintenance();
     }
 }

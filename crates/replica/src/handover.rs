@@ -11,7 +11,7 @@
 //! lost to another leader, or timed out), or handed back by `abandon`; a retry is asked only of
 //! a leader with no transfer in progress, and only before the hand-over's deadline.
 
-use crate::{Action, Replica, Token};
+use crate::{Action, MaintenanceRefusal, Replica, Token};
 use regent_raft::{Nanos, NodeId, Role, TransferError};
 
 /// A hand-over may take this many minimum election timeouts before it is given up.
@@ -56,12 +56,26 @@ pub enum Stop {
 impl Replica {
     /// A switchover: hand leadership to `target` (or the best caught-up voter), answering
     /// `token` with an [`Action::Handover`] once it is done or given up.
+    ///
+    /// While paused only a switchover to the pause's holder is allowed (a forced one,
+    /// [`Replica::force_switchover`], moves the holder); a drained target is refused.
     pub fn switchover(
         &mut self,
         token: Token,
         target: Option<NodeId>,
         now: Nanos,
-    ) -> Result<NodeId, TransferError> {
+    ) -> Result<NodeId, MaintenanceRefusal> {
+        self.observe(now);
+        if let Some(pause) = self.pause() {
+            if target != Some(pause.holder) {
+                return Err(MaintenanceRefusal::Paused {
+                    holder: pause.holder,
+                });
+            }
+        }
+        if let Some(node) = target.filter(|t| self.drained().contains(t)) {
+            return Err(MaintenanceRefusal::Drained { node });
+        }
         let to = self.start_handover(target, Some(token), now)?;
         tracing::info!(node = %self.id, %to, "switchover asked");
         Ok(to)
@@ -69,10 +83,16 @@ impl Replica {
 
     /// Shutdown was asked: a leader first hands leadership to the most caught-up voter, so the
     /// hosts see a clean hand-over rather than an election.
+    /// While paused a stop hands nothing over: the node stops, and a leader elected after it
+    /// is not writable until the operator says so.
     pub fn begin_stop(&mut self, now: Nanos) -> Stop {
         self.observe(now);
         self.stopping = true;
         if self.core.status(now).role != Role::Leader {
+            return Stop::Now;
+        }
+        if self.paused() {
+            tracing::warn!(node = %self.id, "stopping while paused: no hand-over");
             return Stop::Now;
         }
         match self.start_handover(None, None, now) {
@@ -110,6 +130,10 @@ impl Replica {
         if self.core.status(now).role != Role::Leader || self.handing_over() {
             return;
         }
+        if self.paused() {
+            tracing::warn!(node = %self.id, "host unhealthy while paused: leadership stays");
+            return;
+        }
         match self.start_handover(None, None, now) {
             Ok(to) => {
                 tracing::warn!(node = %self.id, %to, "host unhealthy: handing leadership over")
@@ -137,6 +161,15 @@ impl Replica {
         now: Nanos,
     ) -> Result<NodeId, TransferError> {
         self.observe(now);
+        // Left to the replica, the target is the best voter that is not drained.
+        let target = match target {
+            Some(t) => Some(t),
+            None if self.core.status(now).role == Role::Leader => Some(
+                self.best_eligible_voter()
+                    .ok_or(TransferError::NoCandidate)?,
+            ),
+            None => None,
+        };
         let to = self.core.transfer_leadership(target, now)?;
         self.handovers.push(Handover {
             to,

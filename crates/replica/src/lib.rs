@@ -23,6 +23,7 @@ mod apply;
 mod clock;
 mod handover;
 mod install;
+mod maintenance;
 mod promote;
 mod propose;
 
@@ -33,6 +34,10 @@ pub use clock::{
 };
 pub use handover::{HandoverOutcome, Stop, HANDOVER_ELECTION_TIMEOUTS};
 pub use install::InstallVerdict;
+pub use maintenance::{
+    drained_key, MaintenanceChange, MaintenanceRefusal, Pause, DRAINED_PREFIX, MAINTENANCE_PREFIX,
+    PAUSE_KEY, PAUSE_REASON_BYTES_MAX, PAUSE_TTL_MAX_MS,
+};
 pub use promote::Promotion;
 pub use propose::ProposeRefusal;
 
@@ -240,6 +245,8 @@ pub struct Replica {
     gate: promote::Gate,
     /// Every peer's clock rate against ours, and the verdicts the lease rests on (`clock`).
     clocks: clock::Clocks,
+    /// The operator's pause and drained nodes, as applied here (`maintenance`).
+    maint: maintenance::Maintenance,
 }
 
 impl Replica {
@@ -283,8 +290,10 @@ impl Replica {
             compact_goal: None,
             gate: promote::Gate::new(),
             clocks,
+            maint: maintenance::Maintenance::default(),
         };
         replica.check_clocks(now);
+        replica.reload_maintenance();
         Ok(replica)
     }
 
@@ -305,6 +314,7 @@ impl Replica {
         let core = self.core.next_deadline().min(self.clocks.next_stamp_at());
         let core = self.flush_deadline().map_or(core, |f| core.min(f));
         let core = self.promotion_deadline().map_or(core, |p| core.min(p));
+        let core = self.maintenance_deadline().map_or(core, |m| core.min(m));
         self.handover_deadline().map_or(core, |h| core.min(h))
     }
 
@@ -324,6 +334,8 @@ impl Replica {
         self.observe(now);
         self.core.tick(now);
         self.check_clocks(self.now);
+        self.check_drain(self.now);
+        self.maybe_end_pause(self.now);
     }
 
     /// Handles a message from a peer. An error names what was wrong with it (it came from the

@@ -92,6 +92,7 @@ impl Replica {
     pub fn writable(&self, now: Nanos) -> bool {
         let status = self.core.status(now);
         status.writable
+            && self.pause_allows_writable()
             && match self.gate.state {
                 Promotion::Ungated => true,
                 Promotion::Passed { term } => term == status.term,
@@ -133,13 +134,19 @@ impl Replica {
         }
     }
 
-    /// Campaigns are held while the host is unhealthy or a failed promotion's back-off runs.
+    /// Campaigns are held while the host is unhealthy, a failed promotion's back-off runs, a
+    /// required device is missing, the clock is outvoted, or this node is drained.
     pub(crate) fn update_campaign_hold(&mut self) {
         let backoff =
             matches!(self.gate.state, Promotion::Failed { until, .. } if self.now < until);
         let outvoted = self.clock_status().outvoted;
-        self.core
-            .hold_campaigns(!self.host_healthy || backoff || self.gate.ineligible || outvoted);
+        self.core.hold_campaigns(
+            !self.host_healthy
+                || backoff
+                || self.gate.ineligible
+                || outvoted
+                || self.maint.drain_holds,
+        );
     }
 
     /// Whether this node may campaign at all (false: a required watchdog device does not
@@ -241,7 +248,12 @@ impl Replica {
             }
             return;
         }
-        if !status.writable || this_term == Some(status.term) || self.handing_over() {
+        // While paused, a leader other than the pause's holder does not promote its host.
+        if !status.writable
+            || this_term == Some(status.term)
+            || self.handing_over()
+            || !self.pause_allows_writable()
+        {
             return;
         }
         let previous = self.gate.last_other_leader.map(|(id, _)| id);

@@ -97,6 +97,10 @@ pub fn forwardable(method: &Method, path: &str) -> bool {
                 | "/v1/session"
                 | "/v1/admin/members"
                 | "/v1/admin/switchover"
+                | "/v1/admin/pause"
+                | "/v1/admin/resume"
+                | "/v1/admin/drain"
+                | "/v1/admin/undrain"
         ),
         _ => false,
     }
@@ -104,7 +108,15 @@ pub fn forwardable(method: &Method, path: &str) -> bool {
 
 /// The endpoints that need an admin caller (checked on the follower before relaying).
 pub fn admin_path(path: &str) -> bool {
-    matches!(path, "/v1/admin/members" | "/v1/admin/switchover")
+    matches!(
+        path,
+        "/v1/admin/members"
+            | "/v1/admin/switchover"
+            | "/v1/admin/pause"
+            | "/v1/admin/resume"
+            | "/v1/admin/drain"
+            | "/v1/admin/undrain"
+    )
 }
 
 /// `forward=` of the query: absent or `false` is no, `true` is yes, anything else a 400.

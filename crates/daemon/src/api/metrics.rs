@@ -119,6 +119,18 @@ pub fn render(metrics: &Metrics, s: &NodeStatus, now_ns: u64, unix_now: i64) -> 
     );
     gauge(
         &mut out,
+        "regent_paused",
+        "1 while the cluster is paused (an operator's maintenance: nothing moves leadership by itself).",
+        u8::from(s.pause.is_some()),
+    );
+    gauge(
+        &mut out,
+        "regent_drained",
+        "1 while this node is drained (it does not lead until undrained).",
+        u8::from(s.drained.contains(&s.node_id)),
+    );
+    gauge(
+        &mut out,
         "regent_lease_remaining_seconds",
         "Time left on this leader's lease (0 without one).",
         s.lease_deadline_ns

@@ -5,7 +5,7 @@ use crate::config::ConfigError;
 use regent_raft::{
     ConfChangeError, LogIndex, NodeId, ProposeError, ReadError, Term, TransferError,
 };
-use regent_replica::ReadMode;
+use regent_replica::{MaintenanceChange, MaintenanceRefusal, ReadMode};
 use regent_storage::{
     ApplyResult, ChangePage, CommandError, KeyValue, Proposal, Response, StorageError,
 };
@@ -43,6 +43,8 @@ pub enum RequestError {
     TermMismatch { expected: u64, current: u64 },
     #[error("storage: {0}")]
     Storage(StorageFailure),
+    #[error("{0}")]
+    Maintenance(MaintenanceRefusal),
 }
 
 /// Why a request could not be taken now; the caller may retry it.
@@ -151,7 +153,15 @@ pub enum Request {
     /// sees the target lead, or with an error when the hand-over is abandoned.
     Transfer {
         target: Option<NodeId>,
+        /// Allowed while paused: the target becomes the pause's holder (`--force`).
+        force: bool,
         reply: oneshot::Sender<Result<HandoverAnswer, RequestError>>,
+    },
+    /// An operator's pause, resume, drain or undrain: replicated through the log; answered
+    /// once applied here.
+    Maintenance {
+        change: MaintenanceChange,
+        reply: oneshot::Sender<Result<WriteAnswer, RequestError>>,
     },
     /// Change the membership (`None`: abort a joint configuration). Answered with the index
     /// of the configuration entry once the leader appended it.

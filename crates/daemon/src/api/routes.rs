@@ -163,6 +163,14 @@ async fn route(
             }
             return switchover(context, &query).await;
         }
+        "/v1/admin/pause" | "/v1/admin/resume" | "/v1/admin/drain" | "/v1/admin/undrain"
+            if method == Method::POST =>
+        {
+            if let Err(denied) = admin_only(context, caller, "maintenance") {
+                return denied;
+            }
+            return super::maintenance::change(context, &path, &query).await;
+        }
         "/v1/status" | "/v1/leader" | "/v1/replica" | "/v1/health" | "/metrics" => {
             return method_not_allowed("GET, HEAD")
         }
@@ -174,6 +182,10 @@ async fn route(
         | "/v1/admin/reload"
         | "/v1/admin/snapshot"
         | "/v1/admin/compact"
+        | "/v1/admin/pause"
+        | "/v1/admin/resume"
+        | "/v1/admin/drain"
+        | "/v1/admin/undrain"
         | "/v1/admin/members" => return method_not_allowed("POST"),
         _ => {}
     }
@@ -540,6 +552,15 @@ pub(super) fn status_json(s: &NodeStatus, now: u64) -> Value {
             "threshold_ppm": s.clock.threshold_ppm,
         },
         "host_healthy": s.host_healthy,
+        "paused": s.pause.is_some(),
+        "pause": s.pause.as_ref().map(|p| json!({
+            "reason": p.reason,
+            "at_ms": p.at_ms,
+            "until_ms": p.until_ms,
+            "by": p.by.0,
+            "holder": p.holder.0,
+        })),
+        "drained": s.drained.iter().map(|d| d.0).collect::<Vec<u64>>(),
         "catch_up_index": s.catch_up_index,
         "journal": {
             "first_index": s.journal.first,
@@ -680,8 +701,25 @@ async fn switchover(context: &ApiContext, query: &str) -> HttpResponse {
             )
         }
     };
+    let force = match query_param(query, "force").as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_parameter",
+                "force must be true or false",
+                None,
+            )
+        }
+    };
     let (reply, answer) = oneshot::channel();
-    match ask(context, Request::Transfer { target, reply }, answer).await {
+    let transfer = Request::Transfer {
+        target,
+        force,
+        reply,
+    };
+    match ask(context, transfer, answer).await {
         Ok(h) => json_response(
             StatusCode::OK,
             &json!({ "from": h.from.0, "to": h.to.0, "pause_ms": h.pause_ms }),
@@ -848,6 +886,17 @@ pub(super) fn request_error(err: RequestError) -> HttpResponse {
             &message,
             None,
         ),
+        RequestError::Maintenance(refusal) => {
+            use regent_replica::MaintenanceRefusal as M;
+            let (status, code) = match refusal {
+                M::Paused { .. } => (StatusCode::CONFLICT, "paused"),
+                M::Drained { .. } => (StatusCode::CONFLICT, "drained"),
+                M::LastEligible { .. } => (StatusCode::CONFLICT, "last_eligible"),
+                M::NotMember { .. } => (StatusCode::NOT_FOUND, "unknown_node"),
+                _ => (StatusCode::BAD_REQUEST, "bad_parameter"),
+            };
+            error(status, code, &message, None)
+        }
     }
 }
 

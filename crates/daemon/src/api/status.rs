@@ -2,7 +2,7 @@
 //! answers without asking the driver (a `watch` channel, read lock-free by any task).
 
 use regent_raft::{LogIndex, Nanos, NodeId, Role, Term};
-use regent_replica::ClockStatus;
+use regent_replica::{ClockStatus, Pause};
 use regent_storage::JournalState;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -58,6 +58,10 @@ pub struct NodeStatus {
     /// Why this leader does not claim its lease (`clock_drift`, `clock_unmeasured`), if it is
     /// for its clocks.
     pub clock_reason: Option<&'static str>,
+    /// The operator's pause in force, as applied here (replicated).
+    pub pause: Option<Pause>,
+    /// The drained nodes, as applied here (replicated).
+    pub drained: Vec<NodeId>,
 }
 
 impl NodeStatus {
@@ -86,6 +90,8 @@ impl NodeStatus {
             host_applied_index: 0,
             clock: ClockStatus::default(),
             clock_reason: None,
+            pause: None,
+            drained: Vec::new(),
         }
     }
 

@@ -9,8 +9,8 @@ use crate::api::{
     BusyReason, HandoverAnswer, RequestError, StorageFailure, TransferFailure, WriteAnswer,
 };
 use crate::disk;
-use regent_raft::{LogIndex, NodeId, ProposeError, ReadError};
-use regent_replica::{HandoverOutcome, InstallVerdict, ProposalOutcome, Token};
+use regent_raft::{LogIndex, NodeId, ProposeError, ReadError, TransferError};
+use regent_replica::{HandoverOutcome, InstallVerdict, MaintenanceRefusal, ProposalOutcome, Token};
 use regent_storage::{ApplyResult, CommandError};
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -118,6 +118,21 @@ impl Driver {
             ProposeError::Backpressure { .. } | ProposeError::Transferring { .. } => {
                 RequestError::Busy(BusyReason::Propose(err))
             }
+        }
+    }
+
+    /// A refused switchover or maintenance change: a transfer the core refused keeps its
+    /// `transfer_failed` answer, a proposal its `not_leader` or `busy` one.
+    pub(super) fn maintenance_error(&self, err: MaintenanceRefusal) -> RequestError {
+        match err {
+            MaintenanceRefusal::Core(err) => self.propose_error(err),
+            MaintenanceRefusal::Transfer(TransferError::NotLeader { leader }) => {
+                self.not_leader(leader)
+            }
+            MaintenanceRefusal::Transfer(err) => {
+                RequestError::Transfer(TransferFailure::Refused(err))
+            }
+            other => RequestError::Maintenance(other),
         }
     }
 

@@ -158,6 +158,8 @@ impl Driver {
             host_applied_index: self.replica.host_applied_index(),
             clock: self.replica.clock_status().clone(),
             clock_reason: self.replica.clock_reason(),
+            pause: self.replica.pause().cloned(),
+            drained: self.replica.drained().iter().copied().collect(),
         };
         p.sender.send_if_modified(|current| {
             if *current == next {

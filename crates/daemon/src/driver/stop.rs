@@ -21,6 +21,7 @@ impl Driver {
             let refused = RequestError::ShuttingDown;
             match request {
                 Request::Propose { reply, .. } => drop(reply.send(Err(refused))),
+                Request::Maintenance { reply, .. } => drop(reply.send(Err(refused))),
                 Request::Read { reply, .. } => drop(reply.send(Err(refused))),
                 Request::Transfer { reply, .. } => drop(reply.send(Err(refused))),
                 Request::Members { reply, .. } => drop(reply.send(Err(refused))),

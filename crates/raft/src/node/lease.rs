@@ -37,7 +37,9 @@ impl RaftNode {
         if let Some(r) = &self.inflight {
             // A leader whose disk stalls must not keep leading (etcd #13527): its followers
             // would never elect anyone else while it answers heartbeats.
-            if self.now.saturating_sub(r.issued_at) > self.config.persist_stall_max_ns() {
+            if !self.stall_step_down_held
+                && self.now.saturating_sub(r.issued_at) > self.config.persist_stall_max_ns()
+            {
                 self.become_follower(self.term, None);
                 return;
             }
@@ -95,7 +97,11 @@ impl RaftNode {
             );
             next = next.min(lapses);
         }
-        if let Some(r) = &self.inflight {
+        if let Some(r) = self
+            .inflight
+            .as_ref()
+            .filter(|_| !self.stall_step_down_held)
+        {
             next = next.min(after(r.issued_at, self.config.persist_stall_max_ns()));
         }
         if let (Some(since), true) = (lead.joint_since, self.configs.current().is_joint()) {

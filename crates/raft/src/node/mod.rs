@@ -246,6 +246,10 @@ pub struct RaftNode {
     /// The caller's host is unhealthy: this node does not campaign (not on its timer, not on a
     /// hand-over) until it is let go again.
     campaigns_held: bool,
+    /// The caller holds the disk-stall step-down (an operator's pause): a leader whose disk
+    /// stalls keeps leading. Liveness only: a stalled leader commits nothing, and its lease
+    /// rests on its followers' acknowledgements, not on its disk.
+    stall_step_down_held: bool,
     /// The voters whose clocks the caller measured to run within the lease's drift bound of
     /// this node's (`None`: no measurement, every voter counts). Only their acknowledgements
     /// extend the lease, so a lease always rests on a quorum of clocks known to agree.
@@ -328,6 +332,7 @@ impl RaftNode {
                 leader: None,
             },
             campaigns_held: false,
+            stall_step_down_held: false,
             lease_clocks: None,
         };
         node.reset_election_timer();
@@ -360,6 +365,13 @@ impl RaftNode {
     /// A leader is not deposed by this: its caller hands leadership over.
     pub fn hold_campaigns(&mut self, held: bool) {
         self.campaigns_held = held;
+    }
+
+    /// Holds (or releases) the leader's step-down when its disk stalls past
+    /// `persist_stall_max_ms`: while held, a leader with a stalled disk keeps leading (it commits
+    /// nothing new until the disk answers). Releasing it lets the next tick step down.
+    pub fn hold_stall_step_down(&mut self, held: bool) {
+        self.stall_step_down_held = held;
     }
 
     /// The voters whose clocks run within the drift bound of this node's, as the caller

@@ -1,0 +1,611 @@
+//! Maintenance: an operator's pause (Patroni's pause) and the drained nodes (Pacemaker's
+//! standby), both replicated state, decided here so that the simulator runs them.
+//!
+//! Both live in the state machine as regent's own records (ordinary puts under the reserved
+//! prefix `\0regent/`, which clients may not write): `\0regent/maintenance/pause` holds the
+//! pause, `\0regent/maintenance/drained/<id>` one record per drained node. Every node reads them
+//! back after applying an entry that touches them, after a snapshot install and at start, so
+//! every node sees the same pause and the same drained set at the same index.
+//!
+//! While paused nothing moves leadership behind the operator's back: an unhealthy host, a
+//! stalled disk and a stop (SIGTERM) hand nothing over, and only the pause's *holder* (the
+//! leader that was leading when the pause was set, or the target of a forced switchover) may be
+//! writable; any other leader (elected after the holder died) leads without claiming
+//! writability and without promoting its host, until a forced switchover or a resume. A pause
+//! with a TTL ends when the log time (the leaders' wall clocks stamped on applied entries)
+//! passes `at_ms + ttl`: the leader proposes the end itself when its wall clock gets there, so
+//! that an idle cluster ends it too.
+//!
+//! A drained node does not campaign (the single campaign-hold rule) and hands leadership away
+//! if it leads, unless no other voter of its configuration is eligible (then draining it would
+//! leave the cluster without a leader).
+//!
+//! Invariants: the pause only ever takes writability away (`Replica::writable` is the core's
+//! and the gate's AND the pause's), so it cannot make two nodes writable; the lease rules are
+//! unchanged. A record that does not parse is ignored with a warning, never trusted halfway.
+
+use crate::{Action, Replica, Token};
+use regent_raft::{Entry, EntryPayload, LogIndex, Nanos, NodeId, ProposeError, Role, Term};
+use regent_storage::{Command, Compare, CompareOp, CompareTarget, Op, Proposal, StateReader, Txn};
+use std::collections::BTreeSet;
+
+/// The prefix of every maintenance record.
+pub const MAINTENANCE_PREFIX: &[u8] = b"\0regent/maintenance/";
+/// The pause record's key.
+pub const PAUSE_KEY: &[u8] = b"\0regent/maintenance/pause";
+/// The prefix of the drained nodes' records: `\0regent/maintenance/drained/<id>`.
+pub const DRAINED_PREFIX: &[u8] = b"\0regent/maintenance/drained/";
+/// A pause's TTL is at most this long (a week); without one it lasts until resumed.
+pub const PAUSE_TTL_MAX_MS: u64 = 7 * 24 * 3600 * 1000;
+/// A pause's reason is at most this many bytes.
+pub const PAUSE_REASON_BYTES_MAX: usize = 256;
+/// The most drained records read back (far above any cluster's size).
+const DRAINED_RECORDS_MAX: u32 = 1000;
+/// A leader proposes a pause's end again after this long without seeing it applied.
+const EXPIRY_RETRY_NS: Nanos = 1_000_000_000;
+
+/// An operator's pause, as replicated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pause {
+    /// The leader's wall clock when the pause was set (log time).
+    pub at_ms: u64,
+    /// The log time at which the pause ends by itself (`None`: only a resume ends it).
+    pub until_ms: Option<u64>,
+    pub reason: String,
+    /// The leader that set it.
+    pub by: NodeId,
+    /// The only node that may be writable while paused.
+    pub holder: NodeId,
+}
+
+impl Pause {
+    /// One line per field: `v1`, at, until (`-` for none), by, holder, then the reason.
+    pub fn encode(&self) -> Vec<u8> {
+        let until = self.until_ms.map_or("-".to_string(), |u| u.to_string());
+        format!(
+            "v1\n{}\n{}\n{}\n{}\n{}",
+            self.at_ms, until, self.by.0, self.holder.0, self.reason
+        )
+        .into_bytes()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Pause> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let mut lines = text.splitn(6, '\n');
+        if lines.next()? != "v1" {
+            return None;
+        }
+        let at_ms = lines.next()?.parse().ok()?;
+        let until_ms = match lines.next()? {
+            "-" => None,
+            u => Some(u.parse().ok()?),
+        };
+        let by = NodeId(lines.next()?.parse().ok()?);
+        let holder = NodeId(lines.next()?.parse().ok()?);
+        let reason = lines.next()?.to_string();
+        Some(Pause {
+            at_ms,
+            until_ms,
+            reason,
+            by,
+            holder,
+        })
+    }
+}
+
+/// What an operator asks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MaintenanceChange {
+    /// Pause for `ttl_ms` of log time (`None`: until resumed). Pausing again while paused
+    /// replaces the TTL and the reason and keeps the holder.
+    Pause {
+        ttl_ms: Option<u64>,
+        reason: String,
+    },
+    Resume,
+    Drain(NodeId),
+    Undrain(NodeId),
+}
+
+/// Why a maintenance change (or a switchover) was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MaintenanceRefusal {
+    #[error("ttl_s must be within 1..={} s", PAUSE_TTL_MAX_MS / 1000)]
+    Ttl,
+    #[error("the reason is longer than {PAUSE_REASON_BYTES_MAX} bytes")]
+    Reason,
+    #[error("{node} is not a member of the configuration")]
+    NotMember { node: NodeId },
+    #[error("draining {node} would leave no voter eligible to lead")]
+    LastEligible { node: NodeId },
+    #[error(
+        "the cluster is paused (holder {holder}): a switchover needs --force, or resume first"
+    )]
+    Paused { holder: NodeId },
+    #[error("{node} is drained: undrain it first")]
+    Drained { node: NodeId },
+    #[error("a forced switchover names its target (--to ID)")]
+    NoTarget,
+    #[error(transparent)]
+    Core(#[from] ProposeError),
+    #[error(transparent)]
+    Transfer(#[from] regent_raft::TransferError),
+}
+
+/// The replica's view of the maintenance records, as applied here.
+#[derive(Debug, Default)]
+pub(crate) struct Maintenance {
+    pub(crate) pause: Option<Pause>,
+    pub(crate) drained: BTreeSet<NodeId>,
+    /// The largest leader time seen on an entry applied here while a pause with a TTL was in
+    /// force (or the pause's own time): the log time its end is measured by.
+    pub(crate) log_time_ms: u64,
+    /// The caller's wall clock, in ms, and the monotonic time it was read at.
+    pub(crate) wall: Option<(Nanos, u64)>,
+    /// When this node, leading, last proposed the end of an expired pause.
+    pub(crate) expiry_proposed_at: Option<Nanos>,
+    /// Whether the drain rule holds this node's campaigns now.
+    pub(crate) drain_holds: bool,
+    /// Pauses and drains applied here (for the simulator's summary).
+    pub(crate) pauses_applied: u64,
+    pub(crate) drains_applied: u64,
+}
+
+/// Whether an entry may touch a maintenance record: its bytes hold the prefix (postcard writes
+/// keys verbatim). A false positive (a value holding the prefix) costs one read back.
+fn touches_maintenance(entry: &Entry) -> bool {
+    let EntryPayload::Normal(data) = &entry.payload else {
+        return false;
+    };
+    let first = MAINTENANCE_PREFIX[0];
+    data.iter()
+        .enumerate()
+        .any(|(i, &b)| b == first && data[i..].starts_with(MAINTENANCE_PREFIX))
+}
+
+/// The key of `node`'s drained record.
+pub fn drained_key(node: NodeId) -> Vec<u8> {
+    let mut key = DRAINED_PREFIX.to_vec();
+    key.extend_from_slice(node.0.to_string().as_bytes());
+    key
+}
+
+impl Replica {
+    /// The pause in force as applied here (`None`: not paused, or its TTL passed in log time).
+    pub fn pause(&self) -> Option<&Pause> {
+        let m = &self.maint;
+        m.pause
+            .as_ref()
+            .filter(|p| p.until_ms.is_none_or(|u| m.log_time_ms < u))
+    }
+
+    /// Whether the cluster is paused, as applied here.
+    pub fn paused(&self) -> bool {
+        self.pause().is_some()
+    }
+
+    /// The drained nodes, as applied here.
+    pub fn drained(&self) -> &BTreeSet<NodeId> {
+        &self.maint.drained
+    }
+
+    /// Pauses and drains applied here since the replica was built.
+    pub fn maintenance_counts(&self) -> (u64, u64) {
+        (self.maint.pauses_applied, self.maint.drains_applied)
+    }
+
+    /// Whether the pause lets this node be writable: not paused, or this node holds it.
+    pub(crate) fn pause_allows_writable(&self) -> bool {
+        self.pause().is_none_or(|p| p.holder == self.id)
+    }
+
+    /// The caller's wall clock (ms since the epoch) read at `now`: a leader ends a pause whose
+    /// TTL its wall clock passed. Call it with every turn's clock reading.
+    pub fn set_wall_clock(&mut self, now: Nanos, wall_ms: u64) {
+        self.observe(now);
+        self.maint.wall = Some((now, wall_ms));
+    }
+
+    /// The wall clock now, extrapolated from the last reading.
+    fn wall_ms_now(&self) -> Option<u64> {
+        let (at, wall) = self.maint.wall?;
+        Some(wall + self.now.saturating_sub(at) / 1_000_000)
+    }
+
+    /// When a leader must wake to end a pause by its TTL.
+    pub(crate) fn maintenance_deadline(&self) -> Option<Nanos> {
+        let until = self.pause()?.until_ms?;
+        let (at, wall) = self.maint.wall?;
+        if self.core.status(self.now).role != Role::Leader {
+            return None;
+        }
+        let due = at + until.saturating_sub(wall) * 1_000_000;
+        match self.maint.expiry_proposed_at {
+            Some(p) => Some(due.max(p + EXPIRY_RETRY_NS)),
+            None => Some(due),
+        }
+    }
+
+    /// Proposes an operator's maintenance change for the request `token` (answered with an
+    /// [`Action::Proposal`] once applied). `wall_ms` is the leader's wall clock.
+    pub fn propose_maintenance(
+        &mut self,
+        token: Token,
+        change: MaintenanceChange,
+        now: Nanos,
+        wall_ms: u64,
+    ) -> Result<(LogIndex, Term), MaintenanceRefusal> {
+        self.observe(now);
+        let status = self.core.status(now);
+        if status.role != Role::Leader {
+            return Err(ProposeError::NotLeader {
+                leader: status.leader,
+            }
+            .into());
+        }
+        let command = match change {
+            MaintenanceChange::Pause { ttl_ms, reason } => {
+                if ttl_ms.is_some_and(|t| t == 0 || t > PAUSE_TTL_MAX_MS) {
+                    return Err(MaintenanceRefusal::Ttl);
+                }
+                if reason.len() > PAUSE_REASON_BYTES_MAX || reason.contains('\n') {
+                    return Err(MaintenanceRefusal::Reason);
+                }
+                let holder = self.pause().map_or(self.id, |p| p.holder);
+                let pause = Pause {
+                    at_ms: wall_ms,
+                    until_ms: ttl_ms.map(|t| wall_ms + t),
+                    reason,
+                    by: self.id,
+                    holder,
+                };
+                Command::Put {
+                    key: PAUSE_KEY.to_vec(),
+                    value: pause.encode(),
+                }
+            }
+            MaintenanceChange::Resume => Command::Delete {
+                key: PAUSE_KEY.to_vec(),
+            },
+            MaintenanceChange::Drain(node) => {
+                let membership = self.core.membership();
+                if !membership.members().contains(&node) {
+                    return Err(MaintenanceRefusal::NotMember { node });
+                }
+                let eligible_left = membership
+                    .voters
+                    .iter()
+                    .any(|&v| v != node && !self.maint.drained.contains(&v));
+                if membership.is_voter(node) && !eligible_left {
+                    return Err(MaintenanceRefusal::LastEligible { node });
+                }
+                Command::Put {
+                    key: drained_key(node),
+                    value: wall_ms.to_string().into_bytes(),
+                }
+            }
+            MaintenanceChange::Undrain(node) => Command::Delete {
+                key: drained_key(node),
+            },
+        };
+        let mut proposal = Proposal::new(command);
+        proposal.time_ms = wall_ms;
+        Ok(self.propose(token, proposal.encode(), now)?)
+    }
+
+    /// A switchover with `force`: allowed while paused, it makes `target` the pause's holder
+    /// (a replicated record, appended before the hand-over, so the target has applied it before
+    /// it can be writable) and then hands leadership to it. The target may be this node (a
+    /// leader elected while paused is made writable). Without a pause it is a plain
+    /// switchover. Answered like one, with an [`Action::Handover`].
+    pub fn force_switchover(
+        &mut self,
+        token: Token,
+        target: Option<NodeId>,
+        now: Nanos,
+        wall_ms: u64,
+    ) -> Result<NodeId, MaintenanceRefusal> {
+        self.observe(now);
+        let Some(pause) = self.pause().cloned() else {
+            return self.switchover(token, target, now);
+        };
+        let target = target.ok_or(MaintenanceRefusal::NoTarget)?;
+        let status = self.core.status(now);
+        if status.role != Role::Leader {
+            return Err(ProposeError::NotLeader {
+                leader: status.leader,
+            }
+            .into());
+        }
+        if !self.core.membership().is_voter(target) {
+            return Err(regent_raft::TransferError::NotVoter { target }.into());
+        }
+        if self.maint.drained.contains(&target) {
+            return Err(MaintenanceRefusal::Drained { node: target });
+        }
+        if pause.holder != target {
+            let moved = Pause {
+                holder: target,
+                ..pause.clone()
+            };
+            let mut proposal = Proposal::new(Command::Txn(Txn {
+                compares: vec![Compare {
+                    key: PAUSE_KEY.to_vec(),
+                    op: CompareOp::Equal,
+                    target: CompareTarget::Value(pause.encode()),
+                }],
+                success: vec![Op::Put {
+                    key: PAUSE_KEY.to_vec(),
+                    value: moved.encode(),
+                }],
+                failure: vec![],
+            }));
+            proposal.time_ms = wall_ms;
+            self.core.propose(proposal.encode(), now)?;
+            tracing::info!(node = %self.id, %target, "forced switchover while paused: the pause's holder moves");
+        }
+        if target == self.id {
+            self.queued.push(Action::Handover {
+                token: Some(token),
+                outcome: crate::HandoverOutcome::Done {
+                    from: self.id,
+                    to: self.id,
+                    pause_ms: 0,
+                },
+            });
+            return Ok(target);
+        }
+        Ok(self.start_handover(Some(target), Some(token), now)?)
+    }
+
+    /// After entries were applied: reads the records back if one of them may have touched
+    /// them, and moves the log time while a pause with a TTL is in force.
+    pub(crate) fn maintenance_applied(&mut self, entries: &[Entry]) {
+        let timed = self
+            .maint
+            .pause
+            .as_ref()
+            .is_some_and(|p| p.until_ms.is_some());
+        let was_paused = self.paused();
+        if timed {
+            for entry in entries {
+                if let EntryPayload::Normal(data) = &entry.payload {
+                    if let Ok(p) = Proposal::decode(data) {
+                        self.maint.log_time_ms = self.maint.log_time_ms.max(p.time_ms);
+                    }
+                }
+            }
+        }
+        if entries.iter().any(touches_maintenance) {
+            self.reload_maintenance();
+        } else if was_paused && !self.paused() {
+            tracing::info!(node = %self.id, log_time_ms = self.maint.log_time_ms, "pause ended: its TTL passed in log time");
+            self.maintenance_changed(was_paused);
+        }
+    }
+
+    /// Reads the maintenance records from the state machine (at start, after an install, after
+    /// an entry that touched them), and acts on what changed.
+    pub(crate) fn reload_maintenance(&mut self) {
+        let was_paused = self.paused();
+        let old_pause = self.maint.pause.clone();
+        let old_drained = self.maint.drained.clone();
+        let pause = match self.state.kv_get(PAUSE_KEY) {
+            Ok(Some(kv)) => {
+                let p = Pause::decode(&kv.value);
+                if p.is_none() {
+                    tracing::warn!(node = %self.id, "the pause record does not parse: ignored");
+                }
+                p
+            }
+            Ok(None) => None,
+            Err(err) => {
+                tracing::warn!(node = %self.id, error = %err, "the pause record could not be read");
+                old_pause.clone()
+            }
+        };
+        let drained = match self.state.kv_range(DRAINED_PREFIX, DRAINED_RECORDS_MAX) {
+            Ok((kvs, _)) => kvs
+                .iter()
+                .filter_map(|kv| {
+                    let id = kv.key.strip_prefix(DRAINED_PREFIX)?;
+                    let id: u64 = std::str::from_utf8(id).ok()?.parse().ok()?;
+                    (id > 0).then_some(NodeId(id))
+                })
+                .collect(),
+            Err(err) => {
+                tracing::warn!(node = %self.id, error = %err, "the drained records could not be read");
+                old_drained.clone()
+            }
+        };
+        if let Some(p) = &pause {
+            self.maint.log_time_ms = self.maint.log_time_ms.max(p.at_ms);
+            if old_pause.as_ref() != Some(p) {
+                self.maint.pauses_applied += 1;
+                tracing::info!(node = %self.id, holder = %p.holder, until_ms = ?p.until_ms, reason = %p.reason, "paused");
+            }
+        } else if old_pause.is_some() {
+            tracing::info!(node = %self.id, "resumed");
+        }
+        if drained != old_drained {
+            self.maint.drains_applied += drained.difference(&old_drained).count() as u64;
+            tracing::info!(node = %self.id, drained = ?drained, "drained nodes changed");
+        }
+        self.maint.pause = pause;
+        self.maint.drained = drained;
+        self.maintenance_changed(was_paused);
+    }
+
+    /// Whether the drain rule holds this node's campaigns: it is drained and another voter
+    /// of its configuration is not.
+    fn drain_rule(&self) -> bool {
+        if !self.maint.drained.contains(&self.id) {
+            return false;
+        }
+        let membership = self.core.membership();
+        membership
+            .voters
+            .iter()
+            .chain(membership.voters_outgoing.iter())
+            .any(|&v| v != self.id && !self.maint.drained.contains(&v))
+    }
+
+    /// Re-evaluates the drain rule (the configuration may have changed): cheap unless this
+    /// node is drained.
+    pub(crate) fn check_drain(&mut self, now: Nanos) {
+        if !self.maint.drain_holds && !self.maint.drained.contains(&self.id) {
+            return;
+        }
+        let holds = self.drain_rule();
+        if holds != self.maint.drain_holds {
+            self.maint.drain_holds = holds;
+            self.update_campaign_hold();
+        }
+        // While paused nothing but a forced switchover moves leadership: the drained leader
+        // hands over once resumed.
+        if holds
+            && !self.paused()
+            && self.core.status(now).role == Role::Leader
+            && !self.handing_over()
+        {
+            match self.start_handover(None, None, now) {
+                Ok(to) => tracing::info!(node = %self.id, %to, "drained: handing leadership over"),
+                Err(err) => {
+                    tracing::debug!(node = %self.id, reason = %err, "drained, but no hand-over is possible yet")
+                }
+            }
+        }
+    }
+
+    /// Acts on a change of the records: the drain rule, the stall step-down, and what a pause
+    /// held back (an unhealthy host's hand-over) once it ends.
+    fn maintenance_changed(&mut self, was_paused: bool) {
+        let paused = self.paused();
+        self.core.hold_stall_step_down(paused);
+        if paused {
+            self.maint.expiry_proposed_at = None;
+        }
+        self.check_drain(self.now);
+        if was_paused && !paused {
+            let now = self.now;
+            if !self.host_healthy
+                && self.core.status(now).role == Role::Leader
+                && !self.handing_over()
+            {
+                match self.start_handover(None, None, now) {
+                    Ok(to) => {
+                        tracing::warn!(node = %self.id, %to, "resumed with an unhealthy host: handing leadership over")
+                    }
+                    Err(err) => {
+                        tracing::warn!(node = %self.id, reason = %err, "resumed with an unhealthy host, but no hand-over is possible")
+                    }
+                }
+            }
+        }
+    }
+
+    /// A leader whose wall clock passed a pause's end proposes it (a compare-and-delete of the
+    /// very record, stamped with that time), so that the log time passes it even on an idle
+    /// cluster. Retried while not applied.
+    pub(crate) fn maybe_end_pause(&mut self, now: Nanos) {
+        let Some(pause) = self.pause().cloned() else {
+            return;
+        };
+        let (Some(until), Some(wall)) = (pause.until_ms, self.wall_ms_now()) else {
+            return;
+        };
+        if wall < until
+            || self
+                .maint
+                .expiry_proposed_at
+                .is_some_and(|p| now < p + EXPIRY_RETRY_NS)
+            || self.core.status(now).role != Role::Leader
+        {
+            return;
+        }
+        let mut proposal = Proposal::new(Command::Txn(Txn {
+            compares: vec![Compare {
+                key: PAUSE_KEY.to_vec(),
+                op: CompareOp::Equal,
+                target: CompareTarget::Value(pause.encode()),
+            }],
+            success: vec![Op::Delete {
+                key: PAUSE_KEY.to_vec(),
+            }],
+            failure: vec![],
+        }));
+        proposal.time_ms = wall;
+        self.maint.expiry_proposed_at = Some(now);
+        match self.core.propose(proposal.encode(), now) {
+            Ok(_) => {
+                tracing::info!(node = %self.id, until_ms = until, "the pause's TTL passed: proposing its end")
+            }
+            Err(err) => {
+                tracing::debug!(node = %self.id, error = %err, "the pause's end not proposed yet")
+            }
+        }
+    }
+
+    /// The best voter to hand leadership to: caught up the furthest, not drained (`None`:
+    /// none, or not leading).
+    pub(crate) fn best_eligible_voter(&self) -> Option<NodeId> {
+        let membership = self.core.membership();
+        membership
+            .voters
+            .iter()
+            .filter(|&&v| v != self.id && !self.maint.drained.contains(&v))
+            .filter_map(|&v| self.core.match_index(v).map(|m| (m, v)))
+            .max_by_key(|&(m, v)| (m, std::cmp::Reverse(v)))
+            .map(|(_, v)| v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pause_record_round_trips_and_a_bad_one_is_refused() {
+        let pause = Pause {
+            at_ms: 1_700_000_000_000,
+            until_ms: Some(1_700_000_060_000),
+            reason: "kernel upgrade: db1 then db2".into(),
+            by: NodeId(2),
+            holder: NodeId(3),
+        };
+        assert_eq!(Pause::decode(&pause.encode()), Some(pause.clone()));
+        let forever = Pause {
+            until_ms: None,
+            reason: String::new(),
+            ..pause
+        };
+        assert_eq!(Pause::decode(&forever.encode()), Some(forever));
+        assert_eq!(Pause::decode(b"v2\n1\n-\n1\n1\n"), None);
+        assert_eq!(Pause::decode(b"v1\nx\n-\n1\n1\n"), None);
+        assert_eq!(Pause::decode(b"v1\n1\n-\n1"), None);
+    }
+
+    #[test]
+    fn only_entries_naming_the_prefix_are_read_back() {
+        let entry = |data: Vec<u8>| Entry {
+            index: LogIndex(5),
+            term: Term(2),
+            payload: EntryPayload::Normal(data),
+        };
+        let put = |key: &[u8]| {
+            Proposal::new(Command::Put {
+                key: key.to_vec(),
+                value: b"\0regent".to_vec(),
+            })
+            .encode()
+        };
+        assert!(touches_maintenance(&entry(put(PAUSE_KEY))));
+        assert!(touches_maintenance(&entry(put(&drained_key(NodeId(3))))));
+        assert!(!touches_maintenance(&entry(put(b"\0regent/member/1"))));
+        assert!(!touches_maintenance(&Entry {
+            index: LogIndex(1),
+            term: Term(1),
+            payload: EntryPayload::Noop
+        }));
+    }
+}
