@@ -563,6 +563,366 @@ impl Replica {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{HandoverOutcome, Stop};
+    use regent_raft::{Config, Membership, Message, SplitMix64};
+    use regent_storage::{Identity, LogStorage, MemStorage, StorageOptions};
+    use std::collections::VecDeque;
+
+    const MS: Nanos = 1_000_000;
+
+    /// Three replicas on a synchronous, lossless network with synchronous disks; a node may be
+    /// cut off (down: it neither sends nor receives, nor is ticked).
+    struct Net {
+        nodes: Vec<(Replica, MemStorage)>,
+        down: Vec<bool>,
+        wire: VecDeque<Message>,
+        stamps: VecDeque<(NodeId, NodeId, crate::ClockStamp)>,
+        now: Nanos,
+        answered: Vec<(usize, Action)>,
+    }
+
+    impl Net {
+        fn new() -> Net {
+            let voters = Membership::new([NodeId(1), NodeId(2), NodeId(3)]);
+            let nodes = (1..=3u64)
+                .map(|id| {
+                    let identity = Identity {
+                        cluster_id: "maintenance-test".into(),
+                        node_id: NodeId(id),
+                    };
+                    let disk = MemStorage::new(identity, StorageOptions::default())
+                        .unwrap()
+                        .0;
+                    let mut config = Config::new(NodeId(id));
+                    config.election_timeout_min_ms = 100;
+                    config.heartbeat_interval_ms = 10;
+                    let rng = Box::new(SplitMix64::new(id * 7919));
+                    let r = Replica::new(config, &disk, voters.clone(), rng, MS).unwrap();
+                    (r, disk)
+                })
+                .collect();
+            Net {
+                nodes,
+                down: vec![false; 3],
+                wire: VecDeque::new(),
+                stamps: VecDeque::new(),
+                now: MS,
+                answered: Vec::new(),
+            }
+        }
+
+        fn r(&self, id: u64) -> &Replica {
+            &self.nodes[(id - 1) as usize].0
+        }
+
+        fn r_mut(&mut self, id: u64) -> &mut Replica {
+            &mut self.nodes[(id - 1) as usize].0
+        }
+
+        /// Carries out every action until nothing moves.
+        fn pump(&mut self) {
+            loop {
+                let mut moved = false;
+                for i in 0..self.nodes.len() {
+                    if self.down[i] {
+                        continue;
+                    }
+                    loop {
+                        let mut out = Vec::new();
+                        self.nodes[i].0.poll(&mut out);
+                        if out.is_empty() {
+                            break;
+                        }
+                        moved = true;
+                        self.carry_out(i, out);
+                    }
+                }
+                while let Some(m) = self.wire.pop_front() {
+                    let to = (m.to.0 - 1) as usize;
+                    if !self.down[to] {
+                        moved = true;
+                        let now = self.now;
+                        let _ = self.nodes[to].0.step(m, now);
+                    }
+                }
+                while let Some((from, to, stamp)) = self.stamps.pop_front() {
+                    let t = (to.0 - 1) as usize;
+                    if !self.down[t] {
+                        let now = self.now;
+                        self.nodes[t].0.clock_stamp(from, stamp, now);
+                    }
+                }
+                if !moved {
+                    return;
+                }
+            }
+        }
+
+        fn carry_out(&mut self, i: usize, actions: Vec<Action>) {
+            let from = NodeId(i as u64 + 1);
+            for action in actions {
+                match action {
+                    Action::Send(m) => self.wire.push_back(m),
+                    Action::ClockStamp { to, stamp } => self.stamps.push_back((from, to, stamp)),
+                    Action::Persist(p) => {
+                        let (r, disk) = &mut self.nodes[i];
+                        disk.write_batch(&p.batch).unwrap();
+                        let mut more = Vec::new();
+                        r.persisted(p.number, &mut more);
+                        self.carry_out(i, more);
+                    }
+                    Action::PersistState(flush) => {
+                        let (r, disk) = &mut self.nodes[i];
+                        disk.write_state(&flush).unwrap();
+                        let mut more = Vec::new();
+                        r.state_persisted(flush.applied(), &mut more);
+                        self.carry_out(i, more);
+                    }
+                    Action::Compact(index) => {
+                        let (r, disk) = &mut self.nodes[i];
+                        disk.compact_log(index).unwrap();
+                        r.compacted(index);
+                    }
+                    a @ (Action::Proposal { .. } | Action::Handover { .. }) => {
+                        self.answered.push((i, a))
+                    }
+                    _ => {}
+                }
+            }
+        }
+
+        /// Runs `ms` milliseconds in 5 ms steps; the wall clock is the monotonic one.
+        fn run_ms(&mut self, ms: u64) {
+            for _ in 0..ms / 5 {
+                self.now += 5 * MS;
+                let now = self.now;
+                for i in 0..self.nodes.len() {
+                    if !self.down[i] {
+                        self.nodes[i].0.set_wall_clock(now, now / MS);
+                        self.nodes[i].0.tick(now);
+                    }
+                }
+                self.pump();
+            }
+        }
+
+        fn leader(&self) -> Option<u64> {
+            (1..=3).find(|&id| {
+                !self.down[(id - 1) as usize]
+                    && self.r(id).core().status(self.now).role == Role::Leader
+            })
+        }
+
+        /// Runs until a live node leads and is writable by the core (its lease, its no-op).
+        fn until_leader(&mut self) -> u64 {
+            for _ in 0..400 {
+                self.run_ms(5);
+                if let Some(l) = self.leader() {
+                    if self.r(l).core().status(self.now).writable {
+                        return l;
+                    }
+                }
+            }
+            panic!("no leader within 2 s");
+        }
+
+        fn change(&mut self, id: u64, change: MaintenanceChange) {
+            let (now, wall) = (self.now, self.now / MS);
+            self.r_mut(id)
+                .propose_maintenance(99, change, now, wall)
+                .unwrap();
+            self.run_ms(50);
+        }
+    }
+
+    #[test]
+    fn a_pause_keeps_the_leader_through_an_unhealthy_host_and_a_stop_then_resume_hands_over() {
+        let mut net = Net::new();
+        let l = net.until_leader();
+        net.change(
+            l,
+            MaintenanceChange::Pause {
+                ttl_ms: None,
+                reason: "upgrade".into(),
+            },
+        );
+        for id in 1..=3 {
+            let pause = net.r(id).pause().expect("paused on every node").clone();
+            assert_eq!((pause.holder, pause.by), (NodeId(l), NodeId(l)));
+            assert_eq!(pause.reason, "upgrade");
+        }
+        assert!(net.r(l).writable(net.now), "the holder keeps serving");
+        let now = net.now;
+        net.r_mut(l).set_host_healthy(false, now);
+        assert!(!net.r(l).handing_over(), "no hand-over while paused");
+        net.run_ms(1000);
+        assert_eq!(net.leader(), Some(l), "leadership stays while paused");
+        assert!(net.r(l).writable(net.now));
+        // A switchover other than to the holder, without force, is refused.
+        let other = if l == 1 { 2 } else { 1 };
+        let now = net.now;
+        assert_eq!(
+            net.r_mut(l).switchover(5, Some(NodeId(other)), now),
+            Err(MaintenanceRefusal::Paused { holder: NodeId(l) })
+        );
+        net.change(l, MaintenanceChange::Resume);
+        assert!(!net.r(l).paused());
+        net.run_ms(1000);
+        let new = net.until_leader();
+        assert_ne!(new, l, "resumed with an unhealthy host: leadership moved");
+    }
+
+    #[test]
+    fn a_stop_while_paused_hands_nothing_over() {
+        let mut net = Net::new();
+        let l = net.until_leader();
+        net.change(
+            l,
+            MaintenanceChange::Pause {
+                ttl_ms: None,
+                reason: String::new(),
+            },
+        );
+        let now = net.now;
+        assert_eq!(net.r_mut(l).begin_stop(now), Stop::Now);
+        assert!(!net.r(l).handing_over());
+    }
+
+    #[test]
+    fn a_leader_elected_while_paused_is_not_writable_until_forced() {
+        let mut net = Net::new();
+        let l = net.until_leader();
+        net.change(
+            l,
+            MaintenanceChange::Pause {
+                ttl_ms: None,
+                reason: String::new(),
+            },
+        );
+        net.down[(l - 1) as usize] = true;
+        let new = net.until_leader();
+        assert_ne!(new, l);
+        assert!(net.r(new).paused());
+        net.run_ms(500);
+        assert!(
+            net.r(new).core().status(net.now).writable,
+            "the core's lease holds"
+        );
+        assert!(
+            !net.r(new).writable(net.now),
+            "but it does not claim writability"
+        );
+        // A forced switchover to itself makes it the holder, then writable.
+        let (now, wall) = (net.now, net.now / MS);
+        net.r_mut(new)
+            .force_switchover(7, Some(NodeId(new)), now, wall)
+            .unwrap();
+        net.run_ms(100);
+        assert_eq!(net.r(new).pause().map(|p| p.holder), Some(NodeId(new)));
+        assert!(net.r(new).writable(net.now));
+        assert!(net.answered.iter().any(|(_, a)| matches!(
+            a,
+            Action::Handover {
+                token: Some(7),
+                outcome: HandoverOutcome::Done { .. }
+            }
+        )));
+    }
+
+    #[test]
+    fn a_resume_makes_a_leader_elected_while_paused_writable() {
+        let mut net = Net::new();
+        let l = net.until_leader();
+        net.change(
+            l,
+            MaintenanceChange::Pause {
+                ttl_ms: None,
+                reason: String::new(),
+            },
+        );
+        net.down[(l - 1) as usize] = true;
+        let new = net.until_leader();
+        net.run_ms(300);
+        assert!(!net.r(new).writable(net.now));
+        net.change(new, MaintenanceChange::Resume);
+        assert!(net.r(new).writable(net.now));
+    }
+
+    #[test]
+    fn a_pause_ends_when_the_log_time_passes_its_ttl_even_on_an_idle_cluster() {
+        let mut net = Net::new();
+        let l = net.until_leader();
+        net.change(
+            l,
+            MaintenanceChange::Pause {
+                ttl_ms: Some(2_000),
+                reason: String::new(),
+            },
+        );
+        let until = net.r(l).pause().unwrap().until_ms.unwrap();
+        net.run_ms(1_000);
+        assert!(
+            (1..=3).all(|id| net.r(id).paused()),
+            "still paused before the TTL"
+        );
+        net.run_ms(1_500);
+        assert!(net.now / MS > until);
+        assert!(
+            (1..=3).all(|id| !net.r(id).paused()),
+            "the leader proposed the end and every node applied it"
+        );
+    }
+
+    #[test]
+    fn a_drained_leader_hands_over_and_the_drained_node_does_not_lead_until_undrained() {
+        let mut net = Net::new();
+        let l = net.until_leader();
+        net.change(l, MaintenanceChange::Drain(NodeId(l)));
+        net.run_ms(500);
+        let new = net.until_leader();
+        assert_ne!(new, l, "the drained leader handed over");
+        assert!((1..=3).all(|id| net.r(id).drained().contains(&NodeId(l))));
+        // The drained node never campaigns, even with the leader gone.
+        let now = net.now;
+        assert_eq!(
+            net.r_mut(new).switchover(8, Some(NodeId(l)), now),
+            Err(MaintenanceRefusal::Drained { node: NodeId(l) })
+        );
+        net.down[(new - 1) as usize] = true;
+        net.run_ms(2_000);
+        let third = (1..=3).find(|&id| id != l && id != new).unwrap();
+        assert_ne!(net.leader(), Some(l));
+        assert_eq!(net.leader(), Some(third));
+        net.down[(new - 1) as usize] = false;
+        net.change(third, MaintenanceChange::Undrain(NodeId(l)));
+        assert!(net.r(l).drained().is_empty());
+        let now = net.now;
+        net.r_mut(third)
+            .switchover(9, Some(NodeId(l)), now)
+            .unwrap();
+        net.run_ms(1_000);
+        assert_eq!(net.until_leader(), l, "undrained, it may lead again");
+    }
+
+    #[test]
+    fn draining_the_last_eligible_voter_is_refused() {
+        let mut net = Net::new();
+        let l = net.until_leader();
+        let others: Vec<u64> = (1..=3).filter(|&id| id != l).collect();
+        net.change(l, MaintenanceChange::Drain(NodeId(others[0])));
+        net.change(l, MaintenanceChange::Drain(NodeId(others[1])));
+        let (now, wall) = (net.now, net.now / MS);
+        assert_eq!(
+            net.r_mut(l)
+                .propose_maintenance(1, MaintenanceChange::Drain(NodeId(l)), now, wall),
+            Err(MaintenanceRefusal::LastEligible { node: NodeId(l) })
+        );
+        assert_eq!(
+            net.r_mut(l)
+                .propose_maintenance(1, MaintenanceChange::Drain(NodeId(9)), now, wall),
+            Err(MaintenanceRefusal::NotMember { node: NodeId(9) })
+        );
+    }
 
     #[test]
     fn a_pause_record_round_trips_and_a_bad_one_is_refused() {
