@@ -43,6 +43,11 @@ pub struct Summary {
     /// a third of the seeds).
     pub promotions: u64,
     pub promotions_failed: u64,
+    /// The operator's pauses, drains and forced switchovers accepted (`pauses=`, `drains=`,
+    /// `forced=`; maintenance runs in a third of the seeds).
+    pub pauses: u64,
+    pub drains: u64,
+    pub forced: u64,
     /// Runs with a clock outside the drift bound (`clock_faults=`), and those in which some
     /// node measured a voter's clock drifting (`clock_drift_seen=`).
     pub clock_faults: u64,
@@ -58,7 +63,7 @@ pub struct Summary {
 impl Summary {
     pub fn line(&self) -> String {
         format!(
-            "sim: seeds={} violations={} elections={} commits={} max_election_ms={} snapshots={} conf_changes={} joint_changes={} multi_voter_changes={} earlier_term_refusals={} transfers={} reads={} retries={} learner_share={}% learner_elections={} handovers={} promotions_refused={} fenced={} installs_during_writes={} host_reports={} unpersisted_crashes={} promotions={} promotions_failed={} clock_faults={} clock_drift_seen={} clock_detect_max_ms={} clock_undetected={}",
+            "sim: seeds={} violations={} elections={} commits={} max_election_ms={} snapshots={} conf_changes={} joint_changes={} multi_voter_changes={} earlier_term_refusals={} transfers={} reads={} retries={} learner_share={}% learner_elections={} handovers={} promotions_refused={} fenced={} installs_during_writes={} host_reports={} unpersisted_crashes={} promotions={} promotions_failed={} pauses={} drains={} forced={} clock_faults={} clock_drift_seen={} clock_detect_max_ms={} clock_undetected={}",
             self.seeds,
             self.violations,
             self.elections,
@@ -82,6 +87,9 @@ impl Summary {
             self.unpersisted_crashes,
             self.promotions,
             self.promotions_failed,
+            self.pauses,
+            self.drains,
+            self.forced,
             self.clock_faults,
             self.clock_drift_seen,
             self.clock_detect_max_ms,
@@ -114,6 +122,9 @@ impl Summary {
         self.fenced += outcome.fenced;
         self.installs_during_writes += outcome.installs_during_writes;
         self.host_reports += outcome.host_reports;
+        self.pauses += outcome.pauses;
+        self.drains += outcome.drains;
+        self.forced += outcome.forced;
         self.clock_faults += u64::from(outcome.clock_fault.is_some());
         self.clock_drift_seen += u64::from(outcome.clock_drift_seen);
         if outcome.clock_fault.is_some_and(|f| f.from > 0) {

@@ -17,6 +17,7 @@ pub mod config;
 mod env;
 mod hosts;
 mod layout;
+mod maintenance;
 mod nemesis;
 mod network;
 mod node;

@@ -69,6 +69,8 @@ pub enum Event {
     },
     /// The hosts' next fenced write and journal report.
     Hosts,
+    /// The operator's next maintenance action (pause, resume, drain, ...).
+    Maintenance,
     /// A clock stamp reaches node `to`.
     ClockStamp {
         from: usize,

@@ -25,6 +25,9 @@ impl Cluster {
             findings.extend(self.votes.check_elected(id, term, membership).err());
         }
         findings.extend(self.journal_tails.observe(&self.nodes[i]).err());
+        if self.maintenance.is_some() {
+            findings.extend(crate::maintenance::check(&self.nodes[i], self.env.now()).err());
+        }
         for f in findings {
             self.violation(f);
         }

@@ -74,6 +74,10 @@ pub struct SimOutcome {
     pub unpersisted_crashes: u64,
     pub promotions: u64,
     pub promotions_failed: u64,
+    /// The operator's pauses, drains and forced switchovers the leaders accepted.
+    pub pauses: u64,
+    pub drains: u64,
+    pub forced: u64,
     /// The run's clock outside the bound, if it had one.
     pub clock_fault: Option<ClockFault>,
     /// Some node measured a voter's clock drifting past the threshold.
@@ -101,6 +105,8 @@ pub struct Cluster {
     workload: Workload,
     hosts: Hosts,
     operator: Operator,
+    /// The operator's maintenance, in some seeds.
+    maintenance: Option<crate::maintenance::Maintenance>,
     facts: Facts,
     votes: Votes,
     heal_at: Option<Nanos>,
@@ -193,6 +199,7 @@ impl Cluster {
             workload: Workload::new(),
             hosts: Hosts::default(),
             operator: Operator::new(style, promote_lag_max),
+            maintenance: crate::maintenance::Maintenance::draw(cfg.seed),
             facts: Facts::default(),
             votes: Votes::default(),
             heal_at: None,
@@ -240,6 +247,10 @@ impl Cluster {
         self.env.schedule(first_fault, Event::Fault);
         self.schedule_reconfigure();
         self.env.schedule(50 * MS, Event::Hosts);
+        if let Some(m) = &mut self.maintenance {
+            let first = m.next_delay();
+            self.env.schedule(first, Event::Maintenance);
+        }
         self.env.schedule(self.cfg.safety_ms * MS, Event::Heal);
     }
 
@@ -297,6 +308,9 @@ impl Cluster {
             unpersisted_crashes: self.unpersisted_crashes,
             promotions: self.promotions,
             promotions_failed: self.promotions_failed,
+            pauses: self.maintenance.as_ref().map_or(0, |m| m.pauses),
+            drains: self.maintenance.as_ref().map_or(0, |m| m.drains),
+            forced: self.maintenance.as_ref().map_or(0, |m| m.forced),
             clock_fault: self.clock_fault,
             clock_drift_seen: self.clock_drift_seen,
             clock_detect_ns: self.clock_detect_ns,
@@ -402,6 +416,7 @@ impl Cluster {
             Event::Heal => self.heal(),
             Event::SnapshotChunk { id, k } => self.snapshot_chunk(id, k),
             Event::Hosts => self.hosts_act(),
+            Event::Maintenance => self.maintenance_act(),
             Event::HostReport {
                 from,
                 to,
@@ -469,8 +484,32 @@ impl Cluster {
         }
     }
 
+    /// The operator's maintenance action on the leader; again a little later, until the heal.
+    fn maintenance_act(&mut self) {
+        let Some(mut m) = self.maintenance.take() else {
+            return;
+        };
+        if let Some(l) = leader_of(&self.nodes) {
+            let mut notes = Vec::new();
+            let asked = m.act(&mut self.nodes, l, self.env.now(), &mut notes);
+            for line in notes {
+                self.env.note(line);
+            }
+            if asked {
+                self.drive(l);
+            }
+        }
+        if self.heal_at.is_none() {
+            let next = m.next_delay();
+            self.env.schedule(next, Event::Maintenance);
+        }
+        self.maintenance = Some(m);
+    }
+
     fn tick(&mut self, i: usize) {
         if let Some(now) = self.nodes[i].local_now(self.env.now()) {
+            // The node's wall clock is its local clock: a leader ends a pause by it.
+            self.nodes[i].live().set_wall_clock(now, now / MS);
             self.nodes[i].live().tick(now);
             self.drive(i);
         }
