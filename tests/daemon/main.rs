@@ -9,6 +9,7 @@ mod cluster;
 mod forward;
 mod hooks;
 mod journal;
+mod maintenance;
 mod operations;
 mod support;
 mod unmodified;
