@@ -436,6 +436,11 @@ impl Driver {
                     self.replica.switchover(token, target, now)
                 };
                 match started {
+                    // A forced switchover to this leader itself: nothing to hand over.
+                    Ok(to) if to == self.id => {
+                        let (from, pause_ms) = (to, 0);
+                        let _ = reply.send(Ok(HandoverAnswer { from, to, pause_ms }));
+                    }
                     Ok(_) => {
                         self.pending.insert(token, Pending::Switchover { reply });
                     }

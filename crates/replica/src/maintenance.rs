@@ -24,7 +24,7 @@
 //! and the gate's AND the pause's), so it cannot make two nodes writable; the lease rules are
 //! unchanged. A record that does not parse is ignored with a warning, never trusted halfway.
 
-use crate::{Action, Replica, Token};
+use crate::{Replica, Token};
 use regent_raft::{Entry, EntryPayload, LogIndex, Nanos, NodeId, ProposeError, Role, Term};
 use regent_storage::{Command, Compare, CompareOp, CompareTarget, Op, Proposal, StateReader, Txn};
 use std::collections::BTreeSet;
@@ -41,6 +41,10 @@ pub const PAUSE_TTL_MAX_MS: u64 = 7 * 24 * 3600 * 1000;
 pub const PAUSE_REASON_BYTES_MAX: usize = 256;
 /// The most drained records read back (far above any cluster's size).
 const DRAINED_RECORDS_MAX: u32 = 1000;
+/// Every maintenance proposal is at most this many bytes encoded (a pause record is about a
+/// hundred bytes plus its reason): only entries this small are looked at for the records, so
+/// the write path's large entries cost nothing.
+const MAINTENANCE_ENTRY_BYTES_MAX: usize = 2048;
 /// A leader proposes a pause's end again after this long without seeing it applied.
 const EXPIRY_RETRY_NS: Nanos = 1_000_000_000;
 
@@ -151,16 +155,32 @@ pub(crate) struct Maintenance {
     pub(crate) drains_applied: u64,
 }
 
-/// Whether an entry may touch a maintenance record: its bytes hold the prefix (postcard writes
-/// keys verbatim). A false positive (a value holding the prefix) costs one read back.
+/// Whether an entry may touch a maintenance record: it is small enough to be one of the
+/// replica's own proposals and its bytes hold the prefix (postcard writes keys verbatim; clients
+/// cannot write under the reserved prefix). A false positive (a value holding the prefix) costs
+/// one read back.
 fn touches_maintenance(entry: &Entry) -> bool {
     let EntryPayload::Normal(data) = &entry.payload else {
         return false;
     };
+    if data.len() > MAINTENANCE_ENTRY_BYTES_MAX {
+        return false;
+    }
     let first = MAINTENANCE_PREFIX[0];
     data.iter()
         .enumerate()
         .any(|(i, &b)| b == first && data[i..].starts_with(MAINTENANCE_PREFIX))
+}
+
+/// A maintenance proposal, encoded: small enough to be found again by `touches_maintenance`.
+fn encoded(proposal: &Proposal) -> Vec<u8> {
+    let bytes = proposal.encode();
+    assert!(
+        bytes.len() <= MAINTENANCE_ENTRY_BYTES_MAX,
+        "a maintenance proposal of {} bytes",
+        bytes.len()
+    );
+    bytes
 }
 
 /// The key of `node`'s drained record.
@@ -290,14 +310,15 @@ impl Replica {
         };
         let mut proposal = Proposal::new(command);
         proposal.time_ms = wall_ms;
-        Ok(self.propose(token, proposal.encode(), now)?)
+        Ok(self.propose(token, encoded(&proposal), now)?)
     }
 
     /// A switchover with `force`: allowed while paused, it makes `target` the pause's holder
     /// (a replicated record, appended before the hand-over, so the target has applied it before
     /// it can be writable) and then hands leadership to it. The target may be this node (a
     /// leader elected while paused is made writable). Without a pause it is a plain
-    /// switchover. Answered like one, with an [`Action::Handover`].
+    /// switchover. Answered like one, with an [`Action::Handover`], except when the target is
+    /// this node: nothing is handed over, and the caller answers at once (`Ok(self)`).
     pub fn force_switchover(
         &mut self,
         token: Token,
@@ -341,18 +362,10 @@ impl Replica {
                 failure: vec![],
             }));
             proposal.time_ms = wall_ms;
-            self.core.propose(proposal.encode(), now)?;
+            self.core.propose(encoded(&proposal), now)?;
             tracing::info!(node = %self.id, %target, "forced switchover while paused: the pause's holder moves");
         }
         if target == self.id {
-            self.queued.push(Action::Handover {
-                token: Some(token),
-                outcome: crate::HandoverOutcome::Done {
-                    from: self.id,
-                    to: self.id,
-                    pause_ms: 0,
-                },
-            });
             return Ok(target);
         }
         Ok(self.start_handover(Some(target), Some(token), now)?)
@@ -536,7 +549,7 @@ impl Replica {
         }));
         proposal.time_ms = wall;
         self.maint.expiry_proposed_at = Some(now);
-        match self.core.propose(proposal.encode(), now) {
+        match self.core.propose(encoded(&proposal), now) {
             Ok(_) => {
                 tracing::info!(node = %self.id, until_ms = until, "the pause's TTL passed: proposing its end")
             }
@@ -563,7 +576,7 @@ impl Replica {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{HandoverOutcome, Stop};
+    use crate::{Action, Stop};
     use regent_raft::{Config, Membership, Message, SplitMix64};
     use regent_storage::{Identity, LogStorage, MemStorage, StorageOptions};
     use std::collections::VecDeque;
@@ -820,13 +833,12 @@ mod tests {
         net.run_ms(100);
         assert_eq!(net.r(new).pause().map(|p| p.holder), Some(NodeId(new)));
         assert!(net.r(new).writable(net.now));
-        assert!(net.answered.iter().any(|(_, a)| matches!(
-            a,
-            Action::Handover {
-                token: Some(7),
-                outcome: HandoverOutcome::Done { .. }
-            }
-        )));
+        assert!(
+            !net.answered
+                .iter()
+                .any(|(_, a)| matches!(a, Action::Handover { .. })),
+            "nothing was handed over"
+        );
     }
 
     #[test]
