@@ -263,6 +263,8 @@ impl Replica {
         let state = storage.state_machine();
         let handover_max_ns =
             HANDOVER_ELECTION_TIMEOUTS * config.election_timeout_min_ms * 1_000_000;
+        let drain_grace_ns =
+            maintenance::DRAIN_GRACE_ELECTION_TIMEOUTS * config.election_timeout_min_ms * 1_000_000;
         let clocks = clock::Clocks::new(ClockCheck::for_config(&config, 500_000), now);
         let core = RaftNode::new(config, restored, rng, now)?;
         let mut replica = Replica {
@@ -290,7 +292,11 @@ impl Replica {
             compact_goal: None,
             gate: promote::Gate::new(),
             clocks,
-            maint: maintenance::Maintenance::default(),
+            maint: maintenance::Maintenance {
+                drain_grace_ns,
+                leader_heard_at: now,
+                ..maintenance::Maintenance::default()
+            },
         };
         replica.check_clocks(now);
         replica.reload_maintenance();

@@ -18,7 +18,10 @@
 //!
 //! A drained node does not campaign (the single campaign-hold rule) and hands leadership away
 //! if it leads, unless no other voter of its configuration is eligible (then draining it would
-//! leave the cluster without a leader).
+//! leave the cluster without a leader), or it has heard from no leader for
+//! `DRAIN_GRACE_ELECTION_TIMEOUTS`: the eligible voters may then be unable to win without it
+//! (its log is the most complete, and Raft's election restriction makes it refuse them its
+//! vote), so it campaigns, and as leader hands over to the best eligible voter at once.
 //!
 //! Invariants: the pause only ever takes writability away (`Replica::writable` is the core's
 //! and the gate's AND the pause's), so it cannot make two nodes writable; the lease rules are
@@ -45,6 +48,10 @@ const DRAINED_RECORDS_MAX: u32 = 1000;
 /// hundred bytes plus its reason): only entries this small are looked at for the records, so
 /// the write path's large entries cost nothing.
 const MAINTENANCE_ENTRY_BYTES_MAX: usize = 2048;
+/// A drained follower that has heard from no leader for this many minimum election timeouts
+/// campaigns after all (and, leading, hands over at once): the eligible voters may be unable to
+/// win without it, when its log is the most complete (Raft's election restriction).
+pub const DRAIN_GRACE_ELECTION_TIMEOUTS: u64 = 4;
 /// A leader proposes a pause's end again after this long without seeing it applied.
 const EXPIRY_RETRY_NS: Nanos = 1_000_000_000;
 
@@ -150,6 +157,10 @@ pub(crate) struct Maintenance {
     pub(crate) expiry_proposed_at: Option<Nanos>,
     /// Whether the drain rule holds this node's campaigns now.
     pub(crate) drain_holds: bool,
+    /// When this node last heard from a leader (or led): a drained node campaigns after all
+    /// once `drain_grace_ns` passed without one.
+    pub(crate) leader_heard_at: Nanos,
+    pub(crate) drain_grace_ns: Nanos,
     /// Pauses and drains applied here (for the simulator's summary).
     pub(crate) pauses_applied: u64,
     pub(crate) drains_applied: u64,
@@ -449,10 +460,17 @@ impl Replica {
         self.maintenance_changed(was_paused);
     }
 
-    /// Whether the drain rule holds this node's campaigns: it is drained and another voter
-    /// of its configuration is not.
+    /// Whether the drain rule holds this node's campaigns: it is drained, another voter of
+    /// its configuration is not, and a leader was heard from within the grace (or this node
+    /// leads).
     fn drain_rule(&self) -> bool {
         if !self.maint.drained.contains(&self.id) {
+            return false;
+        }
+        let leading = self.core.status(self.now).role == Role::Leader;
+        if !leading
+            && self.now.saturating_sub(self.maint.leader_heard_at) > self.maint.drain_grace_ns
+        {
             return false;
         }
         let membership = self.core.membership();
@@ -468,6 +486,9 @@ impl Replica {
     pub(crate) fn check_drain(&mut self, now: Nanos) {
         if !self.maint.drain_holds && !self.maint.drained.contains(&self.id) {
             return;
+        }
+        if self.core.status(now).role == Role::Leader {
+            self.maint.leader_heard_at = now;
         }
         let holds = self.drain_rule();
         if holds != self.maint.drain_holds {

@@ -213,6 +213,12 @@ impl Replica {
         if matches!(body, MessageBody::TimeoutNow { .. }) {
             self.gate.handed_over_by = Some((from, term));
         }
+        if matches!(
+            body,
+            MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. }
+        ) {
+            self.maint.leader_heard_at = self.now;
+        }
     }
 
     /// Asks for the promotion once the core would make this node writable in a new term, and

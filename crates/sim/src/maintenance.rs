@@ -17,7 +17,7 @@ use regent_raft::{Nanos, NodeId, SplitMix64};
 use regent_replica::{MaintenanceChange, Token};
 
 /// Tokens of the operator's maintenance proposals (nobody waits for their answers).
-pub const MAINTENANCE: Token = 1 << 59;
+pub const MAINTENANCE: Token = 1 << 58;
 
 pub struct Maintenance {
     rng: SplitMix64,

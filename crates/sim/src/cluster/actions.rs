@@ -105,6 +105,8 @@ impl Cluster {
                 }
                 // Nobody waits for a journal report's answer.
                 Action::Proposal { token, .. } if token & HOST_REPORT != 0 => {}
+                // Nor for the operator's maintenance (its effect is checked on the replicas).
+                Action::Proposal { token, .. } if token & crate::maintenance::MAINTENANCE != 0 => {}
                 Action::Proposal { token, outcome } => {
                     self.workload
                         .proposal_decided(&mut self.env, token, outcome);

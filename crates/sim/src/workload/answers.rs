@@ -139,8 +139,13 @@ impl Workload {
             }
         }
         for token in abandoned.proposals {
-            // Registrations, and the hosts' fenced writes and reports, are no operations.
-            if token & (REGISTRATION | crate::hosts::FENCE | crate::hosts::HOST_REPORT) != 0 {
+            // Registrations, the hosts' fenced writes and reports, and the operator's
+            // maintenance are no operations.
+            let not_ops = REGISTRATION
+                | crate::hosts::FENCE
+                | crate::hosts::HOST_REPORT
+                | crate::maintenance::MAINTENANCE;
+            if token & not_ops != 0 {
                 continue;
             }
             // Unknown outcome, retried if a write.
