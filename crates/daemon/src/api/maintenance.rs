@@ -46,19 +46,17 @@ pub async fn snapshot(context: &ApiContext, file: bool) -> HttpResponse {
 /// log (on the leader; `forward=true` relays from a follower). Answered once applied here with
 /// `{"index", "paused", "drained"}` as this node sees them then.
 pub async fn change(context: &ApiContext, path: &str, query: &str) -> HttpResponse {
-    let node = || -> Result<NodeId, HttpResponse> {
-        query_param(query, "node")
-            .and_then(|n| n.parse::<u64>().ok())
-            .filter(|&n| n > 0)
-            .map(NodeId)
-            .ok_or_else(|| {
-                error(
-                    StatusCode::BAD_REQUEST,
-                    "bad_parameter",
-                    "node=ID (a member's id) is required",
-                    None,
-                )
-            })
+    let node = query_param(query, "node")
+        .and_then(|n| n.parse::<u64>().ok())
+        .filter(|&n| n > 0)
+        .map(NodeId);
+    let no_node = || {
+        error(
+            StatusCode::BAD_REQUEST,
+            "bad_parameter",
+            "node=ID (a member's id) is required",
+            None,
+        )
     };
     let change = match path {
         "/v1/admin/pause" => {
@@ -81,13 +79,13 @@ pub async fn change(context: &ApiContext, path: &str, query: &str) -> HttpRespon
             MaintenanceChange::Pause { ttl_ms, reason }
         }
         "/v1/admin/resume" => MaintenanceChange::Resume,
-        "/v1/admin/drain" => match node() {
-            Ok(n) => MaintenanceChange::Drain(n),
-            Err(response) => return response,
+        "/v1/admin/drain" => match node {
+            Some(n) => MaintenanceChange::Drain(n),
+            None => return no_node(),
         },
-        _ => match node() {
-            Ok(n) => MaintenanceChange::Undrain(n),
-            Err(response) => return response,
+        _ => match node {
+            Some(n) => MaintenanceChange::Undrain(n),
+            None => return no_node(),
         },
     };
     let (reply, answer) = oneshot::channel();
