@@ -217,3 +217,42 @@ fn no_one_leads_before_a_deposed_leaders_advertised_deadline() {
         net.status(3).writable
     );
 }
+
+#[test]
+fn a_held_stall_step_down_keeps_a_leader_with_a_stalled_disk_until_released() {
+    // An operator's pause holds the step-down (`hold_stall_step_down`): the leader keeps
+    // leading with its disk stalled, on its followers' acknowledgements; released, it steps
+    // down at the next tick.
+    let mut node = leader(3, 2, &[]);
+    let mut now = AFTER_TIMEOUT;
+    step(&mut node, msg(2, 1, 2, append_ok(1)), now);
+    persist(&mut node);
+    node.hold_stall_step_down(true);
+    node.propose(b"x".to_vec(), now).unwrap();
+    let hanging = node.ready().expect("the proposal to write");
+    // Far past `persist_stall_max_ms`.
+    let until = now + 10_000 * MS;
+    while now < until {
+        now += HEARTBEAT_MS * MS;
+        node.tick(now);
+        assert_eq!(
+            node.status(now).role,
+            Role::Leader,
+            "stepped down while held"
+        );
+        for m in node.take_messages() {
+            if let (MessageBody::Heartbeat { round, .. }, 2) = (m.body, m.to.0) {
+                step(&mut node, msg(2, 1, 2, heartbeat_response(round)), now);
+            }
+        }
+    }
+    node.hold_stall_step_down(false);
+    now += HEARTBEAT_MS * MS;
+    node.tick(now);
+    assert_ne!(
+        node.status(now).role,
+        Role::Leader,
+        "released: it steps down"
+    );
+    node.advance(hanging.number);
+}
