@@ -127,6 +127,11 @@ impl Disk {
                         break; // The driver is gone.
                     }
                 }
+                // Every request carried out: closed cleanly, so that the next start need not
+                // check every page (`storage.verify_on_open: auto`).
+                if let Err(err) = storage.close() {
+                    tracing::warn!(error = %err, "the database closed, but its clean-close marker was not written: the next start checks every page");
+                }
             })
             .expect("spawning the disk thread");
         Disk {

@@ -7,11 +7,11 @@
 //! `config/regent.yaml` states the same values; a test compares them.
 
 use super::{
-    ApiLimits, RaftLimits, SocketMode, StorageApplyMode, StorageLimits, TimingConfig,
-    TransportLimits,
+    ApiLimits, RaftLimits, SocketMode, StorageApplyMode, StorageLimits, StorageVerify,
+    TimingConfig, TransportLimits,
 };
 use regent_raft::NodeId;
-use regent_storage::{ApplyMode, StorageOptions};
+use regent_storage::{ApplyMode, StorageOptions, VerifyOnOpen};
 use regent_transport::pki::TlsPaths;
 use regent_transport::TransportConfig;
 use std::collections::BTreeMap;
@@ -112,7 +112,11 @@ impl Default for StorageLimits {
                 ApplyMode::WithLog => StorageApplyMode::WithLog,
                 ApplyMode::Deferred => StorageApplyMode::Deferred,
             },
-            verify_on_open: o.verify_on_open,
+            verify_on_open: match o.verify_on_open {
+                VerifyOnOpen::Always => StorageVerify::Always,
+                VerifyOnOpen::Auto => StorageVerify::Auto,
+                VerifyOnOpen::Never => StorageVerify::Never,
+            },
             compact_free_bytes_min: o.compact_free_bytes_min,
             compact_free_percent_min: o.compact_free_percent_min,
         }

@@ -28,7 +28,7 @@ pub use validate::{
 };
 
 use regent_raft::{Membership, NodeId};
-use regent_storage::{ApplyMode, StorageOptions};
+use regent_storage::{ApplyMode, StorageOptions, VerifyOnOpen};
 use regent_transport::pki::TlsPaths;
 use regent_transport::TransportConfig;
 use serde::{Deserialize, Serialize};
@@ -241,8 +241,8 @@ pub struct StorageLimits {
     pub snapshot_chunk_bytes: usize,
     /// Where committed entries are applied: with the log (durable) or deferred.
     pub apply_mode: StorageApplyMode,
-    /// Verify every page checksum when the database is opened.
-    pub verify_on_open: bool,
+    /// When every page checksum is verified as the database is opened.
+    pub verify_on_open: StorageVerify,
     /// The file is compacted once it has at least this many free bytes ...
     pub compact_free_bytes_min: u64,
     /// ... and they are at least this share of it, in percent.
@@ -292,6 +292,54 @@ pub enum StorageApplyMode {
     WithLog,
     /// `ApplyMode::Deferred`: applied in a second, non-durable transaction.
     Deferred,
+}
+
+/// `storage.verify_on_open`, as written in the file: `auto` (the default: only when the file
+/// was not closed cleanly), `always` or `never`; `true` and `false` (the older form) mean
+/// `always` and `never`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StorageVerify {
+    Always,
+    Auto,
+    Never,
+}
+
+impl Serialize for StorageVerify {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(match self {
+            StorageVerify::Always => "always",
+            StorageVerify::Auto => "auto",
+            StorageVerify::Never => "never",
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for StorageVerify {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = StorageVerify;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("auto, always or never (or true/false: always/never)")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<StorageVerify, E> {
+                Ok(if v {
+                    StorageVerify::Always
+                } else {
+                    StorageVerify::Never
+                })
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<StorageVerify, E> {
+                match v {
+                    "always" => Ok(StorageVerify::Always),
+                    "auto" => Ok(StorageVerify::Auto),
+                    "never" => Ok(StorageVerify::Never),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 /// Limits of the host API on the Unix socket (the `api` section).
@@ -509,6 +557,7 @@ impl DaemonConfig {
             compaction_entries_max: r.compaction_entries_max,
             compaction_bytes_max: r.compaction_bytes_max,
             snapshot_timeout_ms: r.snapshot_timeout_ms,
+            restore_entries_max: regent_raft::Config::new(self.node_id).restore_entries_max,
         }
     }
 
@@ -546,7 +595,11 @@ impl DaemonConfig {
                 StorageApplyMode::WithLog => ApplyMode::WithLog,
                 StorageApplyMode::Deferred => ApplyMode::Deferred,
             },
-            verify_on_open: s.verify_on_open,
+            verify_on_open: match s.verify_on_open {
+                StorageVerify::Always => VerifyOnOpen::Always,
+                StorageVerify::Auto => VerifyOnOpen::Auto,
+                StorageVerify::Never => VerifyOnOpen::Never,
+            },
             cache_bytes: s.cache_bytes,
             compact_free_bytes_min: s.compact_free_bytes_min,
             compact_free_percent_min: s.compact_free_percent_min,
