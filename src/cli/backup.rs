@@ -14,9 +14,11 @@ use super::host::SocketArg;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use regent_client::http::{self, Conn};
+use regent_daemon::api::members::member_address_key;
 use regent_raft::Membership;
-use regent_storage::{backup, BackupSummary, Identity, RedbStorage, StateDigest};
+use regent_storage::{backup, BackupSummary, Identity, RedbStorage, Restored, StateDigest};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -262,9 +264,31 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
     }
     let created = plan.write()?;
     let membership = Membership::new(args.nodes.iter().map(|n| n.id));
+    // The image's address records of the new cluster's node ids (members added at run time)
+    // name the old cluster's machines, and a node prefers them to its configuration: they get
+    // the new addresses.
+    let addresses: BTreeMap<Vec<u8>, Vec<u8>> = created
+        .configs()
+        .next()
+        .map(|config| {
+            config
+                .members
+                .iter()
+                .map(|m| (member_address_key(m.id), m.address.to_string().into_bytes()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut restored = None;
     for config in created.configs() {
-        restore_node(&args.from, config, &membership, &summary)?;
+        restored = Some(restore_node(
+            &args.from,
+            config,
+            &membership,
+            &summary,
+            &addresses,
+        )?);
     }
+    let restored = restored.context("no node was restored")?;
     created.print();
     println!(
         "restored the backup of cluster {old:?} at index {} (term {}) into every node's data \
@@ -274,7 +298,19 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         args.cluster,
         args.nodes.iter().map(|n| n.id.0).collect::<Vec<_>>()
     );
-    println!("digest: {}", digest_json(&summary.digest));
+    if !restored.replaced.is_empty() {
+        let keys: Vec<String> = restored
+            .replaced
+            .iter()
+            .map(|k| String::from_utf8_lossy(k).escape_debug().to_string())
+            .collect();
+        println!(
+            "note: the address records {keys:?} now hold the new addresses, so the digest \
+             differs from the backup's ({})",
+            digest_json(&summary.digest)
+        );
+    }
+    println!("digest: {}", digest_json(&restored.digest));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -284,7 +320,8 @@ fn restore_node(
     config: &regent_daemon::config::DaemonConfig,
     membership: &Membership,
     expected: &BackupSummary,
-) -> anyhow::Result<()> {
+    addresses: &BTreeMap<Vec<u8>, Vec<u8>>,
+) -> anyhow::Result<Restored> {
     let dir = &config.data_dir;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let identity = Identity {
@@ -298,15 +335,16 @@ fn restore_node(
         BufReader::with_capacity(1 << 20, input),
         &mut storage,
         membership.clone(),
+        addresses,
     )
     .with_context(|| format!("restoring into {}", dir.display()))?;
     // The file was read again: it must still be the one checked first.
-    if restored != *expected {
+    if restored.backup != *expected {
         bail!(
             "{} changed while it was restored (node {}): do not start this cluster",
             from.display(),
             config.node_id.0
         );
     }
-    Ok(())
+    Ok(restored)
 }

@@ -10,6 +10,7 @@
 //! (written under a temporary name, fsynced, renamed, the directory fsynced), and pruning
 //! removes only files of this node's naming pattern.
 
+use crate::api::status::NodeStatus;
 use crate::api::{BackupSource, BusyReason, Request, RequestError, REQUEST_TIMEOUT};
 use crate::config::BackupConfig;
 use regent_storage::{BackupHeader, BackupSummary, BackupWriter, StorageError};
@@ -21,6 +22,33 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 /// The extension of backup files (`regent backup --out` may name its file as it likes).
 pub const BACKUP_FILE_SUFFIX: &str = ".backup";
+
+/// Opens a snapshot for a backup that holds everything this node had applied when asked:
+/// storage holds the state machine a little behind the apply (a layer is written at most
+/// about 100 ms after its first record, `replica::FLUSH_INTERVAL_NS`), so an image older than
+/// that is put back and another one opened a little later, for at most `CATCH_UP_MAX` (then
+/// the image is taken as it is).
+pub async fn open_caught_up(
+    requests: &mpsc::Sender<Request>,
+    status: &watch::Receiver<NodeStatus>,
+) -> Result<BackupSource, RequestError> {
+    let target = status.borrow().applied_index;
+    let started = std::time::Instant::now();
+    loop {
+        let opened = open(requests).await?;
+        let index = opened.source.meta().last_included_index;
+        if index >= target || started.elapsed() >= CATCH_UP_MAX {
+            return Ok(opened);
+        }
+        drop(opened);
+        tokio::time::sleep(CATCH_UP_RETRY).await;
+    }
+}
+
+/// How long a backup waits for storage to hold what was applied when it was asked ...
+const CATCH_UP_MAX: Duration = Duration::from_secs(3);
+/// ... trying again this often.
+const CATCH_UP_RETRY: Duration = Duration::from_millis(30);
 
 /// Opens a snapshot for a backup through the driver (the disk thread answers).
 pub async fn open(requests: &mpsc::Sender<Request>) -> Result<BackupSource, RequestError> {
@@ -72,6 +100,7 @@ pub fn write(
 pub async fn schedule(
     config: BackupConfig,
     requests: mpsc::Sender<Request>,
+    status: watch::Receiver<NodeStatus>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let every = Duration::from_secs(config.interval_s);
@@ -80,7 +109,7 @@ pub async fn schedule(
             _ = tokio::time::sleep(every) => {}
             _ = shutdown.changed() => return,
         }
-        let opened = match open(&requests).await {
+        let opened = match open_caught_up(&requests, &status).await {
             Ok(opened) => opened,
             Err(err) => {
                 tracing::warn!(error = %err, "scheduled backup: the snapshot could not be opened");

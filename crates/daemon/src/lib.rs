@@ -197,6 +197,7 @@ async fn run_daemon(config: DaemonConfig, config_path: PathBuf) -> Result<ExitCo
         tokio::spawn(backup::schedule(
             backup,
             context.requests.clone(),
+            context.status.clone(),
             shutdown.clone(),
         ));
     }

@@ -18,11 +18,12 @@
 
 use super::error::StorageError;
 use super::snapshot::{self, Receiver, SnapshotHeader, Step};
-use super::state::StateDigest;
+use super::state::{KvRecord, StateDigest};
 use super::store::{decode_row, encode_row};
-use super::{InstallProgress, LogStorage};
+use super::{InstallProgress, LogStorage, SnapshotMeta};
 use regent_raft::{Batch, HardState, LogIndex, Membership, NodeId, Term};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::io::Read;
 
 pub const BACKUP_FORMAT_VERSION: u8 = 1;
@@ -499,15 +500,29 @@ pub fn verify(input: impl Read) -> Result<BackupSummary, StorageError> {
     Ok(reader.summary().expect("read to its end").clone())
 }
 
+/// What `restore` installed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Restored {
+    /// The backup as read (its digest is the image's as taken).
+    pub backup: BackupSummary,
+    /// The store's digest after the install: the backup's, unless values were replaced.
+    pub digest: StateDigest,
+    /// The keys whose values were replaced (those of `replace` the image holds).
+    pub replaced: Vec<Vec<u8>>,
+}
+
 /// Installs a backup into an empty store of a new cluster: the image becomes the store's
 /// snapshot at the backup's index, with `membership` in force there (the new cluster's voters
 /// instead of the old), and the hard state's term raised to the image's term so that the new
-/// cluster's terms follow the image's. Checks the store's digest against the backup's after.
+/// cluster's terms follow the image's. The keys of `replace` that the image holds get the
+/// given values (their revisions kept): the new cluster's own records, such as its members'
+/// addresses. Checks the store's digest against the installed frames' after.
 pub fn restore(
     input: impl Read,
     storage: &mut dyn LogStorage,
     membership: Membership,
-) -> Result<BackupSummary, StorageError> {
+    replace: &BTreeMap<Vec<u8>, Vec<u8>>,
+) -> Result<Restored, StorageError> {
     let state = storage.state();
     if state.last_index.0 != 0 || state.applied.0 != 0 || state.hard_state.term.0 != 0 {
         return Err(StorageError::InvalidRequest(format!(
@@ -516,6 +531,11 @@ pub fn restore(
         )));
     }
     let mut reader = BackupReader::open(input)?;
+    if reader.header().index.0 == 0 {
+        return Err(StorageError::InvalidRequest(
+            "the backup holds nothing applied (index 0): there is nothing to restore".into(),
+        ));
+    }
     let term = reader.header().term;
     storage.write_batch(&Batch {
         hard_state: Some(HardState {
@@ -527,35 +547,91 @@ pub fn restore(
         entries: Vec::new(),
         committed: Vec::new(),
     })?;
+    // The frames as installed, checked again: their digest is what the store must hold.
+    let mut installed_check = Checker::new();
+    let mut replaced = Vec::new();
     let mut installed = false;
     while let Some(frame) = reader.next_frame()? {
-        // The first frame carries the membership: the new cluster's replaces the old.
         let frame = if reader.frames == 1 {
+            // The first frame carries the membership: the new cluster's replaces the old.
             with_membership(&frame, &membership)?
-        } else {
+        } else if replace.is_empty() {
             frame
+        } else {
+            with_values(&frame, replace, &mut replaced)?
         };
+        installed_check.feed(&frame)?;
         match storage.install_chunk(&frame)? {
             InstallProgress::Continue { .. } => {}
             InstallProgress::Installed(_) => installed = true,
         }
     }
-    let summary = reader.summary().expect("read to its end").clone();
-    if !installed {
+    let backup = reader.summary().expect("read to its end").clone();
+    let expected = installed_check.digest().expect("fed every frame");
+    if !installed || !installed_check.ended {
         return Err(StorageError::Snapshot(
             "the backup was read to its end but the store did not install it".into(),
         ));
     }
-    // Pair check: the store now holds what the backup describes.
+    assert!(!replaced.is_empty() || expected == backup.digest);
+    // Pair check: the store now holds what was installed.
     let digest = storage.digest()?;
-    if digest != summary.digest {
+    if digest != expected {
         return Err(StorageError::Snapshot(format!(
-            "restored, but the store's digest {digest:?} differs from the backup's {:?}",
-            summary.digest
+            "restored, but the store's digest {digest:?} differs from the installed image's {expected:?}"
         )));
     }
     assert_eq!(storage.state().snapshot.membership, membership);
-    Ok(summary)
+    Ok(Restored {
+        backup,
+        digest,
+        replaced,
+    })
+}
+
+/// A KV frame with the values of the keys in `replace` replaced (revisions kept).
+fn with_values(
+    frame: &[u8],
+    replace: &BTreeMap<Vec<u8>, Vec<u8>>,
+    replaced: &mut Vec<Vec<u8>>,
+) -> Result<Vec<u8>, StorageError> {
+    let decoded = snapshot::decode_frame(frame, 0)?;
+    if decoded.kind != snapshot::KIND_KV {
+        return Ok(frame.to_vec());
+    }
+    let fail = |reason: String| StorageError::SnapshotChunk {
+        seq: decoded.seq,
+        reason,
+    };
+    let mut body = Vec::with_capacity(decoded.body.len());
+    let mut changed = false;
+    for record in snapshot::records(decoded.body) {
+        let (key, value) = record.map_err(&fail)?;
+        match replace.get(key) {
+            Some(new) => {
+                let mut kv = KvRecord::decode(value).map_err(&fail)?;
+                kv.value = new.clone();
+                snapshot::push_record(&mut body, key, &kv.encode());
+                replaced.push(key.to_vec());
+                changed = true;
+            }
+            None => snapshot::push_record(&mut body, key, value),
+        }
+    }
+    if !changed {
+        return Ok(frame.to_vec());
+    }
+    let meta = SnapshotMeta {
+        last_included_index: LogIndex(decoded.index),
+        last_included_term: Term(decoded.term),
+        membership: Membership::default(),
+    };
+    Ok(snapshot::encode_frame(
+        decoded.kind,
+        decoded.seq,
+        &meta,
+        &body,
+    ))
 }
 
 /// The header frame (seq 0) with another membership in its metadata.
@@ -669,8 +745,11 @@ mod tests {
 
         let mut fresh = store(7);
         let membership = Membership::new([NodeId(7), NodeId(8)]);
-        let restored = restore(&file[..], &mut fresh, membership.clone()).unwrap();
+        let restored =
+            restore(&file[..], &mut fresh, membership.clone(), &BTreeMap::new()).unwrap();
         assert_eq!(restored.digest, digest);
+        assert_eq!(restored.backup.digest, digest);
+        assert!(restored.replaced.is_empty());
         assert_eq!(fresh.digest().unwrap(), digest);
         let state = fresh.state();
         assert_eq!(state.snapshot.last_included_index, LogIndex(40));
@@ -682,10 +761,50 @@ mod tests {
     }
 
     #[test]
+    fn a_restore_replaces_the_values_asked_and_keeps_their_revisions() {
+        let s = populated();
+        let file = backup_of(&s);
+        let before = s.kv_get(b"key002").unwrap().unwrap();
+        let replace = BTreeMap::from([
+            (b"key002".to_vec(), b"new".to_vec()),
+            (b"absent".to_vec(), b"never".to_vec()),
+        ]);
+        let mut fresh = store(2);
+        let restored = restore(
+            &file[..],
+            &mut fresh,
+            Membership::new([NodeId(2)]),
+            &replace,
+        )
+        .unwrap();
+        assert_eq!(restored.replaced, vec![b"key002".to_vec()]);
+        let after = fresh.kv_get(b"key002").unwrap().unwrap();
+        assert_eq!(after.value, b"new");
+        assert_eq!(
+            (after.create_revision, after.mod_revision, after.version),
+            (before.create_revision, before.mod_revision, before.version)
+        );
+        assert!(
+            fresh.kv_get(b"absent").unwrap().is_none(),
+            "nothing is added"
+        );
+        let digest = fresh.digest().unwrap();
+        assert_eq!(restored.digest, digest);
+        assert_ne!(digest.kv_crc, restored.backup.digest.kv_crc);
+        assert_eq!(digest.kv_count, restored.backup.digest.kv_count);
+    }
+
+    #[test]
     fn a_restore_refuses_a_store_that_is_not_empty() {
         let file = backup_of(&populated());
         let mut used = populated();
-        let err = restore(&file[..], &mut used, Membership::new([NodeId(1)])).unwrap_err();
+        let err = restore(
+            &file[..],
+            &mut used,
+            Membership::new([NodeId(1)]),
+            &BTreeMap::new(),
+        )
+        .unwrap_err();
         assert!(
             err.to_string().contains("only into an empty store"),
             "{err}"

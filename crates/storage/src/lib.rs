@@ -30,7 +30,9 @@ mod snapshot;
 mod state;
 mod store;
 
-pub use backup::{BackupHeader, BackupReader, BackupSummary, BackupWriter, BACKUP_FORMAT_VERSION};
+pub use backup::{
+    BackupHeader, BackupReader, BackupSummary, BackupWriter, Restored, BACKUP_FORMAT_VERSION,
+};
 pub use error::{StorageError, MEMORY_PATH};
 pub use mem::{MemFault, MemStorage};
 pub use redb::{FileCompaction, RedbStorage, DB_FILE_NAME, STORAGE_FORMAT_VERSION};

@@ -24,7 +24,7 @@ const FRAME_HEADER_BYTES: usize = 30;
 const FRAME_TRAILER_BYTES: usize = 4;
 
 const KIND_HEADER: u8 = 1;
-const KIND_KV: u8 = 2;
+pub(crate) const KIND_KV: u8 = 2;
 const KIND_SESSIONS: u8 = 3;
 const KIND_END: u8 = 4;
 const KIND_JOURNAL: u8 = 5;

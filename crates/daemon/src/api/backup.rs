@@ -1,6 +1,7 @@
 //! `GET /v1/admin/backup`: a consistent image of the state machine as a backup file
 //! (`regent_storage::backup`), streamed as it is read. Any node serves it from what its own
-//! storage holds; a follower is the better choice, as the read then costs the leader nothing.
+//! storage holds, which includes everything the node had applied when asked; a follower is
+//! the better choice, as the read then costs the leader nothing.
 //!
 //! Invariant: the answer's head (200 and the image's index and term) is sent only once the
 //! snapshot is open; a failure after that ends the stream without the trailer, which every
@@ -15,7 +16,7 @@ use hyper::StatusCode;
 /// Answers the backup file as `application/octet-stream`, with its index and term in
 /// `x-regent-backup-index` and `x-regent-backup-term`.
 pub async fn backup(context: &ApiContext) -> HttpResponse {
-    let opened = match crate::backup::open(&context.requests).await {
+    let opened = match crate::backup::open_caught_up(&context.requests, &context.status).await {
         Ok(opened) => opened,
         Err(err) => return request_error(err),
     };
