@@ -64,9 +64,10 @@ pub struct RestoreArgs {
     /// The directory to write the new cluster into, as `regent admin cluster init --dir`.
     #[arg(long)]
     pub dir: PathBuf,
-    /// The new cluster's name (its cluster id). It must differ from the backup's.
-    #[arg(long)]
-    pub cluster: String,
+    /// The new cluster's name (its cluster id). It must differ from the backup's (unless
+    /// --unsafe-keep-cluster-id, with which it may be left out).
+    #[arg(long, required_unless_present = "unsafe_keep_cluster_id")]
+    pub cluster: Option<String>,
     /// A node of the new cluster, as ID=HOST:PORT (repeat for each node); all are voters.
     #[arg(long = "node", value_name = "ID=HOST:PORT", required = true, value_parser = cluster_init::parse_node_spec)]
     pub nodes: Vec<NodeSpec>,
@@ -79,7 +80,8 @@ pub struct RestoreArgs {
     /// Days the node certificates are valid.
     #[arg(long, default_value_t = super::admin::CERT_DAYS_DEFAULT)]
     pub days: u32,
-    /// UNSAFE: give the new cluster the backup's cluster id (--cluster must name it). Nodes
+    /// UNSAFE: give the new cluster the backup's cluster id (--cluster, if given, must name
+    /// it). Nodes
     /// of the old cluster that trust the same CA could then talk to the new one and mix two
     /// histories; do it only when the old cluster is gone for good.
     #[arg(long)]
@@ -231,7 +233,8 @@ fn print_summary(file: &Path, s: &BackupSummary, as_json: bool, verdict: &str) {
 pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
     let summary = verify_file(&args.from)?;
     let old = &summary.header.cluster_id;
-    match (args.unsafe_keep_cluster_id, &args.cluster == old) {
+    let cluster = args.cluster.clone().unwrap_or_else(|| old.clone());
+    match (args.unsafe_keep_cluster_id, &cluster == old) {
         (false, true) => bail!(
             "--cluster {old} is the backup's own cluster id: a restored cluster gets a new one, so \
              that its nodes never mix with the old cluster's; choose another name (or, only if the \
@@ -245,7 +248,7 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
     }
     let plan = cluster_init::plan(InitArgs {
         dir: args.dir.clone(),
-        cluster: args.cluster.clone(),
+        cluster: cluster.clone(),
         nodes: args.nodes.clone(),
         data_root: args.data_root.clone(),
         socket_dir: args.socket_dir.clone(),
@@ -295,7 +298,7 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
          directory: cluster {:?}, voters {:?}",
         summary.header.index.0,
         summary.header.term.0,
-        args.cluster,
+        cluster,
         args.nodes.iter().map(|n| n.id.0).collect::<Vec<_>>()
     );
     if !restored.replaced.is_empty() {

@@ -110,7 +110,9 @@ fn a_backup_under_write_load_restores_into_a_new_cluster_with_the_same_digest() 
     let file = files.path().join("prod.backup");
     let file_arg = file.to_str().unwrap();
     let before = writer.acked();
-    let applied_before = c.status(follower).unwrap()["applied_index"].as_u64().unwrap();
+    let applied_before = c.status(follower).unwrap()["applied_index"]
+        .as_u64()
+        .unwrap();
     let (ok, out, err) = regent_at(&follower_socket, &["backup", "--out", file_arg]);
     assert!(ok, "backup failed: {err}{out}");
     let during = writer.acked() - before;

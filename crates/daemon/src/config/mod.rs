@@ -686,7 +686,13 @@ tls: { cert: node.pem, key: node.key, ca_bundle: ca-bundle.pem }
     fn relative_paths_resolve_against_the_base() {
         let mut c = DaemonConfig::parse(MINIMAL).unwrap();
         c.data_dir = PathBuf::from("data");
+        c.backup = Some(BackupConfig {
+            dir: PathBuf::from("backups"),
+            interval_s: 60,
+            keep: BACKUP_KEEP_DEFAULT,
+        });
         c.resolve_paths(Path::new("/etc/regent"));
+        assert_eq!(c.backup.unwrap().dir, Path::new("/etc/regent/backups"));
         assert_eq!(c.tls.cert, Path::new("/etc/regent/node.pem"));
         assert_eq!(c.tls.ca_bundle, Path::new("/etc/regent/ca-bundle.pem"));
         assert_eq!(c.data_dir, Path::new("/etc/regent/data"));
