@@ -121,6 +121,16 @@ fn fetch(socket: &Path, out: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
     if out.exists() {
         bail!("{} exists; a backup never overwrites a file", out.display());
     }
+    // Any node serves a backup; a follower's costs the leader nothing.
+    if let Ok(status) = regent_client::fetch_status(socket) {
+        let members = status["members"].as_array().map_or(0, Vec::len);
+        if status["role"] == "leader" && members > 1 {
+            eprintln!(
+                "note: node {} leads; a backup taken on a follower costs the leader nothing",
+                status["node_id"]
+            );
+        }
+    }
     let mut partial = out.as_os_str().to_owned();
     partial.push(".partial");
     let partial = PathBuf::from(partial);
