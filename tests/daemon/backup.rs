@@ -85,6 +85,11 @@ fn a_backup_under_write_load_restores_into_a_new_cluster_with_the_same_digest() 
     .unwrap();
     assert_eq!(session.status, 200, "{:?}", session.json());
 
+    // Enough data for several KV frames (about 1 MiB each), read while the writes go on.
+    for i in 0..300 {
+        c.put_anywhere(&format!("big{i:03}"), &[b'b'; 10_000], ELECTION);
+    }
+
     let writer = Writer::start(&c);
     let stop = Arc::new(AtomicBool::new(false));
     let journal_acked = Arc::new(AtomicU64::new(0));
@@ -126,6 +131,7 @@ fn a_backup_under_write_load_restores_into_a_new_cluster_with_the_same_digest() 
         "{during} writes acknowledged while the backup ran; {} in all",
         acked.len()
     );
+    assert!(during > 0, "the backup ran under write load");
 
     let (ok, verified, err) = regent(&["backup", "verify", file_arg]);
     assert!(ok, "verify failed: {err}");
@@ -144,6 +150,10 @@ fn a_backup_under_write_load_restores_into_a_new_cluster_with_the_same_digest() 
     assert_eq!(summary["digest"], digest);
     let index = digest["applied_index"].as_u64().unwrap();
     assert_eq!(summary["index"], index);
+    assert!(
+        summary["frames"].as_u64().unwrap() >= 6,
+        "several KV frames: {summary}"
+    );
     assert!(
         index >= applied_before,
         "the image holds what the follower had applied when asked ({applied_before}): {index}"
