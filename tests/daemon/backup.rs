@@ -235,6 +235,28 @@ fn damaged_or_foreign_backups_are_refused_with_what_is_wrong() {
         &["backup", "--out", file.to_str().unwrap()],
     );
     assert!(!ok && err.contains("exists"), "never overwrites: {err}");
+    // Nothing is written any more: the node's own digest at the same index is the backup's.
+    let backup_digest = printed_digest(&out);
+    let status = status_digest(&c.nodes[0].socket).unwrap();
+    assert_eq!(
+        status["digest"], backup_digest,
+        "an idle node's digest is its backup's"
+    );
+    // The endpoint itself: the file's bytes, with its index and term in the head.
+    let answer = http(&c.nodes[0].socket, "GET", "/v1/admin/backup", b"").unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.headers["content-type"], "application/octet-stream");
+    assert_eq!(
+        answer.headers["x-regent-backup-index"],
+        backup_digest["applied_index"].to_string()
+    );
+    let fetched = files.path().join("fetched.backup");
+    std::fs::write(&fetched, &answer.body).unwrap();
+    let (ok, verified, err) = regent(&["backup", "verify", fetched.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert_eq!(printed_digest(&verified), backup_digest);
+    let post = http(&c.nodes[0].socket, "POST", "/v1/admin/backup", b"").unwrap();
+    assert_eq!(post.status, 405);
     let bytes = std::fs::read(&file).unwrap();
 
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
