@@ -293,13 +293,14 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_default();
     let mut restored = None;
     for config in created.configs() {
-        restored = Some(restore_node(
-            &args.from,
-            config,
-            &membership,
-            &summary,
-            &addresses,
-        )?);
+        let node = restore_node(&args.from, config, &membership, &summary, &addresses)
+            .with_context(|| {
+                format!(
+                    "the nodes written into {} are incomplete: remove them before trying again",
+                    args.dir.display()
+                )
+            })?;
+        restored = Some(node);
     }
     let restored = restored.context("no node was restored")?;
     created.print();
