@@ -20,6 +20,7 @@ use regent_storage::{backup, BackupSummary, Identity, RedbStorage, Restored, Sta
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::{BufReader, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -134,6 +135,12 @@ fn fetch(socket: &Path, out: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
     let mut partial = out.as_os_str().to_owned();
     partial.push(".partial");
     let partial = PathBuf::from(partial);
+    if partial.exists() {
+        bail!(
+            "{} exists (a backup cut short?); remove it first",
+            partial.display()
+        );
+    }
     let result = download(socket, &partial).and_then(|()| verify_file(&partial));
     let summary = match result {
         Ok(summary) => summary,
@@ -165,9 +172,11 @@ fn download(socket: &Path, partial: &Path) -> anyhow::Result<()> {
         };
         bail!("backup: {}", answer.error_text());
     }
+    // The whole state machine: readable by its owner only, as the data directory is.
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
+        .mode(0o600)
         .open(partial)
         .with_context(|| format!("creating {}", partial.display()))?;
     let mut buffer = Vec::with_capacity(1 << 20);
