@@ -235,6 +235,9 @@ fn damaged_or_foreign_backups_are_refused_with_what_is_wrong() {
         &["backup", "--out", file.to_str().unwrap()],
     );
     assert!(!ok && err.contains("exists"), "never overwrites: {err}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the whole state machine, for its owner only");
     // Nothing is written any more: the node's own digest at the same index is the backup's.
     let backup_digest = printed_digest(&out);
     let status = status_digest(&c.nodes[0].socket).unwrap();
