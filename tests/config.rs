@@ -423,6 +423,23 @@ fn broken_files_are_refused_with_the_field_and_the_rule() {
             }),
             &["members:", "join: true", "at least one other node"],
         ),
+        (
+            "backup interval",
+            Box::new(append("backup:\n  dir: backups\n  interval_s: 0\n")),
+            &["backup.interval_s", "1..=31536000"],
+        ),
+        (
+            "backup keep",
+            Box::new(append(
+                "backup:\n  dir: backups\n  interval_s: 60\n  keep: 0\n",
+            )),
+            &["backup.keep", "1..=10000"],
+        ),
+        (
+            "backup without a dir",
+            Box::new(append("backup:\n  interval_s: 60\n")),
+            &["missing field `dir`"],
+        ),
     ];
     let mut failures = Vec::new();
     for (i, (name, edit, needles)) in cases.iter().enumerate() {

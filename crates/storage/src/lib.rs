@@ -20,6 +20,7 @@
 //! 4. On an error for which `StorageError::requires_reload` holds, the outcome of the batch is
 //!    unknown: call `reload()` and restart the core from the `Recovered` state.
 
+pub mod backup;
 mod engine;
 mod error;
 mod mem;
@@ -29,6 +30,9 @@ mod snapshot;
 mod state;
 mod store;
 
+pub use backup::{
+    BackupHeader, BackupReader, BackupSummary, BackupWriter, Restored, BACKUP_FORMAT_VERSION,
+};
 pub use error::{StorageError, MEMORY_PATH};
 pub use mem::{MemFault, MemStorage};
 pub use redb::{

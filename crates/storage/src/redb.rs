@@ -158,6 +158,11 @@ impl RedbStorage {
         })
     }
 
+    /// The node and cluster this database belongs to.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
     /// The file's size and how much of it redb has no use for.
     pub fn file_usage(&self) -> Result<(u64, u64), StorageError> {
         let len = std::fs::metadata(&self.path)

@@ -25,6 +25,13 @@ pub const SOCKET_DEFAULT: &str = "/run/regent/regent.sock";
 /// Owner and group may connect; others may not.
 pub const SOCKET_MODE_DEFAULT: u32 = 0o660;
 
+/// Backup files kept in `backup.dir` when `backup.keep` is not given.
+pub const BACKUP_KEEP_DEFAULT: u32 = 7;
+
+pub(super) fn backup_keep() -> u32 {
+    BACKUP_KEEP_DEFAULT
+}
+
 pub(super) fn data_dir() -> PathBuf {
     PathBuf::from(DATA_DIR_DEFAULT)
 }

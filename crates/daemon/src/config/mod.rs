@@ -19,12 +19,12 @@ mod defaults;
 mod timing;
 mod validate;
 
-pub use defaults::{DATA_DIR_DEFAULT, SOCKET_DEFAULT, SOCKET_MODE_DEFAULT};
+pub use defaults::{BACKUP_KEEP_DEFAULT, DATA_DIR_DEFAULT, SOCKET_DEFAULT, SOCKET_MODE_DEFAULT};
 pub use reload::{ReloadPlan, ReloadRefused};
 pub use timing::{TimingConfig, TimingExplanation, FSYNC_MS_ASSUMED, ROUND_TRIP_MS_ASSUMED};
 pub use validate::{
-    ADMIN_IDS_MAX, API_CONNECTIONS_MAX, API_REQUEST_BYTES_MAX, API_REQUEST_BYTES_MIN, MEMBERS_MAX,
-    SOCKET_PATH_BYTES_MAX,
+    ADMIN_IDS_MAX, API_CONNECTIONS_MAX, API_REQUEST_BYTES_MAX, API_REQUEST_BYTES_MIN,
+    BACKUP_INTERVAL_S_MAX, BACKUP_KEEP_MAX, MEMBERS_MAX, SOCKET_PATH_BYTES_MAX,
 };
 
 use regent_raft::{Membership, NodeId};
@@ -122,6 +122,24 @@ pub struct DaemonConfig {
     /// give one of the two).
     #[serde(default)]
     pub log: LogConfig,
+    /// Backups of the state machine written on a schedule. None: no schedule (`regent
+    /// backup` still takes one on demand).
+    #[serde(default)]
+    pub backup: Option<BackupConfig>,
+}
+
+/// The `backup:` section: every `interval_s` the daemon writes a backup file (the image
+/// `GET /v1/admin/backup` serves) into `dir` and keeps the newest `keep` of them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupConfig {
+    /// Where the files go; created if missing. Relative to the configuration file's directory.
+    pub dir: PathBuf,
+    /// Seconds between two backups, the first one `interval_s` after the start.
+    pub interval_s: u64,
+    /// How many of this node's backup files in `dir` are kept (older ones are removed).
+    #[serde(default = "defaults::backup_keep")]
+    pub keep: u32,
 }
 
 /// The `log:` section.
@@ -522,7 +540,10 @@ impl DaemonConfig {
             &mut self.tls.cert,
             &mut self.tls.key,
             &mut self.tls.ca_bundle,
-        ] {
+        ]
+        .into_iter()
+        .chain(self.backup.as_mut().map(|b| &mut b.dir))
+        {
             if path.is_relative() && !path.as_os_str().is_empty() {
                 *path = base.join(&*path);
             }
@@ -718,7 +739,13 @@ tls: { cert: node.pem, key: node.key, ca_bundle: ca-bundle.pem }
     fn relative_paths_resolve_against_the_base() {
         let mut c = DaemonConfig::parse(MINIMAL).unwrap();
         c.data_dir = PathBuf::from("data");
+        c.backup = Some(BackupConfig {
+            dir: PathBuf::from("backups"),
+            interval_s: 60,
+            keep: BACKUP_KEEP_DEFAULT,
+        });
         c.resolve_paths(Path::new("/etc/regent"));
+        assert_eq!(c.backup.unwrap().dir, Path::new("/etc/regent/backups"));
         assert_eq!(c.tls.cert, Path::new("/etc/regent/node.pem"));
         assert_eq!(c.tls.ca_bundle, Path::new("/etc/regent/ca-bundle.pem"));
         assert_eq!(c.data_dir, Path::new("/etc/regent/data"));
