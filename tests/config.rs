@@ -57,6 +57,36 @@ fn the_shipped_example_states_the_defaults() {
     assert_eq!(shipped.api, minimal.api);
 }
 
+#[test]
+fn verify_on_open_takes_auto_always_never_and_the_older_booleans() {
+    use regent_daemon::config::StorageVerify;
+    let base = "cluster: demo\nnode_id: 1\nlisten: 127.0.0.1:7401\n\
+                members: [{ id: 1, address: 127.0.0.1:7401 }]\n\
+                tls: { cert: a, key: b, ca_bundle: c }\n";
+    for (value, expect) in [
+        ("auto", StorageVerify::Auto),
+        ("always", StorageVerify::Always),
+        ("never", StorageVerify::Never),
+        ("true", StorageVerify::Always),
+        ("false", StorageVerify::Never),
+    ] {
+        let text = format!("{base}storage: {{ verify_on_open: {value} }}\n");
+        let config = DaemonConfig::parse(&text).unwrap();
+        assert_eq!(config.storage.verify_on_open, expect, "{value}");
+    }
+    assert_eq!(
+        DaemonConfig::parse(base).unwrap().storage.verify_on_open,
+        StorageVerify::Auto
+    );
+    let err = DaemonConfig::parse(&format!("{base}storage: {{ verify_on_open: maybe }}\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("verify_on_open") && err.contains("maybe"),
+        "{err}"
+    );
+}
+
 /// Every key path of a YAML value (`timing.heartbeat_interval_ms`, `members[].id`).
 fn key_paths(value: &serde_yaml::Value, prefix: &str, out: &mut BTreeSet<String>) {
     match value {
@@ -392,6 +422,23 @@ fn broken_files_are_refused_with_the_field_and_the_rule() {
                     + "join: true\n"
             }),
             &["members:", "join: true", "at least one other node"],
+        ),
+        (
+            "backup interval",
+            Box::new(append("backup:\n  dir: backups\n  interval_s: 0\n")),
+            &["backup.interval_s", "1..=31536000"],
+        ),
+        (
+            "backup keep",
+            Box::new(append(
+                "backup:\n  dir: backups\n  interval_s: 60\n  keep: 0\n",
+            )),
+            &["backup.keep", "1..=10000"],
+        ),
+        (
+            "backup without a dir",
+            Box::new(append("backup:\n  interval_s: 60\n")),
+            &["missing field `dir`"],
         ),
     ];
     let mut failures = Vec::new();

@@ -215,6 +215,28 @@ pub fn run(command: ClusterCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
+    plan(args)?.write()?.print();
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A cluster checked and planned, nothing written yet.
+pub struct Plan {
+    args: InitArgs,
+    dir: PathBuf,
+    planned: Vec<Planned>,
+}
+
+/// A cluster whose CA, certificates and configurations are written.
+pub struct Created {
+    args: InitArgs,
+    ca_dir: CaDir,
+    ca_created: bool,
+    planned: Vec<Planned>,
+    issued: Vec<Issued>,
+}
+
+/// Checks everything that can be checked without writing and plans every node's files.
+pub fn plan(args: InitArgs) -> anyhow::Result<Plan> {
     // Everything that can be checked without writing is checked first.
     validate_cluster_name(&args.cluster)?;
     validate_days(args.days)?;
@@ -329,108 +351,148 @@ fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
         });
     }
 
-    let ca_dir = CaDir::new(dir.join("ca"));
-    let (ca, ca_created) = if files::exists(&ca_dir.cert_path()) {
-        let ca = ca_dir.load().with_context(|| {
-            format!(
-                "{} holds a CA that does not load (nothing was written)",
-                ca_dir.dir.display()
-            )
-        })?;
-        (ca, false)
-    } else {
-        ca_dir.init(super::admin::CA_DAYS_DEFAULT)?;
-        (ca_dir.load()?, true)
-    };
-    let bundle = files::read_limited(&ca_dir.bundle_path(), files::PEM_FILE_BYTES_MAX)?;
-    // Every certificate is issued before the first node is written.
-    let mut issued: Vec<Issued> = Vec::new();
-    for node in &planned {
-        let identity = NodeIdentity::new(&args.cluster, node.spec.id)?;
-        let mut request = IssueRequest {
-            identity,
-            dns_names: Vec::new(),
-            ip_addrs: Vec::new(),
-            validity: Validity::days_from_now(args.days),
-        };
-        match &node.spec.host {
-            Host::Ip(ip) => request.ip_addrs.push(*ip),
-            Host::Name(name) => request.dns_names.push(name.clone()),
-        }
-        issued.push(issue::issue(&ca, &request)?);
+    Ok(Plan { args, dir, planned })
+}
+
+impl Plan {
+    /// The configuration each node will have (its data directory, socket, identity).
+    pub fn configs(&self) -> impl Iterator<Item = &DaemonConfig> {
+        self.planned.iter().map(|p| &p.config)
     }
 
-    for (node, cert) in planned.iter().zip(&issued) {
-        write_node(node, cert, &bundle)?;
-    }
-
-    println!(
-        "cluster {}: CA {} in {}",
-        args.cluster,
-        if ca_created { "created" } else { "reused" },
-        ca_dir.dir.display()
-    );
-    println!(
-        "  keep {} away from the nodes; each node needs only its own directory",
-        ca_dir.key_path().display()
-    );
-    let mut notes = Vec::new();
-    for (node, cert) in planned.iter().zip(&issued) {
-        let address = match &node.spec.host {
-            Host::Ip(_) => node.address.to_string(),
-            Host::Name(name) => format!("{name}:{}, now {}", node.spec.port, node.address),
+    /// Creates or reuses the CA, issues every certificate, then writes every node.
+    pub fn write(self) -> anyhow::Result<Created> {
+        let Plan { args, dir, planned } = self;
+        let ca_dir = CaDir::new(dir.join("ca"));
+        let (ca, ca_created) = if files::exists(&ca_dir.cert_path()) {
+            let ca = ca_dir.load().with_context(|| {
+                format!(
+                    "{} holds a CA that does not load (nothing was written)",
+                    ca_dir.dir.display()
+                )
+            })?;
+            (ca, false)
+        } else {
+            ca_dir.init(super::admin::CA_DAYS_DEFAULT)?;
+            (ca_dir.load()?, true)
         };
-        println!(
-            "node {} ({address}): {}",
-            node.spec.id.0,
-            node.dir.display()
-        );
-        println!(
-            "  {NODE_CERT_FILE} (until {}), {NODE_KEY_FILE} (mode 0600), {NODE_BUNDLE_FILE}, \
-             {NODE_CONFIG_FILE}",
-            format_unix(cert.info.not_after_unix)
-        );
-        println!("  data_dir {}", node.config.data_dir.display());
-        println!("  socket   {}", node.config.socket.display());
-        if args.system_paths {
-            continue; // Its paths are the installed machine's, not this one's.
-        }
-        if let Err(e) = DaemonConfig::load(&node.dir.join(NODE_CONFIG_FILE)) {
-            notes.push(format!(
-                "note: node {} does not pass check-config on this machine: {e}",
-                node.spec.id.0
-            ));
-        }
-    }
-    for note in notes {
-        println!("{note}");
-    }
-    if args.system_paths {
-        println!("on each machine N, with nodeN/ copied there (as root, from regent's source):");
+        let bundle = files::read_limited(&ca_dir.bundle_path(), files::PEM_FILE_BYTES_MAX)?;
+        // Every certificate is issued before the first node is written.
+        let mut issued: Vec<Issued> = Vec::new();
         for node in &planned {
-            println!(
-                "  systemd/install.sh --node-dir {}   && systemctl enable --now regent",
-                node.dir.file_name().unwrap_or_default().to_string_lossy()
-            );
+            let identity = NodeIdentity::new(&args.cluster, node.spec.id)?;
+            let mut request = IssueRequest {
+                identity,
+                dns_names: Vec::new(),
+                ip_addrs: Vec::new(),
+                validity: Validity::days_from_now(args.days),
+            };
+            match &node.spec.host {
+                Host::Ip(ip) => request.ip_addrs.push(*ip),
+                Host::Name(name) => request.dns_names.push(name.clone()),
+            }
+            issued.push(issue::issue(&ca, &request)?);
         }
-    } else {
+
+        for (node, cert) in planned.iter().zip(&issued) {
+            write_node(node, cert, &bundle)?;
+        }
+        Ok(Created {
+            args,
+            ca_dir,
+            ca_created,
+            planned,
+            issued,
+        })
+    }
+}
+
+impl Created {
+    /// The configuration each node was given.
+    pub fn configs(&self) -> impl Iterator<Item = &DaemonConfig> {
+        self.planned.iter().map(|p| &p.config)
+    }
+
+    /// What was written, and how to start each node.
+    pub fn print(&self) {
+        let Created {
+            args,
+            ca_dir,
+            ca_created,
+            planned,
+            issued,
+        } = self;
+        let ca_created = *ca_created;
+
         println!(
+            "cluster {}: CA {} in {}",
+            args.cluster,
+            if ca_created { "created" } else { "reused" },
+            ca_dir.dir.display()
+        );
+        println!(
+            "  keep {} away from the nodes; each node needs only its own directory",
+            ca_dir.key_path().display()
+        );
+        let mut notes = Vec::new();
+        for (node, cert) in planned.iter().zip(issued.iter()) {
+            let address = match &node.spec.host {
+                Host::Ip(_) => node.address.to_string(),
+                Host::Name(name) => format!("{name}:{}, now {}", node.spec.port, node.address),
+            };
+            println!(
+                "node {} ({address}): {}",
+                node.spec.id.0,
+                node.dir.display()
+            );
+            println!(
+                "  {NODE_CERT_FILE} (until {}), {NODE_KEY_FILE} (mode 0600), {NODE_BUNDLE_FILE}, \
+             {NODE_CONFIG_FILE}",
+                format_unix(cert.info.not_after_unix)
+            );
+            println!("  data_dir {}", node.config.data_dir.display());
+            println!("  socket   {}", node.config.socket.display());
+            if args.system_paths {
+                continue; // Its paths are the installed machine's, not this one's.
+            }
+            if let Err(e) = DaemonConfig::load(&node.dir.join(NODE_CONFIG_FILE)) {
+                notes.push(format!(
+                    "note: node {} does not pass check-config on this machine: {e}",
+                    node.spec.id.0
+                ));
+            }
+        }
+        for note in notes {
+            println!("{note}");
+        }
+        if args.system_paths {
+            println!(
+                "on each machine N, with nodeN/ copied there (as root, from regent's source):"
+            );
+            for node in planned {
+                println!(
+                    "  systemd/install.sh --node-dir {}   && systemctl enable --now regent",
+                    node.dir.file_name().unwrap_or_default().to_string_lossy()
+                );
+            }
+        } else {
+            println!(
             "start each node (on its own machine, its directory copied there at the same path):"
         );
+        }
+        for node in planned.iter().filter(|_| !args.system_paths) {
+            println!(
+                "  regent run --config {}",
+                node.dir.join(NODE_CONFIG_FILE).display()
+            );
+        }
+        for node in planned.iter().filter(|n| args.join.contains(&n.spec.id.0)) {
+            println!(
+                "then, on the leader: regent members add {} {}   (promote it once caught up)",
+                node.spec.id.0, node.address
+            );
+        }
     }
-    for node in planned.iter().filter(|_| !args.system_paths) {
-        println!(
-            "  regent run --config {}",
-            node.dir.join(NODE_CONFIG_FILE).display()
-        );
-    }
-    for node in planned.iter().filter(|n| args.join.contains(&n.spec.id.0)) {
-        println!(
-            "then, on the leader: regent members add {} {}   (promote it once caught up)",
-            node.spec.id.0, node.address
-        );
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// The address peers dial: the IP as given, or the name resolved now.

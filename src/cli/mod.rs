@@ -1,6 +1,7 @@
 //! The command line: one subcommand per job, help text from the doc comments.
 
 pub mod admin;
+pub mod backup;
 pub mod cluster_init;
 pub mod config_check;
 pub mod demo;
@@ -60,6 +61,14 @@ pub enum Command {
     /// Snapshot as `regent snapshot`, then compact this node's database file (redb never
     /// shrinks it on its own). Prints the index and the file's bytes before and after.
     Compact(host::MaintenanceArgs),
+    /// Write a backup of this node's state machine (KV, sessions, journal, members, applied
+    /// index and term) to --out FILE, checked before it appears there; `backup verify FILE`
+    /// checks a backup without a node and prints its digest. Best taken on a follower.
+    Backup(backup::BackupArgs),
+    /// Offline: build the data directories of a NEW cluster from a backup (certificates and
+    /// configurations as `admin cluster init` writes them, each database holding the backup's
+    /// state machine). Then start each node.
+    Restore(backup::RestoreArgs),
     /// UNSAFE, offline: make a stopped survivor the only voter of its cluster after a
     /// majority is lost for good (`--force-new-cluster`). Prints what it will do; does it only
     /// with --i-accept-losing-writes.
@@ -141,6 +150,8 @@ pub fn main() -> ExitCode {
         Command::Members(args) => host::members(args),
         Command::Snapshot(args) => host::maintenance(args, false),
         Command::Recover(args) => recover::run(args),
+        Command::Backup(args) => backup::run(args),
+        Command::Restore(args) => backup::restore(args),
         Command::Compact(args) => host::maintenance(args, true),
         #[cfg(feature = "harness")]
         Command::Sim(args) => regent_sim::run_cli(args),

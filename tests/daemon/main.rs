@@ -3,6 +3,7 @@
 //! module is shared without dead code.
 
 mod api;
+mod backup;
 mod bench;
 mod clock;
 mod cluster;

@@ -155,6 +155,40 @@ impl Cluster {
             "cluster init failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        Cluster::from_dir(root, n, extra)
+    }
+
+    /// `regent restore --from BACKUP` into a new cluster of `n` nodes on free loopback ports,
+    /// plus `extra` YAML, as `init` sets one up. Returns the cluster and restore's output.
+    pub fn restore(backup: &Path, n: u64, cluster: &str, extra: &str) -> (Cluster, String) {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("cluster");
+        let mut args: Vec<String> = vec![
+            "restore".into(),
+            "--from".into(),
+            backup.display().to_string(),
+            "--dir".into(),
+            dir.display().to_string(),
+            "--cluster".into(),
+            cluster.into(),
+        ];
+        for id in 1..=n {
+            args.push("--node".into());
+            args.push(format!("{id}=127.0.0.1:{}", free_port()));
+        }
+        let out = Command::new(BIN).args(&args).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "restore failed: {}{stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (Cluster::from_dir(root, n, extra), stdout)
+    }
+
+    /// The nodes `cluster init` (or `restore`) wrote into `root/cluster`, with `extra` YAML.
+    fn from_dir(root: tempfile::TempDir, n: u64, extra: &str) -> Cluster {
+        let dir = root.path().join("cluster");
         let nodes = (1..=n)
             .map(|id| {
                 let node_dir = dir.join(format!("node{id}"));

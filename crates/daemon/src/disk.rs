@@ -7,7 +7,7 @@
 //! can never interleave with a write computed before it. A failed write is fatal for the
 //! daemon: its outcome is unknown, and only a restart from what is durable is safe.
 
-use crate::api::{ReadAnswer, ReadQuery};
+use crate::api::{BackupSource, ReadAnswer, ReadQuery, RequestError, StorageFailure};
 use regent_raft::{LogIndex, NodeId};
 use regent_replica::Persist;
 use regent_storage::{
@@ -35,6 +35,10 @@ pub enum DiskRequest {
     Compact(LogIndex),
     /// Open a snapshot of the state machine to stream to `to`.
     Snapshot { to: NodeId },
+    /// Open a snapshot of the state machine for a backup; answered on `reply`.
+    Backup {
+        reply: oneshot::Sender<Result<BackupSource, RequestError>>,
+    },
     /// One chunk of a snapshot arriving from `from`.
     InstallChunk { from: NodeId, chunk: Vec<u8> },
     /// Abandon an install in progress.
@@ -56,6 +60,7 @@ impl DiskRequest {
             DiskRequest::PersistState(_) => "state layer",
             DiskRequest::Compact(_) => "log compaction",
             DiskRequest::Snapshot { .. } => "snapshot open",
+            DiskRequest::Backup { .. } => "backup open",
             DiskRequest::InstallChunk { .. } => "snapshot chunk",
             DiskRequest::InstallAbort => "install abort",
             DiskRequest::CompactFile | DiskRequest::CompactFileNow { .. } => "file compaction",
@@ -127,6 +132,11 @@ impl Disk {
                         break; // The driver is gone.
                     }
                 }
+                // Every request carried out: closed cleanly, so that the next start need not
+                // check every page (`storage.verify_on_open: auto`).
+                if let Err(err) = storage.close() {
+                    tracing::warn!(error = %err, "the database closed, but its clean-close marker was not written: the next start checks every page");
+                }
             })
             .expect("spawning the disk thread");
         Disk {
@@ -173,6 +183,14 @@ fn carry_out(storage: &mut RedbStorage, request: DiskRequest) -> DiskDone {
             to,
             result: storage.snapshot(),
         },
+        DiskRequest::Backup { reply } => {
+            let opened = storage.snapshot().map(|source| BackupSource {
+                identity: storage.identity().clone(),
+                source,
+            });
+            let _ = reply.send(opened.map_err(|e| RequestError::Storage(StorageFailure::Read(e))));
+            DiskDone::Answered
+        }
         DiskRequest::InstallChunk { from, chunk } => {
             let result = storage.install_chunk(&chunk);
             if result.is_err() {

@@ -423,6 +423,8 @@ impl Driver {
                 }
             }
             Request::Snapshot { file, reply } => self.snapshot_now(file, reply, now),
+            // A read of what storage holds: the disk thread opens it and answers.
+            Request::Backup { reply } => self.disk.send(DiskRequest::Backup { reply }),
             Request::Transfer {
                 target,
                 force,

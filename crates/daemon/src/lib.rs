@@ -8,6 +8,7 @@
 //! later start recovers from redb only, and the member list in the file is then advisory.
 
 pub mod api;
+pub mod backup;
 pub mod clock;
 pub mod config;
 pub mod disk;
@@ -192,6 +193,14 @@ async fn run_daemon(config: DaemonConfig, config_path: PathBuf) -> Result<ExitCo
         transport: Some(transport.clone()),
         hooks: Some(hooks.view.clone()),
     });
+    if let Some(backup) = config.backup.clone() {
+        tokio::spawn(backup::schedule(
+            backup,
+            context.requests.clone(),
+            context.status.clone(),
+            shutdown.clone(),
+        ));
+    }
     let server = tokio::spawn(api::serve(listener, context.clone(), shutdown.clone()));
     let (calls_tx, calls) = mpsc::channel(api::forward::CALLS_QUEUE_MAX);
     tokio::spawn(api::forward::serve_calls(context.clone(), calls));

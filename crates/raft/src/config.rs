@@ -40,6 +40,12 @@ pub struct Config {
     /// entries, were applied since the last one.
     pub compaction_entries_max: u64,
     pub compaction_bytes_max: u64,
+    /// On restart the core is given at most this many of the entries its caller already
+    /// applied (the newest; never one before the last applied membership change): a long log
+    /// need not be read whole before the node serves. A follower that needs an older entry
+    /// gets a snapshot, as for a compacted one. (Read by the caller that builds the
+    /// `RestoredState`.)
+    pub restore_entries_max: u64,
     /// A follower that has not confirmed a snapshot within this time is probed again (and
     /// asked for a new snapshot if it still needs one).
     pub snapshot_timeout_ms: u64,
@@ -88,6 +94,7 @@ impl Config {
             conf_change_timeout_ms: 10_000,
             compaction_entries_max: 100_000,
             compaction_bytes_max: 256 << 20,
+            restore_entries_max: 100_000,
             snapshot_timeout_ms: 60_000,
         }
     }

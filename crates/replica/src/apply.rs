@@ -135,7 +135,8 @@ impl Replica {
         if self.compacting.is_some() {
             return;
         }
-        let snapshot = self.core.snapshot_index();
+        // The storage log's prefix, which may end below the core's (see `storage_snapshot`).
+        let snapshot = self.storage_snapshot;
         if self.compact_goal.is_none() && self.core.snapshot_due().is_some() {
             let goal = self.state.persisted().min(self.core.persisted_index());
             // Below the snapshot: a layer is on its way (maybe_flush sends one when none is).

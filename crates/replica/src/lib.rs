@@ -217,6 +217,9 @@ pub struct Replica {
     persisting: Option<Persisting>,
     /// A compaction handed out and not yet reported.
     compacting: Option<LogIndex>,
+    /// Where the storage log's compacted prefix ends: at or below the core's (a restarted
+    /// core is given only the newest applied entries); compaction steps start from here.
+    storage_snapshot: LogIndex,
     /// Actions produced by inputs, handed out by the next `poll`.
     queued: Vec<Action>,
     /// Hand-overs in progress, and how long one may take.
@@ -259,7 +262,8 @@ impl Replica {
         rng: Box<dyn RaftRng>,
         now: Nanos,
     ) -> Result<Replica, ReplicaError> {
-        let restored = restored_state(storage, &bootstrap)?;
+        let restored = restored_state(storage, &bootstrap, config.restore_entries_max)?;
+        let storage_snapshot = storage.state().snapshot.last_included_index;
         let state = storage.state_machine();
         let handover_max_ns =
             HANDOVER_ELECTION_TIMEOUTS * config.election_timeout_min_ms * 1_000_000;
@@ -277,6 +281,7 @@ impl Replica {
             next_read_ctx: now.max(1),
             persisting: None,
             compacting: None,
+            storage_snapshot,
             queued: Vec::new(),
             handovers: Vec::new(),
             handover_max_ns,
@@ -501,6 +506,7 @@ impl Replica {
             Some(index),
             "an unrequested compaction"
         );
+        self.storage_snapshot = self.storage_snapshot.max(index);
         self.core.compact(index);
     }
 
@@ -542,6 +548,7 @@ impl Replica {
     /// or refused as stale (older than what this node applied): either way the core learns of
     /// it and tells the leader where to resume.
     fn snapshot_installed(&mut self, from: NodeId, meta: SnapshotMeta, now: Nanos) {
+        self.storage_snapshot = self.storage_snapshot.max(meta.last_included_index);
         let membership = if meta.membership.voters.is_empty() {
             self.bootstrap.clone()
         } else {
@@ -595,19 +602,39 @@ impl Replica {
 pub fn restored_state(
     storage: &dyn LogStorage,
     bootstrap: &Membership,
+    applied_entries_max: u64,
 ) -> Result<RestoredState, StorageError> {
     let state = storage.state();
-    let membership = if state.snapshot.membership.voters.is_empty() {
+    let mut membership = if state.snapshot.membership.voters.is_empty() {
         bootstrap.clone()
     } else {
         state.snapshot.membership.clone()
     };
-    let entries = storage.entries(state.first_index, state.last_index.next(), usize::MAX)?;
+    let (mut snapshot_index, mut snapshot_term) = (
+        state.snapshot.last_included_index,
+        state.snapshot.last_included_term,
+    );
+    // Of the applied entries, the core gets the newest `applied_entries_max`, and none before
+    // the last applied membership change: what lies before it is in the state machine, and
+    // the applied membership is the configuration in force there (no change between it and
+    // the applied index). A follower that needs an older entry gets a snapshot.
+    let start = LogIndex((state.applied.0 + 1).saturating_sub(applied_entries_max))
+        .max(state.membership_index.next())
+        .min(state.applied.next());
+    if start > state.first_index {
+        snapshot_index = start.prev();
+        snapshot_term = storage.term(snapshot_index)?;
+        // No membership applied yet: the bootstrap one is in force, as for a snapshot's.
+        if !state.membership.voters.is_empty() {
+            membership = state.membership.clone();
+        }
+    }
+    let entries = storage.entries(snapshot_index.next(), state.last_index.next(), usize::MAX)?;
     Ok(RestoredState {
         hard_state: state.hard_state,
         membership,
-        snapshot_index: state.snapshot.last_included_index,
-        snapshot_term: state.snapshot.last_included_term,
+        snapshot_index,
+        snapshot_term,
         entries,
         applied: state.applied,
     })

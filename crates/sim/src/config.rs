@@ -79,6 +79,12 @@ impl CoreLimits {
         config.append_entries_max = self.append_entries_max;
         config.inflight_max = self.inflight_max;
         config.compaction_entries_max = self.compaction_entries_max;
+        // Where compaction is lazy, a restarted core is given only the newest 30 applied
+        // entries: followers that need older ones get snapshots (no draw of its own, so that
+        // every seed keeps its meaning).
+        if self.compaction_entries_max >= 100_000 {
+            config.restore_entries_max = 30;
+        }
         config.promote_lag_max = self.promote_lag_max;
         config
     }

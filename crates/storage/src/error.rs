@@ -111,6 +111,11 @@ pub enum StorageError {
     #[error("snapshot: {0}")]
     Snapshot(String),
 
+    /// A backup file failed its checks (magic, version, a checksum, truncation, content).
+    /// `offset` is where the record at fault starts.
+    #[error("backup file, at byte {offset}: {reason}")]
+    Backup { offset: u64, reason: String },
+
     /// A fault injected on purpose into the in-memory store (simulator and tests).
     #[error("{MEMORY_PATH}: injected fault: {what}")]
     Injected { what: &'static str },

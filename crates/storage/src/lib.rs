@@ -20,6 +20,7 @@
 //! 4. On an error for which `StorageError::requires_reload` holds, the outcome of the batch is
 //!    unknown: call `reload()` and restart the core from the `Recovered` state.
 
+pub mod backup;
 mod engine;
 mod error;
 mod mem;
@@ -29,9 +30,14 @@ mod snapshot;
 mod state;
 mod store;
 
+pub use backup::{
+    BackupHeader, BackupReader, BackupSummary, BackupWriter, Restored, BACKUP_FORMAT_VERSION,
+};
 pub use error::{StorageError, MEMORY_PATH};
 pub use mem::{MemFault, MemStorage};
-pub use redb::{FileCompaction, RedbStorage, DB_FILE_NAME, STORAGE_FORMAT_VERSION};
+pub use redb::{
+    FileCompaction, RedbStorage, CLEAN_MARKER_NAME, DB_FILE_NAME, STORAGE_FORMAT_VERSION,
+};
 pub use snapshot::{SnapshotSource, SNAPSHOT_CHUNK_BYTES_MAX, SNAPSHOT_FORMAT_VERSION};
 pub use state::JournalRetention;
 pub use state::{Applied, ApplyResult, ChangePage, StateDigest, StateReader};
@@ -140,15 +146,31 @@ pub struct StorageOptions {
     pub snapshot_chunk_bytes: usize,
     /// Where committed entries are applied (redb only; `MemStorage` always applies with the log).
     pub apply_mode: ApplyMode,
-    /// Verify every page checksum when opening (redb only). Without it a file damaged outside
-    /// redb may make redb panic instead of failing with an error.
-    pub verify_on_open: bool,
+    /// When redb verifies every page checksum on open (redb only).
+    pub verify_on_open: VerifyOnOpen,
     /// redb's page cache.
     pub cache_bytes: usize,
     /// `maybe_compact_file` compacts once the file has at least this many free bytes ...
     pub compact_free_bytes_min: u64,
     /// ... and they are at least this share (in percent) of the file.
     pub compact_free_percent_min: u64,
+}
+
+/// When redb reads every page of the file and checks its checksum on open: seconds for a file of
+/// a GiB, so a node with a long log would serve late after every restart. redb itself repairs a
+/// file after an unclean shutdown whatever this says (it then verifies the checksums of the
+/// last commit's pages); what the full check adds is finding a page damaged outside redb (a
+/// bad disk, a stray write) at open, with an error, rather than on first use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum VerifyOnOpen {
+    /// On every open.
+    Always,
+    /// Unless the file was closed cleanly the last time (`RedbStorage::close` left its marker
+    /// beside it): after a crash, a kill, a power loss, or for a file copied in.
+    #[default]
+    Auto,
+    /// Never.
+    Never,
 }
 
 impl Default for StorageOptions {
@@ -158,7 +180,7 @@ impl Default for StorageOptions {
             batch_entries_max: 10_000,
             snapshot_chunk_bytes: 1 << 20,
             apply_mode: ApplyMode::WithLog,
-            verify_on_open: true,
+            verify_on_open: VerifyOnOpen::Auto,
             cache_bytes: 128 << 20,
             compact_free_bytes_min: 64 << 20,
             compact_free_percent_min: 50,

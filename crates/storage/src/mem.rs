@@ -493,6 +493,10 @@ impl LogRead for MemRead<'_> {
         Ok(self.0.log.get(&index.0).map(|e| e.term))
     }
 
+    fn log_len(&mut self) -> Result<u64, StorageError> {
+        Ok(self.0.log.len() as u64)
+    }
+
     fn log_entries(
         &mut self,
         lo: LogIndex,
@@ -744,6 +748,7 @@ impl LogRead for $t {
         snapshot_meta() -> SnapshotMeta;
         log_bounds() -> Option<(LogIndex, LogIndex)>;
         log_term(index: LogIndex) -> Option<Term>;
+        log_len() -> u64;
         log_entries(lo: LogIndex, hi: LogIndex, bytes_max: usize) -> Vec<Entry>;
         log_scan_terms(visit: &mut dyn FnMut(LogIndex, Term) -> Result<(), StorageError>) -> ();
     }

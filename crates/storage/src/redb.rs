@@ -22,7 +22,7 @@ use super::store::{
 use super::{
     Applied, ApplyMode, Batch, ChangePage, Identity, InstallProgress, JournalPage, KeyValue,
     LogState, LogStorage, Recovered, SnapshotMeta, StateBase, StateDigest, StateFlush,
-    StateMachine, StorageOptions,
+    StateMachine, StorageOptions, VerifyOnOpen,
 };
 use redb::{
     Database, Durability, Key, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
@@ -35,6 +35,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The database file inside a node's data directory.
 pub const DB_FILE_NAME: &str = "regent.redb";
+/// Beside the database while it is closed cleanly (`RedbStorage::close`); removed on open,
+/// before anything is written. Its absence makes `VerifyOnOpen::Auto` check every page.
+pub const CLEAN_MARKER_NAME: &str = "regent.redb.clean";
 /// The layout of the tables below. A file of another version is refused, never converted.
 pub const STORAGE_FORMAT_VERSION: u32 = 2;
 /// Where a new database is built before it is renamed into place, so that a crash during
@@ -85,6 +88,9 @@ pub struct RedbStorage {
     /// The summary of the durable state, as of the last successful write.
     cached: LogState,
     install: Option<snapshot::Receiver>,
+    /// The file was closed cleanly before this open: the first open may skip the page check
+    /// (`VerifyOnOpen::Auto`); a later reload (after a failed write) never does.
+    closed_cleanly: bool,
 }
 
 impl RedbStorage {
@@ -108,6 +114,7 @@ impl RedbStorage {
                 })
             }
         }
+        let closed_cleanly = take_clean_marker(dir)?;
         let mut storage = RedbStorage {
             path,
             identity: identity.clone(),
@@ -115,6 +122,7 @@ impl RedbStorage {
             db: Arc::default(),
             cached: LogState::default(),
             install: None,
+            closed_cleanly,
         };
         let recovered = storage.reload()?;
         Ok((storage, recovered))
@@ -122,6 +130,37 @@ impl RedbStorage {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Closes the database and leaves the marker that says so, for the next open to skip the
+    /// page check (`VerifyOnOpen::Auto`). A store whose last write failed is closed already
+    /// and leaves no marker: the next open checks every page. redb's commits are durable
+    /// before this, and the marker is written and synced after the database is closed.
+    pub fn close(self) -> Result<(), StorageError> {
+        let Some(db) = lock(&self.db).take() else {
+            return Ok(());
+        };
+        drop(db);
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let marker = dir.join(CLEAN_MARKER_NAME);
+        let write = || -> std::io::Result<()> {
+            let mut file = std::fs::File::create(&marker)?;
+            std::io::Write::write_all(
+                &mut file,
+                b"regent.redb was closed cleanly; removed when it is opened\n",
+            )?;
+            file.sync_all()?;
+            std::fs::File::open(dir)?.sync_all()
+        };
+        write().map_err(|e| StorageError::Open {
+            path: marker,
+            reason: format!("cannot write the clean-close marker: {e}"),
+        })
+    }
+
+    /// The node and cluster this database belongs to.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
     }
 
     /// The file's size and how much of it redb has no use for.
@@ -337,14 +376,40 @@ fn read_only(dir: &Path, err: &std::io::Error) -> Option<StorageError> {
     })
 }
 
+/// Removes the clean-close marker from `dir`, before the database is opened for writing (a
+/// crash after this open must not find it); whether it was there.
+fn take_clean_marker(dir: &Path) -> Result<bool, StorageError> {
+    let marker = dir.join(CLEAN_MARKER_NAME);
+    match std::fs::remove_file(&marker) {
+        Ok(()) => {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| marker_error(&marker, e))?;
+            Ok(true)
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(err) if err.raw_os_error() == Some(libc::EROFS) => Err(StorageError::ReadOnly {
+            dir: dir.to_path_buf(),
+        }),
+        Err(err) => Err(marker_error(&marker, err)),
+    }
+}
+
+fn marker_error(marker: &Path, err: std::io::Error) -> StorageError {
+    StorageError::Open {
+        path: marker.to_path_buf(),
+        reason: format!("cannot remove the clean-close marker: {err}"),
+    }
+}
+
 /// Opens the file with redb, turning its errors into ones that say what the file is.
-fn open_db(path: &Path, options: &StorageOptions) -> Result<Database, StorageError> {
+fn open_db(path: &Path, options: &StorageOptions, verify: bool) -> Result<Database, StorageError> {
     let result = Database::builder()
         .set_cache_size(options.cache_bytes)
         // With the check on, redb verifies every page on open and rolls a crashed file back to
         // its last durable commit (the normal recovery of a crashed node); without it, redb
         // does the latter only after an unclean shutdown.
-        .set_check_integrity_on_open(options.verify_on_open)
+        .set_check_integrity_on_open(verify)
         .open(path);
     result.map_err(|err| {
         let reason = err.to_string();
@@ -520,7 +585,15 @@ impl LogStorage for RedbStorage {
         self.install = None;
         // Close first: redb holds a lock on the file and must repair after a failed commit.
         *lock(&self.db) = None;
-        let db = open_db(&self.path, &self.options)?;
+        let verify = match self.options.verify_on_open {
+            VerifyOnOpen::Always => true,
+            VerifyOnOpen::Never => false,
+            VerifyOnOpen::Auto => !std::mem::take(&mut self.closed_cleanly),
+        };
+        if verify {
+            tracing::info!(path = %self.path.display(), "checking every page of the database (it was not closed cleanly, or storage.verify_on_open says always)");
+        }
+        let db = open_db(&self.path, &self.options, verify)?;
         check_identity(&db, &self.path, &self.identity)?;
         *lock(&self.db) = Some(db);
         let recovered = {
@@ -922,6 +995,11 @@ impl<S: Source> LogRead for RedbStore<'_, S> {
                 .map(Some)
                 .map_err(|e| StorageError::damaged(path, format!("log entry {index}: {e}"))),
         }
+    }
+
+    fn log_len(&mut self) -> Result<u64, StorageError> {
+        let path = self.path;
+        redb::ReadableTableMetadata::len(table!(self.log, LOG)).map_err(read_err(path))
     }
 
     fn log_entries(

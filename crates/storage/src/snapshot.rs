@@ -24,7 +24,7 @@ const FRAME_HEADER_BYTES: usize = 30;
 const FRAME_TRAILER_BYTES: usize = 4;
 
 const KIND_HEADER: u8 = 1;
-const KIND_KV: u8 = 2;
+pub(crate) const KIND_KV: u8 = 2;
 const KIND_SESSIONS: u8 = 3;
 const KIND_END: u8 = 4;
 const KIND_JOURNAL: u8 = 5;
@@ -206,7 +206,7 @@ impl<C: RecordCursor> SnapshotSource for ChunkStream<C> {
     }
 }
 
-fn encode_frame(kind: u8, seq: u32, meta: &SnapshotMeta, body: &[u8]) -> Vec<u8> {
+pub(crate) fn encode_frame(kind: u8, seq: u32, meta: &SnapshotMeta, body: &[u8]) -> Vec<u8> {
     assert!(body.len() + FRAME_HEADER_BYTES + FRAME_TRAILER_BYTES <= SNAPSHOT_CHUNK_BYTES_MAX);
     let mut out = Vec::with_capacity(FRAME_HEADER_BYTES + body.len() + FRAME_TRAILER_BYTES);
     out.extend_from_slice(&MAGIC);

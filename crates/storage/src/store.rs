@@ -37,6 +37,8 @@ pub(crate) trait LogRead: StorePath {
     /// The first and last index present, or `None` for an empty log.
     fn log_bounds(&mut self) -> Result<Option<(LogIndex, LogIndex)>, StorageError>;
     fn log_term(&mut self, index: LogIndex) -> Result<Option<Term>, StorageError>;
+    /// How many entries the log holds (O(1)).
+    fn log_len(&mut self) -> Result<u64, StorageError>;
     /// The entries present in `lo..hi`, stopping after the one that passes `bytes_max`.
     fn log_entries(
         &mut self,

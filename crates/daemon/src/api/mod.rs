@@ -8,6 +8,7 @@
 //! bounded (header bytes, body bytes, time to send the headers, connections at once), and bad
 //! input gets a 4xx with a JSON error, never a panic or a stall of the driver.
 
+mod backup;
 pub mod body;
 pub mod forward;
 pub mod journal;
@@ -21,8 +22,8 @@ mod streams;
 mod txn;
 
 pub use request::{
-    BusyReason, HandoverAnswer, MembersRefusal, ReadAnswer, ReadQuery, ReloadRefusal, Request,
-    RequestError, SnapshotAnswer, StorageFailure, TransferFailure, WriteAnswer,
+    BackupSource, BusyReason, HandoverAnswer, MembersRefusal, ReadAnswer, ReadQuery, ReloadRefusal,
+    Request, RequestError, SnapshotAnswer, StorageFailure, TransferFailure, WriteAnswer,
 };
 
 use base64::alphabet;

@@ -181,6 +181,12 @@ pub enum Request {
         file: bool,
         reply: oneshot::Sender<Result<SnapshotAnswer, RequestError>>,
     },
+    /// Open a consistent snapshot of the state machine as the storage holds it, for a backup
+    /// (`GET /v1/admin/backup`, the `backup:` schedule). Answered at once by the disk thread;
+    /// the snapshot is read afterwards, off the driver and the disk thread.
+    Backup {
+        reply: oneshot::Sender<Result<BackupSource, RequestError>>,
+    },
     /// The hooks carried out the promotion the replica asked for `term` (fencing,
     /// `pre_promote`): `Ok` makes the node writable, an error hands leadership away.
     Promoted {
@@ -196,6 +202,12 @@ pub enum Request {
         mode: Option<ReadMode>,
         reply: oneshot::Sender<Result<ReadAnswer, RequestError>>,
     },
+}
+
+/// An open snapshot for a backup, and the identity of the store it was taken from.
+pub struct BackupSource {
+    pub identity: regent_storage::Identity,
+    pub source: Box<dyn regent_storage::SnapshotSource>,
 }
 
 /// What `regent snapshot` / `regent compact` did.

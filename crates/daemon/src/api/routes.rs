@@ -151,6 +151,12 @@ async fn route(
             }
             return super::maintenance::snapshot(context, path == "/v1/admin/compact").await;
         }
+        "/v1/admin/backup" if method == Method::GET => {
+            if let Err(denied) = admin_only(context, caller, "a backup") {
+                return denied;
+            }
+            return super::backup::backup(context).await;
+        }
         "/v1/admin/fence" if method == Method::POST => {
             if let Err(denied) = admin_only(context, caller, "fencing") {
                 return denied;
@@ -174,7 +180,9 @@ async fn route(
         "/v1/status" | "/v1/leader" | "/v1/replica" | "/v1/health" | "/metrics" => {
             return method_not_allowed("GET, HEAD")
         }
-        "/v1/leadership/watch" | "/v1/watch" | "/v1/kv" => return method_not_allowed("GET"),
+        "/v1/leadership/watch" | "/v1/watch" | "/v1/kv" | "/v1/admin/backup" => {
+            return method_not_allowed("GET")
+        }
         "/v1/session"
         | "/v1/txn"
         | "/v1/admin/switchover"

@@ -7,11 +7,11 @@
 //! `config/regent.yaml` states the same values; a test compares them.
 
 use super::{
-    ApiLimits, RaftLimits, SocketMode, StorageApplyMode, StorageLimits, TimingConfig,
-    TransportLimits,
+    ApiLimits, RaftLimits, SocketMode, StorageApplyMode, StorageLimits, StorageVerify,
+    TimingConfig, TransportLimits,
 };
 use regent_raft::NodeId;
-use regent_storage::{ApplyMode, StorageOptions};
+use regent_storage::{ApplyMode, StorageOptions, VerifyOnOpen};
 use regent_transport::pki::TlsPaths;
 use regent_transport::TransportConfig;
 use std::collections::BTreeMap;
@@ -24,6 +24,13 @@ pub const DATA_DIR_DEFAULT: &str = "/var/lib/regent";
 pub const SOCKET_DEFAULT: &str = "/run/regent/regent.sock";
 /// Owner and group may connect; others may not.
 pub const SOCKET_MODE_DEFAULT: u32 = 0o660;
+
+/// Backup files kept in `backup.dir` when `backup.keep` is not given.
+pub const BACKUP_KEEP_DEFAULT: u32 = 7;
+
+pub(super) fn backup_keep() -> u32 {
+    BACKUP_KEEP_DEFAULT
+}
 
 pub(super) fn data_dir() -> PathBuf {
     PathBuf::from(DATA_DIR_DEFAULT)
@@ -112,7 +119,11 @@ impl Default for StorageLimits {
                 ApplyMode::WithLog => StorageApplyMode::WithLog,
                 ApplyMode::Deferred => StorageApplyMode::Deferred,
             },
-            verify_on_open: o.verify_on_open,
+            verify_on_open: match o.verify_on_open {
+                VerifyOnOpen::Always => StorageVerify::Always,
+                VerifyOnOpen::Auto => StorageVerify::Auto,
+                VerifyOnOpen::Never => StorageVerify::Never,
+            },
             compact_free_bytes_min: o.compact_free_bytes_min,
             compact_free_percent_min: o.compact_free_percent_min,
         }

@@ -19,16 +19,16 @@ mod defaults;
 mod timing;
 mod validate;
 
-pub use defaults::{DATA_DIR_DEFAULT, SOCKET_DEFAULT, SOCKET_MODE_DEFAULT};
+pub use defaults::{BACKUP_KEEP_DEFAULT, DATA_DIR_DEFAULT, SOCKET_DEFAULT, SOCKET_MODE_DEFAULT};
 pub use reload::{ReloadPlan, ReloadRefused};
 pub use timing::{TimingConfig, TimingExplanation, FSYNC_MS_ASSUMED, ROUND_TRIP_MS_ASSUMED};
 pub use validate::{
-    ADMIN_IDS_MAX, API_CONNECTIONS_MAX, API_REQUEST_BYTES_MAX, API_REQUEST_BYTES_MIN, MEMBERS_MAX,
-    SOCKET_PATH_BYTES_MAX,
+    ADMIN_IDS_MAX, API_CONNECTIONS_MAX, API_REQUEST_BYTES_MAX, API_REQUEST_BYTES_MIN,
+    BACKUP_INTERVAL_S_MAX, BACKUP_KEEP_MAX, MEMBERS_MAX, SOCKET_PATH_BYTES_MAX,
 };
 
 use regent_raft::{Membership, NodeId};
-use regent_storage::{ApplyMode, StorageOptions};
+use regent_storage::{ApplyMode, StorageOptions, VerifyOnOpen};
 use regent_transport::pki::TlsPaths;
 use regent_transport::TransportConfig;
 use serde::{Deserialize, Serialize};
@@ -122,6 +122,24 @@ pub struct DaemonConfig {
     /// give one of the two).
     #[serde(default)]
     pub log: LogConfig,
+    /// Backups of the state machine written on a schedule. None: no schedule (`regent
+    /// backup` still takes one on demand).
+    #[serde(default)]
+    pub backup: Option<BackupConfig>,
+}
+
+/// The `backup:` section: every `interval_s` the daemon writes a backup file (the image
+/// `GET /v1/admin/backup` serves) into `dir` and keeps the newest `keep` of them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupConfig {
+    /// Where the files go; created if missing. Relative to the configuration file's directory.
+    pub dir: PathBuf,
+    /// Seconds between two backups, the first one `interval_s` after the start.
+    pub interval_s: u64,
+    /// How many of this node's backup files in `dir` are kept (older ones are removed).
+    #[serde(default = "defaults::backup_keep")]
+    pub keep: u32,
 }
 
 /// The `log:` section.
@@ -241,8 +259,8 @@ pub struct StorageLimits {
     pub snapshot_chunk_bytes: usize,
     /// Where committed entries are applied: with the log (durable) or deferred.
     pub apply_mode: StorageApplyMode,
-    /// Verify every page checksum when the database is opened.
-    pub verify_on_open: bool,
+    /// When every page checksum is verified as the database is opened.
+    pub verify_on_open: StorageVerify,
     /// The file is compacted once it has at least this many free bytes ...
     pub compact_free_bytes_min: u64,
     /// ... and they are at least this share of it, in percent.
@@ -292,6 +310,54 @@ pub enum StorageApplyMode {
     WithLog,
     /// `ApplyMode::Deferred`: applied in a second, non-durable transaction.
     Deferred,
+}
+
+/// `storage.verify_on_open`, as written in the file: `auto` (the default: only when the file
+/// was not closed cleanly), `always` or `never`; `true` and `false` (the older form) mean
+/// `always` and `never`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StorageVerify {
+    Always,
+    Auto,
+    Never,
+}
+
+impl Serialize for StorageVerify {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(match self {
+            StorageVerify::Always => "always",
+            StorageVerify::Auto => "auto",
+            StorageVerify::Never => "never",
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for StorageVerify {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = StorageVerify;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("auto, always or never (or true/false: always/never)")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<StorageVerify, E> {
+                Ok(if v {
+                    StorageVerify::Always
+                } else {
+                    StorageVerify::Never
+                })
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<StorageVerify, E> {
+                match v {
+                    "always" => Ok(StorageVerify::Always),
+                    "auto" => Ok(StorageVerify::Auto),
+                    "never" => Ok(StorageVerify::Never),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 /// Limits of the host API on the Unix socket (the `api` section).
@@ -474,7 +540,10 @@ impl DaemonConfig {
             &mut self.tls.cert,
             &mut self.tls.key,
             &mut self.tls.ca_bundle,
-        ] {
+        ]
+        .into_iter()
+        .chain(self.backup.as_mut().map(|b| &mut b.dir))
+        {
             if path.is_relative() && !path.as_os_str().is_empty() {
                 *path = base.join(&*path);
             }
@@ -509,6 +578,7 @@ impl DaemonConfig {
             compaction_entries_max: r.compaction_entries_max,
             compaction_bytes_max: r.compaction_bytes_max,
             snapshot_timeout_ms: r.snapshot_timeout_ms,
+            restore_entries_max: regent_raft::Config::new(self.node_id).restore_entries_max,
         }
     }
 
@@ -546,7 +616,11 @@ impl DaemonConfig {
                 StorageApplyMode::WithLog => ApplyMode::WithLog,
                 StorageApplyMode::Deferred => ApplyMode::Deferred,
             },
-            verify_on_open: s.verify_on_open,
+            verify_on_open: match s.verify_on_open {
+                StorageVerify::Always => VerifyOnOpen::Always,
+                StorageVerify::Auto => VerifyOnOpen::Auto,
+                StorageVerify::Never => VerifyOnOpen::Never,
+            },
             cache_bytes: s.cache_bytes,
             compact_free_bytes_min: s.compact_free_bytes_min,
             compact_free_percent_min: s.compact_free_percent_min,
@@ -665,7 +739,13 @@ tls: { cert: node.pem, key: node.key, ca_bundle: ca-bundle.pem }
     fn relative_paths_resolve_against_the_base() {
         let mut c = DaemonConfig::parse(MINIMAL).unwrap();
         c.data_dir = PathBuf::from("data");
+        c.backup = Some(BackupConfig {
+            dir: PathBuf::from("backups"),
+            interval_s: 60,
+            keep: BACKUP_KEEP_DEFAULT,
+        });
         c.resolve_paths(Path::new("/etc/regent"));
+        assert_eq!(c.backup.unwrap().dir, Path::new("/etc/regent/backups"));
         assert_eq!(c.tls.cert, Path::new("/etc/regent/node.pem"));
         assert_eq!(c.tls.ca_bundle, Path::new("/etc/regent/ca-bundle.pem"));
         assert_eq!(c.data_dir, Path::new("/etc/regent/data"));

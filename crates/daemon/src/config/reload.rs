@@ -68,6 +68,7 @@ impl DaemonConfig {
             vip,
             log_level,
             log,
+            backup,
         } = new;
         let old = self;
         if *cluster != old.cluster || *node_id != old.node_id {
@@ -119,6 +120,7 @@ impl DaemonConfig {
         restart!(fencing, "fencing");
         restart!(watchdog, "watchdog");
         restart!(vip, "vip");
+        restart!(backup, "backup");
         let TimingConfig {
             election_timeout_min_ms,
             heartbeat_interval_ms,

@@ -31,6 +31,10 @@ pub const API_REQUEST_BYTES_MIN: usize = 4096;
 pub const API_REQUEST_BYTES_MAX: usize = 64 << 20;
 /// The largest `api.connections_max`.
 pub const API_CONNECTIONS_MAX: usize = 65_536;
+/// The longest `backup.interval_s`: a year.
+pub const BACKUP_INTERVAL_S_MAX: u64 = 365 * 24 * 3600;
+/// The most backup files `backup.keep` may keep.
+pub const BACKUP_KEEP_MAX: u32 = 10_000;
 /// The longest group name accepted in `socket_group`.
 const GROUP_NAME_BYTES_MAX: usize = 256;
 /// The largest buffer offered to `getgrnam_r` (groups with very many members need more).
@@ -131,6 +135,7 @@ impl DaemonConfig {
         self.storage_options().validate().map_err(storage_error)?;
         self.validate_journal()?;
         self.validate_api()?;
+        self.validate_backup()?;
         self.validate_access()?;
         self.validate_paths()
     }
@@ -236,6 +241,32 @@ impl DaemonConfig {
         Ok(())
     }
 
+    fn validate_backup(&self) -> Result<(), ConfigError> {
+        let Some(backup) = &self.backup else {
+            return Ok(());
+        };
+        let bytes = backup.dir.as_os_str().as_bytes();
+        if bytes.is_empty() || bytes.contains(&0) {
+            return Err(invalid(
+                "backup.dir",
+                "must be a path (not empty, no NUL byte)",
+            ));
+        }
+        if !(1..=BACKUP_INTERVAL_S_MAX).contains(&backup.interval_s) {
+            return Err(invalid(
+                "backup.interval_s",
+                format!("must be within 1..={BACKUP_INTERVAL_S_MAX} (a year)"),
+            ));
+        }
+        if !(1..=BACKUP_KEEP_MAX).contains(&backup.keep) {
+            return Err(invalid(
+                "backup.keep",
+                format!("must be within 1..={BACKUP_KEEP_MAX}"),
+            ));
+        }
+        Ok(())
+    }
+
     fn validate_api(&self) -> Result<(), ConfigError> {
         let api = &self.api;
         if !(API_REQUEST_BYTES_MIN..=API_REQUEST_BYTES_MAX).contains(&api.request_bytes_max) {
@@ -336,6 +367,9 @@ impl DaemonConfig {
         regular_file("tls.ca_bundle", &self.tls.ca_bundle)?;
         files::check_key_mode(&self.tls.key).map_err(|e| invalid("tls.key", e.to_string()))?;
         writable_dir("data_dir", "the data directory", &self.data_dir)?;
+        if let Some(backup) = &self.backup {
+            writable_dir("backup.dir", "the backup directory", &backup.dir)?;
+        }
         self.validate_socket_location()?;
         self.socket_gid()?;
         let identity = NodeIdentity::new(&self.cluster, self.node_id)
