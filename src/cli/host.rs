@@ -384,6 +384,22 @@ pub fn status_table(s: &Value) -> String {
         s["writable"],
         s["lease_remaining_ms"],
     );
+    if s["paused"] == true {
+        let p = &s["pause"];
+        out.push_str(&format!(
+            "PAUSED by node {} (holder {}), until {}: {}\n",
+            p["by"],
+            p["holder"],
+            p["until_ms"]
+                .as_u64()
+                .map_or("resumed".to_string(), |u| format!("log time {u} ms")),
+            p["reason"].as_str().unwrap_or("")
+        ));
+    }
+    if let Some(drained) = s["drained"].as_array().filter(|d| !d.is_empty()) {
+        let ids: Vec<String> = drained.iter().map(|d| d.to_string()).collect();
+        out.push_str(&format!("drained: {}\n", ids.join(", ")));
+    }
     if let Some(days) = s["certificate"]["days_left"].as_i64() {
         out.push_str(&format!("certificate: {days} days left\n"));
     }

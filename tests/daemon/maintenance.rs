@@ -99,6 +99,11 @@ fn a_pause_shows_everywhere_and_holds_leadership_through_an_unhealthy_host_until
         });
     }
     assert_eq!(metric(&c, leader, "regent_paused").as_deref(), Some("1"));
+    let table = regent(&c, follower, &["status"]);
+    assert!(
+        table.contains("PAUSED") && table.contains("kernel upgrade"),
+        "{table}"
+    );
     loop {
         let line = watch.next_line().unwrap().expect("the watch ended");
         if let Ok(v) = serde_json::from_str::<Value>(line.trim()) {
@@ -242,6 +247,8 @@ fn a_drained_leader_hands_over_and_the_drained_node_never_leads_until_undrained(
         });
     }
     assert_eq!(metric(&c, leader, "regent_drained").as_deref(), Some("1"));
+    let table = regent(&c, new, &["status"]);
+    assert!(table.contains(&format!("drained: {leader}")), "{table}");
     // A switchover to it is refused.
     let (ok, _, err) = regent_at(
         &c.nodes[(new - 1) as usize].socket,
