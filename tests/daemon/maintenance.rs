@@ -89,7 +89,7 @@ fn a_pause_shows_everywhere_and_holds_leadership_through_an_unhealthy_host_until
         follower,
         &["pause", "--ttl-s", "600", "--reason", "kernel upgrade"],
     );
-    assert!(said.contains("paused"), "{said}");
+    assert!(said.contains("paused: true"), "{said}");
     for id in 1..=3 {
         wait_status(&c, id, "the pause", ELECTION, |s| {
             s["paused"] == true
@@ -220,7 +220,28 @@ fn a_pause_with_a_ttl_ends_by_itself() {
     let mut c = Cluster::init(3, "pause-ttl", TEST_SETTINGS);
     c.start_all();
     let (leader, _) = c.wait_writable_leader(ELECTION);
-    regent(&c, leader, &["pause", "--ttl-s", "2"]);
+    // Over the API itself.
+    let answer = http(
+        &c.nodes[(leader - 1) as usize].socket,
+        "POST",
+        "/v1/admin/pause?ttl_s=2&reason=ttl%20test",
+        b"",
+    )
+    .unwrap();
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    assert_eq!(answer.json()["paused"], true);
+    let s = c.status(leader).unwrap();
+    assert_eq!(s["pause"]["reason"], "ttl test", "{s}");
+    let (at, until) = (
+        s["pause"]["at_ms"].as_u64(),
+        s["pause"]["until_ms"].as_u64(),
+    );
+    assert_eq!(until.unwrap() - at.unwrap(), 2000, "{s}");
     for id in 1..=3 {
         wait_status(&c, id, "the pause", ELECTION, |s| s["paused"] == true);
     }

@@ -401,7 +401,7 @@ impl Replica {
             }
         }
         if entries.iter().any(touches_maintenance) {
-            self.reload_maintenance();
+            self.reread_maintenance(was_paused);
         } else if was_paused && !self.paused() {
             tracing::info!(node = %self.id, log_time_ms = self.maint.log_time_ms, "pause ended: its TTL passed in log time");
             self.maintenance_changed(was_paused);
@@ -412,6 +412,12 @@ impl Replica {
     /// an entry that touched them), and acts on what changed.
     pub(crate) fn reload_maintenance(&mut self) {
         let was_paused = self.paused();
+        self.reread_maintenance(was_paused);
+    }
+
+    /// As `reload_maintenance`, for a caller that knew whether the cluster was paused before
+    /// the entries it applied (their log time may have ended the pause already).
+    fn reread_maintenance(&mut self, was_paused: bool) {
         let old_pause = self.maint.pause.clone();
         let old_drained = self.maint.drained.clone();
         let pause = match self.state.kv_get(PAUSE_KEY) {

@@ -91,6 +91,11 @@ pub async fn change(context: &ApiContext, path: &str, query: &str) -> HttpRespon
     let (reply, answer) = oneshot::channel();
     match ask(context, Request::Maintenance { change, reply }, answer).await {
         Ok(written) => {
+            // The answer leaves as the entry applies; the status that shows it is published
+            // at the end of that turn of the driver.
+            let mut status = context.status.clone();
+            let published = status.wait_for(|s| s.applied_index >= written.index);
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), published).await;
             let s = context.status.borrow().clone();
             json_response(
                 StatusCode::OK,
