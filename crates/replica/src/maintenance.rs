@@ -944,6 +944,42 @@ mod tests {
     }
 
     #[test]
+    fn a_drained_node_with_the_most_complete_log_campaigns_after_the_grace_and_hands_over() {
+        let mut net = Net::new();
+        let l = net.until_leader();
+        let others: Vec<u64> = (1..=3).filter(|&id| id != l).collect();
+        let (d, e) = (others[0], others[1]);
+        net.change(l, MaintenanceChange::Drain(NodeId(d)));
+        assert!((1..=3).all(|id| net.r(id).drained().contains(&NodeId(d))));
+        // e misses entries that l and d commit; then l dies and e comes back: e's log is behind
+        // d's, so d refuses it its vote, and only the drained d can win.
+        net.down[(e - 1) as usize] = true;
+        for i in 0..5u64 {
+            let put = Proposal::new(Command::Put {
+                key: format!("k{i}").into_bytes(),
+                value: b"v".to_vec(),
+            });
+            let now = net.now;
+            net.r_mut(l).propose(100 + i, put.encode(), now).unwrap();
+            net.run_ms(20);
+        }
+        net.down[(l - 1) as usize] = true;
+        net.down[(e - 1) as usize] = false;
+        let leader = net.until_leader();
+        assert_eq!(
+            leader, d,
+            "only the drained node, with the most complete log, can win"
+        );
+        net.run_ms(2_000);
+        assert_eq!(
+            net.until_leader(),
+            e,
+            "d led only to hand over (first leader: n{leader})"
+        );
+        assert!(net.r(e).drained().contains(&NodeId(d)));
+    }
+
+    #[test]
     fn draining_the_last_eligible_voter_is_refused() {
         let mut net = Net::new();
         let l = net.until_leader();

@@ -113,7 +113,7 @@ impl Replica {
     /// this term, that it applied up to it.
     pub fn catch_up_index(&self, journal: &JournalState, now: Nanos) -> Option<u64> {
         let status = self.core.status(now);
-        if status.role != Role::Leader || !status.writable {
+        if status.role != Role::Leader || !status.writable || !self.pause_allows_writable() {
             return None;
         }
         let index = journal.catch_up_index(status.term.0);
