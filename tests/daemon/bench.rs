@@ -31,9 +31,18 @@ fn check_write_line(line: &Value, clients: u64) {
         .map(String::as_str)
         .collect();
     // The keys, and the figures added since (CPU per write, the largest latency, the
-    // run's acknowledged writes and length); nothing else.
+    // run's acknowledged writes and length, the rates at a `--writes` run's two ends); nothing
+    // else.
     let required = ["clients", "writes_per_sec", "p50_ms", "p99_ms", "p999_ms"];
-    let added = ["cpu_us_per_write", "max_ms", "writes", "seconds"];
+    let added = [
+        "cpu_us_per_write",
+        "max_ms",
+        "writes",
+        "seconds",
+        "window_writes",
+        "first_window_writes_per_sec",
+        "last_window_writes_per_sec",
+    ];
     for key in required {
         assert!(keys.contains(&key), "{key} missing: {line}");
     }
@@ -85,6 +94,7 @@ fn bench_cluster_json_has_every_figure() {
         "restart_ms",
         "restart_writable_ms",
         "restart_unverified_ms",
+        "restart_verified_ms",
         "idle_rss_mib",
         "loaded_rss_mib",
     ] {

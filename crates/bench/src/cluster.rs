@@ -158,6 +158,12 @@ pub(super) fn print_result(result: &LoadResult, json: bool) {
                 result.writes()
             ));
         }
+        if let Some((window, first, last)) = result.ends {
+            notes.push_str(&format!(
+                "  (first {window} writes {first:.0}/s, last {window} {last:.0}/s: {:.2}×)",
+                last / first
+            ));
+        }
         let cpu = result
             .cpu_us_per_write
             .map_or("?".to_string(), |us| format!("{us:.0}"));
@@ -193,6 +199,8 @@ fn print_others(o: &mut Others, json: bool) {
                 "restart_ms": o.restart.as_ref().map(|r| round3(r.serving.as_secs_f64() * 1e3)),
                 "restart_writable_ms": o.restart.as_ref().map(|r| round3(r.writable.as_secs_f64() * 1e3)),
                 "restart_verified_ms": o.restart.as_ref().map(|r| round3(r.serving_verified.as_secs_f64() * 1e3)),
+                // Without redb's page check: a start after a clean stop (`restart_ms`).
+                "restart_unverified_ms": o.restart.as_ref().map(|r| round3(r.serving.as_secs_f64() * 1e3)),
                 "idle_rss_mib": mib(o.idle_rss_kib),
                 "loaded_rss_mib": mib(o.loaded_rss_kib),
             })

@@ -72,7 +72,15 @@ pub(super) fn validate_writes(writes: Option<u64>) -> anyhow::Result<()> {
 pub(super) struct Quota {
     target: u64,
     acked: AtomicU64,
+    /// When the first `window` writes were acknowledged, and when the last `window` began
+    /// (the `target − window`-th acknowledgement): the rates at the run's two ends.
+    window: u64,
+    marks: std::sync::Mutex<[Option<Instant>; 2]>,
 }
+
+/// The writes at each end of a `--writes` run whose rates are compared: 100,000, or half the
+/// run when it is shorter than 200,000.
+pub(super) const WINDOW_WRITES: u64 = 100_000;
 
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Ack {
@@ -87,12 +95,25 @@ impl Quota {
         Quota {
             target,
             acked: AtomicU64::new(0),
+            window: WINDOW_WRITES.min(target / 2),
+            marks: std::sync::Mutex::new([None; 2]),
         }
     }
 
     /// One more acknowledged write.
     pub fn ack(&self) -> Ack {
         let n = self.acked.fetch_add(1, Ordering::Relaxed) + 1;
+        // (With a run of twice the window, one acknowledgement is both marks.)
+        let ends = [n == self.window, n == self.target - self.window];
+        if self.window > 0 && ends.contains(&true) {
+            let now = Instant::now();
+            let mut marks = self.marks.lock().unwrap_or_else(|e| e.into_inner());
+            for (mark, end) in marks.iter_mut().zip(ends) {
+                if end {
+                    *mark = Some(now);
+                }
+            }
+        }
         match n.cmp(&self.target) {
             std::cmp::Ordering::Less => Ack::Counted { last: false },
             std::cmp::Ordering::Equal => Ack::Counted { last: true },
@@ -119,6 +140,9 @@ pub(super) struct LoadResult {
     /// CPU time (user + system) of the system's server processes over the run, in
     /// microseconds per acknowledged write; `None` when not measured.
     pub cpu_us_per_write: Option<f64>,
+    /// A `--writes` run: the rate of its first and of its last `.0` writes (does the path
+    /// slow down as the data grows, across compactions?).
+    pub ends: Option<(u64, f64, f64)>,
 }
 
 impl LoadResult {
@@ -163,6 +187,9 @@ impl LoadResult {
             "writes": self.writes(),
             "seconds": round3(self.elapsed.as_secs_f64()),
             "cpu_us_per_write": self.cpu_us_per_write.map(|us| (us * 10.0).round() / 10.0),
+            "window_writes": self.ends.map(|e| e.0),
+            "first_window_writes_per_sec": self.ends.map(|e| e.1.round()),
+            "last_window_writes_per_sec": self.ends.map(|e| e.2.round()),
         })
     }
 }
@@ -203,6 +230,7 @@ where
     let (open, stop_ref, value_ref, quota_ref, start_ref) =
         (&open, &stop, &value, quota.as_ref(), &start);
     let mut elapsed = Duration::ZERO;
+    let mut ends = None;
     let mut cpu_before = None;
     let mut cpu_after = None;
     let outcomes: Vec<Outcome> = std::thread::scope(|scope| {
@@ -287,6 +315,17 @@ where
         stop_ref.store(true, Ordering::Relaxed);
         cpu_after = CpuSample::take(pids);
         elapsed = ended.saturating_duration_since(started);
+        if let Some(q) = quota_ref {
+            let marks = *q.marks.lock().unwrap_or_else(|e| e.into_inner());
+            if let [Some(first), Some(last)] = marks {
+                let rate = |d: Duration| q.window as f64 / d.as_secs_f64().max(1e-9);
+                ends = Some((
+                    q.window,
+                    rate(first.saturating_duration_since(started)),
+                    rate(ended.saturating_duration_since(last)),
+                ));
+            }
+        }
         threads
             .into_iter()
             .map(|t| t.join().unwrap_or((Vec::new(), 0, None)))
@@ -306,6 +345,7 @@ where
         elapsed,
         length,
         cpu_us_per_write: cpu::cpu_us_per_write(cpu_before.as_ref(), cpu_after.as_ref(), writes),
+        ends,
     }
 }
 
@@ -433,6 +473,14 @@ mod tests {
             assert_eq!(result.refused, 0);
             assert_eq!(result.cut_short(), None);
             assert_eq!(result.cpu_us_per_write, None);
+            // Both ends of the run are measured once it has two writes.
+            match result.ends {
+                Some((window, first, last)) => {
+                    assert_eq!(window, WINDOW_WRITES.min(writes / 2));
+                    assert!(first > 0.0 && last > 0.0, "{first} {last}");
+                }
+                None => assert!(writes < 2, "{clients} clients, {writes} writes"),
+            }
         }
     }
 
@@ -461,6 +509,7 @@ mod tests {
             elapsed: Duration::from_secs(1),
             length: RunLength::Writes(1000),
             cpu_us_per_write: Some(123.45),
+            ends: Some((500, 2_000.4, 1_900.6)),
         };
         assert_eq!(result.percentile_ms(0.5), 500.0);
         assert_eq!(result.percentile_ms(0.99), 990.0);
@@ -469,6 +518,9 @@ mod tests {
         assert_eq!(json["max_ms"], 1000.0);
         assert_eq!(json["writes"], 1000);
         assert_eq!(json["cpu_us_per_write"], 123.5);
+        assert_eq!(json["window_writes"], 500);
+        assert_eq!(json["first_window_writes_per_sec"], 2_000.0);
+        assert_eq!(json["last_window_writes_per_sec"], 1_901.0);
         for field in ["clients", "writes_per_sec", "p50_ms", "p99_ms", "p999_ms"] {
             assert!(!json[field].is_null(), "{field}");
         }
@@ -485,6 +537,7 @@ mod tests {
             elapsed: Duration::from_secs(1),
             length: RunLength::Writes(10),
             cpu_us_per_write: None,
+            ends: None,
         };
         assert!(result.max_ms().is_nan());
         assert_eq!(result.cut_short(), Some(10));

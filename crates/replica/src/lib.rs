@@ -970,6 +970,68 @@ mod tests {
         );
     }
 
+    /// A restarted replica's core is given only the newest `restore_entries_max` applied
+    /// entries (and never one before the last applied membership change); storage keeps the
+    /// rest until compaction, which steps from storage's own prefix.
+    #[test]
+    fn a_restart_gives_the_core_only_the_newest_applied_entries() {
+        let (mut r, mut disk, mut now) = single_leader();
+        for k in 0..50u64 {
+            let put = Proposal::new(Command::Put {
+                key: format!("k{k}").into_bytes(),
+                value: b"v".to_vec(),
+            });
+            r.propose(k, put.encode(), now).unwrap();
+            run(&mut r, &mut disk);
+        }
+        now += FLUSH_INTERVAL_NS;
+        r.tick(now);
+        run(&mut r, &mut disk);
+        let state = disk.state().clone();
+        assert_eq!(state.applied, state.last_index, "{state:?}");
+        assert_eq!(state.snapshot.last_included_index, LogIndex(0));
+
+        let voters = Membership::new([NodeId(1)]);
+        let restored = restored_state(&disk, &voters, 10).unwrap();
+        assert_eq!(restored.snapshot_index, LogIndex(state.applied.0 - 10));
+        assert_eq!(restored.entries.len(), 10);
+        assert_eq!(restored.entries[0].index, restored.snapshot_index.next());
+        assert_eq!(
+            restored.snapshot_term,
+            disk.term(restored.snapshot_index).unwrap()
+        );
+        assert_eq!(restored.membership, voters);
+        // A window wider than the log: everything, from storage's own prefix.
+        let whole = restored_state(&disk, &voters, 1_000).unwrap();
+        assert_eq!(whole.snapshot_index, LogIndex(0));
+        assert_eq!(whole.entries.len() as u64, state.last_index.0);
+
+        // The replica built so serves: it leads again and applies a new write.
+        let mut config = Config::new(NodeId(1));
+        config.election_timeout_min_ms = 100;
+        config.heartbeat_interval_ms = 10;
+        config.restore_entries_max = 10;
+        let rng = Box::new(SplitMix64::new(9));
+        let mut r = Replica::new(config, &disk, voters, rng, now).unwrap();
+        assert_eq!(r.core().snapshot_index(), LogIndex(state.applied.0 - 10));
+        while r.core().status(now).role != regent_raft::Role::Leader {
+            now += MS;
+            r.tick(now);
+            run(&mut r, &mut disk);
+        }
+        let put = Proposal::new(Command::Put {
+            key: b"after".to_vec(),
+            value: b"v".to_vec(),
+        });
+        let (index, _) = r.propose(99, put.encode(), now).unwrap();
+        run(&mut r, &mut disk);
+        assert_eq!(r.state().applied(), index);
+        // An operator's compaction through the applied index drops storage's whole prefix.
+        let mut out = Vec::new();
+        let started = r.compact_now(now, &mut out);
+        assert!(matches!(started, CompactNow::Started(_)), "{started:?}");
+    }
+
     #[test]
     fn the_bootstrap_entry_is_the_same_everywhere_and_applies_the_voters() {
         let voters = Membership::new([NodeId(1), NodeId(2), NodeId(3)]);
