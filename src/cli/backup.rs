@@ -16,7 +16,7 @@ use clap::{Args, Subcommand};
 use regent_client::http::{self, Conn};
 use regent_daemon::api::members::member_address_key;
 use regent_raft::Membership;
-use regent_storage::{backup, BackupSummary, Identity, RedbStorage, Restored, StateDigest};
+use regent_storage::{backup, BackupSummary, Identity, RedbStorage, Restored};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::{BufReader, Write};
@@ -201,18 +201,7 @@ fn download(socket: &Path, partial: &Path) -> anyhow::Result<()> {
 }
 
 /// The digest as `GET /v1/status?digest=true` shows it.
-pub fn digest_json(d: &StateDigest) -> Value {
-    json!({
-        "applied_index": d.applied.0,
-        "revision": d.revision,
-        "kv_count": d.kv_count,
-        "kv_crc32c": d.kv_crc,
-        "session_count": d.session_count,
-        "session_crc32c": d.session_crc,
-        "journal_count": d.journal_count,
-        "journal_crc32c": d.journal_crc,
-    })
-}
+pub use regent_daemon::api::routes::digest_json;
 
 fn summary_json(file: &Path, s: &BackupSummary) -> Value {
     json!({

@@ -83,6 +83,13 @@ impl Feed {
     }
 }
 
+/// `--node ID=127.0.0.1:PORT` for nodes 1..=n, each on a free loopback port.
+fn loopback_nodes(n: u64) -> Vec<String> {
+    (1..=n)
+        .flat_map(|id| ["--node".into(), format!("{id}=127.0.0.1:{}", free_port())])
+        .collect()
+}
+
 /// A free UDP port on loopback (bound, read, released).
 pub fn free_port() -> u16 {
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -145,10 +152,7 @@ impl Cluster {
             "--cluster".into(),
             cluster.into(),
         ];
-        for id in 1..=n {
-            args.push("--node".into());
-            args.push(format!("{id}=127.0.0.1:{}", free_port()));
-        }
+        args.extend(loopback_nodes(n));
         let out = Command::new(BIN).args(&args).output().unwrap();
         assert!(
             out.status.success(),
@@ -172,10 +176,7 @@ impl Cluster {
             "--cluster".into(),
             cluster.into(),
         ];
-        for id in 1..=n {
-            args.push("--node".into());
-            args.push(format!("{id}=127.0.0.1:{}", free_port()));
-        }
+        args.extend(loopback_nodes(n));
         let out = Command::new(BIN).args(&args).output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(

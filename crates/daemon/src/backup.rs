@@ -11,7 +11,7 @@
 //! removes only files of this node's naming pattern.
 
 use crate::api::status::NodeStatus;
-use crate::api::{BackupSource, BusyReason, Request, RequestError, REQUEST_TIMEOUT};
+use crate::api::{BackupSource, Request, RequestError};
 use crate::config::BackupConfig;
 use regent_storage::{BackupHeader, BackupSummary, BackupWriter, StorageError};
 use std::io::Write;
@@ -53,16 +53,7 @@ const CATCH_UP_RETRY: Duration = Duration::from_millis(30);
 /// Opens a snapshot for a backup through the driver (the disk thread answers).
 pub async fn open(requests: &mpsc::Sender<Request>) -> Result<BackupSource, RequestError> {
     let (reply, answer) = oneshot::channel();
-    if requests.send(Request::Backup { reply }).await.is_err() {
-        return Err(RequestError::ShuttingDown);
-    }
-    match tokio::time::timeout(REQUEST_TIMEOUT, answer).await {
-        Ok(Ok(result)) => result,
-        Ok(Err(_)) => Err(RequestError::ShuttingDown),
-        Err(_) => Err(RequestError::Busy(BusyReason::NoAnswer {
-            waited: REQUEST_TIMEOUT,
-        })),
-    }
+    crate::api::routes::ask_driver(requests, Request::Backup { reply }, answer).await
 }
 
 /// Reads the whole snapshot and hands the backup file's bytes to `sink`, in order. Blocking

@@ -65,6 +65,22 @@ struct BackupTrailer {
     file_crc: u32,
 }
 
+impl BackupTrailer {
+    fn new(frame_count: u32, digest: &StateDigest, file_crc: u32) -> BackupTrailer {
+        BackupTrailer {
+            frame_count,
+            revision: digest.revision,
+            kv_count: digest.kv_count,
+            kv_crc: digest.kv_crc,
+            session_count: digest.session_count,
+            session_crc: digest.session_crc,
+            journal_count: digest.journal_count,
+            journal_crc: digest.journal_crc,
+            file_crc,
+        }
+    }
+}
+
 /// What a checked backup holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BackupSummary {
@@ -243,17 +259,7 @@ impl BackupWriter {
                 "the snapshot ended before its end marker".into(),
             ));
         };
-        let trailer = BackupTrailer {
-            frame_count: self.frames,
-            revision: digest.revision,
-            kv_count: digest.kv_count,
-            kv_crc: digest.kv_crc,
-            session_count: digest.session_count,
-            session_crc: digest.session_crc,
-            journal_count: digest.journal_count,
-            journal_crc: digest.journal_crc,
-            file_crc: self.file_crc,
-        };
+        let trailer = BackupTrailer::new(self.frames, &digest, self.file_crc);
         let mut out = Vec::new();
         push_record(&mut out, KIND_TRAILER, &encode_row(&trailer));
         let summary = BackupSummary {
@@ -394,17 +400,7 @@ impl<R: Read> BackupReader<R> {
                 ),
             ));
         }
-        let expected = BackupTrailer {
-            frame_count: self.frames,
-            revision: digest.revision,
-            kv_count: digest.kv_count,
-            kv_crc: digest.kv_crc,
-            session_count: digest.session_count,
-            session_crc: digest.session_crc,
-            journal_count: digest.journal_count,
-            journal_crc: digest.journal_crc,
-            file_crc,
-        };
+        let expected = BackupTrailer::new(self.frames, &digest, file_crc);
         if trailer != expected {
             return Err(fail(
                 offset,

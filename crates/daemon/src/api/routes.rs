@@ -491,16 +491,7 @@ async fn status_with_digest(context: &ApiContext) -> HttpResponse {
         Ok(ReadAnswer::Digest(d)) => {
             let s = context.status.borrow().clone();
             let mut body = status_json(&s, clock::now());
-            body["digest"] = json!({
-                "applied_index": d.applied.0,
-                "revision": d.revision,
-                "kv_count": d.kv_count,
-                "kv_crc32c": d.kv_crc,
-                "session_count": d.session_count,
-                "session_crc32c": d.session_crc,
-                "journal_count": d.journal_count,
-                "journal_crc32c": d.journal_crc,
-            });
+            body["digest"] = digest_json(&d);
             json_response(StatusCode::OK, &body)
         }
         Ok(_) => unreachable_answer(),
@@ -756,6 +747,21 @@ pub(super) fn kv_json(kv: &KeyValue) -> Value {
     })
 }
 
+/// A state machine's digest as `GET /v1/status?digest=true` shows it (and `regent backup
+/// verify` prints it).
+pub fn digest_json(d: &regent_storage::StateDigest) -> Value {
+    json!({
+        "applied_index": d.applied.0,
+        "revision": d.revision,
+        "kv_count": d.kv_count,
+        "kv_crc32c": d.kv_crc,
+        "session_count": d.session_count,
+        "session_crc32c": d.session_crc,
+        "journal_count": d.journal_count,
+        "journal_crc32c": d.journal_crc,
+    })
+}
+
 /// Bytes as JSON: `{"text": ...}` when UTF-8, else `{"base64": ...}`.
 pub(super) fn bytes_json(bytes: &[u8]) -> Value {
     match std::str::from_utf8(bytes) {
@@ -770,7 +776,16 @@ pub(super) async fn ask<T>(
     request: Request,
     answer: oneshot::Receiver<Result<T, RequestError>>,
 ) -> Result<T, RequestError> {
-    if context.requests.send(request).await.is_err() {
+    ask_driver(&context.requests, request, answer).await
+}
+
+/// [`ask`] with only the driver's queue (the backup schedule has no API context).
+pub(crate) async fn ask_driver<T>(
+    requests: &tokio::sync::mpsc::Sender<Request>,
+    request: Request,
+    answer: oneshot::Receiver<Result<T, RequestError>>,
+) -> Result<T, RequestError> {
+    if requests.send(request).await.is_err() {
         return Err(RequestError::ShuttingDown);
     }
     match tokio::time::timeout(REQUEST_TIMEOUT, answer).await {
