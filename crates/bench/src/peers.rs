@@ -57,7 +57,9 @@ pub struct PeersBenchArgs {
     #[arg(long, default_value = "java")]
     pub java: PathBuf,
     /// One JSON object a line (`system`, `clients`, `writes_per_sec`, `p50_ms`, `p99_ms`,
-    /// `p999_ms`, `max_ms`, `writes`, `seconds`, `cpu_us_per_write`) instead of the table.
+    /// `p999_ms`, `max_ms`, `writes`, `seconds`, `cpu_us_per_write`; with `--writes`,
+    /// `window_writes`, `first_window_writes_per_sec`, `last_window_writes_per_sec`) instead
+    /// of the table.
     #[arg(long)]
     pub json: bool,
 }
