@@ -10,7 +10,7 @@ use regent_chaos::net::{Net, NetChoice};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -58,19 +58,8 @@ fn who(vip: IpAddr) -> Option<u64> {
 }
 
 fn failover_bound(config: &Path) -> Duration {
-    let out = Command::new(BIN)
-        .arg("explain-timing")
-        .arg(config)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let ms: u64 = text
-        .lines()
-        .find(|l| l.starts_with("unplanned failover"))
-        .and_then(|l| l.rsplit("worst case: ").next())
-        .and_then(|t| t.trim_end_matches(" ms").parse().ok())
-        .unwrap_or_else(|| panic!("{text}"));
-    Duration::from_millis(ms)
+    let config = regent_daemon::config::DaemonConfig::load_unvalidated(config).unwrap();
+    Duration::from_millis(config.explain_timing().failover_worst_ms().ceil() as u64)
 }
 
 /// When the holders were sampled, and who held the VIP.

@@ -6,7 +6,7 @@
 //! master within the failover bound `explain-timing` prints plus the hooks' time; every
 //! acknowledged write is in the state afterwards.
 
-use crate::support::{Cluster, BIN, TEST_SETTINGS};
+use crate::support::{Cluster, TEST_SETTINGS};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -28,22 +28,8 @@ fn now_ns() -> u64 {
 
 /// The failover bound `regent explain-timing` prints for this configuration.
 fn failover_bound(config: &Path) -> Duration {
-    let out = Command::new(BIN)
-        .arg("explain-timing")
-        .arg(config)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("unplanned failover"))
-        .unwrap_or_else(|| panic!("{text}"));
-    let ms: u64 = line
-        .rsplit("worst case: ")
-        .next()
-        .and_then(|t| t.trim_end_matches(" ms").parse().ok())
-        .unwrap_or_else(|| panic!("{line}"));
-    Duration::from_millis(ms)
+    let config = regent_daemon::config::DaemonConfig::load_unvalidated(config).unwrap();
+    Duration::from_millis(config.explain_timing().failover_worst_ms().ceil() as u64)
 }
 
 /// One acknowledged write: which master acknowledged it, and when (CLOCK_MONOTONIC).

@@ -707,16 +707,21 @@ mod tests {
         s
     }
 
-    fn backup_of(s: &MemStorage) -> Vec<u8> {
-        let mut source = s.snapshot().unwrap();
-        let meta = source.meta().clone();
-        let (mut writer, mut file) = BackupWriter::start(BackupHeader {
+    /// The header of a backup of node 1 of cluster "old" at `meta`'s index.
+    fn header(meta: &SnapshotMeta, taken_unix_ms: u64) -> BackupHeader {
+        BackupHeader {
             cluster_id: "old".into(),
             node_id: NodeId(1),
             index: meta.last_included_index,
             term: meta.last_included_term,
-            taken_unix_ms: 1_700_000_000_000,
-        });
+            taken_unix_ms,
+        }
+    }
+
+    fn backup_of(s: &MemStorage) -> Vec<u8> {
+        let mut source = s.snapshot().unwrap();
+        let meta = source.meta().clone();
+        let (mut writer, mut file) = BackupWriter::start(header(&meta, 1_700_000_000_000));
         while let Some(frame) = source.next_chunk().unwrap() {
             file.extend(writer.frame(&frame).unwrap());
         }
@@ -856,13 +861,7 @@ mod tests {
         let s = populated();
         let mut source = s.snapshot().unwrap();
         let meta = source.meta().clone();
-        let (mut writer, mut file) = BackupWriter::start(BackupHeader {
-            cluster_id: "old".into(),
-            node_id: NodeId(1),
-            index: meta.last_included_index,
-            term: meta.last_included_term,
-            taken_unix_ms: 0,
-        });
+        let (mut writer, mut file) = BackupWriter::start(header(&meta, 0));
         let mut records = Vec::new();
         while let Some(frame) = source.next_chunk().unwrap() {
             records.push(writer.frame(&frame).unwrap());
