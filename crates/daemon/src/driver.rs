@@ -170,6 +170,7 @@ impl Driver {
         let membership = parts.replica.core().membership().clone();
         let mut replica = parts.replica;
         replica.set_promotion_gate(parts.hooks.gated, parts.hooks.backoff_ns);
+        replica.set_election(parts.config.election.settings(), clock::now());
         Driver {
             id: replica.core().id(),
             replica,

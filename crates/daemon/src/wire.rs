@@ -6,7 +6,7 @@
 //! authenticated peer that sent it, so a regent can only report for its own host.
 
 use regent_raft::Message;
-use regent_replica::ClockStamp;
+use regent_replica::{Candidacy, ClockStamp, ElectionRole};
 use regent_transport::WireMessage;
 use serde::{Deserialize, Serialize};
 
@@ -24,12 +24,37 @@ pub enum PeerMessage {
     /// when sent, when its replica started (a new value: a new incarnation, measured afresh),
     /// and whether a quorum of voters' clocks agrees with its own. Appended last, so the
     /// encoding of the variants above is unchanged.
+    ///
+    /// It also carries the sender's election role (`role`: 0 candidate, 1 nofailover,
+    /// 2 witness; a code this build does not know counts as a role that may not lead), its
+    /// priority, and whether it is ready to lead now (`regent_replica::Candidacy`).
     Clock {
         sent_at: u64,
         epoch: u64,
         vouched: bool,
         echo: Option<u64>,
+        role: u8,
+        priority: u32,
+        ready: bool,
     },
+}
+
+/// The wire code of an election role.
+fn role_code(role: ElectionRole) -> u8 {
+    match role {
+        ElectionRole::Candidate => 0,
+        ElectionRole::NoFailover => 1,
+        ElectionRole::Witness => 2,
+    }
+}
+
+/// The election role a wire code names: an unknown code (a newer role) may not lead.
+fn role_of(code: u8) -> ElectionRole {
+    match code {
+        0 => ElectionRole::Candidate,
+        2 => ElectionRole::Witness,
+        _ => ElectionRole::NoFailover,
+    }
 }
 
 impl PeerMessage {
@@ -39,7 +64,37 @@ impl PeerMessage {
             epoch: stamp.epoch,
             vouched: stamp.vouched,
             echo: stamp.echo,
+            role: role_code(stamp.candidacy.role),
+            priority: stamp.candidacy.priority,
+            ready: stamp.ready,
         }
+    }
+
+    /// The clock stamp a `Clock` message carries (`None` for any other message).
+    pub fn stamp(&self) -> Option<ClockStamp> {
+        let PeerMessage::Clock {
+            sent_at,
+            epoch,
+            vouched,
+            echo,
+            role,
+            priority,
+            ready,
+        } = *self
+        else {
+            return None;
+        };
+        Some(ClockStamp {
+            sent_at,
+            epoch,
+            vouched,
+            echo,
+            candidacy: Candidacy {
+                role: role_of(role),
+                priority,
+            },
+            ready,
+        })
     }
 }
 

@@ -51,6 +51,10 @@ pub enum ConfChangeError {
     Transferring,
     #[error("the target configuration has no voter")]
     NoVoters,
+    /// Refused by the caller, not the core: every voter of the target configuration is a
+    /// `nofailover` node, a `witness` or drained.
+    #[error("no voter of the target configuration {voters:?} may lead (each is nofailover, a witness or drained)")]
+    NoEligibleVoter { voters: Vec<NodeId> },
     #[error("{id} is named both as a voter and as a learner")]
     VoterAndLearner { id: NodeId },
     #[error("voter {id} cannot become a learner in the same change; remove it, then add it back as a learner")]

@@ -44,6 +44,7 @@ impl Replica {
         if entries.is_empty() {
             return;
         }
+        let reserved_before = self.state.reserved_writes();
         match self.state.apply(&entries) {
             Ok(results) => {
                 for (entry, applied) in entries.iter().zip(results) {
@@ -51,7 +52,11 @@ impl Replica {
                     self.answer(entry.index, entry.term, applied.result, out);
                 }
                 self.unflushed_since.get_or_insert(self.now);
-                self.maintenance_applied(&entries);
+                let records_written = self.state.reserved_writes() != reserved_before;
+                self.maintenance_applied(&entries, records_written);
+                if records_written {
+                    self.reload_roles();
+                }
                 out.push(Action::Applied(entries));
             }
             Err(err) => {
@@ -167,5 +172,6 @@ impl Replica {
             return;
         }
         self.reload_maintenance();
+        self.reload_roles();
     }
 }

@@ -58,7 +58,7 @@ const RATE_PPM_LIMIT: f64 = 1e9;
 /// What one node tells another about its clock: a request, sent once per heartbeat interval to
 /// every member, or the answer to one, sent as soon as the request arrives (the daemon carries
 /// both as `PeerMessage::Clock`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ClockStamp {
     /// The sender's monotonic time when it sent the stamp.
     pub sent_at: Nanos,
@@ -71,6 +71,11 @@ pub struct ClockStamp {
     /// An answer: the `sent_at` of the receiver's request it answers. `None`: a request, to be
     /// answered.
     pub echo: Option<Nanos>,
+    /// The sender's election role and priority (`roles`).
+    pub candidacy: crate::Candidacy,
+    /// The sender would campaign now if no leader held it back: its host is healthy and
+    /// nothing but the roles' rules holds its campaigns.
+    pub ready: bool,
 }
 
 /// How clock rates are checked; [`ClockCheck::for_config`] derives it from the core's timing.
@@ -456,7 +461,9 @@ impl Replica {
             return;
         }
         self.clocks.sample(from, stamp, self.now);
+        self.heard_candidacy(from, stamp.candidacy, stamp.ready);
         self.check_clocks(self.now);
+        self.check_roles(self.now);
     }
 
     /// Replaces the clock check (the daemon's configured threshold, the simulator's own).
@@ -576,12 +583,15 @@ impl Replica {
     pub(crate) fn maybe_stamp(&mut self, out: &mut Vec<Action>) {
         let now = self.now;
         let (epoch, vouched) = (self.clocks.epoch, self.clocks.status.vouched);
+        let (candidacy, ready) = (self.roles.settings.own, self.ready_to_lead());
         for (to, sent_at) in std::mem::take(&mut self.clocks.owed) {
             let stamp = ClockStamp {
                 sent_at: now,
                 epoch,
                 vouched,
                 echo: Some(sent_at),
+                candidacy,
+                ready,
             };
             out.push(Action::ClockStamp { to, stamp });
         }
@@ -594,6 +604,8 @@ impl Replica {
             epoch,
             vouched,
             echo: None,
+            candidacy,
+            ready,
         };
         for to in self.core.membership().members() {
             if to != self.id {
@@ -721,6 +733,7 @@ mod tests {
             epoch,
             vouched: true,
             echo: Some(me.at(times.0)),
+            ..ClockStamp::default()
         };
         clocks.sample(PEER, stamp, me.at(times.2));
     }
@@ -1024,6 +1037,7 @@ mod tests {
             epoch: 1,
             vouched: true,
             echo: Some(me.at(4_899 * MS)),
+            ..ClockStamp::default()
         };
         clocks.sample(PEER, late, me.at(5_650 * MS));
         assert_eq!(clocks.peers[&PEER].points.len(), points);
@@ -1097,6 +1111,7 @@ mod tests {
                 epoch,
                 vouched: true,
                 echo,
+                ..ClockStamp::default()
             };
             clocks.sample(PEER, stamp, now);
             clocks.evaluate(ME, &voters, now);

@@ -26,6 +26,7 @@ mod install;
 mod maintenance;
 mod promote;
 mod propose;
+mod roles;
 
 pub use apply::{COMPACT_STEP_ENTRIES, FLUSH_INTERVAL_NS, FLUSH_RECORDS_MAX};
 pub use clock::{
@@ -40,6 +41,9 @@ pub use maintenance::{
 };
 pub use promote::Promotion;
 pub use propose::ProposeRefusal;
+pub use roles::{
+    election_key, Candidacy, ElectionRole, ElectionSettings, DEFAULT_PRIORITY, ELECTION_PREFIX,
+};
 
 use regent_raft::Entry;
 use regent_raft::{
@@ -250,6 +254,8 @@ pub struct Replica {
     clocks: clock::Clocks,
     /// The operator's pause and drained nodes, as applied here (`maintenance`).
     maint: maintenance::Maintenance,
+    /// Every member's election role and priority, and this node's (`roles`).
+    roles: roles::Roles,
 }
 
 impl Replica {
@@ -270,6 +276,7 @@ impl Replica {
         let drain_grace_ns =
             maintenance::DRAIN_GRACE_ELECTION_TIMEOUTS * config.election_timeout_min_ms * 1_000_000;
         let clocks = clock::Clocks::new(ClockCheck::for_config(&config, 500_000), now);
+        let roles = roles::Roles::new(2 * config.election_timeout_min_ns());
         let core = RaftNode::new(config, restored, rng, now)?;
         let mut replica = Replica {
             id: core.id(),
@@ -302,9 +309,11 @@ impl Replica {
                 leader_heard_at: now,
                 ..maintenance::Maintenance::default()
             },
+            roles,
         };
         replica.check_clocks(now);
         replica.reload_maintenance();
+        replica.reload_roles();
         Ok(replica)
     }
 
@@ -326,6 +335,7 @@ impl Replica {
         let core = self.flush_deadline().map_or(core, |f| core.min(f));
         let core = self.promotion_deadline().map_or(core, |p| core.min(p));
         let core = self.maintenance_deadline().map_or(core, |m| core.min(m));
+        let core = self.roles_deadline().map_or(core, |r| core.min(r));
         self.handover_deadline().map_or(core, |h| core.min(h))
     }
 
@@ -346,6 +356,7 @@ impl Replica {
         self.core.tick(now);
         self.check_clocks(self.now);
         self.check_drain(self.now);
+        self.check_roles(self.now);
         self.maybe_end_pause(self.now);
     }
 
@@ -392,7 +403,28 @@ impl Replica {
         now: Nanos,
     ) -> Result<LogIndex, ConfChangeError> {
         self.observe(now);
+        let mut voters = self.core.membership().voters.clone();
+        match change {
+            ConfChange::AddLearner(_) => {}
+            ConfChange::Promote(id) => {
+                voters.insert(id);
+            }
+            ConfChange::Remove(id) => {
+                voters.remove(&id);
+            }
+        }
+        self.check_some_voter_may_lead(&voters)?;
         self.core.change_membership(change, now)
+    }
+
+    /// Refuses a change of the voters that would leave none allowed to lead (`roles`).
+    fn check_some_voter_may_lead(&self, voters: &BTreeSet<NodeId>) -> Result<(), ConfChangeError> {
+        if voters == &self.core.membership().voters || voters.is_empty() || self.any_may_lead(voters) {
+            return Ok(());
+        }
+        Err(ConfChangeError::NoEligibleVoter {
+            voters: voters.iter().copied().collect(),
+        })
     }
 
     /// A change to exactly `voters` and `learners` in one joint step, however many voters it
@@ -404,6 +436,7 @@ impl Replica {
         now: Nanos,
     ) -> Result<LogIndex, ConfChangeError> {
         self.observe(now);
+        self.check_some_voter_may_lead(&voters)?;
         self.core.reconfigure(voters, learners, now)
     }
 

@@ -4,8 +4,9 @@
 //! Both live in the state machine as regent's own records (ordinary puts under the reserved
 //! prefix `\0regent/`, which clients may not write): `\0regent/maintenance/pause` holds the
 //! pause, `\0regent/maintenance/drained/<id>` one record per drained node. Every node reads them
-//! back after applying an entry that touches them, after a snapshot install and at start, so
-//! every node sees the same pause and the same drained set at the same index.
+//! back after an apply that wrote any reserved record (the state machine counts those writes:
+//! `StateMachine::reserved_writes`), after a snapshot install and at start, so every node sees
+//! the same pause and the same drained set at the same index.
 //!
 //! While paused nothing moves leadership behind the operator's back: an unhealthy host, a
 //! stalled disk and a stop (SIGTERM) hand nothing over, and only the pause's *holder* (the
@@ -44,10 +45,6 @@ pub const PAUSE_TTL_MAX_MS: u64 = 7 * 24 * 3600 * 1000;
 pub const PAUSE_REASON_BYTES_MAX: usize = 256;
 /// The most drained records read back (far above any cluster's size).
 const DRAINED_RECORDS_MAX: u32 = 1000;
-/// Every maintenance proposal is at most this many bytes encoded (a pause record is about a
-/// hundred bytes plus its reason): only entries this small are looked at for the records, so
-/// the write path's large entries cost nothing.
-const MAINTENANCE_ENTRY_BYTES_MAX: usize = 2048;
 /// A drained follower that has heard from no leader for this many minimum election timeouts
 /// campaigns after all (and, leading, hands over at once): the eligible voters may be unable to
 /// win without it, when its log is the most complete (Raft's election restriction).
@@ -164,34 +161,6 @@ pub(crate) struct Maintenance {
     /// Pauses and drains applied here (for the simulator's summary).
     pub(crate) pauses_applied: u64,
     pub(crate) drains_applied: u64,
-}
-
-/// Whether an entry may touch a maintenance record: it is small enough to be one of the
-/// replica's own proposals and its bytes hold the prefix (postcard writes keys verbatim; clients
-/// cannot write under the reserved prefix). A false positive (a value holding the prefix) costs
-/// one read back.
-fn touches_maintenance(entry: &Entry) -> bool {
-    let EntryPayload::Normal(data) = &entry.payload else {
-        return false;
-    };
-    if data.len() > MAINTENANCE_ENTRY_BYTES_MAX {
-        return false;
-    }
-    let first = MAINTENANCE_PREFIX[0];
-    data.iter()
-        .enumerate()
-        .any(|(i, &b)| b == first && data[i..].starts_with(MAINTENANCE_PREFIX))
-}
-
-/// A maintenance proposal, encoded: small enough to be found again by `touches_maintenance`.
-fn encoded(proposal: &Proposal) -> Vec<u8> {
-    let bytes = proposal.encode();
-    assert!(
-        bytes.len() <= MAINTENANCE_ENTRY_BYTES_MAX,
-        "a maintenance proposal of {} bytes",
-        bytes.len()
-    );
-    bytes
 }
 
 /// The key of `node`'s drained record.
@@ -321,7 +290,7 @@ impl Replica {
         };
         let mut proposal = Proposal::new(command);
         proposal.time_ms = wall_ms;
-        Ok(self.propose(token, encoded(&proposal), now)?)
+        Ok(self.propose(token, proposal.encode(), now)?)
     }
 
     /// A switchover with `force`: allowed while paused, it makes `target` the pause's holder
@@ -373,7 +342,7 @@ impl Replica {
                 failure: vec![],
             }));
             proposal.time_ms = wall_ms;
-            self.core.propose(encoded(&proposal), now)?;
+            self.core.propose(proposal.encode(), now)?;
             tracing::info!(node = %self.id, %target, "forced switchover while paused: the pause's holder moves");
         }
         if target == self.id {
@@ -382,9 +351,10 @@ impl Replica {
         Ok(self.start_handover(Some(target), Some(token), now)?)
     }
 
-    /// After entries were applied: reads the records back if one of them may have touched
-    /// them, and moves the log time while a pause with a TTL is in force.
-    pub(crate) fn maintenance_applied(&mut self, entries: &[Entry]) {
+    /// After entries were applied: reads the records back if the apply wrote any of regent's
+    /// own records (`records_written`), and moves the log time while a pause with a TTL is in
+    /// force.
+    pub(crate) fn maintenance_applied(&mut self, entries: &[Entry], records_written: bool) {
         let timed = self
             .maint
             .pause
@@ -400,7 +370,7 @@ impl Replica {
                 }
             }
         }
-        if entries.iter().any(touches_maintenance) {
+        if records_written {
             self.reread_maintenance(was_paused);
         } else if was_paused && !self.paused() {
             tracing::info!(node = %self.id, log_time_ms = self.maint.log_time_ms, "pause ended: its TTL passed in log time");
@@ -470,12 +440,21 @@ impl Replica {
     /// its configuration is not, and a leader was heard from within the grace (or this node
     /// leads).
     fn drain_rule(&self) -> bool {
-        if !self.maint.drained.contains(&self.id) {
+        if self.may_lead(self.id) {
             return false;
         }
         let leading = self.core.status(self.now).role == Role::Leader;
+        // A candidate that may lead asked for a vote this node had to refuse (its log is
+        // behind ours) since a leader was last heard: it cannot win without this node leading
+        // first.
+        let blocking = self
+            .roles
+            .refused_candidate_at
+            .is_some_and(|at| at >= self.maint.leader_heard_at);
         if !leading
-            && self.now.saturating_sub(self.maint.leader_heard_at) > self.maint.drain_grace_ns
+            && (blocking
+                || self.now.saturating_sub(self.maint.leader_heard_at)
+                    > self.maint.drain_grace_ns)
         {
             return false;
         }
@@ -484,13 +463,13 @@ impl Replica {
             .voters
             .iter()
             .chain(membership.voters_outgoing.iter())
-            .any(|&v| v != self.id && !self.maint.drained.contains(&v))
+            .any(|&v| v != self.id && self.may_lead(v))
     }
 
     /// Re-evaluates the drain rule (the configuration may have changed): cheap unless this
     /// node is drained.
     pub(crate) fn check_drain(&mut self, now: Nanos) {
-        if !self.maint.drain_holds && !self.maint.drained.contains(&self.id) {
+        if !self.maint.drain_holds && self.may_lead(self.id) {
             return;
         }
         if self.core.status(now).role == Role::Leader {
@@ -509,9 +488,11 @@ impl Replica {
             && !self.handing_over()
         {
             match self.start_handover(None, None, now) {
-                Ok(to) => tracing::info!(node = %self.id, %to, "drained: handing leadership over"),
+                Ok(to) => {
+                    tracing::info!(node = %self.id, %to, role = %self.roles.settings.own.role, "drained or not a candidate: handing leadership over")
+                }
                 Err(err) => {
-                    tracing::debug!(node = %self.id, reason = %err, "drained, but no hand-over is possible yet")
+                    tracing::debug!(node = %self.id, reason = %err, "drained or not a candidate, but no hand-over is possible yet")
                 }
             }
         }
@@ -576,7 +557,7 @@ impl Replica {
         }));
         proposal.time_ms = wall;
         self.maint.expiry_proposed_at = Some(now);
-        match self.core.propose(encoded(&proposal), now) {
+        match self.core.propose(proposal.encode(), now) {
             Ok(_) => {
                 tracing::info!(node = %self.id, until_ms = until, "the pause's TTL passed: proposing its end")
             }
@@ -586,43 +567,44 @@ impl Replica {
         }
     }
 
-    /// The best voter to hand leadership to: caught up the furthest, not drained (`None`:
-    /// none, or not leading).
+    /// The best voter to hand leadership to: one that may lead (a candidate, not drained),
+    /// ready to lead by its last stamp, of the highest priority, caught up the furthest
+    /// (`None`: none, or not leading).
     pub(crate) fn best_eligible_voter(&self) -> Option<NodeId> {
         let membership = self.core.membership();
         membership
             .voters
             .iter()
-            .filter(|&&v| v != self.id && !self.maint.drained.contains(&v))
+            .filter(|&&v| v != self.id && self.may_lead(v))
             .filter_map(|&v| self.core.match_index(v).map(|m| (m, v)))
-            .max_by_key(|&(m, v)| (m, std::cmp::Reverse(v)))
+            .max_by_key(|&(m, v)| (self.handover_rank(v), m, std::cmp::Reverse(v)))
             .map(|(_, v)| v)
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::{Action, Stop};
     use regent_raft::{Config, Membership, Message, SplitMix64};
     use regent_storage::{Identity, LogStorage, MemStorage, StorageOptions};
     use std::collections::VecDeque;
 
-    const MS: Nanos = 1_000_000;
+    pub(crate) const MS: Nanos = 1_000_000;
 
     /// Three replicas on a synchronous, lossless network with synchronous disks; a node may be
     /// cut off (down: it neither sends nor receives, nor is ticked).
-    struct Net {
-        nodes: Vec<(Replica, MemStorage)>,
-        down: Vec<bool>,
-        wire: VecDeque<Message>,
-        stamps: VecDeque<(NodeId, NodeId, crate::ClockStamp)>,
-        now: Nanos,
-        answered: Vec<(usize, Action)>,
+    pub(crate) struct Net {
+        pub(crate) nodes: Vec<(Replica, MemStorage)>,
+        pub(crate) down: Vec<bool>,
+        pub(crate) wire: VecDeque<Message>,
+        pub(crate) stamps: VecDeque<(NodeId, NodeId, crate::ClockStamp)>,
+        pub(crate) now: Nanos,
+        pub(crate) answered: Vec<(usize, Action)>,
     }
 
     impl Net {
-        fn new() -> Net {
+        pub(crate) fn new() -> Net {
             let voters = Membership::new([NodeId(1), NodeId(2), NodeId(3)]);
             let nodes = (1..=3u64)
                 .map(|id| {
@@ -651,16 +633,16 @@ mod tests {
             }
         }
 
-        fn r(&self, id: u64) -> &Replica {
+        pub(crate) fn r(&self, id: u64) -> &Replica {
             &self.nodes[(id - 1) as usize].0
         }
 
-        fn r_mut(&mut self, id: u64) -> &mut Replica {
+        pub(crate) fn r_mut(&mut self, id: u64) -> &mut Replica {
             &mut self.nodes[(id - 1) as usize].0
         }
 
         /// Carries out every action until nothing moves.
-        fn pump(&mut self) {
+        pub(crate) fn pump(&mut self) {
             loop {
                 let mut moved = false;
                 for i in 0..self.nodes.len() {
@@ -732,7 +714,7 @@ mod tests {
         }
 
         /// Runs `ms` milliseconds in 5 ms steps; the wall clock is the monotonic one.
-        fn run_ms(&mut self, ms: u64) {
+        pub(crate) fn run_ms(&mut self, ms: u64) {
             for _ in 0..ms / 5 {
                 self.now += 5 * MS;
                 let now = self.now;
@@ -746,7 +728,7 @@ mod tests {
             }
         }
 
-        fn leader(&self) -> Option<u64> {
+        pub(crate) fn leader(&self) -> Option<u64> {
             (1..=3).find(|&id| {
                 !self.down[(id - 1) as usize]
                     && self.r(id).core().status(self.now).role == Role::Leader
@@ -754,7 +736,7 @@ mod tests {
         }
 
         /// Runs until a live node leads and is writable by the core (its lease, its no-op).
-        fn until_leader(&mut self) -> u64 {
+        pub(crate) fn until_leader(&mut self) -> u64 {
             for _ in 0..400 {
                 self.run_ms(5);
                 if let Some(l) = self.leader() {
@@ -766,7 +748,7 @@ mod tests {
             panic!("no leader within 2 s");
         }
 
-        fn change(&mut self, id: u64, change: MaintenanceChange) {
+        pub(crate) fn change(&mut self, id: u64, change: MaintenanceChange) {
             let (now, wall) = (self.now, self.now / MS);
             self.r_mut(id)
                 .propose_maintenance(99, change, now, wall)
@@ -1018,29 +1000,5 @@ mod tests {
         assert_eq!(Pause::decode(b"v2\n1\n-\n1\n1\n"), None);
         assert_eq!(Pause::decode(b"v1\nx\n-\n1\n1\n"), None);
         assert_eq!(Pause::decode(b"v1\n1\n-\n1"), None);
-    }
-
-    #[test]
-    fn only_entries_naming_the_prefix_are_read_back() {
-        let entry = |data: Vec<u8>| Entry {
-            index: LogIndex(5),
-            term: Term(2),
-            payload: EntryPayload::Normal(data),
-        };
-        let put = |key: &[u8]| {
-            Proposal::new(Command::Put {
-                key: key.to_vec(),
-                value: b"\0regent".to_vec(),
-            })
-            .encode()
-        };
-        assert!(touches_maintenance(&entry(put(PAUSE_KEY))));
-        assert!(touches_maintenance(&entry(put(&drained_key(NodeId(3))))));
-        assert!(!touches_maintenance(&entry(put(b"\0regent/member/1"))));
-        assert!(!touches_maintenance(&Entry {
-            index: LogIndex(1),
-            term: Term(1),
-            payload: EntryPayload::Noop
-        }));
     }
 }

@@ -93,6 +93,7 @@ impl Replica {
         let status = self.core.status(now);
         status.writable
             && self.pause_allows_writable()
+            && self.role_allows_writable()
             && match self.gate.state {
                 Promotion::Ungated => true,
                 Promotion::Passed { term } => term == status.term,
@@ -135,7 +136,8 @@ impl Replica {
     }
 
     /// Campaigns are held while the host is unhealthy, a failed promotion's back-off runs, a
-    /// required device is missing, the clock is outvoted, or this node is drained.
+    /// required device is missing, the clock is outvoted, or the drain rule holds them (this
+    /// node is drained, or not a candidate: `roles`).
     pub(crate) fn update_campaign_hold(&mut self) {
         let backoff =
             matches!(self.gate.state, Promotion::Failed { until, .. } if self.now < until);
@@ -212,6 +214,9 @@ impl Replica {
     pub(crate) fn note_message(&mut self, body: &MessageBody, from: NodeId, term: Term) {
         if matches!(body, MessageBody::TimeoutNow { .. }) {
             self.gate.handed_over_by = Some((from, term));
+        }
+        if matches!(body, MessageBody::RequestVote { .. }) {
+            self.note_vote_request(body, from);
         }
         if matches!(
             body,

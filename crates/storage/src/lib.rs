@@ -77,6 +77,11 @@ use regent_raft::{Entry, HardState, LogIndex, Membership, NodeId, Term};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// The prefix of regent's own records in the key space (member addresses, maintenance flags,
+/// election roles, failover history): clients may not write under it, and the state machine
+/// counts the writes that do ([`StateMachine::reserved_writes`]).
+pub const RESERVED_PREFIX: &[u8] = b"\0regent/";
+
 /// Which node of which cluster a data directory belongs to. Written when the database is
 /// created; every later open must present the same identity.
 /// The longest cluster name: one DNS label, so it can sit in a DNS SAN.

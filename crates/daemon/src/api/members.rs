@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use tokio::sync::oneshot;
 
 /// Keys under this prefix hold regent's own records; clients may read but not write them.
-pub const RESERVED_PREFIX: &[u8] = b"\0regent/";
+pub const RESERVED_PREFIX: &[u8] = regent_storage::RESERVED_PREFIX;
 /// The prefix of the members' address records: `\0regent/member/<id>` = `HOST:PORT`.
 pub const MEMBER_ADDRESS_PREFIX: &[u8] = b"\0regent/member/";
 /// The most address records read at once (far above `config::MEMBERS_MAX`).

@@ -511,6 +511,11 @@ pub(super) fn status_json(s: &NodeStatus, now: u64) -> Value {
                 "connected": if m.id == s.node_id { None } else { Some(s.links.get(&m.id).copied().unwrap_or(false)) },
                 "match_index": m.match_index.map(|i| i.0),
                 "lag": m.match_index.map(|i| s.last_index.0.saturating_sub(i.0)),
+                "election": {
+                    "role": m.election.role.as_str(),
+                    "priority": m.election.priority,
+                    "eligible": m.eligible,
+                },
             })
         })
         .collect();
@@ -560,6 +565,13 @@ pub(super) fn status_json(s: &NodeStatus, now: u64) -> Value {
             "holder": p.holder.0,
         })),
         "drained": s.drained.iter().map(|d| d.0).collect::<Vec<u64>>(),
+        "election": {
+            "role": s.election.own.role.as_str(),
+            "priority": s.election.own.priority,
+            "prefer_priority": s.election.prefer_priority,
+            "hold_down_ms": s.election.hold_down_ns / 1_000_000,
+            "ready": s.ready_to_lead,
+        },
         "catch_up_index": s.catch_up_index,
         "journal": {
             "first_index": s.journal.first,

@@ -2,7 +2,7 @@
 //! answers without asking the driver (a `watch` channel, read lock-free by any task).
 
 use regent_raft::{LogIndex, Nanos, NodeId, Role, Term};
-use regent_replica::{ClockStatus, Pause};
+use regent_replica::{Candidacy, ClockStatus, ElectionSettings, Pause};
 use regent_storage::JournalState;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -15,6 +15,11 @@ pub struct MemberStatus {
     pub voter: bool,
     /// On the leader: how far the member's log matches (its lag is last index − this).
     pub match_index: Option<LogIndex>,
+    /// Its election role and priority, as this node knows them (the committed record, else
+    /// its last clock stamp, else a default candidate).
+    pub election: Candidacy,
+    /// Whether it may lead: a candidate, not drained.
+    pub eligible: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,6 +67,11 @@ pub struct NodeStatus {
     pub pause: Option<Pause>,
     /// The drained nodes, as applied here (replicated).
     pub drained: Vec<NodeId>,
+    /// This node's election settings (`election:`).
+    pub election: ElectionSettings,
+    /// This node would campaign now if no leader held it back (a candidate, not drained,
+    /// its host healthy, nothing holding its campaigns).
+    pub ready_to_lead: bool,
 }
 
 impl NodeStatus {
@@ -92,6 +102,8 @@ impl NodeStatus {
             clock_reason: None,
             pause: None,
             drained: Vec::new(),
+            election: ElectionSettings::default(),
+            ready_to_lead: false,
         }
     }
 
@@ -114,6 +126,9 @@ impl NodeStatus {
     /// Why the host may not write at `now`, when that is the clocks' doing (`None` while
     /// writable).
     pub fn reason_at(&self, now: Nanos) -> Option<&'static str> {
+        if self.role == Role::Leader && !self.election.own.role.may_lead() {
+            return Some("not_a_candidate");
+        }
         self.clock_reason.filter(|_| !self.writable_at(now))
     }
 

@@ -48,6 +48,17 @@ pub struct HooksConfig {
     pub promote_failure_backoff_ms: u64,
 }
 
+impl HooksConfig {
+    /// Whether any hook is configured.
+    pub fn any(&self) -> bool {
+        self.pre_promote.is_some()
+            || self.on_promote.is_some()
+            || self.on_demote.is_some()
+            || self.on_lease_warning.is_some()
+            || self.on_leader_change.is_some()
+    }
+}
+
 impl Default for HooksConfig {
     fn default() -> HooksConfig {
         HooksConfig {

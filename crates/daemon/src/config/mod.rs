@@ -10,9 +10,13 @@
 //! `config/regent.yaml` is the documented example; tests keep it in step with this struct.
 
 use regent_transport::pki::files::ReadError;
+mod election;
 mod hooks;
 mod probe;
 mod reload;
+pub use election::{
+    ElectionConfig, MemberElection, RoleName, HOLD_DOWN_MS_DEFAULT, HOLD_DOWN_MS_MAX,
+};
 pub use hooks::{FenceMethod, FencingConfig, HookCommand, HooksConfig, HOOK_NAMES};
 pub use probe::{HttpTarget, MissingPort, ProbeConfig, ProbeError, ProbeRule};
 mod defaults;
@@ -126,6 +130,9 @@ pub struct DaemonConfig {
     /// backup` still takes one on demand).
     #[serde(default)]
     pub backup: Option<BackupConfig>,
+    /// Who may lead: this node's role (candidate, nofailover, witness) and priority.
+    #[serde(default)]
+    pub election: ElectionConfig,
 }
 
 /// The `backup:` section: every `interval_s` the daemon writes a backup file (the image
@@ -174,6 +181,11 @@ impl DaemonConfig {
 pub struct Member {
     pub id: NodeId,
     pub address: SocketAddr,
+    /// What that node's own `election:` section says, as far as this file knows (for
+    /// `check-config`'s rule that some voter may lead; the node's own file counts at run
+    /// time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub election: Option<MemberElection>,
 }
 
 /// Where this node's TLS files are (the `tls` section).

@@ -69,6 +69,7 @@ impl DaemonConfig {
             log_level,
             log,
             backup,
+            election,
         } = new;
         let old = self;
         if *cluster != old.cluster || *node_id != old.node_id {
@@ -104,6 +105,7 @@ impl DaemonConfig {
         live!(admin_gids, "admin_gids");
         live!(journal, "journal");
         live!(host_health, "host_health");
+        live!(election, "election");
         restart!(listen, "listen");
         restart!(members, "members");
         restart!(join, "join");

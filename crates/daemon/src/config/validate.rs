@@ -78,6 +78,8 @@ impl DaemonConfig {
         self.fencing
             .check()
             .map_err(|(field, reason)| invalid(field, reason))?;
+        self.validate_election()
+            .map_err(|(field, reason)| invalid(field, reason))?;
         self.watchdog
             .check(lease_ms)
             .map_err(|(field, reason)| invalid(field, reason))?;

@@ -124,6 +124,15 @@ impl Driver {
                 None => "host_health removed (the host counts as healthy)".to_string(),
             });
         }
+        if plan.applies("election") {
+            self.replica
+                .set_election(new.election.settings(), self.now);
+            applied.push(format!(
+                "election (role {}, priority {})",
+                new.election.role.role(),
+                new.election.priority
+            ));
+        }
         self.admin.config = plan.in_force;
         let mut text = format!(
             "certificate {} valid until {}",

@@ -34,20 +34,9 @@ impl Driver {
             }
             Inbound::Message {
                 from,
-                message:
-                    PeerMessage::Clock {
-                        sent_at,
-                        epoch,
-                        vouched,
-                        echo,
-                    },
+                message: message @ PeerMessage::Clock { .. },
             } => {
-                let stamp = regent_replica::ClockStamp {
-                    sent_at,
-                    epoch,
-                    vouched,
-                    echo,
-                };
+                let stamp = message.stamp().expect("a Clock message carries a stamp");
                 // Read the clock afresh: the exchange's bounds hold only if our reading is
                 // taken after the stamp arrived (`now` was read before the inputs drained).
                 let now = crate::clock::now().max(now);

@@ -126,6 +126,8 @@ impl Driver {
                 address: self.peers.address(id),
                 voter: membership.is_voter(id),
                 match_index: core.match_index(id),
+                election: self.replica.candidacy(id),
+                eligible: self.replica.may_lead(id),
             })
             .collect();
         let p = &self.status;
@@ -160,6 +162,8 @@ impl Driver {
             clock_reason: self.replica.clock_reason(),
             pause: self.replica.pause().cloned(),
             drained: self.replica.drained().iter().copied().collect(),
+            election: self.replica.election_settings(),
+            ready_to_lead: self.replica.ready_to_lead(),
         };
         p.sender.send_if_modified(|current| {
             if *current == next {

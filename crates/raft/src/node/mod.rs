@@ -246,6 +246,9 @@ pub struct RaftNode {
     /// The caller's host is unhealthy: this node does not campaign (not on its timer, not on a
     /// hand-over) until it is let go again.
     campaigns_held: bool,
+    /// Timer campaigns wait (a better candidate's election should come first); a TimeoutNow
+    /// is still obeyed.
+    elections_delayed: bool,
     /// The caller holds the disk-stall step-down (an operator's pause): a leader whose disk
     /// stalls keeps leading. Liveness only: a stalled leader commits nothing, and its lease
     /// rests on its followers' acknowledgements, not on its disk.
@@ -332,6 +335,7 @@ impl RaftNode {
                 leader: None,
             },
             campaigns_held: false,
+            elections_delayed: false,
             stall_step_down_held: false,
             lease_clocks: None,
         };
@@ -350,7 +354,7 @@ impl RaftNode {
             Role::Learner if !self.may_campaign() => {}
             Role::Learner | Role::Follower | Role::PreCandidate | Role::Candidate => {
                 if now >= self.election_deadline {
-                    if self.campaigns_held {
+                    if self.campaigns_held || self.elections_delayed {
                         self.reset_election_timer();
                     } else {
                         self.campaign(self.config.pre_vote, None);
@@ -365,6 +369,13 @@ impl RaftNode {
     /// A leader is not deposed by this: its caller hands leadership over.
     pub fn hold_campaigns(&mut self, held: bool) {
         self.campaigns_held = held;
+    }
+
+    /// Delays this node's campaigns when its election timer fires (`true`) while a better
+    /// candidate's election should come first; unlike [`hold_campaigns`](Self::hold_campaigns),
+    /// a leader's TimeoutNow is still obeyed.
+    pub fn delay_elections(&mut self, delayed: bool) {
+        self.elections_delayed = delayed;
     }
 
     /// Holds (or releases) the leader's step-down when its disk stalls past

@@ -120,6 +120,9 @@ pub struct StateMachine {
     persisted: LogIndex,
     /// An apply failed midway: the layers may hold half of it, so nothing more is applied.
     failed: bool,
+    /// Puts and removes of regent's own records (keys under [`crate::RESERVED_PREFIX`])
+    /// applied by this machine.
+    reserved_writes: u64,
 }
 
 impl StateMachine {
@@ -136,6 +139,7 @@ impl StateMachine {
             persisted: state.applied,
             state,
             failed: false,
+            reserved_writes: 0,
         }
     }
 
@@ -162,11 +166,13 @@ impl StateMachine {
         let top = Arc::make_mut(active);
         let result = base.read(|read| {
             let mut view = Layered::new(top, frozen, read);
-            super::apply(&mut view, state, entries, options)
+            let applied = super::apply(&mut view, state, entries, options);
+            applied.map(|(applied, next)| (applied, next, view.reserved_writes()))
         });
         match result {
-            Ok((applied, next)) => {
+            Ok((applied, next, reserved)) => {
                 self.state = next;
+                self.reserved_writes += reserved;
                 Ok(applied)
             }
             Err(err) => {
@@ -189,6 +195,13 @@ impl StateMachine {
     /// The host's journal as of the last applied entry.
     pub fn journal(&self) -> &super::JournalState {
         &self.state.journal
+    }
+
+    /// How many puts and removes of regent's own records (keys under
+    /// [`crate::RESERVED_PREFIX`]) this machine applied since it was built: a caller that keeps
+    /// a view of those records reads them back only when this moved.
+    pub fn reserved_writes(&self) -> u64 {
+        self.reserved_writes
     }
 
     /// The applied index the backend holds (the last layer reported persisted).

@@ -119,6 +119,8 @@ impl Overlay {
 /// from its last layer to its first, then in `base`.
 pub(crate) struct Layered<'a> {
     top: &'a mut Overlay,
+    /// Puts and removes of keys under [`crate::RESERVED_PREFIX`] through this view.
+    reserved_writes: u64,
     /// Oldest first: each layer was frozen after the ones before it, and hides what they hold.
     below: &'a [Arc<Overlay>],
     base: &'a mut dyn StateRead,
@@ -130,7 +132,18 @@ impl<'a> Layered<'a> {
         below: &'a [Arc<Overlay>],
         base: &'a mut dyn StateRead,
     ) -> Layered<'a> {
-        Layered { top, below, base }
+        Layered {
+            top,
+            reserved_writes: 0,
+            below,
+            base,
+        }
+    }
+
+    /// How many puts and removes of keys under [`crate::RESERVED_PREFIX`] went through this
+    /// view: regent's own records (maintenance, elections, history) changed if any did.
+    pub(crate) fn reserved_writes(&self) -> u64 {
+        self.reserved_writes
     }
 
     /// The layers newest first, and the base.
@@ -619,11 +632,13 @@ impl StateWrite for Layered<'_> {
     }
 
     fn kv_put(&mut self, key: &[u8], record: &KvRecord) -> Result<(), StorageError> {
+        self.reserved_writes += u64::from(key.starts_with(crate::RESERVED_PREFIX));
         self.top.kv.insert(key.to_vec(), Some(record.clone()));
         Ok(())
     }
 
     fn kv_remove(&mut self, key: &[u8]) -> Result<(), StorageError> {
+        self.reserved_writes += u64::from(key.starts_with(crate::RESERVED_PREFIX));
         self.top.kv.insert(key.to_vec(), None);
         Ok(())
     }
