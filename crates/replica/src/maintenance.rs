@@ -124,7 +124,7 @@ pub enum MaintenanceRefusal {
     Reason,
     #[error("{node} is not a member of the configuration")]
     NotMember { node: NodeId },
-    #[error("draining {node} would leave no voter eligible to lead")]
+    #[error("draining {node} would leave no voter eligible to lead (the others are drained, nofailover or witnesses)")]
     LastEligible { node: NodeId },
     #[error(
         "the cluster is paused (holder {holder}): a switchover needs --force, or resume first"
@@ -275,7 +275,7 @@ impl Replica {
                 let eligible_left = membership
                     .voters
                     .iter()
-                    .any(|&v| v != node && !self.maint.drained.contains(&v));
+                    .any(|&v| v != node && self.may_lead(v));
                 if membership.is_voter(node) && !eligible_left {
                     return Err(MaintenanceRefusal::LastEligible { node });
                 }

@@ -48,6 +48,10 @@ pub struct Summary {
     pub pauses: u64,
     pub drains: u64,
     pub forced: u64,
+    /// Runs with election roles and priorities (`role_seeds=`, a quarter of the seeds), and
+    /// the hand-overs leaders started for a higher priority (`preferred_handovers=`).
+    pub role_seeds: u64,
+    pub preferred_handovers: u64,
     /// Runs with a clock outside the drift bound (`clock_faults=`), and those in which some
     /// node measured a voter's clock drifting (`clock_drift_seen=`).
     pub clock_faults: u64,
@@ -63,7 +67,7 @@ pub struct Summary {
 impl Summary {
     pub fn line(&self) -> String {
         format!(
-            "sim: seeds={} violations={} elections={} commits={} max_election_ms={} snapshots={} conf_changes={} joint_changes={} multi_voter_changes={} earlier_term_refusals={} transfers={} reads={} retries={} learner_share={}% learner_elections={} handovers={} promotions_refused={} fenced={} installs_during_writes={} host_reports={} unpersisted_crashes={} promotions={} promotions_failed={} pauses={} drains={} forced={} clock_faults={} clock_drift_seen={} clock_detect_max_ms={} clock_undetected={}",
+            "sim: seeds={} violations={} elections={} commits={} max_election_ms={} snapshots={} conf_changes={} joint_changes={} multi_voter_changes={} earlier_term_refusals={} transfers={} reads={} retries={} learner_share={}% learner_elections={} handovers={} promotions_refused={} fenced={} installs_during_writes={} host_reports={} unpersisted_crashes={} promotions={} promotions_failed={} pauses={} drains={} forced={} role_seeds={} preferred_handovers={} clock_faults={} clock_drift_seen={} clock_detect_max_ms={} clock_undetected={}",
             self.seeds,
             self.violations,
             self.elections,
@@ -90,6 +94,8 @@ impl Summary {
             self.pauses,
             self.drains,
             self.forced,
+            self.role_seeds,
+            self.preferred_handovers,
             self.clock_faults,
             self.clock_drift_seen,
             self.clock_detect_max_ms,
@@ -125,6 +131,8 @@ impl Summary {
         self.pauses += outcome.pauses;
         self.drains += outcome.drains;
         self.forced += outcome.forced;
+        self.role_seeds += u64::from(outcome.roles);
+        self.preferred_handovers += outcome.preferred_handovers;
         self.clock_faults += u64::from(outcome.clock_fault.is_some());
         self.clock_drift_seen += u64::from(outcome.clock_drift_seen);
         if outcome.clock_fault.is_some_and(|f| f.from > 0) {

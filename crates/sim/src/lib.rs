@@ -23,6 +23,7 @@ mod network;
 mod node;
 mod operator;
 mod panics;
+mod roles;
 mod snapshot;
 mod storage;
 mod time;

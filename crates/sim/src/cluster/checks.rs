@@ -28,6 +28,9 @@ impl Cluster {
         if self.maintenance.is_some() {
             findings.extend(crate::maintenance::check(&self.nodes[i], self.env.now()).err());
         }
+        if self.roles.is_some() {
+            findings.extend(crate::roles::check(&self.nodes[i], self.env.now()).err());
+        }
         for f in findings {
             self.violation(f);
         }

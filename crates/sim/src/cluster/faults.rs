@@ -139,6 +139,9 @@ impl Cluster {
         if let (Some(gate), Some(replica)) = (self.promotion_gate, node.replica.as_mut()) {
             replica.set_promotion_gate(true, gate.backoff_ns);
         }
+        if let (Some(roles), Some(replica)) = (&self.roles, node.replica.as_mut()) {
+            roles.apply(i, replica);
+        }
         let commit = node.core().expect("started").status(0).commit_index;
         self.watches[i].restarted(commit, node.disk.store.state().applied);
     }

@@ -78,6 +78,10 @@ pub struct SimOutcome {
     pub pauses: u64,
     pub drains: u64,
     pub forced: u64,
+    /// Whether the run gave its nodes election roles and priorities, and the hand-overs
+    /// started for a higher priority (by replicas alive at the end).
+    pub roles: bool,
+    pub preferred_handovers: u64,
     /// The run's clock outside the bound, if it had one.
     pub clock_fault: Option<ClockFault>,
     /// Some node measured a voter's clock drifting past the threshold.
@@ -127,6 +131,8 @@ pub struct Cluster {
     /// How long after that some node first saw a voter's clock drift.
     clock_detect_ns: Option<Nanos>,
     pub(crate) promotion_gate: Option<PromotionGate>,
+    /// Election roles and priorities, in some seeds.
+    pub(crate) roles: Option<crate::roles::Roles>,
 }
 
 /// The promotion gate as the daemon runs it with hooks or fencing configured: a new leader is
@@ -212,6 +218,7 @@ impl Cluster {
             violations: Vec::new(),
             election_after_heal_ns: 0,
             promotion_gate: PromotionGate::draw(cfg.seed),
+            roles: crate::roles::Roles::draw(cfg.seed, cfg.nodes),
             clock_fault,
             clock_drift_seen: false,
             clock_changed_at: None,
@@ -226,6 +233,9 @@ impl Cluster {
                 f.rate_ppm,
                 f.from / MS
             );
+            cluster.env.note(line);
+        }
+        if let Some(line) = cluster.roles.as_ref().map(|r| r.describe()) {
             cluster.env.note(line);
         }
         if let Some(f) = clock_fault.filter(|f| f.from > 0) {
@@ -311,6 +321,13 @@ impl Cluster {
             pauses: self.maintenance.as_ref().map_or(0, |m| m.pauses),
             drains: self.maintenance.as_ref().map_or(0, |m| m.drains),
             forced: self.maintenance.as_ref().map_or(0, |m| m.forced),
+            roles: self.roles.is_some(),
+            preferred_handovers: self
+                .nodes
+                .iter()
+                .filter_map(|n| n.replica.as_ref())
+                .map(|r| r.preferred_handovers())
+                .sum(),
             clock_fault: self.clock_fault,
             clock_drift_seen: self.clock_drift_seen,
             clock_detect_ns: self.clock_detect_ns,
