@@ -82,6 +82,26 @@ impl Cluster {
         })
     }
 
+    /// Gives node `id` the election role `role` (`nofailover`, `witness`): in its own
+    /// `election:` section, and declared in the `members` list of every node's file.
+    pub fn set_role(&self, id: u64, role: &str) -> anyhow::Result<()> {
+        for node in 1..=self.n {
+            let config = self.config(node);
+            let mut yaml: serde_yaml::Value =
+                serde_yaml::from_str(&std::fs::read_to_string(&config)?)?;
+            for member in yaml["members"].as_sequence_mut().context("members")? {
+                if member["id"].as_u64() == Some(id) {
+                    member["election"] = serde_yaml::from_str(&format!("{{role: {role}}}"))?;
+                }
+            }
+            if node == id {
+                yaml["election"] = serde_yaml::from_str(&format!("{{role: {role}}}"))?;
+            }
+            std::fs::write(&config, serde_yaml::to_string(&yaml)?)?;
+        }
+        Ok(())
+    }
+
     pub fn node_dir(&self, id: u64) -> PathBuf {
         self.dir.join(format!("node{id}"))
     }

@@ -30,9 +30,11 @@ pub enum Fault {
     RotateCerts,
     /// `regent switchover` on the leader.
     Switchover,
+    /// `regent pause` (maintenance mode) through the leader; `regent resume` at the heal.
+    MaintenancePause,
 }
 
-pub const ALL: [Fault; 12] = [
+pub const ALL: [Fault; 13] = [
     Fault::KillLeader,
     Fault::KillFollower,
     Fault::PauseLeader,
@@ -45,14 +47,16 @@ pub const ALL: [Fault; 12] = [
     Fault::DiskFull,
     Fault::RotateCerts,
     Fault::Switchover,
+    Fault::MaintenancePause,
 ];
 
-const PROCESS: [Fault; 5] = [
+const PROCESS: [Fault; 6] = [
     Fault::KillLeader,
     Fault::KillFollower,
     Fault::PauseLeader,
     Fault::RotateCerts,
     Fault::Switchover,
+    Fault::MaintenancePause,
 ];
 
 const NETWORK: [Fault; 5] = [
@@ -78,6 +82,7 @@ impl Fault {
             Fault::DiskFull => "disk-full",
             Fault::RotateCerts => "rotate-certs",
             Fault::Switchover => "switchover",
+            Fault::MaintenancePause => "maintenance-pause",
         }
     }
 }

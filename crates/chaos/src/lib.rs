@@ -16,7 +16,12 @@
 //!   lease deadlines: [`watch`]);
 //! - a writable leader within the `explain-timing` failover bound after each heal (and after
 //!   a kill or pause of the leader);
+//! - the node configured `election: {role: nofailover}` (node n−1 of every run) is never
+//!   writable, though it votes, replicates and may have to lead for a moment to hand over;
 //! - no node panicked.
+//!
+//! Besides process and network faults, an episode may put the cluster in maintenance
+//! (`regent pause` through any node, `regent resume` at the heal).
 //!
 //! Invariant: any violation makes the command exit non-zero and print the seed that replays
 //! the run's schedule.
@@ -102,6 +107,8 @@ struct RunOutcome {
     hosts_double_writable: u64,
     /// The library hosts' writable intervals (activations): the check above saw that many.
     hosts_active: u64,
+    /// Writable intervals of the `nofailover` node (it must have none).
+    nofailover_writable: u64,
     violations: Vec<String>,
 }
 
@@ -156,8 +163,8 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
             },
         };
         println!(
-            "chaos: run {runs} seed {run_seed}: faults={} acked={} lost={} linearizable={} double_writable={} max_failover_ms={} journal_acked={} journal_ok={} forwarded_acked={} hosts_active={} hosts_double_writable={}",
-            outcome.faults, outcome.acked, outcome.lost, yes_no(outcome.linearizable), outcome.double_writable, outcome.max_failover_ms, outcome.journal_acked, yes_no(outcome.journal_ok), outcome.forwarded_acked, outcome.hosts_active, outcome.hosts_double_writable
+            "chaos: run {runs} seed {run_seed}: faults={} acked={} lost={} linearizable={} double_writable={} max_failover_ms={} journal_acked={} journal_ok={} forwarded_acked={} hosts_active={} hosts_double_writable={} nofailover_writable={}",
+            outcome.faults, outcome.acked, outcome.lost, yes_no(outcome.linearizable), outcome.double_writable, outcome.max_failover_ms, outcome.journal_acked, yes_no(outcome.journal_ok), outcome.forwarded_acked, outcome.hosts_active, outcome.hosts_double_writable, outcome.nofailover_writable
         );
         if !outcome.violations.is_empty() {
             for v in &outcome.violations {
@@ -180,11 +187,12 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
         total.forwarded_acked += outcome.forwarded_acked;
         total.hosts_double_writable += outcome.hosts_double_writable;
         total.hosts_active += outcome.hosts_active;
+        total.nofailover_writable += outcome.nofailover_writable;
         total.violations.extend(outcome.violations);
     }
     println!(
-        "chaos: runs={runs} faults={} acked={} lost={} linearizable={} double_writable={} max_failover_ms={} journal_acked={} journal_ok={} forwarded_acked={} hosts_active={} hosts_double_writable={}",
-        total.faults, total.acked, total.lost, yes_no(total.linearizable), total.double_writable, total.max_failover_ms, total.journal_acked, yes_no(total.journal_ok), total.forwarded_acked, total.hosts_active, total.hosts_double_writable
+        "chaos: runs={runs} faults={} acked={} lost={} linearizable={} double_writable={} max_failover_ms={} journal_acked={} journal_ok={} forwarded_acked={} hosts_active={} hosts_double_writable={} nofailover_writable={}",
+        total.faults, total.acked, total.lost, yes_no(total.linearizable), total.double_writable, total.max_failover_ms, total.journal_acked, yes_no(total.journal_ok), total.forwarded_acked, total.hosts_active, total.hosts_double_writable, total.nofailover_writable
     );
     if total.violations.is_empty() {
         Ok(ExitCode::SUCCESS)
@@ -225,13 +233,16 @@ fn one_run(
     let dir = temp.path().join("cluster");
     let net = Net::setup(args.nodes, args.network)?;
     let mut c = Cluster::init(&dir, bin, args.nodes, net, NODE_SETTINGS)?;
+    // One node votes and replicates but may never lead (Patroni's nofailover).
+    let nofailover = args.nodes - 1;
+    c.set_role(nofailover, "nofailover")?;
     let disk_node = args.nodes;
     let tmpfs = matches!(c.net, Net::Namespaces(_)) && c.mount_tmpfs(disk_node).is_ok();
     let network = c.net.name();
     let config = regent_daemon::config::DaemonConfig::load_unvalidated(&c.config(1))?;
     let bound_ms = config.explain_timing().failover_worst_ms().ceil() as u64;
     let lease_ns = config.timing.lease_ns();
-    println!("chaos: run {number}: {} nodes on {network}, failover bound {bound_ms} ms (explain-timing) + slack {} ms, seed {seed}", args.nodes, args.failover_slack_ms);
+    println!("chaos: run {number}: {} nodes on {network}, failover bound {bound_ms} ms (explain-timing) + slack {} ms, seed {seed}, n{nofailover} nofailover", args.nodes, args.failover_slack_ms);
     if let Some(tag) = c.net.tag() {
         println!(
             "chaos: run {number}: namespaces, bridge and veths named rc{tag}*, network tag {tag}"
@@ -319,9 +330,8 @@ fn one_run(
     check_leadership(
         &events,
         &happened,
-        lease_ns,
-        bound_ms,
-        args.failover_slack_ms,
+        (lease_ns, bound_ms, args.failover_slack_ms),
+        nofailover,
         &mut outcome,
     );
     if let Some(keep) = &args.keep {
@@ -335,6 +345,14 @@ fn one_run(
     }
     drop(c);
     Ok(outcome)
+}
+
+/// `preferred` if it runs and is not stopped, else the first node that does (else node 1).
+fn live_node(c: &Cluster, preferred: u64) -> u64 {
+    std::iter::once(preferred)
+        .chain(1..=c.n)
+        .find(|&id| c.is_running(id) && !c.is_paused(id))
+        .unwrap_or(1)
 }
 
 fn wait_writable(watchers: &watch::Watchers, timeout: Duration) -> Option<u64> {
@@ -367,6 +385,7 @@ fn run_episode(
     let mut paused = Vec::new();
     let mut filler = None;
     let mut restart_all = false;
+    let mut maintenance_paused = false;
     let names: Vec<&str> = episode.faults.iter().map(|f| f.name()).collect();
     println!(
         "chaos:   episode: {} (leader {leader:?}, hold {} ms)",
@@ -451,6 +470,23 @@ fn run_episode(
                     }
                 }
             }
+            Fault::MaintenancePause => {
+                // Through any live node: the CLI relays it to the leader.
+                let out = std::process::Command::new(&c.bin)
+                    .args(["pause", "--ttl-s", "120", "--reason", "chaos", "--socket"])
+                    .arg(c.socket(live_node(c, victim_leader)))
+                    .output()?;
+                let text = String::from_utf8_lossy(&out.stderr).trim().to_string();
+                if out.status.success() {
+                    maintenance_paused = true;
+                } else if episode.faults.len() == 1 && leader.is_some() {
+                    violations.push(format!(
+                        "pause failed with no other fault (leader n{victim_leader}): {text}"
+                    ));
+                } else {
+                    println!("chaos:   pause refused under other faults: {text}");
+                }
+            }
             Fault::Switchover => {
                 let out = std::process::Command::new(&c.bin)
                     .args(["switchover", "--socket"])
@@ -496,6 +532,19 @@ fn run_episode(
         }
     }
     c.reap_and_restart()?;
+    if maintenance_paused {
+        // Resumed through any live node (the CLI waits for a leader and relays to it).
+        let out = std::process::Command::new(&c.bin)
+            .args(["resume", "--socket"])
+            .arg(c.socket(live_node(c, victim_leader)))
+            .output()?;
+        if !out.status.success() {
+            violations.push(format!(
+                "resume after a maintenance pause failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+    }
     let healed = regent_daemon::clock::now();
     wait_writable(watchers, Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(episode.rest_ms));
@@ -705,9 +754,8 @@ fn check_hosts(intervals: &[watch::Interval], outcome: &mut RunOutcome) {
 fn check_leadership(
     events: &[watch::Event],
     happened: &[Happened],
-    lease_ns: u64,
-    bound_ms: u64,
-    slack_ms: u64,
+    (lease_ns, bound_ms, slack_ms): (u64, u64, u64),
+    nofailover: u64,
     outcome: &mut RunOutcome,
 ) {
     let now = regent_daemon::clock::now();
@@ -718,6 +766,14 @@ fn check_leadership(
     let intervals = watch::intervals(events, &pauses, lease_ns, now);
     let overlaps = watch::overlaps(&intervals);
     outcome.double_writable = overlaps.len() as u64;
+    let nofailover_intervals: Vec<_> = intervals.iter().filter(|i| i.node == nofailover).collect();
+    outcome.nofailover_writable = nofailover_intervals.len() as u64;
+    for i in nofailover_intervals.iter().take(3) {
+        outcome.violations.push(format!(
+            "the nofailover node n{} was writable (term {}) over [{}, {}] (CLOCK_MONOTONIC ns)",
+            i.node, i.term, i.start, i.end
+        ));
+    }
     for (a, b) in overlaps.iter().take(5) {
         outcome.violations.push(format!(
             "two writable at once: n{} (term {}) over [{}, {}] and n{} (term {}) over [{}, {}] (CLOCK_MONOTONIC ns)",
