@@ -12,5 +12,6 @@ mod hooks;
 mod journal;
 mod maintenance;
 mod operations;
+mod roles;
 mod support;
 mod unmodified;

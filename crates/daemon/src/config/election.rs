@@ -185,3 +185,91 @@ impl DaemonConfig {
             .is_none_or(|declared| declared.role.role().may_lead())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const THREE: &str = "members:\n  - { id: 1, address: 127.0.0.1:7401 }\n  - { id: 2, address: 127.0.0.1:7402 }\n  - { id: 3, address: 127.0.0.1:7403 }\n";
+
+    fn parse(extra: &str) -> Result<DaemonConfig, serde_yaml::Error> {
+        let members = if extra.contains("members:") { "" } else { THREE };
+        let yaml = format!(
+            "cluster: c\nnode_id: 1\nlisten: 127.0.0.1:7401\ntls: {{ cert: n.pem, key: n.key, ca_bundle: ca.pem }}\n{members}{extra}\n"
+        );
+        serde_yaml::from_str(&yaml)
+    }
+
+    fn config(extra: &str) -> DaemonConfig {
+        parse(extra).expect("a configuration")
+    }
+
+    fn refusal(c: &DaemonConfig) -> String {
+        let (field, reason) = c.validate_election().unwrap_err();
+        format!("{field}: {reason}")
+    }
+
+    #[test]
+    fn roles_parse_and_default_to_a_candidate_of_priority_1() {
+        let c = config("");
+        assert_eq!(c.election, ElectionConfig::default());
+        assert_eq!(c.election.settings().own, Candidacy::default());
+        c.validate_election().unwrap();
+        let c = config("election: {role: witness, priority: 4, prefer_priority: true}");
+        assert_eq!(c.election.candidacy().role, ElectionRole::Witness);
+        assert_eq!(c.election.candidacy().priority, 4);
+        assert!(c.election.settings().prefer_priority);
+        c.validate_election().unwrap();
+        let err = parse("election: {role: leader}").unwrap_err().to_string();
+        assert!(err.contains("election.role") && err.contains("nofailover"), "{err}");
+    }
+
+    #[test]
+    fn a_witness_refuses_what_only_a_master_needs() {
+        let c = config("election: {role: witness}\nhost_health: {tcp: 127.0.0.1:1}");
+        let text = refusal(&c);
+        assert!(text.starts_with("election.role") && text.contains("host_health"), "{text}");
+        let c = config("election: {role: witness}\nhooks: {on_promote: {exec: [true]}}");
+        assert!(refusal(&c).contains("hooks"));
+        // A nofailover node may have a master beside it.
+        config("election: {role: nofailover}\nhost_health: {tcp: 127.0.0.1:1}")
+            .validate_election()
+            .unwrap();
+    }
+
+    #[test]
+    fn a_cluster_in_which_no_voter_may_lead_is_refused() {
+        let c = config(
+            "election: {role: nofailover}\nmembers:\n  - { id: 1, address: 127.0.0.1:7401 }\n  - { id: 2, address: 127.0.0.1:7402, election: {role: witness} }\n",
+        );
+        let text = refusal(&c);
+        assert!(text.contains("no voter may lead"), "{text}");
+        // One candidate left is enough.
+        let c = config(
+            "election: {role: nofailover}\nmembers:\n  - { id: 1, address: 127.0.0.1:7401 }\n  - { id: 2, address: 127.0.0.1:7402, election: {role: witness} }\n  - { id: 3, address: 127.0.0.1:7403 }\n",
+        );
+        c.validate_election().unwrap();
+        // A lone node that may not lead.
+        let c = config(
+            "election: {role: witness}\nmembers:\n  - { id: 1, address: 127.0.0.1:7401 }\n",
+        );
+        assert!(refusal(&c).contains("no voter may lead"));
+    }
+
+    #[test]
+    fn the_members_list_must_agree_with_the_own_section() {
+        let c = config(
+            "members:\n  - { id: 1, address: 127.0.0.1:7401, election: {role: nofailover} }\n  - { id: 2, address: 127.0.0.1:7402 }\n",
+        );
+        let text = refusal(&c);
+        assert!(text.starts_with("members[0].election"), "{text}");
+    }
+
+    #[test]
+    fn the_hold_down_is_bounded() {
+        let c = config("election: {prefer_priority: true, hold_down_ms: 10}");
+        assert!(refusal(&c).starts_with("election.hold_down_ms"));
+        let c = config(&format!("election: {{hold_down_ms: {}}}", HOLD_DOWN_MS_MAX + 1));
+        assert!(refusal(&c).starts_with("election.hold_down_ms"));
+    }
+}
