@@ -404,8 +404,8 @@ pub fn status_table(s: &Value) -> String {
         out.push_str(&format!("certificate: {days} days left\n"));
     }
     out.push_str(&format!(
-        "{:<6} {:<22} {:<8} {:<7} {:<6} {:<8}\n",
-        "NODE", "ADDRESS", "ROLE", "LEADER", "LAG", "LINK"
+        "{:<6} {:<22} {:<8} {:<7} {:<6} {:<8} {}\n",
+        "NODE", "ADDRESS", "ROLE", "LEADER", "LAG", "LINK", "ELECTION"
     ));
     for m in s["members"].as_array().into_iter().flatten() {
         let id = m["id"].as_u64().unwrap_or(0);
@@ -415,14 +415,23 @@ pub fn status_table(s: &Value) -> String {
             Some(false) => "down",
             None => "self",
         };
+        // The election role and priority, as this node knows them (`-`: an older daemon).
+        let election = match (
+            m["election"]["role"].as_str(),
+            m["election"]["priority"].as_u64(),
+        ) {
+            (Some(role), Some(priority)) => format!("{role} (priority {priority})"),
+            _ => "-".to_string(),
+        };
         out.push_str(&format!(
-            "{:<6} {:<22} {:<8} {:<7} {:<6} {:<8}\n",
+            "{:<6} {:<22} {:<8} {:<7} {:<6} {:<8} {}\n",
             id,
             m["address"].as_str().unwrap_or("-"),
             m["role"].as_str().unwrap_or("?"),
             if Some(id) == leader { "*" } else { "" },
             lag,
             link,
+            election,
         ));
     }
     out

@@ -31,7 +31,8 @@ pub enum Command {
         #[arg(long)]
         config: std::path::PathBuf,
     },
-    /// The cluster as this node sees it (a table, or --json).
+    /// The cluster as this node sees it (a table, or --json), with every member's election
+    /// role (candidate, nofailover, witness) and priority.
     Status(host::StatusArgs),
     /// Read and write the replicated key-value store.
     Kv(host::KvArgs),
@@ -78,7 +79,8 @@ pub enum Command {
     Sim(regent_sim::SimArgs),
     /// Certificates: create a CA, issue, inspect and rotate node certificates.
     Admin(admin::AdminArgs),
-    /// Check a configuration file as `regent run` would: settings, files, certificate.
+    /// Check a configuration file as `regent run` would: settings, files, certificate, and
+    /// that some voter may lead (`election:` roles, `members[].election`).
     CheckConfig(config_check::CheckConfigArgs),
     /// Print what a configuration's timing means: lease, failover and switchover times.
     ExplainTiming(config_check::ExplainTimingArgs),

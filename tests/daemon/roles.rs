@@ -70,7 +70,10 @@ fn nofailover_and_witness_nodes_never_lead_and_every_node_knows_every_role() {
     }
     let s1 = c.status(1).unwrap();
     assert_eq!(s1["election"]["role"], "nofailover");
-    assert_eq!(s1["election"]["ready"], false, "a nofailover node is never ready to lead");
+    assert_eq!(
+        s1["election"]["ready"], false,
+        "a nofailover node is never ready to lead"
+    );
     let s3 = c.status(3).unwrap();
     assert_eq!(s3["election"]["ready"], true);
     let eligible: Vec<bool> = s3["members"]
@@ -94,7 +97,11 @@ fn nofailover_and_witness_nodes_never_lead_and_every_node_knows_every_role() {
     c.kill(3);
     let until = Instant::now() + Duration::from_secs(6);
     while Instant::now() < until {
-        assert!(!writable(&c, 1) && !writable(&c, 2), "a non-candidate is writable:\n{}", c.all_logs());
+        assert!(
+            !writable(&c, 1) && !writable(&c, 2),
+            "a non-candidate is writable:\n{}",
+            c.all_logs()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     // Back, it leads again (whoever led meanwhile handed over).
@@ -130,7 +137,12 @@ fn prefer_priority_moves_leadership_to_the_highest_priority_and_keeps_it_there()
     std::thread::sleep(Duration::from_secs(5));
     let s = c.status(3).unwrap();
     assert_eq!(s["role"], "leader", "n3 kept leadership:\n{}", c.all_logs());
-    assert_eq!(s["term"].as_u64().unwrap(), term, "no election since:\n{}", c.all_logs());
+    assert_eq!(
+        s["term"].as_u64().unwrap(),
+        term,
+        "no election since:\n{}",
+        c.all_logs()
+    );
     // It dies: another leads; back, it takes leadership over again.
     c.kill(3);
     let other = c.wait_writable_other_than(3, ELECTION);

@@ -419,7 +419,10 @@ impl Replica {
 
     /// Refuses a change of the voters that would leave none allowed to lead (`roles`).
     fn check_some_voter_may_lead(&self, voters: &BTreeSet<NodeId>) -> Result<(), ConfChangeError> {
-        if voters == &self.core.membership().voters || voters.is_empty() || self.any_may_lead(voters) {
+        if voters == &self.core.membership().voters
+            || voters.is_empty()
+            || self.any_may_lead(voters)
+        {
             return Ok(());
         }
         Err(ConfChangeError::NoEligibleVoter {

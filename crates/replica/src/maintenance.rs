@@ -453,8 +453,7 @@ impl Replica {
             .is_some_and(|at| at >= self.maint.leader_heard_at);
         if !leading
             && (blocking
-                || self.now.saturating_sub(self.maint.leader_heard_at)
-                    > self.maint.drain_grace_ns)
+                || self.now.saturating_sub(self.maint.leader_heard_at) > self.maint.drain_grace_ns)
         {
             return false;
         }

@@ -237,7 +237,8 @@ impl Replica {
     /// Whether this node would campaign now if no leader held it back: nothing but the
     /// roles' own rules holds its campaigns (carried on its stamps).
     pub fn ready_to_lead(&self) -> bool {
-        let backoff = matches!(self.gate.state, crate::Promotion::Failed { until, .. } if self.now < until);
+        let backoff =
+            matches!(self.gate.state, crate::Promotion::Failed { until, .. } if self.now < until);
         self.may_lead(self.id)
             && self.host_healthy
             && !backoff
@@ -296,7 +297,9 @@ impl Replica {
             };
         if records != self.roles.records {
             tracing::info!(node = %self.id, records = ?records, "election records changed");
-            self.roles.proposed.retain(|id, (c, _)| records.get(id) != Some(c));
+            self.roles
+                .proposed
+                .retain(|id, (c, _)| records.get(id) != Some(c));
             self.roles.records = records;
             self.check_roles(self.now);
         }
@@ -357,9 +360,8 @@ impl Replica {
             None
         } else {
             let rank = self.priority_rank();
-            (rank > 0).then(|| {
-                self.maint.leader_heard_at + rank * self.roles.election_timeout_max_ns
-            })
+            (rank > 0)
+                .then(|| self.maint.leader_heard_at + rank * self.roles.election_timeout_max_ns)
         };
         let hold_until = hold_until.filter(|&t| now < t);
         if hold_until != self.roles.priority_hold_until {
@@ -555,16 +557,24 @@ mod tests {
         run_checked(&mut net, 1000, &[1, 2]);
         for id in 1..=3 {
             let records = net.r(id).election_records();
-            assert_eq!(records[&NodeId(1)].role, ElectionRole::NoFailover, "on {id}");
+            assert_eq!(
+                records[&NodeId(1)].role,
+                ElectionRole::NoFailover,
+                "on {id}"
+            );
             assert_eq!(records[&NodeId(2)].role, ElectionRole::Witness, "on {id}");
-            assert!(!records.contains_key(&NodeId(3)), "a default candidate needs no record");
+            assert!(
+                !records.contains_key(&NodeId(3)),
+                "a default candidate needs no record"
+            );
             assert_eq!(net.r(id).candidacy(NodeId(3)), Candidacy::default());
             assert!(!net.r(id).may_lead(NodeId(1)) && net.r(id).may_lead(NodeId(3)));
         }
         // The candidate cannot be removed: no voter left could lead.
         let now = net.now;
         assert!(matches!(
-            net.r_mut(3).change_membership(ConfChange::Remove(NodeId(3)), now),
+            net.r_mut(3)
+                .change_membership(ConfChange::Remove(NodeId(3)), now),
             Err(ConfChangeError::NoEligibleVoter { .. })
         ));
     }
@@ -609,7 +619,10 @@ mod tests {
                 break;
             }
         }
-        assert!(led, "the nofailover node had to lead to bring the candidate up");
+        assert!(
+            led,
+            "the nofailover node had to lead to bring the candidate up"
+        );
         assert_eq!(net.leader(), Some(candidate));
         assert!(net.r(candidate).writable(net.now), "the candidate serves");
         assert!(net.r(candidate).core().status(net.now).last_index >= tip);

@@ -193,7 +193,11 @@ mod tests {
     const THREE: &str = "members:\n  - { id: 1, address: 127.0.0.1:7401 }\n  - { id: 2, address: 127.0.0.1:7402 }\n  - { id: 3, address: 127.0.0.1:7403 }\n";
 
     fn parse(extra: &str) -> Result<DaemonConfig, serde_yaml::Error> {
-        let members = if extra.contains("members:") { "" } else { THREE };
+        let members = if extra.contains("members:") {
+            ""
+        } else {
+            THREE
+        };
         let yaml = format!(
             "cluster: c\nnode_id: 1\nlisten: 127.0.0.1:7401\ntls: {{ cert: n.pem, key: n.key, ca_bundle: ca.pem }}\n{members}{extra}\n"
         );
@@ -221,14 +225,20 @@ mod tests {
         assert!(c.election.settings().prefer_priority);
         c.validate_election().unwrap();
         let err = parse("election: {role: leader}").unwrap_err().to_string();
-        assert!(err.contains("election.role") && err.contains("nofailover"), "{err}");
+        assert!(
+            err.contains("election.role") && err.contains("nofailover"),
+            "{err}"
+        );
     }
 
     #[test]
     fn a_witness_refuses_what_only_a_master_needs() {
         let c = config("election: {role: witness}\nhost_health: {tcp: 127.0.0.1:1}");
         let text = refusal(&c);
-        assert!(text.starts_with("election.role") && text.contains("host_health"), "{text}");
+        assert!(
+            text.starts_with("election.role") && text.contains("host_health"),
+            "{text}"
+        );
         let c = config("election: {role: witness}\nhooks: {on_promote: {exec: [true]}}");
         assert!(refusal(&c).contains("hooks"));
         // A nofailover node may have a master beside it.
@@ -250,9 +260,8 @@ mod tests {
         );
         c.validate_election().unwrap();
         // A lone node that may not lead.
-        let c = config(
-            "election: {role: witness}\nmembers:\n  - { id: 1, address: 127.0.0.1:7401 }\n",
-        );
+        let c =
+            config("election: {role: witness}\nmembers:\n  - { id: 1, address: 127.0.0.1:7401 }\n");
         assert!(refusal(&c).contains("no voter may lead"));
     }
 
@@ -269,7 +278,10 @@ mod tests {
     fn the_hold_down_is_bounded() {
         let c = config("election: {prefer_priority: true, hold_down_ms: 10}");
         assert!(refusal(&c).starts_with("election.hold_down_ms"));
-        let c = config(&format!("election: {{hold_down_ms: {}}}", HOLD_DOWN_MS_MAX + 1));
+        let c = config(&format!(
+            "election: {{hold_down_ms: {}}}",
+            HOLD_DOWN_MS_MAX + 1
+        ));
         assert!(refusal(&c).starts_with("election.hold_down_ms"));
     }
 }

@@ -125,8 +125,7 @@ impl Driver {
             });
         }
         if plan.applies("election") {
-            self.replica
-                .set_election(new.election.settings(), self.now);
+            self.replica.set_election(new.election.settings(), self.now);
             applied.push(format!(
                 "election (role {}, priority {})",
                 new.election.role.role(),
