@@ -131,6 +131,24 @@ pub fn render(metrics: &Metrics, s: &NodeStatus, now_ns: u64, unix_now: i64) -> 
     );
     gauge(
         &mut out,
+        "regent_election_candidate",
+        "1 while this node's election role lets it lead (candidate), 0 for nofailover or witness.",
+        u8::from(s.election.own.role.may_lead()),
+    );
+    gauge(
+        &mut out,
+        "regent_election_priority",
+        "This node's election priority (higher leads first).",
+        s.election.own.priority,
+    );
+    gauge(
+        &mut out,
+        "regent_ready_to_lead",
+        "1 while this node would campaign if no leader held it back (a candidate, not drained, its host healthy).",
+        u8::from(s.ready_to_lead),
+    );
+    gauge(
+        &mut out,
         "regent_lease_remaining_seconds",
         "Time left on this leader's lease (0 without one).",
         s.lease_deadline_ns
