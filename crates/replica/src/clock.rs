@@ -306,9 +306,14 @@ impl Clocks {
             lower: reading - now as i128,
             samples: 1,
         };
-        peer.insert(point);
-        peer.prune(point.bucket);
-        peer.estimate = estimate(&peer.points, check.span_min_ns);
+        let bounds = peer.insert(point);
+        // The bounds `insert` found still hold unless the window dropped a point.
+        let bounds = if peer.prune(point.bucket) {
+            slope_bounds(&peer.points)
+        } else {
+            bounds
+        };
+        peer.estimate = estimate_from(bounds, &peer.points, check.span_min_ns);
     }
 
     /// Drops what fell out of the window by `now` and draws every verdict.
@@ -350,20 +355,27 @@ impl PeerClock {
     /// Adds an exchange. The newest always counts: when no line satisfies it and every older
     /// point, the rate changed (or the peer's readings contradict each other), and the oldest
     /// points go until the rest fit one line. Then the narrower of the last slice's two stays.
-    fn insert(&mut self, point: Point) {
+    /// Returns the slopes the points kept allow (`slope_bounds`), computed once.
+    fn insert(&mut self, point: Point) -> Option<(f64, f64)> {
         self.points.push_back(point);
-        while self.points.len() > 1 && slope_bounds(&self.points).is_none() {
+        let mut bounds = slope_bounds(&self.points);
+        while self.points.len() > 1 && bounds.is_none() {
             self.points.pop_front();
+            bounds = slope_bounds(&self.points);
         }
         let n = self.points.len();
         if n >= 2 && self.points[n - 2].bucket == point.bucket {
             let older = self.points.remove(n - 2).expect("two points");
             let last = self.points.back_mut().expect("a point");
-            if older.width() <= last.width() {
+            let replaced = older.width() <= last.width();
+            if replaced {
                 *last = older;
             }
             last.samples = older.samples + 1;
+            // One point fewer: the constraints changed.
+            bounds = slope_bounds(&self.points);
         }
+        bounds
     }
 
     /// Drops the points older than the window ending in `bucket`; whether any was dropped.
@@ -407,8 +419,8 @@ fn slope_bounds(points: &VecDeque<Point>) -> Option<(f64, f64)> {
             let dx = a.sent as i128 - b.received as i128;
             let dy = a.upper - b.lower;
             match dx.cmp(&0) {
-                std::cmp::Ordering::Greater => highest = highest.min(dy as f64 / dx as f64),
-                std::cmp::Ordering::Less => lowest = lowest.max(dy as f64 / dx as f64),
+                std::cmp::Ordering::Greater => highest = highest.min(quotient(dy, dx)),
+                std::cmp::Ordering::Less => lowest = lowest.max(quotient(dy, dx)),
                 std::cmp::Ordering::Equal if dy < 0 => return None,
                 std::cmp::Ordering::Equal => {}
             }
@@ -417,10 +429,29 @@ fn slope_bounds(points: &VecDeque<Point>) -> Option<(f64, f64)> {
     (lowest <= highest).then_some((lowest, highest))
 }
 
+/// `dy / dx` in f64. Both fit an i64 in practice (differences of monotonic readings), and
+/// converting an i64 is one instruction where an i128 takes a software routine: this runs
+/// for every two points of every stamp.
+fn quotient(dy: i128, dx: i128) -> f64 {
+    match (i64::try_from(dy), i64::try_from(dx)) {
+        (Ok(y), Ok(x)) => y as f64 / x as f64,
+        _ => dy as f64 / dx as f64,
+    }
+}
+
 /// The estimate from the points: the middle and half-width of the slopes every line through
 /// them may have. `None` until the slope is bounded from both sides.
 fn estimate(points: &VecDeque<Point>, span_min_ns: Nanos) -> Option<Estimate> {
-    let (lowest, highest) = slope_bounds(points)?;
+    estimate_from(slope_bounds(points), points, span_min_ns)
+}
+
+/// As [`estimate`], from the points' `slope_bounds` already computed.
+fn estimate_from(
+    bounds: Option<(f64, f64)>,
+    points: &VecDeque<Point>,
+    span_min_ns: Nanos,
+) -> Option<Estimate> {
+    let (lowest, highest) = bounds?;
     if !lowest.is_finite() || !highest.is_finite() {
         return None;
     }
