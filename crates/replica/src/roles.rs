@@ -350,13 +350,20 @@ impl Replica {
     }
 
     /// Re-evaluates the roles' rules: the priority hold, a leader that may not lead, the
-    /// records a leader commits, and the `prefer_priority` hand-over. Cheap when nothing is
-    /// configured and every record is in place.
+    /// records a leader commits, and the `prefer_priority` hand-over. Runs at every tick:
+    /// cheap (no allocation) when nothing is configured and every record is in place.
     pub(crate) fn check_roles(&mut self, now: Nanos) {
         let status = self.core.status(now);
         let leading = status.role == Role::Leader;
         // The priority hold: a follower waits for the better candidates' elections first.
-        let hold_until = if leading || !self.may_lead(self.id) {
+        let own = self.roles.settings.own.priority;
+        let someone_higher = self
+            .roles
+            .heard
+            .values()
+            .any(|h| h.candidacy.priority > own)
+            || self.roles.records.values().any(|c| c.priority > own);
+        let hold_until = if leading || !someone_higher || !self.may_lead(self.id) {
             None
         } else {
             let rank = self.priority_rank();
@@ -389,17 +396,14 @@ impl Replica {
     /// the member says (its own settings, or its last stamp); a member without a record that
     /// says it is a default candidate needs none.
     fn propose_election_records(&mut self, now: Nanos) {
-        let members = self.core.membership().members();
+        let membership = self.core.membership();
         let mut due = Vec::new();
-        for id in members {
-            let said = if id == self.id {
-                self.roles.settings.own
-            } else {
-                match self.roles.heard.get(&id) {
-                    Some(h) => h.candidacy,
-                    None => continue,
-                }
-            };
+        let said_by = std::iter::once((self.id, self.roles.settings.own))
+            .chain(self.roles.heard.iter().map(|(&id, h)| (id, h.candidacy)));
+        for (id, said) in said_by {
+            if !membership.is_voter(id) && !membership.learners.contains(&id) {
+                continue;
+            }
             // No record reads as a default candidate: a cluster that configures no roles
             // writes none.
             let recorded = self.roles.records.get(&id);
