@@ -63,11 +63,16 @@ pub enum Command {
         prefix: Vec<u8>,
         limit: u32,
     },
+    // Keys and values as bytes (`serde_bytes`): the same postcard encoding as a sequence of
+    // `u8`, in one copy.
     Put {
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
     },
     Delete {
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
     },
     Txn(Txn),
@@ -115,10 +120,23 @@ pub struct Txn {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
-    Get { key: Vec<u8> },
-    Range { prefix: Vec<u8>, limit: u32 },
-    Put { key: Vec<u8>, value: Vec<u8> },
-    Delete { key: Vec<u8> },
+    Get {
+        key: Vec<u8>,
+    },
+    Range {
+        prefix: Vec<u8>,
+        limit: u32,
+    },
+    Put {
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+    },
+    Delete {
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+    },
 }
 
 /// `key`'s `target` compared with `op`. A missing key has version, create and mod revision 0,
@@ -465,6 +483,36 @@ fn validate_put(key: &[u8], value: &[u8]) -> Result<(), CommandError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fields serialized as bytes (`serde_bytes`) encode exactly as the sequences of `u8`
+    /// they were before: entries in the log and on the wire, and proposals, read the same.
+    #[test]
+    fn byte_fields_encode_as_the_sequences_of_u8_they_were() {
+        let seq = |v: &Vec<u8>| postcard::to_allocvec(v).unwrap();
+        let key: Vec<u8> = b"a key".to_vec();
+        let value: Vec<u8> = (0..=255u8).cycle().take(300).collect();
+        let put = postcard::to_allocvec(&Command::Put {
+            key: key.clone(),
+            value: value.clone(),
+        })
+        .unwrap();
+        assert_eq!(put, [vec![2], seq(&key), seq(&value)].concat());
+        let delete = postcard::to_allocvec(&Command::Delete { key: key.clone() }).unwrap();
+        assert_eq!(delete, [vec![3], seq(&key)].concat());
+        let op = postcard::to_allocvec(&Op::Put {
+            key: key.clone(),
+            value: value.clone(),
+        })
+        .unwrap();
+        assert_eq!(op, [vec![2], seq(&key), seq(&value)].concat());
+        let payload = regent_raft::EntryPayload::Normal(value.clone());
+        let bytes = postcard::to_allocvec(&payload).unwrap();
+        assert_eq!(bytes, [vec![1], seq(&value)].concat());
+        let back: regent_raft::EntryPayload = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(back, payload);
+        let back: Command = postcard::from_bytes(&put).unwrap();
+        assert_eq!(back, Command::Put { key, value });
+    }
 
     #[test]
     fn round_trip() {
