@@ -410,6 +410,14 @@ impl fmt::Display for TimingExplanation {
         )?;
         writeln!(
             f,
+            "  with election priorities (election.priority), a candidate waits another \
+             2 × election_timeout_min\n  ({} ms) per level of live candidates of higher priority \
+             before it campaigns; when a nofailover\n  or witness node holds the most complete \
+             log it leads first and hands over (one switchover more)",
+            ms(2.0 * self.min_ms())
+        )?;
+        writeln!(
+            f,
             "after the leader's disk stalls: {} ms\n  = persist_stall_max + worst-case failover \
              = {} + {}",
             ms(self.disk_stall_failover_ms()),
