@@ -378,6 +378,28 @@ fn the_schedule_writes_backups_and_keeps_the_newest() {
             let newest = names.iter().max().unwrap();
             let (ok, out, err) = regent(&["backup", "verify", dir.join(newest).to_str().unwrap()]);
             assert!(ok, "{newest}: {err}{out}");
+            // The metrics count them and say when the last one was written.
+            let answer = http(&c.nodes[0].socket, "GET", "/metrics", b"").unwrap();
+            let text = String::from_utf8_lossy(&answer.body).into_owned();
+            let value = |name: &str| -> u64 {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(&format!("{name} ")))
+                    .unwrap_or_else(|| panic!("no {name} in /metrics"))
+                    .parse()
+                    .unwrap()
+            };
+            assert!(value("regent_backups_written_total") >= 4, "{text}");
+            assert_eq!(value("regent_backups_failed_total"), 0, "{text}");
+            let unix_now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            let last = value("regent_backup_last_success_unix_seconds");
+            assert!(
+                last > 0 && last <= unix_now && unix_now - last < 120,
+                "{last} vs {unix_now}"
+            );
+            assert!(value("regent_backup_last_index") > 0, "{text}");
             break;
         }
         assert!(

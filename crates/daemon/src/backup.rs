@@ -92,8 +92,10 @@ pub async fn schedule(
     config: BackupConfig,
     requests: mpsc::Sender<Request>,
     status: watch::Receiver<NodeStatus>,
+    metrics: std::sync::Arc<crate::api::metrics::Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    use std::sync::atomic::Ordering::Relaxed;
     let every = Duration::from_secs(config.interval_s);
     loop {
         tokio::select! {
@@ -103,6 +105,7 @@ pub async fn schedule(
         let opened = match open_caught_up(&requests, &status).await {
             Ok(opened) => opened,
             Err(err) => {
+                metrics.backups_failed.fetch_add(1, Relaxed);
                 tracing::warn!(error = %err, "scheduled backup: the snapshot could not be opened");
                 continue;
             }
@@ -110,14 +113,30 @@ pub async fn schedule(
         let dir = config.dir.clone();
         let keep = config.keep as usize;
         match tokio::task::spawn_blocking(move || write_file(&dir, opened, keep)).await {
-            Ok(Ok((path, summary))) => tracing::info!(
-                file = %path.display(),
-                index = summary.header.index.0,
-                bytes = summary.bytes,
-                "scheduled backup written"
-            ),
-            Ok(Err(err)) => tracing::warn!(error = %err, "scheduled backup failed"),
-            Err(err) => tracing::warn!(error = %err, "scheduled backup task failed"),
+            Ok(Ok((path, summary))) => {
+                metrics.backups_written.fetch_add(1, Relaxed);
+                metrics.backup_last_unix.store(
+                    regent_transport::pki::identity::unix_now().max(0) as u64,
+                    Relaxed,
+                );
+                metrics
+                    .backup_last_index
+                    .store(summary.header.index.0, Relaxed);
+                tracing::info!(
+                    file = %path.display(),
+                    index = summary.header.index.0,
+                    bytes = summary.bytes,
+                    "scheduled backup written"
+                )
+            }
+            Ok(Err(err)) => {
+                metrics.backups_failed.fetch_add(1, Relaxed);
+                tracing::warn!(error = %err, "scheduled backup failed")
+            }
+            Err(err) => {
+                metrics.backups_failed.fetch_add(1, Relaxed);
+                tracing::warn!(error = %err, "scheduled backup task failed")
+            }
         }
     }
 }

@@ -198,6 +198,7 @@ async fn run_daemon(config: DaemonConfig, config_path: PathBuf) -> Result<ExitCo
             backup,
             context.requests.clone(),
             context.status.clone(),
+            metrics.clone(),
             shutdown.clone(),
         ));
     }

@@ -60,6 +60,12 @@ pub struct Metrics {
     pub snapshot_bytes_sent: AtomicU64,
     /// The virtual IP is on this node's interface.
     pub vip_held: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Scheduled backups (`backup:`) written and failed, and the last written one's time (Unix
+    /// seconds, 0: none yet) and applied index.
+    pub backups_written: AtomicU64,
+    pub backups_failed: AtomicU64,
+    pub backup_last_unix: AtomicU64,
+    pub backup_last_index: AtomicU64,
 }
 
 fn counter(out: &mut String, name: &str, help: &str, value: u64) {
@@ -216,6 +222,30 @@ pub fn render(metrics: &Metrics, s: &NodeStatus, now_ns: u64, unix_now: i64) -> 
         u8::from(metrics.vip_held.load(Ordering::Relaxed)),
     );
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    counter(
+        &mut out,
+        "regent_backups_written_total",
+        "Scheduled backups (backup:) written, complete and synced, into backup.dir.",
+        load(&metrics.backups_written),
+    );
+    counter(
+        &mut out,
+        "regent_backups_failed_total",
+        "Scheduled backups that failed (the log says why).",
+        load(&metrics.backups_failed),
+    );
+    gauge(
+        &mut out,
+        "regent_backup_last_success_unix_seconds",
+        "When the last scheduled backup was written (Unix seconds; 0: none yet). Alert on its age.",
+        load(&metrics.backup_last_unix),
+    );
+    gauge(
+        &mut out,
+        "regent_backup_last_index",
+        "The applied index the last scheduled backup holds (0: none yet).",
+        load(&metrics.backup_last_index),
+    );
     counter(
         &mut out,
         "regent_leader_changes_total",
