@@ -76,6 +76,10 @@ impl Replica {
         if let Some(node) = target.filter(|t| self.drained().contains(t)) {
             return Err(MaintenanceRefusal::Drained { node });
         }
+        if let Some(node) = target.filter(|&t| !self.candidacy(t).role.may_lead()) {
+            let role = self.candidacy(node).role;
+            return Err(MaintenanceRefusal::NotCandidate { node, role });
+        }
         let to = self.start_handover(target, Some(token), now)?;
         tracing::info!(node = %self.id, %to, "switchover asked");
         Ok(to)

@@ -132,6 +132,11 @@ pub enum MaintenanceRefusal {
     Paused { holder: NodeId },
     #[error("{node} is drained: undrain it first")]
     Drained { node: NodeId },
+    #[error("{node} is a {role} node (election.role): it never leads")]
+    NotCandidate {
+        node: NodeId,
+        role: crate::ElectionRole,
+    },
     #[error("a forced switchover names its target (--to ID)")]
     NoTarget,
     #[error(transparent)]
@@ -323,6 +328,10 @@ impl Replica {
         }
         if self.maint.drained.contains(&target) {
             return Err(MaintenanceRefusal::Drained { node: target });
+        }
+        if !self.candidacy(target).role.may_lead() {
+            let role = self.candidacy(target).role;
+            return Err(MaintenanceRefusal::NotCandidate { node: target, role });
         }
         if pause.holder != target {
             let moved = Pause {

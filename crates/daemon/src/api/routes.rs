@@ -926,6 +926,7 @@ pub(super) fn request_error(err: RequestError) -> HttpResponse {
             let (status, code) = match refusal {
                 M::Paused { .. } => (StatusCode::CONFLICT, "paused"),
                 M::Drained { .. } => (StatusCode::CONFLICT, "drained"),
+                M::NotCandidate { .. } => (StatusCode::CONFLICT, "not_a_candidate"),
                 M::LastEligible { .. } => (StatusCode::CONFLICT, "last_eligible"),
                 M::NotMember { .. } => (StatusCode::NOT_FOUND, "unknown_node"),
                 _ => (StatusCode::BAD_REQUEST, "bad_parameter"),
