@@ -170,7 +170,7 @@ impl Driver {
         let membership = parts.replica.core().membership().clone();
         let mut replica = parts.replica;
         replica.set_promotion_gate(parts.hooks.gated, parts.hooks.backoff_ns);
-        Driver {
+        let mut driver = Driver {
             id: replica.core().id(),
             replica,
             disk: parts.disk,
@@ -198,7 +198,10 @@ impl Driver {
             now: 0,
             wall_ms: 0,
             fatal: None,
-        }
+        };
+        // Links that came up before the subscription.
+        driver.sync_link_versions();
+        driver
     }
 
     /// As `run`, for a node that must never campaign (a required watchdog device that does

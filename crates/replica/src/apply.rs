@@ -52,6 +52,7 @@ impl Replica {
                 }
                 self.unflushed_since.get_or_insert(self.now);
                 self.maintenance_applied(&entries);
+                self.versions_applied(&entries);
                 out.push(Action::Applied(entries));
             }
             Err(err) => {
@@ -167,5 +168,6 @@ impl Replica {
             return;
         }
         self.reload_maintenance();
+        self.reload_versions();
     }
 }

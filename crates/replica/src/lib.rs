@@ -26,6 +26,7 @@ mod install;
 mod maintenance;
 mod promote;
 mod propose;
+mod versions;
 
 pub use apply::{COMPACT_STEP_ENTRIES, FLUSH_INTERVAL_NS, FLUSH_RECORDS_MAX};
 pub use clock::{
@@ -40,6 +41,10 @@ pub use maintenance::{
 };
 pub use promote::Promotion;
 pub use propose::ProposeRefusal;
+pub use versions::{
+    cluster_version_target, decode_cluster_version, VersionRefusal, CLUSTER_VERSION_KEY,
+    VERSION_MAX, VERSION_MIN, VERSION_OPERATIONS,
+};
 
 use regent_raft::Entry;
 use regent_raft::{
@@ -250,6 +255,8 @@ pub struct Replica {
     clocks: clock::Clocks,
     /// The operator's pause and drained nodes, as applied here (`maintenance`).
     maint: maintenance::Maintenance,
+    /// The links' versions and the cluster version (`versions`).
+    versions: versions::Versions,
 }
 
 impl Replica {
@@ -302,9 +309,11 @@ impl Replica {
                 leader_heard_at: now,
                 ..maintenance::Maintenance::default()
             },
+            versions: versions::Versions::default(),
         };
         replica.check_clocks(now);
         replica.reload_maintenance();
+        replica.reload_versions();
         Ok(replica)
     }
 
@@ -347,6 +356,7 @@ impl Replica {
         self.check_clocks(self.now);
         self.check_drain(self.now);
         self.maybe_end_pause(self.now);
+        self.maybe_commit_version(self.now);
     }
 
     /// Handles a message from a peer. An error names what was wrong with it (it came from the
@@ -354,7 +364,10 @@ impl Replica {
     pub fn step(&mut self, m: Message, now: Nanos) -> Result<(), regent_raft::StepError> {
         self.observe(now);
         self.note_message(&m.body, m.from, m.term);
-        self.core.step(m, now)
+        self.core.step(m, now)?;
+        // A vote that made this node leader: the cluster version goes out with its no-op.
+        self.maybe_commit_version(self.now);
+        Ok(())
     }
 
     /// Proposes a command; `token` is answered with a [`Action::Proposal`] once an entry at the
@@ -441,6 +454,9 @@ impl Replica {
     /// is on the disk) the role change, the next batch's messages and the batch itself.
     pub fn poll(&mut self, out: &mut Vec<Action>) {
         self.apply_committed(out);
+        // A node that became leader when its vote became durable proposes the cluster version
+        // at once, so that it commits with the term's no-op.
+        self.maybe_commit_version(self.now);
         for state in self.core.take_read_states() {
             if let Some(token) = self.reads.remove(&state.ctx) {
                 out.push(Action::Read {

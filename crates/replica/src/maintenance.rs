@@ -138,6 +138,8 @@ pub enum MaintenanceRefusal {
     #[error("a forced switchover names its target (--to ID)")]
     NoTarget,
     #[error(transparent)]
+    Version(#[from] crate::VersionRefusal),
+    #[error(transparent)]
     Core(#[from] ProposeError),
     #[error(transparent)]
     Transfer(#[from] regent_raft::TransferError),
@@ -274,6 +276,9 @@ impl Replica {
             }
             .into());
         }
+        // Maintenance records came with version 3: a version-2 node would apply them as plain
+        // keys and never act on them.
+        self.require_version(crate::VERSION_OPERATIONS)?;
         let command = match change {
             MaintenanceChange::Pause { ttl_ms, reason } => {
                 if ttl_ms.is_some_and(|t| t == 0 || t > PAUSE_TTL_MAX_MS) {
@@ -342,6 +347,7 @@ impl Replica {
             return self.switchover(token, target, now);
         };
         let target = target.ok_or(MaintenanceRefusal::NoTarget)?;
+        self.require_version(crate::VERSION_OPERATIONS)?;
         let status = self.core.status(now);
         if status.role != Role::Leader {
             return Err(ProposeError::NotLeader {

@@ -2,6 +2,9 @@
 //! relayed to the leader over the peer link (a call on the existing mTLS connection, no new
 //! port), carried out there exactly as a local request, and its answer comes back unchanged.
 //!
+//! Versions: calls came with `regent/3`; while the cluster version is below 3 (or the link to
+//! the leader speaks `regent/2`) a relay is refused with 409 `cluster_version_too_old`.
+//!
 //! Invariants:
 //! - Only the endpoints of `forwardable` are relayed, and only on `forward=true`: a host's own
 //!   writes are never forwarded (it writes only while its own node is writable).
@@ -147,6 +150,15 @@ pub async fn relay(
             None,
         );
     };
+    // Call streams came with version 3: while a node of the cluster runs an older build the
+    // request is refused here (the client may send it to the leader itself).
+    let allowed = context
+        .status
+        .borrow()
+        .require_version(regent_replica::VERSION_OPERATIONS);
+    if let Err(refusal) = allowed {
+        return routes::version_refusal(&refusal);
+    }
     let method = request.method().to_string();
     let target = request
         .uri()
@@ -186,6 +198,14 @@ pub async fn relay(
                 Some(leader_json(json!({ "outcome": "unknown" }))),
             ),
         },
+        // The link to the leader speaks an older version than the committed one (a leader
+        // restarted on the older build before the cluster version was lowered).
+        Err(TransportError::WireVersion { needed, link, .. }) => {
+            routes::version_refusal(&regent_replica::VersionRefusal {
+                needed,
+                cluster: link,
+            })
+        }
         Err(TransportError::Call {
             sent: true, reason, ..
         }) => routes::error(

@@ -511,6 +511,7 @@ pub(super) fn status_json(s: &NodeStatus, now: u64) -> Value {
                 "connected": if m.id == s.node_id { None } else { Some(s.links.get(&m.id).copied().unwrap_or(false)) },
                 "match_index": m.match_index.map(|i| i.0),
                 "lag": m.match_index.map(|i| s.last_index.0.saturating_sub(i.0)),
+                "wire_version": if m.id == s.node_id { Some(s.version_max) } else { s.link_versions.get(&m.id).copied() },
             })
         })
         .collect();
@@ -566,6 +567,12 @@ pub(super) fn status_json(s: &NodeStatus, now: u64) -> Value {
             "last_index": s.journal.last,
             "catch_up_index": s.catch_up_index,
             "host_applied_index": s.host_applied_index,
+        },
+        "cluster_version": s.cluster_version,
+        "version": {
+            "build": crate::versions::BUILD_VERSION,
+            "wire": { "min": regent_replica::VERSION_MIN, "max": s.version_max },
+            "cluster_version": s.cluster_version,
         },
         "certificate": {
             "not_after_unix": s.certificate_not_after_unix,
@@ -909,6 +916,9 @@ pub(super) fn request_error(err: RequestError) -> HttpResponse {
             &message,
             None,
         ),
+        RequestError::Maintenance(regent_replica::MaintenanceRefusal::Version(refusal)) => {
+            version_refusal(&refusal)
+        }
         RequestError::Maintenance(refusal) => {
             use regent_replica::MaintenanceRefusal as M;
             let (status, code) = match refusal {
@@ -921,6 +931,20 @@ pub(super) fn request_error(err: RequestError) -> HttpResponse {
             error(status, code, &message, None)
         }
     }
+}
+
+/// 409 `cluster_version_too_old`: the request needs a newer cluster version than the one
+/// committed (a node of the cluster runs an older build). Names both versions.
+pub(super) fn version_refusal(refusal: &regent_replica::VersionRefusal) -> HttpResponse {
+    error(
+        StatusCode::CONFLICT,
+        "cluster_version_too_old",
+        &refusal.to_string(),
+        Some(json!({
+            "needed_version": refusal.needed,
+            "cluster_version": refusal.cluster,
+        })),
+    )
 }
 
 fn method_not_allowed(allowed: &str) -> HttpResponse {

@@ -62,6 +62,13 @@ pub struct NodeStatus {
     pub pause: Option<Pause>,
     /// The drained nodes, as applied here (replicated).
     pub drained: Vec<NodeId>,
+    /// The newest wire and command version this node speaks (the oldest is
+    /// `regent_replica::VERSION_MIN`).
+    pub version_max: u8,
+    /// The cluster version as applied here (replicated; never above `version_max`).
+    pub cluster_version: u8,
+    /// The wire version each live peer link speaks.
+    pub link_versions: BTreeMap<NodeId, u8>,
 }
 
 impl NodeStatus {
@@ -92,6 +99,9 @@ impl NodeStatus {
             clock_reason: None,
             pause: None,
             drained: Vec::new(),
+            version_max: regent_replica::VERSION_MAX,
+            cluster_version: regent_replica::VERSION_MIN,
+            link_versions: BTreeMap::new(),
         }
     }
 
@@ -102,6 +112,19 @@ impl NodeStatus {
             Role::Follower => "follower",
             Role::PreCandidate | Role::Candidate => "candidate",
             Role::Learner => "learner",
+        }
+    }
+
+    /// `Ok` when the cluster version is at least `needed`: a request that needs a newer one is
+    /// refused (409 `cluster_version_too_old`).
+    pub fn require_version(&self, needed: u8) -> Result<(), regent_replica::VersionRefusal> {
+        if self.cluster_version >= needed {
+            Ok(())
+        } else {
+            Err(regent_replica::VersionRefusal {
+                needed,
+                cluster: self.cluster_version,
+            })
         }
     }
 
