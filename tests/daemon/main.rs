@@ -14,3 +14,4 @@ mod maintenance;
 mod operations;
 mod support;
 mod unmodified;
+mod versions;
