@@ -1049,4 +1049,63 @@ mod tests {
             payload: EntryPayload::Noop
         }));
     }
+
+    /// Mixed versions (`versions`): maintenance records are version 3. While a voter's links
+    /// speak version 2 the cluster version stays 2 on every node and a pause is refused; once
+    /// every voter speaks 3 the leader commits 3 and the pause goes through; a voter back on
+    /// version 2 (a downgrade) makes the leader commit 2 again.
+    #[test]
+    fn maintenance_waits_for_the_cluster_version() {
+        let mut net = Net::new();
+        let speak = |net: &mut Net, id: u64, version: u8| {
+            let now = net.now;
+            net.r_mut(id).set_version_max(version);
+            for other in (1..=3).filter(|&o| o != id) {
+                net.r_mut(other)
+                    .peer_wire_version(NodeId(id), Some(version), now);
+                net.r_mut(id)
+                    .peer_wire_version(NodeId(other), Some(version), now);
+            }
+        };
+        speak(&mut net, 3, 2);
+        net.run_ms(1000);
+        let leader = net.leader().expect("a leader");
+        for id in 1..=3 {
+            assert_eq!(net.r(id).cluster_version(), 2, "n{id}");
+        }
+        let pause = || MaintenanceChange::Pause {
+            ttl_ms: None,
+            reason: "upgrade".into(),
+        };
+        let now = net.now;
+        assert_eq!(
+            net.r_mut(leader)
+                .propose_maintenance(1, pause(), now, now / MS),
+            Err(MaintenanceRefusal::Version(crate::VersionRefusal {
+                needed: 3,
+                cluster: 2
+            }))
+        );
+
+        speak(&mut net, 3, 3);
+        net.run_ms(200);
+        for id in 1..=3 {
+            assert_eq!(net.r(id).cluster_version(), 3, "n{id}");
+        }
+        let leader = net.leader().expect("a leader");
+        let now = net.now;
+        assert!(net
+            .r_mut(leader)
+            .propose_maintenance(2, pause(), now, now / MS)
+            .is_ok());
+        net.run_ms(100);
+        assert!((1..=3).all(|id| net.r(id).paused()));
+
+        let other = (1..=3).find(|&id| id != leader).unwrap();
+        speak(&mut net, other, 2);
+        net.run_ms(200);
+        for id in 1..=3 {
+            assert_eq!(net.r(id).cluster_version(), 2, "n{id}");
+        }
+    }
 }
