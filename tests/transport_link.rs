@@ -512,7 +512,13 @@ async fn a_link_speaks_the_newest_version_both_ends_offer() {
         })
         .await;
         assert!(
-            matches!(up, LinkEvent::Up { wire_version: 2, .. }),
+            matches!(
+                up,
+                LinkEvent::Up {
+                    wire_version: 2,
+                    ..
+                }
+            ),
             "{up:?}"
         );
         assert!(node2.handle.wait_connected(NodeId(1), WAIT).await);
@@ -549,7 +555,10 @@ async fn a_link_speaks_the_newest_version_both_ends_offer() {
     let node1 = start(config(1, addr1, &[(2, addr2)], &pki.node("m1", 1)), socket1);
     let node2 = start(config(2, addr2, &[(1, addr1)], &pki.node("m2", 2)), socket2);
     assert!(node1.handle.wait_connected(NodeId(2), WAIT).await);
-    assert_eq!(node1.handle.wire_version(NodeId(2)), Some(tls::WIRE_VERSION_MAX));
+    assert_eq!(
+        node1.handle.wire_version(NodeId(2)),
+        Some(tls::WIRE_VERSION_MAX)
+    );
     node1.shutdown().await;
     node2.shutdown().await;
 }

@@ -79,9 +79,15 @@ mod tests {
             "daemon": { "build": "0.1.0", "wire": { "min": 2, "max": 3 }, "cluster_version": 2 },
         });
         let text = version_text(&v, std::path::Path::new("/run/regent/regent.sock"));
-        assert!(text.contains("regent 0.1.0 (wire and command versions 2..=3)"), "{text}");
+        assert!(
+            text.contains("regent 0.1.0 (wire and command versions 2..=3)"),
+            "{text}"
+        );
         assert!(text.contains("cluster version 2"), "{text}");
-        let none = version_text(&json!({"build": "0.1.0", "wire": {"min": 2, "max": 3}, "daemon": null}), std::path::Path::new("/x"));
+        let none = version_text(
+            &json!({"build": "0.1.0", "wire": {"min": 2, "max": 3}, "daemon": null}),
+            std::path::Path::new("/x"),
+        );
         assert!(none.contains("no daemon answered on /x"), "{none}");
     }
 }

@@ -36,17 +36,11 @@ fn wait_status(c: &Cluster, id: u64, what: &str, timeout: Duration, ok: impl Fn(
 /// Waits until every node shows cluster version `version`.
 fn wait_cluster_version(c: &Cluster, version: u64) {
     for id in 1..=3 {
-        wait_status(
-            c,
-            id,
-            &format!("cluster_version {version}"),
-            SETTLE,
-            |s| {
-                s["cluster_version"] == version
-                    && s["version"]["cluster_version"] == version
-                    && s["leader_id"].as_u64().is_some()
-            },
-        );
+        wait_status(c, id, &format!("cluster_version {version}"), SETTLE, |s| {
+            s["cluster_version"] == version
+                && s["version"]["cluster_version"] == version
+                && s["leader_id"].as_u64().is_some()
+        });
     }
 }
 
@@ -152,8 +146,7 @@ fn assert_too_old(answer: &crate::support::Answer, what: &str) {
 }
 
 #[test]
-fn a_node_of_the_older_version_holds_the_cluster_at_2_until_upgraded_and_a_downgrade_lowers_it()
-{
+fn a_node_of_the_older_version_holds_the_cluster_at_2_until_upgraded_and_a_downgrade_lowers_it() {
     let mut c = Cluster::init(3, "versions", TEST_SETTINGS);
     let old = 3;
     c.start(1);
@@ -180,7 +173,13 @@ fn a_node_of_the_older_version_holds_the_cluster_at_2_until_upgraded_and_a_downg
     let leader = writable_leader(&c);
     let sockets: Vec<std::path::PathBuf> = c.nodes.iter().map(|n| n.socket.clone()).collect();
     let socket = |id: u64| sockets[(id - 1) as usize].clone();
-    let pause = http(&socket(leader), "POST", "/v1/admin/pause?reason=upgrade", b"").unwrap();
+    let pause = http(
+        &socket(leader),
+        "POST",
+        "/v1/admin/pause?reason=upgrade",
+        b"",
+    )
+    .unwrap();
     assert_too_old(&pause, "pause on the leader");
     let backup = http(&socket(leader), "GET", "/v1/admin/backup", b"").unwrap();
     assert_too_old(&backup, "backup");
@@ -189,7 +188,10 @@ fn a_node_of_the_older_version_holds_the_cluster_at_2_until_upgraded_and_a_downg
     assert_too_old(&forwarded, "a forwarded write");
     // The CLI says so too, and `regent version` shows both versions.
     let (ok, out, err) = regent_at(&socket(leader), &["pause"]);
-    assert!(!ok && format!("{out}{err}").contains("cluster_version_too_old"), "{out}{err}");
+    assert!(
+        !ok && format!("{out}{err}").contains("cluster_version_too_old"),
+        "{out}{err}"
+    );
     let (ok, out, err) = regent_at(&socket(old), &["version"]);
     assert!(ok, "{out}{err}");
     assert!(out.contains("wire and command versions 2..=3"), "{out}");
@@ -202,18 +204,42 @@ fn a_node_of_the_older_version_holds_the_cluster_at_2_until_upgraded_and_a_downg
     wait_cluster_version(&c, 3);
     write_everywhere(&c, "upgraded", b"two");
     let leader = writable_leader(&c);
-    let pause = http(&socket(leader), "POST", "/v1/admin/pause?reason=upgraded", b"").unwrap();
-    assert_eq!(pause.status, 200, "{}", String::from_utf8_lossy(&pause.body));
+    let pause = http(
+        &socket(leader),
+        "POST",
+        "/v1/admin/pause?reason=upgraded",
+        b"",
+    )
+    .unwrap();
+    assert_eq!(
+        pause.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&pause.body)
+    );
     for id in 1..=3 {
         wait_status(&c, id, "the pause", SETTLE, |s| s["paused"] == true);
     }
     let resume = http(&socket(leader), "POST", "/v1/admin/resume", b"").unwrap();
-    assert_eq!(resume.status, 200, "{}", String::from_utf8_lossy(&resume.body));
+    assert_eq!(
+        resume.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&resume.body)
+    );
     let follower = (1..=3).find(|&id| id != leader).unwrap();
     let forwarded = http(&socket(follower), "PUT", "/v1/kv/f?forward=true", b"x").unwrap();
-    assert_eq!(forwarded.status, 200, "{}", String::from_utf8_lossy(&forwarded.body));
+    assert_eq!(
+        forwarded.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&forwarded.body)
+    );
     let (ok, out, err) = regent_at(&socket(old), &["version"]);
-    assert!(ok && out.contains("(versions 2..=3), cluster version 3"), "{out}{err}");
+    assert!(
+        ok && out.contains("(versions 2..=3), cluster version 3"),
+        "{out}{err}"
+    );
     digests_agree(&c);
 
     // The downgrade: a follower restarts as the older version; the leader lowers the cluster

@@ -154,8 +154,7 @@ async fn run_daemon(config: DaemonConfig, config_path: PathBuf) -> Result<ExitCo
 
     let mut transport_config = config.transport_config();
     transport_config.wire_version_max = version_max;
-    let (transport, inbound) =
-        Transport::start(transport_config).map_err(RunError::Transport)?;
+    let (transport, inbound) = Transport::start(transport_config).map_err(RunError::Transport)?;
     let options = ApiOptions {
         socket: config.socket.clone(),
         socket_mode: config.socket_mode.bits(),

@@ -624,7 +624,7 @@ async fn dial<T>(shared: &Shared<T>, peer: &Peer) -> Result<Link, DialError> {
         shared.quic.clone(),
         shared.config.wire_version_max,
     )
-        .map_err(|e| DialError::Failed(e.to_string()))?;
+    .map_err(|e| DialError::Failed(e.to_string()))?;
     let connecting = shared
         .endpoint
         .connect_with(config, peer.addr, tls::SERVER_NAME)
@@ -910,7 +910,11 @@ async fn run_link<T: WireMessage>(shared: &Arc<Shared<T>>, peer: &Arc<Peer>, lin
         let mut buf = Vec::with_capacity(WRITE_BATCH_BYTES_MAX);
         loop {
             buf.clear();
-            if peer.queue.drain_into(&mut buf, WRITE_BATCH_BYTES_MAX, version) == 0 {
+            if peer
+                .queue
+                .drain_into(&mut buf, WRITE_BATCH_BYTES_MAX, version)
+                == 0
+            {
                 peer.queue.ready().await;
                 continue;
             }

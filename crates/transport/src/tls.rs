@@ -155,7 +155,10 @@ mod tests {
 
     #[test]
     fn protocols_newest_first_down_to_the_oldest() {
-        assert_eq!(alpn_protocols(3), vec![b"regent/3".to_vec(), b"regent/2".to_vec()]);
+        assert_eq!(
+            alpn_protocols(3),
+            vec![b"regent/3".to_vec(), b"regent/2".to_vec()]
+        );
         assert_eq!(alpn_protocols(2), vec![b"regent/2".to_vec()]);
         assert_eq!(alpn_name(WIRE_VERSION_MAX), ALPN);
         assert_eq!(wire_version(b"regent/2"), Some(2));

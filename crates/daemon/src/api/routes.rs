@@ -916,9 +916,8 @@ pub(super) fn request_error(err: RequestError) -> HttpResponse {
             &message,
             None,
         ),
-        RequestError::Maintenance(regent_replica::MaintenanceRefusal::Version(refusal)) => {
-            version_refusal(&refusal)
-        }
+        RequestError::Maintenance(regent_replica::MaintenanceRefusal::Version(refusal))
+        | RequestError::Version(refusal) => version_refusal(&refusal),
         RequestError::Maintenance(refusal) => {
             use regent_replica::MaintenanceRefusal as M;
             let (status, code) = match refusal {

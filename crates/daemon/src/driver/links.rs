@@ -108,7 +108,8 @@ impl Driver {
             Ok(LinkEvent::Down { peer, reason }) => {
                 self.status.link_up.insert(peer, false);
                 self.status.link_versions.remove(&peer);
-                self.replica.peer_wire_version(peer, None, crate::clock::now());
+                self.replica
+                    .peer_wire_version(peer, None, crate::clock::now());
                 tracing::info!(node = %self.id, %peer, %reason, "link down")
             }
             Ok(LinkEvent::Rejected {
