@@ -403,7 +403,7 @@ pub fn status_table(s: &Value) -> String {
     if s["version"].is_object() {
         let v = &s["version"];
         out.push_str(&format!(
-            "version: regent {}, wire {}..={}, cluster version {}\n",
+            "version: regent {}, wire {}..={}, cluster_version {}\n",
             v["build"].as_str().unwrap_or("?"),
             v["wire"]["min"],
             v["wire"]["max"],

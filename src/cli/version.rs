@@ -55,7 +55,7 @@ fn version_text(v: &Value, socket: &std::path::Path) -> String {
     );
     match &v["daemon"] {
         Value::Object(d) => out.push_str(&format!(
-            "daemon on {}: regent {} (versions {}..={}), cluster version {}\n",
+            "daemon on {}: regent {}, wire {}..={}, cluster_version {}\n",
             socket.display(),
             d.get("build").and_then(Value::as_str).unwrap_or("?"),
             d.get("wire").map_or(Value::Null, |w| w["min"].clone()),
@@ -83,7 +83,7 @@ mod tests {
             text.contains("regent 0.1.0 (wire and command versions 2..=3)"),
             "{text}"
         );
-        assert!(text.contains("cluster version 2"), "{text}");
+        assert!(text.contains("wire 2..=3, cluster_version 2"), "{text}");
         let none = version_text(
             &json!({"build": "0.1.0", "wire": {"min": 2, "max": 3}, "daemon": null}),
             std::path::Path::new("/x"),

@@ -15,12 +15,13 @@
 //! version (a voter not heard of holds it where it is); it is lowered as soon as one voter's
 //! link speaks an older one. A node whose own newest version is below `VERSION_MAX` (an older
 //! build, or one forced to speak as one in tests) never proposes the record, and sees the
-//! cluster's version as at most its own. A command or message newer than the cluster version
+//! cluster's version as at most its own; a follower sees it as at most its link's to the leader
+//! (a leader of the older build cannot lower the record). A command or message newer than the cluster version
 //! is refused (`VersionRefusal`) — by the replica for its own records (maintenance), by the
 //! caller for the rest (backup, forwarded requests, clock stamps per link).
 
 use crate::Replica;
-use regent_raft::{Entry, EntryPayload, Nanos, NodeId, Role};
+use regent_raft::{Entry, EntryPayload, LogIndex, Nanos, NodeId, Role, Term};
 use regent_storage::{Command, Op, Proposal, StateReader};
 use std::collections::BTreeMap;
 
@@ -61,8 +62,11 @@ pub(crate) struct Versions {
     pub(crate) assumed: Option<u8>,
     /// The record as applied here (`VERSION_MIN` while absent).
     pub(crate) committed: u8,
-    /// The value this node, leading, last proposed, and when.
+    /// The value this node, leading, last proposed, and when (for the retry).
     pub(crate) proposed: Option<(u8, Nanos)>,
+    /// The record this node, leading, appended and has not yet seen applied: its term, index
+    /// and value. Everything this leader appends after it is applied after it, everywhere.
+    pub(crate) pending: Option<(Term, LogIndex, u8)>,
 }
 
 impl Default for Versions {
@@ -73,6 +77,7 @@ impl Default for Versions {
             assumed: Some(VERSION_MAX),
             committed: VERSION_MIN,
             proposed: None,
+            pending: None,
         }
     }
 }
@@ -173,14 +178,45 @@ impl Replica {
     }
 
     /// The cluster version as applied here: the committed record (`VERSION_MIN` while absent),
-    /// never above this node's own newest version.
+    /// never above this node's own newest version nor, on a follower, above the version of its
+    /// link to the leader (a leader of an older build cannot lower the record, and its
+    /// followers must not take it for newer than it is).
     pub fn cluster_version(&self) -> u8 {
-        self.versions.committed.min(self.versions.max)
+        self.versions.committed.min(self.version_cap())
     }
 
-    /// `Ok` when the cluster version is at least `needed`.
+    /// This node's newest version, and on a follower its link's to the leader.
+    fn version_cap(&self) -> u8 {
+        let leader = self.core.status(self.now).leader;
+        let leader_link = leader
+            .filter(|&l| l != self.id)
+            .and_then(|l| self.link_version(l));
+        leader_link.map_or(self.versions.max, |v| v.min(self.versions.max))
+    }
+
+    /// The cluster version that an entry appended now would be applied under: on a leader
+    /// that appended a new record it has not seen applied yet (in this term), that record's
+    /// value — the log applies it first on every node —, else the committed one. Never above
+    /// this node's own newest version.
+    pub fn log_version(&self) -> u8 {
+        let status = self.core.status(self.now);
+        let pending = self
+            .versions
+            .pending
+            .filter(|&(term, index, _)| {
+                status.role == Role::Leader && term == status.term && index > status.applied_index
+            })
+            .map(|(_, _, v)| v);
+        pending
+            .unwrap_or(self.versions.committed)
+            .min(self.version_cap())
+    }
+
+    /// `Ok` when the version an entry appended now is applied under (`log_version`) is at
+    /// least `needed`. A leader's first entries after it raised the version are so taken at
+    /// once, before the record is committed: they are applied after it on every node.
     pub fn require_version(&self, needed: u8) -> Result<(), VersionRefusal> {
-        let cluster = self.cluster_version();
+        let cluster = self.log_version();
         if cluster >= needed {
             Ok(())
         } else {
@@ -222,7 +258,8 @@ impl Replica {
         assert!(bytes.len() <= VERSION_ENTRY_BYTES_MAX);
         self.versions.proposed = Some((target, now));
         match self.core.propose(bytes, now) {
-            Ok((index, _)) => {
+            Ok((index, term)) => {
+                self.versions.pending = Some((term, index, target));
                 tracing::info!(node = %self.id, from = self.versions.committed, to = target, index = index.0, "proposing the cluster version")
             }
             Err(err) => {
@@ -257,6 +294,7 @@ impl Replica {
             self.versions.committed = committed;
         }
         self.versions.proposed = None;
+        self.versions.pending = None;
     }
 }
 

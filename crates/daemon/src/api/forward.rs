@@ -2,8 +2,10 @@
 //! relayed to the leader over the peer link (a call on the existing mTLS connection, no new
 //! port), carried out there exactly as a local request, and its answer comes back unchanged.
 //!
-//! Versions: calls came with `regent/3`; while the cluster version is below 3 (or the link to
-//! the leader speaks `regent/2`) a relay is refused with 409 `cluster_version_too_old`.
+//! Versions: calls came with `regent/3`. A follower relays only over a `regent/3` link (else
+//! 409 `cluster_version_too_old` at once, nothing sent); the leader refuses a relayed request
+//! with the same 409 while its cluster version (`NodeStatus::log_version`, which counts a raise
+//! it just appended) is below 3, so no relay is carried out while a voter runs version 2.
 //!
 //! Invariants:
 //! - Only the endpoints of `forwardable` are relayed, and only on `forward=true`: a host's own
@@ -150,15 +152,6 @@ pub async fn relay(
             None,
         );
     };
-    // Call streams came with version 3: while a node of the cluster runs an older build the
-    // request is refused here (the client may send it to the leader itself).
-    let allowed = context
-        .status
-        .borrow()
-        .require_version(regent_replica::VERSION_OPERATIONS);
-    if let Err(refusal) = allowed {
-        return routes::version_refusal(&refusal);
-    }
     let method = request.method().to_string();
     let target = request
         .uri()
@@ -275,13 +268,24 @@ async fn carry_out(context: &ApiContext, from: NodeId, bytes: &[u8]) -> Forwarde
         Ok(request) => match build(&request) {
             Err(response) => response,
             Ok(request) => {
-                let caller = Caller {
-                    uid: None,
-                    gid: None,
-                    remote: false,
-                    forwarded_by: Some(from),
-                };
-                routes::handle(context, caller, request).await
+                // Forwarding is a version-3 request: the leader, which commits the cluster
+                // version (and knows of a raise it just appended), refuses it below 3.
+                let allowed = context
+                    .status
+                    .borrow()
+                    .require_version(regent_replica::VERSION_OPERATIONS);
+                match allowed {
+                    Err(refusal) => routes::version_refusal(&refusal),
+                    Ok(()) => {
+                        let caller = Caller {
+                            uid: None,
+                            gid: None,
+                            remote: false,
+                            forwarded_by: Some(from),
+                        };
+                        routes::handle(context, caller, request).await
+                    }
+                }
             }
         },
     };

@@ -67,6 +67,10 @@ pub struct NodeStatus {
     pub version_max: u8,
     /// The cluster version as applied here (replicated; never above `version_max`).
     pub cluster_version: u8,
+    /// The version a request proposed here now would be applied under
+    /// (`Replica::log_version`): on a leader that just raised the cluster version, the new
+    /// one. What the API's gates check.
+    pub log_version: u8,
     /// The wire version each live peer link speaks.
     pub link_versions: BTreeMap<NodeId, u8>,
 }
@@ -101,6 +105,7 @@ impl NodeStatus {
             drained: Vec::new(),
             version_max: regent_replica::VERSION_MAX,
             cluster_version: regent_replica::VERSION_MIN,
+            log_version: regent_replica::VERSION_MIN,
             link_versions: BTreeMap::new(),
         }
     }
@@ -115,15 +120,15 @@ impl NodeStatus {
         }
     }
 
-    /// `Ok` when the cluster version is at least `needed`: a request that needs a newer one is
-    /// refused (409 `cluster_version_too_old`).
+    /// `Ok` when the cluster version is at least `needed` (as `log_version` says): a request
+    /// that needs a newer one is refused (409 `cluster_version_too_old`).
     pub fn require_version(&self, needed: u8) -> Result<(), regent_replica::VersionRefusal> {
-        if self.cluster_version >= needed {
+        if self.log_version >= needed {
             Ok(())
         } else {
             Err(regent_replica::VersionRefusal {
                 needed,
-                cluster: self.cluster_version,
+                cluster: self.log_version,
             })
         }
     }

@@ -165,6 +165,7 @@ impl Driver {
             drained: self.replica.drained().iter().copied().collect(),
             version_max: self.replica.version_max(),
             cluster_version: self.replica.cluster_version(),
+            log_version: self.replica.log_version(),
             link_versions: p.link_versions.clone(),
         };
         p.sender.send_if_modified(|current| {
