@@ -142,7 +142,7 @@ impl Replica {
         match version {
             Some(v) => {
                 if self.versions.links.insert(peer, v) != Some(v) {
-                    tracing::info!(node = %self.id, %peer, version = v, "the link to the peer speaks this version");
+                    tracing::debug!(node = %self.id, %peer, version = v, "the link to the peer speaks this version");
                 }
             }
             None => {
@@ -222,6 +222,21 @@ impl Replica {
         } else {
             Err(VersionRefusal { needed, cluster })
         }
+    }
+
+    /// The version every voter speaks as this node sees it: its own newest and the versions of
+    /// its links to every other voter (each voter links to every node, so on any node this is
+    /// what the leader will commit). `None` while a voter's link is not known.
+    pub fn voters_version(&self) -> Option<u8> {
+        let membership = self.core.membership();
+        membership
+            .voters
+            .iter()
+            .chain(&membership.voters_outgoing)
+            .filter(|&&id| id != self.id)
+            .try_fold(self.versions.max, |low, &id| {
+                self.link_version(id).map(|v| low.min(v))
+            })
     }
 
     /// A leader that speaks the record proposes the version every voter's link speaks when it

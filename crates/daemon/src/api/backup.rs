@@ -17,10 +17,7 @@ use hyper::StatusCode;
 /// `x-regent-backup-index` and `x-regent-backup-term`.
 pub async fn backup(context: &ApiContext) -> HttpResponse {
     // Backup files came with version 3 (docs/operations.md, "Rolling upgrade").
-    let allowed = context
-        .status
-        .borrow()
-        .require_version(regent_replica::VERSION_OPERATIONS);
+    let allowed = super::routes::version_gate(context, regent_replica::VERSION_OPERATIONS).await;
     if let Err(refusal) = allowed {
         return version_refusal(&refusal);
     }

@@ -270,10 +270,8 @@ async fn carry_out(context: &ApiContext, from: NodeId, bytes: &[u8]) -> Forwarde
             Ok(request) => {
                 // Forwarding is a version-3 request: the leader, which commits the cluster
                 // version (and knows of a raise it just appended), refuses it below 3.
-                let allowed = context
-                    .status
-                    .borrow()
-                    .require_version(regent_replica::VERSION_OPERATIONS);
+                let allowed =
+                    routes::version_gate(context, regent_replica::VERSION_OPERATIONS).await;
                 match allowed {
                     Err(refusal) => routes::version_refusal(&refusal),
                     Ok(()) => {

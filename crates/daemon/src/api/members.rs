@@ -145,10 +145,8 @@ async fn record_address(
 ) -> Result<regent_raft::LogIndex, RequestError> {
     // Address records came after `regent/2`: a node of that version would store the record as
     // a plain key and never learn the address.
-    context
-        .status
-        .borrow()
-        .require_version(regent_replica::VERSION_OPERATIONS)
+    super::routes::version_gate(context, regent_replica::VERSION_OPERATIONS)
+        .await
         .map_err(RequestError::Version)?;
     let proposal = Proposal::new(Command::Put {
         key: member_address_key(id),

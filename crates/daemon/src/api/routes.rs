@@ -932,6 +932,42 @@ pub(super) fn request_error(err: RequestError) -> HttpResponse {
     }
 }
 
+/// The longest a request that needs a newer cluster version waits for it when every voter's
+/// link already speaks it (the leader commits it within a round trip: a cluster just started or
+/// just upgraded).
+pub(super) const VERSION_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// `Ok` once the cluster version (as `NodeStatus::require_version` checks it) is at least
+/// `needed`. Waits up to `VERSION_WAIT` when this node's links show every voter speaking it
+/// (the record is on its way); refuses at once otherwise.
+pub(super) async fn version_gate(
+    context: &ApiContext,
+    needed: u8,
+) -> Result<(), regent_replica::VersionRefusal> {
+    let mut status = context.status.clone();
+    let deadline = tokio::time::Instant::now() + VERSION_WAIT;
+    loop {
+        let (allowed, coming) = {
+            let s = status.borrow_and_update();
+            (
+                s.require_version(needed),
+                s.voters_version.is_some_and(|v| v >= needed),
+            )
+        };
+        let refusal = match allowed {
+            Ok(()) => return Ok(()),
+            Err(refusal) => refusal,
+        };
+        if !coming {
+            return Err(refusal);
+        }
+        match tokio::time::timeout_at(deadline, status.changed()).await {
+            Ok(Ok(())) => {}
+            _ => return Err(refusal),
+        }
+    }
+}
+
 /// 409 `cluster_version_too_old`: the request needs a newer cluster version than the one
 /// committed (a node of the cluster runs an older build). Names both versions.
 pub(super) fn version_refusal(refusal: &regent_replica::VersionRefusal) -> HttpResponse {

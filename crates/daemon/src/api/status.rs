@@ -73,6 +73,9 @@ pub struct NodeStatus {
     pub log_version: u8,
     /// The wire version each live peer link speaks.
     pub link_versions: BTreeMap<NodeId, u8>,
+    /// The version every voter speaks, as this node's links show (`Replica::voters_version`):
+    /// what the leader commits next. `None` while a voter's link is down.
+    pub voters_version: Option<u8>,
 }
 
 impl NodeStatus {
@@ -107,6 +110,7 @@ impl NodeStatus {
             cluster_version: regent_replica::VERSION_MIN,
             log_version: regent_replica::VERSION_MIN,
             link_versions: BTreeMap::new(),
+            voters_version: None,
         }
     }
 

@@ -167,6 +167,7 @@ impl Driver {
             cluster_version: self.replica.cluster_version(),
             log_version: self.replica.log_version(),
             link_versions: p.link_versions.clone(),
+            voters_version: self.replica.voters_version(),
         };
         p.sender.send_if_modified(|current| {
             if *current == next {
