@@ -1108,4 +1108,44 @@ mod tests {
             assert_eq!(net.r(id).cluster_version(), 2, "n{id}");
         }
     }
+
+    /// A leader that appended a new cluster version gates its next proposals on it at once
+    /// (`Replica::log_version`), before the record commits: after a lowering nothing of version
+    /// 3 is appended behind it, even while the record cannot commit.
+    #[test]
+    fn a_lowering_gates_the_leader_before_it_commits() {
+        let mut net = Net::new();
+        net.run_ms(1000);
+        let leader = net.leader().expect("a leader");
+        assert_eq!(net.r(leader).cluster_version(), 3);
+        // The followers are cut off, then one is seen speaking version 2 (its link came back
+        // on an older build): the lowering cannot commit without them.
+        let followers: Vec<u64> = (1..=3).filter(|&id| id != leader).collect();
+        for &f in &followers {
+            net.down[(f - 1) as usize] = true;
+        }
+        let now = net.now;
+        net.r_mut(leader)
+            .peer_wire_version(NodeId(followers[0]), Some(2), now);
+        net.run_ms(50);
+        assert_eq!(net.r(leader).cluster_version(), 3, "not committed yet");
+        assert_eq!(net.r(leader).log_version(), 2, "appended");
+        let now = net.now;
+        let refused = net.r_mut(leader).propose_maintenance(
+            1,
+            MaintenanceChange::Pause {
+                ttl_ms: None,
+                reason: String::new(),
+            },
+            now,
+            now / MS,
+        );
+        assert_eq!(
+            refused,
+            Err(MaintenanceRefusal::Version(crate::VersionRefusal {
+                needed: 3,
+                cluster: 2
+            }))
+        );
+    }
 }
