@@ -28,6 +28,7 @@ async fn raw_node1(
         material,
         expected,
         Arc::new(quinn::TransportConfig::default()),
+        tls::WIRE_VERSION_MAX,
     )
     .unwrap();
     let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();

@@ -485,3 +485,80 @@ async fn a_link_idle_through_a_blackout_carries_messages_soon_after_the_heal() {
     assert!(up < BOUND, "2 -> 1 took {up:?} after the heal");
     assert!(down < BOUND, "1 -> 2 took {down:?} after the heal");
 }
+
+/// ALPN: a node offers `regent/3` and `regent/2` (newest first) and a link speaks the newest
+/// version both ends offer; a node limited to version 2 links at 2 with either side dialing,
+/// its messages flow, and calls (version 3) to it are refused before anything is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_speaks_the_newest_version_both_ends_offer() {
+    use regent_transport::{tls, TransportError};
+    let pki = Pki::new();
+    for old in [1u64, 2] {
+        let (socket1, addr1) = bind();
+        let (socket2, addr2) = bind();
+        let paths1 = pki.node(&format!("old{old}-n1"), 1);
+        let paths2 = pki.node(&format!("old{old}-n2"), 2);
+        let mut config1 = config(1, addr1, &[(2, addr2)], &paths1);
+        let mut config2 = config(2, addr2, &[(1, addr1)], &paths2);
+        if old == 1 {
+            config1.wire_version_max = tls::WIRE_VERSION_MIN;
+        } else {
+            config2.wire_version_max = tls::WIRE_VERSION_MIN;
+        }
+        let mut node1 = start(config1, socket1);
+        let mut node2 = start(config2, socket2);
+        let up = wait_event(&mut node1.events, WAIT, "link up", |e| {
+            matches!(e, LinkEvent::Up { .. })
+        })
+        .await;
+        assert!(
+            matches!(
+                up,
+                LinkEvent::Up {
+                    wire_version: 2,
+                    ..
+                }
+            ),
+            "{up:?}"
+        );
+        assert!(node2.handle.wait_connected(NodeId(1), WAIT).await);
+        assert_eq!(node1.handle.wire_version(NodeId(2)), Some(2));
+        assert_eq!(node2.handle.wire_version(NodeId(1)), Some(2));
+        assert_eq!(
+            node1.handle.peer_status(NodeId(2)).unwrap().wire_version,
+            Some(2)
+        );
+        node1.handle.send(NodeId(2), &append(1, 2, 7, 10)).unwrap();
+        assert_eq!(seq_of(&recv_message(&mut node2, WAIT).await.1), 7);
+        let refused = node1
+            .handle
+            .call(NodeId(2), b"request", Duration::from_secs(1))
+            .await;
+        assert!(
+            matches!(
+                refused,
+                Err(TransportError::WireVersion {
+                    needed: 3,
+                    link: 2,
+                    ..
+                })
+            ),
+            "{refused:?}"
+        );
+        node1.shutdown().await;
+        node2.shutdown().await;
+    }
+
+    // Both at the newest version.
+    let (socket1, addr1) = bind();
+    let (socket2, addr2) = bind();
+    let node1 = start(config(1, addr1, &[(2, addr2)], &pki.node("m1", 1)), socket1);
+    let node2 = start(config(2, addr2, &[(1, addr1)], &pki.node("m2", 2)), socket2);
+    assert!(node1.handle.wait_connected(NodeId(2), WAIT).await);
+    assert_eq!(
+        node1.handle.wire_version(NodeId(2)),
+        Some(tls::WIRE_VERSION_MAX)
+    );
+    node1.shutdown().await;
+    node2.shutdown().await;
+}

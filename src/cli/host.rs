@@ -400,6 +400,16 @@ pub fn status_table(s: &Value) -> String {
         let ids: Vec<String> = drained.iter().map(|d| d.to_string()).collect();
         out.push_str(&format!("drained: {}\n", ids.join(", ")));
     }
+    if s["version"].is_object() {
+        let v = &s["version"];
+        out.push_str(&format!(
+            "version: regent {}, wire {}..={}, cluster_version {}\n",
+            v["build"].as_str().unwrap_or("?"),
+            v["wire"]["min"],
+            v["wire"]["max"],
+            v["cluster_version"],
+        ));
+    }
     if let Some(days) = s["certificate"]["days_left"].as_i64() {
         out.push_str(&format!("certificate: {days} days left\n"));
     }

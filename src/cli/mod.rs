@@ -9,6 +9,7 @@ pub mod host;
 pub mod journal;
 pub mod maintenance;
 pub mod recover;
+pub mod version;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -79,6 +80,10 @@ pub enum Command {
     Sim(regent_sim::SimArgs),
     /// Certificates: create a CA, issue, inspect and rotate node certificates.
     Admin(admin::AdminArgs),
+    /// This build's version and the wire and command versions it speaks; with a daemon on the
+    /// socket, the daemon's and the cluster version (the newest every voter speaks). See
+    /// docs/operations.md, "Rolling upgrade and downgrade".
+    Version(version::VersionArgs),
     /// Check a configuration file as `regent run` would: settings, files, certificate, and
     /// that some voter may lead (`election:` roles, `members[].election`).
     CheckConfig(config_check::CheckConfigArgs),
@@ -160,6 +165,7 @@ pub fn main() -> ExitCode {
         #[cfg(feature = "harness")]
         Command::Chaos(args) => regent_chaos::run(args),
         Command::Admin(args) => admin::run(args),
+        Command::Version(args) => version::run(args),
         Command::CheckConfig(args) => config_check::check_config(args),
         Command::ExplainTiming(args) => config_check::explain_timing(args),
         #[cfg(feature = "harness")]

@@ -216,6 +216,7 @@ fn every_printing_command_ends_quietly_on_a_closed_pipe() {
         vec!["admin", "--help"],
         vec!["status", "--socket", s],
         vec!["status", "--json", "--socket", s],
+        vec!["version", "--socket", s],
         vec!["members", "list", "--socket", s],
         vec!["leader", "--socket", s],
         vec!["leader", "watch", "--socket", s],

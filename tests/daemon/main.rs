@@ -15,3 +15,4 @@ mod operations;
 mod roles;
 mod support;
 mod unmodified;
+mod versions;

@@ -171,7 +171,7 @@ impl Driver {
         let mut replica = parts.replica;
         replica.set_promotion_gate(parts.hooks.gated, parts.hooks.backoff_ns);
         replica.set_election(parts.config.election.settings(), clock::now());
-        Driver {
+        let mut driver = Driver {
             id: replica.core().id(),
             replica,
             disk: parts.disk,
@@ -199,7 +199,10 @@ impl Driver {
             now: 0,
             wall_ms: 0,
             fatal: None,
-        }
+        };
+        // Links that came up before the subscription.
+        driver.sync_link_versions();
+        driver
     }
 
     /// As `run`, for a node that must never campaign (a required watchdog device that does

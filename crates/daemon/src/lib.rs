@@ -19,6 +19,7 @@ pub mod leadership;
 pub mod logging;
 pub mod notify;
 pub mod streams;
+pub mod versions;
 pub mod vip;
 pub mod watchdog;
 pub mod wire;
@@ -73,6 +74,8 @@ pub enum RunError {
     Replica(#[source] replica::ReplicaError),
     #[error("starting the QUIC transport")]
     Transport(#[source] TransportError),
+    #[error(transparent)]
+    Version(#[from] versions::VersionEnvError),
     #[error(transparent)]
     Api(#[from] ApiError),
     #[error("api.tcp_listen: binding {addr}")]
@@ -132,6 +135,14 @@ async fn run_daemon(config: DaemonConfig, config_path: PathBuf) -> Result<ExitCo
     let mut replica = Replica::new(config.raft_config(), &storage, bootstrap, rng, now)
         .map_err(RunError::Replica)?;
     replica.set_clock_check(config.clock_check());
+    // Every link is reported by the driver (`LinkEvent::Up`): a peer without one speaks
+    // nothing yet.
+    let version_max = versions::version_max()?;
+    replica.assume_peer_wire_version(None);
+    replica.set_version_max(version_max);
+    if version_max < regent_replica::VERSION_MAX {
+        tracing::warn!(node = %id, version_max, "test switch {}: this node speaks as an older build", versions::TEST_WIRE_VERSION_MAX_ENV);
+    }
     let addresses = member_addresses(&config, &storage);
     let state = storage.state().clone();
     tracing::info!(
@@ -141,8 +152,9 @@ async fn run_daemon(config: DaemonConfig, config_path: PathBuf) -> Result<ExitCo
         "recovered"
     );
 
-    let (transport, inbound) =
-        Transport::start(config.transport_config()).map_err(RunError::Transport)?;
+    let mut transport_config = config.transport_config();
+    transport_config.wire_version_max = version_max;
+    let (transport, inbound) = Transport::start(transport_config).map_err(RunError::Transport)?;
     let options = ApiOptions {
         socket: config.socket.clone(),
         socket_mode: config.socket_mode.bits(),

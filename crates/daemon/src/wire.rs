@@ -2,6 +2,9 @@
 //! journal progress that a follower forwards to the leader (only the leader can put them in
 //! the log, and the retention rule needs every member's checkpoint there).
 //!
+//! Versions: `regent/2` (commit 24c16e9) has `Raft` and `HostReport`; `regent/3` appended
+//! `Clock`. Postcard encodes a variant by its index, so the first two encode alike in both.
+//!
 //! Invariant: a host report names no node of its own: the receiver attributes it to the
 //! authenticated peer that sent it, so a regent can only report for its own host.
 
@@ -109,6 +112,17 @@ impl WireMessage for PeerMessage {
             // are kept apart.
             PeerMessage::Clock { echo: None, .. } => Some(4),
             PeerMessage::Clock { echo: Some(_), .. } => Some(5),
+        }
+    }
+
+    /// Clock stamps came with `regent/3`: a `regent/2` node cannot decode them (it would close
+    /// the link), so they never go to a link of that version.
+    fn wire_version_min(&self) -> u8 {
+        match self {
+            PeerMessage::Raft(_) | PeerMessage::HostReport { .. } => {
+                regent_transport::tls::WIRE_VERSION_MIN
+            }
+            PeerMessage::Clock { .. } => 3,
         }
     }
 }

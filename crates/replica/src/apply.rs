@@ -56,6 +56,7 @@ impl Replica {
                 self.maintenance_applied(&entries, records_written);
                 if records_written {
                     self.reload_roles();
+                    self.reload_versions();
                 }
                 out.push(Action::Applied(entries));
             }
@@ -173,5 +174,6 @@ impl Replica {
         }
         self.reload_maintenance();
         self.reload_roles();
+        self.reload_versions();
     }
 }

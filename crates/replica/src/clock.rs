@@ -551,6 +551,10 @@ impl Replica {
             })
             .collect();
         agreeing.insert(self.id);
+        // A voter that cannot stamp (its link speaks version 2, or this node speaks only
+        // version 2) is counted as before clock stamps existed: the lease takes its
+        // acknowledgements without a measured clock (docs/operations.md, "Rolling upgrade").
+        agreeing.extend(voters.iter().copied().filter(|&id| self.clock_exempt(id)));
         let vouched = membership.is_quorum(|id| agreeing.contains(&id));
         let outvoted = !membership.is_quorum(|id| !drifting.contains(&id));
         let was_outvoted = self.clocks.status.outvoted;
@@ -609,6 +613,15 @@ impl Replica {
         }
     }
 
+    /// Whether `peer`'s clock cannot be measured for versions: this node or the link to the
+    /// peer speaks a version before clock stamps.
+    pub(crate) fn clock_exempt(&self, peer: NodeId) -> bool {
+        self.version_max() < crate::VERSION_OPERATIONS
+            || self
+                .link_version(peer)
+                .is_some_and(|v| v < crate::VERSION_OPERATIONS)
+    }
+
     /// The stamps due now: the answers owed, and every heartbeat interval a request to every
     /// other member. An answer carries the time it is sent, after its request arrived.
     pub(crate) fn maybe_stamp(&mut self, out: &mut Vec<Action>) {
@@ -616,6 +629,9 @@ impl Replica {
         let (epoch, vouched) = (self.clocks.epoch, self.clocks.status.vouched);
         let (candidacy, ready) = (self.roles.settings.own, self.ready_to_lead());
         for (to, sent_at) in std::mem::take(&mut self.clocks.owed) {
+            if self.clock_exempt(to) {
+                continue;
+            }
             let stamp = ClockStamp {
                 sent_at: now,
                 epoch,
@@ -639,7 +655,9 @@ impl Replica {
             ready,
         };
         for to in self.core.membership().members() {
-            if to != self.id {
+            // Stamps only to peers known to speak them; one whose link is not up yet gets
+            // its first at the next interval.
+            if to != self.id && self.peer_speaks(to, crate::VERSION_OPERATIONS) {
                 out.push(Action::ClockStamp { to, stamp });
             }
         }

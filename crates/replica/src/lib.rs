@@ -27,6 +27,7 @@ mod maintenance;
 mod promote;
 mod propose;
 mod roles;
+mod versions;
 
 pub use apply::{COMPACT_STEP_ENTRIES, FLUSH_INTERVAL_NS, FLUSH_RECORDS_MAX};
 pub use clock::{
@@ -43,6 +44,10 @@ pub use promote::Promotion;
 pub use propose::ProposeRefusal;
 pub use roles::{
     election_key, Candidacy, ElectionRole, ElectionSettings, DEFAULT_PRIORITY, ELECTION_PREFIX,
+};
+pub use versions::{
+    cluster_version_target, decode_cluster_version, VersionRefusal, CLUSTER_VERSION_KEY,
+    VERSION_MAX, VERSION_MIN, VERSION_OPERATIONS,
 };
 
 use regent_raft::Entry;
@@ -256,6 +261,8 @@ pub struct Replica {
     maint: maintenance::Maintenance,
     /// Every member's election role and priority, and this node's (`roles`).
     roles: roles::Roles,
+    /// The links' versions and the cluster version (`versions`).
+    versions: versions::Versions,
 }
 
 impl Replica {
@@ -310,10 +317,12 @@ impl Replica {
                 ..maintenance::Maintenance::default()
             },
             roles,
+            versions: versions::Versions::default(),
         };
         replica.check_clocks(now);
         replica.reload_maintenance();
         replica.reload_roles();
+        replica.reload_versions();
         Ok(replica)
     }
 
@@ -358,6 +367,7 @@ impl Replica {
         self.check_drain(self.now);
         self.check_roles(self.now);
         self.maybe_end_pause(self.now);
+        self.maybe_commit_version(self.now);
     }
 
     /// Handles a message from a peer. An error names what was wrong with it (it came from the
@@ -365,7 +375,10 @@ impl Replica {
     pub fn step(&mut self, m: Message, now: Nanos) -> Result<(), regent_raft::StepError> {
         self.observe(now);
         self.note_message(&m.body, m.from, m.term);
-        self.core.step(m, now)
+        self.core.step(m, now)?;
+        // A vote that made this node leader: the cluster version goes out with its no-op.
+        self.maybe_commit_version(self.now);
+        Ok(())
     }
 
     /// Proposes a command; `token` is answered with a [`Action::Proposal`] once an entry at the
@@ -477,6 +490,9 @@ impl Replica {
     /// is on the disk) the role change, the next batch's messages and the batch itself.
     pub fn poll(&mut self, out: &mut Vec<Action>) {
         self.apply_committed(out);
+        // A node that became leader when its vote became durable proposes the cluster version
+        // at once, so that it commits with the term's no-op.
+        self.maybe_commit_version(self.now);
         for state in self.core.take_read_states() {
             if let Some(token) = self.reads.remove(&state.ctx) {
                 out.push(Action::Read {

@@ -140,6 +140,8 @@ pub enum MaintenanceRefusal {
     #[error("a forced switchover names its target (--to ID)")]
     NoTarget,
     #[error(transparent)]
+    Version(#[from] crate::VersionRefusal),
+    #[error(transparent)]
     Core(#[from] ProposeError),
     #[error(transparent)]
     Transfer(#[from] regent_raft::TransferError),
@@ -248,6 +250,9 @@ impl Replica {
             }
             .into());
         }
+        // Maintenance records came with version 3: a version-2 node would apply them as plain
+        // keys and never act on them.
+        self.require_version(crate::VERSION_OPERATIONS)?;
         let command = match change {
             MaintenanceChange::Pause { ttl_ms, reason } => {
                 if ttl_ms.is_some_and(|t| t == 0 || t > PAUSE_TTL_MAX_MS) {
@@ -316,6 +321,7 @@ impl Replica {
             return self.switchover(token, target, now);
         };
         let target = target.ok_or(MaintenanceRefusal::NoTarget)?;
+        self.require_version(crate::VERSION_OPERATIONS)?;
         let status = self.core.status(now);
         if status.role != Role::Leader {
             return Err(ProposeError::NotLeader {
@@ -1008,5 +1014,104 @@ pub(crate) mod tests {
         assert_eq!(Pause::decode(b"v2\n1\n-\n1\n1\n"), None);
         assert_eq!(Pause::decode(b"v1\nx\n-\n1\n1\n"), None);
         assert_eq!(Pause::decode(b"v1\n1\n-\n1"), None);
+    }
+
+    /// Mixed versions (`versions`): maintenance records are version 3. While a voter's links
+    /// speak version 2 the cluster version stays 2 on every node and a pause is refused; once
+    /// every voter speaks 3 the leader commits 3 and the pause goes through; a voter back on
+    /// version 2 (a downgrade) makes the leader commit 2 again.
+    #[test]
+    fn maintenance_waits_for_the_cluster_version() {
+        let mut net = Net::new();
+        let speak = |net: &mut Net, id: u64, version: u8| {
+            let now = net.now;
+            net.r_mut(id).set_version_max(version);
+            for other in (1..=3).filter(|&o| o != id) {
+                net.r_mut(other)
+                    .peer_wire_version(NodeId(id), Some(version), now);
+                net.r_mut(id)
+                    .peer_wire_version(NodeId(other), Some(version), now);
+            }
+        };
+        speak(&mut net, 3, 2);
+        net.run_ms(1000);
+        let leader = net.leader().expect("a leader");
+        for id in 1..=3 {
+            assert_eq!(net.r(id).cluster_version(), 2, "n{id}");
+        }
+        let pause = || MaintenanceChange::Pause {
+            ttl_ms: None,
+            reason: "upgrade".into(),
+        };
+        let now = net.now;
+        assert_eq!(
+            net.r_mut(leader)
+                .propose_maintenance(1, pause(), now, now / MS),
+            Err(MaintenanceRefusal::Version(crate::VersionRefusal {
+                needed: 3,
+                cluster: 2
+            }))
+        );
+
+        speak(&mut net, 3, 3);
+        net.run_ms(200);
+        for id in 1..=3 {
+            assert_eq!(net.r(id).cluster_version(), 3, "n{id}");
+        }
+        let leader = net.leader().expect("a leader");
+        let now = net.now;
+        assert!(net
+            .r_mut(leader)
+            .propose_maintenance(2, pause(), now, now / MS)
+            .is_ok());
+        net.run_ms(100);
+        assert!((1..=3).all(|id| net.r(id).paused()));
+
+        let other = (1..=3).find(|&id| id != leader).unwrap();
+        speak(&mut net, other, 2);
+        net.run_ms(200);
+        for id in 1..=3 {
+            assert_eq!(net.r(id).cluster_version(), 2, "n{id}");
+        }
+    }
+
+    /// A leader that appended a new cluster version gates its next proposals on it at once
+    /// (`Replica::log_version`), before the record commits: after a lowering nothing of version
+    /// 3 is appended behind it, even while the record cannot commit.
+    #[test]
+    fn a_lowering_gates_the_leader_before_it_commits() {
+        let mut net = Net::new();
+        net.run_ms(1000);
+        let leader = net.leader().expect("a leader");
+        assert_eq!(net.r(leader).cluster_version(), 3);
+        // The followers are cut off, then one is seen speaking version 2 (its link came back
+        // on an older build): the lowering cannot commit without them.
+        let followers: Vec<u64> = (1..=3).filter(|&id| id != leader).collect();
+        for &f in &followers {
+            net.down[(f - 1) as usize] = true;
+        }
+        let now = net.now;
+        net.r_mut(leader)
+            .peer_wire_version(NodeId(followers[0]), Some(2), now);
+        net.run_ms(50);
+        assert_eq!(net.r(leader).cluster_version(), 3, "not committed yet");
+        assert_eq!(net.r(leader).log_version(), 2, "appended");
+        let now = net.now;
+        let refused = net.r_mut(leader).propose_maintenance(
+            1,
+            MaintenanceChange::Pause {
+                ttl_ms: None,
+                reason: String::new(),
+            },
+            now,
+            now / MS,
+        );
+        assert_eq!(
+            refused,
+            Err(MaintenanceRefusal::Version(crate::VersionRefusal {
+                needed: 3,
+                cluster: 2
+            }))
+        );
     }
 }

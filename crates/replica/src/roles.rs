@@ -396,6 +396,10 @@ impl Replica {
     /// the member says (its own settings, or its last stamp); a member without a record that
     /// says it is a default candidate needs none.
     fn propose_election_records(&mut self, now: Nanos) {
+        // The records are a version-3 command: a version-2 node never sees one.
+        if self.log_version() < crate::VERSION_OPERATIONS {
+            return;
+        }
         let membership = self.core.membership();
         let mut due = Vec::new();
         let said_by = std::iter::once((self.id, self.roles.settings.own))

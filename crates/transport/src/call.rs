@@ -28,6 +28,9 @@ pub const CALL_STREAM_PRIORITY: i32 = 5;
 /// Stream error code: the callee refused or gave up on the call.
 pub const CALL_REFUSED: u32 = 3;
 
+/// The oldest wire version that carries calls (`regent/3`).
+pub const CALL_WIRE_VERSION_MIN: u8 = 3;
+
 /// The longest a call's request may take to arrive whole once its stream is open.
 pub const CALL_STALL_MAX: Duration = Duration::from_secs(10);
 
@@ -59,6 +62,14 @@ pub(super) async fn call<T>(
         ));
     }
     let link = shared.peer(peer).ok_or(TransportError::UnknownPeer(peer))?;
+    // Call streams came with wire version 3: a peer on an older build would refuse the stream.
+    if let Some(version) = link.wire_version().filter(|&v| v < CALL_WIRE_VERSION_MIN) {
+        return Err(TransportError::WireVersion {
+            peer,
+            needed: CALL_WIRE_VERSION_MIN,
+            link: version,
+        });
+    }
     let deadline = tokio::time::Instant::now() + timeout;
     let _slot = tokio::time::timeout_at(deadline, link.calls.clone().acquire_owned())
         .await

@@ -64,9 +64,15 @@ pub const EVENTS_BUFFER_MAX: usize = 1024;
 
 /// A message type the transport can carry. `coalesce_key` lets a newer message replace a
 /// queued one with the same key (heartbeats); the default replaces nothing.
+/// `wire_version_min` is the oldest wire version whose peers understand the message: it is
+/// never written to a link that speaks an older one (dropped, as a lost message would be).
 pub trait WireMessage: Serialize + DeserializeOwned + Send + 'static {
     fn coalesce_key(&self) -> Option<u64> {
         None
+    }
+
+    fn wire_version_min(&self) -> u8 {
+        tls::WIRE_VERSION_MIN
     }
 }
 
@@ -119,6 +125,10 @@ pub struct TransportConfig {
     pub snapshot_stall_timeout_ms: u64,
     /// The largest snapshot accepted. Default 64 GiB.
     pub snapshot_bytes_max: u64,
+    /// The newest wire version this node offers (ALPN `regent/<v>` down to
+    /// `regent/<WIRE_VERSION_MIN>`). `WIRE_VERSION_MAX` but in tests that make a node speak
+    /// as an older build would (the daemon's `REGENT_TEST_WIRE_VERSION_MAX`).
+    pub wire_version_max: u8,
 }
 
 impl TransportConfig {
@@ -146,6 +156,7 @@ impl TransportConfig {
             idle_timeout_ms: 10_000,
             snapshot_stall_timeout_ms: 30_000,
             snapshot_bytes_max: 64 << 30,
+            wire_version_max: tls::WIRE_VERSION_MAX,
         }
     }
 
@@ -226,6 +237,12 @@ impl TransportConfig {
             600_000,
         )?;
         range("snapshot_bytes_max", self.snapshot_bytes_max, 1, 1 << 44)?;
+        range(
+            "wire_version_max",
+            self.wire_version_max,
+            tls::WIRE_VERSION_MIN,
+            tls::WIRE_VERSION_MAX,
+        )?;
         Ok(())
     }
 
@@ -281,6 +298,10 @@ pub enum TransportError {
     Link { peer: NodeId, reason: String },
     #[error("snapshot with {peer}: {reason}")]
     Snapshot { peer: NodeId, reason: String },
+    /// The link to `peer` speaks wire version `link`, older than the `needed` one (a peer
+    /// running an older build, during a rolling upgrade).
+    #[error("the link to {peer} speaks regent/{link}; this needs regent/{needed}")]
+    WireVersion { peer: NodeId, needed: u8, link: u8 },
     /// A call failed; `sent` says whether the request may have reached the peer (and so may
     /// have been carried out there).
     #[error("call to {peer}: {reason}")]
@@ -323,6 +344,8 @@ pub enum LinkEvent {
         peer: NodeId,
         dialed: bool,
         peer_cert: CertInfo,
+        /// The wire version the link speaks: the newest both ends offered.
+        wire_version: u8,
     },
     Down {
         peer: NodeId,
@@ -358,6 +381,8 @@ pub struct PeerStatus {
     pub last_error: Option<String>,
     /// How many times a link to this peer came up.
     pub links_up: u64,
+    /// The wire version the current link speaks (`None` while there is none).
+    pub wire_version: Option<u8>,
 }
 
 /// What `TransportHandle::set_peers` changed.
@@ -403,7 +428,12 @@ impl Transport {
         };
         let quic = Arc::new(quic_transport_config(&config)?);
         let peer_ids: BTreeSet<NodeId> = config.peers.keys().copied().collect();
-        let crypto = tls::server_crypto(&material, &config.cluster_name, peer_ids)?;
+        let crypto = tls::server_crypto(
+            &material,
+            &config.cluster_name,
+            peer_ids,
+            config.wire_version_max,
+        )?;
         let server = tls::server_config(crypto, quic.clone());
         let socket = match options.socket {
             Some(s) => s,
@@ -555,8 +585,12 @@ impl<T: WireMessage> TransportHandle<T> {
         shared.gate.set_peers(wanted.values().copied());
         {
             let material = shared.material();
-            let crypto =
-                tls::server_crypto(&material, &shared.config.cluster_name, self.peer_ids())?;
+            let crypto = tls::server_crypto(
+                &material,
+                &shared.config.cluster_name,
+                self.peer_ids(),
+                shared.config.wire_version_max,
+            )?;
             let mut server = shared.server.lock().unwrap_or_else(|p| p.into_inner());
             server.crypto = crypto;
             shared.endpoint.set_server_config(Some(server.clone()));
@@ -592,7 +626,9 @@ impl<T: WireMessage> TransportHandle<T> {
         )
         .map_err(|error| TransportError::Encode { peer: to, error })?;
         peer.nudge();
-        Ok(peer.queue.push(frame, message.coalesce_key()))
+        Ok(peer
+            .queue
+            .push(frame, message.coalesce_key(), message.wire_version_min()))
     }
 }
 
@@ -613,9 +649,19 @@ impl<T> TransportHandle<T> {
     pub fn reload_identity(&self) -> Result<CertInfo, TransportError> {
         let shared = &self.shared;
         let material = NodeMaterial::load(&shared.config.tls, &shared.identity)?;
-        let crypto = tls::server_crypto(&material, &shared.config.cluster_name, self.peer_ids())?;
+        let crypto = tls::server_crypto(
+            &material,
+            &shared.config.cluster_name,
+            self.peer_ids(),
+            shared.config.wire_version_max,
+        )?;
         // Build a client config too, so a reload that could not dial is refused here.
-        tls::client_config(&material, shared.identity.clone(), shared.quic.clone())?;
+        tls::client_config(
+            &material,
+            shared.identity.clone(),
+            shared.quic.clone(),
+            shared.config.wire_version_max,
+        )?;
         let cert = material.cert_info.clone();
         {
             // Only the TLS side changes: the Retry token key and the limits stay, so a Retry
@@ -651,6 +697,16 @@ impl<T> TransportHandle<T> {
     /// Link events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<LinkEvent> {
         self.shared.events.subscribe()
+    }
+
+    /// The wire version the link to `peer` speaks now (`None`: no link).
+    pub fn wire_version(&self, peer: NodeId) -> Option<u8> {
+        self.shared.peer(peer).and_then(|p| p.wire_version())
+    }
+
+    /// The newest wire version this node offers.
+    pub fn wire_version_max(&self) -> u8 {
+        self.shared.config.wire_version_max
     }
 
     pub fn peer_status(&self, peer: NodeId) -> Option<PeerStatus> {

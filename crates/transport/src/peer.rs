@@ -21,7 +21,7 @@ use regent_raft::NodeId;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, watch, Notify, Semaphore};
@@ -152,7 +152,12 @@ impl<T> Shared<T> {
             LinkEvent::DialFailed { peer, reason } => {
                 tracing::debug!(%peer, %reason, "dial failed")
             }
-            LinkEvent::Up { peer, dialed, .. } => tracing::info!(%peer, dialed, "link up"),
+            LinkEvent::Up {
+                peer,
+                dialed,
+                wire_version,
+                ..
+            } => tracing::info!(%peer, dialed, wire_version, "link up"),
             LinkEvent::IdentityReloaded { .. } => {}
         }
         let _ = self.events.send(event);
@@ -195,6 +200,8 @@ pub struct Peer {
     pub snapshots: Arc<Semaphore>,
     /// Set when the peer is removed at run time: its task closes the link and ends.
     removed: watch::Sender<bool>,
+    /// The wire version the live link speaks; 0 without one.
+    version: AtomicU8,
 }
 
 impl Peer {
@@ -218,8 +225,14 @@ impl Peer {
             calls: Arc::new(Semaphore::new(super::call::CALL_STREAMS_MAX as usize)),
             snapshots: Arc::new(Semaphore::new(super::SNAPSHOT_STREAMS_MAX as usize)),
             removed: watch::channel(false).0,
+            version: AtomicU8::new(0),
         };
         (peer, rx)
+    }
+
+    /// The wire version the live link speaks (`None`: no link).
+    pub fn wire_version(&self) -> Option<u8> {
+        Some(self.version.load(Ordering::Acquire)).filter(|&v| v != 0)
     }
 
     pub fn connection(&self) -> Option<quinn::Connection> {
@@ -283,6 +296,8 @@ pub struct Link {
     decoder: FrameDecoder,
     peer_cert: CertInfo,
     dialed: bool,
+    /// The wire version negotiated in the handshake (ALPN).
+    version: u8,
 }
 
 /// Why a dial did not produce a link.
@@ -476,6 +491,10 @@ async fn accept_one<T: WireMessage>(
     else {
         return;
     };
+    // rustls refuses a handshake without a common protocol, so this is always known.
+    let Some(version) = tls::negotiated_version(&conn) else {
+        return;
+    };
     let link = Link {
         conn,
         send,
@@ -483,6 +502,7 @@ async fn accept_one<T: WireMessage>(
         decoder,
         peer_cert,
         dialed: false,
+        version,
     };
     let _ = peer.accepted.send(link).await;
 }
@@ -598,8 +618,13 @@ async fn dial<T>(shared: &Shared<T>, peer: &Peer) -> Result<Link, DialError> {
         cluster: shared.identity.cluster.clone(),
         node_id: peer.id,
     };
-    let config = tls::client_config(&material, expected, shared.quic.clone())
-        .map_err(|e| DialError::Failed(e.to_string()))?;
+    let config = tls::client_config(
+        &material,
+        expected,
+        shared.quic.clone(),
+        shared.config.wire_version_max,
+    )
+    .map_err(|e| DialError::Failed(e.to_string()))?;
     let connecting = shared
         .endpoint
         .connect_with(config, peer.addr, tls::SERVER_NAME)
@@ -681,6 +706,8 @@ async fn dial<T>(shared: &Shared<T>, peer: &Peer) -> Result<Link, DialError> {
     let peer_cert = tls::peer_certificate(&conn)
         .and_then(|d| CertInfo::parse(d.as_ref()).ok())
         .ok_or_else(|| DialError::Failed("the peer's certificate is unreadable".into()))?;
+    let version = tls::negotiated_version(&conn)
+        .ok_or_else(|| DialError::Failed("no wire version negotiated".into()))?;
     Ok(Link {
         conn,
         send,
@@ -688,6 +715,7 @@ async fn dial<T>(shared: &Shared<T>, peer: &Peer) -> Result<Link, DialError> {
         decoder,
         peer_cert,
         dialed: true,
+        version,
     })
 }
 
@@ -782,6 +810,8 @@ pub async fn peer_task<T: WireMessage>(
         let conn = link.conn.clone();
         let peer_cert = link.peer_cert.clone();
         let dialed = link.dialed;
+        let wire_version = link.version;
+        peer.version.store(wire_version, Ordering::Release);
         peer.set_connection(Some(conn.clone()));
         peer.silent_ticks.store(0, Ordering::Relaxed);
         peer.status.send_modify(|s| {
@@ -789,11 +819,13 @@ pub async fn peer_task<T: WireMessage>(
             s.dialed = dialed;
             s.peer_cert = Some(peer_cert.clone());
             s.links_up += 1;
+            s.wire_version = Some(wire_version);
         });
         shared.emit(LinkEvent::Up {
             peer: peer.id,
             dialed,
             peer_cert,
+            wire_version,
         });
         // Biased, resets first: a frame queued together with a nudge must stay queued for
         // the next link rather than be handed to the silent one.
@@ -806,6 +838,7 @@ pub async fn peer_task<T: WireMessage>(
             reason = run_link(&shared, &peer, link) => LinkEnd::Failed(reason),
         };
         peer.set_connection(None);
+        peer.version.store(0, Ordering::Release);
         peer.silent_ticks.store(NO_LINK, Ordering::Relaxed);
         let reason = match end {
             LinkEnd::Failed(reason) => reason,
@@ -831,12 +864,16 @@ pub async fn peer_task<T: WireMessage>(
             }
             LinkEnd::Shutdown => {
                 close(&conn, CLOSE_SHUTDOWN, "transport shut down or peer removed");
-                peer.status.send_modify(|s| s.connected = false);
+                peer.status.send_modify(|s| {
+                    s.connected = false;
+                    s.wire_version = None;
+                });
                 return;
             }
         };
         peer.status.send_modify(|s| {
             s.connected = false;
+            s.wire_version = None;
             s.last_error = Some(reason.clone());
         });
         shared.emit(LinkEvent::Down {
@@ -863,6 +900,7 @@ async fn run_link<T: WireMessage>(shared: &Arc<Shared<T>>, peer: &Arc<Peer>, lin
         mut send,
         mut recv,
         mut decoder,
+        version,
         ..
     } = link;
     let _ = send.set_priority(MESSAGE_STREAM_PRIORITY);
@@ -872,8 +910,15 @@ async fn run_link<T: WireMessage>(shared: &Arc<Shared<T>>, peer: &Arc<Peer>, lin
         let mut buf = Vec::with_capacity(WRITE_BATCH_BYTES_MAX);
         loop {
             buf.clear();
-            if peer.queue.drain_into(&mut buf, WRITE_BATCH_BYTES_MAX) == 0 {
+            if peer
+                .queue
+                .drain_into(&mut buf, WRITE_BATCH_BYTES_MAX, version)
+                == 0
+            {
                 peer.queue.ready().await;
+                continue;
+            }
+            if buf.is_empty() {
                 continue;
             }
             if let Err(e) = send.write_all(&buf).await {

@@ -32,6 +32,8 @@ pub struct QueueStats {
     pub dropped_oldest: u64,
     /// Frames replaced by a newer frame with the same coalesce key.
     pub coalesced: u64,
+    /// Frames dropped because the link speaks an older wire version than they need.
+    pub dropped_version: u64,
 }
 
 /// What `push` did with the frame.
@@ -46,6 +48,8 @@ pub enum Pushed {
 struct Queued {
     frame: Vec<u8>,
     coalesce_key: Option<u64>,
+    /// The oldest wire version whose peers understand the frame.
+    wire_version_min: u8,
 }
 
 struct State {
@@ -78,7 +82,7 @@ impl SendQueue {
     }
 
     /// Queues one encoded frame, applying the policy above. Never blocks on the network.
-    pub fn push(&self, frame: Vec<u8>, coalesce_key: Option<u64>) -> Pushed {
+    pub fn push(&self, frame: Vec<u8>, coalesce_key: Option<u64>, wire_version_min: u8) -> Pushed {
         assert!(frame.len() <= self.send_queue_bytes_max);
         let mut state = self.lock();
         state.stats.pushed += 1;
@@ -108,6 +112,7 @@ impl SendQueue {
         state.frames.push_back(Queued {
             frame,
             coalesce_key,
+            wire_version_min,
         });
         assert!(state.frames.len() <= self.send_queue_max);
         assert!(state.bytes <= self.send_queue_bytes_max);
@@ -121,8 +126,10 @@ impl SendQueue {
     }
 
     /// Moves queued frames into `out` until it holds about `batch_bytes_max` bytes (at least
-    /// one frame). Returns the number of frames moved.
-    pub fn drain_into(&self, out: &mut Vec<u8>, batch_bytes_max: usize) -> usize {
+    /// one frame), for a link that speaks `wire_version`: a frame that needs a newer version is
+    /// dropped instead (the peer would refuse it and close the link). Returns the number of
+    /// frames moved or dropped.
+    pub fn drain_into(&self, out: &mut Vec<u8>, batch_bytes_max: usize, wire_version: u8) -> usize {
         let mut state = self.lock();
         let mut moved = 0;
         while let Some(front) = state.frames.front() {
@@ -131,8 +138,12 @@ impl SendQueue {
             }
             let q = state.frames.pop_front().expect("front exists");
             state.bytes -= q.frame.len();
-            out.extend_from_slice(&q.frame);
             moved += 1;
+            if q.wire_version_min > wire_version {
+                state.stats.dropped_version += 1;
+                continue;
+            }
+            out.extend_from_slice(&q.frame);
         }
         moved
     }
@@ -171,10 +182,10 @@ mod tests {
     fn full_queue_drops_oldest() {
         let q = SendQueue::new(3, 1 << 20);
         for i in 0..5u8 {
-            q.push(vec![i], None);
+            q.push(vec![i], None, 2);
         }
         let mut out = Vec::new();
-        assert_eq!(q.drain_into(&mut out, 1 << 20), 3);
+        assert_eq!(q.drain_into(&mut out, 1 << 20, 3), 3);
         assert_eq!(out, vec![2, 3, 4]);
         assert_eq!(q.stats().dropped_oldest, 2);
     }
@@ -182,19 +193,19 @@ mod tests {
     #[test]
     fn byte_bound_drops_oldest() {
         let q = SendQueue::new(100, 10);
-        q.push(vec![1; 6], None);
-        assert_eq!(q.push(vec![2; 6], None), Pushed::Queued { dropped: 1 });
+        q.push(vec![1; 6], None, 2);
+        assert_eq!(q.push(vec![2; 6], None, 2), Pushed::Queued { dropped: 1 });
         assert_eq!(q.stats().queued_bytes, 6);
     }
 
     #[test]
     fn coalesced_frame_moves_to_the_back() {
         let q = SendQueue::new(10, 1 << 20);
-        q.push(vec![1], Some(7));
-        q.push(vec![2], None);
-        assert_eq!(q.push(vec![3], Some(7)), Pushed::Coalesced);
+        q.push(vec![1], Some(7), 2);
+        q.push(vec![2], None, 2);
+        assert_eq!(q.push(vec![3], Some(7), 2), Pushed::Coalesced);
         let mut out = Vec::new();
-        q.drain_into(&mut out, 1 << 20);
+        q.drain_into(&mut out, 1 << 20, 3);
         assert_eq!(out, vec![2, 3]);
         assert_eq!(q.stats().coalesced, 1);
     }
@@ -202,10 +213,26 @@ mod tests {
     #[test]
     fn drain_respects_batch_size_but_moves_one_at_least() {
         let q = SendQueue::new(10, 1 << 20);
-        q.push(vec![0; 100], None);
-        q.push(vec![0; 100], None);
+        q.push(vec![0; 100], None, 2);
+        q.push(vec![0; 100], None, 2);
         let mut out = Vec::new();
-        assert_eq!(q.drain_into(&mut out, 10), 1);
-        assert_eq!(q.drain_into(&mut out, 1000), 1);
+        assert_eq!(q.drain_into(&mut out, 10, 3), 1);
+        assert_eq!(q.drain_into(&mut out, 1000, 3), 1);
+    }
+
+    #[test]
+    fn frames_newer_than_the_link_are_dropped() {
+        let q = SendQueue::new(10, 1 << 20);
+        q.push(vec![1], None, 2);
+        q.push(vec![2], Some(4), 3);
+        q.push(vec![3], None, 2);
+        let mut out = Vec::new();
+        assert_eq!(q.drain_into(&mut out, 1 << 20, 2), 3);
+        assert_eq!(out, vec![1, 3]);
+        assert_eq!(q.stats().dropped_version, 1);
+        q.push(vec![4], None, 3);
+        out.clear();
+        q.drain_into(&mut out, 1 << 20, 3);
+        assert_eq!(out, vec![4]);
     }
 }

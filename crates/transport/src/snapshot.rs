@@ -221,7 +221,14 @@ pub(super) async fn receive<T>(
     let first = tokio::time::timeout(stall, read_frame(&mut recv, &mut decoder)).await;
     let header = match first {
         Ok(Ok(frame)) if frame.kind == FrameKind::SnapshotBegin => frame.body,
-        Ok(Ok(frame)) if frame.kind == FrameKind::Call => {
+        // A link of an older wire version has no calls: refused as that version's node would.
+        Ok(Ok(frame))
+            if frame.kind == FrameKind::Call
+                && shared
+                    .peer(from)
+                    .and_then(|p| p.wire_version())
+                    .is_none_or(|v| v >= super::call::CALL_WIRE_VERSION_MIN) =>
+        {
             let call_stall = stall.min(super::call::CALL_STALL_MAX);
             super::call::receive(shared, from, send, recv, decoder, frame.body, call_stall).await;
             return;

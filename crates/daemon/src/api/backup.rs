@@ -8,7 +8,7 @@
 //! reader of the file refuses as truncated.
 
 use super::body::Body;
-use super::routes::{request_error, HttpResponse};
+use super::routes::{request_error, version_refusal, HttpResponse};
 use super::ApiContext;
 use bytes::Bytes;
 use hyper::StatusCode;
@@ -16,6 +16,11 @@ use hyper::StatusCode;
 /// Answers the backup file as `application/octet-stream`, with its index and term in
 /// `x-regent-backup-index` and `x-regent-backup-term`.
 pub async fn backup(context: &ApiContext) -> HttpResponse {
+    // Backup files came with version 3 (docs/operations.md, "Rolling upgrade").
+    let allowed = super::routes::version_gate(context, regent_replica::VERSION_OPERATIONS).await;
+    if let Err(refusal) = allowed {
+        return version_refusal(&refusal);
+    }
     let opened = match crate::backup::open_caught_up(&context.requests, &context.status).await {
         Ok(opened) => opened,
         Err(err) => return request_error(err),

@@ -2,6 +2,11 @@
 //! relayed to the leader over the peer link (a call on the existing mTLS connection, no new
 //! port), carried out there exactly as a local request, and its answer comes back unchanged.
 //!
+//! Versions: calls came with `regent/3`. A follower relays only over a `regent/3` link (else
+//! 409 `cluster_version_too_old` at once, nothing sent); the leader refuses a relayed request
+//! with the same 409 while its cluster version (`NodeStatus::log_version`, which counts a raise
+//! it just appended) is below 3, so no relay is carried out while a voter runs version 2.
+//!
 //! Invariants:
 //! - Only the endpoints of `forwardable` are relayed, and only on `forward=true`: a host's own
 //!   writes are never forwarded (it writes only while its own node is writable).
@@ -186,6 +191,14 @@ pub async fn relay(
                 Some(leader_json(json!({ "outcome": "unknown" }))),
             ),
         },
+        // The link to the leader speaks an older version than the committed one (a leader
+        // restarted on the older build before the cluster version was lowered).
+        Err(TransportError::WireVersion { needed, link, .. }) => {
+            routes::version_refusal(&regent_replica::VersionRefusal {
+                needed,
+                cluster: link,
+            })
+        }
         Err(TransportError::Call {
             sent: true, reason, ..
         }) => routes::error(
@@ -255,13 +268,22 @@ async fn carry_out(context: &ApiContext, from: NodeId, bytes: &[u8]) -> Forwarde
         Ok(request) => match build(&request) {
             Err(response) => response,
             Ok(request) => {
-                let caller = Caller {
-                    uid: None,
-                    gid: None,
-                    remote: false,
-                    forwarded_by: Some(from),
-                };
-                routes::handle(context, caller, request).await
+                // Forwarding is a version-3 request: the leader, which commits the cluster
+                // version (and knows of a raise it just appended), refuses it below 3.
+                let allowed =
+                    routes::version_gate(context, regent_replica::VERSION_OPERATIONS).await;
+                match allowed {
+                    Err(refusal) => routes::version_refusal(&refusal),
+                    Ok(()) => {
+                        let caller = Caller {
+                            uid: None,
+                            gid: None,
+                            remote: false,
+                            forwarded_by: Some(from),
+                        };
+                        routes::handle(context, caller, request).await
+                    }
+                }
             }
         },
     };

@@ -88,6 +88,9 @@ pub async fn change(context: &ApiContext, path: &str, query: &str) -> HttpRespon
             None => return no_node(),
         },
     };
+    // Maintenance records are version 3: give a cluster version on its way (a leader that just
+    // started) its moment; the replica refuses below it, after the leadership check.
+    let _ = super::routes::version_gate(context, regent_replica::VERSION_OPERATIONS).await;
     let (reply, answer) = oneshot::channel();
     match ask(context, Request::Maintenance { change, reply }, answer).await {
         Ok(written) => {

@@ -143,6 +143,11 @@ async fn record_address(
     id: NodeId,
     address: SocketAddr,
 ) -> Result<regent_raft::LogIndex, RequestError> {
+    // Address records came after `regent/2`: a node of that version would store the record as
+    // a plain key and never learn the address.
+    super::routes::version_gate(context, regent_replica::VERSION_OPERATIONS)
+        .await
+        .map_err(RequestError::Version)?;
     let proposal = Proposal::new(Command::Put {
         key: member_address_key(id),
         value: address.to_string().into_bytes(),

@@ -155,6 +155,18 @@ pub fn render(metrics: &Metrics, s: &NodeStatus, now_ns: u64, unix_now: i64) -> 
     );
     gauge(
         &mut out,
+        "regent_cluster_version",
+        "The cluster version as applied here: the newest wire and command version every voter speaks.",
+        s.cluster_version,
+    );
+    gauge(
+        &mut out,
+        "regent_wire_version_max",
+        "The newest wire and command version this node speaks.",
+        s.version_max,
+    );
+    gauge(
+        &mut out,
         "regent_lease_remaining_seconds",
         "Time left on this leader's lease (0 without one).",
         s.lease_deadline_ns

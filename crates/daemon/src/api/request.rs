@@ -45,6 +45,9 @@ pub enum RequestError {
     Storage(StorageFailure),
     #[error("{0}")]
     Maintenance(MaintenanceRefusal),
+    /// The request needs a newer cluster version (`regent_replica::versions`).
+    #[error("{0}")]
+    Version(regent_replica::VersionRefusal),
 }
 
 /// Why a request could not be taken now; the caller may retry it.

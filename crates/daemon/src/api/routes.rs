@@ -516,6 +516,7 @@ pub(super) fn status_json(s: &NodeStatus, now: u64) -> Value {
                     "priority": m.election.priority,
                     "eligible": m.eligible,
                 },
+                "wire_version": if m.id == s.node_id { Some(s.version_max) } else { s.link_versions.get(&m.id).copied() },
             })
         })
         .collect();
@@ -578,6 +579,12 @@ pub(super) fn status_json(s: &NodeStatus, now: u64) -> Value {
             "last_index": s.journal.last,
             "catch_up_index": s.catch_up_index,
             "host_applied_index": s.host_applied_index,
+        },
+        "cluster_version": s.cluster_version,
+        "version": {
+            "build": crate::versions::BUILD_VERSION,
+            "wire": { "min": regent_replica::VERSION_MIN, "max": s.version_max },
+            "cluster_version": s.cluster_version,
         },
         "certificate": {
             "not_after_unix": s.certificate_not_after_unix,
@@ -921,6 +928,8 @@ pub(super) fn request_error(err: RequestError) -> HttpResponse {
             &message,
             None,
         ),
+        RequestError::Maintenance(regent_replica::MaintenanceRefusal::Version(refusal))
+        | RequestError::Version(refusal) => version_refusal(&refusal),
         RequestError::Maintenance(refusal) => {
             use regent_replica::MaintenanceRefusal as M;
             let (status, code) = match refusal {
@@ -934,6 +943,56 @@ pub(super) fn request_error(err: RequestError) -> HttpResponse {
             error(status, code, &message, None)
         }
     }
+}
+
+/// The longest a request that needs a newer cluster version waits for it when every voter's
+/// link already speaks it (the leader commits it within a round trip: a cluster just started or
+/// just upgraded).
+pub(super) const VERSION_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// `Ok` once the cluster version (as `NodeStatus::require_version` checks it) is at least
+/// `needed`. Waits up to `VERSION_WAIT` when this node's links show every voter speaking it
+/// (the record is on its way); refuses at once otherwise.
+pub(super) async fn version_gate(
+    context: &ApiContext,
+    needed: u8,
+) -> Result<(), regent_replica::VersionRefusal> {
+    let mut status = context.status.clone();
+    let deadline = tokio::time::Instant::now() + VERSION_WAIT;
+    loop {
+        let (allowed, coming) = {
+            let s = status.borrow_and_update();
+            (
+                s.require_version(needed),
+                s.voters_version.is_some_and(|v| v >= needed),
+            )
+        };
+        let refusal = match allowed {
+            Ok(()) => return Ok(()),
+            Err(refusal) => refusal,
+        };
+        if !coming {
+            return Err(refusal);
+        }
+        match tokio::time::timeout_at(deadline, status.changed()).await {
+            Ok(Ok(())) => {}
+            _ => return Err(refusal),
+        }
+    }
+}
+
+/// 409 `cluster_version_too_old`: the request needs a newer cluster version than the one
+/// committed (a node of the cluster runs an older build). Names both versions.
+pub(super) fn version_refusal(refusal: &regent_replica::VersionRefusal) -> HttpResponse {
+    error(
+        StatusCode::CONFLICT,
+        "cluster_version_too_old",
+        &refusal.to_string(),
+        Some(json!({
+            "needed_version": refusal.needed,
+            "cluster_version": refusal.cluster,
+        })),
+    )
 }
 
 fn method_not_allowed(allowed: &str) -> HttpResponse {

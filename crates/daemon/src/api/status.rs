@@ -72,6 +72,20 @@ pub struct NodeStatus {
     /// This node would campaign now if no leader held it back (a candidate, not drained,
     /// its host healthy, nothing holding its campaigns).
     pub ready_to_lead: bool,
+    /// The newest wire and command version this node speaks (the oldest is
+    /// `regent_replica::VERSION_MIN`).
+    pub version_max: u8,
+    /// The cluster version as applied here (replicated; never above `version_max`).
+    pub cluster_version: u8,
+    /// The version a request proposed here now would be applied under
+    /// (`Replica::log_version`): on a leader that just raised the cluster version, the new
+    /// one. What the API's gates check.
+    pub log_version: u8,
+    /// The wire version each live peer link speaks.
+    pub link_versions: BTreeMap<NodeId, u8>,
+    /// The version every voter speaks, as this node's links show (`Replica::voters_version`):
+    /// what the leader commits next. `None` while a voter's link is down.
+    pub voters_version: Option<u8>,
 }
 
 impl NodeStatus {
@@ -104,6 +118,11 @@ impl NodeStatus {
             drained: Vec::new(),
             election: ElectionSettings::default(),
             ready_to_lead: false,
+            version_max: regent_replica::VERSION_MAX,
+            cluster_version: regent_replica::VERSION_MIN,
+            log_version: regent_replica::VERSION_MIN,
+            link_versions: BTreeMap::new(),
+            voters_version: None,
         }
     }
 
@@ -114,6 +133,19 @@ impl NodeStatus {
             Role::Follower => "follower",
             Role::PreCandidate | Role::Candidate => "candidate",
             Role::Learner => "learner",
+        }
+    }
+
+    /// `Ok` when the cluster version is at least `needed` (as `log_version` says): a request
+    /// that needs a newer one is refused (409 `cluster_version_too_old`).
+    pub fn require_version(&self, needed: u8) -> Result<(), regent_replica::VersionRefusal> {
+        if self.log_version >= needed {
+            Ok(())
+        } else {
+            Err(regent_replica::VersionRefusal {
+                needed,
+                cluster: self.log_version,
+            })
         }
     }
 

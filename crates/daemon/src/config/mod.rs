@@ -614,6 +614,7 @@ impl DaemonConfig {
             idle_timeout_ms: t.idle_timeout_ms,
             snapshot_stall_timeout_ms: t.snapshot_stall_timeout_ms,
             snapshot_bytes_max: t.snapshot_bytes_max,
+            wire_version_max: regent_transport::tls::WIRE_VERSION_MAX,
         }
     }
 

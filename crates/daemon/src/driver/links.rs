@@ -66,14 +66,39 @@ impl Driver {
         }
     }
 
+    /// Tells the replica the version of every peer's link as the transport has it now (at
+    /// start, and after link events were missed).
+    pub(super) fn sync_link_versions(&mut self) {
+        let now = crate::clock::now();
+        for peer in self.transport.peer_ids() {
+            let version = self.transport.wire_version(peer);
+            match version {
+                Some(v) => self.status.link_versions.insert(peer, v),
+                None => self.status.link_versions.remove(&peer),
+            };
+            self.replica.peer_wire_version(peer, version, now);
+        }
+    }
+
     pub(super) fn on_link_event(&mut self, event: Result<LinkEvent, broadcast::error::RecvError>) {
         match event {
-            Ok(LinkEvent::Up { peer, dialed, .. }) => {
+            Ok(LinkEvent::Up {
+                peer,
+                dialed,
+                wire_version,
+                ..
+            }) => {
                 self.status.link_up.insert(peer, true);
-                tracing::info!(node = %self.id, %peer, dialed, "link up")
+                self.status.link_versions.insert(peer, wire_version);
+                self.replica
+                    .peer_wire_version(peer, Some(wire_version), crate::clock::now());
+                tracing::info!(node = %self.id, %peer, dialed, wire_version, "link up")
             }
             Ok(LinkEvent::Down { peer, reason }) => {
                 self.status.link_up.insert(peer, false);
+                self.status.link_versions.remove(&peer);
+                self.replica
+                    .peer_wire_version(peer, None, crate::clock::now());
                 tracing::info!(node = %self.id, %peer, %reason, "link down")
             }
             Ok(LinkEvent::Rejected {
@@ -93,7 +118,8 @@ impl Driver {
                 tracing::info!(node = %self.id, serial = %cert.serial, "certificate reloaded")
             }
             Err(broadcast::error::RecvError::Lagged(n)) => {
-                tracing::debug!(node = %self.id, missed = n, "link events missed")
+                tracing::debug!(node = %self.id, missed = n, "link events missed");
+                self.sync_link_versions();
             }
             Err(broadcast::error::RecvError::Closed) => {
                 // The transport is gone; re-subscribing keeps the branch quiet.

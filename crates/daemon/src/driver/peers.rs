@@ -149,6 +149,7 @@ impl Driver {
                 }
                 for (peer, addr) in changes.removed {
                     self.status.link_up.remove(&peer);
+                    self.status.link_versions.remove(&peer);
                     tracing::info!(node = %self.id, %peer, %addr, "peer removed");
                 }
             }

@@ -17,6 +17,8 @@ use tokio::sync::watch;
 pub(super) struct Publisher {
     sender: watch::Sender<NodeStatus>,
     pub(super) link_up: BTreeMap<NodeId, bool>,
+    /// The wire version each live link speaks.
+    pub(super) link_versions: BTreeMap<NodeId, u8>,
     pub(super) certificate_not_after_unix: Option<i64>,
     /// When the batch on the disk was sent there (None when the disk is idle of batches).
     persist_started: Option<Nanos>,
@@ -34,6 +36,7 @@ impl Publisher {
         Publisher {
             sender,
             link_up: BTreeMap::new(),
+            link_versions: BTreeMap::new(),
             certificate_not_after_unix: Some(not_after_unix),
             persist_started: None,
             persist_stall_max,
@@ -164,6 +167,11 @@ impl Driver {
             drained: self.replica.drained().iter().copied().collect(),
             election: self.replica.election_settings(),
             ready_to_lead: self.replica.ready_to_lead(),
+            version_max: self.replica.version_max(),
+            cluster_version: self.replica.cluster_version(),
+            log_version: self.replica.log_version(),
+            link_versions: p.link_versions.clone(),
+            voters_version: self.replica.voters_version(),
         };
         p.sender.send_if_modified(|current| {
             if *current == next {
