@@ -284,7 +284,6 @@ impl Replica {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use regent_raft::{LogIndex, Term};
 
     #[test]
     fn raised_only_when_every_voter_speaks_it() {
