@@ -27,7 +27,8 @@ fn arb_message() -> impl Strategy<Value = Message> {
                     transfer_round,
                 }
             }),
-        any::<u64>().prop_map(|round| MessageBody::TimeoutNow { round }),
+        (any::<u64>(), any::<u8>())
+            .prop_map(|(round, cause)| MessageBody::TimeoutNow { round, cause }),
         (any::<u64>(), any::<Option<u64>>()).prop_map(|(ctx, index)| {
             MessageBody::ReadIndexResponse {
                 ctx,

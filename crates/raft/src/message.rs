@@ -65,8 +65,12 @@ pub enum MessageBody {
         last_index: LogIndex,
     },
     /// Leadership transfer: the leader tells an up-to-date voter to campaign at once.
+    /// `cause` is the caller's reason for the hand-over, opaque to the core: the target's
+    /// caller reads it back ([`RaftNode::transfer_campaign`](crate::RaftNode::transfer_campaign))
+    /// to record why leadership moved.
     TimeoutNow {
         round: u64,
+        cause: u8,
     },
     /// A follower asks the leader for a read index on behalf of its client.
     ReadIndex {
@@ -151,8 +155,15 @@ impl fmt::Display for MessageBody {
             MessageBody::Heartbeat { commit, round } => {
                 write!(s, " commit={commit} round={round}")
             }
-            MessageBody::HeartbeatResponse { round } | MessageBody::TimeoutNow { round } => {
+            MessageBody::HeartbeatResponse { round } => {
                 write!(s, " round={round}")
+            }
+            MessageBody::TimeoutNow { round, cause } => {
+                write!(s, " round={round}")?;
+                if *cause != 0 {
+                    write!(s, " cause={cause}")?;
+                }
+                Ok(())
             }
             MessageBody::SnapshotInstalled { last_index } => {
                 write!(s, " last={last_index}")

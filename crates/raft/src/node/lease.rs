@@ -145,7 +145,8 @@ impl RaftNode {
             // no round up to this one may extend our lease any more.
             lead.lease_round_floor = lead.lease_round_floor.max(lead.round);
             let round = lead.round;
-            self.send(t.target, self.term, MessageBody::TimeoutNow { round });
+            let cause = t.cause;
+            self.send(t.target, self.term, MessageBody::TimeoutNow { round, cause });
         } else {
             self.send_append(t.target);
         }

@@ -193,7 +193,7 @@ mod held_campaigns {
         step(&mut node, msg(2, 1, 2, heartbeat(0, 1)), next);
         step(
             &mut node,
-            msg(2, 1, 2, MessageBody::TimeoutNow { round: 1 }),
+            msg(2, 1, 2, MessageBody::TimeoutNow { round: 1, cause: 0 }),
             next,
         );
         assert_eq!(node.status(next).role, Role::Follower);

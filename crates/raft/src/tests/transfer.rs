@@ -51,6 +51,31 @@ fn a_lagging_target_is_told_to_campaign_only_once_caught_up() {
 }
 
 #[test]
+fn the_cause_of_a_transfer_reaches_the_target_and_only_for_the_term_it_won() {
+    let mut net = Network::new(3);
+    net.elect(1);
+    let now = net.now;
+    let leader = net.nodes.get_mut(&n(1)).unwrap();
+    assert_eq!(leader.transfer_leadership_for(Some(n(2)), 7, now), Ok(n(2)));
+    net.deliver();
+    assert_eq!(net.leaders(), vec![n(2)]);
+    let won = net.nodes[&n(2)].transfer_campaign();
+    assert_eq!(
+        won,
+        Some(TransferCampaign {
+            term: t(2),
+            from: n(1),
+            cause: 7
+        })
+    );
+    assert_eq!(net.nodes[&n(1)].transfer_campaign(), None);
+    // A plain election later: the hand-over no longer describes the term.
+    net.elect(3);
+    assert_eq!(net.nodes[&n(3)].transfer_campaign(), None);
+    assert_eq!(net.nodes[&n(2)].transfer_campaign(), None);
+}
+
+#[test]
 fn an_abandoned_transfer_resumes_the_old_leader() {
     let mut net = Network::new(3);
     net.elect(1);
