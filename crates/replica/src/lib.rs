@@ -22,6 +22,7 @@
 mod apply;
 mod clock;
 mod handover;
+mod history;
 mod install;
 mod maintenance;
 mod promote;
@@ -33,6 +34,9 @@ pub use clock::{
     CLOCK_POINTS_MIN, CLOCK_SPAN_ELECTION_TIMEOUTS, CLOCK_WINDOW_ELECTION_TIMEOUTS,
 };
 pub use handover::{HandoverOutcome, Stop, HANDOVER_ELECTION_TIMEOUTS};
+pub use history::{
+    history_key, Cause, HistoryRecord, HISTORY_KEEP_DEFAULT, HISTORY_KEEP_MAX, HISTORY_PREFIX,
+};
 pub use install::InstallVerdict;
 pub use maintenance::{
     drained_key, MaintenanceChange, MaintenanceRefusal, Pause, DRAINED_PREFIX, MAINTENANCE_PREFIX,
@@ -250,6 +254,8 @@ pub struct Replica {
     clocks: clock::Clocks,
     /// The operator's pause and drained nodes, as applied here (`maintenance`).
     maint: maintenance::Maintenance,
+    /// This node's part of the failover history (`history`).
+    history: history::History,
 }
 
 impl Replica {
@@ -302,6 +308,7 @@ impl Replica {
                 leader_heard_at: now,
                 ..maintenance::Maintenance::default()
             },
+            history: history::History::default(),
         };
         replica.check_clocks(now);
         replica.reload_maintenance();
@@ -344,6 +351,7 @@ impl Replica {
     pub fn tick(&mut self, now: Nanos) {
         self.observe(now);
         self.core.tick(now);
+        self.maybe_record_leadership(self.now);
         self.check_clocks(self.now);
         self.check_drain(self.now);
         self.maybe_end_pause(self.now);
@@ -441,6 +449,8 @@ impl Replica {
     /// is on the disk) the role change, the next batch's messages and the batch itself.
     pub fn poll(&mut self, out: &mut Vec<Action>) {
         self.apply_committed(out);
+        self.note_leader();
+        self.maybe_record_leadership(self.now);
         for state in self.core.take_read_states() {
             if let Some(token) = self.reads.remove(&state.ctx) {
                 out.push(Action::Read {

@@ -379,7 +379,7 @@ impl Replica {
         if target == self.id {
             return Ok(target);
         }
-        Ok(self.start_handover(Some(target), Some(token), now)?)
+        Ok(self.start_handover_because(Some(target), Some(token), crate::Cause::ForcedSwitchover, now)?)
     }
 
     /// After entries were applied: reads the records back if one of them may have touched
@@ -508,7 +508,7 @@ impl Replica {
             && self.core.status(now).role == Role::Leader
             && !self.handing_over()
         {
-            match self.start_handover(None, None, now) {
+            match self.start_handover_because(None, None, crate::Cause::Drain, now) {
                 Ok(to) => tracing::info!(node = %self.id, %to, "drained: handing leadership over"),
                 Err(err) => {
                     tracing::debug!(node = %self.id, reason = %err, "drained, but no hand-over is possible yet")
@@ -532,7 +532,7 @@ impl Replica {
                 && self.core.status(now).role == Role::Leader
                 && !self.handing_over()
             {
-                match self.start_handover(None, None, now) {
+                match self.start_handover_because(None, None, crate::Cause::Health, now) {
                     Ok(to) => {
                         tracing::warn!(node = %self.id, %to, "resumed with an unhealthy host: handing leadership over")
                     }

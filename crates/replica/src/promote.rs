@@ -126,7 +126,9 @@ impl Replica {
                 self.gate.state = Promotion::Failed { term, until };
                 self.update_campaign_hold();
                 if self.core.status(now).role == Role::Leader && !self.handing_over() {
-                    if let Err(err) = self.start_handover(None, None, now) {
+                    if let Err(err) =
+                        self.start_handover_because(None, None, crate::Cause::PromotionFailed, now)
+                    {
                         tracing::warn!(node = %self.id, reason = %err, "no hand-over possible after a failed promotion");
                     }
                 }
@@ -156,7 +158,7 @@ impl Replica {
         self.gate.ineligible = !eligible;
         self.update_campaign_hold();
         if !eligible && self.core.status(now).role == Role::Leader && !self.handing_over() {
-            let _ = self.start_handover(None, None, now);
+            let _ = self.start_handover_because(None, None, crate::Cause::Ineligible, now);
         }
     }
 
