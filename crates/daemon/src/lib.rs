@@ -132,6 +132,7 @@ async fn run_daemon(config: DaemonConfig, config_path: PathBuf) -> Result<ExitCo
     let mut replica = Replica::new(config.raft_config(), &storage, bootstrap, rng, now)
         .map_err(RunError::Replica)?;
     replica.set_clock_check(config.clock_check());
+    replica.set_history_keep(config.history.keep);
     let addresses = member_addresses(&config, &storage);
     let state = storage.state().clone();
     tracing::info!(

@@ -69,6 +69,7 @@ impl DaemonConfig {
             log_level,
             log,
             backup,
+            history,
         } = new;
         let old = self;
         if *cluster != old.cluster || *node_id != old.node_id {
@@ -121,6 +122,7 @@ impl DaemonConfig {
         restart!(watchdog, "watchdog");
         restart!(vip, "vip");
         restart!(backup, "backup");
+        restart!(history, "history");
         let TimingConfig {
             election_timeout_min_ms,
             heartbeat_interval_ms,
