@@ -84,6 +84,8 @@ pub struct SimOutcome {
     pub clock_drift_seen: bool,
     /// For a clock that left the bound mid-run: how long until some node saw it drift.
     pub clock_detect_ns: Option<Nanos>,
+    /// Terms whose failover history record was applied.
+    pub history_records: u64,
     pub trace: Vec<String>,
 }
 
@@ -117,6 +119,8 @@ pub struct Cluster {
     pub(crate) promotions: u64,
     pub(crate) promotions_failed: u64,
     elections: u64,
+    /// The terms whose failover history record some node applied.
+    history_terms: std::collections::BTreeSet<regent_raft::Term>,
     violations: Vec<Violation>,
     election_after_heal_ns: u64,
     clock_fault: Option<ClockFault>,
@@ -209,6 +213,7 @@ impl Cluster {
             promotions: 0,
             promotions_failed: 0,
             elections: 0,
+            history_terms: std::collections::BTreeSet::new(),
             violations: Vec::new(),
             election_after_heal_ns: 0,
             promotion_gate: PromotionGate::draw(cfg.seed),
@@ -314,6 +319,7 @@ impl Cluster {
             clock_fault: self.clock_fault,
             clock_drift_seen: self.clock_drift_seen,
             clock_detect_ns: self.clock_detect_ns,
+            history_records: self.history_terms.len() as u64,
             trace: self.env.take_trace(),
         }
     }
