@@ -6,9 +6,10 @@
 //! order is term order), written by the leader of that term once it leads: a transaction whose
 //! compare is the key's absence (so a retried proposal never writes a term twice), fenced to
 //! the term it describes (`expected_term`), which also drops the oldest records beyond
-//! `history.keep`. A leader proposes it at once when it wins (it does not wait for anything,
-//! and nothing waits for it: writability rests on the no-op alone) and proposes it again
-//! every `RECORD_RETRY_NS` until it is applied, as long as it leads that term.
+//! `history.keep`. A leader proposes it once its term's no-op is applied — the moment it may
+//! become writable, which the record never delays (nothing waits for it) — so that every
+//! earlier term's record it will ever hold is applied and counted; it proposes it again every
+//! `RECORD_RETRY_NS` until it is applied, as long as it leads that term.
 //!
 //! Why leadership moved: a hand-over carries its cause to the target in the TimeoutNow that
 //! starts its campaign (an opaque code to the core, a [`Cause`] here), and the target records
@@ -268,6 +269,12 @@ impl Replica {
             return;
         }
         let term = status.term;
+        // Only once this term's no-op is applied: every record of an earlier term that will
+        // ever be committed is then in the state machine (it precedes the no-op in the log),
+        // so the pruning counts it and the previous leader is the newest.
+        if self.core.log_term(self.state.applied()) != Some(term) {
+            return;
+        }
         if self
             .history
             .proposed

@@ -105,6 +105,7 @@ impl DaemonConfig {
         live!(admin_gids, "admin_gids");
         live!(journal, "journal");
         live!(host_health, "host_health");
+        live!(history, "history");
         restart!(listen, "listen");
         restart!(members, "members");
         restart!(join, "join");
@@ -122,7 +123,7 @@ impl DaemonConfig {
         restart!(watchdog, "watchdog");
         restart!(vip, "vip");
         restart!(backup, "backup");
-        restart!(history, "history");
+
         let TimingConfig {
             election_timeout_min_ms,
             heartbeat_interval_ms,
