@@ -70,7 +70,10 @@ fn assert_record(record: &Value, leader: u64, previous: Option<u64>, cause: &str
     assert_eq!(record["leader"], leader, "{record}");
     assert_eq!(record["previous_leader"].as_u64(), previous, "{record}");
     assert_eq!(record["cause"], cause, "{record}");
-    assert!(record["time_ms"].as_u64().unwrap() > 1_600_000_000_000, "{record}");
+    assert!(
+        record["time_ms"].as_u64().unwrap() > 1_600_000_000_000,
+        "{record}"
+    );
     assert!(record["time"].as_str().unwrap().ends_with('Z'), "{record}");
 }
 
@@ -121,7 +124,10 @@ fn every_leadership_change_is_recorded_with_its_cause_and_served_alike_by_every_
     let kept = wait_same_everywhere(&c, &[1, 2, 3]);
     assert_eq!(kept.len(), 4, "history.keep: 4 ({kept:?})");
     let terms: Vec<u64> = kept.iter().map(|r| r["term"].as_u64().unwrap()).collect();
-    assert!(terms.windows(2).all(|w| w[0] < w[1]), "oldest first: {terms:?}");
+    assert!(
+        terms.windows(2).all(|w| w[0] < w[1]),
+        "oldest first: {terms:?}"
+    );
     assert_eq!(*terms.last().unwrap(), record["term"].as_u64().unwrap());
     assert!(
         !kept.iter().any(|r| r["previous_leader"].is_null()),
@@ -139,7 +145,10 @@ fn every_leadership_change_is_recorded_with_its_cause_and_served_alike_by_every_
         assert_eq!(answer.status, 400, "limit={bad}");
         let body = answer.json();
         assert_eq!(body["error"], "bad_parameter", "{body}");
-        assert!(body["message"].as_str().unwrap().contains("limit"), "{body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("limit"),
+            "{body}"
+        );
     }
     let answer = http(socket, "POST", "/v1/history", b"").unwrap();
     assert_eq!(answer.status, 405);
@@ -151,9 +160,17 @@ fn every_leadership_change_is_recorded_with_its_cause_and_served_alike_by_every_
         assert!(table.contains(cause), "{table}");
     }
     assert!(table.starts_with("TERM"), "{table}");
-    assert_eq!(table.lines().filter(|l| l.contains('Z')).count(), 4, "{table}");
+    assert_eq!(
+        table.lines().filter(|l| l.contains('Z')).count(),
+        4,
+        "{table}"
+    );
     let limited = regent(&c, follower, &["history", "--limit", "1"]);
-    assert_eq!(limited.lines().filter(|l| l.contains('Z')).count(), 1, "{limited}");
+    assert_eq!(
+        limited.lines().filter(|l| l.contains('Z')).count(),
+        1,
+        "{limited}"
+    );
     let json: Value = serde_json::from_str(&regent(&c, follower, &["history", "--json"])).unwrap();
     assert_eq!(json["history"].as_array().unwrap().len(), 4);
 }

@@ -175,7 +175,9 @@ impl Replica {
             ),
             None => None,
         };
-        let to = self.core.transfer_leadership_for(target, cause.code(), now)?;
+        let to = self
+            .core
+            .transfer_leadership_for(target, cause.code(), now)?;
         self.handovers.push(Handover {
             to,
             started: now,
@@ -217,7 +219,10 @@ impl Replica {
                 .find(|h| now < h.deadline)
                 .map(|h| (h.to, h.cause));
             if let Some((to, cause)) = retry {
-                match self.core.transfer_leadership_for(Some(to), cause.code(), now) {
+                match self
+                    .core
+                    .transfer_leadership_for(Some(to), cause.code(), now)
+                {
                     Ok(_) => {
                         self.handover_retry_refused = false;
                         tracing::info!(node = %self.id, %to, "hand-over round timed out; asking again")

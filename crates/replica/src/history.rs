@@ -343,10 +343,9 @@ impl Replica {
     /// The record of `term`, which this node leads: a hand-over's cause and old leader if one
     /// made it campaign, else an election's.
     fn record_for(&self, term: Term, records: &[HistoryRecord]) -> HistoryRecord {
-        let time_ms = self
-            .maint
-            .wall
-            .map_or(0, |(at, wall)| wall + self.now.saturating_sub(at) / 1_000_000);
+        let time_ms = self.maint.wall.map_or(0, |(at, wall)| {
+            wall + self.now.saturating_sub(at) / 1_000_000
+        });
         if let Some(c) = self.core.transfer_campaign().filter(|c| c.term == term) {
             return HistoryRecord {
                 term,
@@ -410,8 +409,8 @@ fn read_records(state: &dyn StateReader, me: NodeId) -> Result<Vec<HistoryRecord
 mod tests {
     use super::*;
     use crate::{Action, Stop};
-    use regent_raft::{Config, Membership, Message};
     use regent_raft::SplitMix64;
+    use regent_raft::{Config, Membership, Message};
     use regent_storage::{Identity, LogStorage, MemStorage, StorageOptions};
     use std::collections::VecDeque;
 
@@ -743,7 +742,10 @@ mod tests {
             cause: Cause::PromotionFailed,
             time_ms: 1_700_000_000_000,
         };
-        assert_eq!(HistoryRecord::decode(&record.encode()), Some(record.clone()));
+        assert_eq!(
+            HistoryRecord::decode(&record.encode()),
+            Some(record.clone())
+        );
         let first = HistoryRecord {
             previous_leader: None,
             cause: Cause::Election,
@@ -753,7 +755,10 @@ mod tests {
         assert_eq!(HistoryRecord::decode(b"v2\n7\n2\n-\nelection\n1"), None);
         assert_eq!(HistoryRecord::decode(b"v1\n7\n2\n-\nmystery\n1"), None);
         assert_eq!(HistoryRecord::decode(b"v1\n7\n2\n-\nelection\n1\nx"), None);
-        assert_eq!(history_key(Term(42)), b"\0regent/history/00000000000000000042");
+        assert_eq!(
+            history_key(Term(42)),
+            b"\0regent/history/00000000000000000042"
+        );
         for cause in Cause::ALL {
             assert_eq!(Cause::parse(cause.as_str()), Some(cause));
             if cause != Cause::Election {

@@ -379,7 +379,12 @@ impl Replica {
         if target == self.id {
             return Ok(target);
         }
-        Ok(self.start_handover_because(Some(target), Some(token), crate::Cause::ForcedSwitchover, now)?)
+        Ok(self.start_handover_because(
+            Some(target),
+            Some(token),
+            crate::Cause::ForcedSwitchover,
+            now,
+        )?)
     }
 
     /// After entries were applied: reads the records back if one of them may have touched

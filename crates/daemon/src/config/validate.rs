@@ -519,10 +519,7 @@ impl DaemonConfig {
     fn validate_history(&self) -> Result<(), ConfigError> {
         let max = regent_replica::HISTORY_KEEP_MAX;
         if !(1..=max).contains(&self.history.keep) {
-            return Err(invalid(
-                "history.keep",
-                format!("must be within 1..={max}"),
-            ));
+            return Err(invalid("history.keep", format!("must be within 1..={max}")));
         }
         Ok(())
     }

@@ -146,7 +146,11 @@ impl RaftNode {
             lead.lease_round_floor = lead.lease_round_floor.max(lead.round);
             let round = lead.round;
             let cause = t.cause;
-            self.send(t.target, self.term, MessageBody::TimeoutNow { round, cause });
+            self.send(
+                t.target,
+                self.term,
+                MessageBody::TimeoutNow { round, cause },
+            );
         } else {
             self.send_append(t.target);
         }

@@ -31,11 +31,17 @@ pub fn records_in(e: &Entry) -> Result<Vec<HistoryRecord>, Finding> {
             continue;
         }
         let Some(record) = HistoryRecord::decode(value) else {
-            let detail = format!("{} {}: a history record that does not parse", e.index, e.term);
+            let detail = format!(
+                "{} {}: a history record that does not parse",
+                e.index, e.term
+            );
             return Err(Finding::new(ViolationKind::History, detail));
         };
         if history_key(record.term) != *key {
-            let detail = format!("{} {}: {record:?} under another term's key", e.index, e.term);
+            let detail = format!(
+                "{} {}: {record:?} under another term's key",
+                e.index, e.term
+            );
             return Err(Finding::new(ViolationKind::History, detail));
         }
         records.push(record);
@@ -75,7 +81,10 @@ pub fn check_record(facts: &Facts, e: &Entry, record: &HistoryRecord) -> Result<
 /// A node's history at the end: at most `keep` records, strictly increasing terms.
 pub fn check_final(replica: &Replica, keep: usize) -> Result<usize, Finding> {
     let records = replica.history(usize::MAX).map_err(|err| {
-        let detail = format!("{}: the history could not be read: {err}", replica.core().id());
+        let detail = format!(
+            "{}: the history could not be read: {err}",
+            replica.core().id()
+        );
         Finding::new(ViolationKind::Contract, detail)
     })?;
     if records.len() > keep {

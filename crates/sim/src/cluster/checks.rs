@@ -2,9 +2,7 @@
 //! liveness and the final state after healing; a violation gets its seed's replay command.
 
 use super::Cluster;
-use crate::checker::{
-    final_state, history, lease, liveness, quorum, Finding, Replay, Violation,
-};
+use crate::checker::{final_state, history, lease, liveness, quorum, Finding, Replay, Violation};
 use crate::time::MS;
 use regent_storage::LogStorage;
 
