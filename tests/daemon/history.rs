@@ -174,3 +174,20 @@ fn every_leadership_change_is_recorded_with_its_cause_and_served_alike_by_every_
     let json: Value = serde_json::from_str(&regent(&c, follower, &["history", "--json"])).unwrap();
     assert_eq!(json["history"].as_array().unwrap().len(), 4);
 }
+
+#[test]
+fn an_unhealthy_hosts_hand_over_is_recorded_as_health() {
+    let extra = format!(
+        "{TEST_SETTINGS}host_health:\n  exec: test ! -e host-down\n  interval_ms: 500\n  timeout_ms: 500\n  failures: 2\n  successes: 1\n"
+    );
+    let mut c = Cluster::init(3, "history-health", &extra);
+    c.start_all();
+    let (leader, _) = c.wait_writable_leader(ELECTION);
+    let term = wait_record_after(&c, leader, 0)["term"].as_u64().unwrap();
+    std::fs::write(c.nodes[(leader - 1) as usize].dir.join("host-down"), b"").unwrap();
+    let next = c.wait_writable_other_than(leader, ELECTION);
+    let record = wait_record_after(&c, next, term);
+    assert_record(&record, next, Some(leader), "health");
+    let table = regent(&c, leader, &["history"]);
+    assert!(table.contains("health"), "{table}");
+}

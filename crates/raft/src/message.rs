@@ -81,6 +81,11 @@ pub enum MessageBody {
         ctx: u64,
         index: Option<LogIndex>,
     },
+    /// The leader of this term stepped down because its disk stalled past
+    /// `persist_stall_max_ms`. Information only: the core does nothing with it; the caller of
+    /// the node that leads next reads it to record why leadership moved. Appended last, so the
+    /// encoding of the variants above is unchanged.
+    StallStepDown,
 }
 
 /// How a follower tells the leader where its log diverges, so the leader skips a whole
@@ -109,6 +114,7 @@ impl MessageBody {
             MessageBody::TimeoutNow { .. } => "TimeoutNow",
             MessageBody::ReadIndex { .. } => "ReadIndex",
             MessageBody::ReadIndexResponse { .. } => "ReadIndexResp",
+            MessageBody::StallStepDown => "StallStepDown",
         }
     }
 }
@@ -174,6 +180,7 @@ impl fmt::Display for MessageBody {
             MessageBody::ReadIndexResponse { ctx, index } => {
                 write!(s, " ctx={ctx} index={index:?}")
             }
+            MessageBody::StallStepDown => Ok(()),
         }
     }
 }

@@ -15,14 +15,15 @@
 //! starts its campaign (an opaque code to the core, a [`Cause`] here), and the target records
 //! it with the old leader as the previous one. Any other campaign is an `election`, and its
 //! previous leader is the newest leader of an earlier term that this node saw or that the
-//! history holds. A leader whose disk stalled steps down without a hand-over (it cannot tell
-//! anyone why): the next leader records an `election` with it as the previous leader.
+//! history holds. A leader whose disk stalls steps down without a hand-over (the lease rules
+//! forbid one without its disk), but tells its followers (`StallStepDown`): the next leader
+//! records `disk_stall` when the previous leader is the one that told it so.
 //!
 //! Invariants: at most one record per term, written only by that term's leader; a record that
 //! does not parse is skipped with a warning, never trusted halfway.
 
 use crate::Replica;
-use regent_raft::{Nanos, NodeId, Role, Term};
+use regent_raft::{Message, MessageBody, Nanos, NodeId, Role, Term};
 use regent_storage::{
     Command, Compare, CompareOp, CompareTarget, Op, Proposal, StateReader, StorageError, Txn,
     TXN_OPS_MAX,
@@ -67,10 +68,13 @@ pub enum Cause {
     Clock,
     /// The old leader became ineligible (a required watchdog device stopped working).
     Ineligible,
+    /// The old leader's disk stalled past `persist_stall_max_ms` and it stepped down: the new
+    /// leader was elected (no hand-over), and the old one had told it why.
+    DiskStall,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 10] = [
+    pub const ALL: [Cause; 11] = [
         Cause::Election,
         Cause::Handover,
         Cause::Switchover,
@@ -81,6 +85,7 @@ impl Cause {
         Cause::PromotionFailed,
         Cause::Clock,
         Cause::Ineligible,
+        Cause::DiskStall,
     ];
 
     /// The name the records, the API and the CLI use.
@@ -96,6 +101,7 @@ impl Cause {
             Cause::PromotionFailed => "promotion_failed",
             Cause::Clock => "clock",
             Cause::Ineligible => "ineligible",
+            Cause::DiskStall => "disk_stall",
         }
     }
 
@@ -117,6 +123,7 @@ impl Cause {
             Cause::Ineligible => 8,
             // Never sent: an election is not a hand-over.
             Cause::Election => 255,
+            Cause::DiskStall => 254,
         }
     }
 
@@ -124,7 +131,7 @@ impl Cause {
     pub(crate) fn from_code(code: u8) -> Cause {
         Cause::ALL
             .into_iter()
-            .find(|c| *c != Cause::Election && c.code() == code)
+            .find(|c| !matches!(c, Cause::Election | Cause::DiskStall) && c.code() == code)
             .unwrap_or(Cause::Handover)
     }
 }
@@ -209,6 +216,8 @@ pub(crate) struct History {
     /// The newest two (term, leader) this node saw, newest first: the previous leader of an
     /// election is the newest of an earlier term than the one it records.
     pub(crate) seen: [Option<(Term, NodeId)>; 2],
+    /// The newest leader that told this node it stepped down on a stalled disk, and its term.
+    pub(crate) stall_step_down: Option<(Term, NodeId)>,
     /// Records this node proposed (retries included), for the simulator's summary.
     pub(crate) proposals: u64,
 }
@@ -220,6 +229,7 @@ impl Default for History {
             recorded: Term(0),
             proposed: None,
             seen: [None, None],
+            stall_step_down: None,
             proposals: 0,
         }
     }
@@ -259,6 +269,18 @@ impl Replica {
         if seen[0].is_none_or(|(t, _)| status.term > t) {
             seen[1] = seen[0];
             seen[0] = Some((status.term, leader));
+        }
+    }
+
+    /// A leader told this node it stepped down because its disk stalled.
+    pub(crate) fn note_stall_step_down(&mut self, m: &Message) {
+        if m.body == MessageBody::StallStepDown
+            && self
+                .history
+                .stall_step_down
+                .is_none_or(|(t, _)| m.term >= t)
+        {
+            self.history.stall_step_down = Some((m.term, m.from));
         }
     }
 
@@ -370,11 +392,17 @@ impl Replica {
             (Some(s), Some(r)) => Some(if s.0 >= r.0 { s } else { r }),
             (s, r) => s.or(r),
         };
+        // The previous leader told us it stepped down on a stalled disk in the term it led.
+        let stalled = previous.is_some() && previous == self.history.stall_step_down;
         HistoryRecord {
             term,
             leader: self.id,
             previous_leader: previous.map(|(_, l)| l),
-            cause: Cause::Election,
+            cause: if stalled {
+                Cause::DiskStall
+            } else {
+                Cause::Election
+            },
             time_ms,
         }
     }
@@ -411,7 +439,7 @@ mod tests {
     use crate::{Action, Stop};
     use regent_raft::SplitMix64;
     use regent_raft::{Config, Membership, Message};
-    use regent_storage::{Identity, LogStorage, MemStorage, StorageOptions};
+    use regent_storage::{Command, Identity, LogStorage, MemStorage, StorageOptions};
     use std::collections::VecDeque;
 
     const MS: Nanos = 1_000_000;
@@ -421,6 +449,8 @@ mod tests {
     struct Net {
         nodes: Vec<(Replica, MemStorage)>,
         down: Vec<bool>,
+        /// A stalled disk: the node's batches wait here until it is unstalled.
+        stalled: Vec<Option<Vec<crate::Persist>>>,
         wire: VecDeque<Message>,
         stamps: VecDeque<(NodeId, NodeId, crate::ClockStamp)>,
         now: Nanos,
@@ -441,6 +471,7 @@ mod tests {
                     let mut config = Config::new(NodeId(id));
                     config.election_timeout_min_ms = 100;
                     config.heartbeat_interval_ms = 10;
+                    config.persist_stall_max_ms = 300;
                     let rng = Box::new(SplitMix64::new(id * 7919));
                     let mut r = Replica::new(config, &disk, voters.clone(), rng, MS).unwrap();
                     r.set_history_keep(keep);
@@ -450,6 +481,7 @@ mod tests {
             Net {
                 nodes,
                 down: vec![false; 3],
+                stalled: vec![None, None, None],
                 wire: VecDeque::new(),
                 stamps: VecDeque::new(),
                 now: MS,
@@ -508,6 +540,9 @@ mod tests {
                 match action {
                     Action::Send(m) => self.wire.push_back(m),
                     Action::ClockStamp { to, stamp } => self.stamps.push_back((from, to, stamp)),
+                    Action::Persist(p) if self.stalled[i].is_some() => {
+                        self.stalled[i].as_mut().unwrap().push(p);
+                    }
                     Action::Persist(p) => {
                         let (r, disk) = &mut self.nodes[i];
                         disk.write_batch(&p.batch).unwrap();
@@ -642,6 +677,43 @@ mod tests {
     }
 
     #[test]
+    fn a_leader_whose_disk_stalls_steps_down_and_its_successor_records_why() {
+        let mut net = Net::new(HISTORY_KEEP_DEFAULT);
+        let first = net.until_recorded();
+        net.stalled[(first - 1) as usize] = Some(Vec::new());
+        let put = Proposal::new(Command::Put {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+        });
+        let now = net.now;
+        net.r_mut(first).propose(1, put.encode(), now).unwrap();
+        // It steps down after persist_stall_max_ms (300 ms); the others elect a new leader.
+        net.run_ms(400);
+        assert_ne!(net.leader(), Some(first), "stepped down");
+        // (Out of the waiting below: a stalled node applies nothing.)
+        net.down[(first - 1) as usize] = true;
+        let next = net.until_recorded();
+        net.down[(first - 1) as usize] = false;
+        assert_ne!(next, first);
+        let record = net.r(next).history(1).unwrap().pop().unwrap();
+        assert_eq!(
+            (record.cause, record.previous_leader),
+            (Cause::DiskStall, Some(NodeId(first)))
+        );
+        // The disk comes back: the old leader applies the same history.
+        let held = net.stalled[(first - 1) as usize].take().unwrap();
+        for p in held {
+            let (r, disk) = &mut net.nodes[(first - 1) as usize];
+            disk.write_batch(&p.batch).unwrap();
+            let mut more = Vec::new();
+            r.persisted(p.number, &mut more);
+            net.carry_out((first - 1) as usize, more);
+        }
+        net.run_ms(500);
+        assert_eq!(net.last_record(), record);
+    }
+
+    #[test]
     fn a_dead_leaders_successor_records_an_election_naming_it() {
         let mut net = Net::new(HISTORY_KEEP_DEFAULT);
         let first = net.until_recorded();
@@ -761,7 +833,7 @@ mod tests {
         );
         for cause in Cause::ALL {
             assert_eq!(Cause::parse(cause.as_str()), Some(cause));
-            if cause != Cause::Election {
+            if !matches!(cause, Cause::Election | Cause::DiskStall) {
                 assert_eq!(Cause::from_code(cause.code()), cause);
             }
         }

@@ -362,6 +362,7 @@ impl Replica {
     pub fn step(&mut self, m: Message, now: Nanos) -> Result<(), regent_raft::StepError> {
         self.observe(now);
         self.note_message(&m.body, m.from, m.term);
+        self.note_stall_step_down(&m);
         self.core.step(m, now)
     }
 

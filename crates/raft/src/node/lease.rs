@@ -40,6 +40,10 @@ impl RaftNode {
             if !self.stall_step_down_held
                 && self.now.saturating_sub(r.issued_at) > self.config.persist_stall_max_ns()
             {
+                // Tell the followers why no more heartbeats come: the next leader records it.
+                for peer in self.voters_except_me() {
+                    self.send(peer, self.term, MessageBody::StallStepDown);
+                }
                 self.become_follower(self.term, None);
                 return;
             }

@@ -543,6 +543,8 @@ impl RaftNode {
                     self.send(m.from, self.term, body);
                 }
             }
+            // Information for the caller (why the leader went quiet), nothing for the core.
+            MessageBody::StallStepDown => {}
             MessageBody::ReadIndexResponse { ctx, index } => {
                 if self.reads_forwarded.remove(&ctx) {
                     match index {

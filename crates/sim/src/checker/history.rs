@@ -1,6 +1,7 @@
 //! The failover history: every record a replica writes names the node the checker saw leading
 //! its term, is written in that term (by its leader), and a hand-over's record names the
-//! leader of the term before as the previous leader (an election's, some earlier leader).
+//! leader of the term before as the previous leader (an election's or a disk stall's, some
+//! earlier leader).
 //! At the end every node keeps at most `keep` records, one per term, in term order.
 //!
 //! Checked where entries are applied (the record a transaction would put, whether or not its
@@ -64,7 +65,7 @@ pub fn check_record(facts: &Facts, e: &Entry, record: &HistoryRecord) -> Result<
     if leader != Some(record.leader) {
         return fail(format!("the checker saw {leader:?} lead {}", record.term));
     }
-    if record.cause != Cause::Election {
+    if !matches!(record.cause, Cause::Election | Cause::DiskStall) {
         let before = Term(record.term.0 - 1);
         let previous = facts.leader_of(before);
         if record.previous_leader != previous || previous.is_none() {
