@@ -58,6 +58,8 @@ pub struct Summary {
     pub clock_undetected: u64,
     /// Terms whose failover history record was applied (`history_records=`).
     pub history_records: u64,
+    /// Of them, `disk_stall` records (`history_disk_stalls=`).
+    pub history_disk_stalls: u64,
     /// The first violation of each failing seed; each carries its replay command.
     pub failures: Vec<Violation>,
 }
@@ -65,7 +67,7 @@ pub struct Summary {
 impl Summary {
     pub fn line(&self) -> String {
         format!(
-            "sim: seeds={} violations={} elections={} commits={} max_election_ms={} snapshots={} conf_changes={} joint_changes={} multi_voter_changes={} earlier_term_refusals={} transfers={} reads={} retries={} learner_share={}% learner_elections={} handovers={} promotions_refused={} fenced={} installs_during_writes={} host_reports={} unpersisted_crashes={} promotions={} promotions_failed={} pauses={} drains={} forced={} clock_faults={} clock_drift_seen={} clock_detect_max_ms={} clock_undetected={} history_records={}",
+            "sim: seeds={} violations={} elections={} commits={} max_election_ms={} snapshots={} conf_changes={} joint_changes={} multi_voter_changes={} earlier_term_refusals={} transfers={} reads={} retries={} learner_share={}% learner_elections={} handovers={} promotions_refused={} fenced={} installs_during_writes={} host_reports={} unpersisted_crashes={} promotions={} promotions_failed={} pauses={} drains={} forced={} clock_faults={} clock_drift_seen={} clock_detect_max_ms={} clock_undetected={} history_records={} history_disk_stalls={}",
             self.seeds,
             self.violations,
             self.elections,
@@ -96,7 +98,8 @@ impl Summary {
             self.clock_drift_seen,
             self.clock_detect_max_ms,
             self.clock_undetected,
-            self.history_records
+            self.history_records,
+            self.history_disk_stalls
         )
     }
 
@@ -129,6 +132,7 @@ impl Summary {
         self.drains += outcome.drains;
         self.forced += outcome.forced;
         self.history_records += outcome.history_records;
+        self.history_disk_stalls += outcome.history_disk_stalls;
         self.clock_faults += u64::from(outcome.clock_fault.is_some());
         self.clock_drift_seen += u64::from(outcome.clock_drift_seen);
         if outcome.clock_fault.is_some_and(|f| f.from > 0) {

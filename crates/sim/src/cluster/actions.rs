@@ -238,6 +238,9 @@ impl Cluster {
                             findings.push(f);
                         }
                         self.history_terms.insert(record.term);
+                        if record.cause == regent_replica::Cause::DiskStall {
+                            self.history_stall_terms.insert(record.term);
+                        }
                     }
                 }
                 Err(f) => findings.push(f),
