@@ -56,10 +56,11 @@ pub fn history_table(v: &Value) -> String {
         let previous = r["previous_leader"]
             .as_u64()
             .map_or("-".to_string(), |p| p.to_string());
+        let number = |v: &Value| v.as_u64().map_or("?".to_string(), |n| n.to_string());
         out.push_str(&format!(
             "{:<6} {:<7} {:<9} {:<18} {}\n",
-            r["term"],
-            r["leader"],
+            number(&r["term"]),
+            number(&r["leader"]),
             previous,
             r["cause"].as_str().unwrap_or("?"),
             r["time"].as_str().unwrap_or("?"),

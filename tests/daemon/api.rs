@@ -87,7 +87,14 @@ fn every_endpoint_with_good_and_bad_input() {
         assert_eq!(got.body, b"1", "{consistency}");
     }
     let list = call(&c, "GET", "/v1/kv?prefix=", b"").json();
-    let kvs = list["kvs"].as_array().unwrap();
+    // regent's own records (the failover history's first one) are keys too: first in order.
+    let kvs: Vec<&Value> = (list["kvs"].as_array().unwrap().iter())
+        .filter(|kv| {
+            !kv["key"]["text"]
+                .as_str()
+                .is_some_and(|k| k.starts_with("\0regent/"))
+        })
+        .collect();
     assert_eq!(kvs.len(), 2, "{list}");
     assert_eq!(kvs[0]["key"]["base64"], "AP9iaW4=", "{list}");
     assert_eq!(kvs[1]["key"]["text"], "a");

@@ -188,6 +188,7 @@ fn an_unhealthy_hosts_hand_over_is_recorded_as_health() {
     let next = c.wait_writable_other_than(leader, ELECTION);
     let record = wait_record_after(&c, next, term);
     assert_record(&record, next, Some(leader), "health");
+    wait_record_after(&c, leader, term);
     let table = regent(&c, leader, &["history"]);
     assert!(table.contains("health"), "{table}");
 }
