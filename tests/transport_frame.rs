@@ -28,6 +28,9 @@ fn arb_message() -> impl Strategy<Value = Message> {
                 }
             }),
         any::<u64>().prop_map(|round| MessageBody::TimeoutNow { round }),
+        (any::<u64>(), any::<u8>())
+            .prop_map(|(round, cause)| MessageBody::TimeoutNowBecause { round, cause }),
+        Just(MessageBody::StallStepDown),
         (any::<u64>(), any::<Option<u64>>()).prop_map(|(ctx, index)| {
             MessageBody::ReadIndexResponse {
                 ctx,

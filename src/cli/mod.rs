@@ -5,6 +5,7 @@ pub mod backup;
 pub mod cluster_init;
 pub mod config_check;
 pub mod demo;
+pub mod history;
 pub mod host;
 pub mod journal;
 pub mod maintenance;
@@ -45,6 +46,9 @@ pub enum Command {
     Members(host::MembersArgs),
     /// A planned hand-over of leadership (run against the leader's socket).
     Switchover(host::SwitchoverArgs),
+    /// The failover history: every leadership change (term, leader, previous leader, cause:
+    /// election, switchover, sigterm, health, ...; time), oldest first, as this node applied it.
+    History(history::HistoryArgs),
     /// Maintenance: pause automatic failover cluster-wide (replicated; leadership moves only
     /// by `regent switchover --force` until `regent resume` or the TTL ends it).
     Pause(maintenance::PauseArgs),
@@ -149,6 +153,7 @@ pub fn main() -> ExitCode {
         Command::Journal(args) => journal::run(args),
         Command::Leader(args) => host::leader(args),
         Command::Switchover(args) => host::switchover(args),
+        Command::History(args) => history::run(args),
         Command::Fence(args) => host::fence(args),
         Command::Pause(args) => maintenance::pause(args),
         Command::Resume(args) => maintenance::resume(args),

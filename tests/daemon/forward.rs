@@ -229,6 +229,7 @@ fn every_printing_command_ends_quietly_on_a_closed_pipe() {
         vec!["journal", "state", "--socket", s],
         vec!["journal", "append", "x", "--socket", s],
         vec!["snapshot", "--socket", s],
+        vec!["history", "--socket", s],
         vec!["sim", "--seeds", "1"],
         vec!["demo", "--once", "--keep", &demo_dir],
     ];

@@ -8,6 +8,7 @@ mod bench;
 mod clock;
 mod cluster;
 mod forward;
+mod history;
 mod hooks;
 mod journal;
 mod maintenance;

@@ -29,8 +29,8 @@ pub use admin::live_options;
 use crate::api::metrics::Metrics;
 use crate::api::status::NodeStatus;
 use crate::api::{
-    self, HandoverAnswer, MembersRefusal, ReadAnswer, ReadQuery, Request, RequestError,
-    StorageFailure, WriteAnswer,
+    self, HandoverAnswer, HistoryAnswer, MembersRefusal, ReadAnswer, ReadQuery, Request,
+    RequestError, StorageFailure, WriteAnswer,
 };
 use crate::clock;
 use crate::disk::{self, Disk, DiskDone, DiskRequest};
@@ -429,6 +429,17 @@ impl Driver {
             Request::Snapshot { file, reply } => self.snapshot_now(file, reply, now),
             // A read of what storage holds: the disk thread opens it and answers.
             Request::Backup { reply } => self.disk.send(DiskRequest::Backup { reply }),
+            Request::History { limit, reply } => {
+                let answer = self
+                    .replica
+                    .history(limit)
+                    .map(|records| HistoryAnswer {
+                        records,
+                        applied_index: self.replica.state().applied(),
+                    })
+                    .map_err(|e| RequestError::Storage(StorageFailure::Read(e)));
+                let _ = reply.send(answer);
+            }
             Request::Transfer {
                 target,
                 force,

@@ -143,6 +143,7 @@ async fn run_daemon(config: DaemonConfig, config_path: PathBuf) -> Result<ExitCo
     if version_max < regent_replica::VERSION_MAX {
         tracing::warn!(node = %id, version_max, "test switch {}: this node speaks as an older build", versions::TEST_WIRE_VERSION_MAX_ENV);
     }
+    replica.set_history_keep(config.history.keep);
     let addresses = member_addresses(&config, &storage);
     let state = storage.state().clone();
     tracing::info!(

@@ -112,7 +112,7 @@ impl tracing::field::Visit for Fields {
 }
 
 /// `2026-12-07T10:40:00.123456Z` (UTC, microseconds).
-fn rfc3339(at: std::time::SystemTime) -> String {
+pub(crate) fn rfc3339(at: std::time::SystemTime) -> String {
     let since = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
     let (days, rest) = (secs / 86_400, secs % 86_400);

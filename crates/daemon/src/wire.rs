@@ -8,7 +8,7 @@
 //! Invariant: a host report names no node of its own: the receiver attributes it to the
 //! authenticated peer that sent it, so a regent can only report for its own host.
 
-use regent_raft::Message;
+use regent_raft::{Message, MessageBody};
 use regent_replica::{Candidacy, ClockStamp, ElectionRole};
 use regent_transport::WireMessage;
 use serde::{Deserialize, Serialize};
@@ -115,10 +115,20 @@ impl WireMessage for PeerMessage {
         }
     }
 
-    /// Clock stamps came with `regent/3`: a `regent/2` node cannot decode them (it would close
-    /// the link), so they never go to a link of that version.
+    /// Clock stamps, a TimeoutNow with its cause and a stalled leader's notice came with
+    /// `regent/3`: a `regent/2` node cannot decode them (it would close the link), so they never
+    /// go to a link of that version. (The driver sends such a link a plain TimeoutNow instead;
+    /// this catches what was queued before the link came up at version 2.)
     fn wire_version_min(&self) -> u8 {
         match self {
+            PeerMessage::Raft(m)
+                if matches!(
+                    m.body,
+                    MessageBody::TimeoutNowBecause { .. } | MessageBody::StallStepDown
+                ) =>
+            {
+                3
+            }
             PeerMessage::Raft(_) | PeerMessage::HostReport { .. } => {
                 regent_transport::tls::WIRE_VERSION_MIN
             }

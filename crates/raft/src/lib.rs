@@ -23,7 +23,7 @@ pub use membership::{ConfChange, ConfChangeError};
 pub use message::{ConflictHint, Message, MessageBody};
 pub use node::{
     ProposeError, RaftNode, ReadError, ReadState, RestoredState, SnapshotRequest, Status,
-    StepError, TransferError,
+    StepError, TransferCampaign, TransferError,
 };
 pub use ready::{Batch, Ready, SoftState};
 pub use rng::{RaftRng, SplitMix64};

@@ -64,7 +64,9 @@ pub enum MessageBody {
     SnapshotInstalled {
         last_index: LogIndex,
     },
-    /// Leadership transfer: the leader tells an up-to-date voter to campaign at once.
+    /// Leadership transfer: the leader tells an up-to-date voter to campaign at once. The
+    /// shape of wire version 2; this build sends [`MessageBody::TimeoutNowBecause`], which the
+    /// caller turns into this for a peer that speaks only version 2.
     TimeoutNow {
         round: u64,
     },
@@ -76,6 +78,20 @@ pub enum MessageBody {
     ReadIndexResponse {
         ctx: u64,
         index: Option<LogIndex>,
+    },
+    /// The leader of this term stepped down because its disk stalled past
+    /// `persist_stall_max_ms`. Information only: the core does nothing with it; the caller of
+    /// the node that leads next reads it to record why leadership moved. Appended last, so the
+    /// encoding of the variants above is unchanged.
+    StallStepDown,
+    /// [`MessageBody::TimeoutNow`] with the caller's reason for the hand-over (`cause`), opaque
+    /// to the core: the target's caller reads it back
+    /// ([`RaftNode::transfer_campaign`](crate::RaftNode::transfer_campaign)) to record why
+    /// leadership moved. Appended last (wire version 3): a version-2 peer gets
+    /// [`MessageBody::without_cause`] instead, and its plain TimeoutNow reads as cause 0.
+    TimeoutNowBecause {
+        round: u64,
+        cause: u8,
     },
 }
 
@@ -90,6 +106,24 @@ pub struct ConflictHint {
 }
 
 impl MessageBody {
+    /// Whether this is a leadership transfer's TimeoutNow, with or without a cause.
+    pub fn is_timeout_now(&self) -> bool {
+        matches!(
+            self,
+            MessageBody::TimeoutNow { .. } | MessageBody::TimeoutNowBecause { .. }
+        )
+    }
+
+    /// The body in wire version 2's vocabulary: a TimeoutNow without its cause. `None` for a
+    /// body version 2 has no word for (`StallStepDown`: information only, not sent).
+    pub fn without_cause(self) -> Option<MessageBody> {
+        match self {
+            MessageBody::TimeoutNowBecause { round, .. } => Some(MessageBody::TimeoutNow { round }),
+            MessageBody::StallStepDown => None,
+            body => Some(body),
+        }
+    }
+
     /// A short name for traces and errors.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -102,9 +136,10 @@ impl MessageBody {
             MessageBody::Heartbeat { .. } => "Heartbeat",
             MessageBody::HeartbeatResponse { .. } => "HeartbeatResp",
             MessageBody::SnapshotInstalled { .. } => "SnapshotInstalled",
-            MessageBody::TimeoutNow { .. } => "TimeoutNow",
+            MessageBody::TimeoutNow { .. } | MessageBody::TimeoutNowBecause { .. } => "TimeoutNow",
             MessageBody::ReadIndex { .. } => "ReadIndex",
             MessageBody::ReadIndexResponse { .. } => "ReadIndexResp",
+            MessageBody::StallStepDown => "StallStepDown",
         }
     }
 }
@@ -151,8 +186,16 @@ impl fmt::Display for MessageBody {
             MessageBody::Heartbeat { commit, round } => {
                 write!(s, " commit={commit} round={round}")
             }
-            MessageBody::HeartbeatResponse { round } | MessageBody::TimeoutNow { round } => {
+            MessageBody::HeartbeatResponse { round } => {
                 write!(s, " round={round}")
+            }
+            MessageBody::TimeoutNow { round } => write!(s, " round={round}"),
+            MessageBody::TimeoutNowBecause { round, cause } => {
+                write!(s, " round={round}")?;
+                if *cause != 0 {
+                    write!(s, " cause={cause}")?;
+                }
+                Ok(())
             }
             MessageBody::SnapshotInstalled { last_index } => {
                 write!(s, " last={last_index}")
@@ -163,6 +206,7 @@ impl fmt::Display for MessageBody {
             MessageBody::ReadIndexResponse { ctx, index } => {
                 write!(s, " ctx={ctx} index={index:?}")
             }
+            MessageBody::StallStepDown => Ok(()),
         }
     }
 }

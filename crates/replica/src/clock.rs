@@ -603,7 +603,7 @@ impl Replica {
             tracing::warn!(node = %self.id, "clock drift: no lease, and no voter whose clock a quorum agrees with to hand over to");
             return;
         };
-        match self.start_handover(Some(target), None, now) {
+        match self.start_handover_because(Some(target), None, crate::Cause::Clock, now) {
             Ok(to) => {
                 tracing::warn!(node = %self.id, %to, "clock drift: no lease; handing leadership over")
             }

@@ -11,7 +11,7 @@
 //! lost to another leader, or timed out), or handed back by `abandon`; a retry is asked only of
 //! a leader with no transfer in progress, and only before the hand-over's deadline.
 
-use crate::{Action, MaintenanceRefusal, Replica, Token};
+use crate::{Action, Cause, MaintenanceRefusal, Replica, Token};
 use regent_raft::{Nanos, NodeId, Role, TransferError};
 
 /// A hand-over may take this many minimum election timeouts before it is given up.
@@ -25,6 +25,8 @@ pub(crate) struct Handover {
     pub(crate) deadline: Nanos,
     /// The request to answer (a switchover), or `None` (a stop, an unhealthy host).
     pub(crate) token: Option<Token>,
+    /// Why: sent to the target with every TimeoutNow, recorded in the history by it.
+    pub(crate) cause: Cause,
 }
 
 /// How a hand-over ended.
@@ -80,7 +82,7 @@ impl Replica {
             let role = self.candidacy(node).role;
             return Err(MaintenanceRefusal::NotCandidate { node, role });
         }
-        let to = self.start_handover(target, Some(token), now)?;
+        let to = self.start_handover_because(target, Some(token), Cause::Switchover, now)?;
         tracing::info!(node = %self.id, %to, "switchover asked");
         Ok(to)
     }
@@ -99,7 +101,7 @@ impl Replica {
             tracing::warn!(node = %self.id, "stopping while paused: no hand-over");
             return Stop::Now;
         }
-        match self.start_handover(None, None, now) {
+        match self.start_handover_because(None, None, Cause::Sigterm, now) {
             Ok(to) => {
                 tracing::info!(node = %self.id, %to, "stopping: handing leadership over first");
                 Stop::AfterHandover(to)
@@ -138,7 +140,7 @@ impl Replica {
             tracing::warn!(node = %self.id, "host unhealthy while paused: leadership stays");
             return;
         }
-        match self.start_handover(None, None, now) {
+        match self.start_handover_because(None, None, Cause::Health, now) {
             Ok(to) => {
                 tracing::warn!(node = %self.id, %to, "host unhealthy: handing leadership over")
             }
@@ -158,10 +160,13 @@ impl Replica {
         !self.handovers.is_empty()
     }
 
-    pub(crate) fn start_handover(
+    /// Starts a hand-over to `target` (or the best eligible voter); `cause` goes to the
+    /// target, which records it in the failover history.
+    pub(crate) fn start_handover_because(
         &mut self,
         target: Option<NodeId>,
         token: Option<Token>,
+        cause: Cause,
         now: Nanos,
     ) -> Result<NodeId, TransferError> {
         self.observe(now);
@@ -174,12 +179,15 @@ impl Replica {
             ),
             None => None,
         };
-        let to = self.core.transfer_leadership(target, now)?;
+        let to = self
+            .core
+            .transfer_leadership_for(target, cause.code(), now)?;
         self.handovers.push(Handover {
             to,
             started: now,
             deadline: now + self.handover_max_ns,
             token,
+            cause,
         });
         Ok(to)
     }
@@ -213,9 +221,12 @@ impl Replica {
                 .handovers
                 .iter()
                 .find(|h| now < h.deadline)
-                .map(|h| h.to);
-            if let Some(to) = retry {
-                match self.core.transfer_leadership(Some(to), now) {
+                .map(|h| (h.to, h.cause));
+            if let Some((to, cause)) = retry {
+                match self
+                    .core
+                    .transfer_leadership_for(Some(to), cause.code(), now)
+                {
                     Ok(_) => {
                         self.handover_retry_refused = false;
                         tracing::info!(node = %self.id, %to, "hand-over round timed out; asking again")

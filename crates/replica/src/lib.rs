@@ -22,6 +22,7 @@
 mod apply;
 mod clock;
 mod handover;
+mod history;
 mod install;
 mod maintenance;
 mod promote;
@@ -35,6 +36,9 @@ pub use clock::{
     CLOCK_POINTS_MIN, CLOCK_SPAN_ELECTION_TIMEOUTS, CLOCK_WINDOW_ELECTION_TIMEOUTS,
 };
 pub use handover::{HandoverOutcome, Stop, HANDOVER_ELECTION_TIMEOUTS};
+pub use history::{
+    history_key, Cause, HistoryRecord, HISTORY_KEEP_DEFAULT, HISTORY_KEEP_MAX, HISTORY_PREFIX,
+};
 pub use install::InstallVerdict;
 pub use maintenance::{
     drained_key, MaintenanceChange, MaintenanceRefusal, Pause, DRAINED_PREFIX, MAINTENANCE_PREFIX,
@@ -263,6 +267,8 @@ pub struct Replica {
     roles: roles::Roles,
     /// The links' versions and the cluster version (`versions`).
     versions: versions::Versions,
+    /// This node's part of the failover history (`history`).
+    history: history::History,
 }
 
 impl Replica {
@@ -318,6 +324,7 @@ impl Replica {
             },
             roles,
             versions: versions::Versions::default(),
+            history: history::History::default(),
         };
         replica.check_clocks(now);
         replica.reload_maintenance();
@@ -363,6 +370,7 @@ impl Replica {
     pub fn tick(&mut self, now: Nanos) {
         self.observe(now);
         self.core.tick(now);
+        self.maybe_record_leadership(self.now);
         self.check_clocks(self.now);
         self.check_drain(self.now);
         self.check_roles(self.now);
@@ -375,6 +383,7 @@ impl Replica {
     pub fn step(&mut self, m: Message, now: Nanos) -> Result<(), regent_raft::StepError> {
         self.observe(now);
         self.note_message(&m.body, m.from, m.term);
+        self.note_stall_step_down(&m);
         self.core.step(m, now)?;
         // A vote that made this node leader: the cluster version goes out with its no-op.
         self.maybe_commit_version(self.now);
@@ -493,6 +502,8 @@ impl Replica {
         // A node that became leader when its vote became durable proposes the cluster version
         // at once, so that it commits with the term's no-op.
         self.maybe_commit_version(self.now);
+        self.note_leader();
+        self.maybe_record_leadership(self.now);
         for state in self.core.take_read_states() {
             if let Some(token) = self.reads.remove(&state.ctx) {
                 out.push(Action::Read {

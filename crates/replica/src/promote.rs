@@ -127,7 +127,9 @@ impl Replica {
                 self.gate.state = Promotion::Failed { term, until };
                 self.update_campaign_hold();
                 if self.core.status(now).role == Role::Leader && !self.handing_over() {
-                    if let Err(err) = self.start_handover(None, None, now) {
+                    if let Err(err) =
+                        self.start_handover_because(None, None, crate::Cause::PromotionFailed, now)
+                    {
                         tracing::warn!(node = %self.id, reason = %err, "no hand-over possible after a failed promotion");
                     }
                 }
@@ -158,7 +160,7 @@ impl Replica {
         self.gate.ineligible = !eligible;
         self.update_campaign_hold();
         if !eligible && self.core.status(now).role == Role::Leader && !self.handing_over() {
-            let _ = self.start_handover(None, None, now);
+            let _ = self.start_handover_because(None, None, crate::Cause::Ineligible, now);
         }
     }
 
@@ -180,8 +182,7 @@ impl Replica {
             return;
         }
         for m in messages {
-            let hold = matches!(m.body, MessageBody::TimeoutNow { .. })
-                && self.gate.demoted != Some(m.term);
+            let hold = m.body.is_timeout_now() && self.gate.demoted != Some(m.term);
             if !hold {
                 out.push(Action::Send(m));
                 continue;
@@ -212,7 +213,7 @@ impl Replica {
 
     /// Notes who told this node to campaign: a hand-over, not a failover.
     pub(crate) fn note_message(&mut self, body: &MessageBody, from: NodeId, term: Term) {
-        if matches!(body, MessageBody::TimeoutNow { .. }) {
+        if body.is_timeout_now() {
             self.gate.handed_over_by = Some((from, term));
         }
         if matches!(body, MessageBody::RequestVote { .. }) {

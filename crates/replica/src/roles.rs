@@ -467,7 +467,7 @@ impl Replica {
         let Some(target) = target else {
             return;
         };
-        match self.start_handover(Some(target), None, now) {
+        match self.start_handover_because(Some(target), None, crate::Cause::PreferPriority, now) {
             Ok(to) => {
                 self.roles.preferred_handovers += 1;
                 tracing::info!(
@@ -627,10 +627,25 @@ mod tests {
                 break;
             }
         }
-        assert!(
-            led,
-            "the nofailover node had to lead to bring the candidate up"
+        // It may lead and hand over within one step of this harness (`led` samples every
+        // 5 ms): the history says so either way, the candidate's term naming the nofailover
+        // node as the previous leader, handed over because of its role.
+        net.run_ms(1500);
+        let term = net.r(candidate).core().status(net.now).term;
+        let record = net
+            .r(candidate)
+            .history(100)
+            .unwrap()
+            .into_iter()
+            .find(|r| r.term == term)
+            .expect("a history record for the candidate's term");
+        assert_eq!(record.leader, NodeId(candidate));
+        assert_eq!(
+            record.previous_leader,
+            Some(NodeId(nofailover)),
+            "{record:?} (seen leading: {led})"
         );
+        assert_eq!(record.cause, crate::Cause::NotCandidate, "{record:?}");
         assert_eq!(net.leader(), Some(candidate));
         assert!(net.r(candidate).writable(net.now), "the candidate serves");
         assert!(net.r(candidate).core().status(net.now).last_index >= tip);

@@ -60,6 +60,10 @@ pub struct Summary {
     /// drift (`clock_detect_max_ms=`), and how many were never seen (`clock_undetected=`).
     pub clock_detect_max_ms: u64,
     pub clock_undetected: u64,
+    /// Terms whose failover history record was applied (`history_records=`).
+    pub history_records: u64,
+    /// Of them, `disk_stall` records (`history_disk_stalls=`).
+    pub history_disk_stalls: u64,
     /// The first violation of each failing seed; each carries its replay command.
     pub failures: Vec<Violation>,
 }
@@ -67,7 +71,7 @@ pub struct Summary {
 impl Summary {
     pub fn line(&self) -> String {
         format!(
-            "sim: seeds={} violations={} elections={} commits={} max_election_ms={} snapshots={} conf_changes={} joint_changes={} multi_voter_changes={} earlier_term_refusals={} transfers={} reads={} retries={} learner_share={}% learner_elections={} handovers={} promotions_refused={} fenced={} installs_during_writes={} host_reports={} unpersisted_crashes={} promotions={} promotions_failed={} pauses={} drains={} forced={} role_seeds={} preferred_handovers={} clock_faults={} clock_drift_seen={} clock_detect_max_ms={} clock_undetected={}",
+            "sim: seeds={} violations={} elections={} commits={} max_election_ms={} snapshots={} conf_changes={} joint_changes={} multi_voter_changes={} earlier_term_refusals={} transfers={} reads={} retries={} learner_share={}% learner_elections={} handovers={} promotions_refused={} fenced={} installs_during_writes={} host_reports={} unpersisted_crashes={} promotions={} promotions_failed={} pauses={} drains={} forced={} role_seeds={} preferred_handovers={} clock_faults={} clock_drift_seen={} clock_detect_max_ms={} clock_undetected={} history_records={} history_disk_stalls={}",
             self.seeds,
             self.violations,
             self.elections,
@@ -99,7 +103,9 @@ impl Summary {
             self.clock_faults,
             self.clock_drift_seen,
             self.clock_detect_max_ms,
-            self.clock_undetected
+            self.clock_undetected,
+            self.history_records,
+            self.history_disk_stalls
         )
     }
 
@@ -133,6 +139,8 @@ impl Summary {
         self.forced += outcome.forced;
         self.role_seeds += u64::from(outcome.roles);
         self.preferred_handovers += outcome.preferred_handovers;
+        self.history_records += outcome.history_records;
+        self.history_disk_stalls += outcome.history_disk_stalls;
         self.clock_faults += u64::from(outcome.clock_fault.is_some());
         self.clock_drift_seen += u64::from(outcome.clock_drift_seen);
         if outcome.clock_fault.is_some_and(|f| f.from > 0) {

@@ -62,10 +62,7 @@ impl Network {
         };
         // Rare control messages are held back more often: a late vote request or hand-over is
         // where stickiness and lease bugs hide.
-        let rare = matches!(
-            m.body,
-            MessageBody::TimeoutNow { .. } | MessageBody::RequestVote { .. }
-        );
+        let rare = m.body.is_timeout_now() || matches!(m.body, MessageBody::RequestVote { .. });
         for _ in 0..copies {
             let mut delay = self.delay(&mut env.rng);
             let long_ppm = self.faults.long_delay_ppm * if rare { 20 } else { 1 };

@@ -10,6 +10,9 @@ use regent_replica::{Abandoned, ClockCheck, Replica};
 
 /// The clock check's threshold, in millionths of the drift bound: the daemon's default.
 pub const CLOCK_ALARM_PPM: u64 = 500_000;
+/// The failover history's `keep` in the simulator: small, so that runs with many leaders
+/// prune it.
+pub const HISTORY_KEEP: u32 = 8;
 use regent_storage::{JournalState, LogStorage, StateReader};
 
 pub struct SimNode {
@@ -93,6 +96,7 @@ impl SimNode {
         let mut replica = Replica::new(config, &self.disk.store, bootstrap, rng, local)
             .expect("the simulated disk and config are valid");
         replica.set_clock_check(check);
+        replica.set_history_keep(HISTORY_KEEP);
         self.replica = Some(replica);
     }
 

@@ -11,6 +11,7 @@
 mod backup;
 pub mod body;
 pub mod forward;
+mod history;
 pub mod journal;
 mod maintenance;
 pub mod members;
@@ -22,8 +23,9 @@ mod streams;
 mod txn;
 
 pub use request::{
-    BackupSource, BusyReason, HandoverAnswer, MembersRefusal, ReadAnswer, ReadQuery, ReloadRefusal,
-    Request, RequestError, SnapshotAnswer, StorageFailure, TransferFailure, WriteAnswer,
+    BackupSource, BusyReason, HandoverAnswer, HistoryAnswer, MembersRefusal, ReadAnswer, ReadQuery,
+    ReloadRefusal, Request, RequestError, SnapshotAnswer, StorageFailure, TransferFailure,
+    WriteAnswer,
 };
 
 use base64::alphabet;

@@ -205,6 +205,20 @@ pub enum Request {
         mode: Option<ReadMode>,
         reply: oneshot::Sender<Result<ReadAnswer, RequestError>>,
     },
+    /// The failover history as applied here (any node answers): the newest `limit` records.
+    History {
+        limit: usize,
+        reply: oneshot::Sender<Result<HistoryAnswer, RequestError>>,
+    },
+}
+
+/// The failover history as this node applied it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryAnswer {
+    /// Oldest first.
+    pub records: Vec<regent_replica::HistoryRecord>,
+    /// The applied index the records reflect.
+    pub applied_index: LogIndex,
 }
 
 /// An open snapshot for a backup, and the identity of the store it was taken from.

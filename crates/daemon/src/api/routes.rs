@@ -123,6 +123,9 @@ async fn route(
             return super::streams::changes(context, &query).await
         }
         "/v1/kv" if method == Method::GET => return kv_range(context, &query).await,
+        "/v1/history" if method == Method::GET => {
+            return super::history::history(context, &query).await
+        }
         p if p.starts_with("/v1/journal") => {
             return super::journal::handle(context, &path, &query, request).await
         }
@@ -180,7 +183,7 @@ async fn route(
         "/v1/status" | "/v1/leader" | "/v1/replica" | "/v1/health" | "/metrics" => {
             return method_not_allowed("GET, HEAD")
         }
-        "/v1/leadership/watch" | "/v1/watch" | "/v1/kv" | "/v1/admin/backup" => {
+        "/v1/leadership/watch" | "/v1/watch" | "/v1/kv" | "/v1/history" | "/v1/admin/backup" => {
             return method_not_allowed("GET")
         }
         "/v1/session"

@@ -133,6 +133,26 @@ pub struct DaemonConfig {
     /// Who may lead: this node's role (candidate, nofailover, witness) and priority.
     #[serde(default)]
     pub election: ElectionConfig,
+    /// The failover history: how many leadership changes the replicated history keeps.
+    #[serde(default)]
+    pub history: HistoryConfig,
+}
+
+/// The `history:` section. The leader of each term writes its record and drops the oldest
+/// beyond `keep` (the leader's value is the one in force; nodes need not agree).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HistoryConfig {
+    /// Records kept, within 1..=1000 (default 100).
+    pub keep: u32,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> HistoryConfig {
+        HistoryConfig {
+            keep: regent_replica::HISTORY_KEEP_DEFAULT,
+        }
+    }
 }
 
 /// The `backup:` section: every `interval_s` the daemon writes a backup file (the image

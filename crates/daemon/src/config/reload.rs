@@ -70,6 +70,7 @@ impl DaemonConfig {
             log,
             backup,
             election,
+            history,
         } = new;
         let old = self;
         if *cluster != old.cluster || *node_id != old.node_id {
@@ -106,6 +107,7 @@ impl DaemonConfig {
         live!(journal, "journal");
         live!(host_health, "host_health");
         live!(election, "election");
+        live!(history, "history");
         restart!(listen, "listen");
         restart!(members, "members");
         restart!(join, "join");
@@ -123,6 +125,7 @@ impl DaemonConfig {
         restart!(watchdog, "watchdog");
         restart!(vip, "vip");
         restart!(backup, "backup");
+
         let TimingConfig {
             election_timeout_min_ms,
             heartbeat_interval_ms,

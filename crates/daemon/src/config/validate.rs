@@ -136,6 +136,7 @@ impl DaemonConfig {
             .map_err(transport_error)?;
         self.storage_options().validate().map_err(storage_error)?;
         self.validate_journal()?;
+        self.validate_history()?;
         self.validate_api()?;
         self.validate_backup()?;
         self.validate_access()?;
@@ -511,6 +512,16 @@ impl DaemonConfig {
                 "journal.retained_age_max_ms",
                 "must be at least 1000",
             ));
+        }
+        Ok(())
+    }
+}
+
+impl DaemonConfig {
+    fn validate_history(&self) -> Result<(), ConfigError> {
+        let max = regent_replica::HISTORY_KEEP_MAX;
+        if !(1..=max).contains(&self.history.keep) {
+            return Err(invalid("history.keep", format!("must be within 1..={max}")));
         }
         Ok(())
     }

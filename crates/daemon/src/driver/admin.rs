@@ -69,7 +69,7 @@ impl Driver {
     /// SIGHUP or `POST /v1/admin/reload`: reads the configuration file again and reloads the
     /// certificate, key and CA bundle; then applies what may change at run time — the log
     /// filter, the host health probe, who may call admin endpoints, the lease warning, the
-    /// journal's retention. Settings that need a restart are named in the answer and the log,
+    /// journal's retention, the history's `keep`. Settings that need a restart are named in the answer and the log,
     /// and keep their old values.
     pub(super) fn reload(&mut self) -> Result<String, RequestError> {
         let refuse = |refusal: ReloadRefusal| {
@@ -131,6 +131,10 @@ impl Driver {
                 new.election.role.role(),
                 new.election.priority
             ));
+        }
+        if plan.applies("history") {
+            self.replica.set_history_keep(new.history.keep);
+            applied.push(format!("history.keep {}", new.history.keep));
         }
         self.admin.config = plan.in_force;
         let mut text = format!(

@@ -10,8 +10,16 @@ use regent_transport::{Inbound, LinkEvent};
 use tokio::sync::broadcast;
 
 impl Driver {
-    pub(super) fn send(&mut self, m: Message) {
+    pub(super) fn send(&mut self, mut m: Message) {
         let to = m.to;
+        // A peer that speaks only wire version 2 gets its TimeoutNow without the cause, and
+        // nothing it has no word for.
+        if self.transport.wire_version(to) == Some(2) {
+            match m.body.without_cause() {
+                Some(body) => m.body = body,
+                None => return,
+            }
+        }
         if let Err(err) = self.transport.send(to, &PeerMessage::Raft(m)) {
             tracing::debug!(node = %self.id, peer = %to, error = %err, "message not queued");
         }

@@ -27,6 +27,7 @@ impl Driver {
                 Request::Members { reply, .. } => drop(reply.send(Err(refused))),
                 Request::Snapshot { reply, .. } => drop(reply.send(Err(refused))),
                 Request::Backup { reply } => drop(reply.send(Err(refused))),
+                Request::History { reply, .. } => drop(reply.send(Err(refused))),
                 Request::Reload { reply } => {
                     if let Some(reply) = reply {
                         let _ = reply.send(Err(refused));

@@ -40,6 +40,10 @@ impl RaftNode {
             if !self.stall_step_down_held
                 && self.now.saturating_sub(r.issued_at) > self.config.persist_stall_max_ns()
             {
+                // Tell the followers why no more heartbeats come: the next leader records it.
+                for peer in self.voters_except_me() {
+                    self.send(peer, self.term, MessageBody::StallStepDown);
+                }
                 self.become_follower(self.term, None);
                 return;
             }
@@ -145,7 +149,12 @@ impl RaftNode {
             // no round up to this one may extend our lease any more.
             lead.lease_round_floor = lead.lease_round_floor.max(lead.round);
             let round = lead.round;
-            self.send(t.target, self.term, MessageBody::TimeoutNow { round });
+            let cause = t.cause;
+            self.send(
+                t.target,
+                self.term,
+                MessageBody::TimeoutNowBecause { round, cause },
+            );
         } else {
             self.send_append(t.target);
         }

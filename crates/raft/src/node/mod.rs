@@ -142,6 +142,8 @@ pub struct Status {
 #[derive(Clone, Copy, Debug)]
 struct Transfer {
     target: NodeId,
+    /// The caller's reason, sent to the target with TimeoutNow.
+    cause: u8,
     /// The hand-over is abandoned (and the leader resumes) after this.
     deadline: Nanos,
 }
@@ -165,6 +167,17 @@ struct InflightReady {
     last_entry: Option<(LogIndex, Term)>,
     hard_state: Option<HardState>,
     issued_at: Nanos,
+}
+
+/// A campaign this node started because its leader handed over to it (TimeoutNow).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TransferCampaign {
+    /// The term this node campaigned in.
+    pub term: Term,
+    /// The leader that handed over.
+    pub from: NodeId,
+    /// The caller's reason, as the old leader's caller gave it to `transfer_leadership_for`.
+    pub cause: u8,
 }
 
 /// What only a leader keeps, for the term it leads: created when it wins, dropped when it steps
@@ -232,6 +245,9 @@ pub struct RaftNode {
 
     /// `Some` exactly while `role` is `Leader`.
     leader_state: Option<LeaderState>,
+    /// The last campaign a TimeoutNow started here: its term is this node's term while that
+    /// campaign (or the leadership it won) lasts.
+    transfer_campaign: Option<TransferCampaign>,
 
     // Output.
     messages: Vec<Message>,
@@ -323,6 +339,7 @@ impl RaftNode {
             read_states: Vec::new(),
             snapshot_sends: Vec::new(),
             leader_state: None,
+            transfer_campaign: None,
             messages: Vec::new(),
             messages_after_persist: Vec::new(),
             handed_hard_state: hard_state,
@@ -513,13 +530,25 @@ impl RaftNode {
                     }
                 }
             }
-            MessageBody::TimeoutNow { round } => {
+            MessageBody::TimeoutNow { .. } | MessageBody::TimeoutNowBecause { .. } => {
+                let (round, cause) = match m.body {
+                    MessageBody::TimeoutNowBecause { round, cause } => (round, cause),
+                    MessageBody::TimeoutNow { round } => (round, 0),
+                    _ => unreachable!("matched above"),
+                };
                 // Only our leader of this term may hand over to us; campaign at once.
                 if self.leader == Some(m.from)
                     && self.configs.current().is_voter(self.id)
                     && !self.campaigns_held
                 {
                     self.campaign(false, Some(round));
+                    if self.role == Role::Candidate {
+                        self.transfer_campaign = Some(TransferCampaign {
+                            term: self.term,
+                            from: m.from,
+                            cause,
+                        });
+                    }
                 }
             }
             MessageBody::ReadIndex { ctx } => {
@@ -530,6 +559,8 @@ impl RaftNode {
                     self.send(m.from, self.term, body);
                 }
             }
+            // Information for the caller (why the leader went quiet), nothing for the core.
+            MessageBody::StallStepDown => {}
             MessageBody::ReadIndexResponse { ctx, index } => {
                 if self.reads_forwarded.remove(&ctx) {
                     match index {
@@ -555,6 +586,18 @@ impl RaftNode {
         target: Option<NodeId>,
         now: Nanos,
     ) -> Result<NodeId, TransferError> {
+        self.transfer_leadership_for(target, 0, now)
+    }
+
+    /// As [`transfer_leadership`](Self::transfer_leadership), with the caller's reason: an
+    /// opaque code carried to the target in TimeoutNow, which its caller reads back with
+    /// [`transfer_campaign`](Self::transfer_campaign).
+    pub fn transfer_leadership_for(
+        &mut self,
+        target: Option<NodeId>,
+        cause: u8,
+        now: Nanos,
+    ) -> Result<NodeId, TransferError> {
         self.observe(now);
         if self.role != Role::Leader {
             return Err(TransferError::NotLeader {
@@ -578,7 +621,11 @@ impl RaftNode {
         };
         let deadline = self.now + self.config.election_timeout_min_ns();
         let lead = self.lead_mut();
-        lead.transfer = Some(Transfer { target, deadline });
+        lead.transfer = Some(Transfer {
+            target,
+            cause,
+            deadline,
+        });
         // Give up the lease now: the target's campaign may bypass stickiness.
         lead.lease_until = 0;
         lead.lease_round_floor = lead.round;
@@ -1007,6 +1054,12 @@ impl RaftNode {
             .map(|t| t.target)
     }
 
+    /// The hand-over that made this node campaign in its current term, if one did (`None`
+    /// after an election of its own timer, or once the term moved on).
+    pub fn transfer_campaign(&self) -> Option<TransferCampaign> {
+        self.transfer_campaign.filter(|c| c.term == self.term)
+    }
+
     pub fn status(&self, now: Nanos) -> Status {
         let lease = self
             .leader_state
@@ -1070,7 +1123,7 @@ impl RaftNode {
             "term {:?} vote {:?} log {:?} configs {:?} role {:?} leader {:?} \
              election_deadline {} last_leader_contact {} leader_round_seen {} \
              restart_refusal_until {} votes {:?} reads_forwarded {:?} reads_awaiting_apply {:?} \
-             read_states {:?} snapshot_sends {:?} leader_state {:?} messages {:?} \
+             read_states {:?} snapshot_sends {:?} leader_state {:?} transfer_campaign {:?} messages {:?} \
              messages_after_persist {:?} handed_hard_state {:?} durable_term_vote {:?} \
              inflight {:?} readies_handed_out {} reported_soft_state {:?}",
             self.term,
@@ -1089,6 +1142,7 @@ impl RaftNode {
             self.read_states,
             self.snapshot_sends,
             self.leader_state,
+            self.transfer_campaign,
             self.messages,
             self.messages_after_persist,
             self.handed_hard_state,

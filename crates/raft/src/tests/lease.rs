@@ -131,6 +131,12 @@ fn a_deposed_leader_refuses_votes_until_its_advertised_deadline() {
                 node.tick(now);
                 if node.status(now).role != Role::Leader {
                     advertised = before.lease_deadline.expect("a lease");
+                    // It tells every voter why it went quiet (for the next leader's record).
+                    let told: Vec<u64> = (node.take_messages().into_iter())
+                        .filter(|m| m.body == MessageBody::StallStepDown && m.term == before.term)
+                        .map(|m| m.to.0)
+                        .collect();
+                    assert_eq!(told, [2, 3]);
                     break;
                 }
                 for m in node.take_messages() {

@@ -35,9 +35,7 @@ fn a_lagging_target_is_told_to_campaign_only_once_caught_up() {
     let mut timeout_now_seen_caught_up = None;
     net.deliver_checking(|net| {
         let (_, last) = net.delivered.last().unwrap();
-        if matches!(last.body, MessageBody::TimeoutNow { .. })
-            && timeout_now_seen_caught_up.is_none()
-        {
+        if last.body.is_timeout_now() && timeout_now_seen_caught_up.is_none() {
             timeout_now_seen_caught_up = Some(net.status(3).last_index == leader_last);
         }
     });
@@ -48,6 +46,31 @@ fn a_lagging_target_is_told_to_campaign_only_once_caught_up() {
     );
     assert_eq!(net.leaders(), vec![n(3)]);
     assert_eq!(net.status(3).term, t(2));
+}
+
+#[test]
+fn the_cause_of_a_transfer_reaches_the_target_and_only_for_the_term_it_won() {
+    let mut net = Network::new(3);
+    net.elect(1);
+    let now = net.now;
+    let leader = net.nodes.get_mut(&n(1)).unwrap();
+    assert_eq!(leader.transfer_leadership_for(Some(n(2)), 7, now), Ok(n(2)));
+    net.deliver();
+    assert_eq!(net.leaders(), vec![n(2)]);
+    let won = net.nodes[&n(2)].transfer_campaign();
+    assert_eq!(
+        won,
+        Some(TransferCampaign {
+            term: t(2),
+            from: n(1),
+            cause: 7
+        })
+    );
+    assert_eq!(net.nodes[&n(1)].transfer_campaign(), None);
+    // A plain election later: the hand-over no longer describes the term.
+    net.elect(3);
+    assert_eq!(net.nodes[&n(3)].transfer_campaign(), None);
+    assert_eq!(net.nodes[&n(2)].transfer_campaign(), None);
 }
 
 #[test]

@@ -58,6 +58,16 @@ impl Facts {
         Ok(())
     }
 
+    /// The node seen leading `term`, if any.
+    pub fn leader_of(&self, term: Term) -> Option<NodeId> {
+        self.leaders.get(&term).copied()
+    }
+
+    /// Whether `id` was seen leading a term before `term`.
+    pub fn led_before(&self, id: NodeId, term: Term) -> bool {
+        self.leaders.iter().any(|(&t, &l)| l == id && t < term)
+    }
+
     /// A node's durable log grew by `new`: each new entry must agree with every other copy of
     /// the same (index, term), down to the term of its predecessor (log matching).
     pub fn on_durable_entries(

@@ -21,6 +21,7 @@
 pub mod durability;
 pub mod facts;
 pub mod final_state;
+pub mod history;
 pub mod journal;
 pub mod lease;
 pub mod linearizability;
@@ -95,6 +96,10 @@ pub enum ViolationKind {
     Fencing,
     /// A journal report logged in the name of a node whose host never made it.
     HostReport,
+    /// A failover history record that is not true: it names another leader than the term's,
+    /// a hand-over from another node than the previous term's leader, or more than `keep`
+    /// records are kept, or out of term order.
+    History,
     /// A hand-over answered done while not done, kept past its deadline, or a leader with one
     /// in progress not transferring to its target.
     Handover,
@@ -143,6 +148,7 @@ impl ViolationKind {
             ViolationKind::PromotionRule => "promotion rule",
             ViolationKind::Fencing => "fencing",
             ViolationKind::HostReport => "host report",
+            ViolationKind::History => "failover history",
             ViolationKind::Handover => "hand-over",
             ViolationKind::NoLeaderAfterHeal => "no leader after heal",
             ViolationKind::NotSettled => "not settled",

@@ -53,6 +53,7 @@ pub fn must_reject_when_stale(body: &MessageBody) -> bool {
                 ..
             }
             | MessageBody::TimeoutNow { .. }
+            | MessageBody::TimeoutNowBecause { .. }
     )
 }
 

@@ -6,7 +6,7 @@
 //! Invariant: a node is checked (`observe`) after every batch of its actions.
 
 use super::Cluster;
-use crate::checker::{durability, Finding, ViolationKind};
+use crate::checker::{durability, history, Finding, ViolationKind};
 use crate::hosts::{FENCE, HOST_REPORT};
 use crate::snapshot::ChunkArrival;
 use crate::time::Event;
@@ -229,7 +229,23 @@ impl Cluster {
         let id = self.nodes[i].id;
         let applied = entries.iter().map(|e| self.facts.on_apply(id, e));
         let reports = entries.iter().map(|e| self.hosts.check_applied(e));
-        let findings: Vec<Finding> = applied.chain(reports).filter_map(Result::err).collect();
+        let mut findings: Vec<Finding> = applied.chain(reports).filter_map(Result::err).collect();
+        for e in entries {
+            match history::records_in(e) {
+                Ok(records) => {
+                    for record in records {
+                        if let Err(f) = history::check_record(&self.facts, e, &record) {
+                            findings.push(f);
+                        }
+                        self.history_terms.insert(record.term);
+                        if record.cause == regent_replica::Cause::DiskStall {
+                            self.history_stall_terms.insert(record.term);
+                        }
+                    }
+                }
+                Err(f) => findings.push(f),
+            }
+        }
         for f in findings {
             self.violation(f);
         }

@@ -2,7 +2,7 @@
 //! liveness and the final state after healing; a violation gets its seed's replay command.
 
 use super::Cluster;
-use crate::checker::{final_state, lease, liveness, quorum, Finding, Replay, Violation};
+use crate::checker::{final_state, history, lease, liveness, quorum, Finding, Replay, Violation};
 use crate::time::MS;
 use regent_storage::LogStorage;
 
@@ -82,6 +82,14 @@ impl Cluster {
         if !self.settled() {
             self.violation(liveness::not_settled(&self.nodes, self.cfg.settle_ms_max));
             return;
+        }
+        let keep = crate::node::HISTORY_KEEP as usize;
+        let histories: Vec<_> = (self.nodes.iter())
+            .filter_map(|node| node.replica.as_ref())
+            .filter_map(|replica| history::check_final(replica, keep).err())
+            .collect();
+        for f in histories {
+            self.violation(f);
         }
         let members = liveness::final_members(&self.nodes);
         if let Err(f) = final_state::check(&self.nodes, &members, &self.workload) {

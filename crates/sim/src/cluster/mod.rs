@@ -88,6 +88,10 @@ pub struct SimOutcome {
     pub clock_drift_seen: bool,
     /// For a clock that left the bound mid-run: how long until some node saw it drift.
     pub clock_detect_ns: Option<Nanos>,
+    /// Terms whose failover history record was applied.
+    pub history_records: u64,
+    /// Of them, the records of a leader elected after its predecessor's disk stalled.
+    pub history_disk_stalls: u64,
     pub trace: Vec<String>,
 }
 
@@ -121,6 +125,10 @@ pub struct Cluster {
     pub(crate) promotions: u64,
     pub(crate) promotions_failed: u64,
     elections: u64,
+    /// The terms whose failover history record some node applied.
+    history_terms: std::collections::BTreeSet<regent_raft::Term>,
+    /// Those whose record says `disk_stall`.
+    history_stall_terms: std::collections::BTreeSet<regent_raft::Term>,
     violations: Vec<Violation>,
     election_after_heal_ns: u64,
     clock_fault: Option<ClockFault>,
@@ -215,6 +223,8 @@ impl Cluster {
             promotions: 0,
             promotions_failed: 0,
             elections: 0,
+            history_terms: std::collections::BTreeSet::new(),
+            history_stall_terms: std::collections::BTreeSet::new(),
             violations: Vec::new(),
             election_after_heal_ns: 0,
             promotion_gate: PromotionGate::draw(cfg.seed),
@@ -331,6 +341,8 @@ impl Cluster {
             clock_fault: self.clock_fault,
             clock_drift_seen: self.clock_drift_seen,
             clock_detect_ns: self.clock_detect_ns,
+            history_records: self.history_terms.len() as u64,
+            history_disk_stalls: self.history_stall_terms.len() as u64,
             trace: self.env.take_trace(),
         }
     }
