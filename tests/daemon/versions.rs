@@ -169,11 +169,41 @@ fn a_node_of_the_older_version_holds_the_cluster_at_2_until_upgraded_and_a_downg
             .any(|m| m["id"] == old && m["wire_version"] == 2)
     });
     write_everywhere(&c, "mixed", b"one");
+    let sockets: Vec<std::path::PathBuf> = c.nodes.iter().map(|n| n.socket.clone()).collect();
+    let socket = |id: u64| sockets[(id - 1) as usize].clone();
+
+    // Hand-overs work across the versions: to the old node (it gets a TimeoutNow without the
+    // cause) and back from it (its plain TimeoutNow reads as a hand-over).
+    let leader = writable_leader(&c);
+    if leader != old {
+        let to_old = http(
+            &socket(leader),
+            "POST",
+            &format!("/v1/admin/switchover?to={old}"),
+            b"",
+        )
+        .unwrap();
+        assert_eq!(
+            to_old.status,
+            200,
+            "switchover to the old node: {:?}",
+            to_old.json()
+        );
+    }
+    wait_status(&c, old, "the old node writable", SETTLE, |s| {
+        s["writable"] == true
+    });
+    let back = http(&socket(old), "POST", "/v1/admin/switchover?to=1", b"").unwrap();
+    assert_eq!(
+        back.status,
+        200,
+        "switchover from the old node: {:?}",
+        back.json()
+    );
+    wait_status(&c, 1, "n1 writable", SETTLE, |s| s["writable"] == true);
 
     // Version-3 requests are refused, on the leader and on a follower.
     let leader = writable_leader(&c);
-    let sockets: Vec<std::path::PathBuf> = c.nodes.iter().map(|n| n.socket.clone()).collect();
-    let socket = |id: u64| sockets[(id - 1) as usize].clone();
     let pause = http(
         &socket(leader),
         "POST",
