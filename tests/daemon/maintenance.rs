@@ -4,28 +4,11 @@
 //!
 //! Timing: every wait polls against a generous deadline; nothing asserts a sub-second duration.
 
-use crate::support::{http, regent_at, Cluster, Feed, TEST_SETTINGS};
+use crate::support::{http, regent_at, wait_status, Cluster, Feed, TEST_SETTINGS};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
 const ELECTION: Duration = Duration::from_secs(20);
-
-/// Polls until `ok` holds for node `id`'s status; panics with the logs after `timeout`.
-fn wait_status(c: &Cluster, id: u64, what: &str, timeout: Duration, ok: impl Fn(&Value) -> bool) {
-    let started = Instant::now();
-    loop {
-        if c.status(id).is_some_and(|s| ok(&s)) {
-            return;
-        }
-        assert!(
-            started.elapsed() < timeout,
-            "n{id}: {what} not seen within {timeout:?} (status: {:?}):\n{}",
-            c.status(id),
-            c.all_logs()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn metric(c: &Cluster, id: u64, name: &str) -> Option<String> {
     let answer = http(&c.nodes[(id - 1) as usize].socket, "GET", "/metrics", b"").ok()?;

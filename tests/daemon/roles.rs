@@ -5,7 +5,7 @@
 //!
 //! Timing: every wait polls against a generous deadline; nothing asserts a sub-second duration.
 
-use crate::support::{regent_at, Cluster, TEST_SETTINGS};
+use crate::support::{regent_at, wait_status, Cluster, TEST_SETTINGS};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -17,23 +17,6 @@ fn configure(c: &Cluster, id: u64, yaml: &str) {
     let mut text = std::fs::read_to_string(path).unwrap();
     text.push_str(yaml);
     std::fs::write(path, text).unwrap();
-}
-
-/// Polls until `ok` holds for node `id`'s status; panics with the logs after `timeout`.
-fn wait_status(c: &Cluster, id: u64, what: &str, timeout: Duration, ok: impl Fn(&Value) -> bool) {
-    let started = Instant::now();
-    loop {
-        if c.status(id).is_some_and(|s| ok(&s)) {
-            return;
-        }
-        assert!(
-            started.elapsed() < timeout,
-            "n{id}: {what} not seen within {timeout:?} (status: {:?}):\n{}",
-            c.status(id),
-            c.all_logs()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// The role and priority node `id`'s status gives member `member`.

@@ -622,3 +622,26 @@ pub fn voters(c: &Cluster, id: u64) -> Vec<u64> {
         })
         .unwrap_or_default()
 }
+
+/// Polls until `ok` holds for node `id`'s status; panics with the logs after `timeout`.
+pub fn wait_status(
+    c: &Cluster,
+    id: u64,
+    what: &str,
+    timeout: Duration,
+    ok: impl Fn(&Value) -> bool,
+) {
+    let started = Instant::now();
+    loop {
+        if c.status(id).is_some_and(|s| ok(&s)) {
+            return;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "n{id}: {what} not seen within {timeout:?} (status: {:?}):\n{}",
+            c.status(id),
+            c.all_logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

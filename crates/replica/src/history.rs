@@ -452,159 +452,21 @@ fn read_records(state: &dyn StateReader, me: NodeId) -> Result<Vec<HistoryRecord
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testnet::{Net, MS};
     use crate::{Action, Stop};
-    use regent_raft::SplitMix64;
-    use regent_raft::{Config, Membership, Message};
+    use regent_raft::{Config, Membership, SplitMix64};
     use regent_storage::{Command, Identity, LogStorage, MemStorage, StorageOptions};
-    use std::collections::VecDeque;
 
-    const MS: Nanos = 1_000_000;
-
-    /// Three replicas on a synchronous, lossless network with synchronous disks; a node may be
-    /// cut off (down: it neither sends nor receives, nor is ticked).
-    struct Net {
-        nodes: Vec<(Replica, MemStorage)>,
-        down: Vec<bool>,
-        /// A stalled disk: the node's batches wait here until it is unstalled.
-        stalled: Vec<Option<Vec<crate::Persist>>>,
-        wire: VecDeque<Message>,
-        stamps: VecDeque<(NodeId, NodeId, crate::ClockStamp)>,
-        now: Nanos,
+    /// The test network, every node keeping `keep` records.
+    fn net_keeping(keep: u32) -> Net {
+        let mut net = Net::new();
+        for id in 1..=3 {
+            net.r_mut(id).set_history_keep(keep);
+        }
+        net
     }
 
     impl Net {
-        fn new(keep: u32) -> Net {
-            let voters = Membership::new([NodeId(1), NodeId(2), NodeId(3)]);
-            let nodes = (1..=3u64)
-                .map(|id| {
-                    let identity = Identity {
-                        cluster_id: "history-test".into(),
-                        node_id: NodeId(id),
-                    };
-                    let disk = MemStorage::new(identity, StorageOptions::default())
-                        .unwrap()
-                        .0;
-                    let mut config = Config::new(NodeId(id));
-                    config.election_timeout_min_ms = 100;
-                    config.heartbeat_interval_ms = 10;
-                    config.persist_stall_max_ms = 300;
-                    let rng = Box::new(SplitMix64::new(id * 7919));
-                    let mut r = Replica::new(config, &disk, voters.clone(), rng, MS).unwrap();
-                    r.set_history_keep(keep);
-                    (r, disk)
-                })
-                .collect();
-            Net {
-                nodes,
-                down: vec![false; 3],
-                stalled: vec![None, None, None],
-                wire: VecDeque::new(),
-                stamps: VecDeque::new(),
-                now: MS,
-            }
-        }
-
-        fn r(&self, id: u64) -> &Replica {
-            &self.nodes[(id - 1) as usize].0
-        }
-
-        fn r_mut(&mut self, id: u64) -> &mut Replica {
-            &mut self.nodes[(id - 1) as usize].0
-        }
-
-        fn pump(&mut self) {
-            loop {
-                let mut moved = false;
-                for i in 0..self.nodes.len() {
-                    if self.down[i] {
-                        continue;
-                    }
-                    loop {
-                        let mut out = Vec::new();
-                        self.nodes[i].0.poll(&mut out);
-                        if out.is_empty() {
-                            break;
-                        }
-                        moved = true;
-                        self.carry_out(i, out);
-                    }
-                }
-                while let Some(m) = self.wire.pop_front() {
-                    let to = (m.to.0 - 1) as usize;
-                    if !self.down[to] && !self.down[(m.from.0 - 1) as usize] {
-                        moved = true;
-                        let now = self.now;
-                        let _ = self.nodes[to].0.step(m, now);
-                    }
-                }
-                while let Some((from, to, stamp)) = self.stamps.pop_front() {
-                    let t = (to.0 - 1) as usize;
-                    if !self.down[t] {
-                        let now = self.now;
-                        self.nodes[t].0.clock_stamp(from, stamp, now);
-                    }
-                }
-                if !moved {
-                    return;
-                }
-            }
-        }
-
-        fn carry_out(&mut self, i: usize, actions: Vec<Action>) {
-            let from = NodeId(i as u64 + 1);
-            for action in actions {
-                match action {
-                    Action::Send(m) => self.wire.push_back(m),
-                    Action::ClockStamp { to, stamp } => self.stamps.push_back((from, to, stamp)),
-                    Action::Persist(p) if self.stalled[i].is_some() => {
-                        self.stalled[i].as_mut().unwrap().push(p);
-                    }
-                    Action::Persist(p) => {
-                        let (r, disk) = &mut self.nodes[i];
-                        disk.write_batch(&p.batch).unwrap();
-                        let mut more = Vec::new();
-                        r.persisted(p.number, &mut more);
-                        self.carry_out(i, more);
-                    }
-                    Action::PersistState(flush) => {
-                        let (r, disk) = &mut self.nodes[i];
-                        disk.write_state(&flush).unwrap();
-                        let mut more = Vec::new();
-                        r.state_persisted(flush.applied(), &mut more);
-                        self.carry_out(i, more);
-                    }
-                    Action::Compact(index) => {
-                        let (r, disk) = &mut self.nodes[i];
-                        disk.compact_log(index).unwrap();
-                        r.compacted(index);
-                    }
-                    _ => {}
-                }
-            }
-        }
-
-        /// Runs `ms` milliseconds in 5 ms steps; the wall clock is the monotonic one.
-        fn run_ms(&mut self, ms: u64) {
-            for _ in 0..ms / 5 {
-                self.now += 5 * MS;
-                let now = self.now;
-                for i in 0..self.nodes.len() {
-                    if !self.down[i] {
-                        self.nodes[i].0.set_wall_clock(now, now / MS);
-                        self.nodes[i].0.tick(now);
-                    }
-                }
-                self.pump();
-            }
-        }
-
-        fn leader(&self) -> Option<u64> {
-            (1..=3).find(|&id| {
-                !self.down[(id - 1) as usize]
-                    && self.r(id).core().status(self.now).role == Role::Leader
-            })
-        }
-
         /// Runs until a live node leads, is writable and every live node applied its record.
         fn until_recorded(&mut self) -> u64 {
             for _ in 0..400 {
@@ -640,7 +502,7 @@ mod tests {
 
     #[test]
     fn the_first_leader_records_an_election_without_a_previous_leader() {
-        let mut net = Net::new(HISTORY_KEEP_DEFAULT);
+        let mut net = net_keeping(HISTORY_KEEP_DEFAULT);
         let l = net.until_recorded();
         let record = net.last_record();
         assert_eq!(record.leader, NodeId(l));
@@ -654,7 +516,7 @@ mod tests {
 
     #[test]
     fn hand_overs_record_their_cause_and_the_old_leader() {
-        let mut net = Net::new(HISTORY_KEEP_DEFAULT);
+        let mut net = net_keeping(HISTORY_KEEP_DEFAULT);
         let first = net.until_recorded();
         let to = if first == 1 { 2 } else { 1 };
         let now = net.now;
@@ -694,7 +556,7 @@ mod tests {
 
     #[test]
     fn a_leader_whose_disk_stalls_steps_down_and_its_successor_records_why() {
-        let mut net = Net::new(HISTORY_KEEP_DEFAULT);
+        let mut net = net_keeping(HISTORY_KEEP_DEFAULT);
         let first = net.until_recorded();
         net.stalled[(first - 1) as usize] = Some(Vec::new());
         let put = Proposal::new(Command::Put {
@@ -731,7 +593,7 @@ mod tests {
 
     #[test]
     fn a_dead_leaders_successor_records_an_election_naming_it() {
-        let mut net = Net::new(HISTORY_KEEP_DEFAULT);
+        let mut net = net_keeping(HISTORY_KEEP_DEFAULT);
         let first = net.until_recorded();
         net.down[(first - 1) as usize] = true;
         let next = net.until_recorded();
@@ -748,7 +610,7 @@ mod tests {
 
     #[test]
     fn only_keep_records_remain_the_newest() {
-        let mut net = Net::new(3);
+        let mut net = net_keeping(3);
         let mut leader = net.until_recorded();
         for _ in 0..5 {
             let to = if leader == 3 { 1 } else { leader + 1 };

@@ -28,6 +28,8 @@ mod maintenance;
 mod promote;
 mod propose;
 mod roles;
+#[cfg(test)]
+mod testnet;
 mod versions;
 
 pub use apply::{COMPACT_STEP_ENTRIES, FLUSH_INTERVAL_NS, FLUSH_RECORDS_MAX};

@@ -501,7 +501,7 @@ impl Replica {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::maintenance::tests::{Net, MS};
+    use crate::testnet::{Net, MS};
     use regent_raft::{ConfChange, ConfChangeError};
     use regent_storage::{Command, Proposal};
 
