@@ -808,14 +808,7 @@ mod tests {
         net.until_leader();
         net.run_ms(2_000);
         assert_eq!(net.until_leader(), e, "d led only to hand over");
-        let term = net.r(e).core().status(net.now).term;
-        let record = net
-            .r(e)
-            .history(100)
-            .unwrap()
-            .into_iter()
-            .find(|r| r.term == term)
-            .expect("a history record for e's term");
+        let record = net.record_of_current_term(e);
         assert_eq!(record.previous_leader, Some(NodeId(d)), "{record:?}");
         assert_eq!(record.cause, crate::Cause::Drain, "{record:?}");
         assert!(net.r(e).drained().contains(&NodeId(d)));

@@ -141,16 +141,17 @@ impl Replica {
     /// required device is missing, the clock is outvoted, or the drain rule holds them (this
     /// node is drained, or not a candidate: `roles`).
     pub(crate) fn update_campaign_hold(&mut self) {
-        let backoff =
-            matches!(self.gate.state, Promotion::Failed { until, .. } if self.now < until);
-        let outvoted = self.clock_status().outvoted;
-        self.core.hold_campaigns(
-            !self.host_healthy
-                || backoff
-                || self.gate.ineligible
-                || outvoted
-                || self.maint.drain_holds,
-        );
+        let held = self.held_for_this_node() || self.maint.drain_holds;
+        self.core.hold_campaigns(held);
+    }
+
+    /// Whether something of this node's own holds its campaigns: an unhealthy host, a failed
+    /// promotion's back-off, a missing required device, an outvoted clock.
+    pub(crate) fn held_for_this_node(&self) -> bool {
+        !self.host_healthy
+            || self.promotion_deadline().is_some()
+            || self.gate.ineligible
+            || self.clock_status().outvoted
     }
 
     /// Whether this node may campaign at all (false: a required watchdog device does not

@@ -237,13 +237,7 @@ impl Replica {
     /// Whether this node would campaign now if no leader held it back: nothing but the
     /// roles' own rules holds its campaigns (carried on its stamps).
     pub fn ready_to_lead(&self) -> bool {
-        let backoff =
-            matches!(self.gate.state, crate::Promotion::Failed { until, .. } if self.now < until);
-        self.may_lead(self.id)
-            && self.host_healthy
-            && !backoff
-            && !self.gate.ineligible
-            && !self.clock_status().outvoted
+        self.may_lead(self.id) && !self.held_for_this_node()
     }
 
     /// Whether a voter set leaves some voter allowed to lead: member changes that would leave
@@ -631,14 +625,7 @@ mod tests {
         // 5 ms): the history says so either way, the candidate's term naming the nofailover
         // node as the previous leader, handed over because of its role.
         net.run_ms(1500);
-        let term = net.r(candidate).core().status(net.now).term;
-        let record = net
-            .r(candidate)
-            .history(100)
-            .unwrap()
-            .into_iter()
-            .find(|r| r.term == term)
-            .expect("a history record for the candidate's term");
+        let record = net.record_of_current_term(candidate);
         assert_eq!(record.leader, NodeId(candidate));
         assert_eq!(
             record.previous_leader,

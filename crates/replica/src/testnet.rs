@@ -174,6 +174,17 @@ impl Net {
         panic!("no leader within 2 s");
     }
 
+    /// The history record of the term node `id` is in now, as applied there.
+    pub(crate) fn record_of_current_term(&self, id: u64) -> crate::HistoryRecord {
+        let term = self.r(id).core().status(self.now).term;
+        self.r(id)
+            .history(100)
+            .unwrap()
+            .into_iter()
+            .find(|r| r.term == term)
+            .unwrap_or_else(|| panic!("no history record on n{id} for its term {term:?}"))
+    }
+
     /// Asks node `id` (leading) for a maintenance change, then runs 50 ms.
     pub(crate) fn change(&mut self, id: u64, change: MaintenanceChange) {
         let (now, wall) = (self.now, self.now / MS);

@@ -89,8 +89,16 @@ pub fn decode_cluster_version(value: &[u8]) -> Option<u8> {
 /// link known), with `committed` in force: lower at once to the lowest version heard, raise
 /// only when every voter is heard at the new version. `None`: leave the record as it is.
 pub fn cluster_version_target(own: u8, committed: u8, links: &[Option<u8>]) -> Option<u8> {
-    let lowest = links.iter().flatten().copied().fold(own, u8::min);
-    let all_heard = links.iter().all(Option::is_some);
+    target_of(own, committed, links.iter().copied())
+}
+
+/// [`cluster_version_target`] over an iterator: the leader runs it at every input, so it
+/// allocates nothing.
+fn target_of(own: u8, committed: u8, links: impl Iterator<Item = Option<u8>>) -> Option<u8> {
+    let (lowest, all_heard) = links.fold((own, true), |(low, all), link| match link {
+        Some(v) => (low.min(v), all),
+        None => (low, false),
+    });
     if lowest < committed || (lowest > committed && all_heard) {
         Some(lowest)
     } else {
@@ -224,14 +232,13 @@ impl Replica {
             return;
         }
         let membership = self.core.membership();
-        let links: Vec<Option<u8>> = membership
+        let links = membership
             .voters
             .iter()
             .chain(&membership.voters_outgoing)
             .filter(|&&id| id != self.id)
-            .map(|&id| self.link_version(id))
-            .collect();
-        let Some(target) = cluster_version_target(own, self.versions.committed, &links) else {
+            .map(|&id| self.link_version(id));
+        let Some(target) = target_of(own, self.versions.committed, links) else {
             return;
         };
         if self
