@@ -25,7 +25,9 @@ use super::types::{Entry, HardState, LogIndex, NodeId, Role, Term};
 ///    after it; append `entries`; save `hard_state` if set; apply `committed` to the state
 ///    machine in index order (they are all durable once this write is). A crash before the write
 ///    completes must lose all of it, or none. There is nothing to write when
-///    [`needs_write`](Ready::needs_write) is false.
+///    [`needs_write`](Ready::needs_write) is false, and nothing that must be durable when
+///    [`must_sync`](Ready::must_sync) is false: the caller may then carry out the `Ready` at
+///    once (apply, send, advance) and never store the commit index it carries.
 /// 3. Only after that write is durable, send [`persisted_messages`](Ready::persisted_messages):
 ///    vote grants, vote requests and append acknowledgements promise durability.
 /// 4. Answer the clients whose entries were applied (never earlier: an answer is a promise).
@@ -45,6 +47,12 @@ pub struct Ready {
     pub persisted_messages: Vec<Message>,
     /// The role, term and leader, when any changed since the last `Ready`.
     pub soft_state: Option<SoftState>,
+    /// Whether the batch holds anything that must be durable before the persisted messages
+    /// go out: entries, a truncation, or a new term or vote. A batch that only moves the
+    /// commit index (and applies entries already durable here) needs no write at all: the
+    /// commit index is volatile in Raft (etcd's `MustSync`), so the caller may carry out such
+    /// a `Ready` at once, without storage.
+    pub must_sync: bool,
 }
 
 /// What a Raft Ready asks to persist, as one atomic and durable write.

@@ -526,24 +526,33 @@ impl Replica {
         self.next_chunk(out);
         self.maybe_flush(out);
         self.maybe_compact(out);
-        if self.persisting.is_some() || self.chunk_on_disk() || self.chunk_waits_for_state() {
-            return;
+        loop {
+            if self.persisting.is_some() || self.chunk_on_disk() || self.chunk_waits_for_state() {
+                return;
+            }
+            let Some(ready) = self.core.ready() else {
+                return;
+            };
+            let number = ready.number;
+            if let Some(soft) = ready.soft_state {
+                out.push(Action::SoftState(soft));
+            }
+            self.route_messages(ready.messages, out);
+            let mut batch = ready.batch;
+            self.persisting = Some(Persisting {
+                number,
+                committed: std::mem::take(&mut batch.committed),
+                persisted_messages: ready.persisted_messages,
+            });
+            if ready.must_sync {
+                out.push(Action::Persist(Persist { number, batch }));
+                return;
+            }
+            // Nothing durable to write (a commit index moved, entries already durable here
+            // became applicable): carried out at once, without a round trip to the disk. The
+            // state machine reaches storage in its layers, the commit index is volatile.
+            self.persisted(number, out);
         }
-        let Some(ready) = self.core.ready() else {
-            return;
-        };
-        let number = ready.number;
-        if let Some(soft) = ready.soft_state {
-            out.push(Action::SoftState(soft));
-        }
-        self.route_messages(ready.messages, out);
-        let mut batch = ready.batch;
-        self.persisting = Some(Persisting {
-            number,
-            committed: std::mem::take(&mut batch.committed),
-            persisted_messages: ready.persisted_messages,
-        });
-        out.push(Action::Persist(Persist { number, batch }));
     }
 
     /// The batch `number` is durable. Applies the committed entries the core handed out with
@@ -896,6 +905,46 @@ mod tests {
             })
             .collect();
         assert_eq!(answered, [2, 3]);
+    }
+
+    #[test]
+    fn a_ready_that_only_moves_the_commit_index_never_goes_to_the_disk() {
+        let (mut r, mut disk, now) = single_leader();
+        r.propose_command(1, put(None), now, 0).unwrap();
+        let mut out = Vec::new();
+        r.poll(&mut out);
+        let persists: Vec<Persist> = out
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Persist(p) => Some(p),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(persists.len(), 1, "the entry's batch");
+        let entry = persists[0].batch.entries.last().expect("the entry").index;
+        disk.write_batch(&persists[0].batch).unwrap();
+        let mut out = Vec::new();
+        r.persisted(persists[0].number, &mut out);
+        r.poll(&mut out);
+        // Durable here, so committed (one voter): the commit index moves, and the Ready that
+        // carries it is carried out in line.
+        assert!(
+            !out.iter().any(|a| matches!(a, Action::Persist(_))),
+            "nothing to write for a commit index: {out:?}"
+        );
+        assert!(
+            out.iter()
+                .any(|a| matches!(a, Action::Proposal { token: 1, .. })),
+            "the write is answered: {out:?}"
+        );
+        let status = r.core().status(now);
+        assert_eq!(status.commit_index, entry);
+        assert_eq!(status.applied_index, entry);
+        assert!(
+            disk.state().hard_state.commit < entry,
+            "storage was never asked to write the commit index"
+        );
+        assert!(!r.core().has_ready(), "no Ready left outstanding");
     }
 
     #[test]

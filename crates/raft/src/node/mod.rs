@@ -978,6 +978,9 @@ impl RaftNode {
         let term = self.term;
         self.messages_after_persist.retain(|m| m.term >= term);
         self.readies_handed_out += 1;
+        let must_sync = !entries.is_empty()
+            || truncate_from.is_some()
+            || hard_state.is_some_and(|hs| (hs.term, hs.vote) != self.durable_term_vote);
         let ready = Ready {
             number: self.readies_handed_out,
             messages: self.take_messages(),
@@ -989,6 +992,7 @@ impl RaftNode {
             },
             persisted_messages: std::mem::take(&mut self.messages_after_persist),
             soft_state,
+            must_sync,
         };
         self.inflight = Some(InflightReady {
             number: ready.number,

@@ -112,3 +112,35 @@ fn applicable_entries_are_durable_and_come_after_the_ready_ones() {
         "each entry is handed out once"
     );
 }
+
+#[test]
+fn only_entries_a_truncation_or_a_new_term_or_vote_must_sync() {
+    let mut node = follower(3, 1, &[]);
+    // A vote: durable before the grant goes out.
+    step(&mut node, msg(2, 1, 2, vote_request(0, 0)), AFTER_TIMEOUT);
+    let vote = node.ready().expect("a vote to persist");
+    assert!(vote.must_sync && !vote.persisted_messages.is_empty());
+    node.advance(vote.number);
+    // Entries: durable before the acknowledgement.
+    step(
+        &mut node,
+        msg(2, 1, 2, append(0, 0, vec![entry(2, 1), entry(2, 2)], 0)),
+        AFTER_TIMEOUT,
+    );
+    let write = node.ready().expect("entries to persist");
+    assert!(write.must_sync);
+    node.advance(write.number);
+    // The leader's commit index moves, and nothing else: the hard state changes (its commit)
+    // and entries apply, but nothing needs to be durable first.
+    step(&mut node, msg(2, 1, 2, heartbeat(2, 1)), AFTER_TIMEOUT);
+    let commit = node.ready().expect("the commit index moved");
+    assert_eq!(commit.batch.hard_state.map(|hs| hs.commit), Some(i(2)));
+    assert!(commit.batch.entries.is_empty() && commit.batch.truncate_from.is_none());
+    assert!(!commit.must_sync, "a commit index alone is volatile");
+    node.advance(commit.number);
+    // A new term from a newer leader must be durable again.
+    step(&mut node, msg(3, 1, 3, heartbeat(2, 3)), AFTER_TIMEOUT);
+    let term = node.ready().expect("a new term");
+    assert_eq!(term.batch.hard_state.map(|hs| hs.term), Some(t(3)));
+    assert!(term.must_sync);
+}
