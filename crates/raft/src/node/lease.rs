@@ -222,11 +222,12 @@ impl RaftNode {
             lead.round_starts.pop_front();
         }
         let lease_allowed = lead.transfer.is_none() && lease_acked > lead.lease_round_floor;
+        // Rounds are remembered in increasing order (up to `ROUNDS_REMEMBERED_MAX` of them).
         let started = lead
             .round_starts
-            .iter()
-            .find(|&&(r, _)| r == lease_acked)
-            .map(|&(_, started)| started);
+            .binary_search_by_key(&lease_acked, |&(r, _)| r)
+            .ok()
+            .map(|at| lead.round_starts[at].1);
         if let (Some(started), true) = (started, lease_allowed) {
             lead.lease_until = lead.lease_until.max(started + lease_ns);
         }
