@@ -102,6 +102,10 @@ pub enum DiskDone {
     Answered,
 }
 
+/// How the disk thread sends the messages that promise a batch's durability
+/// (`Persist::then_send`), the moment the batch is durable.
+pub type SendAfterWrite = Box<dyn FnMut(regent_raft::Message) + Send>;
+
 /// The driver's handle on the disk thread.
 pub struct Disk {
     requests: std_mpsc::Sender<DiskRequest>,
@@ -109,8 +113,14 @@ pub struct Disk {
 }
 
 impl Disk {
-    /// Starts the thread; completions arrive on `done`.
-    pub fn start(mut storage: RedbStorage, done: mpsc::UnboundedSender<DiskDone>) -> Disk {
+    /// Starts the thread; completions arrive on `done`, and the messages a durable batch
+    /// releases leave through `send` first (one wake-up less on a follower's acknowledgement:
+    /// it does not wait for the driver to hear of the write).
+    pub fn start(
+        mut storage: RedbStorage,
+        done: mpsc::UnboundedSender<DiskDone>,
+        mut send: SendAfterWrite,
+    ) -> Disk {
         let (requests, inbox) = std_mpsc::channel::<DiskRequest>();
         let thread = std::thread::Builder::new()
             .name("regent-disk".into())
@@ -118,7 +128,7 @@ impl Disk {
                 while let Ok(request) = inbox.recv() {
                     let kind = request.kind();
                     let started = Instant::now();
-                    let finished = carry_out(&mut storage, request);
+                    let finished = carry_out(&mut storage, request, &mut send);
                     let took = started.elapsed();
                     if took >= SLOW_REQUEST {
                         // Everything queued behind it waited as long: say what it was.
@@ -160,11 +170,19 @@ impl Disk {
     }
 }
 
-fn carry_out(storage: &mut RedbStorage, request: DiskRequest) -> DiskDone {
+fn carry_out(
+    storage: &mut RedbStorage,
+    request: DiskRequest,
+    send: &mut SendAfterWrite,
+) -> DiskDone {
     match request {
         DiskRequest::Persist(persist) => {
             let started = Instant::now();
             let result = storage.write_batch(&persist.batch).map(|_| ());
+            if result.is_ok() {
+                // Durable: what promised it may go (never after a failed write).
+                persist.then_send.into_iter().for_each(&mut *send);
+            }
             DiskDone::Persisted {
                 number: persist.number,
                 result,

@@ -25,6 +25,7 @@ mod status;
 mod stop;
 
 pub use admin::live_options;
+pub(crate) use links::send_raft;
 
 use crate::api::metrics::Metrics;
 use crate::api::status::NodeStatus;

@@ -227,7 +227,14 @@ async fn run_daemon(config: DaemonConfig, config_path: PathBuf) -> Result<ExitCo
     }
 
     let (done_tx, disk_done) = mpsc::unbounded_channel();
-    let disk = Disk::start(storage, done_tx);
+    let disk = {
+        let transport = transport.clone();
+        Disk::start(
+            storage,
+            done_tx,
+            Box::new(move |m| driver::send_raft(&transport, id, m)),
+        )
+    };
     let driver = Driver::new(DriverParts {
         replica,
         disk,

@@ -1309,6 +1309,7 @@ mod tests {
                             }
                             Action::Persist(p) => {
                                 node.disk.write_batch(&p.batch).unwrap();
+                                out.extend(p.then_send.into_iter().map(Action::Send));
                                 node.replica.persisted(p.number, &mut out);
                             }
                             Action::PersistState(flush) => {

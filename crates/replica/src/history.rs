@@ -583,7 +583,7 @@ mod tests {
         for p in held {
             let (r, disk) = &mut net.nodes[(first - 1) as usize];
             disk.write_batch(&p.batch).unwrap();
-            let mut more = Vec::new();
+            let mut more: Vec<Action> = p.then_send.into_iter().map(Action::Send).collect();
             r.persisted(p.number, &mut more);
             net.carry_out((first - 1) as usize, more);
         }

@@ -97,6 +97,12 @@ pub enum ProposalOutcome {
 pub struct Persist {
     pub number: u64,
     pub batch: Batch,
+    /// The messages that promise the batch's durability (append acknowledgements, vote grants
+    /// and requests): the caller sends them the moment the write is durable, before it reports
+    /// it, and never if the write failed. `persisted` does not hand them out again. (The
+    /// daemon's disk thread sends them itself, so that a follower's acknowledgement leaves
+    /// without a round trip through the driver.)
+    pub then_send: Vec<Message>,
 }
 
 /// What [`Replica::compact_now`] did.
@@ -209,7 +215,6 @@ struct Persisting {
     number: u64,
     /// The committed entries the core handed out with the batch: applied once it is durable.
     committed: Vec<Entry>,
-    persisted_messages: Vec<Message>,
 }
 
 pub struct Replica {
@@ -542,21 +547,25 @@ impl Replica {
             self.persisting = Some(Persisting {
                 number,
                 committed: std::mem::take(&mut batch.committed),
-                persisted_messages: ready.persisted_messages,
             });
             if ready.must_sync {
-                out.push(Action::Persist(Persist { number, batch }));
+                out.push(Action::Persist(Persist {
+                    number,
+                    batch,
+                    then_send: ready.persisted_messages,
+                }));
                 return;
             }
             // Nothing durable to write (a commit index moved, entries already durable here
             // became applicable): carried out at once, without a round trip to the disk. The
             // state machine reaches storage in its layers, the commit index is volatile.
+            out.extend(ready.persisted_messages.into_iter().map(Action::Send));
             self.persisted(number, out);
         }
     }
 
-    /// The batch `number` is durable. Applies the committed entries the core handed out with
-    /// it, and appends the answers to proposals, the messages that waited for durability, and
+    /// The batch `number` is durable (and its [`Persist::then_send`] sent). Applies the
+    /// committed entries the core handed out with it, and appends the answers to proposals and
     /// a compaction when one is due.
     pub fn persisted(&mut self, number: u64, out: &mut Vec<Action>) {
         let done = self
@@ -568,7 +577,6 @@ impl Replica {
             "persisted a batch other than the one in flight"
         );
         self.apply_entries(done.committed, out);
-        out.extend(done.persisted_messages.into_iter().map(Action::Send));
         self.core.advance(number);
         self.maybe_compact(out);
     }
@@ -786,7 +794,8 @@ mod tests {
                 match action {
                     Action::Persist(p) => {
                         disk.write_batch(&p.batch).unwrap();
-                        let mut more = Vec::new();
+                        let mut more: Vec<Action> =
+                            p.then_send.into_iter().map(Action::Send).collect();
                         r.persisted(p.number, &mut more);
                         seen.extend(more);
                     }

@@ -116,7 +116,7 @@ impl Net {
                 Action::Persist(p) => {
                     let (r, disk) = &mut self.nodes[i];
                     disk.write_batch(&p.batch).unwrap();
-                    let mut more = Vec::new();
+                    let mut more: Vec<Action> = p.then_send.into_iter().map(Action::Send).collect();
                     r.persisted(p.number, &mut more);
                     self.carry_out(i, more);
                 }

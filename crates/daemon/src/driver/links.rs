@@ -5,24 +5,30 @@
 use super::Driver;
 use crate::streams;
 use crate::wire::PeerMessage;
-use regent_raft::{Message, Nanos};
-use regent_transport::{Inbound, LinkEvent};
+use regent_raft::{Message, Nanos, NodeId};
+use regent_transport::{Inbound, LinkEvent, TransportHandle};
 use tokio::sync::broadcast;
 
+/// Queues a Raft message for its peer, in the words the peer's link speaks: a peer that speaks
+/// only wire version 2 gets its TimeoutNow without the cause, and nothing it has no word for.
+/// The driver sends through it, and so does the disk thread (the messages that wait for a
+/// durable write, `Persist::then_send`).
+pub(crate) fn send_raft(transport: &TransportHandle<PeerMessage>, id: NodeId, mut m: Message) {
+    let to = m.to;
+    if transport.wire_version(to) == Some(2) {
+        match m.body.without_cause() {
+            Some(body) => m.body = body,
+            None => return,
+        }
+    }
+    if let Err(err) = transport.send(to, &PeerMessage::Raft(m)) {
+        tracing::debug!(node = %id, peer = %to, error = %err, "message not queued");
+    }
+}
+
 impl Driver {
-    pub(super) fn send(&mut self, mut m: Message) {
-        let to = m.to;
-        // A peer that speaks only wire version 2 gets its TimeoutNow without the cause, and
-        // nothing it has no word for.
-        if self.transport.wire_version(to) == Some(2) {
-            match m.body.without_cause() {
-                Some(body) => m.body = body,
-                None => return,
-            }
-        }
-        if let Err(err) = self.transport.send(to, &PeerMessage::Raft(m)) {
-            tracing::debug!(node = %self.id, peer = %to, error = %err, "message not queued");
-        }
+    pub(super) fn send(&mut self, m: Message) {
+        send_raft(&self.transport, self.id, m);
     }
 
     pub(super) fn on_inbound(&mut self, inbound: Inbound<PeerMessage>, now: Nanos) {

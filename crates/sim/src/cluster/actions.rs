@@ -216,7 +216,9 @@ impl Cluster {
         if let Err(f) = durable {
             self.violation(f);
         }
-        let mut actions = Vec::new();
+        // The messages that promise durability go out the moment it holds, before the replica
+        // hears of it (as the daemon's disk thread sends them).
+        let mut actions: Vec<Action> = persist.then_send.into_iter().map(Action::Send).collect();
         let replica = self.nodes[i].live();
         replica.persisted(persist.number, &mut actions);
         self.carry_out(i, actions);
