@@ -92,6 +92,10 @@ pub enum ProposalOutcome {
     Superseded { index: LogIndex },
 }
 
+/// Passes of one [`Replica::poll`] (each carries out at most one `Ready` with nothing durable
+/// in it, and hands out what that released).
+const POLL_PASSES_MAX: usize = 4;
+
 /// One batch to write durably, then report with [`Replica::persisted`] under its number.
 #[derive(Debug)]
 pub struct Persist {
@@ -504,7 +508,22 @@ impl Replica {
     /// snapshot streams, messages, the actions inputs produced (forwarded reports), hand-overs
     /// ended, then the next snapshot chunk for the disk, and (when neither a batch nor a chunk
     /// is on the disk) the role change, the next batch's messages and the batch itself.
+    ///
+    /// A `Ready` with nothing durable in it is carried out here, at once; what it released
+    /// (reads, applicable entries, the next `Ready`) is handed out by the same call.
     pub fn poll(&mut self, out: &mut Vec<Action>) {
+        // Bounded: each pass that carried out a `Ready` consumed one; whatever a last pass
+        // leaves is handed out by the caller's next poll, as anything produced after a poll.
+        for _ in 0..POLL_PASSES_MAX {
+            if !self.poll_once(out) {
+                return;
+            }
+        }
+    }
+
+    /// One pass of [`poll`](Self::poll). Returns true when it carried out a `Ready` in line,
+    /// after which another pass has more to hand out.
+    fn poll_once(&mut self, out: &mut Vec<Action>) -> bool {
         self.apply_committed(out);
         // A node that became leader when its vote became durable proposes the cluster version
         // at once, so that it commits with the term's no-op.
@@ -531,37 +550,36 @@ impl Replica {
         self.next_chunk(out);
         self.maybe_flush(out);
         self.maybe_compact(out);
-        loop {
-            if self.persisting.is_some() || self.chunk_on_disk() || self.chunk_waits_for_state() {
-                return;
-            }
-            let Some(ready) = self.core.ready() else {
-                return;
-            };
-            let number = ready.number;
-            if let Some(soft) = ready.soft_state {
-                out.push(Action::SoftState(soft));
-            }
-            self.route_messages(ready.messages, out);
-            let mut batch = ready.batch;
-            self.persisting = Some(Persisting {
-                number,
-                committed: std::mem::take(&mut batch.committed),
-            });
-            if ready.must_sync {
-                out.push(Action::Persist(Persist {
-                    number,
-                    batch,
-                    then_send: ready.persisted_messages,
-                }));
-                return;
-            }
-            // Nothing durable to write (a commit index moved, entries already durable here
-            // became applicable): carried out at once, without a round trip to the disk. The
-            // state machine reaches storage in its layers, the commit index is volatile.
-            out.extend(ready.persisted_messages.into_iter().map(Action::Send));
-            self.persisted(number, out);
+        if self.persisting.is_some() || self.chunk_on_disk() || self.chunk_waits_for_state() {
+            return false;
         }
+        let Some(ready) = self.core.ready() else {
+            return false;
+        };
+        let number = ready.number;
+        if let Some(soft) = ready.soft_state {
+            out.push(Action::SoftState(soft));
+        }
+        self.route_messages(ready.messages, out);
+        let mut batch = ready.batch;
+        self.persisting = Some(Persisting {
+            number,
+            committed: std::mem::take(&mut batch.committed),
+        });
+        if ready.must_sync {
+            out.push(Action::Persist(Persist {
+                number,
+                batch,
+                then_send: ready.persisted_messages,
+            }));
+            return false;
+        }
+        // Nothing durable to write (a commit index moved, entries already durable here became
+        // applicable): carried out at once, without a round trip to the disk. The state
+        // machine reaches storage in its layers, the commit index is volatile.
+        out.extend(ready.persisted_messages.into_iter().map(Action::Send));
+        self.persisted(number, out);
+        true
     }
 
     /// The batch `number` is durable (and its [`Persist::then_send`] sent). Applies the
