@@ -244,6 +244,9 @@ pub struct Replica {
     /// Where the storage log's compacted prefix ends: at or below the core's (a restarted
     /// core is given only the newest applied entries); compaction steps start from here.
     storage_snapshot: LogIndex,
+    /// The term and vote storage holds (or is writing): a batch carries the hard state only
+    /// when they change.
+    stored_term_vote: (Term, Option<NodeId>),
     /// Actions produced by inputs, handed out by the next `poll`.
     queued: Vec<Action>,
     /// Hand-overs in progress, and how long one may take.
@@ -294,6 +297,7 @@ impl Replica {
     ) -> Result<Replica, ReplicaError> {
         let restored = restored_state(storage, &bootstrap, config.restore_entries_max)?;
         let storage_snapshot = storage.state().snapshot.last_included_index;
+        let stored = storage.state().hard_state;
         let state = storage.state_machine();
         let handover_max_ns =
             HANDOVER_ELECTION_TIMEOUTS * config.election_timeout_min_ms * 1_000_000;
@@ -313,6 +317,7 @@ impl Replica {
             persisting: None,
             compacting: None,
             storage_snapshot,
+            stored_term_vote: (stored.term, stored.vote),
             queued: Vec::new(),
             handovers: Vec::new(),
             handover_max_ns,
@@ -567,6 +572,14 @@ impl Replica {
             committed: std::mem::take(&mut batch.committed),
         });
         if ready.must_sync {
+            // The commit index is volatile (a restarted node takes the larger of the stored one
+            // and its applied index, and learns the rest from the leader): a batch that keeps
+            // the term and vote leaves the hard state out, and its page out of the commit.
+            match batch.hard_state {
+                Some(hs) if (hs.term, hs.vote) == self.stored_term_vote => batch.hard_state = None,
+                Some(hs) => self.stored_term_vote = (hs.term, hs.vote),
+                None => {}
+            }
             out.push(Action::Persist(Persist {
                 number,
                 batch,
@@ -972,6 +985,46 @@ mod tests {
             "storage was never asked to write the commit index"
         );
         assert!(!r.core().has_ready(), "no Ready left outstanding");
+    }
+
+    #[test]
+    fn a_batch_that_keeps_the_term_and_vote_leaves_the_hard_state_out() {
+        let mut net = crate::testnet::Net::new();
+        let leader = net.until_leader();
+        let follower = (1..=3).find(|&id| id != leader).unwrap();
+        let stored =
+            |net: &crate::testnet::Net| net.nodes[(follower - 1) as usize].1.state().hard_state;
+        let before = stored(&net);
+        // Writes commit one after the other: each of the follower's batches brings entries and
+        // a commit index that moved, with the same term and vote.
+        net.stalled[(follower - 1) as usize] = Some(Vec::new());
+        for token in 1..=3 {
+            let now = net.now;
+            net.r_mut(leader)
+                .propose_command(token, put(None), now, 0)
+                .unwrap();
+            net.pump();
+            let held = net.stalled[(follower - 1) as usize]
+                .replace(Vec::new())
+                .unwrap();
+            assert!(!held.is_empty(), "the follower's batch");
+            for p in held {
+                assert!(!p.batch.entries.is_empty());
+                assert_eq!(p.batch.hard_state, None, "the term and vote did not change");
+                net.carry_out((follower - 1) as usize, vec![Action::Persist(p)]);
+            }
+            net.pump();
+        }
+        let after = stored(&net);
+        assert_eq!((after.term, after.vote), (before.term, before.vote));
+        let status = net.r(follower).core().status(net.now);
+        assert!(
+            status.commit_index > after.commit,
+            "the commit index moved in memory ({}), not in storage ({})",
+            status.commit_index,
+            after.commit
+        );
+        net.stalled[(follower - 1) as usize] = None;
     }
 
     #[test]

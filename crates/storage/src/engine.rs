@@ -189,15 +189,10 @@ pub(crate) fn write_log(
 ) -> Result<LogState, StorageError> {
     let mut next = state.clone();
     if let Some(hs) = batch.hard_state {
-        // Only a new term or vote is written. The commit index is volatile in Raft: a
-        // restarted node takes the larger of the stored one and its applied index, and
-        // learns the rest from the leader. Writing it with every batch would cost a page
-        // (the hard state's leaf) in every durable commit; it is kept here, in memory, where
-        // the checks of later batches use it.
-        if (hs.term, hs.vote) != (state.hard_state.term, state.hard_state.vote) {
+        if hs != state.hard_state {
             store.set_hard_state(&hs)?;
+            next.hard_state = hs;
         }
-        next.hard_state = hs;
     }
     if let Some(from) = batch.truncate_from {
         if from <= state.last_index {

@@ -446,34 +446,6 @@ mod must_sync_tests {
         assert!(batch_must_sync(&state, &truncation));
     }
 
-    /// Only a new term or vote is written. A commit index that moved alone (here with entries,
-    /// in a durable batch) stays in memory, where the checks of later batches use it: a
-    /// restart starts from the stored one, which is at or below it, never above.
-    #[test]
-    fn a_commit_index_that_moved_alone_is_not_written() {
-        let mut s = store();
-        append(&mut s, vec![put(1, "a"), put(2, "b")], 0, Vec::new());
-        append(&mut s, vec![put(3, "c")], 2, Vec::new());
-        assert_eq!(s.state().hard_state.commit, LogIndex(2));
-        let truncation = Batch {
-            hard_state: None,
-            truncate_from: Some(LogIndex(2)),
-            entries: Vec::new(),
-            committed: Vec::new(),
-        };
-        let refused = s.write_batch(&truncation).unwrap_err().to_string();
-        assert!(refused.contains("committed"), "{refused}");
-        let recovered = s.reload().unwrap();
-        assert_eq!(
-            recovered.state.hard_state.commit,
-            LogIndex(0),
-            "not written"
-        );
-        assert_eq!(recovered.state.hard_state.term, Term(1));
-        assert_eq!(recovered.state.hard_state.vote, Some(NodeId(1)));
-        assert_eq!(recovered.state.last_index, LogIndex(3), "the entries were");
-    }
-
     /// A crash loses an apply that was not made durable; the log keeps the entries, and
     /// applying them again gives the same results. A later durable batch keeps everything.
     #[test]
