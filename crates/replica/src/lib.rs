@@ -989,11 +989,10 @@ mod tests {
 
     #[test]
     fn a_batch_that_keeps_the_term_and_vote_leaves_the_hard_state_out() {
-        let mut net = crate::testnet::Net::new();
+        let mut net = testnet::Net::new();
         let leader = net.until_leader();
         let follower = (1..=3).find(|&id| id != leader).unwrap();
-        let stored =
-            |net: &crate::testnet::Net| net.nodes[(follower - 1) as usize].1.state().hard_state;
+        let stored = |net: &testnet::Net| net.nodes[(follower - 1) as usize].1.state().hard_state;
         let before = stored(&net);
         // Writes commit one after the other: each of the follower's batches brings entries and
         // a commit index that moved, with the same term and vote.
