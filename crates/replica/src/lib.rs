@@ -244,9 +244,6 @@ pub struct Replica {
     /// Where the storage log's compacted prefix ends: at or below the core's (a restarted
     /// core is given only the newest applied entries); compaction steps start from here.
     storage_snapshot: LogIndex,
-    /// The term and vote storage holds (or is writing): a batch carries the hard state only
-    /// when they change.
-    stored_term_vote: (Term, Option<NodeId>),
     /// Actions produced by inputs, handed out by the next `poll`.
     queued: Vec<Action>,
     /// Hand-overs in progress, and how long one may take.
@@ -297,7 +294,6 @@ impl Replica {
     ) -> Result<Replica, ReplicaError> {
         let restored = restored_state(storage, &bootstrap, config.restore_entries_max)?;
         let storage_snapshot = storage.state().snapshot.last_included_index;
-        let stored = storage.state().hard_state;
         let state = storage.state_machine();
         let handover_max_ns =
             HANDOVER_ELECTION_TIMEOUTS * config.election_timeout_min_ms * 1_000_000;
@@ -317,7 +313,6 @@ impl Replica {
             persisting: None,
             compacting: None,
             storage_snapshot,
-            stored_term_vote: (stored.term, stored.vote),
             queued: Vec::new(),
             handovers: Vec::new(),
             handover_max_ns,
@@ -575,10 +570,12 @@ impl Replica {
             // The commit index is volatile (a restarted node takes the larger of the stored one
             // and its applied index, and learns the rest from the leader): a batch that keeps
             // the term and vote leaves the hard state out, and its page out of the commit.
-            match batch.hard_state {
-                Some(hs) if (hs.term, hs.vote) == self.stored_term_vote => batch.hard_state = None,
-                Some(hs) => self.stored_term_vote = (hs.term, hs.vote),
-                None => {}
+            let durable = self.core.durable_term_vote();
+            if batch
+                .hard_state
+                .is_some_and(|hs| (hs.term, hs.vote) == durable)
+            {
+                batch.hard_state = None;
             }
             out.push(Action::Persist(Persist {
                 number,

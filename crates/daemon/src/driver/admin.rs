@@ -69,8 +69,8 @@ impl Driver {
     /// SIGHUP or `POST /v1/admin/reload`: reads the configuration file again and reloads the
     /// certificate, key and CA bundle; then applies what may change at run time — the log
     /// filter, the host health probe, who may call admin endpoints, the lease warning, the
-    /// journal's retention, the history's `keep`. Settings that need a restart are named in the answer and the log,
-    /// and keep their old values.
+    /// journal's retention, the history's `keep`. Settings that need a restart are named in the
+    /// answer and the log, and keep their old values.
     pub(super) fn reload(&mut self) -> Result<String, RequestError> {
         let refuse = |refusal: ReloadRefusal| {
             tracing::error!(node = %self.id, reason = %refusal, "reload refused; the old configuration and certificate stay");

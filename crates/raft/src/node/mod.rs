@@ -1058,6 +1058,12 @@ impl RaftNode {
             .map(|t| t.target)
     }
 
+    /// The term and vote made durable by the last acknowledged `Ready` (what storage holds):
+    /// a batch that keeps them need not write the hard state again for a moved commit index.
+    pub fn durable_term_vote(&self) -> (Term, Option<NodeId>) {
+        self.durable_term_vote
+    }
+
     /// The hand-over that made this node campaign in its current term, if one did (`None`
     /// after an election of its own timer, or once the term moved on).
     pub fn transfer_campaign(&self) -> Option<TransferCampaign> {
